@@ -1,0 +1,166 @@
+//! Named counters, written by exactly one worker and summed by the control thread.
+//!
+//! Every counter is an `AtomicU64` updated with a relaxed load and store (no read-modify-write
+//! bus lock): only the owning worker writes it, readers may see a value one batch old.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a frame was dropped. Indexes the drop counter arrays, so no drop goes uncounted.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header.
+    Runt = 0,
+    /// Source MAC is multicast, broadcast or all-zero: no station may send from it.
+    BadSourceMac,
+    /// The destination is the port the frame came in on.
+    Hairpin,
+    /// A flood found no other port in the network.
+    NoOtherPort,
+    /// The destination port was removed while the frame was in flight.
+    PortGone,
+    /// The destination port's transmit ring was full.
+    TxRingFull,
+    /// The queue to the worker that owns the destination port was full.
+    CrossQueueFull,
+    /// No free frame buffer to copy a flooded or cross-worker frame into.
+    NoFreeFrame,
+    /// Larger than a frame buffer.
+    TooBig,
+}
+
+impl DropReason {
+    /// Every reason, in counter-index order.
+    pub const ALL: [DropReason; 9] = [
+        DropReason::Runt,
+        DropReason::BadSourceMac,
+        DropReason::Hairpin,
+        DropReason::NoOtherPort,
+        DropReason::PortGone,
+        DropReason::TxRingFull,
+        DropReason::CrossQueueFull,
+        DropReason::NoFreeFrame,
+        DropReason::TooBig,
+    ];
+    /// Number of reasons.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The name used in stats output.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::BadSourceMac => "bad_source_mac",
+            DropReason::Hairpin => "hairpin",
+            DropReason::NoOtherPort => "no_other_port",
+            DropReason::PortGone => "port_gone",
+            DropReason::TxRingFull => "tx_ring_full",
+            DropReason::CrossQueueFull => "cross_queue_full",
+            DropReason::NoFreeFrame => "no_free_frame",
+            DropReason::TooBig => "too_big",
+        }
+    }
+}
+
+/// One single-writer counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker may call this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        let v = self.0.load(Ordering::Relaxed);
+        self.0.store(v.wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Drop counters indexed by [`DropReason`].
+#[derive(Debug, Default)]
+pub struct DropCounters([Counter; DropReason::COUNT]);
+
+impl DropCounters {
+    /// Counts `n` drops for `reason`.
+    #[inline]
+    pub fn add(&self, reason: DropReason, n: u64) {
+        self.0[reason as usize].add(n);
+    }
+
+    /// The count for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason as usize].get()
+    }
+
+    /// Sum over all reasons.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(Counter::get).sum()
+    }
+}
+
+/// Counters of one port, written only by the worker that owns the port.
+///
+/// Drops are charged to the port the frame arrived on, except transmit-side drops
+/// (`tx_ring_full`, `port_gone`), which are charged to the worker.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx_packets: Counter,
+    /// Bytes received.
+    pub rx_bytes: Counter,
+    /// Frames transmitted.
+    pub tx_packets: Counter,
+    /// Bytes transmitted.
+    pub tx_bytes: Counter,
+    /// Frames that arrived here and were dropped, by reason.
+    pub drops: DropCounters,
+}
+
+/// Counters of one worker thread.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    /// Non-empty batches run through the pipeline.
+    pub batches: Counter,
+    /// Poll loop iterations that moved at least one frame.
+    pub busy_polls: Counter,
+    /// Poll loop iterations that found nothing to do.
+    pub idle_polls: Counter,
+    /// Nanoseconds spent in busy iterations.
+    pub busy_ns: Counter,
+    /// Nanoseconds spent in idle iterations (sleep included).
+    pub idle_ns: Counter,
+    /// Frames sent to another worker over a cross-worker queue.
+    pub cross_tx: Counter,
+    /// Frames received from another worker over a cross-worker queue.
+    pub cross_rx: Counter,
+    /// MAC addresses learned (new entries and moves).
+    pub fdb_learned: Counter,
+    /// Learning skipped because the FDB was full.
+    pub fdb_full: Counter,
+    /// Learned entries removed by aging.
+    pub fdb_aged: Counter,
+    /// Frames dropped by this worker on the transmit side, by reason.
+    pub drops: DropCounters,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reasons_index_their_own_slot() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{} is out of order", r.name());
+        }
+        let d = DropCounters::default();
+        d.add(DropReason::TooBig, 3);
+        d.add(DropReason::Runt, 1);
+        assert_eq!(d.get(DropReason::TooBig), 3);
+        assert_eq!(d.total(), 4);
+    }
+}

@@ -1,0 +1,197 @@
+//! The transmit side of a worker: per-port staging, flooding, cross-worker hand-off, drops.
+//!
+//! Frames for one port are staged and handed to the backend together at the end of a batch, so
+//! the kernel is kicked once per port per batch, not once per frame.
+
+use std::sync::Arc;
+
+use crate::counters::{DropReason, PortCounters, WorkerCounters};
+use crate::cross::{CrossFrame, CrossQueue};
+use crate::pipeline::BATCH_SIZE;
+use crate::port::Backend;
+use crate::snapshot::{NetworkId, PortId, Snapshot, MAX_PORTS};
+
+/// A port this worker owns.
+struct LocalPort<F> {
+    counters: Arc<PortCounters>,
+    staged: [F; BATCH_SIZE],
+    staged_len: usize,
+    staged_bytes: u64,
+}
+
+/// A worker's backend, its ports and its queues to other workers.
+pub struct Egress<B: Backend> {
+    worker: usize,
+    /// The worker's frame pool and sockets.
+    pub backend: B,
+    ports: Vec<Option<LocalPort<B::Frame>>>,
+    /// Ports with staged frames, in the order they were first staged.
+    dirty: Vec<PortId>,
+    /// `to_worker[w]`: queue to worker `w` (`None` for this worker).
+    to_worker: Vec<Option<CrossQueue>>,
+    counters: Arc<WorkerCounters>,
+}
+
+impl<B: Backend> Egress<B> {
+    /// Egress for worker `worker`, with its queues to the other workers.
+    pub fn new(
+        worker: usize,
+        backend: B,
+        to_worker: Vec<Option<CrossQueue>>,
+        counters: Arc<WorkerCounters>,
+    ) -> Self {
+        Egress {
+            worker,
+            backend,
+            ports: (0..MAX_PORTS).map(|_| None).collect(),
+            dirty: Vec::with_capacity(MAX_PORTS),
+            to_worker,
+            counters,
+        }
+    }
+
+    /// Starts transmitting on port `id` (the backend has opened it).
+    pub fn attach(&mut self, id: PortId, counters: Arc<PortCounters>) {
+        if let Some(slot) = self.ports.get_mut(usize::from(id)) {
+            *slot = Some(LocalPort {
+                counters,
+                staged: [B::Frame::default(); BATCH_SIZE],
+                staged_len: 0,
+                staged_bytes: 0,
+            });
+        }
+    }
+
+    /// Stops transmitting on port `id`, flushing what is staged first.
+    pub fn detach(&mut self, id: PortId) {
+        self.flush();
+        if let Some(slot) = self.ports.get_mut(usize::from(id)) {
+            *slot = None;
+        }
+    }
+
+    /// Counters of local port `id`.
+    pub fn port_counters(&self, id: PortId) -> Option<&PortCounters> {
+        self.ports
+            .get(usize::from(id))
+            .and_then(Option::as_ref)
+            .map(|p| &*p.counters)
+    }
+
+    /// Drops a frame that arrived on `in_port`, counting it there.
+    pub fn drop_rx(&mut self, in_port: PortId, reason: DropReason, frame: B::Frame) {
+        self.count_rx_drop(in_port, reason);
+        self.backend.free(frame);
+    }
+
+    fn count_rx_drop(&self, in_port: PortId, reason: DropReason) {
+        match self.port_counters(in_port) {
+            Some(c) => c.drops.add(reason, 1),
+            None => self.counters.drops.add(reason, 1),
+        }
+    }
+
+    /// Sends `frame` from `in_port` to port `to`, on this worker or through the owner's queue.
+    pub fn send(&mut self, in_port: PortId, to: PortId, frame: B::Frame, snap: &Snapshot) {
+        let Some(owner) = snap.port(to).map(|e| e.worker) else {
+            self.counters.drops.add(DropReason::PortGone, 1);
+            self.backend.free(frame);
+            return;
+        };
+        if owner == self.worker {
+            self.stage(to, frame);
+            return;
+        }
+        let queue = self.to_worker.get(owner).and_then(Option::as_ref);
+        let pushed = match (queue, CrossFrame::new(to, self.backend.bytes(&frame))) {
+            (Some(q), Some(cf)) => q.push(cf).map_err(|_| DropReason::CrossQueueFull),
+            (None, _) => Err(DropReason::PortGone),
+            (_, None) => Err(DropReason::TooBig),
+        };
+        match pushed {
+            Ok(()) => {
+                self.counters.cross_tx.add(1);
+                self.backend.free(frame);
+            }
+            Err(reason) => self.drop_rx(in_port, reason, frame),
+        }
+    }
+
+    /// Sends a copy of `frame` to every port of `network` except `in_port`.
+    pub fn flood(&mut self, in_port: PortId, network: NetworkId, frame: B::Frame, snap: &Snapshot) {
+        let members = snap.members(network);
+        let mut targets = members.iter().copied().filter(|&p| p != in_port);
+        let Some(mut current) = targets.next() else {
+            self.drop_rx(in_port, DropReason::NoOtherPort, frame);
+            return;
+        };
+        // Every target but the last gets a copy; the last one gets the original frame.
+        for next in targets {
+            match self.backend.clone_frame(&frame) {
+                Some(copy) => self.send(in_port, current, copy, snap),
+                None => self.count_rx_drop(in_port, DropReason::NoFreeFrame),
+            }
+            current = next;
+        }
+        self.send(in_port, current, frame, snap);
+    }
+
+    /// Takes a frame that another worker forwarded to local port `to`.
+    pub fn accept_cross(&mut self, cf: &CrossFrame) {
+        match self.backend.alloc_copy(cf.bytes()) {
+            Some(frame) => {
+                self.counters.cross_rx.add(1);
+                self.stage(cf.port, frame);
+            }
+            None => self.counters.drops.add(DropReason::NoFreeFrame, 1),
+        }
+    }
+
+    fn stage(&mut self, to: PortId, frame: B::Frame) {
+        let len = self.backend.bytes(&frame).len() as u64;
+        let Some(Some(port)) = self.ports.get_mut(usize::from(to)) else {
+            self.counters.drops.add(DropReason::PortGone, 1);
+            self.backend.free(frame);
+            return;
+        };
+        if port.staged_len == BATCH_SIZE {
+            self.flush_port(to);
+            return self.stage(to, frame);
+        }
+        if port.staged_len == 0 {
+            self.dirty.push(to);
+        }
+        port.staged[port.staged_len] = frame;
+        port.staged_len += 1;
+        port.staged_bytes += len;
+    }
+
+    /// Hands every staged frame to the backend.
+    pub fn flush(&mut self) {
+        while let Some(id) = self.dirty.pop() {
+            self.flush_port(id);
+        }
+    }
+
+    fn flush_port(&mut self, id: PortId) {
+        let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
+            return;
+        };
+        let staged = &port.staged[..port.staged_len];
+        let sent = self.backend.tx(id, staged);
+        port.counters.tx_packets.add(sent as u64);
+        let mut unsent_bytes = 0;
+        for f in &staged[sent..] {
+            unsent_bytes += self.backend.bytes(f).len() as u64;
+            self.backend.free(*f);
+        }
+        port.counters.tx_bytes.add(port.staged_bytes - unsent_bytes);
+        let unsent = (staged.len() - sent) as u64;
+        if unsent > 0 {
+            self.counters.drops.add(DropReason::TxRingFull, unsent);
+        }
+        port.staged_len = 0;
+        port.staged_bytes = 0;
+        self.dirty.retain(|&p| p != id);
+    }
+}

@@ -1,0 +1,145 @@
+//! The stages every batch of frames goes through, in order.
+//!
+//! Each stage is a plain function over the whole batch: it finishes every frame before the next
+//! stage starts, reads the fixed-size [`FlowKey`] rather than the bytes, and records its decision
+//! in the frame's [`Verdict`]. A dropped frame keeps its reason until `tx` counts and frees it.
+
+use std::time::Instant;
+
+use crate::counters::{DropReason, WorkerCounters};
+use crate::egress::Egress;
+use crate::fdb::{Fdb, Learn};
+use crate::port::Backend;
+use crate::snapshot::{NetworkId, PortId, Snapshot};
+use crate::wire::{EthernetFrame, MacAddr};
+
+/// Frames per batch.
+pub const BATCH_SIZE: usize = 32;
+
+/// What the pipeline decided for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send to this port.
+    Forward(PortId),
+    /// Send to every other port of the frame's network.
+    Flood,
+    /// Drop, and count it under this reason.
+    Drop(DropReason),
+}
+
+/// The fields later stages need, parsed once per frame.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Destination MAC.
+    pub dst: MacAddr,
+    /// Source MAC.
+    pub src: MacAddr,
+    /// EtherType as on the wire.
+    pub ethertype: u16,
+    /// Network of the port the frame arrived on.
+    pub network: NetworkId,
+}
+
+const _: () = assert!(std::mem::size_of::<FlowKey>() == 16);
+
+/// Up to [`BATCH_SIZE`] frames received together on one port.
+#[derive(Debug)]
+pub struct Batch<F> {
+    /// Number of frames in use.
+    pub len: usize,
+    /// Port the frames arrived on.
+    pub in_port: PortId,
+    /// Bytes received in this batch (filled by `parse`).
+    pub rx_bytes: u64,
+    /// The frames.
+    pub frames: [F; BATCH_SIZE],
+    /// Parsed keys.
+    pub keys: [FlowKey; BATCH_SIZE],
+    /// Decisions.
+    pub verdicts: [Verdict; BATCH_SIZE],
+}
+
+impl<F: Copy + Default> Default for Batch<F> {
+    fn default() -> Self {
+        Batch {
+            len: 0,
+            in_port: 0,
+            rx_bytes: 0,
+            frames: [F::default(); BATCH_SIZE],
+            keys: [FlowKey::default(); BATCH_SIZE],
+            verdicts: [Verdict::Flood; BATCH_SIZE],
+        }
+    }
+}
+
+/// Parses every frame's Ethernet header into its key; short frames are dropped as runts.
+pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B, network: NetworkId) {
+    b.rx_bytes = 0;
+    for i in 0..b.len {
+        let bytes = backend.bytes(&b.frames[i]);
+        b.rx_bytes += bytes.len() as u64;
+        b.verdicts[i] = match EthernetFrame::new_checked(bytes) {
+            Ok(eth) => {
+                b.keys[i] = FlowKey {
+                    dst: eth.dst(),
+                    src: eth.src(),
+                    ethertype: u16::from(eth.ethertype()),
+                    network,
+                };
+                Verdict::Flood
+            }
+            Err(_) => Verdict::Drop(DropReason::Runt),
+        };
+    }
+}
+
+/// Learns source MACs and picks each frame's destination: a configured or learned port of the
+/// same network, or a flood of the network for group and unknown destinations.
+pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, snap: &Snapshot, now: Instant, wc: &WorkerCounters) {
+    let in_port = b.in_port;
+    for i in 0..b.len {
+        if matches!(b.verdicts[i], Verdict::Drop(_)) {
+            continue;
+        }
+        let k = b.keys[i];
+        if k.src.is_multicast() || k.src.is_zero() {
+            b.verdicts[i] = Verdict::Drop(DropReason::BadSourceMac);
+            continue;
+        }
+        if snap.static_port(k.network, k.src).is_none() {
+            match fdb.learn(k.network, k.src, in_port, now) {
+                Learn::Learned => wc.fdb_learned.add(1),
+                Learn::Full => wc.fdb_full.add(1),
+                Learn::Refreshed => {}
+            }
+        }
+        b.verdicts[i] = if k.dst.is_multicast() {
+            Verdict::Flood
+        } else {
+            match snap.static_port(k.network, k.dst).or_else(|| {
+                fdb.lookup(k.network, k.dst, now)
+                    .filter(|&p| snap.port(p).is_some_and(|e| e.network == k.network))
+            }) {
+                Some(p) if p == in_port => Verdict::Drop(DropReason::Hairpin),
+                Some(p) => Verdict::Forward(p),
+                None => Verdict::Flood,
+            }
+        };
+    }
+}
+
+/// Carries out every verdict: frames go to their port's transmit staging (or to the owning
+/// worker), floods are copied to each other port of the network, drops are counted and freed.
+pub fn tx<B: Backend>(b: &Batch<B::Frame>, egress: &mut Egress<B>, snap: &Snapshot) {
+    let in_port = b.in_port;
+    for i in 0..b.len {
+        let frame = b.frames[i];
+        match b.verdicts[i] {
+            Verdict::Forward(to) => egress.send(in_port, to, frame, snap),
+            Verdict::Flood => egress.flood(in_port, b.keys[i].network, frame, snap),
+            Verdict::Drop(reason) => egress.drop_rx(in_port, reason, frame),
+        }
+    }
+    egress.flush();
+}

@@ -1,0 +1,332 @@
+//! AF_XDP ports through `xsk-rs`: one UMEM per worker, shared by all of that worker's sockets.
+//!
+//! Frame ownership is the whole safety story here. Every frame of the UMEM is at any moment
+//! either held by this backend (in the free list or in a batch) or lent to the kernel through
+//! one port's fill or transmit ring. `holder` records which port a lent frame went to, so closing
+//! a port reclaims exactly its frames, and a frame is never touched while the kernel has it.
+#![allow(unsafe_code)]
+
+use std::io::Write;
+use std::num::NonZeroU32;
+
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, QueueSize, SocketConfig, UmemConfig, XdpFlags,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+use super::{Backend, PortError, PortMode, MAX_FRAME_LEN};
+use crate::snapshot::{PortId, MAX_PORTS};
+
+/// Frames in one worker's UMEM (2 KiB each).
+pub const UMEM_FRAMES: u32 = 8192;
+/// Size of every ring (fill, completion, rx, tx).
+pub const RING_SIZE: u32 = 2048;
+/// Frames kept in each port's fill ring when the pool allows.
+pub const FILL_TARGET: usize = 1024;
+
+const FRAME_SIZE: u32 = 2048;
+/// `holder` value of a frame this backend holds.
+const HELD: PortId = PortId::MAX;
+
+/// An AF_XDP port on an existing interface, queue 0.
+#[derive(Debug, Clone)]
+pub struct XdpSpec {
+    /// Interface name (the host end of a veth pair, or a tap device).
+    pub iface: String,
+}
+
+struct XdpSocket {
+    iface: String,
+    tx: TxQueue,
+    rx: RxQueue,
+    fq: FillQueue,
+    cq: CompQueue,
+    /// Frames lent to the kernel through the fill ring and not yet received.
+    in_fill: usize,
+    /// Frames lent to the kernel through the tx ring and not yet reaped.
+    in_tx: usize,
+}
+
+/// One worker's UMEM and AF_XDP sockets.
+pub struct XdpBackend {
+    umem: Umem,
+    /// Every frame as first created, by frame number: a clean descriptor to reclaim one with.
+    pristine: Vec<FrameDesc>,
+    free: Vec<FrameDesc>,
+    holder: Vec<PortId>,
+    sockets: Vec<Option<XdpSocket>>,
+    /// Ids of the open sockets, so housekeeping skips empty slots.
+    open: Vec<PortId>,
+    /// Scratch space for reaping completions.
+    reaped: Vec<FrameDesc>,
+}
+
+impl std::fmt::Debug for XdpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpBackend")
+            .field("free", &self.free.len())
+            .field("ports", &self.sockets.iter().flatten().count())
+            .finish()
+    }
+}
+
+impl XdpBackend {
+    /// Creates the worker's UMEM.
+    pub fn new() -> Result<Self, PortError> {
+        let err = |e: &dyn std::fmt::Display| PortError::Pool(e.to_string());
+        let ring = QueueSize::new(RING_SIZE).map_err(|e| err(&e))?;
+        let config = UmemConfig::builder()
+            .frame_size(FrameSize::new(FRAME_SIZE).map_err(|e| err(&e))?)
+            .fill_queue_size(ring)
+            .comp_queue_size(ring)
+            .build()
+            .map_err(|e| err(&e))?;
+        let count = NonZeroU32::new(UMEM_FRAMES).ok_or_else(|| err(&"empty UMEM"))?;
+        let (umem, pristine) = Umem::new(config, count, false).map_err(|e| err(&e))?;
+        Ok(XdpBackend {
+            umem,
+            free: pristine.clone(),
+            holder: vec![HELD; pristine.len()],
+            pristine,
+            sockets: (0..MAX_PORTS).map(|_| None).collect(),
+            open: Vec::with_capacity(MAX_PORTS),
+            reaped: vec![FrameDesc::default(); RING_SIZE as usize],
+        })
+    }
+
+    /// Number of frames this backend holds free.
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    fn frame_number(desc: &FrameDesc) -> usize {
+        desc.addr() / FRAME_SIZE as usize
+    }
+
+    fn set_holder(holder: &mut [PortId], descs: &[FrameDesc], to: PortId) {
+        for d in descs {
+            if let Some(h) = holder.get_mut(Self::frame_number(d)) {
+                *h = to;
+            }
+        }
+    }
+
+    fn bind(&self, iface: &Interface, xdp: XdpFlags) -> Result<XdpSocket, String> {
+        let ring = QueueSize::new(RING_SIZE).map_err(|e| e.to_string())?;
+        let config = SocketConfig::builder()
+            .rx_queue_size(ring)
+            .tx_queue_size(ring)
+            .xdp_flags(xdp)
+            .bind_flags(BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP)
+            .build();
+        // SAFETY: `open` checked that no socket of this UMEM is bound to this interface, so the
+        // (interface, queue 0) pair is not shared and libxdp may load its program.
+        let sockets = unsafe { Socket::new(config, &self.umem, iface, 0) };
+        match sockets {
+            Ok((tx, rx, Some((fq, cq)))) => Ok(XdpSocket {
+                iface: String::new(),
+                tx,
+                rx,
+                fq,
+                cq,
+                in_fill: 0,
+                in_tx: 0,
+            }),
+            Ok((_, _, None)) => Err("queue 0 is already bound by this worker".into()),
+            Err(e) => Err(match std::error::Error::source(&e) {
+                Some(src) => format!("{e}: {src}"),
+                None => e.to_string(),
+            }),
+        }
+    }
+
+    /// Tops up port `id`'s fill ring from the free list.
+    fn refill(&mut self, id: PortId) {
+        let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+            return;
+        };
+        let want = FILL_TARGET.saturating_sub(s.in_fill).min(self.free.len());
+        let room = s.fq.nb_free(want as u32) as usize;
+        let n = want.min(room);
+        if n == 0 {
+            return;
+        }
+        let start = self.free.len() - n;
+        // SAFETY: these frames come from this UMEM's free list: no ring holds them and nothing
+        // reads them until the kernel hands them back on this port's rx ring.
+        let given = unsafe { s.fq.produce(&self.free[start..]) };
+        Self::set_holder(&mut self.holder, &self.free[start..start + given], id);
+        self.free.drain(start..start + given);
+        s.in_fill += given;
+        if s.fq.needs_wakeup() {
+            // A failed wake-up only delays reception until the next one.
+            let _ = s.fq.wakeup(s.rx.fd_mut(), 0);
+        }
+    }
+}
+
+/// Copies `bytes` into a frame taken from `free`.
+fn copy_into(umem: &Umem, free: &mut Vec<FrameDesc>, bytes: &[u8]) -> Option<FrameDesc> {
+    if bytes.len() > MAX_FRAME_LEN {
+        return None;
+    }
+    let mut desc = free.pop()?;
+    // SAFETY: `desc` came from the free list, so neither the kernel nor any batch uses it, and
+    // `bytes` lies in another frame or outside the UMEM.
+    let mut data = unsafe { umem.data_mut(&mut desc) };
+    let mut cursor = data.cursor();
+    cursor.set_pos(0);
+    let written = cursor.write_all(bytes);
+    match written {
+        Ok(()) => Some(desc),
+        Err(_) => {
+            free.push(desc);
+            None
+        }
+    }
+}
+
+impl Backend for XdpBackend {
+    type Frame = FrameDesc;
+    type Spec = XdpSpec;
+
+    fn open(&mut self, id: PortId, spec: XdpSpec) -> Result<PortMode, PortError> {
+        if self
+            .sockets
+            .get(usize::from(id))
+            .is_none_or(Option::is_some)
+        {
+            return Err(PortError::BadId(id));
+        }
+        if self.sockets.iter().flatten().any(|s| s.iface == spec.iface) {
+            return Err(PortError::Attach {
+                iface: spec.iface,
+                reason: "interface already has a port on this worker".into(),
+            });
+        }
+        let iface: Interface = spec
+            .iface
+            .parse()
+            .map_err(|_| PortError::BadInterface(spec.iface.clone()))?;
+        let native = self.bind(&iface, XdpFlags::XDP_FLAGS_DRV_MODE);
+        let (mut socket, mode) = match native {
+            Ok(s) => (s, PortMode::NativeCopy),
+            Err(native_err) => match self.bind(&iface, XdpFlags::XDP_FLAGS_SKB_MODE) {
+                Ok(s) => {
+                    tracing::info!(iface = %spec.iface, %native_err, "native XDP refused, using SKB mode");
+                    (s, PortMode::SkbCopy)
+                }
+                Err(skb_err) => {
+                    return Err(PortError::Attach {
+                        iface: spec.iface,
+                        reason: format!("native: {native_err}; skb: {skb_err}"),
+                    })
+                }
+            },
+        };
+        socket.iface = spec.iface;
+        self.sockets[usize::from(id)] = Some(socket);
+        self.open.push(id);
+        self.refill(id);
+        Ok(mode)
+    }
+
+    fn close(&mut self, id: PortId) {
+        let Some(slot) = self.sockets.get_mut(usize::from(id)) else {
+            return;
+        };
+        // Dropping the queues deletes the socket; libxdp detaches its XDP program with the last
+        // socket on the interface. Only then are the port's frames safe to reuse.
+        if slot.take().is_none() {
+            return;
+        }
+        self.open.retain(|&p| p != id);
+        for (n, h) in self.holder.iter_mut().enumerate() {
+            if *h == id {
+                *h = HELD;
+                self.free.push(self.pristine[n]);
+            }
+        }
+    }
+
+    #[inline]
+    fn rx(&mut self, id: PortId, out: &mut [FrameDesc]) -> usize {
+        let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+            return 0;
+        };
+        // SAFETY: the rx ring of a socket of this UMEM only returns frames of this UMEM, which
+        // the kernel has finished writing; they are ours until we lend them again.
+        let n = unsafe { s.rx.consume(out) };
+        s.in_fill -= n.min(s.in_fill);
+        Self::set_holder(&mut self.holder, &out[..n], HELD);
+        n
+    }
+
+    #[inline]
+    fn bytes(&self, frame: &FrameDesc) -> &[u8] {
+        // SAFETY: a `Frame` handed to the pipeline is held by this backend (received or copied
+        // into), so no ring and no writer touches it while it is read.
+        unsafe { self.umem.data(frame) }.contents()
+    }
+
+    #[inline]
+    fn tx(&mut self, id: PortId, frames: &[FrameDesc]) -> usize {
+        let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+            return 0;
+        };
+        // SAFETY: the caller holds these frames of this UMEM and gives them up; they are not
+        // touched again until reaped from this port's completion ring.
+        let sent = unsafe { s.tx.produce(frames) };
+        Self::set_holder(&mut self.holder, &frames[..sent], id);
+        s.in_tx += sent;
+        if s.tx.needs_wakeup() {
+            // Errors are transient (ring full, link down); `service` kicks again.
+            let _ = s.tx.wakeup();
+        }
+        sent
+    }
+
+    #[inline]
+    fn free(&mut self, frame: FrameDesc) {
+        self.free.push(frame);
+    }
+
+    fn alloc_copy(&mut self, bytes: &[u8]) -> Option<FrameDesc> {
+        copy_into(&self.umem, &mut self.free, bytes)
+    }
+
+    fn clone_frame(&mut self, frame: &FrameDesc) -> Option<FrameDesc> {
+        // SAFETY: as in `bytes`: `frame` is held by this backend.
+        let src = unsafe { self.umem.data(frame) }.contents();
+        copy_into(&self.umem, &mut self.free, src)
+    }
+
+    fn service(&mut self) -> usize {
+        let mut reaped_total = 0;
+        for i in 0..self.open.len() {
+            let id = self.open[i];
+            let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+                continue;
+            };
+            if s.in_tx > 0 {
+                // SAFETY: the completion ring returns frames of this UMEM that the kernel has
+                // finished sending; `reaped` is scratch space we own.
+                let n = unsafe { s.cq.consume(&mut self.reaped) };
+                s.in_tx -= n.min(s.in_tx);
+                for d in &self.reaped[..n] {
+                    let num = Self::frame_number(d);
+                    if let Some(h) = self.holder.get_mut(num) {
+                        *h = HELD;
+                        self.free.push(self.pristine[num]);
+                    }
+                }
+                if s.in_tx > 0 && s.tx.needs_wakeup() {
+                    let _ = s.tx.wakeup();
+                }
+                reaped_total += n;
+            }
+            self.refill(id);
+        }
+        reaped_total
+    }
+}

@@ -1,0 +1,228 @@
+//! In-memory ports for deterministic tests and benchmarks.
+//!
+//! A [`MemPort::Link`] is a pair of bounded queues that a test thread pushes frames into and
+//! reads frames out of. A [`MemPort::Replay`] yields the same prepared frames forever without
+//! copying them and discards whatever is sent to it: a traffic source and sink for benchmarks.
+
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+use super::{Backend, PortError, PortMode, MAX_FRAME_LEN};
+use crate::snapshot::{PortId, MAX_PORTS};
+
+/// The test side of an in-memory port.
+#[derive(Debug)]
+pub struct MemLink {
+    to_switch: ArrayQueue<Vec<u8>>,
+    from_switch: ArrayQueue<Vec<u8>>,
+}
+
+impl MemLink {
+    /// A link whose queues hold up to `depth` frames each way.
+    pub fn new(depth: usize) -> Arc<Self> {
+        Arc::new(MemLink {
+            to_switch: ArrayQueue::new(depth.max(1)),
+            from_switch: ArrayQueue::new(depth.max(1)),
+        })
+    }
+
+    /// Offers a frame to the switch; returns it back if the queue is full.
+    pub fn send(&self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
+        self.to_switch.push(frame)
+    }
+
+    /// Takes the next frame the switch transmitted on this port.
+    pub fn recv(&self) -> Option<Vec<u8>> {
+        self.from_switch.pop()
+    }
+}
+
+/// How an in-memory port behaves.
+#[derive(Debug)]
+pub enum MemPort {
+    /// Frames come from and go to a [`MemLink`].
+    Link(Arc<MemLink>),
+    /// These frames are received in a loop, and transmitted frames are discarded.
+    Replay(Vec<Vec<u8>>),
+}
+
+#[derive(Debug)]
+enum Open {
+    Link(Arc<MemLink>),
+    /// The replayed frames (pinned in the pool) and the next one to hand out.
+    Replay {
+        frames: Vec<MemFrame>,
+        next: usize,
+    },
+}
+
+/// A frame in the in-memory pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemFrame {
+    index: u32,
+    len: u16,
+}
+
+/// A frame pool in plain memory plus the in-memory ports of one worker.
+#[derive(Debug)]
+pub struct MemBackend {
+    pool: Vec<u8>,
+    free: Vec<u32>,
+    /// Pool frames owned by replay ports, never returned to `free`.
+    pinned: Vec<bool>,
+    ports: Vec<Option<Open>>,
+}
+
+const CHUNK: usize = MAX_FRAME_LEN;
+
+impl MemBackend {
+    /// A backend with `frames` buffers.
+    pub fn new(frames: u32) -> Self {
+        MemBackend {
+            pool: vec![0; frames as usize * CHUNK],
+            free: (0..frames).rev().collect(),
+            pinned: vec![false; frames as usize],
+            ports: (0..MAX_PORTS).map(|_| None).collect(),
+        }
+    }
+
+    /// Number of frames in the free pool.
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Option<MemFrame> {
+        if bytes.len() > CHUNK {
+            return None;
+        }
+        let index = self.free.pop()?;
+        let start = index as usize * CHUNK;
+        self.pool[start..start + bytes.len()].copy_from_slice(bytes);
+        Some(MemFrame {
+            index,
+            len: bytes.len() as u16,
+        })
+    }
+}
+
+impl Backend for MemBackend {
+    type Frame = MemFrame;
+    type Spec = MemPort;
+
+    fn open(&mut self, id: PortId, spec: MemPort) -> Result<PortMode, PortError> {
+        if self.ports.get(usize::from(id)).is_none_or(Option::is_some) {
+            return Err(PortError::BadId(id));
+        }
+        let open = match spec {
+            MemPort::Link(link) => Open::Link(link),
+            MemPort::Replay(frames) => {
+                let mut pinned = Vec::with_capacity(frames.len());
+                for bytes in &frames {
+                    let f = self
+                        .write(bytes)
+                        .ok_or_else(|| PortError::Pool("replay frames do not fit".into()))?;
+                    self.pinned[f.index as usize] = true;
+                    pinned.push(f);
+                }
+                Open::Replay {
+                    frames: pinned,
+                    next: 0,
+                }
+            }
+        };
+        self.ports[usize::from(id)] = Some(open);
+        Ok(PortMode::Memory)
+    }
+
+    fn close(&mut self, id: PortId) {
+        if let Some(Some(Open::Replay { frames, .. })) = self.ports.get(usize::from(id)) {
+            for f in frames {
+                self.pinned[f.index as usize] = false;
+                self.free.push(f.index);
+            }
+        }
+        if let Some(slot) = self.ports.get_mut(usize::from(id)) {
+            *slot = None;
+        }
+    }
+
+    fn rx(&mut self, id: PortId, out: &mut [MemFrame]) -> usize {
+        match self.ports.get_mut(usize::from(id)) {
+            Some(Some(Open::Replay { frames, next })) if !frames.is_empty() => {
+                for slot in out.iter_mut() {
+                    *slot = frames[*next];
+                    *next = (*next + 1) % frames.len();
+                }
+                out.len()
+            }
+            Some(Some(Open::Link(link))) => {
+                let link = Arc::clone(link);
+                let mut n = 0;
+                while n < out.len() && !self.free.is_empty() {
+                    let Some(bytes) = link.to_switch.pop() else {
+                        break;
+                    };
+                    // A frame too long for a buffer is lost here, as a NIC would drop it.
+                    if let Some(f) = self.write(&bytes) {
+                        out[n] = f;
+                        n += 1;
+                    }
+                }
+                n
+            }
+            _ => 0,
+        }
+    }
+
+    fn bytes(&self, frame: &MemFrame) -> &[u8] {
+        let start = frame.index as usize * CHUNK;
+        self.pool
+            .get(start..start + usize::from(frame.len))
+            .unwrap_or(&[])
+    }
+
+    fn tx(&mut self, id: PortId, frames: &[MemFrame]) -> usize {
+        let link = match self.ports.get(usize::from(id)) {
+            Some(Some(Open::Link(link))) => Some(Arc::clone(link)),
+            Some(Some(Open::Replay { .. })) => None,
+            _ => return 0,
+        };
+        let mut taken = 0;
+        for f in frames {
+            if let Some(link) = &link {
+                if link.from_switch.push(self.bytes(f).to_vec()).is_err() {
+                    break;
+                }
+            }
+            self.free(*f);
+            taken += 1;
+        }
+        taken
+    }
+
+    fn free(&mut self, frame: MemFrame) {
+        if !self.pinned[frame.index as usize] {
+            self.free.push(frame.index);
+        }
+    }
+
+    fn alloc_copy(&mut self, bytes: &[u8]) -> Option<MemFrame> {
+        self.write(bytes)
+    }
+
+    fn clone_frame(&mut self, frame: &MemFrame) -> Option<MemFrame> {
+        let index = self.free.pop()?;
+        let (src, dst) = (frame.index as usize * CHUNK, index as usize * CHUNK);
+        let len = usize::from(frame.len);
+        self.pool.copy_within(src..src + len, dst);
+        Some(MemFrame {
+            index,
+            len: frame.len,
+        })
+    }
+
+    fn service(&mut self) -> usize {
+        0
+    }
+}

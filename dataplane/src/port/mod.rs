@@ -1,0 +1,92 @@
+//! Ports: where frames enter and leave the switch.
+//!
+//! A [`Backend`] owns one worker's frame buffers and the ports that worker polls. Frames are
+//! handles into the backend's buffer pool, so moving a frame from one port of a worker to
+//! another moves the handle, not the bytes. Two backends exist: [`afxdp`] (the real one) and
+//! [`memory`] (deterministic tests and benchmarks without the kernel).
+
+pub mod afxdp;
+pub mod memory;
+
+use std::fmt;
+
+use crate::snapshot::PortId;
+
+/// Largest frame a port carries (AF_XDP copy mode, 2 KiB chunks less the kernel headroom).
+pub const MAX_FRAME_LEN: usize = 1792;
+
+/// How an AF_XDP socket ended up attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMode {
+    /// XDP in the driver (native), frames copied to the UMEM.
+    NativeCopy,
+    /// Generic (SKB) XDP, frames copied to the UMEM.
+    SkbCopy,
+    /// An in-memory test port.
+    Memory,
+}
+
+impl fmt::Display for PortMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortMode::NativeCopy => "native-copy",
+            PortMode::SkbCopy => "skb-copy",
+            PortMode::Memory => "memory",
+        })
+    }
+}
+
+/// Why a port could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// The port id is out of range or already open on this worker.
+    #[error("port id {0} is out of range or already in use")]
+    BadId(PortId),
+    /// The interface name cannot be used.
+    #[error("bad interface name {0:?}")]
+    BadInterface(String),
+    /// The kernel refused the AF_XDP socket in both native and SKB mode.
+    #[error("cannot attach AF_XDP to {iface}: {reason}")]
+    Attach {
+        /// Interface name.
+        iface: String,
+        /// What the kernel or libxdp said.
+        reason: String,
+    },
+    /// The worker's frame pool could not be created.
+    #[error("cannot create frame pool: {0}")]
+    Pool(String),
+    /// The worker did not answer (stopped or stuck).
+    #[error("worker {0} did not answer")]
+    WorkerGone(usize),
+}
+
+/// One worker's frame pool and ports. Used only by the worker thread that created it.
+pub trait Backend {
+    /// A handle to one frame buffer in this backend's pool.
+    type Frame: Copy + Default;
+    /// What it takes to open a port (an interface name, an in-memory link, ...).
+    type Spec: Send;
+
+    /// Opens port `id` as described by `spec`.
+    fn open(&mut self, id: PortId, spec: Self::Spec) -> Result<PortMode, PortError>;
+    /// Closes port `id`, reclaiming every frame its rings held. Unknown ids are ignored.
+    fn close(&mut self, id: PortId);
+    /// Receives up to `out.len()` frames from port `id`; returns how many were written.
+    fn rx(&mut self, id: PortId, out: &mut [Self::Frame]) -> usize;
+    /// The bytes of a frame this worker holds.
+    fn bytes(&self, frame: &Self::Frame) -> &[u8];
+    /// Queues frames for transmission on port `id`; returns how many were taken. The caller
+    /// still owns the rest.
+    fn tx(&mut self, id: PortId, frames: &[Self::Frame]) -> usize;
+    /// Returns a frame to the free pool.
+    fn free(&mut self, frame: Self::Frame);
+    /// A new frame holding a copy of `bytes`, or `None` if the pool is empty or `bytes` is
+    /// longer than [`MAX_FRAME_LEN`].
+    fn alloc_copy(&mut self, bytes: &[u8]) -> Option<Self::Frame>;
+    /// A new frame holding a copy of `frame`, for flooding.
+    fn clone_frame(&mut self, frame: &Self::Frame) -> Option<Self::Frame>;
+    /// Ring housekeeping: reap transmit completions, refill receive buffers, kick the kernel.
+    /// Returns the number of frames reaped.
+    fn service(&mut self) -> usize;
+}

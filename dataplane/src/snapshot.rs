@@ -1,0 +1,160 @@
+//! The read-mostly state workers share: which ports exist, their networks and owners.
+//!
+//! The control thread builds a new immutable [`Snapshot`] for every change and publishes it
+//! through a [`SnapshotCell`]; a worker loads it once per poll iteration. An old snapshot is
+//! freed when the last worker drops its reference, never while a worker still reads it.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hashbrown::HashMap;
+
+use crate::wire::MacAddr;
+
+/// Index of a port in every per-port table (snapshot, worker port table, frame holders).
+pub type PortId = u16;
+
+/// Upper bound on port ids, and so on ports per switch.
+pub const MAX_PORTS: usize = 1024;
+
+/// A network: an isolated L2 domain, like a Neutron network on br-int.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetworkId(pub u16);
+
+/// What workers need to know about one port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortEntry {
+    /// The port's network.
+    pub network: NetworkId,
+    /// The worker that owns the port's socket.
+    pub worker: usize,
+    /// The VM's MAC address behind this port, if configured: a static FDB entry.
+    pub mac: Option<MacAddr>,
+}
+
+/// One immutable view of the switch's ports and networks.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    generation: u64,
+    ports: Vec<Option<PortEntry>>,
+    members: HashMap<NetworkId, Vec<PortId>>,
+    static_macs: HashMap<(NetworkId, MacAddr), PortId>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from `(id, entry)` pairs. Ids at or above [`MAX_PORTS`] are ignored
+    /// (the control plane never hands them out).
+    pub fn new(generation: u64, ports: impl IntoIterator<Item = (PortId, PortEntry)>) -> Self {
+        let mut snap = Snapshot {
+            generation,
+            ports: vec![None; MAX_PORTS],
+            ..Snapshot::default()
+        };
+        for (id, entry) in ports {
+            let Some(slot) = snap.ports.get_mut(usize::from(id)) else {
+                continue;
+            };
+            snap.members.entry(entry.network).or_default().push(id);
+            if let Some(mac) = entry.mac {
+                snap.static_macs.insert((entry.network, mac), id);
+            }
+            *slot = Some(entry);
+        }
+        for list in snap.members.values_mut() {
+            list.sort_unstable();
+        }
+        snap
+    }
+
+    /// The generation this snapshot was published as.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The port with id `id`, if it exists.
+    #[inline]
+    pub fn port(&self, id: PortId) -> Option<&PortEntry> {
+        self.ports.get(usize::from(id)).and_then(Option::as_ref)
+    }
+
+    /// All ports of `network`, in id order.
+    #[inline]
+    pub fn members(&self, network: NetworkId) -> &[PortId] {
+        self.members.get(&network).map_or(&[], Vec::as_slice)
+    }
+
+    /// The port whose configured MAC is `mac` in `network`.
+    #[inline]
+    pub fn static_port(&self, network: NetworkId, mac: MacAddr) -> Option<PortId> {
+        self.static_macs.get(&(network, mac)).copied()
+    }
+
+    /// Every configured `(network, mac, port)`, for FDB dumps.
+    pub fn static_entries(&self) -> impl Iterator<Item = (NetworkId, MacAddr, PortId)> + '_ {
+        self.static_macs.iter().map(|(&(n, m), &p)| (n, m, p))
+    }
+}
+
+/// Where the current snapshot is published.
+#[derive(Debug)]
+pub struct SnapshotCell(ArcSwap<Snapshot>);
+
+impl Default for SnapshotCell {
+    fn default() -> Self {
+        SnapshotCell(ArcSwap::from_pointee(Snapshot::new(0, [])))
+    }
+}
+
+impl SnapshotCell {
+    /// Replaces the current snapshot. Workers see it from their next poll iteration.
+    pub fn publish(&self, snap: Snapshot) {
+        self.0.store(Arc::new(snap));
+    }
+
+    /// The current snapshot; hold it for one poll iteration at most.
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.0.load()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(net: u16, mac: Option<u8>) -> PortEntry {
+        PortEntry {
+            network: NetworkId(net),
+            worker: 0,
+            mac: mac.map(|b| MacAddr([2, 0, 0, 0, 0, b])),
+        }
+    }
+
+    #[test]
+    fn indexes_members_and_static_macs_per_network() {
+        let snap = Snapshot::new(
+            7,
+            [
+                (3, entry(1, Some(3))),
+                (1, entry(1, None)),
+                (2, entry(2, Some(3))),
+            ],
+        );
+        assert_eq!(snap.generation(), 7);
+        assert_eq!(snap.members(NetworkId(1)), &[1, 3]);
+        assert_eq!(snap.members(NetworkId(2)), &[2]);
+        assert!(snap.members(NetworkId(9)).is_empty());
+        let mac = MacAddr([2, 0, 0, 0, 0, 3]);
+        assert_eq!(snap.static_port(NetworkId(1), mac), Some(3));
+        assert_eq!(snap.static_port(NetworkId(2), mac), Some(2));
+        assert!(snap.port(0).is_none());
+        assert!(snap.port(u16::MAX).is_none());
+    }
+
+    #[test]
+    fn out_of_range_ids_are_ignored() {
+        let snap = Snapshot::new(1, [(u16::MAX, entry(1, Some(1)))]);
+        assert!(snap.members(NetworkId(1)).is_empty());
+    }
+}

@@ -1,0 +1,202 @@
+//! The switch as the control plane sees it: worker threads, their command channels and the
+//! published snapshot.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::counters::{PortCounters, WorkerCounters};
+use crate::cross;
+use crate::egress::Egress;
+use crate::fdb::FdbRow;
+use crate::port::{Backend, PortError, PortMode};
+use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
+use crate::worker::{Command, Worker, WorkerConfig};
+
+/// How long the control thread waits for a worker to answer a command.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Commands a worker's queue holds.
+const COMMAND_DEPTH: usize = 64;
+
+/// Settings of the whole switch.
+#[derive(Debug, Clone)]
+pub struct SwitchConfig {
+    /// One worker per entry, pinned to that core (`None`: not pinned).
+    pub cores: Vec<Option<usize>>,
+    /// Settings shared by every worker.
+    pub worker: WorkerConfig,
+}
+
+struct WorkerHandle<S> {
+    core: Option<usize>,
+    commands: Sender<Command<S>>,
+    counters: Arc<WorkerCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Running worker threads and the snapshot they read.
+pub struct Switch<B: Backend> {
+    workers: Vec<WorkerHandle<B::Spec>>,
+    snapshot: Arc<SnapshotCell>,
+    stop: Arc<AtomicBool>,
+}
+
+impl<B: Backend + 'static> Switch<B> {
+    /// Starts one worker per configured core. Each worker builds its backend with
+    /// `make_backend` on its own thread after pinning itself, so its frame pool is allocated
+    /// near its core.
+    pub fn start<F>(config: SwitchConfig, make_backend: F) -> Result<Self, PortError>
+    where
+        F: Fn() -> Result<B, PortError> + Send + Clone + 'static,
+    {
+        let mesh = cross::mesh(config.cores.len());
+        let mut switch = Switch {
+            workers: Vec::new(),
+            snapshot: Arc::new(SnapshotCell::default()),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        for (id, &core) in config.cores.iter().enumerate() {
+            let to_workers = mesh[id].clone();
+            let from_workers = mesh.iter().filter_map(|row| row[id].clone()).collect();
+            let (commands, command_rx) = bounded(COMMAND_DEPTH);
+            let counters = Arc::new(WorkerCounters::default());
+            let (ready_tx, ready_rx) = bounded(1);
+            let snapshot = Arc::clone(&switch.snapshot);
+            let stop = Arc::clone(&switch.stop);
+            let wc = Arc::clone(&counters);
+            let wcfg = config.worker.clone();
+            let make = make_backend.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("brink-worker-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                            tracing::warn!(worker = id, core, "could not pin worker to core");
+                        }
+                    }
+                    let backend = match make() {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    let egress = Egress::new(id, backend, to_workers, Arc::clone(&wc));
+                    Worker::new(egress, from_workers, command_rx, snapshot, wc, wcfg).run(&stop);
+                })
+                .map_err(|e| PortError::Pool(format!("cannot spawn worker: {e}")))?;
+            switch.workers.push(WorkerHandle {
+                core,
+                commands,
+                counters,
+                thread: Some(thread),
+            });
+            // On failure `switch` is dropped here, which stops the workers already started.
+            ready_rx
+                .recv_timeout(REPLY_TIMEOUT)
+                .map_err(|_| PortError::WorkerGone(id))??;
+        }
+        Ok(switch)
+    }
+
+    /// Number of workers.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Publishes a new snapshot to every worker.
+    pub fn publish(&self, snap: Snapshot) {
+        self.snapshot.publish(snap);
+    }
+
+    /// The snapshot currently published.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// Opens port `id` on `worker`. Publish a snapshot listing it for traffic to flow.
+    pub fn open_port(
+        &self,
+        worker: usize,
+        id: PortId,
+        spec: B::Spec,
+        counters: Arc<PortCounters>,
+    ) -> Result<PortMode, PortError> {
+        self.ask(worker, |reply| Command::AddPort {
+            id,
+            spec,
+            counters,
+            reply,
+        })?
+    }
+
+    /// Closes port `id` on `worker`. Publish a snapshot without it first.
+    pub fn close_port(&self, worker: usize, id: PortId) -> Result<(), PortError> {
+        self.ask(worker, |reply| Command::RemovePort { id, reply })
+    }
+
+    /// Every FDB entry: static ones from the snapshot, then each worker's learned ones.
+    pub fn fdb_rows(&self) -> Result<Vec<FdbRow>, PortError> {
+        let mut rows: Vec<FdbRow> = self
+            .snapshot
+            .load()
+            .static_entries()
+            .map(|(network, mac, port)| FdbRow {
+                network,
+                mac,
+                port,
+                age: None,
+            })
+            .collect();
+        for w in 0..self.workers.len() {
+            rows.extend(self.ask(w, |reply| Command::FdbRows { reply })?);
+        }
+        Ok(rows)
+    }
+
+    /// Forgets learned entries of `network` (or all) on every worker.
+    pub fn fdb_flush(&self, network: Option<NetworkId>) -> Result<(), PortError> {
+        for w in 0..self.workers.len() {
+            self.ask(w, |reply| Command::FdbFlush { network, reply })?;
+        }
+        Ok(())
+    }
+
+    /// Each worker's core and counters.
+    pub fn worker_counters(&self) -> impl Iterator<Item = (Option<usize>, &WorkerCounters)> {
+        self.workers.iter().map(|w| (w.core, &*w.counters))
+    }
+
+    fn ask<T>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(Sender<T>) -> Command<B::Spec>,
+    ) -> Result<T, PortError> {
+        let gone = PortError::WorkerGone(worker);
+        let handle = self.workers.get(worker).ok_or(gone.clone())?;
+        let (reply, answer): (Sender<T>, Receiver<T>) = bounded(1);
+        handle
+            .commands
+            .send(make(reply))
+            .map_err(|_| gone.clone())?;
+        answer.recv_timeout(REPLY_TIMEOUT).map_err(|_| gone)
+    }
+}
+
+impl<B: Backend> Drop for Switch<B> {
+    /// Stops every worker; each closes its ports (detaching XDP) before its thread ends.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                if t.join().is_err() {
+                    tracing::error!(core = ?w.core, "worker thread panicked");
+                }
+            }
+        }
+    }
+}

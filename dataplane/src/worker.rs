@@ -1,0 +1,244 @@
+//! The poll-mode worker: one thread, pinned to a core, owning its ports and frame pool.
+//!
+//! Each iteration of [`Worker::poll_once`] reads the clock and the published snapshot once,
+//! applies control commands, then for every owned port receives one batch and runs it through
+//! the stages, takes frames other workers forwarded here, and services the rings.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::counters::{PortCounters, WorkerCounters};
+use crate::cross::CrossQueue;
+use crate::egress::Egress;
+use crate::fdb::{Fdb, FdbRow};
+use crate::pipeline::{self as stage, Batch, BATCH_SIZE};
+use crate::port::{Backend, PortError, PortMode};
+use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
+
+/// How long an idle worker sleeps when idle sleeping is on.
+pub const IDLE_SLEEP: Duration = Duration::from_micros(200);
+/// Idle iterations in a row before an idle worker starts sleeping.
+const IDLE_SPIN: u32 = 64;
+/// How often learned FDB entries are swept for aging.
+const AGING_SWEEP: Duration = Duration::from_secs(1);
+
+/// A request from the control thread, applied between batches.
+pub enum Command<S> {
+    /// Open a port and start polling it once the snapshot lists it.
+    AddPort {
+        /// Port id.
+        id: PortId,
+        /// How to open it.
+        spec: S,
+        /// Where to count its traffic.
+        counters: Arc<PortCounters>,
+        /// Receives the outcome.
+        reply: Sender<Result<PortMode, PortError>>,
+    },
+    /// Stop polling a port and close it.
+    RemovePort {
+        /// Port id.
+        id: PortId,
+        /// Answered once the port is closed.
+        reply: Sender<()>,
+    },
+    /// Report the learned FDB entries.
+    FdbRows {
+        /// Receives the rows.
+        reply: Sender<Vec<FdbRow>>,
+    },
+    /// Forget learned entries of one network, or all.
+    FdbFlush {
+        /// The network, or `None` for all.
+        network: Option<NetworkId>,
+        /// Answered once done.
+        reply: Sender<()>,
+    },
+}
+
+/// Settings of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Sleep when idle instead of busy polling.
+    pub idle_sleep: bool,
+    /// Learned FDB entries per worker.
+    pub fdb_capacity: usize,
+    /// FDB aging time.
+    pub fdb_aging: Duration,
+}
+
+/// One poll-mode worker.
+pub struct Worker<B: Backend> {
+    egress: Egress<B>,
+    fdb: Fdb,
+    batch: Batch<B::Frame>,
+    /// Ports this worker owns, in the order they were added.
+    owned: Vec<PortId>,
+    from_workers: Vec<CrossQueue>,
+    commands: Receiver<Command<B::Spec>>,
+    snapshot: Arc<SnapshotCell>,
+    counters: Arc<WorkerCounters>,
+    config: WorkerConfig,
+    seen_generation: u64,
+    last_aging: Instant,
+}
+
+impl<B: Backend> Worker<B> {
+    /// A worker around `egress`, reading commands from `commands` and frames other workers
+    /// forward to it from `from_workers`.
+    pub fn new(
+        egress: Egress<B>,
+        from_workers: Vec<CrossQueue>,
+        commands: Receiver<Command<B::Spec>>,
+        snapshot: Arc<SnapshotCell>,
+        counters: Arc<WorkerCounters>,
+        config: WorkerConfig,
+    ) -> Self {
+        Worker {
+            fdb: Fdb::new(config.fdb_capacity, config.fdb_aging),
+            egress,
+            batch: Batch::default(),
+            owned: Vec::with_capacity(crate::snapshot::MAX_PORTS),
+            from_workers,
+            commands,
+            snapshot,
+            counters,
+            config,
+            seen_generation: 0,
+            last_aging: Instant::now(),
+        }
+    }
+
+    /// The worker's backend, for inspection.
+    pub fn backend(&self) -> &B {
+        &self.egress.backend
+    }
+
+    /// Polls until `stop` is set.
+    pub fn run(mut self, stop: &AtomicBool) {
+        let mut idle_streak = 0u32;
+        let mut last = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let moved = self.poll_once(last);
+            if moved == 0 && self.config.idle_sleep {
+                idle_streak = idle_streak.saturating_add(1);
+                if idle_streak > IDLE_SPIN {
+                    std::thread::sleep(IDLE_SLEEP);
+                }
+            } else {
+                idle_streak = 0;
+            }
+            let now = Instant::now();
+            let ns = now.duration_since(last).as_nanos() as u64;
+            if moved > 0 {
+                self.counters.busy_polls.add(1);
+                self.counters.busy_ns.add(ns);
+            } else {
+                self.counters.idle_polls.add(1);
+                self.counters.idle_ns.add(ns);
+            }
+            last = now;
+        }
+        for id in std::mem::take(&mut self.owned) {
+            self.egress.backend.close(id);
+        }
+    }
+
+    /// One iteration at time `now`; returns the number of frames moved.
+    pub fn poll_once(&mut self, now: Instant) -> usize {
+        while let Ok(cmd) = self.commands.try_recv() {
+            self.apply(cmd, now);
+        }
+        let snap = self.snapshot.load();
+        if snap.generation() != self.seen_generation {
+            self.seen_generation = snap.generation();
+            self.fdb
+                .forget(|net, port| snap.port(port).map(|e| e.network) != Some(net));
+        }
+        let mut moved = 0;
+        for i in 0..self.owned.len() {
+            let port = self.owned[i];
+            // A port is polled only once the snapshot knows its network.
+            let Some(entry) = snap.port(port) else {
+                continue;
+            };
+            let n = self.egress.backend.rx(port, &mut self.batch.frames);
+            if n == 0 {
+                continue;
+            }
+            self.batch.len = n;
+            self.batch.in_port = port;
+            self.run_batch(entry.network, &snap, now);
+            moved += n;
+        }
+        moved += self.take_cross();
+        moved += self.egress.backend.service();
+        if now.duration_since(self.last_aging) >= AGING_SWEEP {
+            self.last_aging = now;
+            let aged = self.fdb.age(now);
+            self.counters.fdb_aged.add(aged as u64);
+        }
+        moved
+    }
+
+    fn run_batch(&mut self, network: NetworkId, snap: &Snapshot, now: Instant) {
+        let b = &mut self.batch;
+        stage::parse(b, &self.egress.backend, network);
+        stage::l2(b, &mut self.fdb, snap, now, &self.counters);
+        stage::tx(b, &mut self.egress, snap);
+        self.counters.batches.add(1);
+        if let Some(c) = self.egress.port_counters(b.in_port) {
+            c.rx_packets.add(b.len as u64);
+            c.rx_bytes.add(b.rx_bytes);
+        }
+    }
+
+    fn take_cross(&mut self) -> usize {
+        let mut taken = 0;
+        for q in &self.from_workers {
+            for _ in 0..BATCH_SIZE {
+                let Some(cf) = q.pop() else { break };
+                self.egress.accept_cross(&cf);
+                taken += 1;
+            }
+        }
+        self.egress.flush();
+        taken
+    }
+
+    fn apply(&mut self, cmd: Command<B::Spec>, now: Instant) {
+        // A closed reply channel means the requester gave up; the work is done regardless.
+        match cmd {
+            Command::AddPort {
+                id,
+                spec,
+                counters,
+                reply,
+            } => {
+                let opened = self.egress.backend.open(id, spec);
+                if opened.is_ok() {
+                    self.egress.attach(id, counters);
+                    self.owned.push(id);
+                }
+                let _ = reply.send(opened);
+            }
+            Command::RemovePort { id, reply } => {
+                self.owned.retain(|&p| p != id);
+                self.egress.detach(id);
+                self.egress.backend.close(id);
+                self.fdb.forget(|_, port| port == id);
+                let _ = reply.send(());
+            }
+            Command::FdbRows { reply } => {
+                let _ = reply.send(self.fdb.rows(now).collect());
+            }
+            Command::FdbFlush { network, reply } => {
+                self.fdb.flush(network);
+                let _ = reply.send(());
+            }
+        }
+    }
+}

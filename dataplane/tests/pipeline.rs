@@ -1,0 +1,369 @@
+//! Deterministic pipeline tests: workers on in-memory ports, driven by hand with a fake clock.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use brink_dataplane::counters::{DropReason, PortCounters, WorkerCounters};
+use brink_dataplane::cross;
+use brink_dataplane::egress::Egress;
+use brink_dataplane::port::memory::{MemBackend, MemLink, MemPort};
+use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, SnapshotCell};
+use brink_dataplane::wire::ethernet::emit_header;
+use brink_dataplane::wire::{EtherType, MacAddr};
+use brink_dataplane::worker::{Command, Worker, WorkerConfig};
+use crossbeam_channel::{bounded, Sender};
+
+const POOL: u32 = 256;
+
+fn mac(b: u8) -> MacAddr {
+    MacAddr([2, 0, 0, 0, 0, b])
+}
+
+fn frame(dst: MacAddr, src: MacAddr, len: usize) -> Vec<u8> {
+    let mut f = vec![0xab; len.max(14)];
+    emit_header(&mut f, dst, src, EtherType::Ipv4).unwrap();
+    f
+}
+
+struct Port {
+    link: Arc<MemLink>,
+    counters: Arc<PortCounters>,
+    entry: PortEntry,
+}
+
+/// A switch of `n` workers on in-memory ports, polled by hand.
+struct Rig {
+    workers: Vec<Worker<MemBackend>>,
+    commands: Vec<Sender<Command<MemPort>>>,
+    counters: Vec<Arc<WorkerCounters>>,
+    snapshot: Arc<SnapshotCell>,
+    ports: Vec<Option<Port>>,
+    generation: u64,
+    now: Instant,
+}
+
+impl Rig {
+    fn new(n: usize, aging: Duration) -> Rig {
+        let snapshot = Arc::new(SnapshotCell::default());
+        let mesh = cross::mesh(n);
+        let mut rig = Rig {
+            workers: vec![],
+            commands: vec![],
+            counters: vec![],
+            snapshot: Arc::clone(&snapshot),
+            ports: vec![],
+            generation: 0,
+            now: Instant::now(),
+        };
+        for id in 0..n {
+            let (tx, rx) = bounded(16);
+            let wc = Arc::new(WorkerCounters::default());
+            let egress = Egress::new(id, MemBackend::new(POOL), mesh[id].clone(), Arc::clone(&wc));
+            let from = mesh.iter().filter_map(|row| row[id].clone()).collect();
+            let config = WorkerConfig {
+                idle_sleep: false,
+                fdb_capacity: 1024,
+                fdb_aging: aging,
+            };
+            rig.workers.push(Worker::new(
+                egress,
+                from,
+                rx,
+                Arc::clone(&snapshot),
+                Arc::clone(&wc),
+                config,
+            ));
+            rig.commands.push(tx);
+            rig.counters.push(wc);
+        }
+        rig
+    }
+
+    /// Adds port `id` on `worker` in `network`, with an optional configured MAC.
+    fn add(&mut self, id: PortId, worker: usize, network: u16, mac: Option<MacAddr>) {
+        let link = MemLink::new(64);
+        let counters = Arc::new(PortCounters::default());
+        let (reply, answer) = bounded(1);
+        self.commands[worker]
+            .send(Command::AddPort {
+                id,
+                spec: MemPort::Link(Arc::clone(&link)),
+                counters: Arc::clone(&counters),
+                reply,
+            })
+            .unwrap();
+        self.poll();
+        answer.try_recv().unwrap().unwrap();
+        let entry = PortEntry {
+            network: NetworkId(network),
+            worker,
+            mac,
+        };
+        let id = usize::from(id);
+        if self.ports.len() <= id {
+            self.ports.resize_with(id + 1, || None);
+        }
+        self.ports[id] = Some(Port {
+            link,
+            counters,
+            entry,
+        });
+        self.publish();
+    }
+
+    fn remove(&mut self, id: PortId) {
+        let port = self.ports[usize::from(id)].take().unwrap();
+        self.publish();
+        let (reply, answer) = bounded(1);
+        self.commands[port.entry.worker]
+            .send(Command::RemovePort { id, reply })
+            .unwrap();
+        self.poll();
+        answer.try_recv().unwrap();
+    }
+
+    fn publish(&mut self) {
+        self.generation += 1;
+        let entries = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i as PortId, p.entry.clone())));
+        self.snapshot
+            .publish(Snapshot::new(self.generation, entries));
+    }
+
+    fn port(&self, id: PortId) -> &Port {
+        self.ports[usize::from(id)].as_ref().unwrap()
+    }
+
+    fn send(&self, id: PortId, f: Vec<u8>) {
+        self.port(id).link.send(f).unwrap();
+    }
+
+    /// Polls every worker a few times so cross-worker frames settle.
+    fn poll(&mut self) {
+        for _ in 0..3 {
+            for w in &mut self.workers {
+                w.poll_once(self.now);
+            }
+        }
+    }
+
+    fn received(&self, id: PortId) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| self.port(id).link.recv()).collect()
+    }
+
+    fn drops(&self, id: PortId, reason: DropReason) -> u64 {
+        self.port(id).counters.drops.get(reason)
+    }
+
+    fn assert_pools_full(&self) {
+        for w in &self.workers {
+            assert_eq!(
+                w.backend().free_frames(),
+                POOL as usize,
+                "a frame buffer leaked"
+            );
+        }
+    }
+}
+
+/// Ports 1-3 in network 1 and port 4 in network 2, all on one worker, with MACs 1-4.
+fn two_networks() -> Rig {
+    let mut rig = Rig::new(1, Duration::from_secs(300));
+    for id in 1..=3 {
+        rig.add(id, 0, 1, Some(mac(id as u8)));
+    }
+    rig.add(4, 0, 2, Some(mac(4)));
+    rig
+}
+
+#[test]
+fn unicast_to_configured_mac_reaches_only_that_port() {
+    let mut rig = two_networks();
+    let f = frame(mac(2), mac(1), 100);
+    rig.send(1, f.clone());
+    rig.poll();
+    assert_eq!(rig.received(2), vec![f]);
+    assert!(rig.received(3).is_empty());
+    assert!(rig.received(4).is_empty());
+    assert_eq!(rig.port(1).counters.rx_packets.get(), 1);
+    assert_eq!(rig.port(1).counters.rx_bytes.get(), 100);
+    assert_eq!(rig.port(2).counters.tx_packets.get(), 1);
+    assert_eq!(rig.port(2).counters.tx_bytes.get(), 100);
+    rig.assert_pools_full();
+}
+
+#[test]
+fn broadcast_and_unknown_unicast_flood_within_the_network_only() {
+    let mut rig = two_networks();
+    let bcast = frame(MacAddr::BROADCAST, mac(1), 60);
+    let unknown = frame(mac(99), mac(1), 60);
+    rig.send(1, bcast.clone());
+    rig.send(1, unknown.clone());
+    rig.poll();
+    for id in [2, 3] {
+        assert_eq!(
+            rig.received(id),
+            vec![bcast.clone(), unknown.clone()],
+            "port {id}"
+        );
+    }
+    assert!(rig.received(1).is_empty(), "no echo to the sender");
+    assert!(rig.received(4).is_empty(), "no frame may cross networks");
+    rig.assert_pools_full();
+}
+
+#[test]
+fn a_configured_mac_of_another_network_is_not_a_destination() {
+    let mut rig = two_networks();
+    rig.send(1, frame(mac(4), mac(1), 60));
+    rig.poll();
+    assert!(
+        rig.received(4).is_empty(),
+        "network 2's MAC must not be reachable from network 1"
+    );
+    assert_eq!(
+        rig.received(2).len(),
+        1,
+        "unknown in network 1, so flooded there"
+    );
+}
+
+#[test]
+fn learned_mac_is_forwarded_directly_and_ages_out() {
+    let mut rig = Rig::new(1, Duration::from_secs(10));
+    for id in 1..=3 {
+        rig.add(id, 0, 1, None);
+    }
+    rig.send(2, frame(MacAddr::BROADCAST, mac(20), 60));
+    rig.poll();
+    rig.received(1);
+    rig.received(3);
+    assert_eq!(rig.counters[0].fdb_learned.get(), 1);
+
+    rig.send(1, frame(mac(20), mac(10), 60));
+    rig.poll();
+    assert_eq!(rig.received(2).len(), 1);
+    assert!(
+        rig.received(3).is_empty(),
+        "a learned MAC must not be flooded"
+    );
+
+    rig.now += Duration::from_secs(11);
+    rig.send(1, frame(mac(20), mac(10), 60));
+    rig.poll();
+    assert_eq!(rig.received(2).len(), 1);
+    assert_eq!(rig.received(3).len(), 1, "an aged-out MAC is unknown again");
+    assert!(rig.counters[0].fdb_aged.get() >= 1);
+}
+
+#[test]
+fn mac_moves_to_the_port_it_was_last_seen_on() {
+    let mut rig = Rig::new(1, Duration::from_secs(300));
+    for id in 1..=3 {
+        rig.add(id, 0, 1, None);
+    }
+    rig.send(2, frame(mac(1), mac(20), 60));
+    rig.poll();
+    rig.send(3, frame(mac(1), mac(20), 60));
+    rig.poll();
+    rig.received(1);
+    rig.received(2);
+    rig.received(3);
+    rig.send(1, frame(mac(20), mac(1), 60));
+    rig.poll();
+    assert!(rig.received(2).is_empty());
+    assert_eq!(rig.received(3).len(), 1);
+}
+
+#[test]
+fn bad_frames_are_dropped_and_counted() {
+    let mut rig = two_networks();
+    rig.send(1, vec![0u8; 10]);
+    rig.send(1, frame(mac(2), MacAddr::BROADCAST, 60));
+    rig.send(1, frame(mac(2), MacAddr([0; 6]), 60));
+    rig.send(1, frame(mac(1), mac(1), 60));
+    rig.poll();
+    assert_eq!(rig.drops(1, DropReason::Runt), 1);
+    assert_eq!(rig.drops(1, DropReason::BadSourceMac), 2);
+    assert_eq!(rig.drops(1, DropReason::Hairpin), 1);
+    assert_eq!(rig.port(1).counters.rx_packets.get(), 4);
+    for id in 2..=4 {
+        assert!(rig.received(id).is_empty());
+    }
+    rig.assert_pools_full();
+}
+
+#[test]
+fn lone_port_floods_are_counted_as_drops() {
+    let mut rig = Rig::new(1, Duration::from_secs(300));
+    rig.add(1, 0, 1, None);
+    rig.send(1, frame(MacAddr::BROADCAST, mac(1), 60));
+    rig.poll();
+    assert_eq!(rig.drops(1, DropReason::NoOtherPort), 1);
+    rig.assert_pools_full();
+}
+
+#[test]
+fn removed_port_gets_nothing_and_its_learned_macs_are_forgotten() {
+    let mut rig = Rig::new(1, Duration::from_secs(300));
+    for id in 1..=3 {
+        rig.add(id, 0, 1, None);
+    }
+    rig.send(2, frame(MacAddr::BROADCAST, mac(20), 60));
+    rig.poll();
+    rig.remove(2);
+    rig.send(1, frame(mac(20), mac(10), 60));
+    rig.poll();
+    assert_eq!(
+        rig.received(3).len(),
+        2,
+        "the MAC behind the removed port is unknown again"
+    );
+    rig.assert_pools_full();
+}
+
+#[test]
+fn frames_cross_to_the_worker_that_owns_the_destination() {
+    let mut rig = Rig::new(2, Duration::from_secs(300));
+    rig.add(1, 0, 1, Some(mac(1)));
+    rig.add(2, 1, 1, Some(mac(2)));
+    rig.add(3, 1, 1, Some(mac(3)));
+    let uni = frame(mac(2), mac(1), 200);
+    let bcast = frame(MacAddr::BROADCAST, mac(1), 80);
+    rig.send(1, uni.clone());
+    rig.send(1, bcast.clone());
+    rig.poll();
+    assert_eq!(rig.received(2), vec![uni, bcast.clone()]);
+    assert_eq!(rig.received(3), vec![bcast]);
+    assert_eq!(rig.counters[0].cross_tx.get(), 3);
+    assert_eq!(rig.counters[1].cross_rx.get(), 3);
+    assert_eq!(rig.port(2).counters.tx_packets.get(), 2);
+    rig.send(2, frame(mac(1), mac(2), 64));
+    rig.poll();
+    assert_eq!(rig.received(1).len(), 1, "and back");
+    rig.assert_pools_full();
+}
+
+#[test]
+fn many_frames_are_all_delivered_in_order() {
+    let mut rig = two_networks();
+    let mut sent = vec![];
+    for round in 0..20u8 {
+        for i in 0..40u8 {
+            let mut f = frame(mac(3), mac(1), 64 + usize::from(i));
+            f[20] = round;
+            f[21] = i;
+            sent.push(f.clone());
+            rig.send(1, f);
+        }
+        rig.poll();
+        let got = rig.received(3);
+        assert_eq!(got, sent, "round {round}");
+        sent.clear();
+    }
+    assert_eq!(rig.port(3).counters.tx_packets.get(), 800);
+    rig.assert_pools_full();
+}
