@@ -17,6 +17,8 @@ struct LocalPort<F> {
     staged: [F; BATCH_SIZE],
     staged_len: usize,
     staged_bytes: u64,
+    /// Listed in `Egress::dirty`.
+    dirty: bool,
 }
 
 /// A worker's backend, its ports and its queues to other workers.
@@ -58,6 +60,7 @@ impl<B: Backend> Egress<B> {
                 staged: [B::Frame::default(); BATCH_SIZE],
                 staged_len: 0,
                 staged_bytes: 0,
+                dirty: false,
             });
         }
     }
@@ -147,6 +150,7 @@ impl<B: Backend> Egress<B> {
         }
     }
 
+    #[inline]
     fn stage(&mut self, to: PortId, frame: B::Frame) {
         let len = self.backend.bytes(&frame).len() as u64;
         let Some(Some(port)) = self.ports.get_mut(usize::from(to)) else {
@@ -155,10 +159,10 @@ impl<B: Backend> Egress<B> {
             return;
         };
         if port.staged_len == BATCH_SIZE {
-            self.flush_port(to);
-            return self.stage(to, frame);
+            flush_staged(&mut self.backend, &self.counters, to, port);
         }
-        if port.staged_len == 0 {
+        if !port.dirty {
+            port.dirty = true;
             self.dirty.push(to);
         }
         port.staged[port.staged_len] = frame;
@@ -169,29 +173,34 @@ impl<B: Backend> Egress<B> {
     /// Hands every staged frame to the backend.
     pub fn flush(&mut self) {
         while let Some(id) = self.dirty.pop() {
-            self.flush_port(id);
+            if let Some(Some(port)) = self.ports.get_mut(usize::from(id)) {
+                port.dirty = false;
+                flush_staged(&mut self.backend, &self.counters, id, port);
+            }
         }
     }
+}
 
-    fn flush_port(&mut self, id: PortId) {
-        let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
-            return;
-        };
-        let staged = &port.staged[..port.staged_len];
-        let sent = self.backend.tx(id, staged);
-        port.counters.tx_packets.add(sent as u64);
-        let mut unsent_bytes = 0;
-        for f in &staged[sent..] {
-            unsent_bytes += self.backend.bytes(f).len() as u64;
-            self.backend.free(*f);
-        }
-        port.counters.tx_bytes.add(port.staged_bytes - unsent_bytes);
-        let unsent = (staged.len() - sent) as u64;
-        if unsent > 0 {
-            self.counters.drops.add(DropReason::TxRingFull, unsent);
-        }
-        port.staged_len = 0;
-        port.staged_bytes = 0;
-        self.dirty.retain(|&p| p != id);
+/// Hands port `id`'s staged frames to `backend`; frames its ring cannot take are dropped.
+fn flush_staged<B: Backend>(
+    backend: &mut B,
+    worker: &WorkerCounters,
+    id: PortId,
+    port: &mut LocalPort<B::Frame>,
+) {
+    let staged = &port.staged[..port.staged_len];
+    let sent = backend.tx(id, staged);
+    let mut unsent_bytes = 0;
+    for f in &staged[sent..] {
+        unsent_bytes += backend.bytes(f).len() as u64;
+        backend.free(*f);
     }
+    port.counters.tx_packets.add(sent as u64);
+    port.counters.tx_bytes.add(port.staged_bytes - unsent_bytes);
+    let unsent = (staged.len() - sent) as u64;
+    if unsent > 0 {
+        worker.drops.add(DropReason::TxRingFull, unsent);
+    }
+    port.staged_len = 0;
+    port.staged_bytes = 0;
 }

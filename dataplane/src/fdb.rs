@@ -1,14 +1,16 @@
 //! The forwarding database: MAC addresses learned per network.
 //!
-//! Each worker owns one `Fdb` and learns from the frames it receives. Configured (static)
-//! MACs live in the [`Snapshot`](crate::snapshot::Snapshot), not here. The table is bounded:
-//! its capacity is reserved up front and a full table stops learning (counted) rather than grow.
+//! Each worker owns one `Fdb` and learns from the frames it receives. Configured (static) MACs
+//! are copied in from each new [`Snapshot`] as pinned entries, so one
+//! lookup per address answers both; pinned entries never age and learning never moves them. The
+//! table is bounded: its capacity is reserved up front and a full table stops learning (counted)
+//! rather than grow.
 
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
-use crate::snapshot::{NetworkId, PortId};
+use crate::snapshot::{MacKey, NetworkId, PortId, Snapshot, MAX_PORTS};
 use crate::wire::MacAddr;
 
 /// Default time after which an entry not refreshed by traffic is forgotten.
@@ -20,6 +22,8 @@ pub const DEFAULT_CAPACITY: usize = 65_536;
 struct Learned {
     port: PortId,
     seen: Instant,
+    /// A configured MAC: never aged, never moved by learning.
+    pinned: bool,
 }
 
 /// What [`Fdb::learn`] did.
@@ -27,7 +31,7 @@ struct Learned {
 pub enum Learn {
     /// A new entry was added, or an entry moved to another port.
     Learned,
-    /// The existing entry was refreshed.
+    /// The existing entry was refreshed, or the MAC is configured (pinned) and left alone.
     Refreshed,
     /// The table is full; nothing was added.
     Full,
@@ -49,17 +53,20 @@ pub struct FdbRow {
 /// A bounded, aging MAC table keyed by (network, MAC).
 #[derive(Debug)]
 pub struct Fdb {
-    map: HashMap<(NetworkId, MacAddr), Learned>,
+    map: HashMap<MacKey, Learned>,
+    /// Unpinned entries in `map`.
+    learned: usize,
     capacity: usize,
     aging: Duration,
 }
 
 impl Fdb {
-    /// An empty table that holds up to `capacity` entries, each forgotten `aging` after it was
-    /// last seen.
+    /// An empty table that learns up to `capacity` entries, each forgotten `aging` after it was
+    /// last seen, besides the pinned entries of up to [`MAX_PORTS`] configured MACs.
     pub fn new(capacity: usize, aging: Duration) -> Self {
         Fdb {
-            map: HashMap::with_capacity(capacity),
+            map: HashMap::with_capacity(capacity + MAX_PORTS),
+            learned: 0,
             capacity,
             aging,
         }
@@ -68,69 +75,106 @@ impl Fdb {
     /// Records that `mac` was seen as a source on `port` of `network` at `now`.
     #[inline]
     pub fn learn(&mut self, network: NetworkId, mac: MacAddr, port: PortId, now: Instant) -> Learn {
-        if let Some(e) = self.map.get_mut(&(network, mac)) {
+        let key = MacKey::new(network, mac);
+        if let Some(e) = self.map.get_mut(&key) {
+            if e.pinned {
+                return Learn::Refreshed;
+            }
             let moved = e.port != port;
-            *e = Learned { port, seen: now };
+            e.port = port;
+            e.seen = now;
             return if moved {
                 Learn::Learned
             } else {
                 Learn::Refreshed
             };
         }
-        if self.map.len() >= self.capacity {
+        if self.learned >= self.capacity {
             return Learn::Full;
         }
-        self.map.insert((network, mac), Learned { port, seen: now });
+        let pinned = false;
+        self.map.insert(
+            key,
+            Learned {
+                port,
+                seen: now,
+                pinned,
+            },
+        );
+        self.learned += 1;
         Learn::Learned
     }
 
-    /// The port `mac` was last seen on in `network`, unless the entry has aged out.
+    /// The port `mac` is configured on or was last seen on in `network`, unless a learned
+    /// entry has aged out.
     #[inline]
     pub fn lookup(&self, network: NetworkId, mac: MacAddr, now: Instant) -> Option<PortId> {
-        let e = self.map.get(&(network, mac))?;
-        (now.saturating_duration_since(e.seen) < self.aging).then_some(e.port)
+        let e = self.map.get(&MacKey::new(network, mac))?;
+        (e.pinned || self.fresh(e, now)).then_some(e.port)
     }
 
-    /// Removes entries not seen for the aging time; returns how many.
+    fn fresh(&self, e: &Learned, now: Instant) -> bool {
+        now.saturating_duration_since(e.seen) < self.aging
+    }
+
+    /// Removes learned entries not seen for the aging time; returns how many.
     pub fn age(&mut self, now: Instant) -> usize {
         let before = self.map.len();
         let aging = self.aging;
         self.map
-            .retain(|_, e| now.saturating_duration_since(e.seen) < aging);
+            .retain(|_, e| e.pinned || now.saturating_duration_since(e.seen) < aging);
+        self.learned -= before - self.map.len();
         before - self.map.len()
     }
 
-    /// Removes entries for which `stale(network, port)` is true, e.g. a port that was removed
-    /// or moved to another network.
-    pub fn forget(&mut self, mut stale: impl FnMut(NetworkId, PortId) -> bool) {
-        self.map.retain(|&(net, _), e| !stale(net, e.port));
+    fn recount(&mut self) {
+        self.learned = self.map.values().filter(|e| !e.pinned).count();
     }
 
-    /// Removes all entries of `network`, or every entry.
-    pub fn flush(&mut self, network: Option<NetworkId>) {
-        match network {
-            Some(n) => self.map.retain(|&(net, _), _| net != n),
-            None => self.map.clear(),
+    /// Makes the pinned entries those configured in `snap`, and drops learned entries whose port
+    /// no longer exists in their network.
+    pub fn sync(&mut self, snap: &Snapshot, now: Instant) {
+        self.map.retain(|k, e| {
+            !e.pinned && snap.port(e.port).is_some_and(|p| p.network == k.network())
+        });
+        for (network, mac, port) in snap.static_entries() {
+            let pinned = true;
+            self.map.insert(
+                MacKey::new(network, mac),
+                Learned {
+                    port,
+                    seen: now,
+                    pinned,
+                },
+            );
         }
+        self.recount();
     }
 
-    /// Number of entries, aged or not.
+    /// Forgets learned entries of `network`, or all learned entries.
+    pub fn flush(&mut self, network: Option<NetworkId>) {
+        self.map
+            .retain(|k, e| e.pinned || network.is_some_and(|n| k.network() != n));
+        self.recount();
+    }
+
+    /// Number of learned entries, aged or not.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.learned
     }
 
-    /// True when no entry is held.
+    /// True when no entry was learned.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.learned == 0
     }
 
-    /// Live entries with their age at `now`.
+    /// Live learned entries with their age at `now`.
     pub fn rows(&self, now: Instant) -> impl Iterator<Item = FdbRow> + '_ {
-        self.map.iter().filter_map(move |(&(network, mac), e)| {
+        self.map.iter().filter_map(move |(k, e)| {
             let age = now.saturating_duration_since(e.seen);
-            (age < self.aging).then_some(FdbRow {
-                network,
-                mac,
+            (!e.pinned && self.fresh(e, now)).then_some(FdbRow {
+                network: k.network(),
+                mac: k.mac(),
                 port: e.port,
                 age: Some(age),
             })
@@ -205,14 +249,42 @@ mod tests {
         assert_eq!(fdb.len(), 2);
     }
 
+    fn snap(ports: &[(PortId, u16, Option<u8>)]) -> Snapshot {
+        Snapshot::new(
+            1,
+            ports.iter().map(|&(id, net, m)| {
+                let entry = crate::snapshot::PortEntry {
+                    network: NetworkId(net),
+                    worker: 0,
+                    mac: m.map(mac),
+                };
+                (id, entry)
+            }),
+        )
+    }
+
     #[test]
-    fn forget_removes_entries_of_stale_ports() {
+    fn sync_pins_configured_macs_and_drops_stale_learned_ones() {
         let t0 = Instant::now();
-        let mut fdb = Fdb::new(8, DEFAULT_AGING);
+        let mut fdb = Fdb::new(2, Duration::from_secs(10));
         fdb.learn(NET, mac(1), 1, t0);
         fdb.learn(NET, mac(2), 2, t0);
-        fdb.forget(|_, port| port == 1);
+        // Port 1 is gone; port 2 stays; port 3 has configured MAC 9.
+        fdb.sync(&snap(&[(2, 1, None), (3, 1, Some(9))]), t0);
         assert_eq!(fdb.lookup(NET, mac(1), t0), None);
         assert_eq!(fdb.lookup(NET, mac(2), t0), Some(2));
+        assert_eq!(fdb.lookup(NET, mac(9), t0), Some(3));
+        assert_eq!(fdb.len(), 1, "pinned entries do not count as learned");
+        // Pinned: learning does not move it, aging and flushing keep it, rows do not list it.
+        assert_eq!(fdb.learn(NET, mac(9), 2, t0), Learn::Refreshed);
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(fdb.age(later), 1);
+        fdb.flush(None);
+        assert_eq!(fdb.lookup(NET, mac(9), later), Some(3));
+        assert_eq!(fdb.rows(later).count(), 0);
+        // Learning capacity counts learned entries only.
+        assert_eq!(fdb.learn(NET, mac(5), 2, later), Learn::Learned);
+        assert_eq!(fdb.learn(NET, mac(6), 2, later), Learn::Learned);
+        assert_eq!(fdb.learn(NET, mac(7), 2, later), Learn::Full);
     }
 }

@@ -95,8 +95,9 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B, network: NetworkI
 }
 
 /// Learns source MACs and picks each frame's destination: a configured or learned port of the
-/// same network, or a flood of the network for group and unknown destinations.
-pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, snap: &Snapshot, now: Instant, wc: &WorkerCounters) {
+/// same network, or a flood of the network for group and unknown destinations. The FDB was
+/// synced with the current snapshot, so every port it names exists in that network.
+pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters) {
     let in_port = b.in_port;
     for i in 0..b.len {
         if matches!(b.verdicts[i], Verdict::Drop(_)) {
@@ -107,20 +108,15 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, snap: &Snapshot, now: Instant, wc:
             b.verdicts[i] = Verdict::Drop(DropReason::BadSourceMac);
             continue;
         }
-        if snap.static_port(k.network, k.src).is_none() {
-            match fdb.learn(k.network, k.src, in_port, now) {
-                Learn::Learned => wc.fdb_learned.add(1),
-                Learn::Full => wc.fdb_full.add(1),
-                Learn::Refreshed => {}
-            }
+        match fdb.learn(k.network, k.src, in_port, now) {
+            Learn::Learned => wc.fdb_learned.add(1),
+            Learn::Full => wc.fdb_full.add(1),
+            Learn::Refreshed => {}
         }
         b.verdicts[i] = if k.dst.is_multicast() {
             Verdict::Flood
         } else {
-            match snap.static_port(k.network, k.dst).or_else(|| {
-                fdb.lookup(k.network, k.dst, now)
-                    .filter(|&p| snap.port(p).is_some_and(|e| e.network == k.network))
-            }) {
+            match fdb.lookup(k.network, k.dst, now) {
                 Some(p) if p == in_port => Verdict::Drop(DropReason::Hairpin),
                 Some(p) => Verdict::Forward(p),
                 None => Verdict::Flood,

@@ -22,6 +22,29 @@ pub const MAX_PORTS: usize = 1024;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NetworkId(pub u16);
 
+/// A (network, MAC) pair packed into one integer: the key of every MAC table, hashed in one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacKey(u64);
+
+impl MacKey {
+    /// The key of `mac` in `network`.
+    #[inline]
+    pub fn new(network: NetworkId, mac: MacAddr) -> Self {
+        MacKey(u64::from(network.0) << 48 | mac.to_u64())
+    }
+
+    /// The network.
+    pub fn network(self) -> NetworkId {
+        NetworkId((self.0 >> 48) as u16)
+    }
+
+    /// The MAC address.
+    pub fn mac(self) -> MacAddr {
+        let b = self.0.to_be_bytes();
+        MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+}
+
 /// What workers need to know about one port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortEntry {
@@ -39,7 +62,7 @@ pub struct Snapshot {
     generation: u64,
     ports: Vec<Option<PortEntry>>,
     members: HashMap<NetworkId, Vec<PortId>>,
-    static_macs: HashMap<(NetworkId, MacAddr), PortId>,
+    static_macs: HashMap<MacKey, PortId>,
 }
 
 impl Snapshot {
@@ -57,7 +80,7 @@ impl Snapshot {
             };
             snap.members.entry(entry.network).or_default().push(id);
             if let Some(mac) = entry.mac {
-                snap.static_macs.insert((entry.network, mac), id);
+                snap.static_macs.insert(MacKey::new(entry.network, mac), id);
             }
             *slot = Some(entry);
         }
@@ -84,15 +107,11 @@ impl Snapshot {
         self.members.get(&network).map_or(&[], Vec::as_slice)
     }
 
-    /// The port whose configured MAC is `mac` in `network`.
-    #[inline]
-    pub fn static_port(&self, network: NetworkId, mac: MacAddr) -> Option<PortId> {
-        self.static_macs.get(&(network, mac)).copied()
-    }
-
     /// Every configured `(network, mac, port)`, for FDB dumps.
     pub fn static_entries(&self) -> impl Iterator<Item = (NetworkId, MacAddr, PortId)> + '_ {
-        self.static_macs.iter().map(|(&(n, m), &p)| (n, m, p))
+        self.static_macs
+            .iter()
+            .map(|(&k, &p)| (k.network(), k.mac(), p))
     }
 }
 
@@ -146,10 +165,19 @@ mod tests {
         assert_eq!(snap.members(NetworkId(2)), &[2]);
         assert!(snap.members(NetworkId(9)).is_empty());
         let mac = MacAddr([2, 0, 0, 0, 0, 3]);
-        assert_eq!(snap.static_port(NetworkId(1), mac), Some(3));
-        assert_eq!(snap.static_port(NetworkId(2), mac), Some(2));
+        let mut statics: Vec<_> = snap.static_entries().collect();
+        statics.sort();
+        assert_eq!(statics, [(NetworkId(1), mac, 3), (NetworkId(2), mac, 2)]);
         assert!(snap.port(0).is_none());
         assert!(snap.port(u16::MAX).is_none());
+    }
+
+    #[test]
+    fn mac_keys_round_trip() {
+        let mac = MacAddr([0xfe, 1, 2, 3, 4, 0xff]);
+        let k = MacKey::new(NetworkId(0xabcd), mac);
+        assert_eq!((k.network(), k.mac()), (NetworkId(0xabcd), mac));
+        assert_ne!(k, MacKey::new(NetworkId(1), mac));
     }
 
     #[test]

@@ -155,8 +155,7 @@ impl<B: Backend> Worker<B> {
         let snap = self.snapshot.load();
         if snap.generation() != self.seen_generation {
             self.seen_generation = snap.generation();
-            self.fdb
-                .forget(|net, port| snap.port(port).map(|e| e.network) != Some(net));
+            self.fdb.sync(&snap, now);
         }
         let mut moved = 0;
         for i in 0..self.owned.len() {
@@ -187,7 +186,7 @@ impl<B: Backend> Worker<B> {
     fn run_batch(&mut self, network: NetworkId, snap: &Snapshot, now: Instant) {
         let b = &mut self.batch;
         stage::parse(b, &self.egress.backend, network);
-        stage::l2(b, &mut self.fdb, snap, now, &self.counters);
+        stage::l2(b, &mut self.fdb, now, &self.counters);
         stage::tx(b, &mut self.egress, snap);
         self.counters.batches.add(1);
         if let Some(c) = self.egress.port_counters(b.in_port) {
@@ -229,7 +228,6 @@ impl<B: Backend> Worker<B> {
                 self.owned.retain(|&p| p != id);
                 self.egress.detach(id);
                 self.egress.backend.close(id);
-                self.fdb.forget(|_, port| port == id);
                 let _ = reply.send(());
             }
             Command::FdbRows { reply } => {

@@ -1,5 +1,7 @@
 //! Deterministic pipeline tests: workers on in-memory ports, driven by hand with a fake clock.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

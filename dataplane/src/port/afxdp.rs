@@ -70,6 +70,20 @@ impl std::fmt::Debug for XdpBackend {
     }
 }
 
+/// Stops libxdp and libbpf from printing to stderr.
+///
+/// Their messages are noise here (the multi-program dispatcher fails to load on this kernel
+/// and libxdp falls back to a single program by itself); real failures reach the caller as
+/// errors with the kernel's errno, which brink reports.
+pub fn silence_library_logs() {
+    // SAFETY: both calls only swap a global function pointer; `None` means "print nothing".
+    // They are made before any socket exists, so no library call is printing concurrently.
+    unsafe {
+        libxdp_sys::libxdp_set_print(None);
+        libbpf_sys::libbpf_set_print(None);
+    }
+}
+
 impl XdpBackend {
     /// Creates the worker's UMEM.
     pub fn new() -> Result<Self, PortError> {

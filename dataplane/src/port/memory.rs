@@ -152,7 +152,10 @@ impl Backend for MemBackend {
             Some(Some(Open::Replay { frames, next })) if !frames.is_empty() => {
                 for slot in out.iter_mut() {
                     *slot = frames[*next];
-                    *next = (*next + 1) % frames.len();
+                    *next += 1;
+                    if *next == frames.len() {
+                        *next = 0;
+                    }
                 }
                 out.len()
             }

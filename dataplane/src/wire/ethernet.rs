@@ -25,11 +25,20 @@ impl MacAddr {
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
 
     /// True for group (multicast and broadcast) addresses: the I/G bit is set.
+    #[inline]
     pub fn is_multicast(self) -> bool {
         self.0[0] & 0x01 != 0
     }
 
+    /// The address as the low 48 bits of a `u64`.
+    #[inline]
+    pub fn to_u64(self) -> u64 {
+        let m = self.0;
+        u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+    }
+
     /// True for the all-zero address, which no station may use.
+    #[inline]
     pub fn is_zero(self) -> bool {
         self.0 == [0; 6]
     }
@@ -94,6 +103,7 @@ pub enum EtherType {
 }
 
 impl From<u16> for EtherType {
+    #[inline]
     fn from(v: u16) -> Self {
         match v {
             0x0800 => EtherType::Ipv4,
@@ -106,6 +116,7 @@ impl From<u16> for EtherType {
 }
 
 impl From<EtherType> for u16 {
+    #[inline]
     fn from(t: EtherType) -> u16 {
         match t {
             EtherType::Ipv4 => 0x0800,
@@ -128,6 +139,7 @@ impl<'a> EthernetFrame<'a> {
     pub const HEADER_LEN: usize = 14;
 
     /// Views `buf` as an Ethernet frame after one length check.
+    #[inline]
     pub fn new_checked(buf: &'a [u8]) -> Result<Self, WireError> {
         if buf.len() < Self::HEADER_LEN {
             return Err(WireError::Truncated {
@@ -139,25 +151,30 @@ impl<'a> EthernetFrame<'a> {
     }
 
     /// Destination MAC address.
+    #[inline]
     pub fn dst(&self) -> MacAddr {
         MacAddr(self.mac_at(0))
     }
 
     /// Source MAC address.
+    #[inline]
     pub fn src(&self) -> MacAddr {
         MacAddr(self.mac_at(6))
     }
 
     /// The EtherType field.
+    #[inline]
     pub fn ethertype(&self) -> EtherType {
         EtherType::from(u16::from_be_bytes([self.buf[12], self.buf[13]]))
     }
 
     /// The bytes after the Ethernet header.
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         &self.buf[Self::HEADER_LEN..]
     }
 
+    #[inline]
     fn mac_at(&self, off: usize) -> [u8; 6] {
         let mut m = [0u8; 6];
         m.copy_from_slice(&self.buf[off..off + 6]);

@@ -1,0 +1,508 @@
+//! Integration tests with real kernel traffic: namespaced VMs on veth pairs, `brinkd` in the
+//! middle, driven with `brinkctl`. They need root, and each builds and removes its own objects.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use brink_bench::daemon::Daemon;
+use brink_bench::topo::{Topology, Vm};
+use serde_json::Value;
+
+/// Builds VMs `(n, ip, network)`, starts brinkd with `extra` args and adds one port per VM.
+/// Bind the result as `(_topo, d, vms)` so the daemon stops before the topology goes.
+fn rig(tag: &str, vms: &[(u8, &str, &str)], extra: &[&str]) -> (Topology, Daemon, Vec<Vm>) {
+    assert!(
+        Command::new("id").arg("-u").output().unwrap().stdout == b"0\n",
+        "netns tests need root"
+    );
+    let mut topo = Topology::new(tag);
+    let dir = topo.scratch();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut args = vec!["--idle-sleep"];
+    args.extend_from_slice(extra);
+    let d = Daemon::start(&dir, &args).unwrap();
+    let mut out = vec![];
+    for &(n, ip, net) in vms {
+        let vm = topo.add_vm(n, ip).unwrap();
+        if !d.ctl_ok(&["network", "list"]).unwrap().contains(net) {
+            d.ctl_ok(&["network", "add", net]).unwrap();
+        }
+        d.ctl_ok(&[
+            "port",
+            "add",
+            &format!("vm{n}"),
+            "--iface",
+            &vm.host_if,
+            "--network",
+            net,
+            "--mac",
+            &vm.mac,
+            "--ip",
+            ip,
+        ])
+        .unwrap();
+        out.push(vm);
+    }
+    (topo, d, out)
+}
+
+fn ping(from: &Vm, to: &Vm, count: u32) -> bool {
+    from.exec(
+        "ping",
+        &["-c", &count.to_string(), "-i", "0.2", "-W", "1", &to.ip],
+    )
+    .unwrap()
+    .status
+    .success()
+}
+
+fn stats(d: &Daemon, port: &str) -> Value {
+    let out = d.ctl_ok(&["--json", "stats", "--port", port]).unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["ports"][0].clone()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a corrupted byte cannot hide.
+fn payload(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn wait_listening(vm: &Vm, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let out = vm
+            .exec("ss", &["-Hltn", &format!("sport = :{port}")])
+            .unwrap();
+        if !out.stdout.is_empty() {
+            return;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    panic!("listener on port {port} did not start");
+}
+
+fn wait_child(mut child: Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `data` over TCP from `from` to `to` through the switch; returns what arrived.
+fn tcp_transfer(topo: &Topology, from: &Vm, to: &Vm, data: &[u8]) -> Vec<u8> {
+    let dir = topo.scratch();
+    std::fs::create_dir_all(&dir).unwrap();
+    let (src, dst): (PathBuf, PathBuf) = (dir.join("tcp.src"), dir.join("tcp.dst"));
+    std::fs::write(&src, data).unwrap();
+    let _ = std::fs::remove_file(&dst);
+    let listener = Command::new("ip")
+        .args(["netns", "exec", &to.netns, "timeout", "60", "socat", "-u"])
+        .arg("TCP-LISTEN:5001,reuseaddr")
+        .arg(format!("OPEN:{},creat,trunc", dst.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(to, 5001);
+    let sent = from
+        .exec(
+            "timeout",
+            &[
+                "60",
+                "socat",
+                "-u",
+                &format!("OPEN:{}", src.display()),
+                &format!("TCP:{}:5001", to.ip),
+            ],
+        )
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "sender failed: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(
+        wait_child(listener, Duration::from_secs(30)),
+        "receiver did not finish"
+    );
+    std::fs::read(&dst).unwrap()
+}
+
+#[test]
+fn ping_and_a_12mb_tcp_transfer_cross_the_switch_intact() {
+    let (topo, d, vms) = rig(
+        "tcp",
+        &[(1, "10.77.0.1", "blue"), (2, "10.77.0.2", "blue")],
+        &[],
+    );
+    assert!(
+        ping(&vms[0], &vms[1], 3),
+        "ping through brink failed\n{}",
+        d.log_text()
+    );
+    let data = payload(12 << 20);
+    let got = tcp_transfer(&topo, &vms[0], &vms[1], &data);
+    assert_eq!(got.len(), data.len(), "bytes lost");
+    assert!(got == data, "payload corrupted in transit");
+    let s1 = stats(&d, "vm1");
+    let s2 = stats(&d, "vm2");
+    assert!(s1["rx_bytes"].as_u64().unwrap() > 12 << 20, "{s1}");
+    assert!(s2["tx_bytes"].as_u64().unwrap() > 12 << 20, "{s2}");
+    let ports = d.ctl_ok(&["port", "list"]).unwrap();
+    assert!(
+        ports.contains("copy"),
+        "port list shows the XDP mode: {ports}"
+    );
+}
+
+#[test]
+fn frames_never_cross_networks() {
+    let (_topo, d, vms) = rig(
+        "iso",
+        &[
+            (1, "10.78.0.1", "blue"),
+            (2, "10.78.0.2", "blue"),
+            (3, "10.78.0.3", "red"),
+        ],
+        &[],
+    );
+    assert!(ping(&vms[0], &vms[1], 2), "same network must work");
+    assert!(!ping(&vms[0], &vms[2], 2), "ping across networks must fail");
+    assert!(!ping(&vms[2], &vms[1], 2), "and the other way");
+    assert_eq!(
+        stats(&d, "vm3")["tx_packets"],
+        0,
+        "nothing from blue may reach red"
+    );
+    // vm3's ARP requests for vm2's address must not have reached vm2: it would have learned vm3.
+    let neigh = vms[1].run("ip", &["neigh", "show", &vms[2].ip]).unwrap();
+    assert!(neigh.stdout.is_empty(), "red's ARP reached blue: {neigh:?}");
+    assert!(
+        stats(&d, "vm3")["rx_packets"].as_u64().unwrap() > 0,
+        "red's ARPs were received"
+    );
+    let fdb = d.ctl_ok(&["fdb", "show", "--network", "red"]).unwrap();
+    assert!(
+        fdb.contains(&vms[2].mac) && !fdb.contains(&vms[0].mac),
+        "{fdb}"
+    );
+}
+
+#[test]
+fn removing_a_port_under_traffic_keeps_the_daemon_alive() {
+    let (_topo, mut d, vms) = rig(
+        "del",
+        &[(1, "10.79.0.1", "blue"), (2, "10.79.0.2", "blue")],
+        &[],
+    );
+    let flood = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &vms[0].netns,
+            "ping",
+            "-f",
+            "-c",
+            "200000",
+            "-w",
+            "8",
+            &vms[1].ip,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(500));
+    d.ctl_ok(&["port", "del", "vm2"]).unwrap();
+    sleep(Duration::from_millis(300));
+    assert!(
+        d.is_running(),
+        "brinkd died on port removal\n{}",
+        d.log_text()
+    );
+    let link = Command::new("ip")
+        .args(["link", "show", &vms[1].host_if])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "XDP program left attached"
+    );
+    let ports = d.ctl_ok(&["port", "list"]).unwrap();
+    assert!(ports.contains("vm1") && !ports.contains("vm2"), "{ports}");
+    wait_child(flood, Duration::from_secs(15));
+    // The port comes back and works.
+    d.ctl_ok(&[
+        "port",
+        "add",
+        "vm2",
+        "--iface",
+        &vms[1].host_if,
+        "--network",
+        "blue",
+        "--mac",
+        &vms[1].mac,
+    ])
+    .unwrap();
+    assert!(
+        ping(&vms[0], &vms[1], 2),
+        "re-added port does not forward\n{}",
+        d.log_text()
+    );
+    assert!(
+        d.stop().unwrap(),
+        "brinkd did not exit cleanly\n{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn brinkctl_reports_bad_input_and_changes_nothing() {
+    let (topo, d, vms) = rig("err", &[(1, "10.80.0.1", "blue")], &[]);
+    let before = d.ctl_ok(&["--json", "port", "list"]).unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "port",
+                "add",
+                "x",
+                "--iface",
+                "brk-nope0",
+                "--network",
+                "blue",
+            ],
+            "does not exist",
+        ),
+        (
+            &[
+                "port",
+                "add",
+                "vm1",
+                "--iface",
+                &vms[0].host_if,
+                "--network",
+                "blue",
+            ],
+            "already exists",
+        ),
+        (
+            &[
+                "port",
+                "add",
+                "x",
+                "--iface",
+                &vms[0].host_if,
+                "--network",
+                "blue",
+            ],
+            "already used by port",
+        ),
+        (
+            &["port", "add", "x", "--iface", "lo", "--network", "green"],
+            "no network",
+        ),
+        (
+            &[
+                "port",
+                "add",
+                "x",
+                "--iface",
+                "lo",
+                "--network",
+                "blue",
+                "--mac",
+                "zz:00",
+            ],
+            "bad MAC",
+        ),
+        (
+            &[
+                "port",
+                "add",
+                "x",
+                "--iface",
+                "lo",
+                "--network",
+                "blue",
+                "--ip",
+                "1.2.3",
+            ],
+            "bad IP",
+        ),
+        (
+            &[
+                "port",
+                "add",
+                "bad name",
+                "--iface",
+                "lo",
+                "--network",
+                "blue",
+            ],
+            "bad name",
+        ),
+        (&["port", "del", "nope"], "no port"),
+        (&["network", "add", "blue"], "already exists"),
+        (&["network", "del", "blue"], "still has ports"),
+        (&["fdb", "show", "--network", "nope"], "no network"),
+        (&["stats", "--port", "nope"], "no port"),
+    ];
+    for (args, want) in cases {
+        let out = d.ctl(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(err.contains(want), "{args:?}: expected {want:?} in {err:?}");
+    }
+    // Raw protocol abuse on the socket.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.write_all(b"{not json\n{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"nope\"}\n{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"port.add\",\"params\":{\"name\":1}}\n[1,2]\n").unwrap();
+    let mut r = BufReader::new(s);
+    let codes: Vec<i64> = (0..4)
+        .map(|_| {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            serde_json::from_str::<Value>(&line).unwrap()["error"]["code"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(codes, [-32700, -32601, -32602, -32600]);
+    assert_eq!(
+        d.ctl_ok(&["--json", "port", "list"]).unwrap(),
+        before,
+        "state changed"
+    );
+    // A tap port whose device already exists is refused; a fresh one is created and removed.
+    let tap = format!("{}t", topo.prefix());
+    let err = d.ctl(&[
+        "port",
+        "add",
+        "t1",
+        "--type",
+        "tap",
+        "--iface",
+        &vms[0].host_if,
+        "--network",
+        "blue",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("already"),
+        "{err:?}"
+    );
+    d.ctl_ok(&[
+        "port",
+        "add",
+        "t1",
+        "--type",
+        "tap",
+        "--iface",
+        &tap,
+        "--network",
+        "blue",
+    ])
+    .unwrap();
+    assert!(
+        PathBuf::from("/sys/class/net").join(&tap).exists(),
+        "tap not created"
+    );
+    d.ctl_ok(&["port", "del", "t1"]).unwrap();
+    assert!(
+        !PathBuf::from("/sys/class/net").join(&tap).exists(),
+        "tap not removed"
+    );
+    assert!(
+        ping(&vms[0], &vms[0], 1),
+        "sanity: loopback of the VM itself"
+    );
+}
+
+#[test]
+fn restart_restores_networks_and_ports() {
+    let (topo, mut d, vms) = rig(
+        "rst",
+        &[(1, "10.81.0.1", "blue"), (2, "10.81.0.2", "blue")],
+        &[],
+    );
+    let tap = format!("{}t", topo.prefix());
+    let tap_path = PathBuf::from("/sys/class/net").join(&tap);
+    d.ctl_ok(&[
+        "port",
+        "add",
+        "t1",
+        "--type",
+        "tap",
+        "--iface",
+        &tap,
+        "--network",
+        "blue",
+    ])
+    .unwrap();
+    let before = d.ctl_ok(&["--json", "port", "list"]).unwrap();
+    assert!(d.stop().unwrap());
+    assert!(tap_path.exists(), "taps outlive the daemon");
+    let d2 = Daemon::start(d.dir(), &["--idle-sleep"]).unwrap();
+    assert_eq!(
+        d2.ctl_ok(&["--json", "port", "list"]).unwrap(),
+        before,
+        "{}",
+        d2.log_text()
+    );
+    assert!(
+        ping(&vms[0], &vms[1], 2),
+        "restored ports do not forward\n{}",
+        d2.log_text()
+    );
+    d2.ctl_ok(&["port", "del", "t1"]).unwrap();
+    assert!(!tap_path.exists(), "tap not removed");
+}
+
+#[test]
+fn two_workers_forward_across_each_other() {
+    let (topo, d, vms) = rig(
+        "two",
+        &[(1, "10.82.0.1", "blue"), (2, "10.82.0.2", "blue")],
+        &["--cores", "0,1"],
+    );
+    let list: Value =
+        serde_json::from_str(&d.ctl_ok(&["--json", "port", "list"]).unwrap()).unwrap();
+    assert_ne!(
+        list[0]["worker"], list[1]["worker"],
+        "ports should be spread over workers"
+    );
+    assert!(ping(&vms[0], &vms[1], 3), "{}", d.log_text());
+    let data = payload(2 << 20);
+    assert!(
+        tcp_transfer(&topo, &vms[1], &vms[0], &data) == data,
+        "payload corrupted"
+    );
+    let all: Value = serde_json::from_str(&d.ctl_ok(&["--json", "stats"]).unwrap()).unwrap();
+    let cross: u64 = all["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["cross_tx"].as_u64().unwrap())
+        .sum();
+    assert!(cross > 1000, "frames should cross workers: {all}");
+}

@@ -1,0 +1,5 @@
+//! `brinkctl`: control a running brinkd over its Unix socket.
+
+fn main() -> std::process::ExitCode {
+    brink_api::cli::main()
+}

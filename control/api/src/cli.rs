@@ -1,0 +1,419 @@
+//! `brinkctl`: the command-line client. Human-readable tables by default, `--json` for scripts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::client::{Client, ClientError};
+use crate::protocol::method;
+use crate::types::{
+    FdbEntry, NetworkFilter, NetworkInfo, NetworkName, PortAdd, PortInfo, PortKind, PortName,
+    Stats, StatsFilter,
+};
+
+/// Control a running brinkd.
+#[derive(Debug, Parser)]
+#[command(name = "brinkctl", version, about)]
+pub struct Cli {
+    /// The daemon's control socket.
+    #[arg(long, global = true, env = "BRINK_SOCKET", default_value = crate::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print the daemon's JSON result instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Networks: isolated L2 domains.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Ports: VM attachments.
+    #[command(subcommand)]
+    Port(PortCmd),
+    /// The forwarding database.
+    #[command(subcommand)]
+    Fdb(FdbCmd),
+    /// Port and worker counters.
+    Stats {
+        /// Only this port.
+        #[arg(long)]
+        port: Option<String>,
+    },
+}
+
+/// `network` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// Create a network.
+    Add {
+        /// Network name.
+        name: String,
+    },
+    /// Delete a network that has no ports.
+    Del {
+        /// Network name.
+        name: String,
+    },
+    /// List networks.
+    List,
+}
+
+/// `port` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PortCmd {
+    /// Attach a port to an interface.
+    Add(PortAddArgs),
+    /// Remove a port (a tap brink created is deleted too).
+    Del {
+        /// Port name.
+        name: String,
+    },
+    /// List ports.
+    List,
+}
+
+/// Arguments of `port add`.
+#[derive(Debug, Args)]
+pub struct PortAddArgs {
+    /// Port name.
+    pub name: String,
+    /// Interface: the host end of a veth pair, or the tap to create with `--type tap`.
+    #[arg(long)]
+    pub iface: String,
+    /// Network to join.
+    #[arg(long)]
+    pub network: String,
+    /// Port type.
+    #[arg(long = "type", value_enum, default_value = "afxdp")]
+    pub kind: KindArg,
+    /// The VM's MAC address (a static FDB entry).
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// The VM's IP address; repeat for several.
+    #[arg(long = "ip")]
+    pub ips: Vec<String>,
+}
+
+/// `--type` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    /// AF_XDP on an existing interface.
+    Afxdp,
+    /// Create a tap device and attach AF_XDP to it.
+    Tap,
+}
+
+/// `fdb` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FdbCmd {
+    /// Show static and learned entries.
+    Show {
+        /// Only this network.
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Forget learned entries (static ones stay).
+    Flush {
+        /// Only this network.
+        #[arg(long)]
+        network: Option<String>,
+    },
+}
+
+/// Runs `brinkctl` with the process arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("brinkctl: {e}");
+            match e {
+                ClientError::Connect { .. } => ExitCode::from(3),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// Runs one command and returns what to print.
+pub fn run(cli: &Cli) -> Result<String, ClientError> {
+    let mut client = Client::connect(&cli.socket)?;
+    let (name, params): (&str, Value) = match &cli.command {
+        Command::Network(NetworkCmd::Add { name }) => (
+            method::NETWORK_ADD,
+            to_json(&NetworkName { name: name.clone() }),
+        ),
+        Command::Network(NetworkCmd::Del { name }) => (
+            method::NETWORK_DEL,
+            to_json(&NetworkName { name: name.clone() }),
+        ),
+        Command::Network(NetworkCmd::List) => (method::NETWORK_LIST, json!({})),
+        Command::Port(PortCmd::Add(a)) => (
+            method::PORT_ADD,
+            to_json(&PortAdd {
+                name: a.name.clone(),
+                iface: a.iface.clone(),
+                network: a.network.clone(),
+                kind: match a.kind {
+                    KindArg::Afxdp => PortKind::Afxdp,
+                    KindArg::Tap => PortKind::Tap,
+                },
+                mac: a.mac.clone(),
+                ips: a.ips.clone(),
+            }),
+        ),
+        Command::Port(PortCmd::Del { name }) => {
+            (method::PORT_DEL, to_json(&PortName { name: name.clone() }))
+        }
+        Command::Port(PortCmd::List) => (method::PORT_LIST, json!({})),
+        Command::Fdb(FdbCmd::Show { network }) => (
+            method::FDB_SHOW,
+            to_json(&NetworkFilter {
+                network: network.clone(),
+            }),
+        ),
+        Command::Fdb(FdbCmd::Flush { network }) => (
+            method::FDB_FLUSH,
+            to_json(&NetworkFilter {
+                network: network.clone(),
+            }),
+        ),
+        Command::Stats { port } => (method::STATS, to_json(&StatsFilter { port: port.clone() })),
+    };
+    let result = client.call_value(name, &params)?;
+    if cli.json {
+        return serde_json::to_string_pretty(&result)
+            .map_err(|e| ClientError::Protocol(e.to_string()));
+    }
+    render(&cli.command, result)
+}
+
+fn to_json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ClientError> {
+    serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+/// Formats a successful result for people.
+fn render(command: &Command, result: Value) -> Result<String, ClientError> {
+    Ok(match command {
+        Command::Network(NetworkCmd::List) => {
+            let nets: Vec<NetworkInfo> = decode(result)?;
+            table(
+                &["NETWORK", "ID", "PORTS"],
+                nets.iter()
+                    .map(|n| vec![n.name.clone(), n.id.to_string(), n.ports.join(",")])
+                    .collect(),
+            )
+        }
+        Command::Port(PortCmd::List) => {
+            let ports: Vec<PortInfo> = decode(result)?;
+            port_table(&ports)
+        }
+        Command::Port(PortCmd::Add(_)) => {
+            let p: PortInfo = decode(result)?;
+            format!(
+                "port {} added on {} ({}), worker {}",
+                p.name, p.iface, p.mode, p.worker
+            )
+        }
+        Command::Fdb(FdbCmd::Show { .. }) => {
+            let entries: Vec<FdbEntry> = decode(result)?;
+            table(
+                &["NETWORK", "MAC", "PORT", "AGE"],
+                entries
+                    .iter()
+                    .map(|e| {
+                        let age = e.age_secs.map_or("static".into(), |a| format!("{a:.0}s"));
+                        vec![e.network.clone(), e.mac.clone(), e.port.clone(), age]
+                    })
+                    .collect(),
+            )
+        }
+        Command::Stats { .. } => stats_tables(&decode(result)?),
+        Command::Network(_) | Command::Port(_) | Command::Fdb(_) => String::new(),
+    })
+}
+
+fn port_table(ports: &[PortInfo]) -> String {
+    table(
+        &[
+            "PORT", "ID", "IFACE", "NETWORK", "TYPE", "MODE", "WORKER", "MAC", "IPS",
+        ],
+        ports
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.id.to_string(),
+                    p.iface.clone(),
+                    p.network.clone(),
+                    format!("{:?}", p.kind).to_lowercase(),
+                    p.mode.clone(),
+                    p.worker.to_string(),
+                    p.mac.clone().unwrap_or_else(|| "-".into()),
+                    if p.ips.is_empty() {
+                        "-".into()
+                    } else {
+                        p.ips.join(",")
+                    },
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn drops_text(drops: &std::collections::BTreeMap<String, u64>) -> String {
+    if drops.is_empty() {
+        return "-".into();
+    }
+    drops
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn stats_tables(s: &Stats) -> String {
+    let mut out = table(
+        &[
+            "PORT", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS",
+        ],
+        s.ports
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.rx_packets.to_string(),
+                    p.rx_bytes.to_string(),
+                    p.tx_packets.to_string(),
+                    p.tx_bytes.to_string(),
+                    drops_text(&p.drops),
+                ]
+            })
+            .collect(),
+    );
+    if !s.workers.is_empty() {
+        out.push_str("\n\n");
+        out.push_str(&table(
+            &[
+                "WORKER",
+                "CORE",
+                "BATCHES",
+                "BUSY_POLLS",
+                "IDLE_POLLS",
+                "BUSY%",
+                "CROSS_TX",
+                "CROSS_RX",
+                "FDB_LEARNED",
+                "DROPS",
+            ],
+            s.workers
+                .iter()
+                .map(|w| {
+                    let total = (w.busy_ns + w.idle_ns).max(1);
+                    vec![
+                        w.worker.to_string(),
+                        w.core.map_or("-".into(), |c| c.to_string()),
+                        w.batches.to_string(),
+                        w.busy_polls.to_string(),
+                        w.idle_polls.to_string(),
+                        format!("{:.1}", 100.0 * w.busy_ns as f64 / total as f64),
+                        w.cross_tx.to_string(),
+                        w.cross_rx.to_string(),
+                        w.fdb_learned.to_string(),
+                        drops_text(&w.drops),
+                    ]
+                })
+                .collect(),
+        ));
+    }
+    out
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_flag_is_accepted_before_and_after_the_subcommand() {
+        for args in [
+            vec!["brinkctl", "--json", "port", "list"],
+            vec!["brinkctl", "port", "list", "--json"],
+            vec!["brinkctl", "port", "--json", "list"],
+        ] {
+            let cli = Cli::try_parse_from(&args).unwrap();
+            assert!(cli.json, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn port_add_collects_repeated_ips() {
+        let cli = Cli::try_parse_from([
+            "brinkctl",
+            "port",
+            "add",
+            "vm1",
+            "--iface",
+            "veth1",
+            "--network",
+            "blue",
+            "--ip",
+            "10.0.0.1",
+            "--ip",
+            "fd00::1",
+            "--type",
+            "tap",
+        ])
+        .unwrap();
+        let Command::Port(PortCmd::Add(a)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(a.ips, ["10.0.0.1", "fd00::1"]);
+        assert!(matches!(a.kind, KindArg::Tap));
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(&["A", "LONGER"], vec![vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    LONGER\nxyz  1");
+    }
+}

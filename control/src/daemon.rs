@@ -1,0 +1,132 @@
+//! `brinkd` wiring: arguments, logging, signals, the switch, the service and the server.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use brink_dataplane::fdb;
+use brink_dataplane::port::afxdp::{self, XdpBackend};
+use brink_dataplane::switch::{Switch, SwitchConfig};
+use brink_dataplane::worker::WorkerConfig;
+use clap::Parser;
+
+use crate::server::Server;
+use crate::service::Service;
+use crate::store::Store;
+
+/// brink's daemon: a userspace integration bridge on AF_XDP.
+#[derive(Debug, Parser)]
+#[command(name = "brinkd", version, about)]
+pub struct Args {
+    /// Control socket path.
+    #[arg(long, default_value = brink_api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Where the configuration is saved and restored from.
+    #[arg(long, default_value = "/var/lib/brink")]
+    pub state_dir: PathBuf,
+    /// Cores to run one worker each on, e.g. "1", "0,1" or "0-3" (default: the last core).
+    #[arg(long)]
+    pub cores: Option<String>,
+    /// Sleep when idle instead of busy polling (saves the core, adds up to 200 us latency).
+    #[arg(long)]
+    pub idle_sleep: bool,
+    /// Seconds after which an unrefreshed learned MAC is forgotten.
+    #[arg(long, default_value_t = fdb::DEFAULT_AGING.as_secs())]
+    pub fdb_aging: u64,
+    /// Learned MACs each worker holds at most.
+    #[arg(long, default_value_t = fdb::DEFAULT_CAPACITY)]
+    pub fdb_size: usize,
+}
+
+/// Parses a core list like "1", "0,2" or "0-3".
+pub fn parse_cores(list: &str, available: usize) -> anyhow::Result<Vec<usize>> {
+    let mut cores = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<usize>(), b.trim().parse::<usize>()),
+            None => (part.parse(), part.parse()),
+        };
+        let (Ok(lo), Ok(hi)) = (lo, hi) else {
+            bail!("bad core list {list:?}: expected numbers like 1, 0,2 or 0-3");
+        };
+        if lo > hi {
+            bail!("bad core range {part:?}: start after end");
+        }
+        for c in lo..=hi {
+            if c >= available {
+                bail!(
+                    "core {c} does not exist: this machine has cores 0-{}",
+                    available - 1
+                );
+            }
+            if !cores.contains(&c) {
+                cores.push(c);
+            }
+        }
+    }
+    Ok(cores)
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install signal handler")?;
+    }
+    let available = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores = match &args.cores {
+        Some(list) => parse_cores(list, available)?,
+        None => vec![available - 1],
+    };
+    if args.fdb_size == 0 {
+        bail!("--fdb-size must be at least 1");
+    }
+    let store = Store::open(&args.state_dir)?;
+    let state = store.load()?;
+    let config = SwitchConfig {
+        cores: cores.iter().map(|&c| Some(c)).collect(),
+        worker: WorkerConfig {
+            idle_sleep: args.idle_sleep,
+            fdb_capacity: args.fdb_size,
+            fdb_aging: Duration::from_secs(args.fdb_aging),
+        },
+    };
+    // Bind first, so a second daemon fails before touching any interface.
+    let mut server = Server::bind(&args.socket)
+        .with_context(|| format!("cannot listen on {}", args.socket.display()))?;
+    afxdp::silence_library_logs();
+    let switch = Switch::start(config, XdpBackend::new).context("cannot start workers")?;
+    tracing::info!(?cores, idle_sleep = args.idle_sleep, socket = %args.socket.display(), "brinkd started");
+    let mut service = Service::new(switch, Some(store));
+    service.restore(state);
+    server.run(&mut service, &stop)?;
+    tracing::info!("shutting down");
+    drop(service);
+    drop(server);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_lists() {
+        assert_eq!(parse_cores("1", 2).unwrap(), [1]);
+        assert_eq!(parse_cores("0-1", 2).unwrap(), [0, 1]);
+        assert_eq!(parse_cores("1,0,1", 2).unwrap(), [1, 0]);
+        for bad in ["2", "x", "1-0", "", "0-"] {
+            assert!(parse_cores(bad, 2).is_err(), "{bad:?}");
+        }
+    }
+}

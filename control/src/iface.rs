@@ -1,0 +1,116 @@
+//! Kernel network interfaces: existence checks and tap devices brink creates.
+//!
+//! Taps are made with iproute2 (`ip tuntap`), persistent and owned by no process, so a VM
+//! (QEMU) can open them and brinkd can restart without tearing its VMs' links down.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Why an interface operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IfaceError {
+    /// Not a usable interface name.
+    #[error("bad interface name {0:?}: use 1-15 characters, no '/', ':' or white space")]
+    BadName(String),
+    /// The interface does not exist.
+    #[error("interface {0:?} does not exist")]
+    Missing(String),
+    /// The interface exists but should not (a tap to create).
+    #[error("interface {0:?} already exists; a tap port creates its own device")]
+    Exists(String),
+    /// `ip` failed.
+    #[error("{command} failed: {output}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// What it printed.
+        output: String,
+    },
+}
+
+/// Checks an interface name the way the kernel does.
+pub fn check_name(name: &str) -> Result<(), IfaceError> {
+    let ok = (1..16).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0);
+    if ok {
+        Ok(())
+    } else {
+        Err(IfaceError::BadName(name.into()))
+    }
+}
+
+/// True if interface `name` exists.
+pub fn exists(name: &str) -> bool {
+    check_name(name).is_ok() && Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Fails unless interface `name` exists.
+pub fn require(name: &str) -> Result<(), IfaceError> {
+    check_name(name)?;
+    if exists(name) {
+        Ok(())
+    } else {
+        Err(IfaceError::Missing(name.into()))
+    }
+}
+
+/// Creates a persistent tap device `name` and sets it up.
+pub fn create_tap(name: &str) -> Result<(), IfaceError> {
+    check_name(name)?;
+    if exists(name) {
+        return Err(IfaceError::Exists(name.into()));
+    }
+    ip(&["tuntap", "add", "dev", name, "mode", "tap"])?;
+    if let Err(e) = ip(&["link", "set", "dev", name, "up"]) {
+        let _ = delete(name);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Deletes interface `name`.
+pub fn delete(name: &str) -> Result<(), IfaceError> {
+    check_name(name)?;
+    ip(&["link", "del", "dev", name])
+}
+
+fn ip(args: &[&str]) -> Result<(), IfaceError> {
+    let command = format!("ip {}", args.join(" "));
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| IfaceError::Command {
+            command: command.clone(),
+            output: e.to_string(),
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(IfaceError::Command {
+            command,
+            output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_follow_kernel_rules() {
+        for bad in ["", ".", "..", "a/b", "a b", "a:b", "sixteen-chars-xx"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        check_name("lo").unwrap();
+        assert!(exists("lo"));
+        assert_eq!(
+            require("brk-no-such-if"),
+            Err(IfaceError::Missing("brk-no-such-if".into()))
+        );
+    }
+}

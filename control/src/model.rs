@@ -1,0 +1,417 @@
+//! The configuration model: networks and ports by name, validated, with their dataplane ids.
+//!
+//! Pure data: nothing here touches the kernel or the dataplane, so every rule is unit-tested.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use brink_api::types::{NetworkInfo, PortAdd};
+use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, MAX_PORTS};
+use brink_dataplane::wire::ethernet::MacParseError;
+use brink_dataplane::wire::MacAddr;
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// A name with characters or a length that is not allowed.
+    #[error("bad name {0:?}: use 1-32 characters from A-Z a-z 0-9 _ . -")]
+    BadName(String),
+    /// The network name is taken.
+    #[error("network {0:?} already exists")]
+    NetworkExists(String),
+    /// No such network.
+    #[error("no network named {0:?}")]
+    NoNetwork(String),
+    /// The network still has ports.
+    #[error("network {name:?} still has ports: {ports}")]
+    NetworkInUse {
+        /// Network name.
+        name: String,
+        /// Its ports, comma-separated.
+        ports: String,
+    },
+    /// The port name is taken.
+    #[error("port {0:?} already exists")]
+    PortExists(String),
+    /// No such port.
+    #[error("no port named {0:?}")]
+    NoPort(String),
+    /// Another port uses the interface.
+    #[error("interface {iface:?} is already used by port {port:?}")]
+    IfaceInUse {
+        /// Interface name.
+        iface: String,
+        /// The port using it.
+        port: String,
+    },
+    /// A malformed MAC address.
+    #[error(transparent)]
+    BadMac(#[from] MacParseError),
+    /// A MAC address no VM may own.
+    #[error("MAC {0} is not a unicast address; a VM's MAC must be unicast and non-zero")]
+    NotUnicast(MacAddr),
+    /// Another port of the network has this MAC.
+    #[error("MAC {mac} is already configured on port {port:?} of network {network:?}")]
+    DuplicateMac {
+        /// The MAC.
+        mac: MacAddr,
+        /// The port that has it.
+        port: String,
+        /// The network.
+        network: String,
+    },
+    /// A malformed IP address.
+    #[error("bad IP address {0:?}: expected an IPv4 or IPv6 address like 10.0.0.5 or fd00::5")]
+    BadIp(String),
+    /// All port ids are used.
+    #[error("no free port id: at most {MAX_PORTS} ports")]
+    TooManyPorts,
+    /// All network ids are used.
+    #[error("no free network id")]
+    TooManyNetworks,
+}
+
+/// A port as configured, with the ids the dataplane knows it by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortRecord {
+    /// The request that created it, normalized (MAC lower-case, IPs canonical).
+    pub spec: PortAdd,
+    /// Dataplane port id.
+    pub id: PortId,
+    /// Worker that owns it.
+    pub worker: usize,
+    /// Parsed MAC.
+    pub mac: Option<MacAddr>,
+    /// Parsed IPs.
+    pub ips: Vec<IpAddr>,
+}
+
+/// What is saved to disk: enough to replay every change after a restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Network names.
+    pub networks: Vec<String>,
+    /// Port requests.
+    pub ports: Vec<PortAdd>,
+}
+
+/// Networks and ports by name.
+#[derive(Debug, Default)]
+pub struct Model {
+    networks: BTreeMap<String, NetworkId>,
+    ports: BTreeMap<String, PortRecord>,
+}
+
+/// Checks a network or port name.
+pub fn check_name(name: &str) -> Result<(), ModelError> {
+    let ok = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::BadName(name.to_string()))
+    }
+}
+
+impl Model {
+    /// Adds a network and returns its id.
+    pub fn add_network(&mut self, name: &str) -> Result<NetworkId, ModelError> {
+        check_name(name)?;
+        if self.networks.contains_key(name) {
+            return Err(ModelError::NetworkExists(name.into()));
+        }
+        let used: Vec<u16> = self.networks.values().map(|n| n.0).collect();
+        let id = (1..=u16::MAX)
+            .find(|i| !used.contains(i))
+            .ok_or(ModelError::TooManyNetworks)?;
+        self.networks.insert(name.into(), NetworkId(id));
+        Ok(NetworkId(id))
+    }
+
+    /// Deletes a network that has no ports.
+    pub fn del_network(&mut self, name: &str) -> Result<(), ModelError> {
+        if !self.networks.contains_key(name) {
+            return Err(ModelError::NoNetwork(name.into()));
+        }
+        let ports = self.ports_of(name);
+        if !ports.is_empty() {
+            return Err(ModelError::NetworkInUse {
+                name: name.into(),
+                ports: ports.join(","),
+            });
+        }
+        self.networks.remove(name);
+        Ok(())
+    }
+
+    /// Every network with its ports.
+    pub fn networks(&self) -> Vec<NetworkInfo> {
+        self.networks
+            .iter()
+            .map(|(name, id)| NetworkInfo {
+                name: name.clone(),
+                id: id.0,
+                ports: self.ports_of(name),
+            })
+            .collect()
+    }
+
+    /// The id of network `name`.
+    pub fn network_id(&self, name: &str) -> Result<NetworkId, ModelError> {
+        self.networks
+            .get(name)
+            .copied()
+            .ok_or_else(|| ModelError::NoNetwork(name.into()))
+    }
+
+    /// The name of network `id`.
+    pub fn network_name(&self, id: NetworkId) -> Option<&str> {
+        self.networks
+            .iter()
+            .find(|(_, &n)| n == id)
+            .map(|(name, _)| name.as_str())
+    }
+
+    fn ports_of(&self, network: &str) -> Vec<String> {
+        self.ports
+            .values()
+            .filter(|p| p.spec.network == network)
+            .map(|p| p.spec.name.clone())
+            .collect()
+    }
+
+    /// Validates a port request against the model and picks a free port id. Nothing changes.
+    pub fn check_port(&self, spec: &PortAdd, worker: usize) -> Result<PortRecord, ModelError> {
+        check_name(&spec.name)?;
+        if self.ports.contains_key(&spec.name) {
+            return Err(ModelError::PortExists(spec.name.clone()));
+        }
+        self.network_id(&spec.network)?;
+        if let Some(other) = self.ports.values().find(|p| p.spec.iface == spec.iface) {
+            return Err(ModelError::IfaceInUse {
+                iface: spec.iface.clone(),
+                port: other.spec.name.clone(),
+            });
+        }
+        let mac = match &spec.mac {
+            Some(s) => {
+                let mac: MacAddr = s.parse()?;
+                if mac.is_multicast() || mac.is_zero() {
+                    return Err(ModelError::NotUnicast(mac));
+                }
+                if let Some(other) = self
+                    .ports
+                    .values()
+                    .find(|p| p.spec.network == spec.network && p.mac == Some(mac))
+                {
+                    return Err(ModelError::DuplicateMac {
+                        mac,
+                        port: other.spec.name.clone(),
+                        network: spec.network.clone(),
+                    });
+                }
+                Some(mac)
+            }
+            None => None,
+        };
+        let ips = spec
+            .ips
+            .iter()
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .map_err(|_| ModelError::BadIp(s.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let id = (0..MAX_PORTS as PortId)
+            .find(|i| self.ports.values().all(|p| p.id != *i))
+            .ok_or(ModelError::TooManyPorts)?;
+        let mut spec = spec.clone();
+        spec.mac = mac.map(|m| m.to_string());
+        spec.ips = ips.iter().map(IpAddr::to_string).collect();
+        Ok(PortRecord {
+            spec,
+            id,
+            worker,
+            mac,
+            ips,
+        })
+    }
+
+    /// Adds a port checked by [`Model::check_port`].
+    pub fn insert_port(&mut self, record: PortRecord) {
+        self.ports.insert(record.spec.name.clone(), record);
+    }
+
+    /// Removes a port and returns it.
+    pub fn remove_port(&mut self, name: &str) -> Result<PortRecord, ModelError> {
+        self.ports
+            .remove(name)
+            .ok_or_else(|| ModelError::NoPort(name.into()))
+    }
+
+    /// Port `name`.
+    pub fn port(&self, name: &str) -> Result<&PortRecord, ModelError> {
+        self.ports
+            .get(name)
+            .ok_or_else(|| ModelError::NoPort(name.into()))
+    }
+
+    /// Every port, by name.
+    pub fn ports(&self) -> impl Iterator<Item = &PortRecord> {
+        self.ports.values()
+    }
+
+    /// The port with dataplane id `id`.
+    pub fn port_by_id(&self, id: PortId) -> Option<&PortRecord> {
+        self.ports.values().find(|p| p.id == id)
+    }
+
+    /// Number of ports each of `workers` workers owns.
+    pub fn ports_per_worker(&self, workers: usize) -> Vec<usize> {
+        let mut load = vec![0; workers];
+        for p in self.ports.values() {
+            if let Some(n) = load.get_mut(p.worker) {
+                *n += 1;
+            }
+        }
+        load
+    }
+
+    /// The dataplane's view of the model.
+    pub fn snapshot(&self, generation: u64) -> Snapshot {
+        Snapshot::new(
+            generation,
+            self.ports.values().filter_map(|p| {
+                let network = *self.networks.get(&p.spec.network)?;
+                Some((
+                    p.id,
+                    PortEntry {
+                        network,
+                        worker: p.worker,
+                        mac: p.mac,
+                    },
+                ))
+            }),
+        )
+    }
+
+    /// What to save.
+    pub fn state(&self) -> State {
+        let mut ports: Vec<&PortRecord> = self.ports.values().collect();
+        ports.sort_by_key(|p| p.id);
+        State {
+            networks: self.networks.keys().cloned().collect(),
+            ports: ports.into_iter().map(|p| p.spec.clone()).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brink_api::types::PortKind;
+
+    fn spec(name: &str, iface: &str, net: &str, mac: Option<&str>) -> PortAdd {
+        PortAdd {
+            name: name.into(),
+            iface: iface.into(),
+            network: net.into(),
+            kind: PortKind::Afxdp,
+            mac: mac.map(Into::into),
+            ips: vec![],
+        }
+    }
+
+    fn add(m: &mut Model, s: PortAdd) -> Result<PortRecord, ModelError> {
+        let r = m.check_port(&s, 0)?;
+        m.insert_port(r.clone());
+        Ok(r)
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for bad in ["", "a b", "x/y", &"n".repeat(33), "ünï"] {
+            assert_eq!(check_name(bad), Err(ModelError::BadName(bad.into())));
+        }
+        check_name("net-1_a.b").unwrap();
+    }
+
+    #[test]
+    fn networks_get_distinct_ids_and_cannot_be_deleted_while_used() {
+        let mut m = Model::default();
+        let a = m.add_network("a").unwrap();
+        let b = m.add_network("b").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(
+            m.add_network("a"),
+            Err(ModelError::NetworkExists("a".into()))
+        );
+        add(&mut m, spec("p1", "veth1", "a", None)).unwrap();
+        assert!(matches!(
+            m.del_network("a"),
+            Err(ModelError::NetworkInUse { .. })
+        ));
+        m.remove_port("p1").unwrap();
+        m.del_network("a").unwrap();
+        assert_eq!(m.del_network("a"), Err(ModelError::NoNetwork("a".into())));
+    }
+
+    #[test]
+    fn port_requests_are_validated() {
+        let mut m = Model::default();
+        m.add_network("a").unwrap();
+        m.add_network("b").unwrap();
+        add(&mut m, spec("p1", "veth1", "a", Some("02:00:00:00:00:01"))).unwrap();
+        let cases = [
+            (spec("p1", "veth9", "a", None), "already exists"),
+            (spec("p2", "veth1", "a", None), "already used by port"),
+            (spec("p2", "veth2", "zz", None), "no network"),
+            (spec("p2", "veth2", "a", Some("02:00:00:00:00")), "bad MAC"),
+            (
+                spec("p2", "veth2", "a", Some("01:00:5e:00:00:01")),
+                "unicast",
+            ),
+            (
+                spec("p2", "veth2", "a", Some("02:00:00:00:00:01")),
+                "already configured",
+            ),
+        ];
+        for (s, want) in cases {
+            let err = m.check_port(&s, 0).unwrap_err().to_string();
+            assert!(err.contains(want), "{s:?}: {err}");
+        }
+        // The same MAC in another network is fine: networks are isolated.
+        add(&mut m, spec("p2", "veth2", "b", Some("02:00:00:00:00:01"))).unwrap();
+        let mut bad_ip = spec("p3", "veth3", "a", None);
+        bad_ip.ips = vec!["10.0.0.300".into()];
+        assert_eq!(
+            m.check_port(&bad_ip, 0),
+            Err(ModelError::BadIp("10.0.0.300".into()))
+        );
+    }
+
+    #[test]
+    fn port_ids_are_reused_and_state_round_trips() {
+        let mut m = Model::default();
+        m.add_network("a").unwrap();
+        let p1 = add(&mut m, spec("p1", "veth1", "a", Some("02:00:00:00:00:AA"))).unwrap();
+        let p2 = add(&mut m, spec("p2", "veth2", "a", None)).unwrap();
+        assert_ne!(p1.id, p2.id);
+        assert_eq!(
+            p1.spec.mac.as_deref(),
+            Some("02:00:00:00:00:aa"),
+            "MACs are normalized"
+        );
+        m.remove_port("p1").unwrap();
+        let p3 = add(&mut m, spec("p3", "veth3", "a", None)).unwrap();
+        assert_eq!(p3.id, p1.id);
+        let state = m.state();
+        assert_eq!(state.networks, ["a"]);
+        assert_eq!(state.ports.len(), 2);
+        let snap = m.snapshot(1);
+        assert_eq!(snap.members(m.network_id("a").unwrap()).len(), 2);
+    }
+}

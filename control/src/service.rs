@@ -1,0 +1,346 @@
+//! The API methods: each request is validated against the model, applied to the dataplane,
+//! published as a new snapshot and saved. A refused request changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use brink_api::protocol::{code, method, RpcError};
+use brink_api::types::{
+    FdbEntry, NetworkFilter, NetworkName, PortAdd, PortInfo, PortKind, PortName, PortStats, Stats,
+    StatsFilter, WorkerStats,
+};
+use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
+use brink_dataplane::port::afxdp::{XdpBackend, XdpSpec};
+use brink_dataplane::port::{PortError, PortMode};
+use brink_dataplane::switch::Switch;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::iface::{self, IfaceError};
+use crate::model::{Model, ModelError, State};
+use crate::store::Store;
+
+impl From<ModelError> for RpcError {
+    fn from(e: ModelError) -> Self {
+        let code = match e {
+            ModelError::NoNetwork(_) | ModelError::NoPort(_) => code::NOT_FOUND,
+            ModelError::NetworkExists(_) | ModelError::PortExists(_) => code::ALREADY_EXISTS,
+            ModelError::NetworkInUse { .. }
+            | ModelError::IfaceInUse { .. }
+            | ModelError::DuplicateMac { .. } => code::IN_USE,
+            ModelError::TooManyPorts | ModelError::TooManyNetworks => code::DATAPLANE,
+            ModelError::BadName(_)
+            | ModelError::BadMac(_)
+            | ModelError::NotUnicast(_)
+            | ModelError::BadIp(_) => code::INVALID_PARAMS,
+        };
+        RpcError::new(code, e.to_string())
+    }
+}
+
+impl From<IfaceError> for RpcError {
+    fn from(e: IfaceError) -> Self {
+        let code = match e {
+            IfaceError::BadName(_) => code::INVALID_PARAMS,
+            IfaceError::Missing(_) => code::NOT_FOUND,
+            IfaceError::Exists(_) => code::IN_USE,
+            IfaceError::Command { .. } => code::DATAPLANE,
+        };
+        RpcError::new(code, e.to_string())
+    }
+}
+
+fn dataplane_error(e: PortError) -> RpcError {
+    RpcError::new(code::DATAPLANE, e.to_string())
+}
+
+/// What the dataplane said about a running port.
+struct Running {
+    mode: PortMode,
+    counters: Arc<PortCounters>,
+}
+
+/// The daemon's state: the model, the running switch, and where to save.
+pub struct Service {
+    model: Model,
+    switch: Switch<XdpBackend>,
+    running: HashMap<String, Running>,
+    store: Option<Store>,
+    generation: u64,
+}
+
+impl Service {
+    /// A service over a started switch, saving to `store` if given.
+    pub fn new(switch: Switch<XdpBackend>, store: Option<Store>) -> Self {
+        Service {
+            model: Model::default(),
+            switch,
+            running: HashMap::new(),
+            store,
+            generation: 0,
+        }
+    }
+
+    /// Replays saved state. Entries that fail (an interface gone since) are logged and skipped.
+    pub fn restore(&mut self, state: State) {
+        for name in &state.networks {
+            if let Err(e) = self.model.add_network(name) {
+                tracing::warn!(network = %name, error = %e, "saved network not restored");
+            }
+        }
+        for port in state.ports {
+            let name = port.name.clone();
+            match self.port_add(port, true) {
+                Ok(_) => tracing::info!(port = %name, "restored"),
+                Err(e) => tracing::warn!(port = %name, error = %e, "saved port not restored"),
+            }
+        }
+        self.save();
+    }
+
+    /// Serves one request.
+    pub fn handle(&mut self, method: &str, params: Value) -> Result<Value, RpcError> {
+        match method {
+            method::NETWORK_ADD => {
+                let p: NetworkName = decode(params)?;
+                self.model.add_network(&p.name)?;
+                self.commit();
+                reply(&())
+            }
+            method::NETWORK_DEL => {
+                let p: NetworkName = decode(params)?;
+                self.model.del_network(&p.name)?;
+                self.commit();
+                reply(&())
+            }
+            method::NETWORK_LIST => {
+                decode::<Empty>(params)?;
+                reply(&self.model.networks())
+            }
+            method::PORT_ADD => {
+                let info = self.port_add(decode(params)?, false)?;
+                self.save();
+                reply(&info)
+            }
+            method::PORT_DEL => {
+                let p: PortName = decode(params)?;
+                self.port_del(&p.name)?;
+                reply(&())
+            }
+            method::PORT_LIST => {
+                decode::<Empty>(params)?;
+                let ports: Vec<PortInfo> = self
+                    .model
+                    .ports()
+                    .map(|p| self.port_info(&p.spec.name))
+                    .collect::<Result<_, _>>()?;
+                reply(&ports)
+            }
+            method::FDB_SHOW => self.fdb_show(decode(params)?),
+            method::FDB_FLUSH => {
+                let p: NetworkFilter = decode(params)?;
+                let network = p.network.map(|n| self.model.network_id(&n)).transpose()?;
+                self.switch.fdb_flush(network).map_err(dataplane_error)?;
+                reply(&())
+            }
+            method::STATS => self.stats(decode(params)?),
+            other => Err(RpcError::new(
+                code::METHOD_NOT_FOUND,
+                format!(
+                    "no method {other:?}; methods are: {}",
+                    method::ALL.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Adds a port. When `restoring`, a tap device that already exists is one brink created
+    /// before a restart and is reused.
+    fn port_add(&mut self, spec: PortAdd, restoring: bool) -> Result<PortInfo, RpcError> {
+        let load = self.model.ports_per_worker(self.switch.worker_count());
+        let worker = (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0);
+        let record = self.model.check_port(&spec, worker)?;
+        let created_tap = match spec.kind {
+            PortKind::Afxdp => {
+                iface::require(&spec.iface)?;
+                false
+            }
+            PortKind::Tap if restoring && iface::exists(&spec.iface) => false,
+            PortKind::Tap => {
+                iface::create_tap(&spec.iface)?;
+                true
+            }
+        };
+        let counters = Arc::new(PortCounters::default());
+        let xdp = XdpSpec {
+            iface: spec.iface.clone(),
+        };
+        let mode = match self
+            .switch
+            .open_port(worker, record.id, xdp, Arc::clone(&counters))
+        {
+            Ok(mode) => mode,
+            Err(e) => {
+                if created_tap {
+                    let _ = iface::delete(&spec.iface);
+                }
+                return Err(dataplane_error(e));
+            }
+        };
+        tracing::info!(port = %spec.name, iface = %spec.iface, %mode, worker, "port added");
+        self.running
+            .insert(spec.name.clone(), Running { mode, counters });
+        self.model.insert_port(record);
+        self.publish();
+        self.port_info(&spec.name)
+    }
+
+    fn port_del(&mut self, name: &str) -> Result<(), RpcError> {
+        let record = self.model.remove_port(name)?;
+        // Workers stop forwarding to the port before its socket closes.
+        self.publish();
+        self.running.remove(name);
+        let closed = self.switch.close_port(record.worker, record.id);
+        if record.spec.kind == PortKind::Tap {
+            if let Err(e) = iface::delete(&record.spec.iface) {
+                tracing::warn!(port = %name, error = %e, "could not delete tap");
+            }
+        }
+        self.save();
+        tracing::info!(port = %name, "port removed");
+        closed.map_err(dataplane_error)
+    }
+
+    fn port_info(&self, name: &str) -> Result<PortInfo, RpcError> {
+        let p = self.model.port(name)?;
+        Ok(PortInfo {
+            name: p.spec.name.clone(),
+            id: p.id,
+            iface: p.spec.iface.clone(),
+            network: p.spec.network.clone(),
+            kind: p.spec.kind,
+            mac: p.spec.mac.clone(),
+            ips: p.spec.ips.clone(),
+            worker: p.worker,
+            mode: self
+                .running
+                .get(name)
+                .map_or_else(|| "down".into(), |r| r.mode.to_string()),
+        })
+    }
+
+    fn fdb_show(&self, filter: NetworkFilter) -> Result<Value, RpcError> {
+        let only = filter
+            .network
+            .map(|n| self.model.network_id(&n))
+            .transpose()?;
+        let mut rows = self.switch.fdb_rows().map_err(dataplane_error)?;
+        rows.sort_by_key(|r| (r.network, r.mac));
+        let entries: Vec<FdbEntry> = rows
+            .into_iter()
+            .filter(|r| only.is_none_or(|n| n == r.network))
+            .filter_map(|r| {
+                Some(FdbEntry {
+                    network: self.model.network_name(r.network)?.to_string(),
+                    mac: r.mac.to_string(),
+                    port: self.model.port_by_id(r.port)?.spec.name.clone(),
+                    age_secs: r.age.map(|a| a.as_secs_f64()),
+                })
+            })
+            .collect();
+        reply(&entries)
+    }
+
+    fn stats(&self, filter: StatsFilter) -> Result<Value, RpcError> {
+        if let Some(name) = &filter.port {
+            self.model.port(name)?;
+        }
+        let ports = self
+            .model
+            .ports()
+            .filter(|p| filter.port.as_ref().is_none_or(|n| *n == p.spec.name))
+            .filter_map(|p| {
+                let c = &self.running.get(&p.spec.name)?.counters;
+                Some(PortStats {
+                    name: p.spec.name.clone(),
+                    rx_packets: c.rx_packets.get(),
+                    rx_bytes: c.rx_bytes.get(),
+                    tx_packets: c.tx_packets.get(),
+                    tx_bytes: c.tx_bytes.get(),
+                    drops: drop_map(&c.drops),
+                })
+            })
+            .collect();
+        let workers = if filter.port.is_some() {
+            vec![]
+        } else {
+            self.switch
+                .worker_counters()
+                .enumerate()
+                .map(|(worker, (core, c))| WorkerStats {
+                    worker,
+                    core,
+                    batches: c.batches.get(),
+                    busy_polls: c.busy_polls.get(),
+                    idle_polls: c.idle_polls.get(),
+                    busy_ns: c.busy_ns.get(),
+                    idle_ns: c.idle_ns.get(),
+                    cross_tx: c.cross_tx.get(),
+                    cross_rx: c.cross_rx.get(),
+                    fdb_learned: c.fdb_learned.get(),
+                    fdb_full: c.fdb_full.get(),
+                    fdb_aged: c.fdb_aged.get(),
+                    drops: drop_map(&c.drops),
+                })
+                .collect()
+        };
+        reply(&Stats { ports, workers })
+    }
+
+    /// Publishes the model to the dataplane and saves it.
+    fn commit(&mut self) {
+        self.publish();
+        self.save();
+    }
+
+    fn publish(&mut self) {
+        self.generation += 1;
+        self.switch.publish(self.model.snapshot(self.generation));
+    }
+
+    fn save(&self) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.save(&self.model.state()) {
+                tracing::error!(error = %e, "could not save state");
+            }
+        }
+    }
+}
+
+/// Params of methods that take none: absent, null or `{}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+fn decode<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
+    let params = if params.is_null() {
+        Value::Object(Default::default())
+    } else {
+        params
+    };
+    serde_json::from_value(params)
+        .map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("invalid params: {e}")))
+}
+
+fn reply<T: Serialize>(v: &T) -> Result<Value, RpcError> {
+    serde_json::to_value(v).map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
+}
+
+fn drop_map(d: &DropCounters) -> BTreeMap<String, u64> {
+    DropReason::ALL
+        .iter()
+        .map(|&r| (r.name().to_string(), d.get(r)))
+        .filter(|&(_, n)| n > 0)
+        .collect()
+}

@@ -1,0 +1,67 @@
+//! A one-worker switch on in-memory replay ports, shared by the benchmark and the allocation test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brink_dataplane::counters::{PortCounters, WorkerCounters};
+use brink_dataplane::egress::Egress;
+use brink_dataplane::port::memory::{MemBackend, MemPort};
+use brink_dataplane::snapshot::{NetworkId, PortEntry, Snapshot, SnapshotCell};
+use brink_dataplane::wire::ethernet::emit_header;
+use brink_dataplane::wire::{EtherType, MacAddr};
+use brink_dataplane::worker::{Command, Worker, WorkerConfig};
+use crossbeam_channel::bounded;
+
+/// Port 0 replays `flows` 64-byte frames, each from its own source MAC, to port 1's configured
+/// MAC; port 1 discards what it is sent. Both ports are in network 1 on one worker.
+pub fn l2_worker(flows: usize) -> (Worker<MemBackend>, Arc<PortCounters>) {
+    let snapshot = Arc::new(SnapshotCell::default());
+    let (tx, rx) = bounded(4);
+    let wc = Arc::new(WorkerCounters::default());
+    let egress = Egress::new(0, MemBackend::new(4096), vec![None], Arc::clone(&wc));
+    let config = WorkerConfig {
+        idle_sleep: false,
+        fdb_capacity: 65_536,
+        fdb_aging: Duration::from_secs(300),
+    };
+    let mut worker = Worker::new(egress, vec![], rx, Arc::clone(&snapshot), wc, config);
+    let sink_mac = MacAddr([2, 0, 0, 0, 0xff, 0xff]);
+    let frames = (0..flows)
+        .map(|i| {
+            let mut f = vec![0u8; 64];
+            let src = MacAddr([2, 0, 0, 1, (i >> 8) as u8, i as u8]);
+            emit_header(&mut f, sink_mac, src, EtherType::Ipv4).unwrap();
+            f
+        })
+        .collect();
+    let sink_counters = Arc::new(PortCounters::default());
+    for (id, spec, counters) in [
+        (
+            0,
+            MemPort::Replay(frames),
+            Arc::new(PortCounters::default()),
+        ),
+        (1, MemPort::Replay(vec![]), Arc::clone(&sink_counters)),
+    ] {
+        let (reply, answer) = bounded(1);
+        tx.send(Command::AddPort {
+            id,
+            spec,
+            counters,
+            reply,
+        })
+        .unwrap();
+        worker.poll_once(std::time::Instant::now());
+        answer.try_recv().unwrap().unwrap();
+    }
+    let entry = |mac| PortEntry {
+        network: NetworkId(1),
+        worker: 0,
+        mac,
+    };
+    snapshot.publish(Snapshot::new(
+        1,
+        [(0, entry(None)), (1, entry(Some(sink_mac)))],
+    ));
+    (worker, sink_counters)
+}
