@@ -1,5 +1,7 @@
 //! Integration tests with real kernel traffic: namespaced VMs on veth pairs, `brinkd` in the
 //! middle, driven with `brinkctl`. They need root, and each builds and removes its own objects.
+//! They run the built `brinkd` and `brinkctl` from `target/`: build the workspace first
+//! (`scripts/test` does).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
