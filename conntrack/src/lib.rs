@@ -1,4 +1,23 @@
-//! brink's connection tracking: the connection table and per-protocol state machines.
+//! brink's connection tracking: a sharded connection table with TCP, UDP and ICMP state
+//! tracking, timeouts, zones, limits, marks, labels and bounded expiry.
 //!
-//! Sans-I/O: no clock, no threads, no sockets; time is an argument. The table is filled in by
-//! the conntrack work; until then the dataplane forwards without tracking.
+//! Sans-I/O: no clock, no threads, no sockets. Time is an argument (`now`, nanoseconds on any
+//! monotonic clock the caller keeps), packets arrive already parsed as [`Packet`]s, and expiry
+//! runs in bounded slices when the caller asks. Tests drive it with synthetic time.
+//!
+//! Thread-safety: a [`Table`] is `Sync` and is shared by every worker thread. It is split into
+//! shards by key hash, each behind its own lock; a packet locks exactly one shard, so no lookup or
+//! insert waits on work in another shard, and there is no global lock.
+
+pub mod key;
+pub mod state;
+pub mod table;
+pub mod tcp;
+pub mod timeout;
+
+pub use key::{Addr, ConnKey, Tuple};
+pub use state::{CtState, Dir, InvalidReason};
+pub use table::{Config, ConnInfo, Filter, Packet, StateFilter, Stats, Table, L4};
+pub use timeout::{Timeouts, ZonePolicy};
+
+pub use tcp::{TcpSegment, TcpState};

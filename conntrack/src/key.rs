@@ -1,0 +1,208 @@
+//! Connection keys: the directional [`Tuple`] a packet carries and the canonical [`ConnKey`]
+//! both directions of a connection map to.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+/// IP protocol numbers brink tracks specially.
+pub mod proto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+    /// SCTP.
+    pub const SCTP: u8 = 132;
+}
+
+/// An IPv4 or IPv6 address in 16 bytes (IPv4 as an IPv4-mapped IPv6 address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Addr(pub [u8; 16]);
+
+impl Addr {
+    /// An IPv4 address.
+    pub fn v4(octets: [u8; 4]) -> Self {
+        let [a, b, c, d] = octets;
+        Addr([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d])
+    }
+
+    /// The address as a std type.
+    pub fn ip(self) -> IpAddr {
+        let v6 = Ipv6Addr::from(self.0);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    }
+}
+
+impl From<IpAddr> for Addr {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Addr::v4(v4.octets()),
+            IpAddr::V6(v6) => Addr(v6.octets()),
+        }
+    }
+}
+
+/// A packet's addresses and ports as it travels, in its zone.
+///
+/// For ICMP echo, both ports hold the echo identifier; for protocols without ports, both are 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Tuple {
+    /// Conntrack zone (brink: the network id).
+    pub zone: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Source address.
+    pub src: Addr,
+    /// Destination address.
+    pub dst: Addr,
+    /// Source port (or ICMP echo id).
+    pub sport: u16,
+    /// Destination port (or ICMP echo id).
+    pub dport: u16,
+}
+
+impl Tuple {
+    /// The same flow seen from the other end.
+    pub fn reversed(self) -> Tuple {
+        Tuple {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            ..self
+        }
+    }
+}
+
+/// Which end of the canonical key a packet's source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The source is the key's `lo` end.
+    Lo,
+    /// The source is the key's `hi` end.
+    Hi,
+}
+
+/// A connection's identity, the same for both directions: the (address, port) ends are ordered.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ConnKey {
+    /// Lower (address, port) end.
+    pub lo: Addr,
+    /// Higher (address, port) end.
+    pub hi: Addr,
+    /// Port of `lo`.
+    pub lo_port: u16,
+    /// Port of `hi`.
+    pub hi_port: u16,
+    /// Conntrack zone.
+    pub zone: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Always 0: explicit padding so the key has no uninitialised bytes.
+    pub pad: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<ConnKey>() == 40);
+
+impl ConnKey {
+    /// The canonical key of `t`, and which end of it `t`'s source is.
+    #[inline]
+    pub fn of(t: &Tuple) -> (ConnKey, Side) {
+        let src_first = (t.src, t.sport) <= (t.dst, t.dport);
+        let (lo, lo_port, hi, hi_port, side) = if src_first {
+            (t.src, t.sport, t.dst, t.dport, Side::Lo)
+        } else {
+            (t.dst, t.dport, t.src, t.sport, Side::Hi)
+        };
+        let key = ConnKey {
+            lo,
+            hi,
+            lo_port,
+            hi_port,
+            zone: t.zone,
+            proto: t.proto,
+            pad: 0,
+        };
+        (key, side)
+    }
+
+    /// The tuple of a packet sent from `side`.
+    pub fn tuple_from(&self, side: Side) -> Tuple {
+        let t = Tuple {
+            zone: self.zone,
+            proto: self.proto,
+            src: self.lo,
+            dst: self.hi,
+            sport: self.lo_port,
+            dport: self.hi_port,
+        };
+        match side {
+            Side::Lo => t,
+            Side::Hi => t.reversed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tuple() -> impl Strategy<Value = Tuple> {
+        (
+            any::<u16>(),
+            any::<u8>(),
+            any::<[u8; 16]>(),
+            any::<[u8; 16]>(),
+            any::<u16>(),
+            any::<u16>(),
+        )
+            .prop_map(|(zone, proto, s, d, sport, dport)| Tuple {
+                zone,
+                proto,
+                src: Addr(s),
+                dst: Addr(d),
+                sport,
+                dport,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn both_directions_share_a_key(t in tuple()) {
+            let (k1, s1) = ConnKey::of(&t);
+            let (k2, s2) = ConnKey::of(&t.reversed());
+            prop_assert_eq!(k1, k2);
+            prop_assert_eq!(k1.tuple_from(s1), t);
+            if t.reversed() != t {
+                prop_assert_ne!(s1, s2);
+            }
+        }
+    }
+
+    #[test]
+    fn zones_and_protocols_separate_keys() {
+        let t = Tuple {
+            zone: 1,
+            proto: proto::TCP,
+            src: Addr::v4([10, 0, 0, 1]),
+            dst: Addr::v4([10, 0, 0, 2]),
+            sport: 1000,
+            dport: 80,
+        };
+        let other_zone = Tuple { zone: 2, ..t };
+        let udp = Tuple {
+            proto: proto::UDP,
+            ..t
+        };
+        assert_ne!(ConnKey::of(&t).0, ConnKey::of(&other_zone).0);
+        assert_ne!(ConnKey::of(&t).0, ConnKey::of(&udp).0);
+        assert_eq!(t.src.ip().to_string(), "10.0.0.1");
+    }
+}

@@ -1,0 +1,622 @@
+//! The connection table: sharded, bounded, with per-zone policies and budgeted expiry.
+//!
+//! Each shard keeps its connections densely in a `Vec` (a slab without holes) and a hash index
+//! of slab positions, so a million connections cost about 152 bytes each plus 5 bytes of index.
+//! A packet hashes its canonical key once, locks the one shard the hash picks, and does all of
+//! its work there: lookup, state update, or insert.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+
+use crate::key::{proto, Addr, ConnKey, Side, Tuple};
+use crate::state::{CtState, Dir, InvalidReason};
+use crate::tcp::{TcpConn, TcpSegment, TcpState, TcpVerdict};
+use crate::timeout::ZonePolicy;
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+/// Slab positions looked at, from a new key's position, for an unreplied entry to evict.
+const EARLY_DROP_SCAN: usize = 16;
+
+/// Table settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Most connections the table holds.
+    pub max_connections: usize,
+    /// Number of shards (each with its own lock).
+    pub shards: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_connections: 1_000_000,
+            shards: 256,
+        }
+    }
+}
+
+/// The protocol part of a packet, parsed by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    /// A TCP segment.
+    Tcp(TcpSegment),
+    /// A UDP datagram.
+    Udp,
+    /// An ICMP or ICMPv6 echo request (`reply` false) or reply; the tuple's ports hold the id.
+    IcmpEcho {
+        /// True for an echo reply.
+        reply: bool,
+    },
+    /// An ICMP or ICMPv6 error (unreachable, time exceeded, packet too big, parameter problem)
+    /// quoting the header of the packet it is about.
+    IcmpError {
+        /// The quoted packet's tuple, as that packet travelled.
+        quoted: Tuple,
+    },
+    /// An IP fragment, which brink does not reassemble.
+    Fragment,
+    /// Any other protocol, or an ICMP message that is neither echo nor error.
+    Other,
+}
+
+/// A packet as conntrack sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    /// Addresses, ports, protocol and zone.
+    pub tuple: Tuple,
+    /// Protocol details.
+    pub l4: L4,
+    /// Bytes, for the counters.
+    pub len: u32,
+}
+
+/// One tracked connection.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: ConnKey,
+    tcp: Option<TcpConn>,
+    /// Which end of `key` opened the connection.
+    opener: Side,
+    seen_reply: bool,
+    /// Past the point where early drop may evict it (TCP established, or replied).
+    assured: bool,
+    /// Cached dataplane verdict (0: none yet).
+    verdict: u8,
+    mark: u32,
+    rule_id: u32,
+    generation: u32,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    created: u64,
+    last_seen: u64,
+    labels: [u64; 2],
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() <= 152);
+
+impl Entry {
+    fn dir(&self, side: Side) -> Dir {
+        if side == self.opener {
+            Dir::Original
+        } else {
+            Dir::Reply
+        }
+    }
+
+    fn timeout_secs(&self, policy: &ZonePolicy) -> u32 {
+        let t = &policy.timeouts;
+        match (self.key.proto, self.tcp) {
+            (_, Some(tcp)) => t.tcp(tcp.state()),
+            (proto::UDP, _) if self.seen_reply => t.udp_replied,
+            (proto::UDP, _) => t.udp_unreplied,
+            (proto::ICMP | proto::ICMPV6, _) => t.icmp,
+            _ if self.seen_reply => t.other_replied,
+            _ => t.other_unreplied,
+        }
+    }
+
+    fn expires(&self, policy: &ZonePolicy) -> u64 {
+        self.last_seen
+            .saturating_add(u64::from(self.timeout_secs(policy)) * NS_PER_SEC)
+    }
+
+    fn state(&self, dir: Dir) -> CtState {
+        let mut s = CtState::TRACKED;
+        s = s | if self.seen_reply {
+            CtState::ESTABLISHED
+        } else {
+            CtState::NEW
+        };
+        if dir == Dir::Reply {
+            s = s | CtState::REPLY;
+        }
+        s
+    }
+}
+
+/// Counters of the table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections in the table.
+    pub entries: u64,
+    /// Connections created.
+    pub inserts: u64,
+    /// New connections refused: table or zone full and nothing to evict.
+    pub refused: u64,
+    /// Unreplied connections evicted to make room.
+    pub early_drops: u64,
+    /// Connections removed because they timed out.
+    pub expired: u64,
+    /// Connections removed by [`Table::flush`].
+    pub flushed: u64,
+    /// Invalid packets, by [`InvalidReason`] index.
+    pub invalid: [u64; InvalidReason::ALL.len()],
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.entries += o.entries;
+        self.inserts += o.inserts;
+        self.refused += o.refused;
+        self.early_drops += o.early_drops;
+        self.expired += o.expired;
+        self.flushed += o.flushed;
+        for (a, b) in self.invalid.iter_mut().zip(o.invalid) {
+            *a += b;
+        }
+    }
+}
+
+/// A connection as reported by [`Table::dump`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The tuple of the original direction.
+    pub original: Tuple,
+    /// TCP state, if TCP.
+    pub tcp_state: Option<TcpState>,
+    /// A reply was seen.
+    pub seen_reply: bool,
+    /// Early drop will not evict it.
+    pub assured: bool,
+    /// Packets (original, reply).
+    pub packets: [u64; 2],
+    /// Bytes (original, reply).
+    pub bytes: [u64; 2],
+    /// When it was created.
+    pub created: u64,
+    /// When a packet was last seen.
+    pub last_seen: u64,
+    /// When it times out unless more packets come.
+    pub expires: u64,
+    /// Mark.
+    pub mark: u32,
+    /// Labels.
+    pub labels: u128,
+    /// Id of the rule that admitted it.
+    pub rule_id: u32,
+    /// Rule-set generation that admitted it.
+    pub generation: u32,
+    /// The dataplane's cached verdict (0: none).
+    pub verdict: u8,
+}
+
+/// Which connections [`Table::dump`] and [`Table::flush`] select; `None` fields match all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Zone.
+    pub zone: Option<u16>,
+    /// Either end's address.
+    pub addr: Option<Addr>,
+    /// Either end's port.
+    pub port: Option<u16>,
+    /// IP protocol.
+    pub proto: Option<u8>,
+    /// State.
+    pub state: Option<StateFilter>,
+    /// Mark.
+    pub mark: Option<u32>,
+}
+
+/// A state to select connections by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    /// No reply seen yet.
+    New,
+    /// A reply was seen.
+    Established,
+    /// A TCP connection in this state.
+    Tcp(TcpState),
+}
+
+impl Filter {
+    fn matches(&self, e: &Entry) -> bool {
+        let k = &e.key;
+        self.zone.is_none_or(|z| z == k.zone)
+            && self.addr.is_none_or(|a| a == k.lo || a == k.hi)
+            && self.port.is_none_or(|p| p == k.lo_port || p == k.hi_port)
+            && self.proto.is_none_or(|p| p == k.proto)
+            && self.mark.is_none_or(|m| m == e.mark)
+            && self.state.is_none_or(|s| match s {
+                StateFilter::New => !e.seen_reply,
+                StateFilter::Established => e.seen_reply,
+                StateFilter::Tcp(t) => e.tcp.is_some_and(|c| c.state() == t),
+            })
+    }
+}
+
+struct Shard {
+    slab: Vec<Entry>,
+    index: HashTable<u32>,
+    cap: usize,
+    /// Next slab position the expiry sweep looks at.
+    cursor: usize,
+    default_policy: ZonePolicy,
+    /// This shard's copy of the per-zone policies (copied into every shard so that reading
+    /// them needs no lock beyond the shard's own).
+    policies: HashMap<u16, ZonePolicy>,
+    stats: Stats,
+}
+
+impl Shard {
+    fn policy(&self, zone: u16) -> &ZonePolicy {
+        self.policies.get(&zone).unwrap_or(&self.default_policy)
+    }
+
+    fn find(&self, hash: u64, key: &ConnKey) -> Option<usize> {
+        let slab = &self.slab;
+        self.index
+            .find(hash, |&i| slab[i as usize].key == *key)
+            .map(|&i| i as usize)
+    }
+
+    fn invalid(&mut self, reason: InvalidReason) -> CtState {
+        self.stats.invalid[reason as usize] += 1;
+        CtState::TRACKED | CtState::INVALID
+    }
+
+    /// Removes the entry at slab position `pos`, moving the last entry into its place.
+    fn remove(&mut self, pos: usize, hasher: &DefaultHashBuilder, zones: &ZoneCounts) {
+        let key = self.slab[pos].key;
+        let h = hasher.hash_one(key);
+        if let Ok(e) = self.index.find_entry(h, |&i| i as usize == pos) {
+            e.remove();
+        }
+        zones.dec(key.zone);
+        let last = self.slab.len() - 1;
+        if pos != last {
+            let moved_key = self.slab[last].key;
+            let mh = hasher.hash_one(moved_key);
+            if let Some(slot) = self.index.find_mut(mh, |&i| i as usize == last) {
+                *slot = pos as u32;
+            }
+        }
+        self.slab.swap_remove(pos);
+    }
+
+    /// Finds an unreplied connection near `hash`'s slab position to evict.
+    fn early_drop(&mut self, hash: u64, hasher: &DefaultHashBuilder, zones: &ZoneCounts) -> bool {
+        let len = self.slab.len();
+        if len == 0 {
+            return false;
+        }
+        let start = (hash as usize) % len;
+        let victim = (0..EARLY_DROP_SCAN.min(len))
+            .map(|i| (start + i) % len)
+            .find(|&p| !self.slab[p].assured);
+        match victim {
+            Some(p) => {
+                self.remove(p, hasher, zones);
+                self.stats.early_drops += 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Live connection counts per zone, for zone limits.
+struct ZoneCounts(Box<[AtomicU32]>);
+
+impl ZoneCounts {
+    fn new() -> Self {
+        ZoneCounts((0..=u16::MAX).map(|_| AtomicU32::new(0)).collect())
+    }
+    fn get(&self, zone: u16) -> u32 {
+        self.0[usize::from(zone)].load(Ordering::Relaxed)
+    }
+    fn inc(&self, zone: u16) {
+        self.0[usize::from(zone)].fetch_add(1, Ordering::Relaxed);
+    }
+    fn dec(&self, zone: u16) {
+        self.0[usize::from(zone)].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The connection table. See the crate docs for the threading contract.
+pub struct Table {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: DefaultHashBuilder,
+    zones: ZoneCounts,
+    /// Shard the next [`Table::expire`] call sweeps.
+    next_expire: AtomicUsize,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("shards", &self.shards.len())
+            .finish()
+    }
+}
+
+impl Table {
+    /// An empty table. Memory for `max_connections` is reserved up front, so inserts never
+    /// grow anything.
+    pub fn new(config: Config) -> Self {
+        let shards = config.shards.max(1);
+        let cap = config.max_connections.div_ceil(shards);
+        Table {
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        slab: Vec::with_capacity(cap),
+                        index: HashTable::with_capacity(cap),
+                        cap,
+                        cursor: 0,
+                        default_policy: ZonePolicy::default(),
+                        policies: HashMap::new(),
+                        stats: Stats::default(),
+                    })
+                })
+                .collect(),
+            hasher: DefaultHashBuilder::default(),
+            zones: ZoneCounts::new(),
+            next_expire: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        let i = ((u128::from(hash) * self.shards.len() as u128) >> 64) as usize;
+        lock(&self.shards[i])
+    }
+
+    /// Tracks one packet at time `now` (nanoseconds) and says what it is. A valid first packet
+    /// of a connection creates its entry; an invalid packet changes nothing.
+    pub fn process(&self, pkt: &Packet, now: u64) -> CtState {
+        if let L4::IcmpError { quoted } = pkt.l4 {
+            return self.related(&quoted, now);
+        }
+        let (key, side) = ConnKey::of(&pkt.tuple);
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.shard(hash);
+        if pkt.l4 == L4::Fragment {
+            return shard.invalid(InvalidReason::Fragment);
+        }
+        if let Some(pos) = shard.find(hash, &key) {
+            let policy = *shard.policy(key.zone);
+            if shard.slab[pos].expires(&policy) > now {
+                return self.update(&mut shard, pos, side, pkt, now);
+            }
+            shard.remove(pos, &self.hasher, &self.zones);
+            shard.stats.expired += 1;
+        }
+        self.insert(&mut shard, hash, key, side, pkt, now)
+    }
+
+    fn update(&self, shard: &mut Shard, pos: usize, side: Side, pkt: &Packet, now: u64) -> CtState {
+        let e = &mut shard.slab[pos];
+        let dir = e.dir(side);
+        if let (L4::Tcp(seg), Some(tcp)) = (&pkt.l4, &mut e.tcp) {
+            match tcp.update(dir, seg) {
+                TcpVerdict::Valid(state) => e.assured |= state >= TcpState::Established,
+                TcpVerdict::Ignored => {}
+                TcpVerdict::Reopen => {
+                    let key = e.key;
+                    shard.remove(pos, &self.hasher, &self.zones);
+                    let hash = self.hasher.hash_one(key);
+                    return self.insert(shard, hash, key, side, pkt, now);
+                }
+                TcpVerdict::Invalid(reason) => return shard.invalid(reason),
+            }
+        }
+        let d = dir as usize;
+        e.packets[d] += 1;
+        e.bytes[d] += u64::from(pkt.len);
+        e.last_seen = now;
+        if dir == Dir::Reply {
+            e.seen_reply = true;
+            e.assured |= e.tcp.is_none();
+        }
+        e.state(dir)
+    }
+
+    fn insert(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        key: ConnKey,
+        side: Side,
+        pkt: &Packet,
+        now: u64,
+    ) -> CtState {
+        let policy = *shard.policy(key.zone);
+        let tcp = match pkt.l4 {
+            L4::Tcp(seg) => match TcpConn::new(&seg, policy.tcp_pickup) {
+                Ok(c) => Some(c),
+                Err(reason) => return shard.invalid(reason),
+            },
+            L4::IcmpEcho { reply: true } => return shard.invalid(InvalidReason::IcmpUnrelated),
+            _ => None,
+        };
+        let zone_full = policy.limit.is_some_and(|l| self.zones.get(key.zone) >= l);
+        if zone_full
+            || (shard.slab.len() >= shard.cap && !shard.early_drop(hash, &self.hasher, &self.zones))
+        {
+            shard.stats.refused += 1;
+            return shard.invalid(InvalidReason::TableFull);
+        }
+        let entry = Entry {
+            key,
+            tcp,
+            opener: side,
+            seen_reply: false,
+            assured: false,
+            verdict: 0,
+            mark: 0,
+            rule_id: 0,
+            generation: 0,
+            packets: [1, 0],
+            bytes: [u64::from(pkt.len), 0],
+            created: now,
+            last_seen: now,
+            labels: [0; 2],
+        };
+        let pos = shard.slab.len() as u32;
+        shard.slab.push(entry);
+        let Shard { slab, index, .. } = shard;
+        index.insert_unique(hash, pos, |&i| self.hasher.hash_one(slab[i as usize].key));
+        self.zones.inc(key.zone);
+        shard.stats.inserts += 1;
+        entry.state(Dir::Original)
+    }
+
+    /// An ICMP error is related if the packet it quotes belongs to a tracked connection.
+    fn related(&self, quoted: &Tuple, now: u64) -> CtState {
+        let (key, side) = ConnKey::of(quoted);
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.shard(hash);
+        match shard.find(hash, &key) {
+            Some(pos) if shard.slab[pos].expires(shard.policy(key.zone)) > now => {
+                // The error travels against the quoted packet.
+                let reply = shard.slab[pos].dir(side) == Dir::Original;
+                let rpl = if reply {
+                    CtState::REPLY
+                } else {
+                    CtState::default()
+                };
+                CtState::TRACKED | CtState::RELATED | rpl
+            }
+            _ => shard.invalid(InvalidReason::IcmpUnrelated),
+        }
+    }
+
+    /// Removes up to `budget` timed-out connections from one shard (the next in turn), looking
+    /// at no more than `budget` entries; returns how many were removed.
+    pub fn expire(&self, now: u64, budget: usize) -> usize {
+        let i = self.next_expire.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        let mut shard = lock(&self.shards[i]);
+        let mut removed = 0;
+        for _ in 0..budget {
+            if shard.slab.is_empty() {
+                break;
+            }
+            if shard.cursor >= shard.slab.len() {
+                shard.cursor = 0;
+            }
+            let pos = shard.cursor;
+            let policy = *shard.policy(shard.slab[pos].key.zone);
+            if shard.slab[pos].expires(&policy) <= now {
+                // The last entry moves into `pos`: look at `pos` again next.
+                shard.remove(pos, &self.hasher, &self.zones);
+                shard.stats.expired += 1;
+                removed += 1;
+            } else {
+                shard.cursor += 1;
+            }
+        }
+        removed
+    }
+
+    /// Connections matching `filter`, at most `limit` of them.
+    pub fn dump(&self, filter: &Filter, limit: usize) -> Vec<ConnInfo> {
+        let mut out = Vec::new();
+        for s in self.shards.iter() {
+            let shard = lock(s);
+            for e in shard.slab.iter().filter(|e| filter.matches(e)) {
+                if out.len() >= limit {
+                    return out;
+                }
+                out.push(ConnInfo {
+                    original: e.key.tuple_from(e.opener),
+                    tcp_state: e.tcp.map(|t| t.state()),
+                    seen_reply: e.seen_reply,
+                    assured: e.assured,
+                    packets: e.packets,
+                    bytes: e.bytes,
+                    created: e.created,
+                    last_seen: e.last_seen,
+                    expires: e.expires(shard.policy(e.key.zone)),
+                    mark: e.mark,
+                    labels: u128::from(e.labels[0]) << 64 | u128::from(e.labels[1]),
+                    rule_id: e.rule_id,
+                    generation: e.generation,
+                    verdict: e.verdict,
+                });
+            }
+        }
+        out
+    }
+
+    /// Removes every connection matching `filter`; returns how many.
+    pub fn flush(&self, filter: &Filter) -> usize {
+        let mut removed = 0;
+        for s in self.shards.iter() {
+            let mut shard = lock(s);
+            let mut pos = 0;
+            while pos < shard.slab.len() {
+                if filter.matches(&shard.slab[pos]) {
+                    shard.remove(pos, &self.hasher, &self.zones);
+                    shard.stats.flushed += 1;
+                    removed += 1;
+                } else {
+                    pos += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Sets the policy of `zone` (`None`: back to the default).
+    pub fn set_policy(&self, zone: u16, policy: Option<ZonePolicy>) {
+        for s in self.shards.iter() {
+            let mut shard = lock(s);
+            match policy {
+                Some(p) => shard.policies.insert(zone, p),
+                None => shard.policies.remove(&zone),
+            };
+        }
+    }
+
+    /// The policy in force for `zone`.
+    pub fn policy(&self, zone: u16) -> ZonePolicy {
+        *lock(&self.shards[0]).policy(zone)
+    }
+
+    /// Connections per zone, for zones that have any.
+    pub fn zone_counts(&self) -> Vec<(u16, u32)> {
+        (0..=u16::MAX)
+            .map(|z| (z, self.zones.get(z)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+
+    /// Counters summed over all shards.
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for s in self.shards.iter() {
+            let shard = lock(s);
+            total.add(&shard.stats);
+            total.entries += shard.slab.len() as u64;
+        }
+        total
+    }
+}
+
+/// Locks a shard. A worker that panicked while holding it aborts the process (release builds use
+/// `panic = "abort"`), so a poisoned lock's data is still consistent enough to keep serving.
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,582 @@
+//! Connection table behaviour under virtual time: states, expiry, capacity, zones, filters,
+//! a reference-model property test and a multi-threaded stress test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use brink_conntrack::key::proto;
+use brink_conntrack::tcp::flags::*;
+use brink_conntrack::*;
+use proptest::prelude::*;
+
+const SEC: u64 = 1_000_000_000;
+
+fn v4(last: u8) -> Addr {
+    Addr::v4([10, 0, 0, last])
+}
+
+fn udp(zone: u16, src: u8, sport: u16, dst: u8, dport: u16) -> Packet {
+    Packet {
+        tuple: Tuple {
+            zone,
+            proto: proto::UDP,
+            src: v4(src),
+            dst: v4(dst),
+            sport,
+            dport,
+        },
+        l4: L4::Udp,
+        len: 100,
+    }
+}
+
+fn reply(p: &Packet) -> Packet {
+    Packet {
+        tuple: p.tuple.reversed(),
+        ..*p
+    }
+}
+
+fn tcp(t: Tuple, flags: u8, seq: u32, ack: u32, len: u32) -> Packet {
+    let seg = TcpSegment {
+        seq,
+        ack,
+        window: 64_240,
+        flags,
+        payload_len: len,
+        wscale: None,
+    };
+    Packet {
+        tuple: t,
+        l4: L4::Tcp(seg),
+        len: 40 + len,
+    }
+}
+
+fn small() -> Table {
+    Table::new(Config {
+        max_connections: 1000,
+        shards: 4,
+    })
+}
+
+const NEW: CtState = CtState(CtState::TRACKED.0 | CtState::NEW.0);
+const EST: CtState = CtState(CtState::TRACKED.0 | CtState::ESTABLISHED.0);
+const EST_RPL: CtState = CtState(EST.0 | CtState::REPLY.0);
+const INV: CtState = CtState(CtState::TRACKED.0 | CtState::INVALID.0);
+
+#[test]
+fn udp_is_new_until_a_reply_then_established() {
+    let t = small();
+    let p = udp(1, 1, 5000, 2, 53);
+    assert_eq!(t.process(&p, 0), NEW);
+    assert_eq!(t.process(&p, SEC), NEW, "still no reply");
+    assert_eq!(t.process(&reply(&p), 2 * SEC), EST_RPL);
+    assert_eq!(t.process(&p, 3 * SEC), EST);
+    let c = &t.dump(&Filter::default(), 10)[0];
+    assert_eq!(c.original, p.tuple);
+    assert_eq!((c.packets, c.bytes), ([3, 1], [300, 100]));
+    assert_eq!((c.created, c.last_seen), (0, 3 * SEC));
+    assert_eq!(t.stats().inserts, 1);
+}
+
+#[test]
+fn udp_times_out_unreplied_after_30s_and_replied_after_120s() {
+    let t = small();
+    let p = udp(1, 1, 5000, 2, 53);
+    t.process(&p, 0);
+    assert_eq!(t.process(&p, 29 * SEC), NEW, "refreshed at 29 s");
+    assert_eq!(t.process(&reply(&p), 59 * SEC - 1), EST_RPL);
+    assert_eq!(t.process(&p, (59 + 119) * SEC), EST);
+    assert_eq!(
+        t.expire(300 * SEC, 100)
+            + t.expire(300 * SEC, 100)
+            + t.expire(300 * SEC, 100)
+            + t.expire(300 * SEC, 100),
+        1
+    );
+    assert_eq!(
+        t.process(&p, 300 * SEC + 1),
+        NEW,
+        "a new connection after expiry"
+    );
+    assert_eq!(t.stats().expired, 1);
+}
+
+#[test]
+fn an_expired_entry_is_never_used_even_before_the_sweep() {
+    let t = small();
+    let p = udp(1, 1, 5000, 2, 53);
+    t.process(&p, 0);
+    t.process(&reply(&p), SEC);
+    assert_eq!(
+        t.process(&reply(&p), 1000 * SEC),
+        NEW,
+        "the old entry expired; this opens a new one"
+    );
+}
+
+#[test]
+fn zones_keep_identical_tuples_apart() {
+    let t = small();
+    t.process(&udp(1, 1, 5000, 2, 53), 0);
+    assert_eq!(
+        t.process(&reply(&udp(2, 1, 5000, 2, 53)), 0),
+        NEW,
+        "zone 2 has no such connection"
+    );
+    let mut counts = t.zone_counts();
+    counts.sort();
+    assert_eq!(counts, [(1, 1), (2, 1)]);
+}
+
+#[test]
+fn icmp_echo_and_errors() {
+    let t = small();
+    let echo = |src, dst, reply| Packet {
+        tuple: Tuple {
+            zone: 1,
+            proto: proto::ICMP,
+            src: v4(src),
+            dst: v4(dst),
+            sport: 77,
+            dport: 77,
+        },
+        l4: L4::IcmpEcho { reply },
+        len: 84,
+    };
+    assert_eq!(
+        t.process(&echo(2, 1, true), 0),
+        INV,
+        "a reply without a request"
+    );
+    assert_eq!(t.process(&echo(1, 2, false), 0), NEW);
+    assert_eq!(t.process(&echo(2, 1, true), 0), EST_RPL);
+
+    let flow = udp(1, 1, 5000, 2, 53);
+    t.process(&flow, 0);
+    let error = |quoted| Packet {
+        tuple: Tuple {
+            zone: 1,
+            proto: proto::ICMP,
+            src: v4(9),
+            dst: v4(1),
+            sport: 0,
+            dport: 0,
+        },
+        l4: L4::IcmpError { quoted },
+        len: 70,
+    };
+    let rel = CtState::TRACKED | CtState::RELATED | CtState::REPLY;
+    assert_eq!(t.process(&error(flow.tuple), SEC), rel);
+    let unknown = udp(1, 1, 5001, 2, 53).tuple;
+    assert_eq!(t.process(&error(unknown), SEC), INV);
+    assert_eq!(t.stats().invalid[InvalidReason::IcmpUnrelated as usize], 2);
+}
+
+#[test]
+fn icmpv6_packet_too_big_is_related_to_its_tcp_connection() {
+    let t = small();
+    let a = Addr("fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    let b = Addr("fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    let conn = Tuple {
+        zone: 3,
+        proto: proto::TCP,
+        src: a,
+        dst: b,
+        sport: 40000,
+        dport: 443,
+    };
+    assert_eq!(t.process(&tcp(conn, SYN, 100, 0, 0), 0), NEW);
+    let ptb = Packet {
+        tuple: Tuple {
+            zone: 3,
+            proto: proto::ICMPV6,
+            src: Addr([0xfe; 16]),
+            dst: a,
+            sport: 0,
+            dport: 0,
+        },
+        l4: L4::IcmpError { quoted: conn },
+        len: 1280,
+    };
+    assert!(t.process(&ptb, SEC).contains(CtState::RELATED));
+    let other_zone = Packet {
+        l4: L4::IcmpError {
+            quoted: Tuple { zone: 4, ..conn },
+        },
+        ..ptb
+    };
+    assert_eq!(t.process(&other_zone, SEC), INV);
+}
+
+#[test]
+fn tcp_through_the_table_to_time_wait_expiry_and_reuse() {
+    let t = small();
+    let c = Tuple {
+        zone: 1,
+        proto: proto::TCP,
+        src: v4(1),
+        dst: v4(2),
+        sport: 40000,
+        dport: 80,
+    };
+    let s = c.reversed();
+    assert_eq!(t.process(&tcp(c, SYN, 1000, 0, 0), 0), NEW);
+    assert_eq!(
+        t.process(&tcp(c, SYN, 1000, 0, 0), SEC),
+        NEW,
+        "a retransmitted SYN is still new"
+    );
+    assert_eq!(t.process(&tcp(s, SYN | ACK, 5000, 1001, 0), SEC), EST_RPL);
+    assert_eq!(t.process(&tcp(c, ACK, 1001, 5001, 0), SEC), EST);
+    assert_eq!(t.process(&tcp(c, ACK, 1001, 5001, 500), SEC), EST);
+    assert_eq!(
+        t.process(&tcp(c, ACK, 900_000_000, 5001, 500), SEC),
+        INV,
+        "out of window"
+    );
+    assert_eq!(
+        t.process(&tcp(c, SYN | FIN, 1501, 0, 0), SEC),
+        INV,
+        "bad flags"
+    );
+    let info = |t: &Table| t.dump(&Filter::default(), 1)[0].clone();
+    assert_eq!(info(&t).tcp_state, Some(TcpState::Established));
+    assert!(info(&t).assured);
+    t.process(&tcp(c, FIN | ACK, 1501, 5001, 0), 2 * SEC);
+    t.process(&tcp(s, FIN | ACK, 5001, 1502, 0), 2 * SEC);
+    t.process(&tcp(c, ACK, 1502, 5002, 0), 2 * SEC);
+    assert_eq!(info(&t).tcp_state, Some(TcpState::TimeWait));
+    assert_eq!(info(&t).expires, 2 * SEC + 120 * SEC);
+    // A shortened TIME_WAIT via the zone policy.
+    let mut policy = ZonePolicy::default();
+    policy.timeouts.tcp_time_wait = 1;
+    t.set_policy(1, Some(policy));
+    for _ in 0..4 {
+        t.expire(4 * SEC, 100);
+    }
+    assert_eq!(t.stats().entries, 0);
+    // And a SYN on a TIME_WAIT connection reopens it.
+    t.process(&tcp(c, SYN, 7000, 0, 0), 10 * SEC);
+    t.process(&tcp(s, SYN | ACK, 8000, 7001, 0), 10 * SEC);
+    t.process(&tcp(c, ACK, 7001, 8001, 0), 10 * SEC);
+    t.process(&tcp(c, FIN | ACK, 7001, 8001, 0), 10 * SEC);
+    t.process(&tcp(s, FIN | ACK, 8001, 7002, 0), 10 * SEC);
+    t.process(&tcp(c, ACK, 7002, 8002, 0), 10 * SEC);
+    assert_eq!(t.process(&tcp(c, SYN, 99_000, 0, 0), 10 * SEC + 1), NEW);
+    assert_eq!(info(&t).tcp_state, Some(TcpState::SynSent));
+    assert_eq!(info(&t).packets, [1, 0], "a fresh entry");
+}
+
+#[test]
+fn tcp_without_syn_is_invalid_unless_the_zone_picks_up() {
+    let t = small();
+    let c = Tuple {
+        zone: 1,
+        proto: proto::TCP,
+        src: v4(1),
+        dst: v4(2),
+        sport: 40000,
+        dport: 80,
+    };
+    assert_eq!(t.process(&tcp(c, ACK, 5, 5, 10), 0), INV);
+    assert_eq!(
+        t.stats().invalid[InvalidReason::TcpNoConnection as usize],
+        1
+    );
+    t.set_policy(
+        1,
+        Some(ZonePolicy {
+            tcp_pickup: true,
+            ..ZonePolicy::default()
+        }),
+    );
+    assert_eq!(t.process(&tcp(c, ACK, 5, 5, 10), 0), NEW);
+    assert_eq!(t.process(&tcp(c.reversed(), ACK, 5, 15, 10), 0), EST_RPL);
+}
+
+#[test]
+fn a_full_table_evicts_unreplied_connections_and_refuses_when_all_are_assured() {
+    let t = Table::new(Config {
+        max_connections: 8,
+        shards: 1,
+    });
+    for i in 0..8 {
+        assert_eq!(t.process(&udp(1, 1, 1000 + i, 2, 53), 0), NEW);
+    }
+    assert_eq!(
+        t.process(&udp(1, 1, 2000, 2, 53), 0),
+        NEW,
+        "an unreplied entry made room"
+    );
+    assert_eq!(t.stats().early_drops, 1);
+    assert_eq!(t.stats().entries, 8);
+    // Make every entry assured: nothing can be evicted any more.
+    for c in t.dump(&Filter::default(), 100) {
+        t.process(
+            &Packet {
+                tuple: c.original.reversed(),
+                l4: L4::Udp,
+                len: 1,
+            },
+            0,
+        );
+    }
+    assert_eq!(t.process(&udp(1, 1, 3000, 2, 53), 0), INV);
+    let s = t.stats();
+    assert_eq!(
+        (
+            s.refused,
+            s.invalid[InvalidReason::TableFull as usize],
+            s.entries
+        ),
+        (1, 1, 8)
+    );
+}
+
+#[test]
+fn zone_limits_are_enforced() {
+    let t = small();
+    t.set_policy(
+        5,
+        Some(ZonePolicy {
+            limit: Some(2),
+            ..ZonePolicy::default()
+        }),
+    );
+    assert_eq!(t.process(&udp(5, 1, 1, 2, 53), 0), NEW);
+    assert_eq!(t.process(&udp(5, 1, 2, 2, 53), 0), NEW);
+    assert_eq!(t.process(&udp(5, 1, 3, 2, 53), 0), INV);
+    assert_eq!(
+        t.process(&udp(6, 1, 3, 2, 53), 0),
+        NEW,
+        "other zones are not limited"
+    );
+    t.flush(&Filter {
+        zone: Some(5),
+        port: Some(1),
+        ..Filter::default()
+    });
+    assert_eq!(
+        t.process(&udp(5, 1, 3, 2, 53), 0),
+        NEW,
+        "room again after a flush"
+    );
+}
+
+#[test]
+fn dump_and_flush_filters() {
+    let t = small();
+    t.process(&udp(1, 1, 1000, 2, 53), 0);
+    t.process(&udp(1, 3, 1000, 4, 123), 0);
+    t.process(&reply(&udp(1, 3, 1000, 4, 123)), 0);
+    t.process(&udp(2, 1, 1000, 2, 53), 0);
+    let c = Tuple {
+        zone: 1,
+        proto: proto::TCP,
+        src: v4(1),
+        dst: v4(2),
+        sport: 40000,
+        dport: 80,
+    };
+    t.process(&tcp(c, SYN, 1, 0, 0), 0);
+    let count = |f: Filter| t.dump(&f, 100).len();
+    assert_eq!(
+        count(Filter::default()),
+        4,
+        "the reply joined its connection"
+    );
+    assert_eq!(
+        count(Filter {
+            zone: Some(1),
+            ..Filter::default()
+        }),
+        3
+    );
+    assert_eq!(
+        count(Filter {
+            addr: Some(v4(2)),
+            ..Filter::default()
+        }),
+        3
+    );
+    assert_eq!(
+        count(Filter {
+            port: Some(123),
+            ..Filter::default()
+        }),
+        1
+    );
+    assert_eq!(
+        count(Filter {
+            proto: Some(proto::TCP),
+            ..Filter::default()
+        }),
+        1
+    );
+    assert_eq!(
+        count(Filter {
+            state: Some(StateFilter::Established),
+            ..Filter::default()
+        }),
+        1
+    );
+    assert_eq!(
+        count(Filter {
+            state: Some(StateFilter::Tcp(TcpState::SynSent)),
+            ..Filter::default()
+        }),
+        1
+    );
+    assert_eq!(
+        count(Filter {
+            mark: Some(7),
+            ..Filter::default()
+        }),
+        0
+    );
+    assert_eq!(t.dump(&Filter::default(), 2).len(), 2, "limit");
+    assert_eq!(
+        t.flush(&Filter {
+            proto: Some(proto::UDP),
+            zone: Some(1),
+            ..Filter::default()
+        }),
+        2
+    );
+    assert_eq!(count(Filter::default()), 2);
+    assert_eq!(t.stats().flushed, 2);
+}
+
+#[test]
+fn fragments_are_invalid_and_counted() {
+    let t = small();
+    let p = Packet {
+        l4: L4::Fragment,
+        ..udp(1, 1, 0, 2, 0)
+    };
+    assert_eq!(t.process(&p, 0), INV);
+    assert_eq!(t.stats().invalid[InvalidReason::Fragment as usize], 1);
+    assert_eq!(t.stats().entries, 0);
+}
+
+#[test]
+fn expire_looks_at_no_more_than_its_budget() {
+    let t = Table::new(Config {
+        max_connections: 10_000,
+        shards: 1,
+    });
+    for i in 0..5000 {
+        t.process(&udp(1, 1, i, 2, 53), 0);
+    }
+    assert_eq!(t.expire(1000 * SEC, 64), 64);
+    assert_eq!(t.stats().entries, 5000 - 64);
+    let mut total = 64;
+    while total < 5000 {
+        let n = t.expire(1000 * SEC, 64);
+        assert!(n > 0 && n <= 64);
+        total += n;
+    }
+    assert_eq!(t.stats().entries, 0);
+}
+
+/// Reference model of UDP tracking: a map from the unordered tuple to (opener, replied, last).
+type End = (Addr, u16);
+/// (opener address, opener port, replied, last seen) by (zone, sorted ends).
+#[derive(Default)]
+struct Model(HashMap<(u16, [End; 2]), (Addr, u16, bool, u64)>);
+
+impl Model {
+    fn process(&mut self, p: &Packet, now: u64) -> CtState {
+        let t = p.tuple;
+        let mut ends = [(t.src, t.sport), (t.dst, t.dport)];
+        ends.sort();
+        let key = (t.zone, ends);
+        if let Some(&(oa, op, replied, last)) = self.0.get(&key) {
+            let timeout = if replied { 120 } else { 30 } * SEC;
+            if last + timeout > now {
+                let is_reply = (t.src, t.sport) != (oa, op);
+                let replied = replied || is_reply;
+                self.0.insert(key, (oa, op, replied, now));
+                let s = if replied { EST } else { NEW };
+                return if is_reply {
+                    CtState(s.0 | CtState::REPLY.0)
+                } else {
+                    s
+                };
+            }
+        }
+        self.0.insert(key, (t.src, t.sport, false, now));
+        NEW
+    }
+}
+
+proptest! {
+    #[test]
+    fn udp_tracking_agrees_with_a_reference_model(
+        events in proptest::collection::vec((0u8..3, 0u16..3, any::<bool>(), 0u64..50), 1..200)
+    ) {
+        let t = small();
+        let mut m = Model::default();
+        let mut now = 0;
+        for (zone_pick, port, rev, dt) in events {
+            now += dt * SEC;
+            let p = udp(u16::from(zone_pick % 2), 1, 1000 + port, 2, 53);
+            let p = if rev { reply(&p) } else { p };
+            prop_assert_eq!(t.process(&p, now), m.process(&p, now), "at {}s: {:?}", now / SEC, p.tuple);
+        }
+    }
+}
+
+#[test]
+fn many_threads_insert_and_look_up_without_losing_or_doubling_anything() {
+    const THREADS: u16 = 4;
+    const PER_THREAD: u16 = 20_000;
+    let t = Arc::new(Table::new(Config {
+        max_connections: 200_000,
+        shards: 64,
+    }));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|th| {
+            let t = Arc::clone(&t);
+            std::thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    // Every thread also touches the same shared flows, in both directions.
+                    let own = udp(1, 10 + th as u8, i, 2, 53);
+                    assert_eq!(t.process(&own, 0), NEW);
+                    let shared = udp(1, 1, i % 100, 2, 53);
+                    let shared = if th % 2 == 0 { shared } else { reply(&shared) };
+                    t.process(&shared, 0);
+                    assert!(t.process(&reply(&own), 0).contains(CtState::ESTABLISHED));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let s = t.stats();
+    let expected = u64::from(THREADS) * u64::from(PER_THREAD) + 100;
+    assert_eq!(s.entries, expected);
+    assert_eq!(s.inserts, expected, "a double insert would show here");
+    let all = t.dump(&Filter::default(), usize::MAX);
+    let unique: std::collections::HashSet<_> =
+        all.iter().map(|c| ConnKey::of(&c.original).0).collect();
+    assert_eq!(unique.len(), all.len());
+    for c in &all {
+        assert!(c.seen_reply, "{:?} lost its reply", c.original);
+    }
+    let shared_packets: u64 = all
+        .iter()
+        .filter(|c| c.original.src == v4(1) || c.original.dst == v4(1))
+        .map(|c| c.packets[0] + c.packets[1])
+        .sum();
+    assert_eq!(
+        shared_packets,
+        u64::from(THREADS) * u64::from(PER_THREAD),
+        "every shared-flow packet counted once"
+    );
+}
