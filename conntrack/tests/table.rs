@@ -485,9 +485,11 @@ fn expire_looks_at_no_more_than_its_budget() {
 
 /// Reference model of UDP tracking: a map from the unordered tuple to (opener, replied, last).
 type End = (Addr, u16);
-/// (opener address, opener port, replied, last seen) by (zone, sorted ends).
+type ModelKey = (u16, [End; 2]);
+/// Opener address and port, replied, last seen.
+type ModelConn = (Addr, u16, bool, u64);
 #[derive(Default)]
-struct Model(HashMap<(u16, [End; 2]), (Addr, u16, bool, u64)>);
+struct Model(HashMap<ModelKey, ModelConn>);
 
 impl Model {
     fn process(&mut self, p: &Packet, now: u64) -> CtState {
