@@ -508,3 +508,112 @@ fn two_workers_forward_across_each_other() {
         .sum();
     assert!(cross > 1000, "frames should cross workers: {all}");
 }
+
+fn ct_show(d: &Daemon, filters: &[&str]) -> Vec<Value> {
+    let mut args = vec!["--json", "ct", "show"];
+    args.extend_from_slice(filters);
+    let v: Value = serde_json::from_str(&d.ctl_ok(&args).unwrap()).unwrap();
+    v.as_array().unwrap().clone()
+}
+
+#[test]
+fn conntrack_follows_a_real_tcp_connection_until_time_wait_expires() {
+    let (_topo, d, vms) = rig(
+        "ct",
+        &[(1, "10.83.0.1", "blue"), (2, "10.83.0.2", "blue")],
+        &[],
+    );
+    d.ctl_ok(&["ct", "policy", "set", "blue", "tcp_time_wait=2"])
+        .unwrap();
+    let listener = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &vms[1].netns,
+            "timeout",
+            "20",
+            "socat",
+            "-u",
+        ])
+        .args(["TCP-LISTEN:5002,reuseaddr", "OPEN:/dev/null"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&vms[1], 5002);
+    // 200 KB, then the connection stays open for 2 s before the sender closes it.
+    let script = format!(
+        "(head -c 200000 /dev/zero; sleep 2) | socat -u - TCP:{}:5002",
+        vms[1].ip
+    );
+    let sender = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &vms[0].netns,
+            "timeout",
+            "20",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(1000));
+    let conns = ct_show(&d, &["--proto", "tcp", "--port", "5002"]);
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    let c = &conns[0];
+    assert_eq!(
+        (c["network"].as_str(), c["src"].as_str(), c["dst"].as_str()),
+        (
+            Some("blue"),
+            Some(vms[0].ip.as_str()),
+            Some(vms[1].ip.as_str())
+        )
+    );
+    assert_eq!(c["dport"], 5002);
+    assert_eq!(c["tcp_state"], "ESTABLISHED", "{c}");
+    assert_eq!(c["state"], "established");
+    assert!(c["bytes_orig"].as_u64().unwrap() >= 200_000, "{c}");
+    assert!(c["packets_reply"].as_u64().unwrap() > 0, "{c}");
+    let by_state = ct_show(&d, &["--state", "tcp_established", "--network", "blue"]);
+    assert_eq!(by_state.len(), 1);
+
+    assert!(wait_child(sender, Duration::from_secs(10)));
+    assert!(wait_child(listener, Duration::from_secs(10)));
+    sleep(Duration::from_millis(300));
+    let closed = ct_show(&d, &["--proto", "tcp", "--port", "5002"]);
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0]["tcp_state"], "TIME_WAIT", "{}", closed[0]);
+    // TIME_WAIT is 2 s here; the workers' sweep removes it soon after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ct_show(&d, &["--proto", "tcp", "--port", "5002"]).is_empty() {
+        assert!(Instant::now() < deadline, "the connection never expired");
+        sleep(Duration::from_millis(200));
+    }
+    let stats: Value =
+        serde_json::from_str(&d.ctl_ok(&["--json", "ct", "stats"]).unwrap()).unwrap();
+    assert!(stats["expired"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["inserts"].as_u64().unwrap() >= 1, "{stats}");
+    // Policy and filter errors are reported, not fatal.
+    for (args, want) in [
+        (
+            &["ct", "policy", "set", "blue", "tcp_nope=1"][..],
+            "unknown timeout",
+        ),
+        (&["ct", "policy", "set", "nope", "icmp=1"][..], "no network"),
+        (&["ct", "show", "--state", "closing"][..], "bad state"),
+        (&["ct", "show", "--proto", "xyz"][..], "bad protocol"),
+        (&["ct", "flush", "--ip", "1.2.3"][..], "bad IP"),
+    ] {
+        let out = d.ctl(args);
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains(want),
+            "{args:?}: {out:?}"
+        );
+    }
+    let policy = d
+        .ctl_ok(&["--json", "ct", "policy", "show", "blue"])
+        .unwrap();
+    assert!(policy.contains("\"tcp_time_wait\": 2"), "{policy}");
+}

@@ -1,7 +1,8 @@
 //! The connection table: sharded, bounded, with per-zone policies and budgeted expiry.
 //!
-//! Each shard keeps its connections densely in a `Vec` (a slab without holes) and a hash index
-//! of slab positions, so a million connections cost about 152 bytes each plus 5 bytes of index.
+//! Each shard keeps its connections in a slab (a `Vec` whose dead slots form a free list threaded
+//! through the slots themselves) and a hash index of slab positions, so a million connections
+//! cost about 152 bytes each plus a few bytes of index, and removing one touches one index slot.
 //! A packet hashes its canonical key once, locks the one shard the hash picks, and does all of
 //! its work there: lookup, state update, or insert.
 
@@ -17,6 +18,8 @@ use crate::tcp::{TcpConn, TcpSegment, TcpState, TcpVerdict};
 use crate::timeout::ZonePolicy;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
+/// Entries one [`Table::expire`] call looks at unless told otherwise.
+pub const DEFAULT_EXPIRE_BUDGET: usize = 128;
 /// Slab positions looked at, from a new key's position, for an unreplied entry to evict.
 const EARLY_DROP_SCAN: usize = 16;
 
@@ -80,6 +83,8 @@ struct Entry {
     tcp: Option<TcpConn>,
     /// Which end of `key` opened the connection.
     opener: Side,
+    /// False for a free slot, whose `mark` then links to the next free slot.
+    live: bool,
     seen_reply: bool,
     /// Past the point where early drop may evict it (TCP established, or replied).
     assured: bool,
@@ -247,9 +252,16 @@ impl Filter {
     }
 }
 
+/// End of a shard's free list.
+const NO_SLOT: u32 = u32::MAX;
+
 struct Shard {
     slab: Vec<Entry>,
     index: HashTable<u32>,
+    /// First free slot in `slab`, or [`NO_SLOT`].
+    free: u32,
+    /// Live entries.
+    live: usize,
     cap: usize,
     /// Next slab position the expiry sweep looks at.
     cursor: usize,
@@ -277,23 +289,35 @@ impl Shard {
         CtState::TRACKED | CtState::INVALID
     }
 
-    /// Removes the entry at slab position `pos`, moving the last entry into its place.
+    /// Stores `entry` in a free slot; returns its position.
+    fn alloc(&mut self, entry: Entry) -> u32 {
+        self.live += 1;
+        if self.free == NO_SLOT {
+            self.slab.push(entry);
+            return (self.slab.len() - 1) as u32;
+        }
+        let pos = self.free;
+        let slot = &mut self.slab[pos as usize];
+        self.free = slot.mark;
+        *slot = entry;
+        pos
+    }
+
+    /// Removes the live entry at slab position `pos`.
     fn remove(&mut self, pos: usize, hasher: &DefaultHashBuilder, zones: &ZoneCounts) {
-        let key = self.slab[pos].key;
-        let h = hasher.hash_one(key);
-        if let Ok(e) = self.index.find_entry(h, |&i| i as usize == pos) {
-            e.remove();
+        let e = &mut self.slab[pos];
+        let key = e.key;
+        e.live = false;
+        e.mark = self.free;
+        self.free = pos as u32;
+        self.live -= 1;
+        if let Ok(slot) = self
+            .index
+            .find_entry(hasher.hash_one(key), |&i| i as usize == pos)
+        {
+            slot.remove();
         }
         zones.dec(key.zone);
-        let last = self.slab.len() - 1;
-        if pos != last {
-            let moved_key = self.slab[last].key;
-            let mh = hasher.hash_one(moved_key);
-            if let Some(slot) = self.index.find_mut(mh, |&i| i as usize == last) {
-                *slot = pos as u32;
-            }
-        }
-        self.slab.swap_remove(pos);
     }
 
     /// Finds an unreplied connection near `hash`'s slab position to evict.
@@ -305,7 +329,7 @@ impl Shard {
         let start = (hash as usize) % len;
         let victim = (0..EARLY_DROP_SCAN.min(len))
             .map(|i| (start + i) % len)
-            .find(|&p| !self.slab[p].assured);
+            .find(|&p| self.slab[p].live && !self.slab[p].assured);
         match victim {
             Some(p) => {
                 self.remove(p, hasher, zones);
@@ -364,6 +388,8 @@ impl Table {
                     Mutex::new(Shard {
                         slab: Vec::with_capacity(cap),
                         index: HashTable::with_capacity(cap),
+                        free: NO_SLOT,
+                        live: 0,
                         cap,
                         cursor: 0,
                         default_policy: ZonePolicy::default(),
@@ -453,7 +479,7 @@ impl Table {
         };
         let zone_full = policy.limit.is_some_and(|l| self.zones.get(key.zone) >= l);
         if zone_full
-            || (shard.slab.len() >= shard.cap && !shard.early_drop(hash, &self.hasher, &self.zones))
+            || (shard.live >= shard.cap && !shard.early_drop(hash, &self.hasher, &self.zones))
         {
             shard.stats.refused += 1;
             return shard.invalid(InvalidReason::TableFull);
@@ -462,6 +488,7 @@ impl Table {
             key,
             tcp,
             opener: side,
+            live: true,
             seen_reply: false,
             assured: false,
             verdict: 0,
@@ -474,8 +501,7 @@ impl Table {
             last_seen: now,
             labels: [0; 2],
         };
-        let pos = shard.slab.len() as u32;
-        shard.slab.push(entry);
+        let pos = shard.alloc(entry);
         let Shard { slab, index, .. } = shard;
         index.insert_unique(hash, pos, |&i| self.hasher.hash_one(slab[i as usize].key));
         self.zones.inc(key.zone);
@@ -503,28 +529,23 @@ impl Table {
         }
     }
 
-    /// Removes up to `budget` timed-out connections from one shard (the next in turn), looking
-    /// at no more than `budget` entries; returns how many were removed.
+    /// Removes timed-out connections from one shard (the next in turn), looking at no more than
+    /// `budget` slots; returns how many were removed.
     pub fn expire(&self, now: u64, budget: usize) -> usize {
         let i = self.next_expire.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         let mut shard = lock(&self.shards[i]);
         let mut removed = 0;
-        for _ in 0..budget {
-            if shard.slab.is_empty() {
-                break;
-            }
+        for _ in 0..budget.min(shard.slab.len()) {
             if shard.cursor >= shard.slab.len() {
                 shard.cursor = 0;
             }
             let pos = shard.cursor;
-            let policy = *shard.policy(shard.slab[pos].key.zone);
-            if shard.slab[pos].expires(&policy) <= now {
-                // The last entry moves into `pos`: look at `pos` again next.
+            shard.cursor += 1;
+            let e = &shard.slab[pos];
+            if e.live && e.expires(shard.policy(e.key.zone)) <= now {
                 shard.remove(pos, &self.hasher, &self.zones);
                 shard.stats.expired += 1;
                 removed += 1;
-            } else {
-                shard.cursor += 1;
             }
         }
         removed
@@ -535,7 +556,7 @@ impl Table {
         let mut out = Vec::new();
         for s in self.shards.iter() {
             let shard = lock(s);
-            for e in shard.slab.iter().filter(|e| filter.matches(e)) {
+            for e in shard.slab.iter().filter(|e| e.live && filter.matches(e)) {
                 if out.len() >= limit {
                     return out;
                 }
@@ -565,14 +586,11 @@ impl Table {
         let mut removed = 0;
         for s in self.shards.iter() {
             let mut shard = lock(s);
-            let mut pos = 0;
-            while pos < shard.slab.len() {
-                if filter.matches(&shard.slab[pos]) {
+            for pos in 0..shard.slab.len() {
+                if shard.slab[pos].live && filter.matches(&shard.slab[pos]) {
                     shard.remove(pos, &self.hasher, &self.zones);
                     shard.stats.flushed += 1;
                     removed += 1;
-                } else {
-                    pos += 1;
                 }
             }
         }
@@ -609,7 +627,7 @@ impl Table {
         for s in self.shards.iter() {
             let shard = lock(s);
             total.add(&shard.stats);
-            total.entries += shard.slab.len() as u64;
+            total.entries += shard.live as u64;
         }
         total
     }

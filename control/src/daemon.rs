@@ -38,6 +38,9 @@ pub struct Args {
     /// Learned MACs each worker holds at most.
     #[arg(long, default_value_t = fdb::DEFAULT_CAPACITY)]
     pub fdb_size: usize,
+    /// Most tracked connections (memory for them is reserved at start: about 160 bytes each).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub ct_max: usize,
 }
 
 /// Parses a core list like "1", "0,2" or "0-3".
@@ -90,6 +93,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.fdb_size == 0 {
         bail!("--fdb-size must be at least 1");
     }
+    if !(1..=100_000_000).contains(&args.ct_max) {
+        bail!("--ct-max must be 1 to 100000000");
+    }
     let store = Store::open(&args.state_dir)?;
     let state = store.load()?;
     let config = SwitchConfig {
@@ -99,6 +105,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             fdb_capacity: args.fdb_size,
             fdb_aging: Duration::from_secs(args.fdb_aging),
         },
+        conntrack: brink_conntrack::Config {
+            max_connections: args.ct_max,
+            ..brink_conntrack::Config::default()
+        },
     };
     // Bind first, so a second daemon fails before touching any interface.
     let mut server = Server::bind(&args.socket)
@@ -106,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     afxdp::silence_library_logs();
     let switch = Switch::start(config, XdpBackend::new).context("cannot start workers")?;
     tracing::info!(?cores, idle_sleep = args.idle_sleep, socket = %args.socket.display(), "brinkd started");
-    let mut service = Service::new(switch, Some(store));
+    let mut service = Service::new(switch, args.ct_max as u64, Some(store));
     service.restore(state);
     server.run(&mut service, &stop)?;
     tracing::info!("shutting down");

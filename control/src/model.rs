@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use brink_api::types::{NetworkInfo, PortAdd};
+use brink_api::types::{CtPolicySet, NetworkInfo, PortAdd};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, MAX_PORTS};
 use brink_dataplane::wire::ethernet::MacParseError;
 use brink_dataplane::wire::MacAddr;
@@ -94,6 +94,9 @@ pub struct State {
     pub networks: Vec<String>,
     /// Port requests.
     pub ports: Vec<PortAdd>,
+    /// Conntrack policies of networks that have one.
+    #[serde(default)]
+    pub policies: Vec<CtPolicySet>,
 }
 
 /// Networks and ports by name.
@@ -292,19 +295,21 @@ impl Model {
                         network,
                         worker: p.worker,
                         mac: p.mac,
+                        conntrack: p.spec.conntrack,
                     },
                 ))
             }),
         )
     }
 
-    /// What to save.
-    pub fn state(&self) -> State {
+    /// What to save, with the conntrack `policies` of networks that have one.
+    pub fn state(&self, policies: Vec<CtPolicySet>) -> State {
         let mut ports: Vec<&PortRecord> = self.ports.values().collect();
         ports.sort_by_key(|p| p.id);
         State {
             networks: self.networks.keys().cloned().collect(),
             ports: ports.into_iter().map(|p| p.spec.clone()).collect(),
+            policies,
         }
     }
 }
@@ -322,6 +327,7 @@ mod tests {
             kind: PortKind::Afxdp,
             mac: mac.map(Into::into),
             ips: vec![],
+            conntrack: true,
         }
     }
 
@@ -408,7 +414,7 @@ mod tests {
         m.remove_port("p1").unwrap();
         let p3 = add(&mut m, spec("p3", "veth3", "a", None)).unwrap();
         assert_eq!(p3.id, p1.id);
-        let state = m.state();
+        let state = m.state(vec![]);
         assert_eq!(state.networks, ["a"]);
         assert_eq!(state.ports.len(), 2);
         let snap = m.snapshot(1);

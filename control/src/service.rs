@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use brink_api::protocol::{code, method, RpcError};
 use brink_api::types::{
-    FdbEntry, NetworkFilter, NetworkName, PortAdd, PortInfo, PortKind, PortName, PortStats, Stats,
-    StatsFilter, WorkerStats,
+    CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone, FdbEntry, NetworkFilter,
+    NetworkName, PortAdd, PortInfo, PortKind, PortName, PortStats, Stats, StatsFilter, WorkerStats,
 };
+use brink_conntrack::{Filter, InvalidReason, ZonePolicy};
 use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
 use brink_dataplane::port::afxdp::{XdpBackend, XdpSpec};
 use brink_dataplane::port::{PortError, PortMode};
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::ct;
 use crate::iface::{self, IfaceError};
 use crate::model::{Model, ModelError, State};
 use crate::store::Store;
@@ -66,17 +68,24 @@ pub struct Service {
     model: Model,
     switch: Switch<XdpBackend>,
     running: HashMap<String, Running>,
+    /// Conntrack policies set per network (others use the defaults).
+    policies: BTreeMap<String, ZonePolicy>,
+    /// The table's configured maximum, for `ct.stats`.
+    ct_max: u64,
     store: Option<Store>,
     generation: u64,
 }
 
 impl Service {
-    /// A service over a started switch, saving to `store` if given.
-    pub fn new(switch: Switch<XdpBackend>, store: Option<Store>) -> Self {
+    /// A service over a started switch whose connection table holds `ct_max` connections,
+    /// saving to `store` if given.
+    pub fn new(switch: Switch<XdpBackend>, ct_max: u64, store: Option<Store>) -> Self {
         Service {
             model: Model::default(),
             switch,
             running: HashMap::new(),
+            policies: BTreeMap::new(),
+            ct_max,
             store,
             generation: 0,
         }
@@ -87,6 +96,11 @@ impl Service {
         for name in &state.networks {
             if let Err(e) = self.model.add_network(name) {
                 tracing::warn!(network = %name, error = %e, "saved network not restored");
+            }
+        }
+        for policy in &state.policies {
+            if let Err(e) = self.ct_policy_set(policy) {
+                tracing::warn!(network = %policy.network, error = %e, "saved conntrack policy not restored");
             }
         }
         for port in state.ports {
@@ -110,7 +124,16 @@ impl Service {
             }
             method::NETWORK_DEL => {
                 let p: NetworkName = decode(params)?;
+                let zone = self.model.network_id(&p.name)?.0;
                 self.model.del_network(&p.name)?;
+                // A later network may get the same zone: it starts clean.
+                self.policies.remove(&p.name);
+                let ct = self.switch.conntrack();
+                ct.set_policy(zone, None);
+                ct.flush(&Filter {
+                    zone: Some(zone),
+                    ..Filter::default()
+                });
                 self.commit();
                 reply(&())
             }
@@ -145,6 +168,49 @@ impl Service {
                 reply(&())
             }
             method::STATS => self.stats(decode(params)?),
+            method::CT_SHOW => {
+                let (filter, limit) = ct::filter(&self.model, &decode::<CtFilter>(params)?)?;
+                let now = self.switch.now_ns();
+                let conns = self.switch.conntrack().dump(&filter, limit);
+                let entries: Vec<_> = conns
+                    .iter()
+                    .map(|c| ct::entry(&self.model, c, now))
+                    .collect();
+                reply(&entries)
+            }
+            method::CT_FLUSH => {
+                let p: CtFilter = decode(params)?;
+                if p.limit.is_some() {
+                    return Err(RpcError::new(
+                        code::INVALID_PARAMS,
+                        "ct.flush takes no limit",
+                    ));
+                }
+                let (filter, _) = ct::filter(&self.model, &p)?;
+                let flushed = self.switch.conntrack().flush(&filter) as u64;
+                reply(&CtFlushed { flushed })
+            }
+            method::CT_STATS => {
+                decode::<Empty>(params)?;
+                reply(&self.ct_stats())
+            }
+            method::CT_POLICY_SET => {
+                let p: CtPolicySet = decode(params)?;
+                self.ct_policy_set(&p)?;
+                self.save();
+                reply(&ct::view(
+                    &p.network,
+                    &self
+                        .switch
+                        .conntrack()
+                        .policy(self.model.network_id(&p.network)?.0),
+                ))
+            }
+            method::CT_POLICY_SHOW => {
+                let p: CtPolicyShow = decode(params)?;
+                let zone = self.model.network_id(&p.network)?.0;
+                reply(&ct::view(&p.network, &self.switch.conntrack().policy(zone)))
+            }
             other => Err(RpcError::new(
                 code::METHOD_NOT_FOUND,
                 format!(
@@ -157,6 +223,46 @@ impl Service {
 
     /// Adds a port. When `restoring`, a tap device that already exists is one brink created
     /// before a restart and is reused.
+    fn ct_policy_set(&mut self, p: &CtPolicySet) -> Result<(), RpcError> {
+        let zone = self.model.network_id(&p.network)?.0;
+        let ct = self.switch.conntrack();
+        let policy = ct::apply(ct.policy(zone), p)?;
+        ct.set_policy(zone, Some(policy));
+        self.policies.insert(p.network.clone(), policy);
+        tracing::info!(network = %p.network, ?policy, "conntrack policy set");
+        Ok(())
+    }
+
+    fn ct_stats(&self) -> CtStats {
+        let ct = self.switch.conntrack();
+        let s = ct.stats();
+        CtStats {
+            entries: s.entries,
+            max: self.ct_max,
+            inserts: s.inserts,
+            refused: s.refused,
+            early_drops: s.early_drops,
+            expired: s.expired,
+            flushed: s.flushed,
+            invalid: InvalidReason::ALL
+                .iter()
+                .map(|&r| (r.name().to_string(), s.invalid[r as usize]))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+            zones: ct
+                .zone_counts()
+                .into_iter()
+                .map(|(zone, n)| CtZone {
+                    network: self
+                        .model
+                        .network_name(brink_dataplane::snapshot::NetworkId(zone))
+                        .map_or_else(|| format!("zone {zone}"), str::to_string),
+                    connections: u64::from(n),
+                })
+                .collect(),
+        }
+    }
+
     fn port_add(&mut self, spec: PortAdd, restoring: bool) -> Result<PortInfo, RpcError> {
         let load = self.model.ports_per_worker(self.switch.worker_count());
         let worker = (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0);
@@ -227,6 +333,7 @@ impl Service {
                 .running
                 .get(name)
                 .map_or_else(|| "down".into(), |r| r.mode.to_string()),
+            conntrack: p.spec.conntrack,
         })
     }
 
@@ -311,7 +418,12 @@ impl Service {
 
     fn save(&self) {
         if let Some(store) = &self.store {
-            if let Err(e) = store.save(&self.model.state()) {
+            let policies = self
+                .policies
+                .iter()
+                .map(|(net, p)| ct::as_request(net, p))
+                .collect();
+            if let Err(e) = store.save(&self.model.state(policies)) {
                 tracing::error!(error = %e, "could not save state");
             }
         }

@@ -85,7 +85,7 @@ mod tests {
         assert_eq!(store.load().unwrap(), State::default());
         let state = State {
             networks: vec!["blue".into()],
-            ports: vec![],
+            ..State::default()
         };
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), state);

@@ -27,11 +27,15 @@ pub enum DropReason {
     NoFreeFrame,
     /// Larger than a frame buffer.
     TooBig,
+    /// An IP or transport header cut short or inconsistent.
+    MalformedIp,
+    /// Conntrack found the packet invalid for any connection (reason in `ct stats`).
+    CtInvalid,
 }
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Runt,
         DropReason::BadSourceMac,
         DropReason::Hairpin,
@@ -41,6 +45,8 @@ impl DropReason {
         DropReason::CrossQueueFull,
         DropReason::NoFreeFrame,
         DropReason::TooBig,
+        DropReason::MalformedIp,
+        DropReason::CtInvalid,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -57,6 +63,8 @@ impl DropReason {
             DropReason::CrossQueueFull => "cross_queue_full",
             DropReason::NoFreeFrame => "no_free_frame",
             DropReason::TooBig => "too_big",
+            DropReason::MalformedIp => "malformed_ip",
+            DropReason::CtInvalid => "ct_invalid",
         }
     }
 }

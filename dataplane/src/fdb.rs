@@ -257,6 +257,7 @@ mod tests {
                     network: NetworkId(net),
                     worker: 0,
                     mac: m.map(mac),
+                    conntrack: false,
                 };
                 (id, entry)
             }),

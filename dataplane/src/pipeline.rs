@@ -6,11 +6,14 @@
 
 use std::time::Instant;
 
+use brink_conntrack::{CtState, Packet, Table};
+
 use crate::counters::{DropReason, WorkerCounters};
 use crate::egress::Egress;
 use crate::fdb::{Fdb, Learn};
 use crate::port::Backend;
 use crate::snapshot::{NetworkId, PortId, Snapshot};
+use crate::wire::ip::{self, Parsed};
 use crate::wire::{EthernetFrame, MacAddr};
 
 /// Frames per batch.
@@ -50,12 +53,20 @@ pub struct Batch<F> {
     pub len: usize,
     /// Port the frames arrived on.
     pub in_port: PortId,
+    /// The port's network; also its conntrack zone.
+    pub network: NetworkId,
+    /// The port tracks connections.
+    pub track: bool,
     /// Bytes received in this batch (filled by `parse`).
     pub rx_bytes: u64,
     /// The frames.
     pub frames: [F; BATCH_SIZE],
     /// Parsed keys.
     pub keys: [FlowKey; BATCH_SIZE],
+    /// What conntrack is told about each IP frame (`None`: not tracked).
+    pub ct: [Option<Packet>; BATCH_SIZE],
+    /// What conntrack said (default: not tracked).
+    pub ct_state: [CtState; BATCH_SIZE],
     /// Decisions.
     pub verdicts: [Verdict; BATCH_SIZE],
 }
@@ -65,29 +76,47 @@ impl<F: Copy + Default> Default for Batch<F> {
         Batch {
             len: 0,
             in_port: 0,
+            network: NetworkId::default(),
+            track: false,
             rx_bytes: 0,
             frames: [F::default(); BATCH_SIZE],
             keys: [FlowKey::default(); BATCH_SIZE],
+            ct: [None; BATCH_SIZE],
+            ct_state: [CtState::default(); BATCH_SIZE],
             verdicts: [Verdict::Flood; BATCH_SIZE],
         }
     }
 }
 
-/// Parses every frame's Ethernet header into its key; short frames are dropped as runts.
-pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B, network: NetworkId) {
+/// Parses every frame's Ethernet header into its key and, on ports that track connections, its
+/// IP and transport headers into what conntrack needs. Short frames are dropped as runts, IP
+/// frames with broken headers as malformed.
+pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
     b.rx_bytes = 0;
     for i in 0..b.len {
         let bytes = backend.bytes(&b.frames[i]);
         b.rx_bytes += bytes.len() as u64;
+        b.ct[i] = None;
         b.verdicts[i] = match EthernetFrame::new_checked(bytes) {
             Ok(eth) => {
                 b.keys[i] = FlowKey {
                     dst: eth.dst(),
                     src: eth.src(),
                     ethertype: u16::from(eth.ethertype()),
-                    network,
+                    network: b.network,
                 };
-                Verdict::Flood
+                let parsed = b
+                    .track
+                    .then(|| ip::parse(eth.ethertype(), eth.payload(), b.network.0))
+                    .flatten();
+                match parsed {
+                    Some(Parsed::Track(p)) => {
+                        b.ct[i] = Some(p);
+                        Verdict::Flood
+                    }
+                    Some(Parsed::Malformed) => Verdict::Drop(DropReason::MalformedIp),
+                    Some(Parsed::Untracked) | None => Verdict::Flood,
+                }
             }
             Err(_) => Verdict::Drop(DropReason::Runt),
         };
@@ -122,6 +151,23 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
                 None => Verdict::Flood,
             }
         };
+    }
+}
+
+/// Tracks every IP frame still on its way in its network's zone at time `now_ns`; frames that
+/// are invalid for any connection are dropped.
+pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, now_ns: u64) {
+    for i in 0..b.len {
+        b.ct_state[i] = CtState::default();
+        if matches!(b.verdicts[i], Verdict::Drop(_)) {
+            continue;
+        }
+        let Some(packet) = &b.ct[i] else { continue };
+        let state = table.process(packet, now_ns);
+        b.ct_state[i] = state;
+        if state.contains(CtState::INVALID) {
+            b.verdicts[i] = Verdict::Drop(DropReason::CtInvalid);
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub struct PortEntry {
     pub worker: usize,
     /// The VM's MAC address behind this port, if configured: a static FDB entry.
     pub mac: Option<MacAddr>,
+    /// Track this port's IP traffic in its network's conntrack zone.
+    pub conntrack: bool,
 }
 
 /// One immutable view of the switch's ports and networks.
@@ -147,6 +149,7 @@ mod tests {
             network: NetworkId(net),
             worker: 0,
             mac: mac.map(|b| MacAddr([2, 0, 0, 0, 0, b])),
+            conntrack: false,
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use brink_conntrack::Table;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::counters::{PortCounters, WorkerCounters};
@@ -14,7 +15,7 @@ use crate::egress::Egress;
 use crate::fdb::FdbRow;
 use crate::port::{Backend, PortError, PortMode};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
-use crate::worker::{Command, Worker, WorkerConfig};
+use crate::worker::{Command, Shared, Worker, WorkerConfig};
 
 /// How long the control thread waits for a worker to answer a command.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,6 +29,8 @@ pub struct SwitchConfig {
     pub cores: Vec<Option<usize>>,
     /// Settings shared by every worker.
     pub worker: WorkerConfig,
+    /// Connection table settings.
+    pub conntrack: brink_conntrack::Config,
 }
 
 struct WorkerHandle<S> {
@@ -37,10 +40,10 @@ struct WorkerHandle<S> {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Running worker threads and the snapshot they read.
+/// Running worker threads and the state they share.
 pub struct Switch<B: Backend> {
     workers: Vec<WorkerHandle<B::Spec>>,
-    snapshot: Arc<SnapshotCell>,
+    shared: Shared,
     stop: Arc<AtomicBool>,
 }
 
@@ -55,7 +58,11 @@ impl<B: Backend + 'static> Switch<B> {
         let mesh = cross::mesh(config.cores.len());
         let mut switch = Switch {
             workers: Vec::new(),
-            snapshot: Arc::new(SnapshotCell::default()),
+            shared: Shared {
+                snapshot: Arc::new(SnapshotCell::default()),
+                ct: Arc::new(Table::new(config.conntrack)),
+                epoch: std::time::Instant::now(),
+            },
             stop: Arc::new(AtomicBool::new(false)),
         };
         for (id, &core) in config.cores.iter().enumerate() {
@@ -64,7 +71,7 @@ impl<B: Backend + 'static> Switch<B> {
             let (commands, command_rx) = bounded(COMMAND_DEPTH);
             let counters = Arc::new(WorkerCounters::default());
             let (ready_tx, ready_rx) = bounded(1);
-            let snapshot = Arc::clone(&switch.snapshot);
+            let shared = switch.shared.clone();
             let stop = Arc::clone(&switch.stop);
             let wc = Arc::clone(&counters);
             let wcfg = config.worker.clone();
@@ -86,7 +93,7 @@ impl<B: Backend + 'static> Switch<B> {
                     };
                     let _ = ready_tx.send(Ok(()));
                     let egress = Egress::new(id, backend, to_workers, Arc::clone(&wc));
-                    Worker::new(egress, from_workers, command_rx, snapshot, wc, wcfg).run(&stop);
+                    Worker::new(egress, from_workers, command_rx, shared, wc, wcfg).run(&stop);
                 })
                 .map_err(|e| PortError::Pool(format!("cannot spawn worker: {e}")))?;
             switch.workers.push(WorkerHandle {
@@ -110,12 +117,17 @@ impl<B: Backend + 'static> Switch<B> {
 
     /// Publishes a new snapshot to every worker.
     pub fn publish(&self, snap: Snapshot) {
-        self.snapshot.publish(snap);
+        self.shared.snapshot.publish(snap);
     }
 
-    /// The snapshot currently published.
-    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
-        self.snapshot.load()
+    /// The connection table.
+    pub fn conntrack(&self) -> &Table {
+        &self.shared.ct
+    }
+
+    /// Conntrack's clock: nanoseconds since the switch started.
+    pub fn now_ns(&self) -> u64 {
+        self.shared.ns(std::time::Instant::now())
     }
 
     /// Opens port `id` on `worker`. Publish a snapshot listing it for traffic to flow.
@@ -142,6 +154,7 @@ impl<B: Backend + 'static> Switch<B> {
     /// Every FDB entry: static ones from the snapshot, then each worker's learned ones.
     pub fn fdb_rows(&self) -> Result<Vec<FdbRow>, PortError> {
         let mut rows: Vec<FdbRow> = self
+            .shared
             .snapshot
             .load()
             .static_entries()

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use brink_conntrack::table::DEFAULT_EXPIRE_BUDGET;
+use brink_conntrack::Table;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::counters::{PortCounters, WorkerCounters};
@@ -24,6 +26,8 @@ pub const IDLE_SLEEP: Duration = Duration::from_micros(200);
 const IDLE_SPIN: u32 = 64;
 /// How often learned FDB entries are swept for aging.
 const AGING_SWEEP: Duration = Duration::from_secs(1);
+/// How often a worker expires a slice of the connection table.
+const CT_EXPIRE_EVERY: Duration = Duration::from_millis(1);
 
 /// A request from the control thread, applied between batches.
 pub enum Command<S> {
@@ -70,6 +74,26 @@ pub struct WorkerConfig {
     pub fdb_aging: Duration,
 }
 
+/// What every worker shares: the published snapshot, the connection table, and the time origin
+/// conntrack's nanosecond clock counts from.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Ports and networks.
+    pub snapshot: Arc<SnapshotCell>,
+    /// Connection table.
+    pub ct: Arc<Table>,
+    /// Conntrack time zero.
+    pub epoch: Instant,
+}
+
+impl Shared {
+    /// Nanoseconds from the epoch to `now`.
+    #[inline]
+    pub fn ns(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+}
+
 /// One poll-mode worker.
 pub struct Worker<B: Backend> {
     egress: Egress<B>,
@@ -79,11 +103,12 @@ pub struct Worker<B: Backend> {
     owned: Vec<PortId>,
     from_workers: Vec<CrossQueue>,
     commands: Receiver<Command<B::Spec>>,
-    snapshot: Arc<SnapshotCell>,
+    shared: Shared,
     counters: Arc<WorkerCounters>,
     config: WorkerConfig,
     seen_generation: u64,
     last_aging: Instant,
+    last_ct_expire: Instant,
 }
 
 impl<B: Backend> Worker<B> {
@@ -93,7 +118,7 @@ impl<B: Backend> Worker<B> {
         egress: Egress<B>,
         from_workers: Vec<CrossQueue>,
         commands: Receiver<Command<B::Spec>>,
-        snapshot: Arc<SnapshotCell>,
+        shared: Shared,
         counters: Arc<WorkerCounters>,
         config: WorkerConfig,
     ) -> Self {
@@ -104,11 +129,12 @@ impl<B: Backend> Worker<B> {
             owned: Vec::with_capacity(crate::snapshot::MAX_PORTS),
             from_workers,
             commands,
-            snapshot,
+            shared,
             counters,
             config,
             seen_generation: 0,
             last_aging: Instant::now(),
+            last_ct_expire: Instant::now(),
         }
     }
 
@@ -152,7 +178,7 @@ impl<B: Backend> Worker<B> {
         while let Ok(cmd) = self.commands.try_recv() {
             self.apply(cmd, now);
         }
-        let snap = self.snapshot.load();
+        let snap = self.shared.snapshot.load();
         if snap.generation() != self.seen_generation {
             self.seen_generation = snap.generation();
             self.fdb.sync(&snap, now);
@@ -170,11 +196,19 @@ impl<B: Backend> Worker<B> {
             }
             self.batch.len = n;
             self.batch.in_port = port;
-            self.run_batch(entry.network, &snap, now);
+            self.batch.network = entry.network;
+            self.batch.track = entry.conntrack;
+            self.run_batch(&snap, now);
             moved += n;
         }
         moved += self.take_cross();
         moved += self.egress.backend.service();
+        if now.duration_since(self.last_ct_expire) >= CT_EXPIRE_EVERY {
+            self.last_ct_expire = now;
+            self.shared
+                .ct
+                .expire(self.shared.ns(now), DEFAULT_EXPIRE_BUDGET);
+        }
         if now.duration_since(self.last_aging) >= AGING_SWEEP {
             self.last_aging = now;
             let aged = self.fdb.age(now);
@@ -183,10 +217,11 @@ impl<B: Backend> Worker<B> {
         moved
     }
 
-    fn run_batch(&mut self, network: NetworkId, snap: &Snapshot, now: Instant) {
+    fn run_batch(&mut self, snap: &Snapshot, now: Instant) {
         let b = &mut self.batch;
-        stage::parse(b, &self.egress.backend, network);
+        stage::parse(b, &self.egress.backend);
         stage::l2(b, &mut self.fdb, now, &self.counters);
+        stage::conntrack(b, &self.shared.ct, self.shared.ns(now));
         stage::tx(b, &mut self.egress, snap);
         self.counters.batches.add(1);
         if let Some(c) = self.egress.port_counters(b.in_port) {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use brink_conntrack::Table;
 use brink_dataplane::counters::{DropReason, PortCounters, WorkerCounters};
 use brink_dataplane::cross;
 use brink_dataplane::egress::Egress;
@@ -12,7 +13,7 @@ use brink_dataplane::port::memory::{MemBackend, MemLink, MemPort};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, SnapshotCell};
 use brink_dataplane::wire::ethernet::emit_header;
 use brink_dataplane::wire::{EtherType, MacAddr};
-use brink_dataplane::worker::{Command, Worker, WorkerConfig};
+use brink_dataplane::worker::{Command, Shared, Worker, WorkerConfig};
 use crossbeam_channel::{bounded, Sender};
 
 const POOL: u32 = 256;
@@ -38,7 +39,7 @@ struct Rig {
     workers: Vec<Worker<MemBackend>>,
     commands: Vec<Sender<Command<MemPort>>>,
     counters: Vec<Arc<WorkerCounters>>,
-    snapshot: Arc<SnapshotCell>,
+    shared: Shared,
     ports: Vec<Option<Port>>,
     generation: u64,
     now: Instant,
@@ -46,16 +47,24 @@ struct Rig {
 
 impl Rig {
     fn new(n: usize, aging: Duration) -> Rig {
-        let snapshot = Arc::new(SnapshotCell::default());
+        let now = Instant::now();
+        let shared = Shared {
+            snapshot: Arc::new(SnapshotCell::default()),
+            ct: Arc::new(Table::new(brink_conntrack::Config {
+                max_connections: 1000,
+                shards: 4,
+            })),
+            epoch: now,
+        };
         let mesh = cross::mesh(n);
         let mut rig = Rig {
             workers: vec![],
             commands: vec![],
             counters: vec![],
-            snapshot: Arc::clone(&snapshot),
+            shared: shared.clone(),
             ports: vec![],
             generation: 0,
-            now: Instant::now(),
+            now,
         };
         for id in 0..n {
             let (tx, rx) = bounded(16);
@@ -71,7 +80,7 @@ impl Rig {
                 egress,
                 from,
                 rx,
-                Arc::clone(&snapshot),
+                shared.clone(),
                 Arc::clone(&wc),
                 config,
             ));
@@ -81,8 +90,19 @@ impl Rig {
         rig
     }
 
-    /// Adds port `id` on `worker` in `network`, with an optional configured MAC.
+    /// Adds port `id` on `worker` in `network`, with an optional configured MAC, no conntrack.
     fn add(&mut self, id: PortId, worker: usize, network: u16, mac: Option<MacAddr>) {
+        self.add_tracked(id, worker, network, mac, false);
+    }
+
+    fn add_tracked(
+        &mut self,
+        id: PortId,
+        worker: usize,
+        network: u16,
+        mac: Option<MacAddr>,
+        conntrack: bool,
+    ) {
         let link = MemLink::new(64);
         let counters = Arc::new(PortCounters::default());
         let (reply, answer) = bounded(1);
@@ -100,6 +120,7 @@ impl Rig {
             network: NetworkId(network),
             worker,
             mac,
+            conntrack,
         };
         let id = usize::from(id);
         if self.ports.len() <= id {
@@ -131,7 +152,8 @@ impl Rig {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().map(|p| (i as PortId, p.entry.clone())));
-        self.snapshot
+        self.shared
+            .snapshot
             .publish(Snapshot::new(self.generation, entries));
     }
 
@@ -368,4 +390,76 @@ fn many_frames_are_all_delivered_in_order() {
     }
     assert_eq!(rig.port(3).counters.tx_packets.get(), 800);
     rig.assert_pools_full();
+}
+
+/// A TCP frame from `src` MAC/IP index to `dst`, built with etherparse.
+fn tcp_frame(src: u8, dst: u8, sport: u16, dport: u16, flags: &str, seq: u32, ack: u32) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(mac(src).0, mac(dst).0)
+        .ipv4([10, 0, 0, src], [10, 0, 0, dst], 64)
+        .tcp(sport, dport, seq, 64_000);
+    let b = if flags.contains('S') { b.syn() } else { b };
+    let b = if flags.contains('A') { b.ack(ack) } else { b };
+    let mut out = vec![];
+    b.write(&mut out, &[]).unwrap();
+    out
+}
+
+/// Ports 1 and 2 in network 1 with MACs 1 and 2; conntrack on as given.
+fn tracked_pair(conntrack: bool) -> Rig {
+    let mut rig = Rig::new(1, Duration::from_secs(300));
+    rig.add_tracked(1, 0, 1, Some(mac(1)), conntrack);
+    rig.add_tracked(2, 0, 1, Some(mac(2)), conntrack);
+    rig
+}
+
+#[test]
+fn conntrack_passes_a_handshake_and_drops_what_fits_no_connection() {
+    let mut rig = tracked_pair(true);
+    // An ACK for a connection nobody opened: invalid.
+    rig.send(1, tcp_frame(1, 2, 40000, 80, "A", 1, 1));
+    rig.poll();
+    assert!(rig.received(2).is_empty());
+    assert_eq!(rig.drops(1, DropReason::CtInvalid), 1);
+    // A proper handshake passes both ways.
+    rig.send(1, tcp_frame(1, 2, 40000, 80, "S", 1000, 0));
+    rig.poll();
+    rig.send(2, tcp_frame(2, 1, 80, 40000, "SA", 5000, 1001));
+    rig.poll();
+    rig.send(1, tcp_frame(1, 2, 40000, 80, "A", 1001, 5001));
+    rig.poll();
+    assert_eq!(rig.received(2).len(), 2, "SYN and ACK");
+    assert_eq!(rig.received(1).len(), 1, "SYN-ACK");
+    let conns = rig.shared.ct.dump(&brink_conntrack::Filter::default(), 10);
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].original.zone, 1, "the network is the zone");
+    assert_eq!(
+        conns[0].tcp_state,
+        Some(brink_conntrack::TcpState::Established)
+    );
+    assert_eq!(conns[0].packets, [2, 1]);
+    // A SYN-ACK from the client side is invalid for this connection.
+    rig.send(1, tcp_frame(1, 2, 40000, 80, "SA", 1001, 5001));
+    rig.poll();
+    assert!(rig.received(2).is_empty());
+    assert_eq!(rig.drops(1, DropReason::CtInvalid), 2);
+    rig.assert_pools_full();
+}
+
+#[test]
+fn ports_without_conntrack_and_non_ip_frames_are_not_tracked() {
+    let mut rig = tracked_pair(false);
+    rig.send(1, tcp_frame(1, 2, 40000, 80, "A", 1, 1));
+    rig.poll();
+    assert_eq!(rig.received(2).len(), 1, "no conntrack, no invalid drop");
+    assert_eq!(rig.shared.ct.stats().entries, 0);
+
+    let mut rig = tracked_pair(true);
+    rig.send(1, frame(MacAddr::BROADCAST, mac(1), 60)); // IPv4 ethertype, garbage payload
+    let mut arp = frame(MacAddr::BROADCAST, mac(1), 42);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    rig.send(1, arp);
+    rig.poll();
+    assert_eq!(rig.drops(1, DropReason::MalformedIp), 1);
+    assert_eq!(rig.received(2).len(), 1, "ARP passes untracked");
+    assert_eq!(rig.shared.ct.stats().entries, 0);
 }

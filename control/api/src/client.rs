@@ -34,6 +34,9 @@ pub enum ClientError {
     /// The daemon refused the request.
     #[error("{0}")]
     Rpc(RpcError),
+    /// The command line asked for something malformed that clap could not catch.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// A connection to `brinkd`.

@@ -26,9 +26,19 @@ pub mod method {
     pub const FDB_FLUSH: &str = "fdb.flush";
     /// Counters. Params: [`StatsFilter`](crate::types::StatsFilter).
     pub const STATS: &str = "stats";
+    /// Tracked connections. Params: [`CtFilter`](crate::types::CtFilter).
+    pub const CT_SHOW: &str = "ct.show";
+    /// Remove tracked connections. Params: [`CtFilter`](crate::types::CtFilter).
+    pub const CT_FLUSH: &str = "ct.flush";
+    /// Conntrack counters. No params.
+    pub const CT_STATS: &str = "ct.stats";
+    /// Change a network's conntrack policy. Params: [`CtPolicySet`](crate::types::CtPolicySet).
+    pub const CT_POLICY_SET: &str = "ct.policy.set";
+    /// A network's conntrack policy. Params: [`CtPolicyShow`](crate::types::CtPolicyShow).
+    pub const CT_POLICY_SHOW: &str = "ct.policy.show";
 
     /// Every method, for "method not found" errors.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 14] = [
         NETWORK_ADD,
         NETWORK_DEL,
         NETWORK_LIST,
@@ -38,6 +48,11 @@ pub mod method {
         FDB_SHOW,
         FDB_FLUSH,
         STATS,
+        CT_SHOW,
+        CT_FLUSH,
+        CT_STATS,
+        CT_POLICY_SET,
+        CT_POLICY_SHOW,
     ];
 }
 

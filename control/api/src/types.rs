@@ -53,6 +53,13 @@ pub struct PortAdd {
     /// The VM's IP addresses.
     #[serde(default)]
     pub ips: Vec<String>,
+    /// Track the port's connections (default on).
+    #[serde(default = "on")]
+    pub conntrack: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// Params of `port.del`.
@@ -84,6 +91,8 @@ pub struct PortInfo {
     pub worker: usize,
     /// How AF_XDP attached: `native-copy` or `skb-copy`.
     pub mode: String,
+    /// Connections are tracked.
+    pub conntrack: bool,
 }
 
 /// Params of `fdb.show` and `fdb.flush`.
@@ -172,4 +181,154 @@ pub struct Stats {
     pub ports: Vec<PortStats>,
     /// Per worker.
     pub workers: Vec<WorkerStats>,
+}
+
+/// Params of `ct.show` and `ct.flush`: every given field must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtFilter {
+    /// Network (conntrack zone).
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Either end's IP address.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Either end's port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Protocol: tcp, udp, icmp, icmpv6, sctp or a number.
+    #[serde(default)]
+    pub proto: Option<String>,
+    /// `new`, `established`, or a TCP state (`syn_sent`, `tcp_established`, `time_wait`, ...).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Mark.
+    #[serde(default)]
+    pub mark: Option<u32>,
+    /// Most connections to show (`ct.show` only; default 1000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// One connection in `ct.show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CtEntry {
+    /// Network (zone).
+    pub network: String,
+    /// Protocol name or number.
+    pub proto: String,
+    /// Source of the original direction.
+    pub src: String,
+    /// Source port (ICMP: echo id).
+    pub sport: u16,
+    /// Destination of the original direction.
+    pub dst: String,
+    /// Destination port (ICMP: echo id).
+    pub dport: u16,
+    /// `new` (no reply yet) or `established`.
+    pub state: String,
+    /// TCP state, for TCP.
+    pub tcp_state: Option<String>,
+    /// Early drop will not evict it.
+    pub assured: bool,
+    /// Packets from the original side.
+    pub packets_orig: u64,
+    /// Bytes from the original side.
+    pub bytes_orig: u64,
+    /// Packets from the reply side.
+    pub packets_reply: u64,
+    /// Bytes from the reply side.
+    pub bytes_reply: u64,
+    /// Seconds since created.
+    pub age_secs: f64,
+    /// Seconds until it times out unless traffic comes.
+    pub expires_secs: f64,
+    /// Mark.
+    pub mark: u32,
+    /// Labels, as 32 hex digits.
+    pub labels: String,
+    /// Id of the rule that admitted it (0: none).
+    pub rule_id: u32,
+    /// Rule-set generation that admitted it.
+    pub generation: u32,
+}
+
+/// Result of `ct.flush`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CtFlushed {
+    /// Connections removed.
+    pub flushed: u64,
+}
+
+/// Connections of one network, in `ct.stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CtZone {
+    /// Network.
+    pub network: String,
+    /// Its connections.
+    pub connections: u64,
+}
+
+/// Result of `ct.stats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CtStats {
+    /// Connections in the table.
+    pub entries: u64,
+    /// The table's maximum.
+    pub max: u64,
+    /// Connections created.
+    pub inserts: u64,
+    /// New connections refused (table or zone full).
+    pub refused: u64,
+    /// Unreplied connections evicted to make room.
+    pub early_drops: u64,
+    /// Connections that timed out.
+    pub expired: u64,
+    /// Connections removed by `ct.flush`.
+    pub flushed: u64,
+    /// Invalid packets by reason (non-zero only).
+    pub invalid: BTreeMap<String, u64>,
+    /// Connections per network.
+    pub zones: Vec<CtZone>,
+}
+
+/// A network's conntrack policy, as `ct.policy.show` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CtPolicy {
+    /// Network.
+    pub network: String,
+    /// Idle timeouts in seconds, by name.
+    pub timeouts: BTreeMap<String, u32>,
+    /// Most connections the network may hold.
+    pub limit: Option<u32>,
+    /// Mid-stream TCP pickup.
+    pub tcp_pickup: bool,
+}
+
+/// Params of `ct.policy.set`; absent fields keep their current value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtPolicySet {
+    /// Network.
+    pub network: String,
+    /// Timeouts to change, in seconds, by name.
+    #[serde(default)]
+    pub timeouts: BTreeMap<String, u32>,
+    /// New connection limit; 0 removes the limit.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Mid-stream TCP pickup on or off.
+    #[serde(default)]
+    pub tcp_pickup: Option<bool>,
+    /// Start from the defaults instead of the current policy.
+    #[serde(default)]
+    pub reset: bool,
+}
+
+/// Params of `ct.policy.show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtPolicyShow {
+    /// Network.
+    pub network: String,
 }

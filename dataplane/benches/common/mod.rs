@@ -9,13 +9,20 @@ use brink_dataplane::port::memory::{MemBackend, MemPort};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, Snapshot, SnapshotCell};
 use brink_dataplane::wire::ethernet::emit_header;
 use brink_dataplane::wire::{EtherType, MacAddr};
-use brink_dataplane::worker::{Command, Worker, WorkerConfig};
+use brink_dataplane::worker::{Command, Shared, Worker, WorkerConfig};
 use crossbeam_channel::bounded;
 
 /// Port 0 replays `flows` 64-byte frames, each from its own source MAC, to port 1's configured
 /// MAC; port 1 discards what it is sent. Both ports are in network 1 on one worker.
 pub fn l2_worker(flows: usize) -> (Worker<MemBackend>, Arc<PortCounters>) {
-    let snapshot = Arc::new(SnapshotCell::default());
+    let shared = Shared {
+        snapshot: Arc::new(SnapshotCell::default()),
+        ct: Arc::new(brink_conntrack::Table::new(brink_conntrack::Config {
+            max_connections: 1024,
+            shards: 1,
+        })),
+        epoch: std::time::Instant::now(),
+    };
     let (tx, rx) = bounded(4);
     let wc = Arc::new(WorkerCounters::default());
     let egress = Egress::new(0, MemBackend::new(4096), vec![None], Arc::clone(&wc));
@@ -24,7 +31,7 @@ pub fn l2_worker(flows: usize) -> (Worker<MemBackend>, Arc<PortCounters>) {
         fdb_capacity: 65_536,
         fdb_aging: Duration::from_secs(300),
     };
-    let mut worker = Worker::new(egress, vec![], rx, Arc::clone(&snapshot), wc, config);
+    let mut worker = Worker::new(egress, vec![], rx, shared.clone(), wc, config);
     let sink_mac = MacAddr([2, 0, 0, 0, 0xff, 0xff]);
     let frames = (0..flows)
         .map(|i| {
@@ -58,8 +65,9 @@ pub fn l2_worker(flows: usize) -> (Worker<MemBackend>, Arc<PortCounters>) {
         network: NetworkId(1),
         worker: 0,
         mac,
+        conntrack: false,
     };
-    snapshot.publish(Snapshot::new(
+    shared.snapshot.publish(Snapshot::new(
         1,
         [(0, entry(None)), (1, entry(Some(sink_mac)))],
     ));

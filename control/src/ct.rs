@@ -1,0 +1,252 @@
+//! Conntrack over the API: filters from requests, connections and policies into responses.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use brink_api::protocol::{code, RpcError};
+use brink_api::types::{CtEntry, CtFilter, CtPolicy, CtPolicySet};
+use brink_conntrack::key::proto;
+use brink_conntrack::table::StateFilter;
+use brink_conntrack::{Addr, ConnInfo, Filter, TcpState, Timeouts, ZonePolicy};
+
+use crate::model::Model;
+
+/// Connections `ct.show` returns unless asked for another limit.
+pub const DEFAULT_SHOW_LIMIT: usize = 1000;
+/// Longest timeout accepted: 30 days.
+const MAX_TIMEOUT: u32 = 30 * 24 * 3600;
+
+fn bad(msg: String) -> RpcError {
+    RpcError::new(code::INVALID_PARAMS, msg)
+}
+
+const PROTOCOLS: [(&str, u8); 5] = [
+    ("tcp", proto::TCP),
+    ("udp", proto::UDP),
+    ("icmp", proto::ICMP),
+    ("icmpv6", proto::ICMPV6),
+    ("sctp", proto::SCTP),
+];
+
+/// A protocol name or number.
+pub fn parse_proto(s: &str) -> Result<u8, RpcError> {
+    PROTOCOLS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(s))
+        .map(|&(_, p)| p)
+        .or_else(|| s.parse().ok())
+        .ok_or_else(|| {
+            bad(format!(
+                "bad protocol {s:?}: use tcp, udp, icmp, icmpv6, sctp or 0-255"
+            ))
+        })
+}
+
+/// The name of protocol `p`, or its number.
+pub fn proto_name(p: u8) -> String {
+    PROTOCOLS
+        .iter()
+        .find(|&&(_, n)| n == p)
+        .map_or_else(|| p.to_string(), |(name, _)| name.to_string())
+}
+
+fn parse_state(s: &str) -> Result<StateFilter, RpcError> {
+    let lower = s.to_ascii_lowercase();
+    match lower.as_str() {
+        "new" => return Ok(StateFilter::New),
+        "established" => return Ok(StateFilter::Established),
+        _ => {}
+    }
+    let tcp = lower.strip_prefix("tcp_").unwrap_or(&lower);
+    TcpState::ALL
+        .iter()
+        .find(|t| t.name().eq_ignore_ascii_case(tcp))
+        .map(|&t| StateFilter::Tcp(t))
+        .ok_or_else(|| {
+            let names: Vec<String> = TcpState::ALL.iter().map(|t| t.name().to_lowercase()).collect();
+            bad(format!(
+                "bad state {s:?}: use new, established, or a TCP state ({}; tcp_established for TCP's own)",
+                names.join(", ")
+            ))
+        })
+}
+
+/// The table filter and show limit a request asks for.
+pub fn filter(model: &Model, f: &CtFilter) -> Result<(Filter, usize), RpcError> {
+    let zone = f
+        .network
+        .as_ref()
+        .map(|n| model.network_id(n).map(|id| id.0))
+        .transpose()?;
+    let addr =
+        f.ip.as_ref()
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .map(Addr::from)
+                    .map_err(|_| bad(format!("bad IP address {s:?}")))
+            })
+            .transpose()?;
+    let filter = Filter {
+        zone,
+        addr,
+        port: f.port,
+        proto: f.proto.as_deref().map(parse_proto).transpose()?,
+        state: f.state.as_deref().map(parse_state).transpose()?,
+        mark: f.mark,
+    };
+    Ok((filter, f.limit.unwrap_or(DEFAULT_SHOW_LIMIT)))
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// A connection for `ct.show`, with times relative to `now`.
+pub fn entry(model: &Model, c: &ConnInfo, now: u64) -> CtEntry {
+    let t = &c.original;
+    CtEntry {
+        network: model
+            .network_name(brink_dataplane::snapshot::NetworkId(t.zone))
+            .map_or_else(|| format!("zone {}", t.zone), str::to_string),
+        proto: proto_name(t.proto),
+        src: t.src.ip().to_string(),
+        sport: t.sport,
+        dst: t.dst.ip().to_string(),
+        dport: t.dport,
+        state: if c.seen_reply { "established" } else { "new" }.into(),
+        tcp_state: c.tcp_state.map(|s| s.name().to_string()),
+        assured: c.assured,
+        packets_orig: c.packets[0],
+        bytes_orig: c.bytes[0],
+        packets_reply: c.packets[1],
+        bytes_reply: c.bytes[1],
+        age_secs: secs(now.saturating_sub(c.created)),
+        expires_secs: secs(c.expires.saturating_sub(now)),
+        mark: c.mark,
+        labels: format!("{:032x}", c.labels),
+        rule_id: c.rule_id,
+        generation: c.generation,
+    }
+}
+
+/// `current` changed as `set` asks.
+pub fn apply(current: ZonePolicy, set: &CtPolicySet) -> Result<ZonePolicy, RpcError> {
+    let mut p = if set.reset {
+        ZonePolicy::default()
+    } else {
+        current
+    };
+    for (name, &value) in &set.timeouts {
+        if !(1..=MAX_TIMEOUT).contains(&value) {
+            return Err(bad(format!(
+                "timeout {name} = {value}: must be 1 to {MAX_TIMEOUT} seconds"
+            )));
+        }
+        if !p.timeouts.set(name, value) {
+            return Err(bad(format!(
+                "unknown timeout {name:?}; timeouts are: {}",
+                Timeouts::NAMES.join(", ")
+            )));
+        }
+    }
+    if let Some(limit) = set.limit {
+        p.limit = (limit > 0).then_some(limit);
+    }
+    if let Some(pickup) = set.tcp_pickup {
+        p.tcp_pickup = pickup;
+    }
+    Ok(p)
+}
+
+/// A policy as `ct.policy.show` reports it.
+pub fn view(network: &str, p: &ZonePolicy) -> CtPolicy {
+    CtPolicy {
+        network: network.to_string(),
+        timeouts: p
+            .timeouts
+            .entries()
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect(),
+        limit: p.limit,
+        tcp_pickup: p.tcp_pickup,
+    }
+}
+
+/// The full request that recreates policy `p` (for persistence).
+pub fn as_request(network: &str, p: &ZonePolicy) -> CtPolicySet {
+    let timeouts: BTreeMap<String, u32> = p
+        .timeouts
+        .entries()
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v))
+        .collect();
+    CtPolicySet {
+        network: network.to_string(),
+        timeouts,
+        limit: Some(p.limit.unwrap_or(0)),
+        tcp_pickup: Some(p.tcp_pickup),
+        reset: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_and_states_parse() {
+        assert_eq!(parse_proto("TCP").unwrap(), 6);
+        assert_eq!(parse_proto("47").unwrap(), 47);
+        assert!(parse_proto("tcpx").is_err() && parse_proto("300").is_err());
+        assert_eq!(proto_name(58), "icmpv6");
+        assert_eq!(proto_name(47), "47");
+        assert_eq!(parse_state("new").unwrap(), StateFilter::New);
+        assert_eq!(
+            parse_state("established").unwrap(),
+            StateFilter::Established
+        );
+        assert_eq!(
+            parse_state("TIME_WAIT").unwrap(),
+            StateFilter::Tcp(TcpState::TimeWait)
+        );
+        assert_eq!(
+            parse_state("tcp_established").unwrap(),
+            StateFilter::Tcp(TcpState::Established)
+        );
+        assert!(parse_state("closing").is_err());
+    }
+
+    #[test]
+    fn policies_apply_and_round_trip() {
+        let mut set = CtPolicySet {
+            network: "n".into(),
+            limit: Some(10),
+            tcp_pickup: Some(true),
+            ..CtPolicySet::default()
+        };
+        set.timeouts.insert("tcp_time_wait".into(), 2);
+        let p = apply(ZonePolicy::default(), &set).unwrap();
+        assert_eq!(
+            (p.timeouts.tcp_time_wait, p.limit, p.tcp_pickup),
+            (2, Some(10), true)
+        );
+        assert_eq!(
+            apply(ZonePolicy::default(), &as_request("n", &p)).unwrap(),
+            p
+        );
+        set.timeouts.insert("tcp_nope".into(), 2);
+        assert!(apply(p, &set)
+            .unwrap_err()
+            .message
+            .contains("unknown timeout"));
+        let mut zero = CtPolicySet::default();
+        zero.timeouts.insert("icmp".into(), 0);
+        assert!(apply(p, &zero).is_err());
+        let unlimited = CtPolicySet {
+            limit: Some(0),
+            ..CtPolicySet::default()
+        };
+        assert_eq!(apply(p, &unlimited).unwrap().limit, None);
+    }
+}

@@ -1,0 +1,497 @@
+//! IPv4, IPv6 and their transport headers, parsed into what conntrack needs.
+//!
+//! One pass over the bytes after the Ethernet header yields a [`Parsed`]: a conntrack
+//! [`Packet`], a message conntrack leaves alone (neighbour discovery, MLD), or a malformed header.
+//! Every view checks its length once; nothing here can panic on any input.
+
+use brink_conntrack::key::proto;
+use brink_conntrack::{Addr, Packet, TcpSegment, Tuple, L4};
+
+use super::EtherType;
+
+/// What an IP packet is to conntrack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// Track it.
+    Track(Packet),
+    /// Pass it untracked: IPv6 neighbour discovery and multicast listener messages, as Linux
+    /// does, so address resolution never depends on connection state.
+    Untracked,
+    /// The IP or transport header is cut short or inconsistent.
+    Malformed,
+}
+
+/// Parses the payload of an Ethernet frame of type `ethertype` for conntrack zone `zone`.
+/// Returns `None` for frames that are not IP.
+pub fn parse(ethertype: EtherType, payload: &[u8], zone: u16) -> Option<Parsed> {
+    let l3 = match ethertype {
+        EtherType::Ipv4 => ipv4(payload),
+        EtherType::Ipv6 => ipv6(payload),
+        _ => return None,
+    };
+    Some(match l3 {
+        None => Parsed::Malformed,
+        Some(l3) => transport(&l3, zone),
+    })
+}
+
+/// The network-layer facts transport parsing needs.
+struct L3<'a> {
+    src: Addr,
+    dst: Addr,
+    proto: u8,
+    fragment: bool,
+    v6: bool,
+    /// Bytes of the IP packet, headers included (for counters).
+    len: u32,
+    payload: &'a [u8],
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at + 4)?;
+    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn addr<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
+    b.get(at..at + N)?.try_into().ok()
+}
+
+/// An IPv4 header; `buf` may be longer than the packet (Ethernet padding) or, for a packet
+/// quoted in an ICMP error, shorter (then `payload` is what is there).
+fn ipv4(buf: &[u8]) -> Option<L3<'_>> {
+    let vihl = *buf.first()?;
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || ihl < 20 || buf.len() < ihl {
+        return None;
+    }
+    let total = usize::from(be16(buf, 2)?);
+    if total < ihl {
+        return None;
+    }
+    let end = total.min(buf.len());
+    let frag = be16(buf, 6)?;
+    Some(L3 {
+        src: Addr::v4(addr(buf, 12)?),
+        dst: Addr::v4(addr(buf, 16)?),
+        proto: buf[9],
+        fragment: frag & 0x3fff != 0, // more-fragments bit or a fragment offset
+        v6: false,
+        len: total as u32,
+        payload: &buf[ihl..end],
+    })
+}
+
+/// Extension headers followed before giving up.
+const MAX_EXT_HEADERS: usize = 8;
+
+fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
+    if buf.first()? >> 4 != 6 || buf.len() < 40 {
+        return None;
+    }
+    let end = (40 + usize::from(be16(buf, 4)?)).min(buf.len());
+    let mut next = buf[6];
+    let mut off = 40;
+    let mut fragment = false;
+    for _ in 0..MAX_EXT_HEADERS {
+        let ext_len = match next {
+            // Hop-by-hop, routing, destination options: length in 8-octet units after the first 8.
+            0 | 43 | 60 => (usize::from(*buf.get(off + 1)?) + 1) * 8,
+            // Fragment header.
+            44 => {
+                fragment = true;
+                8
+            }
+            // Authentication header: length in 4-octet units, minus 2.
+            51 => (usize::from(*buf.get(off + 1)?) + 2) * 4,
+            _ => break,
+        };
+        next = *buf.get(off)?;
+        off += ext_len;
+    }
+    if off > end {
+        return None;
+    }
+    Some(L3 {
+        src: Addr(addr(buf, 8)?),
+        dst: Addr(addr(buf, 24)?),
+        proto: next,
+        fragment,
+        v6: true,
+        len: end as u32,
+        payload: &buf[off..end],
+    })
+}
+
+fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
+    let mut tuple = Tuple {
+        zone,
+        proto: l3.proto,
+        src: l3.src,
+        dst: l3.dst,
+        sport: 0,
+        dport: 0,
+    };
+    let packet = |tuple, l4| {
+        Parsed::Track(Packet {
+            tuple,
+            l4,
+            len: l3.len,
+        })
+    };
+    if l3.fragment {
+        return packet(tuple, L4::Fragment);
+    }
+    let p = l3.payload;
+    match (l3.proto, l3.v6) {
+        (proto::TCP, _) => match tcp(p) {
+            Some((sport, dport, seg)) => {
+                tuple.sport = sport;
+                tuple.dport = dport;
+                packet(tuple, L4::Tcp(seg))
+            }
+            None => Parsed::Malformed,
+        },
+        (proto::UDP, _) | (proto::SCTP, _) => match (be16(p, 0), be16(p, 2)) {
+            (Some(sport), Some(dport)) if p.len() >= 8 => {
+                tuple.sport = sport;
+                tuple.dport = dport;
+                packet(
+                    tuple,
+                    if l3.proto == proto::UDP {
+                        L4::Udp
+                    } else {
+                        L4::Other
+                    },
+                )
+            }
+            _ => Parsed::Malformed,
+        },
+        (proto::ICMP, false) => {
+            icmp(p, tuple, IcmpFamily::V4).map_or(Parsed::Malformed, |(t, l4)| packet(t, l4))
+        }
+        (proto::ICMPV6, true) => match p.first() {
+            // MLD (130-132, 143) and neighbour discovery (133-137).
+            Some(130..=137 | 143) => Parsed::Untracked,
+            _ => icmp(p, tuple, IcmpFamily::V6).map_or(Parsed::Malformed, |(t, l4)| packet(t, l4)),
+        },
+        _ => packet(tuple, L4::Other),
+    }
+}
+
+/// Source port, destination port and the segment facts conntrack tracks.
+fn tcp(p: &[u8]) -> Option<(u16, u16, TcpSegment)> {
+    let doff = usize::from(*p.get(12)? >> 4) * 4;
+    if doff < 20 || p.len() < doff {
+        return None;
+    }
+    let flags = p[13];
+    let mut wscale = None;
+    // Options: only window scale matters, and only on SYNs.
+    if flags & brink_conntrack::tcp::flags::SYN != 0 {
+        let mut o = 20;
+        while o < doff {
+            match p[o] {
+                0 => break,
+                1 => o += 1,
+                kind => {
+                    let len = usize::from(*p.get(o + 1)?);
+                    if len < 2 || o + len > doff {
+                        return None;
+                    }
+                    if kind == 3 && len == 3 {
+                        wscale = Some(p[o + 2]);
+                    }
+                    o += len;
+                }
+            }
+        }
+    }
+    let seg = TcpSegment {
+        seq: be32(p, 4)?,
+        ack: be32(p, 8)?,
+        window: be16(p, 14)?,
+        flags,
+        payload_len: (p.len() - doff) as u32,
+        wscale,
+    };
+    Some((be16(p, 0)?, be16(p, 2)?, seg))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IcmpFamily {
+    V4,
+    V6,
+}
+
+/// An ICMP or ICMPv6 message: echoes keyed by identifier, errors with the packet they quote.
+fn icmp(p: &[u8], mut tuple: Tuple, family: IcmpFamily) -> Option<(Tuple, L4)> {
+    let kind = *p.first()?;
+    if p.len() < 8 {
+        return None;
+    }
+    let (echo_request, echo_reply, is_error) = match family {
+        IcmpFamily::V4 => (8, 0, matches!(kind, 3 | 11 | 12)),
+        IcmpFamily::V6 => (128, 129, matches!(kind, 1..=4)),
+    };
+    if kind == echo_request || kind == echo_reply {
+        let id = be16(p, 4)?;
+        tuple.sport = id;
+        tuple.dport = id;
+        return Some((
+            tuple,
+            L4::IcmpEcho {
+                reply: kind == echo_reply,
+            },
+        ));
+    }
+    if !is_error {
+        return Some((tuple, L4::Other));
+    }
+    // The quoted packet: its IP header and at least the first 8 bytes of its transport header.
+    let quoted = &p[8..];
+    let inner = match family {
+        IcmpFamily::V4 => ipv4(quoted)?,
+        IcmpFamily::V6 => ipv6(quoted)?,
+    };
+    let mut q = Tuple {
+        zone: tuple.zone,
+        proto: inner.proto,
+        src: inner.src,
+        dst: inner.dst,
+        sport: 0,
+        dport: 0,
+    };
+    let ip = inner.payload;
+    match inner.proto {
+        proto::TCP | proto::UDP | proto::SCTP => {
+            q.sport = be16(ip, 0)?;
+            q.dport = be16(ip, 2)?;
+        }
+        proto::ICMP | proto::ICMPV6 => {
+            let id = be16(ip, 4)?;
+            q.sport = id;
+            q.dport = id;
+        }
+        _ => {}
+    }
+    Some((tuple, L4::IcmpError { quoted: q }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{Ethernet2Header, Icmpv4Type, Icmpv6Type, PacketBuilder, PacketBuilderStep};
+
+    const ZONE: u16 = 7;
+
+    fn ip_payload(frame: &[u8]) -> (EtherType, &[u8]) {
+        let eth = super::super::EthernetFrame::new_checked(frame).unwrap();
+        (eth.ethertype(), eth.payload())
+    }
+
+    fn parsed(frame: &[u8]) -> Parsed {
+        let (et, p) = ip_payload(frame);
+        parse(et, p, ZONE).unwrap()
+    }
+
+    fn track(frame: &[u8]) -> Packet {
+        match parsed(frame) {
+            Parsed::Track(p) => p,
+            other => panic!("not tracked: {other:?}"),
+        }
+    }
+
+    /// Serializes a finished etherparse builder with `payload`.
+    macro_rules! build {
+        ($b:expr, $payload:expr) => {{
+            let mut out = Vec::new();
+            $b.write(&mut out, $payload).unwrap();
+            out
+        }};
+    }
+
+    fn eth() -> PacketBuilderStep<Ethernet2Header> {
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+    }
+
+    #[test]
+    fn tcp_syn_with_window_scale() {
+        let b = eth()
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 80, 1000, 29200)
+            .syn()
+            .options(&[
+                etherparse::TcpOptionElement::MaximumSegmentSize(1460),
+                etherparse::TcpOptionElement::WindowScale(7),
+            ])
+            .unwrap();
+        let p = track(&build!(b, &[]));
+        assert_eq!(
+            p.tuple,
+            Tuple {
+                zone: ZONE,
+                proto: proto::TCP,
+                src: Addr::v4([10, 0, 0, 1]),
+                dst: Addr::v4([10, 0, 0, 2]),
+                sport: 40000,
+                dport: 80
+            }
+        );
+        let L4::Tcp(seg) = p.l4 else { panic!("{p:?}") };
+        assert_eq!(
+            (seg.seq, seg.window, seg.flags, seg.payload_len, seg.wscale),
+            (1000, 29200, 0x02, 0, Some(7))
+        );
+    }
+
+    #[test]
+    fn tcp_data_and_udp_over_ipv6() {
+        let b = eth()
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .tcp(1, 2, 5, 100)
+            .ack(9)
+            .psh();
+        let p = track(&build!(b, &[0u8; 300]));
+        let L4::Tcp(seg) = p.l4 else { panic!() };
+        assert_eq!(
+            (seg.ack, seg.payload_len, p.tuple.src, p.len),
+            (9, 300, Addr([0xfd; 16]), 40 + 20 + 300)
+        );
+        let b = eth().ipv6([0xfd; 16], [0xfe; 16], 64).udp(5353, 53);
+        let p = track(&build!(b, b"q"));
+        assert_eq!((p.tuple.sport, p.tuple.dport, p.l4), (5353, 53, L4::Udp));
+    }
+
+    #[test]
+    fn icmp_echo_uses_the_identifier() {
+        let b = eth()
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .icmpv4_echo_request(0x1234, 1);
+        let p = track(&build!(b, b"ping"));
+        assert_eq!(
+            (p.tuple.sport, p.tuple.dport, p.l4),
+            (0x1234, 0x1234, L4::IcmpEcho { reply: false })
+        );
+        let b = eth().ipv6([1; 16], [2; 16], 64).icmpv6_echo_reply(0x99, 1);
+        assert_eq!(track(&build!(b, b"")).l4, L4::IcmpEcho { reply: true });
+    }
+
+    #[test]
+    fn icmp_errors_carry_the_quoted_tuple() {
+        // The UDP packet 10.0.0.1:5000 -> 10.0.0.2:53 that a router could not deliver.
+        let quoted = build!(
+            PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(5000, 53),
+            b"x"
+        );
+        let b = eth().ipv4([192, 0, 2, 1], [10, 0, 0, 1], 64).icmpv4(
+            Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port),
+        );
+        let p = track(&build!(b, &quoted[..28]));
+        let want = Tuple {
+            zone: ZONE,
+            proto: proto::UDP,
+            src: Addr::v4([10, 0, 0, 1]),
+            dst: Addr::v4([10, 0, 0, 2]),
+            sport: 5000,
+            dport: 53,
+        };
+        assert_eq!(p.l4, L4::IcmpError { quoted: want });
+
+        let quoted6 = build!(
+            PacketBuilder::ipv6([1; 16], [2; 16], 64).tcp(40000, 443, 1, 1000),
+            &[0; 8]
+        );
+        let b = eth()
+            .ipv6([9; 16], [1; 16], 64)
+            .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 });
+        let p = track(&build!(b, &quoted6[..48]));
+        let L4::IcmpError { quoted } = p.l4 else {
+            panic!("{p:?}")
+        };
+        assert_eq!(
+            (quoted.proto, quoted.sport, quoted.dport),
+            (proto::TCP, 40000, 443)
+        );
+        // Cut inside the quoted transport header: malformed, not a panic.
+        let b = eth()
+            .ipv6([9; 16], [1; 16], 64)
+            .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 });
+        assert_eq!(parsed(&build!(b, &quoted6[..41])), Parsed::Malformed);
+    }
+
+    #[test]
+    fn neighbour_discovery_is_untracked() {
+        let b = eth()
+            .ipv6([1; 16], [2; 16], 255)
+            .icmpv6(Icmpv6Type::Unknown {
+                type_u8: 135,
+                code_u8: 0,
+                bytes5to8: [0; 4],
+            });
+        assert_eq!(parsed(&build!(b, &[0; 20])), Parsed::Untracked);
+    }
+
+    #[test]
+    fn fragments_are_marked() {
+        let mut f = build!(
+            eth().ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(1, 2),
+            &[0; 16]
+        );
+        f[14 + 6] = 0x20; // more fragments
+        assert_eq!(track(&f).l4, L4::Fragment);
+    }
+
+    #[test]
+    fn non_ip_is_not_parsed() {
+        assert_eq!(parse(EtherType::Arp, &[0; 28], 1), None);
+    }
+
+    #[test]
+    fn short_and_inconsistent_headers_are_malformed() {
+        let f = build!(
+            eth().ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).tcp(1, 2, 3, 4),
+            &[]
+        );
+        let (et, p) = ip_payload(&f);
+        for cut in [0, 10, 19, 25, 39] {
+            assert_eq!(
+                parse(et, &p[..cut], 1),
+                Some(Parsed::Malformed),
+                "cut at {cut}"
+            );
+        }
+        let mut bad = p.to_vec();
+        bad[20 + 12] = 0x40; // TCP data offset 16 bytes
+        assert_eq!(parse(et, &bad, 1), Some(Parsed::Malformed));
+    }
+
+    #[test]
+    fn a_hop_by_hop_header_is_skipped() {
+        let mut v6 = build!(PacketBuilder::ipv6([1; 16], [2; 16], 64).udp(7, 8), b"");
+        // Insert an 8-byte hop-by-hop header (next header UDP) after the fixed header.
+        let hbh = [17u8, 0, 1, 4, 0, 0, 0, 0];
+        v6[6] = 0;
+        let plen = u16::from_be_bytes([v6[4], v6[5]]) + 8;
+        v6[4..6].copy_from_slice(&plen.to_be_bytes());
+        v6.splice(40..40, hbh);
+        let p = match parse(EtherType::Ipv6, &v6, 1) {
+            Some(Parsed::Track(p)) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (p.tuple.proto, p.tuple.sport, p.tuple.dport),
+            (proto::UDP, 7, 8)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(et in proptest::prop_oneof![proptest::strategy::Just(0x0800u16), proptest::strategy::Just(0x86dd)], bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = parse(EtherType::from(et), &bytes, 1);
+        }
+    }
+}
