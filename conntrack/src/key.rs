@@ -89,58 +89,82 @@ pub enum Side {
 }
 
 /// A connection's identity, the same for both directions: the (address, port) ends are ordered.
-#[repr(C)]
+///
+/// Stored as five 64-bit words (each address as two big-endian halves, then ports, zone and
+/// protocol), so hashing, comparing and ordering keys are a few word operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct ConnKey {
-    /// Lower (address, port) end.
-    pub lo: Addr,
-    /// Higher (address, port) end.
-    pub hi: Addr,
-    /// Port of `lo`.
-    pub lo_port: u16,
-    /// Port of `hi`.
-    pub hi_port: u16,
-    /// Conntrack zone.
-    pub zone: u16,
-    /// IP protocol number.
-    pub proto: u8,
-    /// Always 0: explicit padding so the key has no uninitialised bytes.
-    pub pad: u8,
-}
+pub struct ConnKey([u64; 5]);
 
 const _: () = assert!(std::mem::size_of::<ConnKey>() == 40);
+
+fn halves(a: Addr) -> (u64, u64) {
+    let v = u128::from_be_bytes(a.0);
+    ((v >> 64) as u64, v as u64)
+}
+
+fn addr_of(hi: u64, lo: u64) -> Addr {
+    Addr((u128::from(hi) << 64 | u128::from(lo)).to_be_bytes())
+}
 
 impl ConnKey {
     /// The canonical key of `t`, and which end of it `t`'s source is.
     #[inline]
     pub fn of(t: &Tuple) -> (ConnKey, Side) {
-        let src_first = (t.src, t.sport) <= (t.dst, t.dport);
+        let (s, d) = (halves(t.src), halves(t.dst));
+        let src_first = (s, t.sport) <= (d, t.dport);
         let (lo, lo_port, hi, hi_port, side) = if src_first {
-            (t.src, t.sport, t.dst, t.dport, Side::Lo)
+            (s, t.sport, d, t.dport, Side::Lo)
         } else {
-            (t.dst, t.dport, t.src, t.sport, Side::Hi)
+            (d, t.dport, s, t.sport, Side::Hi)
         };
-        let key = ConnKey {
-            lo,
-            hi,
-            lo_port,
-            hi_port,
-            zone: t.zone,
-            proto: t.proto,
-            pad: 0,
-        };
-        (key, side)
+        let meta = u64::from(lo_port)
+            | u64::from(hi_port) << 16
+            | u64::from(t.zone) << 32
+            | u64::from(t.proto) << 48;
+        (ConnKey([lo.0, lo.1, hi.0, hi.1, meta]), side)
+    }
+
+    /// Lower (address, port) end's address.
+    pub fn lo(&self) -> Addr {
+        addr_of(self.0[0], self.0[1])
+    }
+
+    /// Higher end's address.
+    pub fn hi(&self) -> Addr {
+        addr_of(self.0[2], self.0[3])
+    }
+
+    /// Port of the lower end.
+    pub fn lo_port(&self) -> u16 {
+        self.0[4] as u16
+    }
+
+    /// Port of the higher end.
+    pub fn hi_port(&self) -> u16 {
+        (self.0[4] >> 16) as u16
+    }
+
+    /// Conntrack zone.
+    #[inline]
+    pub fn zone(&self) -> u16 {
+        (self.0[4] >> 32) as u16
+    }
+
+    /// IP protocol number.
+    #[inline]
+    pub fn proto(&self) -> u8 {
+        (self.0[4] >> 48) as u8
     }
 
     /// The tuple of a packet sent from `side`.
     pub fn tuple_from(&self, side: Side) -> Tuple {
         let t = Tuple {
-            zone: self.zone,
-            proto: self.proto,
-            src: self.lo,
-            dst: self.hi,
-            sport: self.lo_port,
-            dport: self.hi_port,
+            zone: self.zone(),
+            proto: self.proto(),
+            src: self.lo(),
+            dst: self.hi(),
+            sport: self.lo_port(),
+            dport: self.hi_port(),
         };
         match side {
             Side::Lo => t,

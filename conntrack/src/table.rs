@@ -6,9 +6,9 @@
 //! A packet hashes its canonical key once, locks the one shard the hash picks, and does all of
 //! its work there: lookup, state update, or insert.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
@@ -113,7 +113,7 @@ impl Entry {
 
     fn timeout_secs(&self, policy: &ZonePolicy) -> u32 {
         let t = &policy.timeouts;
-        match (self.key.proto, self.tcp) {
+        match (self.key.proto(), self.tcp) {
             (_, Some(tcp)) => t.tcp(tcp.state()),
             (proto::UDP, _) if self.seen_reply => t.udp_replied,
             (proto::UDP, _) => t.udp_unreplied,
@@ -239,10 +239,12 @@ pub enum StateFilter {
 impl Filter {
     fn matches(&self, e: &Entry) -> bool {
         let k = &e.key;
-        self.zone.is_none_or(|z| z == k.zone)
-            && self.addr.is_none_or(|a| a == k.lo || a == k.hi)
-            && self.port.is_none_or(|p| p == k.lo_port || p == k.hi_port)
-            && self.proto.is_none_or(|p| p == k.proto)
+        self.zone.is_none_or(|z| z == k.zone())
+            && self.addr.is_none_or(|a| a == k.lo() || a == k.hi())
+            && self
+                .port
+                .is_none_or(|p| p == k.lo_port() || p == k.hi_port())
+            && self.proto.is_none_or(|p| p == k.proto())
             && self.mark.is_none_or(|m| m == e.mark)
             && self.state.is_none_or(|s| match s {
                 StateFilter::New => !e.seen_reply,
@@ -317,7 +319,17 @@ impl Shard {
         {
             slot.remove();
         }
-        zones.dec(key.zone);
+        if self.policy(key.zone()).limit.is_some() {
+            zones.dec(key.zone());
+        }
+    }
+
+    /// Live entries of `zone` in this shard.
+    fn count_zone(&self, zone: u16) -> u32 {
+        self.slab
+            .iter()
+            .filter(|e| e.live && e.key.zone() == zone)
+            .count() as u32
     }
 
     /// Finds an unreplied connection near `hash`'s slab position to evict.
@@ -341,7 +353,9 @@ impl Shard {
     }
 }
 
-/// Live connection counts per zone, for zone limits.
+/// Live connection counts of the zones that have a limit (only those are counted, so inserts in
+/// unlimited zones touch no shared memory). Each shard adds its share under its own lock when a
+/// limit is set and removes it when the limit is lifted.
 struct ZoneCounts(Box<[AtomicU32]>);
 
 impl ZoneCounts {
@@ -351,11 +365,17 @@ impl ZoneCounts {
     fn get(&self, zone: u16) -> u32 {
         self.0[usize::from(zone)].load(Ordering::Relaxed)
     }
+    fn add(&self, zone: u16, n: u32) {
+        self.0[usize::from(zone)].fetch_add(n, Ordering::Relaxed);
+    }
+    fn sub(&self, zone: u16, n: u32) {
+        self.0[usize::from(zone)].fetch_sub(n, Ordering::Relaxed);
+    }
     fn inc(&self, zone: u16) {
-        self.0[usize::from(zone)].fetch_add(1, Ordering::Relaxed);
+        self.add(zone, 1);
     }
     fn dec(&self, zone: u16) {
-        self.0[usize::from(zone)].fetch_sub(1, Ordering::Relaxed);
+        self.sub(zone, 1);
     }
 }
 
@@ -422,8 +442,8 @@ impl Table {
             return shard.invalid(InvalidReason::Fragment);
         }
         if let Some(pos) = shard.find(hash, &key) {
-            let policy = *shard.policy(key.zone);
-            if shard.slab[pos].expires(&policy) > now {
+            let policy = shard.policy(key.zone());
+            if shard.slab[pos].expires(policy) > now {
                 return self.update(&mut shard, pos, side, pkt, now);
             }
             shard.remove(pos, &self.hasher, &self.zones);
@@ -468,7 +488,7 @@ impl Table {
         pkt: &Packet,
         now: u64,
     ) -> CtState {
-        let policy = *shard.policy(key.zone);
+        let policy = *shard.policy(key.zone());
         let tcp = match pkt.l4 {
             L4::Tcp(seg) => match TcpConn::new(&seg, policy.tcp_pickup) {
                 Ok(c) => Some(c),
@@ -477,7 +497,9 @@ impl Table {
             L4::IcmpEcho { reply: true } => return shard.invalid(InvalidReason::IcmpUnrelated),
             _ => None,
         };
-        let zone_full = policy.limit.is_some_and(|l| self.zones.get(key.zone) >= l);
+        let zone_full = policy
+            .limit
+            .is_some_and(|l| self.zones.get(key.zone()) >= l);
         if zone_full
             || (shard.live >= shard.cap && !shard.early_drop(hash, &self.hasher, &self.zones))
         {
@@ -504,7 +526,9 @@ impl Table {
         let pos = shard.alloc(entry);
         let Shard { slab, index, .. } = shard;
         index.insert_unique(hash, pos, |&i| self.hasher.hash_one(slab[i as usize].key));
-        self.zones.inc(key.zone);
+        if policy.limit.is_some() {
+            self.zones.inc(key.zone());
+        }
         shard.stats.inserts += 1;
         entry.state(Dir::Original)
     }
@@ -515,7 +539,7 @@ impl Table {
         let hash = self.hasher.hash_one(key);
         let mut shard = self.shard(hash);
         match shard.find(hash, &key) {
-            Some(pos) if shard.slab[pos].expires(shard.policy(key.zone)) > now => {
+            Some(pos) if shard.slab[pos].expires(shard.policy(key.zone())) > now => {
                 // The error travels against the quoted packet.
                 let reply = shard.slab[pos].dir(side) == Dir::Original;
                 let rpl = if reply {
@@ -542,7 +566,7 @@ impl Table {
             let pos = shard.cursor;
             shard.cursor += 1;
             let e = &shard.slab[pos];
-            if e.live && e.expires(shard.policy(e.key.zone)) <= now {
+            if e.live && e.expires(shard.policy(e.key.zone())) <= now {
                 shard.remove(pos, &self.hasher, &self.zones);
                 shard.stats.expired += 1;
                 removed += 1;
@@ -569,7 +593,7 @@ impl Table {
                     bytes: e.bytes,
                     created: e.created,
                     last_seen: e.last_seen,
-                    expires: e.expires(shard.policy(e.key.zone)),
+                    expires: e.expires(shard.policy(e.key.zone())),
                     mark: e.mark,
                     labels: u128::from(e.labels[0]) << 64 | u128::from(e.labels[1]),
                     rule_id: e.rule_id,
@@ -599,8 +623,18 @@ impl Table {
 
     /// Sets the policy of `zone` (`None`: back to the default).
     pub fn set_policy(&self, zone: u16, policy: Option<ZonePolicy>) {
+        let limited = policy.is_some_and(|p| p.limit.is_some());
         for s in self.shards.iter() {
             let mut shard = lock(s);
+            let was_limited = shard.policy(zone).limit.is_some();
+            if limited != was_limited {
+                let n = shard.count_zone(zone);
+                if limited {
+                    self.zones.add(zone, n);
+                } else {
+                    self.zones.sub(zone, n);
+                }
+            }
             match policy {
                 Some(p) => shard.policies.insert(zone, p),
                 None => shard.policies.remove(&zone),
@@ -613,12 +647,17 @@ impl Table {
         *lock(&self.shards[0]).policy(zone)
     }
 
-    /// Connections per zone, for zones that have any.
+    /// Connections per zone, for zones that have any. Scans the table: for the control path.
     pub fn zone_counts(&self) -> Vec<(u16, u32)> {
-        (0..=u16::MAX)
-            .map(|z| (z, self.zones.get(z)))
-            .filter(|&(_, n)| n > 0)
-            .collect()
+        let mut counts: HashMap<u16, u32> = HashMap::new();
+        for s in self.shards.iter() {
+            for e in lock(s).slab.iter().filter(|e| e.live) {
+                *counts.entry(e.key.zone()).or_default() += 1;
+            }
+        }
+        let mut out: Vec<(u16, u32)> = counts.into_iter().collect();
+        out.sort_unstable();
+        out
     }
 
     /// Counters summed over all shards.
@@ -633,8 +672,8 @@ impl Table {
     }
 }
 
-/// Locks a shard. A worker that panicked while holding it aborts the process (release builds use
-/// `panic = "abort"`), so a poisoned lock's data is still consistent enough to keep serving.
+/// Locks a shard.
+#[inline]
 fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
 }
