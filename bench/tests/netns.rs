@@ -54,6 +54,27 @@ fn rig(tag: &str, vms: &[(u8, &str, &str)], extra: &[&str]) -> (Topology, Daemon
     (topo, d, out)
 }
 
+fn iface_exists(name: &str) -> bool {
+    PathBuf::from("/sys/class/net").join(name).exists()
+}
+
+/// Adds port `name` of type tap on a new device `tap` in network blue, and checks brink made it.
+fn add_tap_port(d: &Daemon, name: &str, tap: &str) {
+    d.ctl_ok(&[
+        "port",
+        "add",
+        name,
+        "--type",
+        "tap",
+        "--iface",
+        tap,
+        "--network",
+        "blue",
+    ])
+    .unwrap();
+    assert!(iface_exists(tap), "tap {tap} not created");
+}
+
 fn ping(from: &Vm, to: &Vm, count: u32) -> bool {
     from.exec(
         "ping",
@@ -413,27 +434,9 @@ fn brinkctl_reports_bad_input_and_changes_nothing() {
         String::from_utf8_lossy(&err.stderr).contains("already"),
         "{err:?}"
     );
-    d.ctl_ok(&[
-        "port",
-        "add",
-        "t1",
-        "--type",
-        "tap",
-        "--iface",
-        &tap,
-        "--network",
-        "blue",
-    ])
-    .unwrap();
-    assert!(
-        PathBuf::from("/sys/class/net").join(&tap).exists(),
-        "tap not created"
-    );
+    add_tap_port(&d, "t1", &tap);
     d.ctl_ok(&["port", "del", "t1"]).unwrap();
-    assert!(
-        !PathBuf::from("/sys/class/net").join(&tap).exists(),
-        "tap not removed"
-    );
+    assert!(!iface_exists(&tap), "tap not removed");
     assert!(
         ping(&vms[0], &vms[0], 1),
         "sanity: loopback of the VM itself"
@@ -448,22 +451,10 @@ fn restart_restores_networks_and_ports() {
         &[],
     );
     let tap = format!("{}t", topo.prefix());
-    let tap_path = PathBuf::from("/sys/class/net").join(&tap);
-    d.ctl_ok(&[
-        "port",
-        "add",
-        "t1",
-        "--type",
-        "tap",
-        "--iface",
-        &tap,
-        "--network",
-        "blue",
-    ])
-    .unwrap();
+    add_tap_port(&d, "t1", &tap);
     let before = d.ctl_ok(&["--json", "port", "list"]).unwrap();
     assert!(d.stop().unwrap());
-    assert!(tap_path.exists(), "taps outlive the daemon");
+    assert!(iface_exists(&tap), "taps outlive the daemon");
     let d2 = Daemon::start(d.dir(), &["--idle-sleep"]).unwrap();
     assert_eq!(
         d2.ctl_ok(&["--json", "port", "list"]).unwrap(),
@@ -477,7 +468,7 @@ fn restart_restores_networks_and_ports() {
         d2.log_text()
     );
     d2.ctl_ok(&["port", "del", "t1"]).unwrap();
-    assert!(!tap_path.exists(), "tap not removed");
+    assert!(!iface_exists(&tap), "tap not removed");
 }
 
 #[test]

@@ -7,29 +7,13 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use brink_conntrack::key::proto;
-use brink_conntrack::{Addr, Config, Packet, Table, Tuple, L4};
+use brink_conntrack::{Config, Packet, Table};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use flows::udp;
+
+mod flows;
 
 const SEC: u64 = 1_000_000_000;
-
-/// UDP connection `i`: distinct address pairs and ports.
-fn udp(i: u32, reply: bool) -> Packet {
-    let b = i.to_be_bytes();
-    let t = Tuple {
-        zone: 1,
-        proto: proto::UDP,
-        src: Addr::v4([10, b[1], b[2], b[3]]),
-        dst: Addr::v4([172, 16, b[3], b[2]]),
-        sport: 1024 + (i % 50_000) as u16,
-        dport: 53,
-    };
-    Packet {
-        tuple: if reply { t.reversed() } else { t },
-        l4: L4::Udp,
-        len: 64,
-    }
-}
 
 /// A table holding `n` replied (established) UDP connections.
 fn filled(n: u32) -> Table {

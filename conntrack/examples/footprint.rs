@@ -8,9 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use brink_conntrack::key::proto;
 use brink_conntrack::table::DEFAULT_EXPIRE_BUDGET;
-use brink_conntrack::{Addr, Config, Packet, Table, Tuple, L4};
+use brink_conntrack::{Config, Table};
+
+#[path = "../benches/flows/mod.rs"]
+mod flows;
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -26,23 +28,7 @@ fn main() {
     let before = rss_kib();
     let table = Table::new(Config::default());
     for i in 0..N {
-        let b = i.to_be_bytes();
-        let t = Tuple {
-            zone: 1,
-            proto: proto::UDP,
-            src: Addr::v4([10, b[1], b[2], b[3]]),
-            dst: Addr::v4([172, 16, b[3], b[2]]),
-            sport: 1024 + (i % 50_000) as u16,
-            dport: 53,
-        };
-        table.process(
-            &Packet {
-                tuple: t,
-                l4: L4::Udp,
-                len: 64,
-            },
-            0,
-        );
+        table.process(&flows::udp(i, false), 0);
     }
     let after = rss_kib();
     let entries = table.stats().entries;

@@ -55,6 +55,18 @@ fn tcp(t: Tuple, flags: u8, seq: u32, ack: u32, len: u32) -> Packet {
     }
 }
 
+/// A TCP client 10.0.0.1:40000 talking to 10.0.0.2:80 in zone 1.
+fn client() -> Tuple {
+    Tuple {
+        zone: 1,
+        proto: proto::TCP,
+        src: v4(1),
+        dst: v4(2),
+        sport: 40000,
+        dport: 80,
+    }
+}
+
 fn small() -> Table {
     Table::new(Config {
         max_connections: 1000,
@@ -215,14 +227,7 @@ fn icmpv6_packet_too_big_is_related_to_its_tcp_connection() {
 #[test]
 fn tcp_through_the_table_to_time_wait_expiry_and_reuse() {
     let t = small();
-    let c = Tuple {
-        zone: 1,
-        proto: proto::TCP,
-        src: v4(1),
-        dst: v4(2),
-        sport: 40000,
-        dport: 80,
-    };
+    let c = client();
     let s = c.reversed();
     assert_eq!(t.process(&tcp(c, SYN, 1000, 0, 0), 0), NEW);
     assert_eq!(
@@ -274,14 +279,7 @@ fn tcp_through_the_table_to_time_wait_expiry_and_reuse() {
 #[test]
 fn tcp_without_syn_is_invalid_unless_the_zone_picks_up() {
     let t = small();
-    let c = Tuple {
-        zone: 1,
-        proto: proto::TCP,
-        src: v4(1),
-        dst: v4(2),
-        sport: 40000,
-        dport: 80,
-    };
+    let c = client();
     assert_eq!(t.process(&tcp(c, ACK, 5, 5, 10), 0), INV);
     assert_eq!(
         t.stats().invalid[InvalidReason::TcpNoConnection as usize],
@@ -374,14 +372,7 @@ fn dump_and_flush_filters() {
     t.process(&udp(1, 3, 1000, 4, 123), 0);
     t.process(&reply(&udp(1, 3, 1000, 4, 123)), 0);
     t.process(&udp(2, 1, 1000, 2, 53), 0);
-    let c = Tuple {
-        zone: 1,
-        proto: proto::TCP,
-        src: v4(1),
-        dst: v4(2),
-        sport: 40000,
-        dport: 80,
-    };
+    let c = client();
     t.process(&tcp(c, SYN, 1, 0, 0), 0);
     let count = |f: Filter| t.dump(&f, 100).len();
     assert_eq!(

@@ -96,30 +96,27 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
     for i in 0..b.len {
         let bytes = backend.bytes(&b.frames[i]);
         b.rx_bytes += bytes.len() as u64;
-        b.ct[i] = None;
-        b.verdicts[i] = match EthernetFrame::new_checked(bytes) {
-            Ok(eth) => {
-                b.keys[i] = FlowKey {
-                    dst: eth.dst(),
-                    src: eth.src(),
-                    ethertype: u16::from(eth.ethertype()),
-                    network: b.network,
-                };
-                let parsed = b
-                    .track
-                    .then(|| ip::parse(eth.ethertype(), eth.payload(), b.network.0))
-                    .flatten();
-                match parsed {
-                    Some(Parsed::Track(p)) => {
-                        b.ct[i] = Some(p);
-                        Verdict::Flood
-                    }
-                    Some(Parsed::Malformed) => Verdict::Drop(DropReason::MalformedIp),
-                    Some(Parsed::Untracked) | None => Verdict::Flood,
-                }
-            }
-            Err(_) => Verdict::Drop(DropReason::Runt),
+        let Ok(eth) = EthernetFrame::new_checked(bytes) else {
+            b.verdicts[i] = Verdict::Drop(DropReason::Runt);
+            continue;
         };
+        b.keys[i] = FlowKey {
+            dst: eth.dst(),
+            src: eth.src(),
+            ethertype: u16::from(eth.ethertype()),
+            network: b.network,
+        };
+        b.verdicts[i] = Verdict::Flood;
+        if b.track {
+            b.ct[i] = match ip::parse(eth.ethertype(), eth.payload(), b.network.0) {
+                Some(Parsed::Track(p)) => Some(p),
+                Some(Parsed::Malformed) => {
+                    b.verdicts[i] = Verdict::Drop(DropReason::MalformedIp);
+                    None
+                }
+                Some(Parsed::Untracked) | None => None,
+            };
+        }
     }
 }
 
@@ -154,9 +151,12 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
     }
 }
 
-/// Tracks every IP frame still on its way in its network's zone at time `now_ns`; frames that
-/// are invalid for any connection are dropped.
+/// On ports that track connections, tracks every IP frame still on its way in its network's
+/// zone at time `now_ns`; frames that are invalid for any connection are dropped.
 pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, now_ns: u64) {
+    if !b.track {
+        return;
+    }
     for i in 0..b.len {
         b.ct_state[i] = CtState::default();
         if matches!(b.verdicts[i], Verdict::Drop(_)) {

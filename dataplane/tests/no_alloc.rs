@@ -36,7 +36,14 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn forwarding_does_not_allocate() {
-    let (mut worker, sink) = common::l2_worker(1000);
+    for conntrack in [false, true] {
+        forward_without_allocating(conntrack);
+    }
+}
+
+fn forward_without_allocating(conntrack: bool) {
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    let (mut worker, sink) = common::worker(1000, conntrack);
     let now = Instant::now();
     for _ in 0..100 {
         worker.poll_once(now);

@@ -7,14 +7,25 @@ use brink_dataplane::counters::{PortCounters, WorkerCounters};
 use brink_dataplane::egress::Egress;
 use brink_dataplane::port::memory::{MemBackend, MemPort};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, Snapshot, SnapshotCell};
-use brink_dataplane::wire::ethernet::emit_header;
-use brink_dataplane::wire::{EtherType, MacAddr};
+use brink_dataplane::wire::MacAddr;
 use brink_dataplane::worker::{Command, Shared, Worker, WorkerConfig};
 use crossbeam_channel::bounded;
 
-/// Port 0 replays `flows` 64-byte frames, each from its own source MAC, to port 1's configured
-/// MAC; port 1 discards what it is sent. Both ports are in network 1 on one worker.
-pub fn l2_worker(flows: usize) -> (Worker<MemBackend>, Arc<PortCounters>) {
+/// A 64-byte UDP frame of flow `i`: its own source MAC, IP and port, to `dst_mac`.
+fn udp_frame(i: usize, dst_mac: MacAddr) -> Vec<u8> {
+    let b = (i as u32).to_be_bytes();
+    let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 1, b[2], b[3]], dst_mac.0)
+        .ipv4([10, b[1], b[2], b[3]], [10, 255, 0, 1], 64)
+        .udp(1024 + (i % 50_000) as u16, 53);
+    let mut f = Vec::new();
+    builder.write(&mut f, &[0u8; 18]).unwrap();
+    f
+}
+
+/// Port 0 replays `flows` 64-byte UDP frames, each from its own source MAC, IP and port, to
+/// port 1's configured MAC; port 1 discards what it is sent. Both ports are in network 1 on one
+/// worker, and track connections if `conntrack` is set.
+pub fn worker(flows: usize, conntrack: bool) -> (Worker<MemBackend>, Arc<PortCounters>) {
     let shared = Shared {
         snapshot: Arc::new(SnapshotCell::default()),
         ct: Arc::new(brink_conntrack::Table::new(brink_conntrack::Config {
@@ -33,14 +44,7 @@ pub fn l2_worker(flows: usize) -> (Worker<MemBackend>, Arc<PortCounters>) {
     };
     let mut worker = Worker::new(egress, vec![], rx, shared.clone(), wc, config);
     let sink_mac = MacAddr([2, 0, 0, 0, 0xff, 0xff]);
-    let frames = (0..flows)
-        .map(|i| {
-            let mut f = vec![0u8; 64];
-            let src = MacAddr([2, 0, 0, 1, (i >> 8) as u8, i as u8]);
-            emit_header(&mut f, sink_mac, src, EtherType::Ipv4).unwrap();
-            f
-        })
-        .collect();
+    let frames = (0..flows).map(|i| udp_frame(i, sink_mac)).collect();
     let sink_counters = Arc::new(PortCounters::default());
     for (id, spec, counters) in [
         (
@@ -65,7 +69,7 @@ pub fn l2_worker(flows: usize) -> (Worker<MemBackend>, Arc<PortCounters>) {
         network: NetworkId(1),
         worker: 0,
         mac,
-        conntrack: false,
+        conntrack,
     };
     shared.snapshot.publish(Snapshot::new(
         1,
