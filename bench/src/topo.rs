@@ -28,6 +28,25 @@ impl Vm {
             .output()
     }
 
+    /// Turns IPv6 on and adds `addr`/64 (no duplicate address detection, so it is usable at once).
+    pub fn enable_ipv6(&self, addr: &str) -> Result<(), BenchError> {
+        self.run("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=0"])?;
+        self.run("sysctl", &["-qw", "net.ipv6.conf.eth0.disable_ipv6=0"])?;
+        self.run(
+            "ip",
+            &[
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
+        Ok(())
+    }
+
     /// Runs a command inside the VM's namespace and fails unless it exits 0.
     pub fn run(&self, program: &str, args: &[&str]) -> Result<Output, BenchError> {
         let mut full = vec!["netns", "exec", &self.netns, program];

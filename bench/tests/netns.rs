@@ -455,6 +455,17 @@ fn restart_restores_networks_and_ports() {
     let before = d.ctl_ok(&["--json", "port", "list"]).unwrap();
     assert!(d.stop().unwrap());
     assert!(iface_exists(&tap), "taps outlive the daemon");
+    for vm in &vms {
+        let link = Command::new("ip")
+            .args(["link", "show", &vm.host_if])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&link.stdout);
+        assert!(
+            !text.contains("xdp"),
+            "XDP left attached after shutdown: {text}"
+        );
+    }
     let d2 = Daemon::start(d.dir(), &["--idle-sleep"]).unwrap();
     assert_eq!(
         d2.ctl_ok(&["--json", "port", "list"]).unwrap(),
@@ -607,4 +618,94 @@ fn conntrack_follows_a_real_tcp_connection_until_time_wait_expires() {
         .ctl_ok(&["--json", "ct", "policy", "show", "blue"])
         .unwrap();
     assert!(policy.contains("\"tcp_time_wait\": 2"), "{policy}");
+}
+
+#[test]
+fn ipv6_with_neighbour_discovery_crosses_the_switch() {
+    let (_topo, d, vms) = rig(
+        "v6",
+        &[(1, "10.84.0.1", "blue"), (2, "10.84.0.2", "blue")],
+        &[],
+    );
+    vms[0].enable_ipv6("fd84::1").unwrap();
+    vms[1].enable_ipv6("fd84::2").unwrap();
+    let out = vms[0]
+        .exec(
+            "ping",
+            &["-6", "-c", "3", "-i", "0.2", "-W", "2", "fd84::2"],
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ping6 failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        d.log_text()
+    );
+    // Echoes are tracked; neighbour discovery is not (only the echo connection is in the table).
+    let conns = ct_show(&d, &["--proto", "icmpv6"]);
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    assert_eq!(
+        (conns[0]["src"].as_str(), conns[0]["state"].as_str()),
+        (Some("fd84::1"), Some("established"))
+    );
+    assert_eq!(conns[0]["packets_orig"], 3);
+}
+
+#[test]
+fn a_tcp_segment_for_no_connection_is_dropped_and_counted() {
+    let (_topo, d, vms) = rig(
+        "inv",
+        &[(1, "10.85.0.1", "blue"), (2, "10.85.0.2", "blue")],
+        &[],
+    );
+    // Five bare ACKs, crafted on a raw socket in vm1: no stack would send them, no SYN opened them.
+    let script = format!(
+        r#"
+import socket, struct
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+src, dst = socket.inet_aton("{src}"), socket.inet_aton("{dst}")
+tcp = struct.pack("!HHIIBBHHH", 44444, 7777, 1, 1, 5 << 4, 0x10, 1000, 0, 0)
+tcp = tcp[:16] + struct.pack("!H", csum(src + dst + struct.pack("!BBH", 0, 6, 20) + tcp)) + tcp[18:]
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0, 64, 6, 0, src, dst)
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+eth = bytes.fromhex("{dmac}") + bytes.fromhex("{smac}") + b"\x08\x00"
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+for _ in range(5):
+    s.send(eth + ip + tcp)
+"#,
+        src = vms[0].ip,
+        dst = vms[1].ip,
+        dmac = vms[1].mac.replace(':', ""),
+        smac = vms[0].mac.replace(':', ""),
+    );
+    let out = vms[0].exec("python3", &["-c", &script]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let drops = stats(&d, "vm1")["drops"]["ct_invalid"]
+            .as_u64()
+            .unwrap_or(0);
+        if drops == 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected 5 ct_invalid drops, saw {drops}"
+        );
+        sleep(Duration::from_millis(100));
+    }
+    let ct: Value = serde_json::from_str(&d.ctl_ok(&["--json", "ct", "stats"]).unwrap()).unwrap();
+    assert_eq!(ct["invalid"]["tcp_no_connection"], 5, "{ct}");
+    assert!(
+        ct_show(&d, &["--port", "7777"]).is_empty(),
+        "an invalid packet creates no connection"
+    );
 }
