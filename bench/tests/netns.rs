@@ -709,3 +709,78 @@ for _ in range(5):
         "an invalid packet creates no connection"
     );
 }
+
+#[test]
+fn with_pickup_a_tcp_connection_survives_a_daemon_restart() {
+    let (topo, mut d, vms) = rig(
+        "pku",
+        &[(1, "10.86.0.1", "blue"), (2, "10.86.0.2", "blue")],
+        &[],
+    );
+    d.ctl_ok(&["ct", "policy", "set", "blue", "--pickup", "on"])
+        .unwrap();
+    let dir = topo.scratch();
+    let (src, dst) = (dir.join("paced.src"), dir.join("paced.dst"));
+    let data = payload(400_000);
+    std::fs::write(&src, &data).unwrap();
+    let listener = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &vms[1].netns,
+            "timeout",
+            "30",
+            "socat",
+            "-u",
+            "TCP-LISTEN:6000",
+        ])
+        .arg(format!("OPEN:{},creat,trunc", dst.display()))
+        .spawn()
+        .unwrap();
+    wait_listening(&vms[1], 6000);
+    // 40 chunks of 10 KB, one every 100 ms: the restart happens mid-stream.
+    let script = format!(
+        "import socket, time\n\
+         data = open('{}', 'rb').read()\n\
+         s = socket.create_connection(('{}', 6000))\n\
+         for i in range(0, len(data), 10000):\n    s.sendall(data[i:i + 10000]); time.sleep(0.1)\n\
+         s.close()\n",
+        src.display(),
+        vms[1].ip
+    );
+    let sender = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &vms[0].netns,
+            "timeout",
+            "30",
+            "python3",
+            "-c",
+            &script,
+        ])
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(1500));
+    assert!(d.stop().unwrap());
+    let d2 = Daemon::start(d.dir(), &["--idle-sleep"]).unwrap();
+    assert!(
+        wait_child(sender, Duration::from_secs(30)),
+        "sender stalled\n{}",
+        d2.log_text()
+    );
+    assert!(
+        wait_child(listener, Duration::from_secs(10)),
+        "receiver stalled"
+    );
+    assert!(
+        std::fs::read(&dst).unwrap() == data,
+        "payload lost or corrupted across the restart"
+    );
+    let picked = ct_show(&d2, &["--port", "6000"]);
+    assert_eq!(
+        picked.len(),
+        1,
+        "the connection was picked up again: {picked:?}"
+    );
+}

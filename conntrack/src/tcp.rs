@@ -274,8 +274,9 @@ const _: () = assert!(std::mem::size_of::<Option<TcpConn>>() == 27);
 
 impl TcpConn {
     /// A connection opened by `seg` (the original direction), or why `seg` cannot open one.
-    /// With `pickup`, an ACK of an unknown connection is taken as established mid-stream, with
-    /// window checks relaxed until both ends are seen.
+    /// With `pickup`, an ACK of an unknown connection is taken as established mid-stream. Its
+    /// window checks stay relaxed for good: the window scale agreed in the handshake that was
+    /// missed is unknown, so the windows on the wire cannot be judged (Linux does the same).
     pub fn new(seg: &TcpSegment, pickup: bool) -> Result<TcpConn, InvalidReason> {
         if !valid_flags(seg.flags) {
             return Err(InvalidReason::TcpFlags);
@@ -436,10 +437,6 @@ impl TcpConn {
                 receiver.maxend = receiver.maxend.wrapping_add(1);
             }
         }
-        // Both ends seen normally: a picked-up connection is tracked strictly from now on.
-        if sender.liberal && ok && receiver.maxwin != 0 {
-            sender.liberal = false;
-        }
         self.win[s] = sender.into();
         self.win[r] = receiver.into();
         true
@@ -553,6 +550,24 @@ mod tests {
             c.update(R, &seg(ACK, 7, 1_000_010, 0)),
             TcpVerdict::Valid(TcpState::Established)
         );
+    }
+
+    #[test]
+    fn a_picked_up_connection_tolerates_scaled_windows() {
+        // Mid-stream: both ends use window scale 7 agreed in a handshake conntrack never saw, so
+        // a window of 500 on the wire means 64,000 bytes, and 10 segments may be in flight.
+        let small_win = |s: TcpSegment| TcpSegment { window: 500, ..s };
+        let mut c = TcpConn::new(&small_win(seg(ACK, 1_000_000, 7, 1400)), true).unwrap();
+        let mut client_seq = 1_001_400;
+        for _ in 0..5 {
+            for _ in 0..10 {
+                let data = small_win(seg(ACK, client_seq, 7, 1400));
+                assert_eq!(c.update(O, &data), TcpVerdict::Valid(TcpState::Established));
+                client_seq += 1400;
+            }
+            let ack = small_win(seg(ACK, 7, client_seq, 0));
+            assert_eq!(c.update(R, &ack), TcpVerdict::Valid(TcpState::Established));
+        }
     }
 
     #[test]
