@@ -1,5 +1,5 @@
-//! brink's test bench: network namespaces with veth "VMs", a `brinkd` process under test, and
-//! (later) traffic scenarios and side-by-side benchmark runs.
+//! brink's test bench: network namespaces with veth "VMs", a `brinkd` process under test, the
+//! `brink-pktgen` traffic generator, and the `brink-bench` harness that runs scenarios.
 //!
 //! Everything here drives real processes and kernel objects, so it needs root. Names start with
 //! `brk` and carry the process id, every object is removed on drop (also when a test fails), and
@@ -8,6 +8,8 @@
 //! Thread-safety: a [`topo::Topology`] or [`daemon::Daemon`] is owned by one test.
 
 pub mod daemon;
+pub mod pktgen;
+pub mod scenario;
 pub mod topo;
 
 use std::process::{Command, Output};
@@ -26,6 +28,9 @@ pub enum BenchError {
     /// Something did not happen in time.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A setting or an attach that cannot work.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Runs a command and fails unless it exits 0.
