@@ -58,6 +58,21 @@ pub struct Variant {
     pub median_busy_ns_per_frame: f64,
 }
 
+impl RunResult {
+    /// A run that sent `sent` and delivered `delivered` frames in `seconds`, with `busy_ns` of
+    /// switch worker time (0 without a switch).
+    fn new(sent: u64, delivered: u64, seconds: f64, busy_ns: u64) -> Self {
+        RunResult {
+            sent,
+            delivered,
+            seconds,
+            sent_pps: sent as f64 / seconds,
+            delivered_pps: delivered as f64 / seconds,
+            busy_ns_per_frame: busy_ns as f64 / delivered.max(1) as f64,
+        }
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -150,14 +165,7 @@ pub fn udp_one_way(cfg: &ScenarioConfig) -> Result<Vec<Variant>, BenchError> {
         let before = rx_packets(None, &vm1.host_if)?;
         let (sent, seconds) = generate(cfg, &vm1, &vm2)?;
         let delivered = rx_packets(None, &vm1.host_if)? - before;
-        runs.push(RunResult {
-            sent,
-            delivered,
-            seconds,
-            sent_pps: sent as f64 / seconds,
-            delivered_pps: delivered as f64 / seconds,
-            busy_ns_per_frame: 0.0,
-        });
+        runs.push(RunResult::new(sent, delivered, seconds, 0));
     }
     out.push(variant("generator alone (no switch)", runs));
 
@@ -192,15 +200,7 @@ pub fn udp_one_way(cfg: &ScenarioConfig) -> Result<Vec<Variant>, BenchError> {
             let (sent, seconds) = generate(cfg, &vm1, &vm2)?;
             std::thread::sleep(Duration::from_millis(100));
             let (rx1, busy1) = (rx_packets(Some(&vm2.netns), "eth0")?, worker_busy_ns(&d)?);
-            let delivered = rx1 - rx0;
-            runs.push(RunResult {
-                sent,
-                delivered,
-                seconds,
-                sent_pps: sent as f64 / seconds,
-                delivered_pps: delivered as f64 / seconds,
-                busy_ns_per_frame: (busy1 - busy0) as f64 / delivered.max(1) as f64,
-            });
+            runs.push(RunResult::new(sent, rx1 - rx0, seconds, busy1 - busy0));
         }
         let name = if conntrack {
             "brinkd, conntrack on"
