@@ -412,6 +412,13 @@ fn brinkctl_reports_bad_input_and_changes_nothing() {
         })
         .collect();
     assert_eq!(codes, [-32700, -32601, -32602, -32600]);
+    // A request line over 1 MiB is refused with an error, and the connection closed.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    let _ = s.write_all(&vec![b'x'; 3 << 20]); // the daemon stops reading part-way
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["error"]["code"], -32600, "{line}");
     assert_eq!(
         d.ctl_ok(&["--json", "port", "list"]).unwrap(),
         before,

@@ -74,12 +74,13 @@ pub fn parse_cores(list: &str, available: usize) -> anyhow::Result<Vec<usize>> {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    // A subscriber installed by an embedding program wins; ours is only the default.
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .init();
+        .try_init();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))

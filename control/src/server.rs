@@ -118,7 +118,10 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        let open = read_into(conn) && answer_lines(conn, service) && write_out(conn);
+        let open = read_into(conn) && {
+            answer_lines(conn, service);
+            write_out(conn)
+        };
         let done = !open || (conn.closing && conn.outbuf.is_empty());
         if done {
             if let Some(mut conn) = self.conns.remove(&token) {
@@ -153,7 +156,13 @@ fn read_into(conn: &mut Conn) -> bool {
                 conn.closing = true;
                 return true;
             }
-            Ok(n) => conn.inbuf.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                conn.inbuf.extend_from_slice(&buf[..n]);
+                // Stop at an over-long line: `answer_lines` refuses it before reading more.
+                if conn.inbuf.len() > MAX_LINE && !conn.inbuf.contains(&b'\n') {
+                    return true;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return false,
@@ -161,8 +170,9 @@ fn read_into(conn: &mut Conn) -> bool {
     }
 }
 
-/// Answers every complete line; false when the connection must close.
-fn answer_lines(conn: &mut Conn, service: &mut Service) -> bool {
+/// Answers every complete line; an over-long line is answered with an error and marks the
+/// connection for closing.
+fn answer_lines(conn: &mut Conn, service: &mut Service) {
     while let Some(end) = conn.inbuf.iter().position(|&b| b == b'\n') {
         let line: Vec<u8> = conn.inbuf.drain(..=end).collect();
         if let Some(resp) = answer(&line[..end], service) {
@@ -187,7 +197,6 @@ fn answer_lines(conn: &mut Conn, service: &mut Service) -> bool {
         conn.inbuf.clear();
         conn.closing = true;
     }
-    true
 }
 
 /// Writes what the socket takes; false on failure.
