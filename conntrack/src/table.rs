@@ -444,7 +444,7 @@ impl Table {
         if let Some(pos) = shard.find(hash, &key) {
             let policy = shard.policy(key.zone());
             if shard.slab[pos].expires(policy) > now {
-                return self.update(&mut shard, pos, side, pkt, now);
+                return self.update(&mut shard, pos, hash, side, pkt, now);
             }
             shard.remove(pos, &self.hasher, &self.zones);
             shard.stats.expired += 1;
@@ -452,7 +452,16 @@ impl Table {
         self.insert(&mut shard, hash, key, side, pkt, now)
     }
 
-    fn update(&self, shard: &mut Shard, pos: usize, side: Side, pkt: &Packet, now: u64) -> CtState {
+    /// Applies `pkt` to the live entry at `pos`, whose key hashes to `hash`.
+    fn update(
+        &self,
+        shard: &mut Shard,
+        pos: usize,
+        hash: u64,
+        side: Side,
+        pkt: &Packet,
+        now: u64,
+    ) -> CtState {
         let e = &mut shard.slab[pos];
         let dir = e.dir(side);
         if let (L4::Tcp(seg), Some(tcp)) = (&pkt.l4, &mut e.tcp) {
@@ -462,7 +471,6 @@ impl Table {
                 TcpVerdict::Reopen => {
                     let key = e.key;
                     shard.remove(pos, &self.hasher, &self.zones);
-                    let hash = self.hasher.hash_one(key);
                     return self.insert(shard, hash, key, side, pkt, now);
                 }
                 TcpVerdict::Invalid(reason) => return shard.invalid(reason),

@@ -68,8 +68,6 @@ pub struct Service {
     model: Model,
     switch: Switch<XdpBackend>,
     running: HashMap<String, Running>,
-    /// Conntrack policies set per network (others use the defaults).
-    policies: BTreeMap<String, ZonePolicy>,
     /// The table's configured maximum, for `ct.stats`.
     ct_max: u64,
     store: Option<Store>,
@@ -84,7 +82,6 @@ impl Service {
             model: Model::default(),
             switch,
             running: HashMap::new(),
-            policies: BTreeMap::new(),
             ct_max,
             store,
             generation: 0,
@@ -127,7 +124,6 @@ impl Service {
                 let zone = self.model.network_id(&p.name)?.0;
                 self.model.del_network(&p.name)?;
                 // A later network may get the same zone: it starts clean.
-                self.policies.remove(&p.name);
                 let ct = self.switch.conntrack();
                 ct.set_policy(zone, None);
                 ct.flush(&Filter {
@@ -196,15 +192,9 @@ impl Service {
             }
             method::CT_POLICY_SET => {
                 let p: CtPolicySet = decode(params)?;
-                self.ct_policy_set(&p)?;
+                let policy = self.ct_policy_set(&p)?;
                 self.save();
-                reply(&ct::view(
-                    &p.network,
-                    &self
-                        .switch
-                        .conntrack()
-                        .policy(self.model.network_id(&p.network)?.0),
-                ))
+                reply(&ct::view(&p.network, &policy))
             }
             method::CT_POLICY_SHOW => {
                 let p: CtPolicyShow = decode(params)?;
@@ -223,14 +213,14 @@ impl Service {
 
     /// Adds a port. When `restoring`, a tap device that already exists is one brink created
     /// before a restart and is reused.
-    fn ct_policy_set(&mut self, p: &CtPolicySet) -> Result<(), RpcError> {
+    /// Applies `p` to its network's zone and returns the policy now in force.
+    fn ct_policy_set(&self, p: &CtPolicySet) -> Result<ZonePolicy, RpcError> {
         let zone = self.model.network_id(&p.network)?.0;
         let ct = self.switch.conntrack();
         let policy = ct::apply(ct.policy(zone), p)?;
         ct.set_policy(zone, Some(policy));
-        self.policies.insert(p.network.clone(), policy);
         tracing::info!(network = %p.network, ?policy, "conntrack policy set");
-        Ok(())
+        Ok(policy)
     }
 
     fn ct_stats(&self) -> CtStats {
@@ -418,10 +408,16 @@ impl Service {
 
     fn save(&self) {
         if let Some(store) = &self.store {
+            // The table holds the policies; networks still on the defaults need no entry.
+            let ct = self.switch.conntrack();
             let policies = self
-                .policies
-                .iter()
-                .map(|(net, p)| ct::as_request(net, p))
+                .model
+                .networks()
+                .into_iter()
+                .filter_map(|n| {
+                    let policy = ct.policy(n.id);
+                    (policy != ZonePolicy::default()).then(|| ct::as_request(&n.name, &policy))
+                })
                 .collect();
             if let Err(e) = store.save(&self.model.state(policies)) {
                 tracing::error!(error = %e, "could not save state");
