@@ -28,6 +28,12 @@ impl Addr {
         Addr([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d])
     }
 
+    /// Whether this is an IPv4 address (IPv4-mapped).
+    #[inline]
+    pub fn is_v4(self) -> bool {
+        self.0[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+    }
+
     /// The address as a std type.
     pub fn ip(self) -> IpAddr {
         let v6 = Ipv6Addr::from(self.0);

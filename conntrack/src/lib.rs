@@ -1,5 +1,6 @@
 //! brink's connection tracking: a sharded connection table with TCP, UDP and ICMP state
-//! tracking, timeouts, zones, limits, marks, labels and bounded expiry.
+//! tracking, timeouts, zones, limits, marks, firewall admission records (see [`gate`]) and
+//! bounded expiry.
 //!
 //! Sans-I/O: no clock, no threads, no sockets. Time is an argument (`now`, nanoseconds on any
 //! monotonic clock the caller keeps), packets arrive already parsed as [`Packet`]s, and expiry
@@ -9,12 +10,14 @@
 //! shards by key hash, each behind its own lock; a packet locks exactly one shard, so no lookup or
 //! insert waits on work in another shard, and there is no global lock.
 
+pub mod gate;
 pub mod key;
 pub mod state;
 pub mod table;
 pub mod tcp;
 pub mod timeout;
 
+pub use gate::{Admission, Gate, Open, Recheck};
 pub use key::{Addr, ConnKey, Tuple};
 pub use state::{CtState, Dir, InvalidReason};
 pub use table::{Config, ConnInfo, Filter, Packet, StateFilter, Stats, Table, L4};

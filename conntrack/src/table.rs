@@ -2,7 +2,7 @@
 //!
 //! Each shard keeps its connections in a slab (a `Vec` whose dead slots form a free list threaded
 //! through the slots themselves) and a hash index of slab positions, so a million connections
-//! cost about 152 bytes each plus a few bytes of index, and removing one touches one index slot.
+//! cost about 144 bytes each plus a few bytes of index, and removing one touches one index slot.
 //! A packet hashes its canonical key once, locks the one shard the hash picks, and does all of
 //! its work there: lookup, state update, or insert.
 
@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
+use crate::gate::{Admission, Gate, Open, Recheck};
 use crate::key::{proto, Addr, ConnKey, Side, Tuple};
 use crate::state::{CtState, Dir, InvalidReason};
 use crate::tcp::{TcpConn, TcpSegment, TcpState, TcpVerdict};
@@ -88,19 +89,15 @@ struct Entry {
     seen_reply: bool,
     /// Past the point where early drop may evict it (TCP established, or replied).
     assured: bool,
-    /// Cached dataplane verdict (0: none yet).
-    verdict: u8,
     mark: u32,
-    rule_id: u32,
-    generation: u32,
+    admission: Admission,
     packets: [u64; 2],
     bytes: [u64; 2],
     created: u64,
     last_seen: u64,
-    labels: [u64; 2],
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() <= 152);
+const _: () = assert!(std::mem::size_of::<Entry>() <= 144);
 
 impl Entry {
     fn dir(&self, side: Side) -> Dir {
@@ -157,6 +154,12 @@ pub struct Stats {
     pub expired: u64,
     /// Connections removed by [`Table::flush`].
     pub flushed: u64,
+    /// New connections the gate refused (never inserted).
+    pub denied: u64,
+    /// Connections rechecked under a new rule generation and kept.
+    pub recheck_kept: u64,
+    /// Connections rechecked under a new rule generation and removed.
+    pub recheck_cut: u64,
     /// Invalid packets, by [`InvalidReason`] index.
     pub invalid: [u64; InvalidReason::ALL.len()],
 }
@@ -169,6 +172,9 @@ impl Stats {
         self.early_drops += o.early_drops;
         self.expired += o.expired;
         self.flushed += o.flushed;
+        self.denied += o.denied;
+        self.recheck_kept += o.recheck_kept;
+        self.recheck_cut += o.recheck_cut;
         for (a, b) in self.invalid.iter_mut().zip(o.invalid) {
             *a += b;
         }
@@ -198,14 +204,8 @@ pub struct ConnInfo {
     pub expires: u64,
     /// Mark.
     pub mark: u32,
-    /// Labels.
-    pub labels: u128,
-    /// Id of the rule that admitted it.
-    pub rule_id: u32,
-    /// Rule-set generation that admitted it.
-    pub generation: u32,
-    /// The dataplane's cached verdict (0: none).
-    pub verdict: u8,
+    /// How the firewall admitted it.
+    pub admission: Admission,
 }
 
 /// Which connections [`Table::dump`] and [`Table::flush`] select; `None` fields match all.
@@ -324,6 +324,33 @@ impl Shard {
         }
     }
 
+    /// Makes sure the live entry at `pos` is admitted under `gate`'s generation: rechecks it if
+    /// not, and removes it if the gate refuses. Returns whether it is still there.
+    fn recheck(
+        &mut self,
+        pos: usize,
+        gate: &mut impl Gate,
+        hasher: &DefaultHashBuilder,
+        zones: &ZoneCounts,
+    ) -> bool {
+        let e = &mut self.slab[pos];
+        if e.admission.generation == gate.generation() {
+            return true;
+        }
+        match gate.recheck(&e.key.tuple_from(e.opener), &e.admission) {
+            Some(a) => {
+                e.admission = a;
+                self.stats.recheck_kept += 1;
+                true
+            }
+            None => {
+                self.remove(pos, hasher, zones);
+                self.stats.recheck_cut += 1;
+                false
+            }
+        }
+    }
+
     /// Live entries of `zone` in this shard.
     fn count_zone(&self, zone: u16) -> u32 {
         self.slab
@@ -429,9 +456,18 @@ impl Table {
         lock(&self.shards[i])
     }
 
-    /// Tracks one packet at time `now` (nanoseconds) and says what it is. A valid first packet
-    /// of a connection creates its entry; an invalid packet changes nothing.
+    /// Tracks one packet at time `now` (nanoseconds) and says what it is, admitting every new
+    /// connection (plain connection tracking, no firewall).
     pub fn process(&self, pkt: &Packet, now: u64) -> CtState {
+        self.process_gated(pkt, now, &mut Open)
+    }
+
+    /// Tracks one packet at time `now` (nanoseconds) and says what it is. A valid first packet
+    /// of a connection creates its entry if `gate` admits it; an entry admitted under another
+    /// generation than the gate's is rechecked first and removed if the gate refuses it. A
+    /// refused or removed connection yields the empty state (nothing tracked); an invalid
+    /// packet changes nothing.
+    pub fn process_gated(&self, pkt: &Packet, now: u64, gate: &mut impl Gate) -> CtState {
         if let L4::IcmpError { quoted } = pkt.l4 {
             return self.related(&quoted, now);
         }
@@ -444,15 +480,19 @@ impl Table {
         if let Some(pos) = shard.find(hash, &key) {
             let policy = shard.policy(key.zone());
             if shard.slab[pos].expires(policy) > now {
-                return self.update(&mut shard, pos, hash, side, pkt, now);
+                if !shard.recheck(pos, gate, &self.hasher, &self.zones) {
+                    return CtState::default();
+                }
+                return self.update(&mut shard, pos, hash, side, pkt, now, gate);
             }
             shard.remove(pos, &self.hasher, &self.zones);
             shard.stats.expired += 1;
         }
-        self.insert(&mut shard, hash, key, side, pkt, now)
+        self.insert(&mut shard, hash, key, side, pkt, now, gate)
     }
 
     /// Applies `pkt` to the live entry at `pos`, whose key hashes to `hash`.
+    #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
         shard: &mut Shard,
@@ -461,6 +501,7 @@ impl Table {
         side: Side,
         pkt: &Packet,
         now: u64,
+        gate: &mut impl Gate,
     ) -> CtState {
         let e = &mut shard.slab[pos];
         let dir = e.dir(side);
@@ -471,7 +512,7 @@ impl Table {
                 TcpVerdict::Reopen => {
                     let key = e.key;
                     shard.remove(pos, &self.hasher, &self.zones);
-                    return self.insert(shard, hash, key, side, pkt, now);
+                    return self.insert(shard, hash, key, side, pkt, now, gate);
                 }
                 TcpVerdict::Invalid(reason) => return shard.invalid(reason),
             }
@@ -487,6 +528,7 @@ impl Table {
         e.state(dir)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert(
         &self,
         shard: &mut Shard,
@@ -495,6 +537,7 @@ impl Table {
         side: Side,
         pkt: &Packet,
         now: u64,
+        gate: &mut impl Gate,
     ) -> CtState {
         let policy = *shard.policy(key.zone());
         let tcp = match pkt.l4 {
@@ -504,6 +547,10 @@ impl Table {
             },
             L4::IcmpEcho { reply: true } => return shard.invalid(InvalidReason::IcmpUnrelated),
             _ => None,
+        };
+        let Some(admission) = gate.admit(pkt) else {
+            shard.stats.denied += 1;
+            return CtState::default();
         };
         let zone_full = policy
             .limit
@@ -521,15 +568,12 @@ impl Table {
             live: true,
             seen_reply: false,
             assured: false,
-            verdict: 0,
             mark: 0,
-            rule_id: 0,
-            generation: 0,
+            admission,
             packets: [1, 0],
             bytes: [u64::from(pkt.len), 0],
             created: now,
             last_seen: now,
-            labels: [0; 2],
         };
         let pos = shard.alloc(entry);
         let Shard { slab, index, .. } = shard;
@@ -583,6 +627,27 @@ impl Table {
         removed
     }
 
+    /// Rechecks, with `gate`, every connection admitted under another generation than the
+    /// gate's, one shard at a time; removes those the gate refuses.
+    pub fn recheck(&self, gate: &mut impl Gate) -> Recheck {
+        let mut done = Recheck::default();
+        for s in self.shards.iter() {
+            let mut shard = lock(s);
+            for pos in 0..shard.slab.len() {
+                let e = &shard.slab[pos];
+                if !e.live || e.admission.generation == gate.generation() {
+                    continue;
+                }
+                if shard.recheck(pos, gate, &self.hasher, &self.zones) {
+                    done.kept += 1;
+                } else {
+                    done.cut += 1;
+                }
+            }
+        }
+        done
+    }
+
     /// Connections matching `filter`, at most `limit` of them.
     pub fn dump(&self, filter: &Filter, limit: usize) -> Vec<ConnInfo> {
         let mut out = Vec::new();
@@ -603,10 +668,7 @@ impl Table {
                     last_seen: e.last_seen,
                     expires: e.expires(shard.policy(e.key.zone())),
                     mark: e.mark,
-                    labels: u128::from(e.labels[0]) << 64 | u128::from(e.labels[1]),
-                    rule_id: e.rule_id,
-                    generation: e.generation,
-                    verdict: e.verdict,
+                    admission: e.admission,
                 });
             }
         }

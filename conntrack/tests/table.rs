@@ -573,3 +573,116 @@ fn many_threads_insert_and_look_up_without_losing_or_doubling_anything() {
         "every shared-flow packet counted once"
     );
 }
+
+/// A gate that admits UDP to the ports in `allowed` and records what it was asked.
+struct PortGate {
+    generation: u32,
+    allowed: Vec<u16>,
+    admitted: u32,
+    rechecked: u32,
+}
+
+impl PortGate {
+    fn new(generation: u32, allowed: &[u16]) -> Self {
+        PortGate {
+            generation,
+            allowed: allowed.to_vec(),
+            admitted: 0,
+            rechecked: 0,
+        }
+    }
+
+    fn judge(&self, t: &Tuple) -> Option<Admission> {
+        self.allowed.contains(&t.dport).then_some(Admission {
+            rules: [u32::from(t.dport), 0],
+            generation: self.generation,
+            ports: [1, 2],
+        })
+    }
+}
+
+impl Gate for PortGate {
+    fn generation(&self) -> u32 {
+        self.generation
+    }
+    fn admit(&mut self, pkt: &Packet) -> Option<Admission> {
+        self.admitted += 1;
+        self.judge(&pkt.tuple)
+    }
+    fn recheck(&mut self, original: &Tuple, was: &Admission) -> Option<Admission> {
+        self.rechecked += 1;
+        assert_eq!(was.ports, [1, 2]);
+        self.judge(original)
+    }
+}
+
+#[test]
+fn a_refused_connection_is_never_inserted() {
+    let t = small();
+    let mut gate = PortGate::new(1, &[53]);
+    let denied = udp(1, 1, 5000, 2, 80);
+    assert_eq!(t.process_gated(&denied, 0, &mut gate), CtState::default());
+    assert_eq!(t.process_gated(&denied, 1, &mut gate), CtState::default());
+    assert_eq!(t.stats().entries, 0);
+    assert_eq!(t.stats().denied, 2);
+    // The reply of a refused connection is a new connection of its own, judged again.
+    assert_eq!(
+        t.process_gated(&reply(&denied), 2, &mut gate),
+        CtState::default()
+    );
+    let allowed = udp(1, 1, 5000, 2, 53);
+    assert_eq!(t.process_gated(&allowed, 3, &mut gate), NEW);
+    assert_eq!(t.process_gated(&reply(&allowed), 4, &mut gate), EST_RPL);
+    assert_eq!(gate.admitted, 4, "established packets are not judged");
+    let info = &t.dump(&Filter::default(), 10)[0];
+    assert_eq!(info.admission.rules, [53, 0]);
+    assert_eq!(info.admission.generation, 1);
+}
+
+#[test]
+fn a_new_generation_rechecks_on_the_next_packet_and_cuts_what_it_denies() {
+    let t = small();
+    let mut old = PortGate::new(1, &[53, 80]);
+    let dns = udp(1, 1, 5000, 2, 53);
+    let web = udp(1, 1, 5001, 2, 80);
+    for p in [dns, web] {
+        t.process_gated(&p, 0, &mut old);
+        t.process_gated(&reply(&p), 1, &mut old);
+    }
+    let mut new = PortGate::new(2, &[53]);
+    // A reply packet rechecks with the original direction's tuple.
+    assert_eq!(t.process_gated(&reply(&dns), 2, &mut new), EST_RPL);
+    assert_eq!(
+        t.process_gated(&reply(&web), 2, &mut new),
+        CtState::default()
+    );
+    assert_eq!(new.rechecked, 2);
+    assert_eq!(t.process_gated(&dns, 3, &mut new), EST);
+    assert_eq!(new.rechecked, 2, "a rechecked entry is current again");
+    let s = t.stats();
+    assert_eq!((s.recheck_kept, s.recheck_cut, s.entries), (1, 1, 1));
+    // The cut connection's next packet is judged as a new connection, and refused.
+    assert_eq!(t.process_gated(&web, 4, &mut new), CtState::default());
+}
+
+#[test]
+fn the_recheck_sweep_keeps_what_is_allowed_and_cuts_the_rest() {
+    let t = small();
+    let mut old = PortGate::new(1, &[53, 80]);
+    for i in 0..100u16 {
+        let dport = if i % 4 == 0 { 80 } else { 53 };
+        t.process_gated(&udp(1, 1, 1000 + i, 2, dport), 0, &mut old);
+    }
+    let mut new = PortGate::new(2, &[53]);
+    assert_eq!(t.recheck(&mut new), Recheck { kept: 75, cut: 25 });
+    assert_eq!(
+        t.recheck(&mut new),
+        Recheck::default(),
+        "nothing stale is left"
+    );
+    assert_eq!(t.stats().entries, 75);
+    assert!(t
+        .dump(&Filter::default(), 100)
+        .iter()
+        .all(|c| c.admission.generation == 2 && c.original.dport == 53));
+}

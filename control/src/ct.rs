@@ -5,11 +5,11 @@ use std::net::IpAddr;
 
 use brink_api::protocol::{code, RpcError};
 use brink_api::types::{CtEntry, CtFilter, CtPolicy, CtPolicySet};
-use brink_conntrack::key::proto;
 use brink_conntrack::table::StateFilter;
 use brink_conntrack::{Addr, ConnInfo, Filter, TcpState, Timeouts, ZonePolicy};
 
 use crate::model::Model;
+use crate::protocols::{self, proto_name};
 
 /// Connections `ct.show` returns unless asked for another limit.
 pub const DEFAULT_SHOW_LIMIT: usize = 1000;
@@ -20,34 +20,14 @@ fn bad(msg: String) -> RpcError {
     RpcError::new(code::INVALID_PARAMS, msg)
 }
 
-const PROTOCOLS: [(&str, u8); 5] = [
-    ("tcp", proto::TCP),
-    ("udp", proto::UDP),
-    ("icmp", proto::ICMP),
-    ("icmpv6", proto::ICMPV6),
-    ("sctp", proto::SCTP),
-];
-
 /// A protocol name or number.
 pub fn parse_proto(s: &str) -> Result<u8, RpcError> {
-    PROTOCOLS
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(s))
-        .map(|&(_, p)| p)
-        .or_else(|| s.parse().ok())
-        .ok_or_else(|| {
-            bad(format!(
-                "bad protocol {s:?}: use tcp, udp, icmp, icmpv6, sctp or 0-255"
-            ))
-        })
-}
-
-/// The name of protocol `p`, or its number.
-pub fn proto_name(p: u8) -> String {
-    PROTOCOLS
-        .iter()
-        .find(|&&(_, n)| n == p)
-        .map_or_else(|| p.to_string(), |(name, _)| name.to_string())
+    protocols::number(s).ok_or_else(|| {
+        bad(format!(
+            "bad protocol {s:?}: use a name ({}) or 0-255",
+            protocols::names()
+        ))
+    })
 }
 
 fn parse_state(s: &str) -> Result<StateFilter, RpcError> {
@@ -123,9 +103,12 @@ pub fn entry(model: &Model, c: &ConnInfo, now: u64) -> CtEntry {
         age_secs: secs(now.saturating_sub(c.created)),
         expires_secs: secs(c.expires.saturating_sub(now)),
         mark: c.mark,
-        labels: format!("{:032x}", c.labels),
-        rule_id: c.rule_id,
-        generation: c.generation,
+        rules: c.admission.rules,
+        generation: c.admission.generation,
+        ports: c
+            .admission
+            .ports
+            .map(|id| model.port_by_id(id).map(|p| p.spec.name.clone())),
     }
 }
 
@@ -200,7 +183,8 @@ mod tests {
         assert_eq!(parse_proto("47").unwrap(), 47);
         assert!(parse_proto("tcpx").is_err() && parse_proto("300").is_err());
         assert_eq!(proto_name(58), "icmpv6");
-        assert_eq!(proto_name(47), "47");
+        assert_eq!(proto_name(47), "gre");
+        assert_eq!(proto_name(200), "200");
         assert_eq!(parse_state("new").unwrap(), StateFilter::New);
         assert_eq!(
             parse_state("established").unwrap(),

@@ -12,6 +12,8 @@ pub mod ct;
 pub mod daemon;
 pub mod iface;
 pub mod model;
+pub mod protocols;
 pub mod server;
 pub mod service;
+pub mod sg;
 pub mod store;

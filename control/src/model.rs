@@ -4,12 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use brink_api::types::{CtPolicySet, NetworkInfo, PortAdd};
+use brink_api::types::{CtPolicySet, NetworkInfo, PortAdd, PortSet, SgRecord};
+use brink_conntrack::Addr;
+use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, MAX_PORTS};
 use brink_dataplane::wire::ethernet::MacParseError;
 use brink_dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
+
+use crate::sg::{parse_cidr, SecurityGroups, SgError};
 
 /// Why a configuration change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +75,9 @@ pub enum ModelError {
     /// All network ids are used.
     #[error("no free network id")]
     TooManyNetworks,
+    /// A security group or port security setting was refused.
+    #[error(transparent)]
+    Security(#[from] SgError),
 }
 
 /// A port as configured, with the ids the dataplane knows it by.
@@ -85,6 +93,8 @@ pub struct PortRecord {
     pub mac: Option<MacAddr>,
     /// Parsed IPs.
     pub ips: Vec<IpAddr>,
+    /// Parsed allowed address pairs.
+    pub pairs: Vec<(Prefix, Option<MacAddr>)>,
 }
 
 /// What is saved to disk: enough to replay every change after a restart.
@@ -97,13 +107,31 @@ pub struct State {
     /// Conntrack policies of networks that have one.
     #[serde(default)]
     pub policies: Vec<CtPolicySet>,
+    /// Security groups.
+    #[serde(default)]
+    pub groups: Vec<SgRecord>,
 }
 
-/// Networks and ports by name.
+/// Networks, ports and security groups by name.
 #[derive(Debug, Default)]
 pub struct Model {
     networks: BTreeMap<String, NetworkId>,
     ports: BTreeMap<String, PortRecord>,
+    /// Security groups.
+    pub groups: SecurityGroups,
+}
+
+/// An allowed address pair `IP[/LEN][,MAC]`.
+fn parse_pair(s: &str) -> Result<(Prefix, Option<MacAddr>), SgError> {
+    let bad = || SgError::BadPair(s.into());
+    let (ip, mac) = match s.split_once(',') {
+        Some((ip, mac)) => (ip, Some(mac.trim().parse::<MacAddr>().map_err(|_| bad())?)),
+        None => (s, None),
+    };
+    if mac.is_some_and(|m| m.is_multicast() || m.is_zero()) {
+        return Err(bad());
+    }
+    Ok((parse_cidr(ip.trim()).map_err(|_| bad())?, mac))
 }
 
 /// Checks a network or port name.
@@ -234,13 +262,121 @@ impl Model {
         let mut spec = spec.clone();
         spec.mac = mac.map(|m| m.to_string());
         spec.ips = ips.iter().map(IpAddr::to_string).collect();
+        let pairs = self.check_security(&mut spec, mac)?;
         Ok(PortRecord {
             spec,
             id,
             worker,
             mac,
             ips,
+            pairs,
         })
+    }
+
+    /// Validates and normalizes the port-security fields of `spec` for a port with MAC `mac`;
+    /// returns the parsed allowed address pairs.
+    fn check_security(
+        &self,
+        spec: &mut PortAdd,
+        mac: Option<MacAddr>,
+    ) -> Result<Vec<(Prefix, Option<MacAddr>)>, SgError> {
+        if !spec.port_security {
+            if !spec.security_groups.is_empty() || !spec.allowed_pairs.is_empty() {
+                return Err(SgError::SecurityOff);
+            }
+            return Ok(vec![]);
+        }
+        if mac.is_none() {
+            return Err(SgError::NeedsMac);
+        }
+        self.groups.check_port_groups(&spec.security_groups)?;
+        spec.security_groups.dedup();
+        if let Some(&bad) = spec.permitted_ethertypes.iter().find(|&&e| e < 0x0600) {
+            return Err(SgError::BadEthertype(bad));
+        }
+        let pairs = spec
+            .allowed_pairs
+            .iter()
+            .map(|p| parse_pair(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        spec.allowed_pairs = pairs
+            .iter()
+            .map(|(prefix, mac)| match mac {
+                Some(m) => format!("{prefix},{m}"),
+                None => prefix.to_string(),
+            })
+            .collect();
+        Ok(pairs)
+    }
+
+    /// Changes a port's security as `set` asks; returns the port as it is now.
+    pub fn set_port(&mut self, set: &PortSet) -> Result<&PortRecord, ModelError> {
+        let record = self.port(&set.name)?;
+        let mut spec = record.spec.clone();
+        let mac = record.mac;
+        if let Some(on) = set.port_security {
+            spec.port_security = on;
+        }
+        if let Some(groups) = &set.security_groups {
+            spec.security_groups = groups.clone();
+        }
+        if let Some(pairs) = &set.allowed_pairs {
+            spec.allowed_pairs = pairs.clone();
+        }
+        if let Some(types) = &set.permitted_ethertypes {
+            spec.permitted_ethertypes = types.clone();
+        }
+        let pairs = self.check_security(&mut spec, mac)?;
+        let record = self
+            .ports
+            .get_mut(&set.name)
+            .ok_or_else(|| ModelError::NoPort(set.name.clone()))?;
+        record.spec = spec;
+        record.pairs = pairs;
+        Ok(record)
+    }
+
+    /// Names of the ports that use security group `group`.
+    pub fn group_users(&self, group: &str) -> Vec<String> {
+        self.ports
+            .values()
+            .filter(|p| p.spec.security_groups.iter().any(|g| g == group))
+            .map(|p| p.spec.name.clone())
+            .collect()
+    }
+
+    /// The addresses of the ports of `group`: what a remote-group rule naming it matches.
+    fn group_members(&self, group: &str) -> Vec<Prefix> {
+        let mut out: Vec<Prefix> = self
+            .ports
+            .values()
+            .filter(|p| p.spec.security_groups.iter().any(|g| g == group))
+            .flat_map(|p| {
+                let ips = p.ips.iter().map(|&ip| Prefix::host(Addr::from(ip)));
+                ips.chain(p.pairs.iter().map(|&(prefix, _)| prefix))
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The compiled security of port `p`, `None` if port security is off.
+    fn filter(&self, p: &PortRecord) -> Option<Arc<PortFilter>> {
+        if !p.spec.port_security {
+            return None;
+        }
+        let mac = p.mac?;
+        let groups = &p.spec.security_groups;
+        let members = |g: &str| self.group_members(g);
+        let compile = |ingress, v6| self.groups.compile(groups, ingress, v6, &members);
+        let ips: Vec<Addr> = p.ips.iter().map(|&ip| Addr::from(ip)).collect();
+        Some(Arc::new(PortFilter {
+            stateful: self.groups.check_port_groups(groups).unwrap_or(true),
+            ingress: [compile(true, false), compile(true, true)],
+            egress: [compile(false, false), compile(false, true)],
+            security: PortSecurity::new(mac, &ips, &p.pairs, &p.spec.permitted_ethertypes),
+        }))
     }
 
     /// Adds a port checked by [`Model::check_port`].
@@ -296,6 +432,7 @@ impl Model {
                         worker: p.worker,
                         mac: p.mac,
                         conntrack: p.spec.conntrack,
+                        filter: self.filter(p),
                     },
                 ))
             }),
@@ -310,6 +447,7 @@ impl Model {
             networks: self.networks.keys().cloned().collect(),
             ports: ports.into_iter().map(|p| p.spec.clone()).collect(),
             policies,
+            groups: self.groups.records(),
         }
     }
 }
@@ -328,6 +466,10 @@ mod tests {
             mac: mac.map(Into::into),
             ips: vec![],
             conntrack: true,
+            port_security: false,
+            security_groups: vec![],
+            allowed_pairs: vec![],
+            permitted_ethertypes: vec![],
         }
     }
 
@@ -419,5 +561,107 @@ mod tests {
         assert_eq!(state.ports.len(), 2);
         let snap = m.snapshot(1);
         assert_eq!(snap.members(m.network_id("a").unwrap()).len(), 2);
+    }
+
+    #[test]
+    fn port_security_is_validated_and_compiled_with_remote_group_members() {
+        use brink_api::types::{RuleDirection, RuleSpec};
+        let mut m = Model::default();
+        m.add_network("a").unwrap();
+        m.groups.add_group("web", true).unwrap();
+        m.groups.add_group("flat", false).unwrap();
+        let mut secured = spec("p1", "veth1", "a", None);
+        secured.port_security = true;
+        let err = m.check_port(&secured, 0).unwrap_err().to_string();
+        assert!(err.contains("needs its VM's MAC"), "{err}");
+        secured.mac = Some("02:00:00:00:00:01".into());
+        secured.ips = vec!["10.0.0.1".into()];
+        secured.security_groups = vec!["web".into()];
+        secured.allowed_pairs = vec!["10.9.0.0/16, 02:00:00:00:00:99".into()];
+        let p1 = add(&mut m, secured).unwrap();
+        assert_eq!(p1.spec.allowed_pairs, ["10.9.0.0/16,02:00:00:00:00:99"]);
+        let from_web = RuleSpec {
+            direction: RuleDirection::Ingress,
+            ethertype: Default::default(),
+            protocol: None,
+            port_min: None,
+            port_max: None,
+            remote_ip: None,
+            remote_group: Some("web".into()),
+        };
+        m.groups.add_rule("web", &from_web, None).unwrap();
+        assert_eq!(
+            m.group_members("web"),
+            [
+                Prefix::host(Addr::v4([10, 0, 0, 1])),
+                Prefix::new("10.9.0.0".parse().unwrap(), 16).unwrap()
+            ]
+        );
+        let snap = m.snapshot(1);
+        let filter = snap.port(p1.id).unwrap().filter.clone().unwrap();
+        assert!(filter.stateful);
+        let hit = filter.ingress[0].lookup(6, 22, Addr::v4([10, 9, 3, 4]));
+        assert!(hit.is_some(), "a pair's prefix is a member address");
+        assert!(filter.ingress[0]
+            .lookup(6, 22, Addr::v4([10, 8, 0, 1]))
+            .is_none());
+        assert!(filter.egress[0].is_empty());
+        let bad = [
+            (
+                PortSet {
+                    security_groups: Some(vec!["web".into(), "flat".into()]),
+                    ..PortSet::default()
+                },
+                "all stateful or all stateless",
+            ),
+            (
+                PortSet {
+                    port_security: Some(false),
+                    ..PortSet::default()
+                },
+                "port security is off",
+            ),
+            (
+                PortSet {
+                    allowed_pairs: Some(vec!["10.0.0.1,01:00:5e:00:00:01".into()]),
+                    ..PortSet::default()
+                },
+                "bad allowed address pair",
+            ),
+            (
+                PortSet {
+                    permitted_ethertypes: Some(vec![0x05dc]),
+                    ..PortSet::default()
+                },
+                "EtherTypes start at 0x0600",
+            ),
+            (
+                PortSet {
+                    security_groups: Some(vec!["nope".into()]),
+                    ..PortSet::default()
+                },
+                "no security group",
+            ),
+        ];
+        for (mut set, want) in bad {
+            set.name = "p1".into();
+            let err = m.set_port(&set).unwrap_err().to_string();
+            assert!(err.contains(want), "{set:?}: {err}");
+        }
+        assert_eq!(
+            m.port("p1").unwrap().spec.security_groups,
+            ["web"],
+            "unchanged"
+        );
+        let off = PortSet {
+            name: "p1".into(),
+            port_security: Some(false),
+            security_groups: Some(vec![]),
+            allowed_pairs: Some(vec![]),
+            permitted_ethertypes: None,
+        };
+        m.set_port(&off).unwrap();
+        assert!(m.snapshot(2).port(p1.id).unwrap().filter.is_none());
+        assert!(m.group_users("web").is_empty());
     }
 }

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use brink_api::protocol::{code, method, RpcError};
 use brink_api::types::{
     CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone, FdbEntry, NetworkFilter,
-    NetworkName, PortAdd, PortInfo, PortKind, PortName, PortStats, Stats, StatsFilter, WorkerStats,
+    NetworkName, PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult, PortStats, Recheck,
+    SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, Stats, StatsFilter, WorkerStats,
 };
 use brink_conntrack::{Filter, InvalidReason, ZonePolicy};
+use brink_dataplane::acl::SnapshotGate;
 use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
 use brink_dataplane::port::afxdp::{XdpBackend, XdpSpec};
 use brink_dataplane::port::{PortError, PortMode};
@@ -21,7 +23,20 @@ use serde_json::Value;
 use crate::ct;
 use crate::iface::{self, IfaceError};
 use crate::model::{Model, ModelError, State};
+use crate::sg::{self, SgError};
 use crate::store::Store;
+
+impl From<SgError> for RpcError {
+    fn from(e: SgError) -> Self {
+        let code = match e {
+            SgError::NoGroup(_) | SgError::NoRule { .. } => code::NOT_FOUND,
+            SgError::Exists(_) | SgError::Duplicate { .. } => code::ALREADY_EXISTS,
+            SgError::InUse { .. } | SgError::Referenced { .. } => code::IN_USE,
+            _ => code::INVALID_PARAMS,
+        };
+        RpcError::new(code, e.to_string())
+    }
+}
 
 impl From<ModelError> for RpcError {
     fn from(e: ModelError) -> Self {
@@ -36,6 +51,7 @@ impl From<ModelError> for RpcError {
             | ModelError::BadMac(_)
             | ModelError::NotUnicast(_)
             | ModelError::BadIp(_) => code::INVALID_PARAMS,
+            ModelError::Security(e) => return e.into(),
         };
         RpcError::new(code, e.to_string())
     }
@@ -94,6 +110,9 @@ impl Service {
             if let Err(e) = self.model.add_network(name) {
                 tracing::warn!(network = %name, error = %e, "saved network not restored");
             }
+        }
+        if let Err(e) = self.model.groups.add_records(&state.groups) {
+            tracing::warn!(error = %e, "saved security groups not restored");
         }
         for policy in &state.policies {
             if let Err(e) = self.ct_policy_set(policy) {
@@ -155,6 +174,69 @@ impl Service {
                     .map(|p| self.port_info(&p.spec.name))
                     .collect::<Result<_, _>>()?;
                 reply(&ports)
+            }
+            method::PORT_SET => {
+                let p: PortSet = decode(params)?;
+                self.model.set_port(&p)?;
+                let recheck = self.commit();
+                tracing::info!(port = %p.name, ?recheck, "port security changed");
+                reply(&PortSetResult {
+                    port: self.port_info(&p.name)?,
+                    recheck,
+                })
+            }
+            method::SG_ADD => {
+                let p: SgAdd = decode(params)?;
+                self.model.groups.add_group(&p.name, !p.stateless)?;
+                self.save();
+                reply(&())
+            }
+            method::SG_DEL => {
+                let p: SgName = decode(params)?;
+                let users = self.model.group_users(&p.name);
+                self.model.groups.del_group(&p.name, &users)?;
+                reply(&self.commit())
+            }
+            method::SG_LIST => {
+                decode::<Empty>(params)?;
+                reply(&self.model.groups.infos(|g| self.model.group_users(g)))
+            }
+            method::SG_SHOW => {
+                let p: SgName = decode(params)?;
+                let g = self.model.groups.group(&p.name)?;
+                reply(&sg::info(&p.name, g, self.model.group_users(&p.name)))
+            }
+            method::SG_RULE_ADD => {
+                let p: SgRuleAdd = decode(params)?;
+                let rule = self.model.groups.add_rule(&p.group, &p.rule, None)?;
+                self.commit();
+                tracing::info!(group = %p.group, id = rule.id, "rule added");
+                reply(&brink_api::types::SgRuleInfo {
+                    id: rule.id,
+                    rule: rule.spec,
+                    hits: 0,
+                })
+            }
+            method::SG_RULE_DEL => {
+                let p: SgRuleDel = decode(params)?;
+                self.model.groups.del_rule(&p.group, p.id)?;
+                let recheck = self.commit();
+                tracing::info!(group = %p.group, id = p.id, ?recheck, "rule removed");
+                reply(&recheck)
+            }
+            method::SG_IMPORT => {
+                let p: SgImport = decode(params)?;
+                let records = sg::import(&p.groups)?;
+                self.model.groups.add_records(&records)?;
+                self.commit();
+                let infos: Result<Vec<_>, SgError> = records
+                    .iter()
+                    .map(|r| {
+                        let g = self.model.groups.group(&r.name)?;
+                        Ok(sg::info(&r.name, g, vec![]))
+                    })
+                    .collect();
+                reply(&infos?)
             }
             method::FDB_SHOW => self.fdb_show(decode(params)?),
             method::FDB_FLUSH => {
@@ -234,6 +316,9 @@ impl Service {
             early_drops: s.early_drops,
             expired: s.expired,
             flushed: s.flushed,
+            denied: s.denied,
+            recheck_kept: s.recheck_kept,
+            recheck_cut: s.recheck_cut,
             invalid: InvalidReason::ALL
                 .iter()
                 .map(|&r| (r.name().to_string(), s.invalid[r as usize]))
@@ -324,6 +409,10 @@ impl Service {
                 .get(name)
                 .map_or_else(|| "down".into(), |r| r.mode.to_string()),
             conntrack: p.spec.conntrack,
+            port_security: p.spec.port_security,
+            security_groups: p.spec.security_groups.clone(),
+            allowed_pairs: p.spec.allowed_pairs.clone(),
+            permitted_ethertypes: p.spec.permitted_ethertypes.clone(),
         })
     }
 
@@ -395,15 +484,28 @@ impl Service {
         reply(&Stats { ports, workers })
     }
 
-    /// Publishes the model to the dataplane and saves it.
-    fn commit(&mut self) {
-        self.publish();
+    /// Publishes the model to the dataplane and saves it; returns what rechecking the
+    /// connections admitted under the old rules found.
+    fn commit(&mut self) -> Recheck {
+        let recheck = self.publish();
         self.save();
+        recheck
     }
 
-    fn publish(&mut self) {
+    /// Publishes the model as a new snapshot, then sweeps the connection table: connections
+    /// admitted under older rules that the new ones deny are cut. Workers recheck such
+    /// connections on their next packet too; the result counts both.
+    fn publish(&mut self) -> Recheck {
         self.generation += 1;
-        self.switch.publish(self.model.snapshot(self.generation));
+        let ct = self.switch.conntrack();
+        let before = ct.stats();
+        let snap = self.switch.publish(self.model.snapshot(self.generation));
+        ct.recheck(&mut SnapshotGate(&snap));
+        let after = ct.stats();
+        Recheck {
+            kept: after.recheck_kept - before.recheck_kept,
+            cut: after.recheck_cut - before.recheck_cut,
+        }
     }
 
     fn save(&self) {

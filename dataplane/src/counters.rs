@@ -31,11 +31,31 @@ pub enum DropReason {
     MalformedIp,
     /// Conntrack found the packet invalid for any connection (reason in `ct stats`).
     CtInvalid,
+    /// Port security: sent from a MAC that is not the port's or an allowed pair's.
+    SpoofedMac,
+    /// Port security: sent from an IP address the port may not use with that MAC.
+    SpoofedIp,
+    /// Port security: an ARP packet whose sender is not the port's.
+    SpoofedArp,
+    /// Port security: an IPv6 neighbour advertisement for an address that is not the port's.
+    SpoofedNd,
+    /// Port security: a DHCP or DHCPv6 server reply from a VM.
+    DhcpServer,
+    /// Port security: an IPv6 router advertisement from a VM.
+    RouterAdvert,
+    /// Port security: an EtherType other than IPv4, IPv6 and ARP that is not permitted.
+    EthertypeDenied,
+    /// No security-group rule of the sending port allows the packet out.
+    EgressDenied,
+    /// No security-group rule of the receiving port allows the packet in.
+    IngressDenied,
+    /// The connection was admitted by a rule that is gone, and no current rule allows it.
+    RuleRevoked,
 }
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Runt,
         DropReason::BadSourceMac,
         DropReason::Hairpin,
@@ -47,6 +67,16 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::MalformedIp,
         DropReason::CtInvalid,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::SpoofedArp,
+        DropReason::SpoofedNd,
+        DropReason::DhcpServer,
+        DropReason::RouterAdvert,
+        DropReason::EthertypeDenied,
+        DropReason::EgressDenied,
+        DropReason::IngressDenied,
+        DropReason::RuleRevoked,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -65,6 +95,16 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::MalformedIp => "malformed_ip",
             DropReason::CtInvalid => "ct_invalid",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::SpoofedArp => "spoofed_arp",
+            DropReason::SpoofedNd => "spoofed_nd",
+            DropReason::DhcpServer => "dhcp_server",
+            DropReason::RouterAdvert => "router_advert",
+            DropReason::EthertypeDenied => "ethertype_denied",
+            DropReason::EgressDenied => "egress_denied",
+            DropReason::IngressDenied => "ingress_denied",
+            DropReason::RuleRevoked => "rule_revoked",
         }
     }
 }

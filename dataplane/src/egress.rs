@@ -120,10 +120,20 @@ impl<B: Backend> Egress<B> {
         }
     }
 
-    /// Sends a copy of `frame` to every port of `network` except `in_port`.
-    pub fn flood(&mut self, in_port: PortId, network: NetworkId, frame: B::Frame, snap: &Snapshot) {
+    /// Sends a copy of `frame` to every port of `network` except `in_port` that `admits`.
+    pub fn flood(
+        &mut self,
+        in_port: PortId,
+        network: NetworkId,
+        frame: B::Frame,
+        snap: &Snapshot,
+        admits: impl Fn(PortId) -> bool,
+    ) {
         let members = snap.members(network);
-        let mut targets = members.iter().copied().filter(|&p| p != in_port);
+        let mut targets = members
+            .iter()
+            .copied()
+            .filter(|&p| p != in_port && admits(p));
         let Some(mut current) = targets.next() else {
             self.drop_rx(in_port, DropReason::NoOtherPort, frame);
             return;

@@ -258,6 +258,7 @@ mod tests {
                     worker: 0,
                     mac: m.map(mac),
                     conntrack: false,
+                    filter: None,
                 };
                 (id, entry)
             }),

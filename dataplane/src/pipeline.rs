@@ -1,20 +1,25 @@
-//! The stages every batch of frames goes through, in order.
+//! The stages every batch of frames goes through, in order: parse, port security, l2,
+//! conntrack (which asks the security-group rules before it creates a connection), rules (the
+//! per-packet checks conntrack does not cover), tx.
 //!
 //! Each stage is a plain function over the whole batch: it finishes every frame before the next
-//! stage starts, reads the fixed-size [`FlowKey`] rather than the bytes, and records its decision
-//! in the frame's [`Verdict`]. A dropped frame keeps its reason until `tx` counts and frees it.
+//! stage starts, reads the parsed [`FlowKey`] and [`L3`] rather than the bytes, and records its
+//! decision in the frame's [`Verdict`]. A dropped frame keeps its reason until `tx` counts and
+//! frees it.
 
 use std::time::Instant;
 
 use brink_conntrack::{CtState, Packet, Table};
 
+use crate::acl::judge::{self, FrameGate};
+use crate::acl::Direction;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::egress::Egress;
 use crate::fdb::{Fdb, Learn};
 use crate::port::Backend;
 use crate::snapshot::{NetworkId, PortId, Snapshot};
 use crate::wire::ip::{self, Parsed};
-use crate::wire::{EthernetFrame, MacAddr};
+use crate::wire::{arp, EtherType, EthernetFrame, MacAddr, L3};
 
 /// Frames per batch.
 pub const BATCH_SIZE: usize = 32;
@@ -57,12 +62,17 @@ pub struct Batch<F> {
     pub network: NetworkId,
     /// The port tracks connections.
     pub track: bool,
+    /// Frames need their ARP and IP headers read: the port tracks connections, or its network
+    /// has ports with port security.
+    pub inspect: bool,
     /// Bytes received in this batch (filled by `parse`).
     pub rx_bytes: u64,
     /// The frames.
     pub frames: [F; BATCH_SIZE],
     /// Parsed keys.
     pub keys: [FlowKey; BATCH_SIZE],
+    /// What each frame carries above Ethernet.
+    pub l3: [L3; BATCH_SIZE],
     /// What conntrack is told about each IP frame (`None`: not tracked).
     pub ct: [Option<Packet>; BATCH_SIZE],
     /// What conntrack said (default: not tracked).
@@ -78,9 +88,11 @@ impl<F: Copy + Default> Default for Batch<F> {
             in_port: 0,
             network: NetworkId::default(),
             track: false,
+            inspect: false,
             rx_bytes: 0,
             frames: [F::default(); BATCH_SIZE],
             keys: [FlowKey::default(); BATCH_SIZE],
+            l3: [L3::default(); BATCH_SIZE],
             ct: [None; BATCH_SIZE],
             ct_state: [CtState::default(); BATCH_SIZE],
             verdicts: [Verdict::Flood; BATCH_SIZE],
@@ -88,14 +100,17 @@ impl<F: Copy + Default> Default for Batch<F> {
     }
 }
 
-/// Parses every frame's Ethernet header into its key and, on ports that track connections, its
-/// IP and transport headers into what conntrack needs. Short frames are dropped as runts, IP
-/// frames with broken headers as malformed.
+/// Parses every frame's Ethernet header into its key; if the batch needs inspecting, its ARP and
+/// IP headers into its [`L3`] and, on ports that track connections, what conntrack needs. Short
+/// frames are dropped as runts, inspected IP frames with broken headers as malformed.
 pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
     b.rx_bytes = 0;
     for i in 0..b.len {
         let bytes = backend.bytes(&b.frames[i]);
         b.rx_bytes += bytes.len() as u64;
+        b.l3[i] = L3::Other;
+        b.ct[i] = None;
+        b.ct_state[i] = CtState::default();
         let Ok(eth) = EthernetFrame::new_checked(bytes) else {
             b.verdicts[i] = Verdict::Drop(DropReason::Runt);
             continue;
@@ -107,15 +122,43 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
             network: b.network,
         };
         b.verdicts[i] = Verdict::Flood;
-        if b.track {
-            b.ct[i] = match ip::parse(eth.ethertype(), eth.payload(), b.network.0) {
-                Some(Parsed::Track(p)) => Some(p),
-                Some(Parsed::Malformed) => {
-                    b.verdicts[i] = Verdict::Drop(DropReason::MalformedIp);
-                    None
+        if !b.inspect {
+            continue;
+        }
+        match eth.ethertype() {
+            EtherType::Arp => {
+                if let Some(sender) = arp::sender(eth.payload()) {
+                    b.l3[i] = L3::Arp(sender);
                 }
-                Some(Parsed::Untracked) | None => None,
-            };
+            }
+            et => match ip::parse(et, eth.payload(), b.network.0) {
+                Some(Parsed::Ip(flow, ct)) => {
+                    b.l3[i] = L3::Ip(flow);
+                    if b.track {
+                        b.ct[i] = ct;
+                    }
+                }
+                Some(Parsed::Malformed) => b.verdicts[i] = Verdict::Drop(DropReason::MalformedIp),
+                None => {}
+            },
+        }
+    }
+}
+
+/// On ports with port security, drops what the VM may not send: frames from other MACs or IP
+/// addresses, spoofed ARP and neighbour advertisements, DHCP server replies, router
+/// advertisements, and EtherTypes that are not permitted.
+pub fn port_security<F>(b: &mut Batch<F>, snap: &Snapshot) {
+    let Some(filter) = snap.port(b.in_port).and_then(|p| p.filter.as_deref()) else {
+        return;
+    };
+    for i in 0..b.len {
+        if matches!(b.verdicts[i], Verdict::Drop(_)) {
+            continue;
+        }
+        let k = &b.keys[i];
+        if let Err(reason) = filter.security.check(k.src, k.ethertype, &b.l3[i]) {
+            b.verdicts[i] = Verdict::Drop(reason);
         }
     }
 }
@@ -152,21 +195,64 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
 }
 
 /// On ports that track connections, tracks every IP frame still on its way in its network's
-/// zone at time `now_ns`; frames that are invalid for any connection are dropped.
-pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, now_ns: u64) {
+/// zone at time `now_ns`. A new connection is created only if the security groups of both its
+/// ports allow it, and a connection admitted under older rules is rechecked; frames refused
+/// either way, and frames invalid for any connection, are dropped.
+pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u64) {
     if !b.track {
         return;
     }
     for i in 0..b.len {
-        b.ct_state[i] = CtState::default();
+        let to = match b.verdicts[i] {
+            Verdict::Drop(_) => continue,
+            Verdict::Forward(p) => Some(p),
+            Verdict::Flood => None,
+        };
+        let (Some(packet), L3::Ip(flow)) = (&b.ct[i], &b.l3[i]) else {
+            continue;
+        };
+        let mut gate = FrameGate::new(snap, flow, b.in_port, to);
+        let state = table.process_gated(packet, now_ns, &mut gate);
+        b.ct_state[i] = state;
+        if let Some(reason) = gate.denied {
+            b.verdicts[i] = Verdict::Drop(reason);
+        } else if state.contains(CtState::INVALID) {
+            b.verdicts[i] = Verdict::Drop(DropReason::CtInvalid);
+        }
+    }
+}
+
+/// The security-group checks conntrack did not make: every packet of stateless ports and of
+/// untracked traffic, and the EtherTypes a port with port security accepts. Flooded frames are
+/// checked per receiving port in `tx`.
+pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
+    for i in 0..b.len {
         if matches!(b.verdicts[i], Verdict::Drop(_)) {
             continue;
         }
-        let Some(packet) = &b.ct[i] else { continue };
-        let state = table.process(packet, now_ns);
-        b.ct_state[i] = state;
-        if state.contains(CtState::INVALID) {
-            b.verdicts[i] = Verdict::Drop(DropReason::CtInvalid);
+        let to = match b.verdicts[i] {
+            Verdict::Forward(p) => Some(p),
+            _ => None,
+        };
+        let checked = match &b.l3[i] {
+            L3::Ip(flow) => {
+                let tracked = b.ct_state[i].contains(CtState::TRACKED);
+                judge::per_packet(snap, b.in_port, Direction::Egress, flow, tracked).and_then(
+                    |()| match to {
+                        Some(to) => judge::per_packet(snap, to, Direction::Ingress, flow, tracked),
+                        None => Ok(()),
+                    },
+                )
+            }
+            l3 => match to {
+                Some(to) if !judge::floods_to(snap, to, b.keys[i].ethertype, l3, b.ct_state[i]) => {
+                    Err(DropReason::EthertypeDenied)
+                }
+                _ => Ok(()),
+            },
+        };
+        if let Err(reason) = checked {
+            b.verdicts[i] = Verdict::Drop(reason);
         }
     }
 }
@@ -179,7 +265,12 @@ pub fn tx<B: Backend>(b: &Batch<B::Frame>, egress: &mut Egress<B>, snap: &Snapsh
         let frame = b.frames[i];
         match b.verdicts[i] {
             Verdict::Forward(to) => egress.send(in_port, to, frame, snap),
-            Verdict::Flood => egress.flood(in_port, b.keys[i].network, frame, snap),
+            Verdict::Flood => {
+                let (ethertype, l3, state) = (b.keys[i].ethertype, &b.l3[i], b.ct_state[i]);
+                egress.flood(in_port, b.keys[i].network, frame, snap, |to| {
+                    judge::floods_to(snap, to, ethertype, l3, state)
+                });
+            }
             Verdict::Drop(reason) => egress.drop_rx(in_port, reason, frame),
         }
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use hashbrown::HashMap;
 
+use crate::acl::PortFilter;
 use crate::wire::MacAddr;
 
 /// Index of a port in every per-port table (snapshot, worker port table, frame holders).
@@ -46,7 +47,7 @@ impl MacKey {
 }
 
 /// What workers need to know about one port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PortEntry {
     /// The port's network.
     pub network: NetworkId,
@@ -56,6 +57,17 @@ pub struct PortEntry {
     pub mac: Option<MacAddr>,
     /// Track this port's IP traffic in its network's conntrack zone.
     pub conntrack: bool,
+    /// Port security and security groups; `None`: port security off (a plain switch port).
+    pub filter: Option<Arc<PortFilter>>,
+}
+
+impl PortEntry {
+    /// Whether traffic from this port is tracked: conntrack is on and its groups are not
+    /// stateless.
+    #[inline]
+    pub fn tracks(&self) -> bool {
+        self.conntrack && self.filter.as_ref().is_none_or(|f| f.stateful)
+    }
 }
 
 /// One immutable view of the switch's ports and networks.
@@ -65,6 +77,8 @@ pub struct Snapshot {
     ports: Vec<Option<PortEntry>>,
     members: HashMap<NetworkId, Vec<PortId>>,
     static_macs: HashMap<MacKey, PortId>,
+    /// Networks with at least one port with port security.
+    filtered: Vec<NetworkId>,
 }
 
 impl Snapshot {
@@ -84,6 +98,9 @@ impl Snapshot {
             if let Some(mac) = entry.mac {
                 snap.static_macs.insert(MacKey::new(entry.network, mac), id);
             }
+            if entry.filter.is_some() && !snap.filtered.contains(&entry.network) {
+                snap.filtered.push(entry.network);
+            }
             *slot = Some(entry);
         }
         for list in snap.members.values_mut() {
@@ -97,10 +114,25 @@ impl Snapshot {
         self.generation
     }
 
+    /// The generation connections are admitted under: connections admitted under an older one
+    /// are rechecked against this snapshot's rules. It wraps after 2^32 snapshots; a connection
+    /// would have to sit unchecked through exactly that many to be missed.
+    #[inline]
+    pub fn rules_generation(&self) -> u32 {
+        self.generation as u32
+    }
+
     /// The port with id `id`, if it exists.
     #[inline]
     pub fn port(&self, id: PortId) -> Option<&PortEntry> {
         self.ports.get(usize::from(id)).and_then(Option::as_ref)
+    }
+
+    /// Whether some port of `network` has port security, so frames there need their IP headers
+    /// read even when they are not tracked.
+    #[inline]
+    pub fn is_filtered(&self, network: NetworkId) -> bool {
+        self.filtered.contains(&network)
     }
 
     /// All ports of `network`, in id order.
@@ -128,9 +160,12 @@ impl Default for SnapshotCell {
 }
 
 impl SnapshotCell {
-    /// Replaces the current snapshot. Workers see it from their next poll iteration.
-    pub fn publish(&self, snap: Snapshot) {
-        self.0.store(Arc::new(snap));
+    /// Replaces the current snapshot and returns it. Workers see it from their next poll
+    /// iteration.
+    pub fn publish(&self, snap: Snapshot) -> Arc<Snapshot> {
+        let snap = Arc::new(snap);
+        self.0.store(Arc::clone(&snap));
+        snap
     }
 
     /// The current snapshot; hold it for one poll iteration at most.
@@ -150,6 +185,7 @@ mod tests {
             worker: 0,
             mac: mac.map(|b| MacAddr([2, 0, 0, 0, 0, b])),
             conntrack: false,
+            filter: None,
         }
     }
 

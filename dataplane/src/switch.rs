@@ -115,9 +115,9 @@ impl<B: Backend + 'static> Switch<B> {
         self.workers.len()
     }
 
-    /// Publishes a new snapshot to every worker.
-    pub fn publish(&self, snap: Snapshot) {
-        self.shared.snapshot.publish(snap);
+    /// Publishes a new snapshot to every worker and returns it.
+    pub fn publish(&self, snap: Snapshot) -> Arc<Snapshot> {
+        self.shared.snapshot.publish(snap)
     }
 
     /// The connection table.

@@ -197,7 +197,8 @@ impl<B: Backend> Worker<B> {
             self.batch.len = n;
             self.batch.in_port = port;
             self.batch.network = entry.network;
-            self.batch.track = entry.conntrack;
+            self.batch.track = entry.tracks();
+            self.batch.inspect = self.batch.track || snap.is_filtered(entry.network);
             self.run_batch(&snap, now);
             moved += n;
         }
@@ -220,8 +221,10 @@ impl<B: Backend> Worker<B> {
     fn run_batch(&mut self, snap: &Snapshot, now: Instant) {
         let b = &mut self.batch;
         stage::parse(b, &self.egress.backend);
+        stage::port_security(b, snap);
         stage::l2(b, &mut self.fdb, now, &self.counters);
-        stage::conntrack(b, &self.shared.ct, self.shared.ns(now));
+        stage::conntrack(b, &self.shared.ct, snap, self.shared.ns(now));
+        stage::rules(b, snap);
         stage::tx(b, &mut self.egress, snap);
         self.counters.batches.add(1);
         if let Some(c) = self.egress.port_counters(b.in_port) {

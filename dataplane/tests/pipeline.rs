@@ -121,6 +121,7 @@ impl Rig {
             worker,
             mac,
             conntrack,
+            filter: None,
         };
         let id = usize::from(id);
         if self.ports.len() <= id {

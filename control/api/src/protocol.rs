@@ -37,8 +37,26 @@ pub mod method {
     /// A network's conntrack policy. Params: [`CtPolicyShow`](crate::types::CtPolicyShow).
     pub const CT_POLICY_SHOW: &str = "ct.policy.show";
 
+    /// Change a port's security. Params: [`PortSet`](crate::types::PortSet).
+    pub const PORT_SET: &str = "port.set";
+    /// Create a security group. Params: [`SgAdd`](crate::types::SgAdd).
+    pub const SG_ADD: &str = "sg.add";
+    /// Delete an unused security group. Params: [`SgName`](crate::types::SgName).
+    pub const SG_DEL: &str = "sg.del";
+    /// List security groups. No params.
+    pub const SG_LIST: &str = "sg.list";
+    /// One security group with its rules and hit counts. Params: [`SgName`](crate::types::SgName).
+    pub const SG_SHOW: &str = "sg.show";
+    /// Add a rule. Params: [`SgRuleAdd`](crate::types::SgRuleAdd).
+    pub const SG_RULE_ADD: &str = "sg.rule.add";
+    /// Remove a rule. Params: [`SgRuleDel`](crate::types::SgRuleDel).
+    pub const SG_RULE_DEL: &str = "sg.rule.del";
+    /// Import groups as `openstack security group show -f json` prints them.
+    /// Params: [`SgImport`](crate::types::SgImport).
+    pub const SG_IMPORT: &str = "sg.import";
+
     /// Every method, for "method not found" errors.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 22] = [
         NETWORK_ADD,
         NETWORK_DEL,
         NETWORK_LIST,
@@ -53,6 +71,14 @@ pub mod method {
         CT_STATS,
         CT_POLICY_SET,
         CT_POLICY_SHOW,
+        PORT_SET,
+        SG_ADD,
+        SG_DEL,
+        SG_LIST,
+        SG_SHOW,
+        SG_RULE_ADD,
+        SG_RULE_DEL,
+        SG_IMPORT,
     ];
 }
 

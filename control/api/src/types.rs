@@ -56,10 +56,194 @@ pub struct PortAdd {
     /// Track the port's connections (default on).
     #[serde(default = "on")]
     pub conntrack: bool,
+    /// Port security and security groups (default on: no group, so nothing passes but
+    /// neighbour discovery and DHCP until groups are set).
+    #[serde(default = "on")]
+    pub port_security: bool,
+    /// Security groups, by name.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Allowed address pairs: `IP[/LEN][,MAC]` (the port's MAC if none).
+    #[serde(default)]
+    pub allowed_pairs: Vec<String>,
+    /// EtherTypes besides IPv4, IPv6 and ARP the port may send and receive.
+    #[serde(default)]
+    pub permitted_ethertypes: Vec<u16>,
 }
 
 fn on() -> bool {
     true
+}
+
+/// Params of `port.set`; absent fields stay as they are, given ones replace the old value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSet {
+    /// Port name.
+    pub name: String,
+    /// Port security on or off.
+    #[serde(default)]
+    pub port_security: Option<bool>,
+    /// The port's security groups.
+    #[serde(default)]
+    pub security_groups: Option<Vec<String>>,
+    /// Allowed address pairs: `IP[/LEN][,MAC]`.
+    #[serde(default)]
+    pub allowed_pairs: Option<Vec<String>>,
+    /// Permitted EtherTypes.
+    #[serde(default)]
+    pub permitted_ethertypes: Option<Vec<u16>>,
+}
+
+/// Result of a change that can cut connections: what the recheck of every connection admitted
+/// under the old rules found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recheck {
+    /// Connections another rule still allows.
+    pub kept: u64,
+    /// Connections no rule allows any more, now removed.
+    pub cut: u64,
+}
+
+/// Result of `port.set`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PortSetResult {
+    /// The port as it is now.
+    pub port: PortInfo,
+    /// What happened to its connections.
+    pub recheck: Recheck,
+}
+
+/// Params of `sg.add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgAdd {
+    /// Group name.
+    pub name: String,
+    /// Judge every packet and track nothing (Neutron `stateful=False`).
+    #[serde(default)]
+    pub stateless: bool,
+}
+
+/// Params of `sg.del` and `sg.show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgName {
+    /// Group name.
+    pub name: String,
+}
+
+/// Which way a rule applies, seen from the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleDirection {
+    /// Into the VM.
+    Ingress,
+    /// Out of the VM.
+    Egress,
+}
+
+/// IP version of a rule.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub enum Ethertype {
+    /// IPv4.
+    #[default]
+    IPv4,
+    /// IPv6.
+    IPv6,
+}
+
+/// A security-group rule as given (Neutron's fields).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Direction.
+    pub direction: RuleDirection,
+    /// IP version (default IPv4).
+    #[serde(default)]
+    pub ethertype: Ethertype,
+    /// Protocol: a name (`tcp`, `udp`, `icmp`, `icmpv6`, `sctp`, ...), a number, or absent
+    /// for any.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Lowest destination port, or the ICMP type.
+    #[serde(default)]
+    pub port_min: Option<u16>,
+    /// Highest destination port, or the ICMP code.
+    #[serde(default)]
+    pub port_max: Option<u16>,
+    /// Remote prefix (CIDR): the source for ingress, the destination for egress.
+    #[serde(default)]
+    pub remote_ip: Option<String>,
+    /// Remote group: the addresses of its member ports.
+    #[serde(default)]
+    pub remote_group: Option<String>,
+}
+
+/// Params of `sg.rule.add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgRuleAdd {
+    /// Group name.
+    pub group: String,
+    /// The rule.
+    pub rule: RuleSpec,
+}
+
+/// Params of `sg.rule.del`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgRuleDel {
+    /// Group name.
+    pub group: String,
+    /// Rule id.
+    pub id: u32,
+}
+
+/// A rule in `sg.show`, and the result of `sg.rule.add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SgRuleInfo {
+    /// Rule id.
+    pub id: u32,
+    /// The rule, normalized (protocol lower-case, prefixes canonical).
+    pub rule: RuleSpec,
+    /// Connections it admitted (packets, for a stateless group).
+    pub hits: u64,
+}
+
+/// A group in `sg.list` and `sg.show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SgInfo {
+    /// Group name.
+    pub name: String,
+    /// Stateful (connections judged once) or stateless.
+    pub stateful: bool,
+    /// Rules.
+    pub rules: Vec<SgRuleInfo>,
+    /// Ports that use it.
+    pub ports: Vec<String>,
+}
+
+/// A saved group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SgRecord {
+    /// Group name.
+    pub name: String,
+    /// Stateful.
+    pub stateful: bool,
+    /// Rules with their ids.
+    pub rules: Vec<(u32, RuleSpec)>,
+}
+
+/// Params of `sg.import`: what `openstack security group show -f json` prints, one group or a
+/// list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgImport {
+    /// The JSON.
+    pub groups: serde_json::Value,
 }
 
 /// Params of `port.del`.
@@ -93,6 +277,14 @@ pub struct PortInfo {
     pub mode: String,
     /// Connections are tracked.
     pub conntrack: bool,
+    /// Port security on.
+    pub port_security: bool,
+    /// Security groups.
+    pub security_groups: Vec<String>,
+    /// Allowed address pairs.
+    pub allowed_pairs: Vec<String>,
+    /// Permitted EtherTypes.
+    pub permitted_ethertypes: Vec<u16>,
 }
 
 /// Params of `fdb.show` and `fdb.flush`.
@@ -245,12 +437,13 @@ pub struct CtEntry {
     pub expires_secs: f64,
     /// Mark.
     pub mark: u32,
-    /// Labels, as 32 hex digits.
-    pub labels: String,
-    /// Id of the rule that admitted it (0: none).
-    pub rule_id: u32,
-    /// Rule-set generation that admitted it.
+    /// Rules that admitted it on the opener's port (egress) and the receiver's port (ingress);
+    /// 0 where none was needed.
+    pub rules: [u32; 2],
+    /// Rule generation it was admitted or last rechecked under.
     pub generation: u32,
+    /// The opener's port and the receiver's port (absent: unknown or flooded).
+    pub ports: [Option<String>; 2],
 }
 
 /// Result of `ct.flush`.
@@ -286,6 +479,12 @@ pub struct CtStats {
     pub expired: u64,
     /// Connections removed by `ct.flush`.
     pub flushed: u64,
+    /// New connections security groups refused.
+    pub denied: u64,
+    /// Connections rechecked after a rule change and kept.
+    pub recheck_kept: u64,
+    /// Connections rechecked after a rule change and cut.
+    pub recheck_cut: u64,
     /// Invalid packets by reason (non-zero only).
     pub invalid: BTreeMap<String, u64>,
     /// Connections per network.

@@ -70,6 +70,7 @@ pub fn worker(flows: usize, conntrack: bool) -> (Worker<MemBackend>, Arc<PortCou
         worker: 0,
         mac,
         conntrack,
+        filter: None,
     };
     shared.snapshot.publish(Snapshot::new(
         1,

@@ -1,22 +1,94 @@
-//! IPv4, IPv6 and their transport headers, parsed into what conntrack needs.
+//! IPv4, IPv6 and their transport headers, parsed into what the firewall and conntrack need.
 //!
-//! One pass over the bytes after the Ethernet header yields a [`Parsed`]: a conntrack
-//! [`Packet`], a message conntrack leaves alone (neighbour discovery, MLD), or a malformed header.
-//! Every view checks its length once; nothing here can panic on any input.
+//! One pass over the bytes after the Ethernet header yields a [`Parsed`]: the packet's [`Flow`]
+//! (what port security and security-group rules read) with the conntrack [`Packet`], or a
+//! malformed header. Every view checks its length once; nothing here can panic on any input.
 
 use brink_conntrack::key::proto;
 use brink_conntrack::{Addr, Packet, TcpSegment, Tuple, L4};
 
 use super::EtherType;
 
-/// What an IP packet is to conntrack.
+/// ICMPv6 types port security and the firewall treat specially.
+pub mod icmpv6 {
+    /// Router advertisement.
+    pub const ROUTER_ADVERT: u8 = 134;
+    /// Neighbour solicitation.
+    pub const NEIGHBOR_SOLICIT: u8 = 135;
+    /// Neighbour advertisement.
+    pub const NEIGHBOR_ADVERT: u8 = 136;
+    /// Neighbour discovery and multicast listener messages: they pass untracked, as in Linux,
+    /// so address resolution never depends on connection state.
+    pub fn is_nd_or_mld(kind: u8) -> bool {
+        matches!(kind, 130..=137 | 143)
+    }
+}
+
+/// The fields of an IP packet that port security and security-group rules match on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flow {
+    /// IPv6 (else IPv4).
+    pub v6: bool,
+    /// IP protocol (after IPv6 extension headers).
+    pub proto: u8,
+    /// Source address.
+    pub src: Addr,
+    /// Destination address.
+    pub dst: Addr,
+    /// TCP, UDP or SCTP source port (else 0).
+    pub sport: u16,
+    /// TCP, UDP or SCTP destination port (else 0).
+    pub dport: u16,
+    /// ICMP or ICMPv6 type and code.
+    pub icmp: Option<(u8, u8)>,
+    /// Target address of an IPv6 neighbour advertisement.
+    pub nd_target: Option<Addr>,
+}
+
+impl Flow {
+    /// What a rule's port range is matched against: the destination port, or for ICMP
+    /// `type << 8 | code` (Neutron puts ICMP type and code in the port range fields).
+    #[inline]
+    pub fn rule_port(&self) -> u16 {
+        match self.icmp {
+            Some((t, c)) => u16::from(t) << 8 | u16::from(c),
+            None => self.dport,
+        }
+    }
+
+    /// The flow of the packet that opened the connection `original`, for rechecking it when
+    /// only the connection's tuple is known. ICMP connections are echo requests.
+    pub fn of_tuple(original: &Tuple) -> Flow {
+        let v6 = !original.src.is_v4();
+        let icmp = match original.proto {
+            proto::ICMP => Some((8, 0)),
+            proto::ICMPV6 => Some((128, 0)),
+            _ => None,
+        };
+        let (sport, dport) = if icmp.is_some() {
+            (0, 0)
+        } else {
+            (original.sport, original.dport)
+        };
+        Flow {
+            v6,
+            proto: original.proto,
+            src: original.src,
+            dst: original.dst,
+            sport,
+            dport,
+            icmp,
+            nd_target: None,
+        }
+    }
+}
+
+/// What an IP packet is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parsed {
-    /// Track it.
-    Track(Packet),
-    /// Pass it untracked: IPv6 neighbour discovery and multicast listener messages, as Linux
-    /// does, so address resolution never depends on connection state.
-    Untracked,
+    /// A well-formed packet and what conntrack is told about it (`None`: neighbour discovery
+    /// and MLD, which pass untracked).
+    Ip(Flow, Option<Packet>),
     /// The IP or transport header is cut short or inconsistent.
     Malformed,
 }
@@ -127,7 +199,14 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
 }
 
 fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
-    let mut tuple = Tuple {
+    let mut flow = Flow {
+        v6: l3.v6,
+        proto: l3.proto,
+        src: l3.src,
+        dst: l3.dst,
+        ..Flow::default()
+    };
+    let tuple = Tuple {
         zone,
         proto: l3.proto,
         src: l3.src,
@@ -135,51 +214,68 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
         sport: 0,
         dport: 0,
     };
-    let packet = |tuple, l4| {
-        Parsed::Track(Packet {
-            tuple,
-            l4,
-            len: l3.len,
-        })
+    let packet = |l4| Packet {
+        tuple,
+        l4,
+        len: l3.len,
     };
     if l3.fragment {
-        return packet(tuple, L4::Fragment);
+        return Parsed::Ip(flow, Some(packet(L4::Fragment)));
     }
     let p = l3.payload;
-    match (l3.proto, l3.v6) {
+    let (ports, l4) = match (l3.proto, l3.v6) {
         (proto::TCP, _) => match tcp(p) {
-            Some((sport, dport, seg)) => {
-                tuple.sport = sport;
-                tuple.dport = dport;
-                packet(tuple, L4::Tcp(seg))
-            }
-            None => Parsed::Malformed,
+            Some((sport, dport, seg)) => ((sport, dport), L4::Tcp(seg)),
+            None => return Parsed::Malformed,
         },
-        (proto::UDP, _) | (proto::SCTP, _) => match (be16(p, 0), be16(p, 2)) {
+        (proto::UDP | proto::SCTP, _) => match (be16(p, 0), be16(p, 2)) {
             (Some(sport), Some(dport)) if p.len() >= 8 => {
-                tuple.sport = sport;
-                tuple.dport = dport;
-                packet(
-                    tuple,
-                    if l3.proto == proto::UDP {
-                        L4::Udp
-                    } else {
-                        L4::Other
-                    },
-                )
+                let l4 = if l3.proto == proto::UDP {
+                    L4::Udp
+                } else {
+                    L4::Other
+                };
+                ((sport, dport), l4)
             }
-            _ => Parsed::Malformed,
+            _ => return Parsed::Malformed,
         },
-        (proto::ICMP, false) => {
-            icmp(p, tuple, IcmpFamily::V4).map_or(Parsed::Malformed, |(t, l4)| packet(t, l4))
+        (proto::ICMP, false) | (proto::ICMPV6, true) => {
+            let family = if l3.v6 {
+                IcmpFamily::V6
+            } else {
+                IcmpFamily::V4
+            };
+            let (Some(&kind), Some(&code)) = (p.first(), p.get(1)) else {
+                return Parsed::Malformed;
+            };
+            flow.icmp = Some((kind, code));
+            if l3.v6 && icmpv6::is_nd_or_mld(kind) {
+                if kind == icmpv6::NEIGHBOR_ADVERT {
+                    let Some(target) = addr(p, 8) else {
+                        return Parsed::Malformed;
+                    };
+                    flow.nd_target = Some(Addr(target));
+                }
+                return Parsed::Ip(flow, None);
+            }
+            return match icmp(p, tuple, family) {
+                Some((t, l4)) => Parsed::Ip(
+                    flow,
+                    Some(Packet {
+                        tuple: t,
+                        l4,
+                        len: l3.len,
+                    }),
+                ),
+                None => Parsed::Malformed,
+            };
         }
-        (proto::ICMPV6, true) => match p.first() {
-            // MLD (130-132, 143) and neighbour discovery (133-137).
-            Some(130..=137 | 143) => Parsed::Untracked,
-            _ => icmp(p, tuple, IcmpFamily::V6).map_or(Parsed::Malformed, |(t, l4)| packet(t, l4)),
-        },
-        _ => packet(tuple, L4::Other),
-    }
+        _ => ((0, 0), L4::Other),
+    };
+    (flow.sport, flow.dport) = ports;
+    let mut pkt = packet(l4);
+    (pkt.tuple.sport, pkt.tuple.dport) = ports;
+    Parsed::Ip(flow, Some(pkt))
 }
 
 /// Source port, destination port and the segment facts conntrack tracks.
@@ -300,7 +396,7 @@ mod tests {
 
     fn track(frame: &[u8]) -> Packet {
         match parsed(frame) {
-            Parsed::Track(p) => p,
+            Parsed::Ip(_, Some(p)) => p,
             other => panic!("not tracked: {other:?}"),
         }
     }
@@ -424,15 +520,44 @@ mod tests {
     }
 
     #[test]
-    fn neighbour_discovery_is_untracked() {
+    fn neighbour_discovery_is_untracked_and_advertisements_carry_their_target() {
+        let nd = |kind| {
+            eth()
+                .ipv6([1; 16], [2; 16], 255)
+                .icmpv6(Icmpv6Type::Unknown {
+                    type_u8: kind,
+                    code_u8: 0,
+                    bytes5to8: [0; 4],
+                })
+        };
+        let Parsed::Ip(flow, None) = parsed(&build!(nd(135), &[7; 20])) else {
+            panic!("a solicitation is tracked or malformed");
+        };
+        assert_eq!((flow.icmp, flow.nd_target), (Some((135, 0)), None));
+        let Parsed::Ip(flow, None) = parsed(&build!(nd(136), &[7; 20])) else {
+            panic!("an advertisement is tracked or malformed");
+        };
+        assert_eq!(flow.nd_target, Some(Addr([7; 16])));
+        assert_eq!(parsed(&build!(nd(136), &[7; 8])), Parsed::Malformed);
+    }
+
+    #[test]
+    fn flows_carry_ports_or_icmp_type_and_code() {
+        let b = eth().ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(68, 67);
+        let Parsed::Ip(flow, Some(_)) = parsed(&build!(b, &[0; 8])) else {
+            panic!("UDP not tracked");
+        };
+        assert_eq!((flow.sport, flow.dport, flow.rule_port()), (68, 67, 67));
+        assert!(!flow.v6 && flow.src == Addr::v4([10, 0, 0, 1]));
         let b = eth()
-            .ipv6([1; 16], [2; 16], 255)
-            .icmpv6(Icmpv6Type::Unknown {
-                type_u8: 135,
-                code_u8: 0,
-                bytes5to8: [0; 4],
-            });
-        assert_eq!(parsed(&build!(b, &[0; 20])), Parsed::Untracked);
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .icmpv4(Icmpv4Type::TimestampRequest(
+                etherparse::icmpv4::TimestampMessage::from_bytes([0; 16]),
+            ));
+        let Parsed::Ip(flow, _) = parsed(&build!(b, &[])) else {
+            panic!("ICMP not parsed");
+        };
+        assert_eq!(flow.rule_port(), 13 << 8);
     }
 
     #[test]
@@ -479,7 +604,7 @@ mod tests {
         v6[4..6].copy_from_slice(&plen.to_be_bytes());
         v6.splice(40..40, hbh);
         let p = match parse(EtherType::Ipv6, &v6, 1) {
-            Some(Parsed::Track(p)) => p,
+            Some(Parsed::Ip(_, Some(p))) => p,
             other => panic!("{other:?}"),
         };
         assert_eq!(

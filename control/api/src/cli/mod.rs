@@ -9,6 +9,10 @@ use serde_json::{json, Value};
 
 use crate::client::{Client, ClientError};
 use crate::protocol::method;
+mod sg;
+
+pub use sg::{PortSetArgs, RuleAddArgs, RuleCmd, SecurityArgs, SgCmd};
+
 use crate::types::{
     CtEntry, CtFilter, CtPolicy, CtPolicySet, CtPolicyShow, CtStats, FdbEntry, NetworkFilter,
     NetworkInfo, NetworkName, PortAdd, PortInfo, PortKind, PortName, Stats, StatsFilter,
@@ -50,6 +54,9 @@ pub enum Command {
     /// Connection tracking.
     #[command(subcommand)]
     Ct(CtCmd),
+    /// Security groups and their rules.
+    #[command(subcommand)]
+    Sg(SgCmd),
 }
 
 /// `ct` subcommands.
@@ -140,6 +147,8 @@ pub enum NetworkCmd {
 pub enum PortCmd {
     /// Attach a port to an interface.
     Add(PortAddArgs),
+    /// Change a port's security: port security, groups, allowed address pairs, EtherTypes.
+    Set(PortSetArgs),
     /// Remove a port (a tap brink created is deleted too).
     Del {
         /// Port name.
@@ -172,6 +181,9 @@ pub struct PortAddArgs {
     /// Do not track this port's connections.
     #[arg(long)]
     pub no_conntrack: bool,
+    /// Port security (default on).
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// `--type` values.
@@ -247,8 +259,14 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
                 mac: a.mac.clone(),
                 ips: a.ips.clone(),
                 conntrack: !a.no_conntrack,
+                port_security: a.security.port_security().unwrap_or(true),
+                security_groups: a.security.groups.clone(),
+                allowed_pairs: a.security.pairs.clone(),
+                permitted_ethertypes: a.security.ethertypes.clone(),
             }),
         ),
+        Command::Port(PortCmd::Set(a)) => (method::PORT_SET, sg::port_set(a)),
+        Command::Sg(cmd) => sg::request(cmd)?,
         Command::Port(PortCmd::Del { name }) => {
             (method::PORT_DEL, to_json(&PortName { name: name.clone() }))
         }
@@ -375,6 +393,8 @@ fn render(command: &Command, result: Value) -> Result<String, ClientError> {
         }
         Command::Ct(CtCmd::Stats) => ct_stats_text(&decode(result)?),
         Command::Ct(CtCmd::Policy(_)) => policy_text(&decode(result)?),
+        Command::Port(PortCmd::Set(_)) => sg::render_port_set(result)?,
+        Command::Sg(cmd) => sg::render(cmd, result)?,
         Command::Network(_) | Command::Port(_) | Command::Fdb(_) => String::new(),
     })
 }
@@ -449,7 +469,7 @@ fn policy_text(p: &CtPolicy) -> String {
 fn port_table(ports: &[PortInfo]) -> String {
     table(
         &[
-            "PORT", "ID", "IFACE", "NETWORK", "TYPE", "MODE", "WORKER", "MAC", "IPS",
+            "PORT", "ID", "IFACE", "NETWORK", "TYPE", "MODE", "WORKER", "MAC", "IPS", "SECURITY",
         ],
         ports
             .iter()
@@ -467,6 +487,11 @@ fn port_table(ports: &[PortInfo]) -> String {
                         "-".into()
                     } else {
                         p.ips.join(",")
+                    },
+                    match (p.port_security, p.security_groups.is_empty()) {
+                        (false, _) => "off".into(),
+                        (true, true) => "on, no groups".into(),
+                        (true, false) => format!("sg {}", p.security_groups.join(",")),
                     },
                 ]
             })

@@ -1,0 +1,337 @@
+//! `brinkctl sg ...` and `brinkctl port set`: security groups, their rules, and port security.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::{decode, port_table, table, to_json};
+use crate::client::ClientError;
+use crate::protocol::method;
+use crate::types::{
+    Ethertype, PortSet, PortSetResult, Recheck, RuleDirection, RuleSpec, SgAdd, SgImport, SgInfo,
+    SgName, SgRuleAdd, SgRuleDel, SgRuleInfo,
+};
+
+/// `sg` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SgCmd {
+    /// Create a security group (stateful unless `--stateless`).
+    Add {
+        /// Group name.
+        name: String,
+        /// Judge every packet and track nothing (Neutron `stateful=False`).
+        #[arg(long)]
+        stateless: bool,
+    },
+    /// Delete a group no port uses.
+    Del {
+        /// Group name.
+        name: String,
+    },
+    /// List groups.
+    List,
+    /// Show a group's rules with their hit counts.
+    Show {
+        /// Group name.
+        name: String,
+    },
+    /// Add or remove rules.
+    #[command(subcommand)]
+    Rule(RuleCmd),
+    /// Import groups from the JSON `openstack security group show -f json` prints (one group
+    /// or a list).
+    Import {
+        /// The JSON file.
+        file: PathBuf,
+    },
+}
+
+/// `sg rule` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RuleCmd {
+    /// Add a rule; prints its id.
+    Add(RuleAddArgs),
+    /// Remove a rule; connections only it allowed are cut.
+    Del {
+        /// Group name.
+        group: String,
+        /// Rule id.
+        id: u32,
+    },
+}
+
+/// Arguments of `sg rule add`.
+#[derive(Debug, Args)]
+pub struct RuleAddArgs {
+    /// Group name.
+    pub group: String,
+    /// ingress (into the VM) or egress (out of it).
+    #[arg(long, value_parser = ["ingress", "egress"])]
+    pub direction: String,
+    /// IPv4 or IPv6.
+    #[arg(long, default_value = "IPv4", value_parser = ["IPv4", "IPv6"])]
+    pub ethertype: String,
+    /// Protocol name (tcp, udp, icmp, icmpv6, sctp, ...) or number; any if absent.
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// One destination port.
+    #[arg(long, conflicts_with_all = ["port_min", "port_max", "icmp_type", "icmp_code"])]
+    pub port: Option<u16>,
+    /// Lowest destination port.
+    #[arg(long, requires = "port_max", conflicts_with_all = ["icmp_type", "icmp_code"])]
+    pub port_min: Option<u16>,
+    /// Highest destination port.
+    #[arg(long, requires = "port_min")]
+    pub port_max: Option<u16>,
+    /// ICMP type.
+    #[arg(long)]
+    pub icmp_type: Option<u16>,
+    /// ICMP code (needs `--icmp-type`).
+    #[arg(long)]
+    pub icmp_code: Option<u16>,
+    /// Remote prefix (CIDR).
+    #[arg(long, conflicts_with = "remote_group")]
+    pub remote_ip: Option<String>,
+    /// Remote group: the addresses of its ports.
+    #[arg(long)]
+    pub remote_group: Option<String>,
+}
+
+/// Port security arguments shared by `port add` and `port set`.
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
+    /// Port security (anti-spoofing and security groups).
+    #[arg(long, value_parser = ["on", "off"])]
+    pub port_security: Option<String>,
+    /// A security group; repeat for several.
+    #[arg(long = "sg")]
+    pub groups: Vec<String>,
+    /// An allowed address pair IP[/LEN][,MAC]; repeat for several.
+    #[arg(long = "allowed-pair")]
+    pub pairs: Vec<String>,
+    /// An EtherType besides IPv4, IPv6 and ARP to permit, like 0x88cc; repeat for several.
+    #[arg(long = "permitted-ethertype", value_parser = ethertype)]
+    pub ethertypes: Vec<u16>,
+}
+
+/// Arguments of `port set`.
+#[derive(Debug, Args)]
+pub struct PortSetArgs {
+    /// Port name.
+    pub name: String,
+    /// Given options replace the port's current values.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    /// Remove every security group.
+    #[arg(long, conflicts_with = "groups")]
+    pub no_sg: bool,
+    /// Remove every allowed address pair.
+    #[arg(long, conflicts_with = "pairs")]
+    pub no_allowed_pairs: bool,
+    /// Remove every permitted EtherType.
+    #[arg(long, conflicts_with = "ethertypes")]
+    pub no_permitted_ethertypes: bool,
+}
+
+fn ethertype(s: &str) -> Result<u16, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u16::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("bad EtherType {s:?}: use hex like 0x88cc"))
+}
+
+impl SecurityArgs {
+    /// Port security as given (`None`: not given).
+    pub fn port_security(&self) -> Option<bool> {
+        self.port_security.as_deref().map(|s| s == "on")
+    }
+}
+
+/// A list option of `port set`: replaced if given, emptied with its `--no-` flag.
+fn replace<T: Clone>(given: &[T], clear: bool) -> Option<Vec<T>> {
+    if clear {
+        Some(vec![])
+    } else if given.is_empty() {
+        None
+    } else {
+        Some(given.to_vec())
+    }
+}
+
+/// The request of `port set`.
+pub fn port_set(a: &PortSetArgs) -> Value {
+    let s = &a.security;
+    to_json(&PortSet {
+        name: a.name.clone(),
+        port_security: s.port_security(),
+        security_groups: replace(&s.groups, a.no_sg),
+        allowed_pairs: replace(&s.pairs, a.no_allowed_pairs),
+        permitted_ethertypes: replace(&s.ethertypes, a.no_permitted_ethertypes),
+    })
+}
+
+/// The method and params of an `sg` command.
+pub fn request(cmd: &SgCmd) -> Result<(&'static str, Value), ClientError> {
+    Ok(match cmd {
+        SgCmd::Add { name, stateless } => (
+            method::SG_ADD,
+            to_json(&SgAdd {
+                name: name.clone(),
+                stateless: *stateless,
+            }),
+        ),
+        SgCmd::Del { name } => (method::SG_DEL, to_json(&SgName { name: name.clone() })),
+        SgCmd::List => (method::SG_LIST, json!({})),
+        SgCmd::Show { name } => (method::SG_SHOW, to_json(&SgName { name: name.clone() })),
+        SgCmd::Rule(RuleCmd::Add(a)) => (
+            method::SG_RULE_ADD,
+            to_json(&SgRuleAdd {
+                group: a.group.clone(),
+                rule: rule_spec(a),
+            }),
+        ),
+        SgCmd::Rule(RuleCmd::Del { group, id }) => (
+            method::SG_RULE_DEL,
+            to_json(&SgRuleDel {
+                group: group.clone(),
+                id: *id,
+            }),
+        ),
+        SgCmd::Import { file } => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| ClientError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let groups: Value = serde_json::from_str(&text)
+                .map_err(|e| ClientError::Usage(format!("{} is not JSON: {e}", file.display())))?;
+            (method::SG_IMPORT, to_json(&SgImport { groups }))
+        }
+    })
+}
+
+fn rule_spec(a: &RuleAddArgs) -> RuleSpec {
+    let (port_min, port_max) = match (a.port, a.icmp_type.is_some() || a.icmp_code.is_some()) {
+        (Some(p), _) => (Some(p), Some(p)),
+        (None, true) => (a.icmp_type, a.icmp_code),
+        (None, false) => (a.port_min, a.port_max),
+    };
+    RuleSpec {
+        direction: if a.direction == "ingress" {
+            RuleDirection::Ingress
+        } else {
+            RuleDirection::Egress
+        },
+        ethertype: if a.ethertype == "IPv6" {
+            Ethertype::IPv6
+        } else {
+            Ethertype::IPv4
+        },
+        protocol: a.protocol.clone(),
+        port_min,
+        port_max,
+        remote_ip: a.remote_ip.clone(),
+        remote_group: a.remote_group.clone(),
+    }
+}
+
+/// One line per rule: what it matches, in `sg show` and after `sg rule add`.
+fn rule_row(r: &SgRuleInfo) -> Vec<String> {
+    let s = &r.rule;
+    let ports = match (s.port_min, s.port_max) {
+        (None, None) => "any".to_string(),
+        (Some(lo), Some(hi)) if lo == hi => lo.to_string(),
+        (Some(lo), Some(hi)) => format!("{lo}-{hi}"),
+        (Some(lo), None) => format!("{lo}/any"),
+        (None, Some(hi)) => format!("any/{hi}"),
+    };
+    let remote = match (&s.remote_ip, &s.remote_group) {
+        (Some(ip), _) => ip.clone(),
+        (None, Some(g)) => format!("group {g}"),
+        (None, None) => "any".into(),
+    };
+    vec![
+        r.id.to_string(),
+        format!("{:?}", s.direction).to_lowercase(),
+        format!("{:?}", s.ethertype),
+        s.protocol.clone().unwrap_or_else(|| "any".into()),
+        ports,
+        remote,
+        r.hits.to_string(),
+    ]
+}
+
+fn recheck_text(r: &Recheck) -> String {
+    format!("connections rechecked: {} kept, {} cut", r.kept, r.cut)
+}
+
+/// Formats the result of an `sg` command for people.
+pub fn render(cmd: &SgCmd, result: Value) -> Result<String, ClientError> {
+    Ok(match cmd {
+        SgCmd::Add { .. } => String::new(),
+        SgCmd::Del { .. } | SgCmd::Rule(RuleCmd::Del { .. }) => recheck_text(&decode(result)?),
+        SgCmd::List => {
+            let groups: Vec<SgInfo> = decode(result)?;
+            table(
+                &["GROUP", "STATEFUL", "RULES", "PORTS"],
+                groups
+                    .iter()
+                    .map(|g| {
+                        vec![
+                            g.name.clone(),
+                            g.stateful.to_string(),
+                            g.rules.len().to_string(),
+                            g.ports.join(","),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+        SgCmd::Show { .. } => {
+            let g: SgInfo = decode(result)?;
+            let ports = if g.ports.is_empty() {
+                "-".to_string()
+            } else {
+                g.ports.join(",")
+            };
+            let state = if g.stateful { "stateful" } else { "stateless" };
+            format!(
+                "group {} ({state}), ports: {ports}\n{}",
+                g.name,
+                table(
+                    &[
+                        "ID",
+                        "DIRECTION",
+                        "ETHERTYPE",
+                        "PROTOCOL",
+                        "PORTS",
+                        "REMOTE",
+                        "HITS"
+                    ],
+                    g.rules.iter().map(rule_row).collect(),
+                )
+            )
+        }
+        SgCmd::Rule(RuleCmd::Add(_)) => {
+            let r: SgRuleInfo = decode(result)?;
+            r.id.to_string()
+        }
+        SgCmd::Import { .. } => {
+            let groups: Vec<SgInfo> = decode(result)?;
+            groups
+                .iter()
+                .map(|g| format!("imported group {} ({} rules)", g.name, g.rules.len()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    })
+}
+
+/// Formats the result of `port set`.
+pub fn render_port_set(result: Value) -> Result<String, ClientError> {
+    let r: PortSetResult = decode(result)?;
+    Ok(format!(
+        "{}\n{}",
+        port_table(std::slice::from_ref(&r.port)),
+        recheck_text(&r.recheck)
+    ))
+}
