@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use brink_api::client::Client;
 
+use crate::topo::Vm;
 use crate::{run, BenchError};
 
 /// How long the daemon may take to start or stop.
@@ -118,6 +119,30 @@ impl Daemon {
             stdout: vec![],
             stderr: e.to_string().into_bytes(),
         })
+    }
+
+    /// Adds port `name` for `vm` (its host interface and MAC) to `network`, with `extra`
+    /// `port add` arguments.
+    pub fn add_vm_port(
+        &self,
+        name: &str,
+        vm: &Vm,
+        network: &str,
+        extra: &[&str],
+    ) -> Result<String, BenchError> {
+        let mut args = vec![
+            "port",
+            "add",
+            name,
+            "--iface",
+            &vm.host_if,
+            "--network",
+            network,
+            "--mac",
+            &vm.mac,
+        ];
+        args.extend_from_slice(extra);
+        self.ctl_ok(&args)
     }
 
     /// Runs `brinkctl` and fails unless it exits 0; returns stdout.

@@ -176,21 +176,11 @@ pub fn udp_one_way(cfg: &ScenarioConfig) -> Result<Vec<Variant>, BenchError> {
         d.ctl_ok(&["network", "add", "bench"])?;
         for vm in [&vm1, &vm2] {
             let name = format!("p{}", &vm.host_if[vm.host_if.len() - 1..]);
-            let mut args = vec![
-                "port",
-                "add",
-                &name,
-                "--iface",
-                &vm.host_if,
-                "--network",
-                "bench",
-                "--mac",
-                &vm.mac,
-            ];
+            let mut extra = vec!["--port-security", "off"];
             if !conntrack {
-                args.push("--no-conntrack");
+                extra.push("--no-conntrack");
             }
-            d.ctl_ok(&args)?;
+            d.add_vm_port(&name, vm, "bench", &extra)?;
         }
         // Let ARP and the first flood settle, and the FDB learn.
         std::thread::sleep(Duration::from_millis(300));

@@ -5,173 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use brink_bench::daemon::Daemon;
-use brink_bench::topo::{Topology, Vm};
+use common::*;
 use serde_json::Value;
-
-/// Builds VMs `(n, ip, network)`, starts brinkd with `extra` args and adds one port per VM.
-/// Bind the result as `(_topo, d, vms)` so the daemon stops before the topology goes.
-fn rig(tag: &str, vms: &[(u8, &str, &str)], extra: &[&str]) -> (Topology, Daemon, Vec<Vm>) {
-    assert!(
-        Command::new("id").arg("-u").output().unwrap().stdout == b"0\n",
-        "netns tests need root"
-    );
-    let mut topo = Topology::new(tag);
-    let dir = topo.scratch();
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut args = vec!["--idle-sleep"];
-    args.extend_from_slice(extra);
-    let d = Daemon::start(&dir, &args).unwrap();
-    let mut out = vec![];
-    for &(n, ip, net) in vms {
-        let vm = topo.add_vm(n, ip).unwrap();
-        if !d.ctl_ok(&["network", "list"]).unwrap().contains(net) {
-            d.ctl_ok(&["network", "add", net]).unwrap();
-        }
-        d.ctl_ok(&[
-            "port",
-            "add",
-            &format!("vm{n}"),
-            "--iface",
-            &vm.host_if,
-            "--network",
-            net,
-            "--mac",
-            &vm.mac,
-            "--ip",
-            ip,
-        ])
-        .unwrap();
-        out.push(vm);
-    }
-    (topo, d, out)
-}
-
-fn iface_exists(name: &str) -> bool {
-    PathBuf::from("/sys/class/net").join(name).exists()
-}
-
-/// Adds port `name` of type tap on a new device `tap` in network blue, and checks brink made it.
-fn add_tap_port(d: &Daemon, name: &str, tap: &str) {
-    d.ctl_ok(&[
-        "port",
-        "add",
-        name,
-        "--type",
-        "tap",
-        "--iface",
-        tap,
-        "--network",
-        "blue",
-    ])
-    .unwrap();
-    assert!(iface_exists(tap), "tap {tap} not created");
-}
-
-fn ping(from: &Vm, to: &Vm, count: u32) -> bool {
-    from.exec(
-        "ping",
-        &["-c", &count.to_string(), "-i", "0.2", "-W", "1", &to.ip],
-    )
-    .unwrap()
-    .status
-    .success()
-}
-
-fn stats(d: &Daemon, port: &str) -> Value {
-    let out = d.ctl_ok(&["--json", "stats", "--port", port]).unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v["ports"][0].clone()
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so a corrupted byte cannot hide.
-fn payload(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn wait_listening(vm: &Vm, port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let out = vm
-            .exec("ss", &["-Hltn", &format!("sport = :{port}")])
-            .unwrap();
-        if !out.stdout.is_empty() {
-            return;
-        }
-        sleep(Duration::from_millis(50));
-    }
-    panic!("listener on port {port} did not start");
-}
-
-fn wait_child(mut child: Child, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.success();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return false;
-        }
-        sleep(Duration::from_millis(20));
-    }
-}
-
-/// Sends `data` over TCP from `from` to `to` through the switch; returns what arrived.
-fn tcp_transfer(topo: &Topology, from: &Vm, to: &Vm, data: &[u8]) -> Vec<u8> {
-    let dir = topo.scratch();
-    std::fs::create_dir_all(&dir).unwrap();
-    let (src, dst): (PathBuf, PathBuf) = (dir.join("tcp.src"), dir.join("tcp.dst"));
-    std::fs::write(&src, data).unwrap();
-    let _ = std::fs::remove_file(&dst);
-    let listener = Command::new("ip")
-        .args(["netns", "exec", &to.netns, "timeout", "60", "socat", "-u"])
-        .arg("TCP-LISTEN:5001,reuseaddr")
-        .arg(format!("OPEN:{},creat,trunc", dst.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(to, 5001);
-    let sent = from
-        .exec(
-            "timeout",
-            &[
-                "60",
-                "socat",
-                "-u",
-                &format!("OPEN:{}", src.display()),
-                &format!("TCP:{}:5001", to.ip),
-            ],
-        )
-        .unwrap();
-    assert!(
-        sent.status.success(),
-        "sender failed: {}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
-    assert!(
-        wait_child(listener, Duration::from_secs(30)),
-        "receiver did not finish"
-    );
-    std::fs::read(&dst).unwrap()
-}
 
 #[test]
 fn ping_and_a_12mb_tcp_transfer_cross_the_switch_intact() {
@@ -287,6 +131,8 @@ fn removing_a_port_under_traffic_keeps_the_daemon_alive() {
         "blue",
         "--mac",
         &vms[1].mac,
+        "--port-security",
+        "off",
     ])
     .unwrap();
     assert!(
@@ -315,6 +161,8 @@ fn brinkctl_reports_bad_input_and_changes_nothing() {
                 "brk-nope0",
                 "--network",
                 "blue",
+                "--port-security",
+                "off",
             ],
             "does not exist",
         ),
@@ -385,6 +233,10 @@ fn brinkctl_reports_bad_input_and_changes_nothing() {
                 "blue",
             ],
             "bad name",
+        ),
+        (
+            &["port", "add", "x", "--iface", "lo", "--network", "blue"],
+            "needs its VM's MAC",
         ),
         (&["port", "del", "nope"], "no port"),
         (&["network", "add", "blue"], "already exists"),
