@@ -109,8 +109,6 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
         let bytes = backend.bytes(&b.frames[i]);
         b.rx_bytes += bytes.len() as u64;
         b.l3[i] = L3::Other;
-        b.ct[i] = None;
-        b.ct_state[i] = CtState::default();
         let Ok(eth) = EthernetFrame::new_checked(bytes) else {
             b.verdicts[i] = Verdict::Drop(DropReason::Runt);
             continue;
@@ -125,6 +123,8 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
         if !b.inspect {
             continue;
         }
+        b.ct[i] = None;
+        b.ct_state[i] = CtState::default();
         match eth.ethertype() {
             EtherType::Arp => {
                 if let Some(sender) = arp::sender(eth.payload()) {
@@ -226,6 +226,9 @@ pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u6
 /// untracked traffic, and the EtherTypes a port with port security accepts. Flooded frames are
 /// checked per receiving port in `tx`.
 pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
+    if !snap.is_filtered(b.network) {
+        return;
+    }
     for i in 0..b.len {
         if matches!(b.verdicts[i], Verdict::Drop(_)) {
             continue;

@@ -36,14 +36,20 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn forwarding_does_not_allocate() {
-    for conntrack in [false, true] {
-        forward_without_allocating(conntrack);
+    for setup in [
+        common::Setup::L2,
+        common::Setup::Conntrack,
+        common::Setup::Firewall,
+    ] {
+        forward_without_allocating(setup);
     }
 }
 
-fn forward_without_allocating(conntrack: bool) {
+fn forward_without_allocating(setup: common::Setup) {
     ALLOCATIONS.store(0, Ordering::Relaxed);
-    let (mut worker, sink) = common::worker(1000, conntrack);
+    let common::Rig {
+        mut worker, sink, ..
+    } = common::worker(1000, setup);
     let now = Instant::now();
     for _ in 0..100 {
         worker.poll_once(now);
@@ -57,11 +63,11 @@ fn forward_without_allocating(conntrack: bool) {
     assert_eq!(
         sink.tx_packets.get() - before,
         10_000 * 32,
-        "every frame must be forwarded"
+        "every frame must be forwarded ({setup:?})"
     );
     assert_eq!(
         ALLOCATIONS.load(Ordering::Relaxed),
         0,
-        "the worker allocated on the hot path"
+        "the worker allocated on the hot path ({setup:?})"
     );
 }

@@ -72,6 +72,11 @@ impl Prefix {
         self.addr
     }
 
+    /// The last address inside, as a number.
+    pub fn last(self) -> u128 {
+        self.addr | !mask(self.len)
+    }
+
     /// Whether `addr` is inside.
     #[inline]
     pub fn contains(self, addr: Addr) -> bool {

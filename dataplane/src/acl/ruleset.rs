@@ -4,7 +4,8 @@
 //! rule matches. The compiled set answers with the matching rule of lowest index, so the answer
 //! is the same as a linear scan's ([`Rule::matches`]) while touching only a few buckets:
 //! partitioned by protocol, then by port (a hash for single ports, elementary intervals for
-//! ranges, one bucket for any port), then by remote address (a hash per prefix length).
+//! ranges, one bucket for any port), then by remote address (elementary intervals of the
+//! address space, found by binary search).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,12 +59,20 @@ impl Hit {
     }
 }
 
-/// Rule indexes by remote address: one hash per prefix length in use.
+/// Rule indexes by remote address. Prefixes are intervals of the address space, so the space is
+/// cut into elementary intervals at every prefix's ends, and each interval keeps the lowest
+/// rule index covering it: one binary search per lookup, whatever the prefix lengths.
 #[derive(Debug, Default)]
 struct RemoteSet {
-    any: Option<u32>,
-    by_len: Vec<(u8, HashMap<u128, u32>)>,
+    /// Collected while building: (prefix, rule index).
+    pending: Vec<(Prefix, u32)>,
+    /// Interval starts, sorted; `best[i]` covers `starts[i]..starts[i + 1]`.
+    starts: Vec<u128>,
+    best: Vec<u32>,
 }
+
+/// No rule covers an interval.
+const NONE: u32 = u32::MAX;
 
 fn lowest(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     match (a, b) {
@@ -74,36 +83,52 @@ fn lowest(a: Option<u32>, b: Option<u32>) -> Option<u32> {
 }
 
 impl RemoteSet {
-    fn add(&mut self, prefix: Prefix, rule: u32) {
-        if prefix.raw_len() == 0 {
-            self.any = lowest(self.any, Some(rule));
-            return;
-        }
-        let len = prefix.raw_len();
-        let pos = match self.by_len.iter().position(|(l, _)| *l == len) {
-            Some(p) => p,
-            None => {
-                self.by_len.push((len, HashMap::new()));
-                self.by_len.len() - 1
-            }
-        };
-        let slot = self.by_len[pos].1.entry(prefix.bits()).or_insert(rule);
-        *slot = (*slot).min(rule);
+    fn add_rule(&mut self, rule: &Rule, index: u32) {
+        self.pending
+            .extend(rule.remotes.iter().map(|&p| (p, index)));
     }
 
-    fn add_rule(&mut self, rule: &Rule, index: u32) {
-        for &p in &rule.remotes {
-            self.add(p, index);
+    /// Turns the collected prefixes into intervals.
+    fn seal(&mut self) {
+        // Each prefix adds its index at its first address and removes it after its last.
+        let mut events: Vec<(u128, bool, u32)> = Vec::with_capacity(2 * self.pending.len());
+        for &(p, i) in &self.pending {
+            events.push((p.bits(), true, i));
+            if let Some(end) = p.last().checked_add(1) {
+                events.push((end, false, i));
+            }
         }
+        events.sort_unstable();
+        let mut active: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut k = 0;
+        while k < events.len() {
+            let at = events[k].0;
+            while k < events.len() && events[k].0 == at {
+                let (_, add, i) = events[k];
+                if add {
+                    *active.entry(i).or_default() += 1;
+                } else if let Some(n) = active.get_mut(&i) {
+                    *n -= 1;
+                    if *n == 0 {
+                        active.remove(&i);
+                    }
+                }
+                k += 1;
+            }
+            let best = active.keys().next().copied().unwrap_or(NONE);
+            if self.best.last() != Some(&best) {
+                self.starts.push(at);
+                self.best.push(best);
+            }
+        }
+        self.pending = Vec::new();
     }
 
     #[inline]
     fn lookup(&self, addr: Addr) -> Option<u32> {
-        let mut best = self.any;
-        for (len, map) in &self.by_len {
-            best = lowest(best, map.get(&Prefix::masked(addr, *len)).copied());
-        }
-        best
+        let a = u128::from_be_bytes(addr.0);
+        let i = self.starts.partition_point(|&s| s <= a).checked_sub(1)?;
+        self.best.get(i).copied().filter(|&b| b != NONE)
     }
 }
 
@@ -133,6 +158,7 @@ impl PortIndex {
             }
         }
         if ranges.is_empty() {
+            index.seal();
             return index;
         }
         let mut starts: Vec<u16> = ranges
@@ -155,10 +181,20 @@ impl PortIndex {
             for &(i, r) in &active {
                 set.add_rule(r, i);
             }
+            set.seal();
             index.spans.push(set);
         }
         index.starts = starts;
+        index.seal();
         index
+    }
+
+    /// Seals the any-port and single-port sets (spans are sealed as they are built).
+    fn seal(&mut self) {
+        self.all.seal();
+        for set in self.exact.values_mut() {
+            set.seal();
+        }
     }
 
     #[inline]
