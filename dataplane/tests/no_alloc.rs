@@ -48,7 +48,9 @@ fn forwarding_does_not_allocate() {
 fn forward_without_allocating(setup: common::Setup) {
     ALLOCATIONS.store(0, Ordering::Relaxed);
     let common::Rig {
-        mut worker, sink, ..
+        mut worker,
+        sink,
+        ct,
     } = common::worker(1000, setup);
     let now = Instant::now();
     for _ in 0..100 {
@@ -70,4 +72,6 @@ fn forward_without_allocating(setup: common::Setup) {
         0,
         "the worker allocated on the hot path ({setup:?})"
     );
+    let tracked = if setup == common::Setup::L2 { 0 } else { 1000 };
+    assert_eq!(ct.stats().entries, tracked, "{setup:?}");
 }
