@@ -41,6 +41,16 @@ fn open_group(d: &Daemon, ports: &[&str]) {
     }
 }
 
+/// The hit count of rule `id` in `sg show GROUP`.
+fn rule_hits(d: &Daemon, group: &str, id: u32) -> u64 {
+    let shown = json(d, &["sg", "show", group]);
+    let rules = shown["rules"].as_array().unwrap();
+    let rule = rules
+        .iter()
+        .find(|r| r["id"].as_u64() == Some(u64::from(id)));
+    rule.unwrap()["hits"].as_u64().unwrap()
+}
+
 fn drops(d: &Daemon, port: &str, reason: &str) -> u64 {
     stats(d, port)["drops"][reason].as_u64().unwrap_or(0)
 }
@@ -150,16 +160,8 @@ fn default_deny_then_rules_admit_exactly_what_they_name() {
         "UDP 53 with rules on both sides"
     );
 
-    let shown = json(&d, &["sg", "show", "web"]);
-    let hits = shown["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"].as_u64() == Some(u64::from(web)))
-        .unwrap()["hits"]
-        .as_u64()
-        .unwrap();
-    assert!(hits >= 1, "the TCP 80 rule counted its connection: {shown}");
+    let hits = rule_hits(&d, "web", web);
+    assert!(hits >= 1, "the TCP 80 rule counted its connection");
     let conns = json(&d, &["ct", "show", "--port", "80"]);
     assert!(
         conns
@@ -483,4 +485,40 @@ fn openstack_groups_import_and_survive_a_restart() {
     assert_eq!(shown["rules"].as_array().unwrap().len(), 4, "{shown}");
     assert_eq!(shown["ports"], serde_json::json!(["vm1", "vm2"]));
     assert!(ping(&vms[1], &vms[0], 2), "restored groups still admit");
+}
+
+#[test]
+fn stateless_groups_judge_every_packet_so_replies_need_rules() {
+    let (_topo, d, vms) = secured("sgl", &[(1, "10.78.0.1", "net"), (2, "10.78.0.2", "net")]);
+    open_group(&d, &["vm1"]);
+    ctl(&d, &["sg", "add", "flat", "--stateless"]);
+    rule(
+        &d,
+        "flat",
+        "--direction ingress --protocol icmp --icmp-type 8",
+    );
+    ctl(&d, &["port", "set", "vm2", "--sg", "flat"]);
+    assert!(
+        !ping(&vms[0], &vms[1], 2),
+        "an echo reply passed without a rule"
+    );
+    assert!(drops(&d, "vm2", "egress_denied") > 0);
+    let reply = rule(
+        &d,
+        "flat",
+        "--direction egress --protocol icmp --icmp-type 0",
+    );
+    assert!(ping(&vms[0], &vms[1], 2), "echo request and reply rules");
+    let hits = rule_hits(&d, "flat", reply);
+    assert!(hits >= 2, "a stateless rule counts packets ({hits})");
+    // vm2 tracks nothing it sends: no connection was opened from its side.
+    let conns = json(&d, &["ct", "show", "--ip", "10.78.0.2"]);
+    assert!(
+        conns
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["src"] != "10.78.0.2"),
+        "{conns}"
+    );
 }
