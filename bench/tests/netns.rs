@@ -121,20 +121,8 @@ fn removing_a_port_under_traffic_keeps_the_daemon_alive() {
     assert!(ports.contains("vm1") && !ports.contains("vm2"), "{ports}");
     wait_child(flood, Duration::from_secs(15));
     // The port comes back and works.
-    d.ctl_ok(&[
-        "port",
-        "add",
-        "vm2",
-        "--iface",
-        &vms[1].host_if,
-        "--network",
-        "blue",
-        "--mac",
-        &vms[1].mac,
-        "--port-security",
-        "off",
-    ])
-    .unwrap();
+    d.add_vm_port("vm2", &vms[1], "blue", &["--port-security", "off"])
+        .unwrap();
     assert!(
         ping(&vms[0], &vms[1], 2),
         "re-added port does not forward\n{}",

@@ -14,7 +14,7 @@ use brink_dataplane::wire::ethernet::MacParseError;
 use brink_dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
 
-use crate::sg::{parse_cidr, SecurityGroups, SgError};
+use crate::sg::{parse_cidr, Members, SecurityGroups, SgError};
 
 /// Why a configuration change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -345,31 +345,33 @@ impl Model {
             .collect()
     }
 
-    /// The addresses of the ports of `group`: what a remote-group rule naming it matches.
-    fn group_members(&self, group: &str) -> Vec<Prefix> {
-        let mut out: Vec<Prefix> = self
-            .ports
-            .values()
-            .filter(|p| p.spec.security_groups.iter().any(|g| g == group))
-            .flat_map(|p| {
-                let ips = p.ips.iter().map(|&ip| Prefix::host(Addr::from(ip)));
-                ips.chain(p.pairs.iter().map(|&(prefix, _)| prefix))
-            })
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
+    /// The addresses of each group's ports (fixed IPs and allowed address pairs): what a
+    /// remote-group rule naming the group matches. Computed once per snapshot.
+    fn group_members(&self) -> Members {
+        let mut members = Members::new();
+        for p in self.ports.values() {
+            let ips = p.ips.iter().map(|&ip| Prefix::host(Addr::from(ip)));
+            let addrs: Vec<Prefix> = ips.chain(p.pairs.iter().map(|&(pr, _)| pr)).collect();
+            for g in &p.spec.security_groups {
+                members.entry(g.clone()).or_default().extend(&addrs);
+            }
+        }
+        for list in members.values_mut() {
+            list.sort_unstable();
+            list.dedup();
+        }
+        members
     }
 
-    /// The compiled security of port `p`, `None` if port security is off.
-    fn filter(&self, p: &PortRecord) -> Option<Arc<PortFilter>> {
+    /// The compiled security of port `p` given every group's `members`, `None` if port
+    /// security is off.
+    fn filter(&self, p: &PortRecord, members: &Members) -> Option<Arc<PortFilter>> {
         if !p.spec.port_security {
             return None;
         }
         let mac = p.mac?;
         let groups = &p.spec.security_groups;
-        let members = |g: &str| self.group_members(g);
-        let compile = |ingress, v6| self.groups.compile(groups, ingress, v6, &members);
+        let compile = |ingress, v6| self.groups.compile(groups, ingress, v6, members);
         let ips: Vec<Addr> = p.ips.iter().map(|&ip| Addr::from(ip)).collect();
         Some(Arc::new(PortFilter {
             stateful: self.groups.check_port_groups(groups).unwrap_or(true),
@@ -421,6 +423,7 @@ impl Model {
 
     /// The dataplane's view of the model.
     pub fn snapshot(&self, generation: u64) -> Snapshot {
+        let members = self.group_members();
         Snapshot::new(
             generation,
             self.ports.values().filter_map(|p| {
@@ -432,7 +435,7 @@ impl Model {
                         worker: p.worker,
                         mac: p.mac,
                         conntrack: p.spec.conntrack,
-                        filter: self.filter(p),
+                        filter: self.filter(p, &members),
                     },
                 ))
             }),
@@ -591,7 +594,7 @@ mod tests {
         };
         m.groups.add_rule("web", &from_web, None).unwrap();
         assert_eq!(
-            m.group_members("web"),
+            m.group_members()["web"],
             [
                 Prefix::host(Addr::v4([10, 0, 0, 1])),
                 Prefix::new("10.9.0.0".parse().unwrap(), 16).unwrap()

@@ -211,11 +211,7 @@ impl Service {
                 let rule = self.model.groups.add_rule(&p.group, &p.rule, None)?;
                 self.commit();
                 tracing::info!(group = %p.group, id = rule.id, "rule added");
-                reply(&brink_api::types::SgRuleInfo {
-                    id: rule.id,
-                    rule: rule.spec,
-                    hits: 0,
-                })
+                reply(&sg::rule_info(&rule))
             }
             method::SG_RULE_DEL => {
                 let p: SgRuleDel = decode(params)?;

@@ -173,6 +173,9 @@ pub struct Group {
     pub rules: Vec<RuleRecord>,
 }
 
+/// Each group's member addresses, by group name.
+pub type Members = BTreeMap<String, Vec<Prefix>>;
+
 /// Every security group, by name.
 #[derive(Debug, Clone, Default)]
 pub struct SecurityGroups {
@@ -455,7 +458,7 @@ impl SecurityGroups {
         groups: &[String],
         ingress: bool,
         v6: bool,
-        members: &dyn Fn(&str) -> Vec<Prefix>,
+        members: &Members,
     ) -> RuleSet {
         let rules: Vec<Rule> = groups
             .iter()
@@ -469,7 +472,7 @@ impl SecurityGroups {
                 remotes: match &r.parsed.remote {
                     Remote::Any => vec![Prefix::ANY],
                     Remote::Prefix(p) => vec![*p],
-                    Remote::Group(g) => members(g),
+                    Remote::Group(g) => members.get(g).cloned().unwrap_or_default(),
                 },
                 hits: Arc::clone(&r.hits),
             })
@@ -478,20 +481,21 @@ impl SecurityGroups {
     }
 }
 
+/// A rule for `sg.show` and `sg.rule.add`, with its hit count.
+pub fn rule_info(r: &RuleRecord) -> SgRuleInfo {
+    SgRuleInfo {
+        id: r.id,
+        rule: r.spec.clone(),
+        hits: r.hits.load(Ordering::Relaxed),
+    }
+}
+
 /// A group for `sg.show`.
 pub fn info(name: &str, g: &Group, ports: Vec<String>) -> SgInfo {
     SgInfo {
         name: name.into(),
         stateful: g.stateful,
-        rules: g
-            .rules
-            .iter()
-            .map(|r| SgRuleInfo {
-                id: r.id,
-                rule: r.spec.clone(),
-                hits: r.hits.load(Ordering::Relaxed),
-            })
-            .collect(),
+        rules: g.rules.iter().map(rule_info).collect(),
         ports,
     }
 }

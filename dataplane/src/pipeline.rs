@@ -149,7 +149,7 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
 /// addresses, spoofed ARP and neighbour advertisements, DHCP server replies, router
 /// advertisements, and EtherTypes that are not permitted.
 pub fn port_security<F>(b: &mut Batch<F>, snap: &Snapshot) {
-    let Some(filter) = snap.port(b.in_port).and_then(|p| p.filter.as_deref()) else {
+    let Some(filter) = snap.filter(b.in_port) else {
         return;
     };
     for i in 0..b.len {
@@ -248,7 +248,9 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
                 )
             }
             l3 => match to {
-                Some(to) if !judge::floods_to(snap, to, b.keys[i].ethertype, l3, b.ct_state[i]) => {
+                Some(to)
+                    if !judge::delivers_to(snap, to, b.keys[i].ethertype, l3, b.ct_state[i]) =>
+                {
                     Err(DropReason::EthertypeDenied)
                 }
                 _ => Ok(()),
@@ -271,7 +273,7 @@ pub fn tx<B: Backend>(b: &Batch<B::Frame>, egress: &mut Egress<B>, snap: &Snapsh
             Verdict::Flood => {
                 let (ethertype, l3, state) = (b.keys[i].ethertype, &b.l3[i], b.ct_state[i]);
                 egress.flood(in_port, b.keys[i].network, frame, snap, |to| {
-                    judge::floods_to(snap, to, ethertype, l3, state)
+                    judge::delivers_to(snap, to, ethertype, l3, state)
                 });
             }
             Verdict::Drop(reason) => egress.drop_rx(in_port, reason, frame),

@@ -128,6 +128,12 @@ impl Snapshot {
         self.ports.get(usize::from(id)).and_then(Option::as_ref)
     }
 
+    /// The compiled security of port `id`, if it exists and has port security on.
+    #[inline]
+    pub fn filter(&self, id: PortId) -> Option<&PortFilter> {
+        self.port(id).and_then(|p| p.filter.as_deref())
+    }
+
     /// Whether some port of `network` has port security, so frames there need their IP headers
     /// read even when they are not tracked.
     #[inline]

@@ -14,9 +14,7 @@ pub const NO_PORT: PortId = PortId::MAX;
 
 /// The filter of `port` if it has port security on and judges connections (stateful).
 fn stateful(snap: &Snapshot, port: PortId) -> Option<&PortFilter> {
-    snap.port(port)
-        .and_then(|p| p.filter.as_deref())
-        .filter(|f| f.stateful)
+    snap.filter(port).filter(|f| f.stateful)
 }
 
 /// Judges `flow` on side `port` if that port is stateful: why it is allowed (`None`: the port
@@ -130,7 +128,7 @@ pub fn per_packet(
     flow: &Flow,
     tracked: bool,
 ) -> Result<(), DropReason> {
-    let Some(f) = snap.port(port).and_then(|p| p.filter.as_deref()) else {
+    let Some(f) = snap.filter(port) else {
         return Ok(());
     };
     if tracked && f.stateful {
@@ -143,12 +141,13 @@ pub fn per_packet(
     Ok(())
 }
 
-/// Whether a flooded frame of `ethertype` carrying `l3`, in conntrack state `state`, may be
-/// delivered to port `to`. A stateful port takes established and related traffic on
-/// conntrack's word; other IP traffic is judged against its ingress rules (a flood's
-/// connection records no receiver to recheck later).
-pub fn floods_to(snap: &Snapshot, to: PortId, ethertype: u16, l3: &L3, state: CtState) -> bool {
-    let Some(f) = snap.port(to).and_then(|p| p.filter.as_deref()) else {
+/// Whether a frame of `ethertype` carrying `l3`, in conntrack state `state`, may be delivered
+/// to port `to` without conntrack having judged that port: a flood copy, or a forwarded frame
+/// that is not IP. A stateful port takes established and related traffic on conntrack's word;
+/// other IP traffic is judged against its ingress rules (a flood's connection records no
+/// receiver to recheck later).
+pub fn delivers_to(snap: &Snapshot, to: PortId, ethertype: u16, l3: &L3, state: CtState) -> bool {
+    let Some(f) = snap.filter(to) else {
         return true;
     };
     match l3 {

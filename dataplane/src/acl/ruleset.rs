@@ -64,8 +64,6 @@ impl Hit {
 /// rule index covering it: one binary search per lookup, whatever the prefix lengths.
 #[derive(Debug, Default)]
 struct RemoteSet {
-    /// Collected while building: (prefix, rule index).
-    pending: Vec<(Prefix, u32)>,
     /// Interval starts, sorted; `best[i]` covers `starts[i]..starts[i + 1]`.
     starts: Vec<u128>,
     best: Vec<u32>,
@@ -83,22 +81,20 @@ fn lowest(a: Option<u32>, b: Option<u32>) -> Option<u32> {
 }
 
 impl RemoteSet {
-    fn add_rule(&mut self, rule: &Rule, index: u32) {
-        self.pending
-            .extend(rule.remotes.iter().map(|&p| (p, index)));
-    }
-
-    /// Turns the collected prefixes into intervals.
-    fn seal(&mut self) {
-        // Each prefix adds its index at its first address and removes it after its last.
-        let mut events: Vec<(u128, bool, u32)> = Vec::with_capacity(2 * self.pending.len());
-        for &(p, i) in &self.pending {
-            events.push((p.bits(), true, i));
-            if let Some(end) = p.last().checked_add(1) {
-                events.push((end, false, i));
+    /// The set of the remotes of `rules`, each `(rule index, rule)`.
+    fn new(rules: &[(u32, &Rule)]) -> RemoteSet {
+        // Each prefix adds its rule index at its first address and removes it after its last.
+        let mut events: Vec<(u128, bool, u32)> = Vec::new();
+        for &(i, rule) in rules {
+            for p in &rule.remotes {
+                events.push((p.bits(), true, i));
+                if let Some(end) = p.last().checked_add(1) {
+                    events.push((end, false, i));
+                }
             }
         }
         events.sort_unstable();
+        let mut set = RemoteSet::default();
         let mut active: BTreeMap<u32, u32> = BTreeMap::new();
         let mut k = 0;
         while k < events.len() {
@@ -116,12 +112,12 @@ impl RemoteSet {
                 k += 1;
             }
             let best = active.keys().next().copied().unwrap_or(NONE);
-            if self.best.last() != Some(&best) {
-                self.starts.push(at);
-                self.best.push(best);
+            if set.best.last() != Some(&best) {
+                set.starts.push(at);
+                set.best.push(best);
             }
         }
-        self.pending = Vec::new();
+        set
     }
 
     #[inline]
@@ -147,18 +143,26 @@ struct PortIndex {
 
 impl PortIndex {
     fn build(rules: &[(u32, &Rule)]) -> PortIndex {
-        let mut index = PortIndex::default();
+        let mut all = Vec::new();
+        let mut exact: HashMap<u16, Vec<(u32, &Rule)>> = HashMap::new();
         let mut ranges = Vec::new();
         for &(i, rule) in rules {
             match rule.ports {
-                (0, u16::MAX) => index.all.add_rule(rule, i),
-                (lo, hi) if lo == hi => index.exact.entry(lo).or_default().add_rule(rule, i),
+                (0, u16::MAX) => all.push((i, rule)),
+                (lo, hi) if lo == hi => exact.entry(lo).or_default().push((i, rule)),
                 (lo, hi) if lo < hi => ranges.push((i, rule)),
                 _ => {} // An empty range matches nothing.
             }
         }
+        let mut index = PortIndex {
+            all: RemoteSet::new(&all),
+            exact: exact
+                .into_iter()
+                .map(|(port, rules)| (port, RemoteSet::new(&rules)))
+                .collect(),
+            ..PortIndex::default()
+        };
         if ranges.is_empty() {
-            index.seal();
             return index;
         }
         let mut starts: Vec<u16> = ranges
@@ -177,24 +181,10 @@ impl PortIndex {
                 active.push((i, r));
             }
             active.retain(|(_, r)| r.ports.1 >= start);
-            let mut set = RemoteSet::default();
-            for &(i, r) in &active {
-                set.add_rule(r, i);
-            }
-            set.seal();
-            index.spans.push(set);
+            index.spans.push(RemoteSet::new(&active));
         }
         index.starts = starts;
-        index.seal();
         index
-    }
-
-    /// Seals the any-port and single-port sets (spans are sealed as they are built).
-    fn seal(&mut self) {
-        self.all.seal();
-        for set in self.exact.values_mut() {
-            set.seal();
-        }
     }
 
     #[inline]
