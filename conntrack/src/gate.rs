@@ -1,9 +1,12 @@
 //! The firewall's hook into the table: who may open a connection, and who may keep one.
 //!
 //! A [`Gate`] is consulted under the shard's lock, so a connection it refuses is never inserted,
-//! and a connection admitted under an older rule generation is rechecked before its next packet
-//! is accepted. The table knows nothing about rules; it only stores what the gate returns.
+//! a connection admitted under an older rule generation is rechecked before its next packet
+//! is accepted, and every later packet is shown to the gate with the connection's admission, so
+//! that a packet bound for a port that never admitted the connection is judged there. The table
+//! knows nothing about rules; it only stores what the gate returns.
 
+use crate::state::Dir;
 use crate::table::Packet;
 use crate::Tuple;
 
@@ -15,8 +18,20 @@ pub struct Admission {
     pub rules: [u32; 2],
     /// Rule generation it was admitted, or last rechecked, under.
     pub generation: u32,
-    /// The opener's port and the receiver's port, numbered by the caller.
+    /// The opener's port and the receiver's port, numbered by the caller (who may leave the
+    /// receiver open, and fill it in later through [`Gate::pass`]).
     pub ports: [u16; 2],
+}
+
+impl Admission {
+    /// The port a packet travelling in `dir` is bound for: the receiver for the original
+    /// direction, the opener for replies.
+    pub fn bound_for(&self, dir: Dir) -> u16 {
+        match dir {
+            Dir::Original => self.ports[1],
+            Dir::Reply => self.ports[0],
+        }
+    }
 }
 
 /// Decides whether connections may be opened and whether admitted ones may continue.
@@ -28,6 +43,9 @@ pub trait Gate {
     /// Whether the connection that opened with `original` and was admitted as `was` may
     /// continue under the current rules, and how.
     fn recheck(&mut self, original: &Tuple, was: &Admission) -> Option<Admission>;
+    /// Whether a packet travelling in `dir` of a live connection admitted as `admission` may
+    /// go on. The gate may complete the admission (record a receiver that now admits it).
+    fn pass(&mut self, dir: Dir, admission: &mut Admission) -> bool;
 }
 
 /// The gate of plain connection tracking: admits everything, under generation 0.
@@ -46,6 +64,9 @@ impl Gate for Open {
             generation: 0,
             ..*was
         })
+    }
+    fn pass(&mut self, _: Dir, _: &mut Admission) -> bool {
+        true
     }
 }
 

@@ -60,6 +60,9 @@ impl From<IpAddr> for Addr {
 pub struct Tuple {
     /// Conntrack zone (brink: the network id).
     pub zone: u16,
+    /// The packet is IPv6 (else IPv4). Part of the key, so an IPv6 packet with IPv4-mapped
+    /// addresses never matches an IPv4 connection.
+    pub v6: bool,
     /// IP protocol number.
     pub proto: u8,
     /// Source address.
@@ -94,10 +97,20 @@ pub enum Side {
     Hi,
 }
 
+impl Side {
+    /// The other end.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Lo => Side::Hi,
+            Side::Hi => Side::Lo,
+        }
+    }
+}
+
 /// A connection's identity, the same for both directions: the (address, port) ends are ordered.
 ///
-/// Stored as five 64-bit words (each address as two big-endian halves, then ports, zone and
-/// protocol), so hashing, comparing and ordering keys are a few word operations.
+/// Stored as five 64-bit words (each address as two big-endian halves, then ports, zone,
+/// protocol and address family), so hashing, comparing and ordering keys are a few word operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ConnKey([u64; 5]);
 
@@ -126,7 +139,8 @@ impl ConnKey {
         let meta = u64::from(lo_port)
             | u64::from(hi_port) << 16
             | u64::from(t.zone) << 32
-            | u64::from(t.proto) << 48;
+            | u64::from(t.proto) << 48
+            | u64::from(t.v6) << 56;
         (ConnKey([lo.0, lo.1, hi.0, hi.1, meta]), side)
     }
 
@@ -162,10 +176,17 @@ impl ConnKey {
         (self.0[4] >> 48) as u8
     }
 
+    /// Whether the connection is IPv6.
+    #[inline]
+    pub fn v6(&self) -> bool {
+        self.0[4] >> 56 & 1 == 1
+    }
+
     /// The tuple of a packet sent from `side`.
     pub fn tuple_from(&self, side: Side) -> Tuple {
         let t = Tuple {
             zone: self.zone(),
+            v6: self.v6(),
             proto: self.proto(),
             src: self.lo(),
             dst: self.hi(),
@@ -187,14 +208,16 @@ mod tests {
     fn tuple() -> impl Strategy<Value = Tuple> {
         (
             any::<u16>(),
+            any::<bool>(),
             any::<u8>(),
             any::<[u8; 16]>(),
             any::<[u8; 16]>(),
             any::<u16>(),
             any::<u16>(),
         )
-            .prop_map(|(zone, proto, s, d, sport, dport)| Tuple {
+            .prop_map(|(zone, v6, proto, s, d, sport, dport)| Tuple {
                 zone,
+                v6,
                 proto,
                 src: Addr(s),
                 dst: Addr(d),
@@ -220,6 +243,7 @@ mod tests {
     fn zones_and_protocols_separate_keys() {
         let t = Tuple {
             zone: 1,
+            v6: false,
             proto: proto::TCP,
             src: Addr::v4([10, 0, 0, 1]),
             dst: Addr::v4([10, 0, 0, 2]),
@@ -233,6 +257,10 @@ mod tests {
         };
         assert_ne!(ConnKey::of(&t).0, ConnKey::of(&other_zone).0);
         assert_ne!(ConnKey::of(&t).0, ConnKey::of(&udp).0);
+        // The same 16 address bytes as IPv6 (IPv4-mapped) are another connection.
+        let mapped = Tuple { v6: true, ..t };
+        assert_ne!(ConnKey::of(&t).0, ConnKey::of(&mapped).0);
+        assert!(ConnKey::of(&mapped).0.v6() && !ConnKey::of(&t).0.v6());
         assert_eq!(t.src.ip().to_string(), "10.0.0.1");
     }
 }

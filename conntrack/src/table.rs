@@ -154,7 +154,8 @@ pub struct Stats {
     pub expired: u64,
     /// Connections removed by [`Table::flush`].
     pub flushed: u64,
-    /// New connections the gate refused (never inserted).
+    /// New connections the gate refused (never inserted), and packets of tracked connections
+    /// it refused (bound for a port that did not admit the connection and does not now).
     pub denied: u64,
     /// Connections rechecked under a new rule generation and kept.
     pub recheck_kept: u64,
@@ -351,6 +352,17 @@ impl Shard {
         }
     }
 
+    /// Asks `gate` whether a packet from `side` of the live entry at `pos` may go on; counts a
+    /// refusal as denied. The packet has not touched the entry's state.
+    fn pass(&mut self, pos: usize, side: Side, gate: &mut impl Gate) -> bool {
+        let e = &mut self.slab[pos];
+        let passed = gate.pass(e.dir(side), &mut e.admission);
+        if !passed {
+            self.stats.denied += 1;
+        }
+        passed
+    }
+
     /// Live entries of `zone` in this shard.
     fn count_zone(&self, zone: u16) -> u32 {
         self.slab
@@ -469,7 +481,7 @@ impl Table {
     /// packet changes nothing.
     pub fn process_gated(&self, pkt: &Packet, now: u64, gate: &mut impl Gate) -> CtState {
         if let L4::IcmpError { quoted } = pkt.l4 {
-            return self.related(&quoted, now);
+            return self.related(&quoted, now, gate);
         }
         let (key, side) = ConnKey::of(&pkt.tuple);
         let hash = self.hasher.hash_one(key);
@@ -481,6 +493,9 @@ impl Table {
             let policy = shard.policy(key.zone());
             if shard.slab[pos].expires(policy) > now {
                 if !shard.recheck(pos, gate, &self.hasher, &self.zones) {
+                    return CtState::default();
+                }
+                if !shard.pass(pos, side, gate) {
                     return CtState::default();
                 }
                 return self.update(&mut shard, pos, hash, side, pkt, now, gate);
@@ -585,16 +600,20 @@ impl Table {
         entry.state(Dir::Original)
     }
 
-    /// An ICMP error is related if the packet it quotes belongs to a tracked connection.
-    fn related(&self, quoted: &Tuple, now: u64) -> CtState {
-        let (key, side) = ConnKey::of(quoted);
+    /// An ICMP error is related if the packet it quotes belongs to a tracked connection and
+    /// `gate` lets it travel that connection.
+    fn related(&self, quoted: &Tuple, now: u64, gate: &mut impl Gate) -> CtState {
+        let (key, quoted_side) = ConnKey::of(quoted);
         let hash = self.hasher.hash_one(key);
         let mut shard = self.shard(hash);
         match shard.find(hash, &key) {
             Some(pos) if shard.slab[pos].expires(shard.policy(key.zone())) > now => {
-                // The error travels against the quoted packet.
-                let reply = shard.slab[pos].dir(side) == Dir::Original;
-                let rpl = if reply {
+                // The error travels against the quoted packet, as if sent from its other end.
+                let side = quoted_side.other();
+                if !shard.pass(pos, side, gate) {
+                    return CtState::default();
+                }
+                let rpl = if shard.slab[pos].dir(side) == Dir::Reply {
                     CtState::REPLY
                 } else {
                     CtState::default()

@@ -20,6 +20,7 @@ fn v4(last: u8) -> Addr {
 fn udp(zone: u16, src: u8, sport: u16, dst: u8, dport: u16) -> Packet {
     Packet {
         tuple: Tuple {
+            v6: false,
             zone,
             proto: proto::UDP,
             src: v4(src),
@@ -58,6 +59,7 @@ fn tcp(t: Tuple, flags: u8, seq: u32, ack: u32, len: u32) -> Packet {
 /// A TCP client 10.0.0.1:40000 talking to 10.0.0.2:80 in zone 1.
 fn client() -> Tuple {
     Tuple {
+        v6: false,
         zone: 1,
         proto: proto::TCP,
         src: v4(1),
@@ -149,6 +151,7 @@ fn icmp_echo_and_errors() {
     let t = small();
     let echo = |src, dst, reply| Packet {
         tuple: Tuple {
+            v6: false,
             zone: 1,
             proto: proto::ICMP,
             src: v4(src),
@@ -171,6 +174,7 @@ fn icmp_echo_and_errors() {
     t.process(&flow, 0);
     let error = |quoted| Packet {
         tuple: Tuple {
+            v6: false,
             zone: 1,
             proto: proto::ICMP,
             src: v4(9),
@@ -194,6 +198,7 @@ fn icmpv6_packet_too_big_is_related_to_its_tcp_connection() {
     let a = Addr("fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
     let b = Addr("fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
     let conn = Tuple {
+        v6: true,
         zone: 3,
         proto: proto::TCP,
         src: a,
@@ -204,6 +209,7 @@ fn icmpv6_packet_too_big_is_related_to_its_tcp_connection() {
     assert_eq!(t.process(&tcp(conn, SYN, 100, 0, 0), 0), NEW);
     let ptb = Packet {
         tuple: Tuple {
+            v6: true,
             zone: 3,
             proto: proto::ICMPV6,
             src: Addr([0xfe; 16]),
@@ -574,12 +580,16 @@ fn many_threads_insert_and_look_up_without_losing_or_doubling_anything() {
     );
 }
 
-/// A gate that admits UDP to the ports in `allowed` and records what it was asked.
+/// A gate that admits UDP to the ports in `allowed` from switch port 1 to switch port 2, lets
+/// original-direction packets through only towards their admitted receiver (`to`), and records
+/// what it was asked.
 struct PortGate {
     generation: u32,
     allowed: Vec<u16>,
     admitted: u32,
     rechecked: u32,
+    /// The switch port the next packet is bound for.
+    to: u16,
 }
 
 impl PortGate {
@@ -589,6 +599,7 @@ impl PortGate {
             allowed: allowed.to_vec(),
             admitted: 0,
             rechecked: 0,
+            to: 2,
         }
     }
 
@@ -613,6 +624,9 @@ impl Gate for PortGate {
         self.rechecked += 1;
         assert_eq!(was.ports, [1, 2]);
         self.judge(original)
+    }
+    fn pass(&mut self, dir: Dir, admission: &mut Admission) -> bool {
+        dir == Dir::Reply || admission.bound_for(dir) == self.to
     }
 }
 
@@ -685,4 +699,57 @@ fn the_recheck_sweep_keeps_what_is_allowed_and_cuts_the_rest() {
         .dump(&Filter::default(), 100)
         .iter()
         .all(|c| c.admission.generation == 2 && c.original.dport == 53));
+}
+
+#[test]
+fn a_packet_the_gate_does_not_pass_changes_nothing_and_is_counted() {
+    let t = small();
+    let mut gate = PortGate::new(1, &[53]);
+    let dns = udp(1, 1, 5000, 2, 53);
+    assert_eq!(t.process_gated(&dns, 0, &mut gate), NEW);
+    gate.to = 3;
+    assert_eq!(t.process_gated(&dns, SEC, &mut gate), CtState::default());
+    assert_eq!(t.stats().denied, 1);
+    let info = &t.dump(&Filter::default(), 1)[0];
+    assert_eq!((info.packets, info.last_seen), ([1, 0], 0), "untouched");
+    // An ICMP error about the connection is asked too: towards the receiver it is refused.
+    let error = Packet {
+        tuple: Tuple {
+            proto: proto::ICMP,
+            sport: 0,
+            dport: 0,
+            ..reply(&dns).tuple
+        },
+        l4: L4::IcmpError {
+            quoted: reply(&dns).tuple,
+        },
+        len: 56,
+    };
+    assert_eq!(t.process_gated(&error, SEC, &mut gate), CtState::default());
+    gate.to = 2;
+    assert!(t
+        .process_gated(&error, SEC, &mut gate)
+        .contains(CtState::RELATED));
+    assert_eq!(t.process_gated(&dns, SEC, &mut gate), NEW);
+}
+
+#[test]
+fn an_ipv6_packet_with_mapped_addresses_never_matches_an_ipv4_connection() {
+    let t = small();
+    let v4_conn = tcp(client(), SYN, 100, 0, 0);
+    assert_eq!(t.process(&v4_conn, 0), NEW);
+    // The same 16 address bytes (::ffff:10.0.0.x) in an IPv6 SYN-ACK: not a reply of it.
+    let mapped = Tuple {
+        v6: true,
+        ..client().reversed()
+    };
+    assert_eq!(
+        t.process(&tcp(mapped, SYN | ACK, 500, 101, 0), SEC),
+        INV,
+        "a SYN-ACK for no IPv6 connection"
+    );
+    assert_eq!(t.process(&tcp(mapped.reversed(), SYN, 7, 0, 0), SEC), NEW);
+    assert_eq!(t.stats().entries, 2, "two connections, one per family");
+    let info = t.dump(&Filter::default(), 10);
+    assert!(info.iter().any(|c| c.original.v6) && info.iter().any(|c| !c.original.v6));
 }

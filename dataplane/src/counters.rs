@@ -29,6 +29,9 @@ pub enum DropReason {
     TooBig,
     /// An IP or transport header cut short or inconsistent.
     MalformedIp,
+    /// A wrong IPv4 header, TCP, UDP, ICMP or ICMPv6 checksum (a partial, offloaded TCP or UDP
+    /// checksum is not wrong).
+    BadChecksum,
     /// Conntrack found the packet invalid for any connection (reason in `ct stats`).
     CtInvalid,
     /// Port security: sent from a MAC that is not the port's or an allowed pair's.
@@ -55,7 +58,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Runt,
         DropReason::BadSourceMac,
         DropReason::Hairpin,
@@ -66,6 +69,7 @@ impl DropReason {
         DropReason::NoFreeFrame,
         DropReason::TooBig,
         DropReason::MalformedIp,
+        DropReason::BadChecksum,
         DropReason::CtInvalid,
         DropReason::SpoofedMac,
         DropReason::SpoofedIp,
@@ -94,6 +98,7 @@ impl DropReason {
             DropReason::NoFreeFrame => "no_free_frame",
             DropReason::TooBig => "too_big",
             DropReason::MalformedIp => "malformed_ip",
+            DropReason::BadChecksum => "bad_checksum",
             DropReason::CtInvalid => "ct_invalid",
             DropReason::SpoofedMac => "spoofed_mac",
             DropReason::SpoofedIp => "spoofed_ip",

@@ -120,33 +120,40 @@ impl<B: Backend> Egress<B> {
         }
     }
 
-    /// Sends a copy of `frame` to every port of `network` except `in_port` that `admits`.
+    /// Sends a copy of `frame` to every port of `network` except `in_port` that `admits`. Each
+    /// port that refuses its copy counts one drop, with the reason it gave, on `in_port`.
     pub fn flood(
         &mut self,
         in_port: PortId,
         network: NetworkId,
         frame: B::Frame,
         snap: &Snapshot,
-        admits: impl Fn(PortId) -> bool,
+        admits: impl Fn(PortId) -> Result<(), DropReason>,
     ) {
-        let members = snap.members(network);
-        let mut targets = members
-            .iter()
-            .copied()
-            .filter(|&p| p != in_port && admits(p));
-        let Some(mut current) = targets.next() else {
-            self.drop_rx(in_port, DropReason::NoOtherPort, frame);
-            return;
-        };
+        let mut refused = false;
         // Every target but the last gets a copy; the last one gets the original frame.
-        for next in targets {
-            match self.backend.clone_frame(&frame) {
-                Some(copy) => self.send(in_port, current, copy, snap),
-                None => self.count_rx_drop(in_port, DropReason::NoFreeFrame),
+        let mut last = None;
+        for &p in snap.members(network) {
+            if p == in_port {
+                continue;
             }
-            current = next;
+            if let Err(reason) = admits(p) {
+                self.count_rx_drop(in_port, reason);
+                refused = true;
+                continue;
+            }
+            if let Some(prev) = last.replace(p) {
+                match self.backend.clone_frame(&frame) {
+                    Some(copy) => self.send(in_port, prev, copy, snap),
+                    None => self.count_rx_drop(in_port, DropReason::NoFreeFrame),
+                }
+            }
         }
-        self.send(in_port, current, frame, snap);
+        match last {
+            Some(to) => self.send(in_port, to, frame, snap),
+            None if refused => self.backend.free(frame),
+            None => self.drop_rx(in_port, DropReason::NoOtherPort, frame),
+        }
     }
 
     /// Takes a frame that another worker forwarded to local port `to`.

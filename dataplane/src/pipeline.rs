@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use brink_conntrack::{CtState, Packet, Table};
 
-use crate::acl::judge::{self, FrameGate};
+use crate::acl::judge::{self, FrameGate, NO_PORT};
 use crate::acl::Direction;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::egress::Egress;
@@ -77,6 +77,9 @@ pub struct Batch<F> {
     pub ct: [Option<Packet>; BATCH_SIZE],
     /// What conntrack said (default: not tracked).
     pub ct_state: [CtState; BATCH_SIZE],
+    /// The port each frame's connection lets it reach without that port's rules judging it
+    /// (the connection's end it is bound for), or [`NO_PORT`].
+    pub peer: [PortId; BATCH_SIZE],
     /// Decisions.
     pub verdicts: [Verdict; BATCH_SIZE],
 }
@@ -95,6 +98,7 @@ impl<F: Copy + Default> Default for Batch<F> {
             l3: [L3::default(); BATCH_SIZE],
             ct: [None; BATCH_SIZE],
             ct_state: [CtState::default(); BATCH_SIZE],
+            peer: [NO_PORT; BATCH_SIZE],
             verdicts: [Verdict::Flood; BATCH_SIZE],
         }
     }
@@ -102,7 +106,8 @@ impl<F: Copy + Default> Default for Batch<F> {
 
 /// Parses every frame's Ethernet header into its key; if the batch needs inspecting, its ARP and
 /// IP headers into its [`L3`] and, on ports that track connections, what conntrack needs. Short
-/// frames are dropped as runts, inspected IP frames with broken headers as malformed.
+/// frames are dropped as runts, inspected IP frames with broken headers as malformed and those
+/// with wrong checksums as bad checksums.
 pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
     b.rx_bytes = 0;
     for i in 0..b.len {
@@ -125,6 +130,7 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
         }
         b.ct[i] = None;
         b.ct_state[i] = CtState::default();
+        b.peer[i] = NO_PORT;
         match eth.ethertype() {
             EtherType::Arp => {
                 if let Some(sender) = arp::sender(eth.payload()) {
@@ -139,6 +145,7 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
                     }
                 }
                 Some(Parsed::Malformed) => b.verdicts[i] = Verdict::Drop(DropReason::MalformedIp),
+                Some(Parsed::BadChecksum) => b.verdicts[i] = Verdict::Drop(DropReason::BadChecksum),
                 None => {}
             },
         }
@@ -196,8 +203,10 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
 
 /// On ports that track connections, tracks every IP frame still on its way in its network's
 /// zone at time `now_ns`. A new connection is created only if the security groups of both its
-/// ports allow it, and a connection admitted under older rules is rechecked; frames refused
-/// either way, and frames invalid for any connection, are dropped.
+/// ports allow it (of a flood: the sender's and some receiver's), a connection admitted under
+/// older rules is rechecked, and a frame sent to a port that is not the admitting end it is
+/// bound for is judged by that port's rules; frames refused any of these ways, and frames
+/// invalid for any connection, are dropped.
 pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u64) {
     if !b.track {
         return;
@@ -211,9 +220,10 @@ pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u6
         let (Some(packet), L3::Ip(flow)) = (&b.ct[i], &b.l3[i]) else {
             continue;
         };
-        let mut gate = FrameGate::new(snap, flow, b.in_port, to);
+        let mut gate = FrameGate::new(snap, flow, b.network, b.in_port, to);
         let state = table.process_gated(packet, now_ns, &mut gate);
         b.ct_state[i] = state;
+        b.peer[i] = gate.peer;
         if let Some(reason) = gate.denied {
             b.verdicts[i] = Verdict::Drop(reason);
         } else if state.contains(CtState::INVALID) {
@@ -248,12 +258,8 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
                 )
             }
             l3 => match to {
-                Some(to)
-                    if !judge::delivers_to(snap, to, b.keys[i].ethertype, l3, b.ct_state[i]) =>
-                {
-                    Err(DropReason::EthertypeDenied)
-                }
-                _ => Ok(()),
+                Some(to) => judge::delivers_to(snap, to, b.keys[i].ethertype, l3, b.peer[i]),
+                None => Ok(()),
             },
         };
         if let Err(reason) = checked {
@@ -271,9 +277,9 @@ pub fn tx<B: Backend>(b: &Batch<B::Frame>, egress: &mut Egress<B>, snap: &Snapsh
         match b.verdicts[i] {
             Verdict::Forward(to) => egress.send(in_port, to, frame, snap),
             Verdict::Flood => {
-                let (ethertype, l3, state) = (b.keys[i].ethertype, &b.l3[i], b.ct_state[i]);
+                let (ethertype, l3, peer) = (b.keys[i].ethertype, &b.l3[i], b.peer[i]);
                 egress.flood(in_port, b.keys[i].network, frame, snap, |to| {
-                    judge::delivers_to(snap, to, ethertype, l3, state)
+                    judge::delivers_to(snap, to, ethertype, l3, peer)
                 });
             }
             Verdict::Drop(reason) => egress.drop_rx(in_port, reason, frame),

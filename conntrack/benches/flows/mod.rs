@@ -9,6 +9,7 @@ pub fn udp(i: u32, reply: bool) -> Packet {
     let b = i.to_be_bytes();
     let t = Tuple {
         zone: 1,
+        v6: false,
         proto: proto::UDP,
         src: Addr::v4([10, b[1], b[2], b[3]]),
         dst: Addr::v4([172, 16, b[3], b[2]]),

@@ -1,15 +1,23 @@
-//! Where security groups meet conntrack: the gate that admits new connections and rechecks old
-//! ones, and the per-packet checks of stateless ports and flooded frames.
+//! Where security groups meet conntrack: the gate that admits new connections, rechecks old
+//! ones and judges packets bound for a port that never admitted their connection, and the
+//! per-packet checks of stateless ports and flooded frames.
+//!
+//! A connection records the two ports that admitted it: the opener (whose egress rules allowed
+//! the first packet) and the receiver (whose ingress rules did). A packet of the connection
+//! passes unjudged only towards one of them. A first packet that is flooded has no receiver yet:
+//! it is created if some port of the network admits it, each flood copy is judged by its port,
+//! and the receiver is recorded when a later packet is sent to one port whose rules admit it.
 
-use brink_conntrack::{Admission, CtState, Gate, Packet, Tuple};
+use brink_conntrack::{Admission, Dir, Gate, Packet, Tuple};
 
 use super::filter::{Allow, Direction, PortFilter};
 use crate::counters::DropReason;
-use crate::snapshot::{PortId, Snapshot};
+use crate::snapshot::{NetworkId, PortId, Snapshot};
 use crate::wire::ip::Flow;
 use crate::wire::L3;
 
-/// The port number recorded when a connection's receiver is not one port (a flood).
+/// The port number recorded when a connection has no receiver yet (its first packet was
+/// flooded), and the peer of a frame that no connection lets through unjudged.
 pub const NO_PORT: PortId = PortId::MAX;
 
 /// The filter of `port` if it has port security on and judges connections (stateful).
@@ -44,25 +52,38 @@ pub fn recheck(snap: &Snapshot, original: &Tuple, was: &Admission) -> Option<Adm
     })
 }
 
-/// Conntrack's gate for one frame from port `from` to port `to` (`None`: flooded).
+/// Conntrack's gate for one frame from port `from` of `network` to port `to` (`None`:
+/// flooded).
 pub struct FrameGate<'a> {
     snap: &'a Snapshot,
     flow: &'a Flow,
+    network: NetworkId,
     from: PortId,
     to: Option<PortId>,
-    /// Why the gate refused the frame's connection, if it did.
+    /// Why the gate refused the frame, if it did.
     pub denied: Option<DropReason>,
+    /// The port the frame's connection lets it reach without that port's rules judging it
+    /// (the end it is bound for), or [`NO_PORT`].
+    pub peer: PortId,
 }
 
 impl<'a> FrameGate<'a> {
-    /// The gate for `flow` from `from` to `to`.
-    pub fn new(snap: &'a Snapshot, flow: &'a Flow, from: PortId, to: Option<PortId>) -> Self {
+    /// The gate for `flow` from `from` (in `network`) to `to`.
+    pub fn new(
+        snap: &'a Snapshot,
+        flow: &'a Flow,
+        network: NetworkId,
+        from: PortId,
+        to: Option<PortId>,
+    ) -> Self {
         FrameGate {
             snap,
             flow,
+            network,
             from,
             to,
             denied: None,
+            peer: NO_PORT,
         }
     }
 
@@ -70,7 +91,10 @@ impl<'a> FrameGate<'a> {
         let out = judge_side(self.snap, self.from, Direction::Egress, self.flow)?;
         let into = match self.to {
             Some(to) => judge_side(self.snap, to, Direction::Ingress, self.flow)?,
-            None => None,
+            None => {
+                self.admit_flood()?;
+                None
+            }
         };
         for allow in [out, into].into_iter().flatten() {
             allow.count();
@@ -81,6 +105,32 @@ impl<'a> FrameGate<'a> {
             ports: [self.from, self.to.unwrap_or(NO_PORT)],
         })
     }
+
+    /// Whether some other port of the network admits a flooded first packet (each one's
+    /// admitting rule is counted); if none does, why not.
+    fn admit_flood(&self) -> Result<(), DropReason> {
+        let mut refused = DropReason::NoOtherPort;
+        let mut admitted = false;
+        for &port in self.snap.members(self.network) {
+            if port == self.from {
+                continue;
+            }
+            match judge_side(self.snap, port, Direction::Ingress, self.flow) {
+                Ok(allow) => {
+                    admitted = true;
+                    if let Some(a) = allow {
+                        a.count();
+                    }
+                }
+                Err(reason) => refused = reason,
+            }
+        }
+        if admitted {
+            Ok(())
+        } else {
+            Err(refused)
+        }
+    }
 }
 
 impl Gate for FrameGate<'_> {
@@ -89,7 +139,9 @@ impl Gate for FrameGate<'_> {
     }
 
     fn admit(&mut self, _: &Packet) -> Option<Admission> {
-        self.admit_flow().map_err(|r| self.denied = Some(r)).ok()
+        let admitted = self.admit_flow().map_err(|r| self.denied = Some(r)).ok()?;
+        self.peer = admitted.ports[1];
+        Some(admitted)
     }
 
     fn recheck(&mut self, original: &Tuple, was: &Admission) -> Option<Admission> {
@@ -98,6 +150,37 @@ impl Gate for FrameGate<'_> {
             self.denied = Some(DropReason::RuleRevoked);
         }
         kept
+    }
+
+    /// A packet bound for the end of its connection that admitted it passes. One sent to
+    /// another port is judged by that port's ingress rules, as a new connection would be; if
+    /// the connection has no receiver yet, the first port that admits it becomes its receiver.
+    /// Flood copies are judged per port when they are sent.
+    fn pass(&mut self, dir: Dir, admission: &mut Admission) -> bool {
+        self.peer = admission.bound_for(dir);
+        let Some(to) = self.to else {
+            return true;
+        };
+        if self.peer == to {
+            return true;
+        }
+        match judge_side(self.snap, to, Direction::Ingress, self.flow) {
+            Err(reason) => {
+                self.denied = Some(reason);
+                false
+            }
+            Ok(allow) => {
+                if dir == Dir::Original && admission.ports[1] == NO_PORT {
+                    admission.ports[1] = to;
+                    admission.rules[1] = allow.map_or(0, Allow::id);
+                    if let Some(a) = allow {
+                        a.count();
+                    }
+                    self.peer = to;
+                }
+                true
+            }
+        }
     }
 }
 
@@ -116,6 +199,10 @@ impl Gate for SnapshotGate<'_> {
 
     fn recheck(&mut self, original: &Tuple, was: &Admission) -> Option<Admission> {
         recheck(self.0, original, was)
+    }
+
+    fn pass(&mut self, _: Dir, _: &mut Admission) -> bool {
+        true
     }
 }
 
@@ -141,21 +228,32 @@ pub fn per_packet(
     Ok(())
 }
 
-/// Whether a frame of `ethertype` carrying `l3`, in conntrack state `state`, may be delivered
-/// to port `to` without conntrack having judged that port: a flood copy, or a forwarded frame
-/// that is not IP. A stateful port takes established and related traffic on conntrack's word;
-/// other IP traffic is judged against its ingress rules (a flood's connection records no
-/// receiver to recheck later).
-pub fn delivers_to(snap: &Snapshot, to: PortId, ethertype: u16, l3: &L3, state: CtState) -> bool {
+/// Whether a frame of `ethertype` carrying `l3` may be delivered to port `to` without
+/// conntrack having judged that port (a flood copy, or a forwarded frame that is not IP), and
+/// if not, why. A stateful port takes the traffic of a connection it is an admitting end of
+/// (`peer`, from the gate) on conntrack's word; other IP traffic is judged against its ingress
+/// rules.
+pub fn delivers_to(
+    snap: &Snapshot,
+    to: PortId,
+    ethertype: u16,
+    l3: &L3,
+    peer: PortId,
+) -> Result<(), DropReason> {
     let Some(f) = snap.filter(to) else {
-        return true;
+        return Ok(());
     };
-    match l3 {
-        L3::Arp(_) => true,
-        L3::Other => f.security.permits(ethertype),
-        L3::Ip(flow) => {
-            let answered = state.contains(CtState::TRACKED) && !state.contains(CtState::NEW);
-            (f.stateful && answered) || f.allows(Direction::Ingress, flow).is_some()
-        }
+    let (allowed, reason) = match l3 {
+        L3::Arp(_) => (true, DropReason::EthertypeDenied),
+        L3::Other => (f.security.permits(ethertype), DropReason::EthertypeDenied),
+        L3::Ip(flow) => (
+            (f.stateful && peer == to) || f.allows(Direction::Ingress, flow).is_some(),
+            DropReason::IngressDenied,
+        ),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(reason)
     }
 }

@@ -132,12 +132,33 @@ fn check_ip(flow: &Flow, allowed: impl Fn(Addr) -> bool) -> Result<(), DropReaso
     }
 }
 
+/// ICMPv6 types a port sends without a rule (Neutron's `ICMPV6_ALLOWED_EGRESS_TYPES`):
+/// multicast listener query, router solicitation, neighbour solicitation and advertisement.
+const ICMPV6_BASE_EGRESS: [u8; 4] = [
+    icmpv6::MLD_QUERY,
+    icmpv6::ROUTER_SOLICIT,
+    icmpv6::NEIGHBOR_SOLICIT,
+    icmpv6::NEIGHBOR_ADVERT,
+];
+/// ICMPv6 types a port receives without a rule (Neutron's `ICMPV6_ALLOWED_INGRESS_TYPES`).
+const ICMPV6_BASE_INGRESS: [u8; 3] = [
+    icmpv6::MLD_QUERY,
+    icmpv6::NEIGHBOR_SOLICIT,
+    icmpv6::NEIGHBOR_ADVERT,
+];
+
 /// Whether `flow` is one of the exchanges every port with port security allows regardless of
-/// its rules, as Neutron's base rules do: neighbour discovery and MLD both ways, DHCP and
-/// DHCPv6 requests out and their replies in.
+/// its rules, exactly as Neutron's base rules do: the ICMPv6 types above, DHCP and DHCPv6
+/// requests out and their replies in. Other ICMPv6 (redirects, MLD reports, router
+/// solicitations into a VM, ...) needs a rule.
 pub fn base_allowed(flow: &Flow, ingress: bool) -> bool {
     if flow.v6 && flow.proto == proto::ICMPV6 {
-        return flow.icmp.is_some_and(|(t, _)| icmpv6::is_nd_or_mld(t));
+        let base: &[u8] = if ingress {
+            &ICMPV6_BASE_INGRESS
+        } else {
+            &ICMPV6_BASE_EGRESS
+        };
+        return flow.icmp.is_some_and(|(t, _)| base.contains(&t));
     }
     if flow.proto != proto::UDP {
         return false;

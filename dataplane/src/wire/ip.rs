@@ -1,12 +1,14 @@
 //! IPv4, IPv6 and their transport headers, parsed into what the firewall and conntrack need.
 //!
 //! One pass over the bytes after the Ethernet header yields a [`Parsed`]: the packet's [`Flow`]
-//! (what port security and security-group rules read) with the conntrack [`Packet`], or a
-//! malformed header. Every view checks its length once; nothing here can panic on any input.
+//! (what port security and security-group rules read) with the conntrack [`Packet`], a
+//! malformed header, or a bad checksum (IPv4 header, TCP, UDP, ICMP, ICMPv6; see
+//! [`super::checksum`]). Every view checks its length once; nothing here can panic on any input.
 
 use brink_conntrack::key::proto;
 use brink_conntrack::{Addr, Packet, TcpSegment, Tuple, L4};
 
+use super::checksum::{self, Verdict};
 use super::EtherType;
 
 /// ICMPv6 types port security and the firewall treat specially.
@@ -17,6 +19,10 @@ pub mod icmpv6 {
     pub const NEIGHBOR_SOLICIT: u8 = 135;
     /// Neighbour advertisement.
     pub const NEIGHBOR_ADVERT: u8 = 136;
+    /// Multicast listener query.
+    pub const MLD_QUERY: u8 = 130;
+    /// Router solicitation.
+    pub const ROUTER_SOLICIT: u8 = 133;
     /// Neighbour discovery and multicast listener messages: they pass untracked, as in Linux,
     /// so address resolution never depends on connection state.
     pub fn is_nd_or_mld(kind: u8) -> bool {
@@ -59,7 +65,7 @@ impl Flow {
     /// The flow of the packet that opened the connection `original`, for rechecking it when
     /// only the connection's tuple is known. ICMP connections are echo requests.
     pub fn of_tuple(original: &Tuple) -> Flow {
-        let v6 = !original.src.is_v4();
+        let v6 = original.v6;
         let icmp = match original.proto {
             proto::ICMP => Some((8, 0)),
             proto::ICMPV6 => Some((128, 0)),
@@ -91,6 +97,9 @@ pub enum Parsed {
     Ip(Flow, Option<Packet>),
     /// The IP or transport header is cut short or inconsistent.
     Malformed,
+    /// The IPv4 header checksum or the TCP, UDP, ICMP or ICMPv6 checksum is wrong. A partial
+    /// checksum (offloaded by the sender) is not wrong.
+    BadChecksum,
 }
 
 /// Parses the payload of an Ethernet frame of type `ethertype` for conntrack zone `zone`.
@@ -103,6 +112,7 @@ pub fn parse(ethertype: EtherType, payload: &[u8], zone: u16) -> Option<Parsed> 
     };
     Some(match l3 {
         None => Parsed::Malformed,
+        Some(l3) if !l3.v6 && !checksum::ipv4_header_ok(l3.header) => Parsed::BadChecksum,
         Some(l3) => transport(&l3, zone),
     })
 }
@@ -116,7 +126,24 @@ struct L3<'a> {
     v6: bool,
     /// Bytes of the IP packet, headers included (for counters).
     len: u32,
+    /// The IPv4 header, options included (empty for IPv6).
+    header: &'a [u8],
     payload: &'a [u8],
+}
+
+impl L3<'_> {
+    /// The checksum verdict of the transport segment (the whole payload) whose checksum field
+    /// is at byte `field`; `pseudo` says whether the sum covers the pseudo-header.
+    fn checksum(&self, field: usize, pseudo: bool) -> Verdict {
+        let sum = if pseudo {
+            let at = if self.v6 { 0 } else { 12 };
+            let len = self.payload.len() as u16;
+            checksum::pseudo_header(&self.src.0[at..], &self.dst.0[at..], self.proto, len)
+        } else {
+            Default::default()
+        };
+        checksum::segment(&sum, self.payload, field)
+    }
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -153,6 +180,7 @@ fn ipv4(buf: &[u8]) -> Option<L3<'_>> {
         fragment: frag & 0x3fff != 0, // more-fragments bit or a fragment offset
         v6: false,
         len: total as u32,
+        header: &buf[..ihl],
         payload: &buf[ihl..end],
     })
 }
@@ -194,6 +222,7 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
         fragment,
         v6: true,
         len: end as u32,
+        header: &[],
         payload: &buf[off..end],
     })
 }
@@ -208,6 +237,7 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
     };
     let tuple = Tuple {
         zone,
+        v6: l3.v6,
         proto: l3.proto,
         src: l3.src,
         dst: l3.dst,
@@ -248,6 +278,9 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
             let (Some(&kind), Some(&code)) = (p.first(), p.get(1)) else {
                 return Parsed::Malformed;
             };
+            if !checksum_ok(l3) {
+                return Parsed::BadChecksum;
+            }
             flow.icmp = Some((kind, code));
             if l3.v6 && icmpv6::is_nd_or_mld(kind) {
                 if kind == icmpv6::NEIGHBOR_ADVERT {
@@ -272,10 +305,29 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
         }
         _ => ((0, 0), L4::Other),
     };
+    if !checksum_ok(l3) {
+        return Parsed::BadChecksum;
+    }
     (flow.sport, flow.dport) = ports;
     let mut pkt = packet(l4);
     (pkt.tuple.sport, pkt.tuple.dport) = ports;
     Parsed::Ip(flow, Some(pkt))
+}
+
+/// Whether the transport checksum of an unfragmented packet is right: complete and correct, or
+/// partial where senders offload it (TCP and UDP). IPv4 UDP may carry none (0); protocols
+/// whose checksum brink does not verify pass.
+fn checksum_ok(l3: &L3<'_>) -> bool {
+    let verdict = match (l3.proto, l3.v6) {
+        (proto::TCP, _) => l3.checksum(16, true),
+        (proto::UDP, false) if be16(l3.payload, 6) == Some(0) => Verdict::Valid,
+        (proto::UDP, _) => l3.checksum(6, true),
+        (proto::ICMP, false) => l3.checksum(2, false),
+        (proto::ICMPV6, true) => l3.checksum(2, true),
+        _ => return true,
+    };
+    let offloadable = matches!(l3.proto, proto::TCP | proto::UDP);
+    verdict == Verdict::Valid || (verdict == Verdict::Partial && offloadable)
 }
 
 /// Source port, destination port and the segment facts conntrack tracks.
@@ -355,6 +407,7 @@ fn icmp(p: &[u8], mut tuple: Tuple, family: IcmpFamily) -> Option<(Tuple, L4)> {
     };
     let mut q = Tuple {
         zone: tuple.zone,
+        v6: inner.v6,
         proto: inner.proto,
         src: inner.src,
         dst: inner.dst,
@@ -430,6 +483,7 @@ mod tests {
             p.tuple,
             Tuple {
                 zone: ZONE,
+                v6: false,
                 proto: proto::TCP,
                 src: Addr::v4([10, 0, 0, 1]),
                 dst: Addr::v4([10, 0, 0, 2]),
@@ -489,6 +543,7 @@ mod tests {
         let p = track(&build!(b, &quoted[..28]));
         let want = Tuple {
             zone: ZONE,
+            v6: false,
             proto: proto::UDP,
             src: Addr::v4([10, 0, 0, 1]),
             dst: Addr::v4([10, 0, 0, 2]),
@@ -566,8 +621,13 @@ mod tests {
             eth().ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(1, 2),
             &[0; 16]
         );
-        f[14 + 6] = 0x20; // more fragments
+        let (mut h, _) = etherparse::Ipv4Header::from_slice(&f[14..]).unwrap();
+        h.more_fragments = true;
+        h.header_checksum = h.calc_header_checksum();
+        f[14..34].copy_from_slice(&h.to_bytes());
         assert_eq!(track(&f).l4, L4::Fragment);
+        f[14 + 10] ^= 1;
+        assert_eq!(parsed(&f), Parsed::BadChecksum, "header checksum");
     }
 
     #[test]

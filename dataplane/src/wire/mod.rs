@@ -3,6 +3,7 @@
 //! Each view checks its length once in `new_checked`; its getters cannot panic afterwards.
 
 pub mod arp;
+pub mod checksum;
 pub mod ethernet;
 pub mod ip;
 
