@@ -1,5 +1,6 @@
 //! `brinkd` wiring: arguments, logging, signals, the switch, the service and the server.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -74,8 +75,11 @@ pub fn parse_cores(list: &str, available: usize) -> anyhow::Result<Vec<usize>> {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    // A subscriber installed by an embedding program wins; ours is only the default.
+    // A subscriber installed by an embedding program wins; ours is only the default. Logs go to
+    // stderr, coloured only when it is a terminal (not a file or journald).
     let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
