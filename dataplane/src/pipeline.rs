@@ -1,6 +1,6 @@
 //! The stages every batch of frames goes through, in order: parse, port security, l2,
 //! conntrack (which asks the security-group rules before it creates a connection), rules (the
-//! per-packet checks conntrack does not cover), tx.
+//! per-packet checks conntrack does not cover), finish checksums (those a VM offloaded), tx.
 //!
 //! Each stage is a plain function over the whole batch: it finishes every frame before the next
 //! stage starts, reads the parsed [`FlowKey`] and [`L3`] rather than the bytes, and records its
@@ -18,7 +18,7 @@ use crate::egress::Egress;
 use crate::fdb::{Fdb, Learn};
 use crate::port::Backend;
 use crate::snapshot::{NetworkId, PortId, Snapshot};
-use crate::wire::ip::{self, Parsed};
+use crate::wire::ip::{self, Fixup, Parsed};
 use crate::wire::{arp, EtherType, EthernetFrame, MacAddr, L3};
 
 /// Frames per batch.
@@ -63,7 +63,7 @@ pub struct Batch<F> {
     /// The port tracks connections.
     pub track: bool,
     /// Frames need their ARP and IP headers read: the port tracks connections, or its network
-    /// has ports with port security.
+    /// has ports with port security. Other frames pass as they are (a plain L2 port).
     pub inspect: bool,
     /// Bytes received in this batch (filled by `parse`).
     pub rx_bytes: u64,
@@ -73,6 +73,9 @@ pub struct Batch<F> {
     pub keys: [FlowKey; BATCH_SIZE],
     /// What each frame carries above Ethernet.
     pub l3: [L3; BATCH_SIZE],
+    /// The checksum each frame's sender left partial (offloaded), to complete before sending;
+    /// `at` counts from the start of the frame.
+    pub fix: [Option<Fixup>; BATCH_SIZE],
     /// What conntrack is told about each IP frame (`None`: not tracked).
     pub ct: [Option<Packet>; BATCH_SIZE],
     /// What conntrack said (default: not tracked).
@@ -96,6 +99,7 @@ impl<F: Copy + Default> Default for Batch<F> {
             frames: [F::default(); BATCH_SIZE],
             keys: [FlowKey::default(); BATCH_SIZE],
             l3: [L3::default(); BATCH_SIZE],
+            fix: [None; BATCH_SIZE],
             ct: [None; BATCH_SIZE],
             ct_state: [CtState::default(); BATCH_SIZE],
             peer: [NO_PORT; BATCH_SIZE],
@@ -105,9 +109,10 @@ impl<F: Copy + Default> Default for Batch<F> {
 }
 
 /// Parses every frame's Ethernet header into its key; if the batch needs inspecting, its ARP and
-/// IP headers into its [`L3`] and, on ports that track connections, what conntrack needs. Short
-/// frames are dropped as runts, inspected IP frames with broken headers as malformed and those
-/// with wrong checksums as bad checksums.
+/// IP headers into its [`L3`] (with the checksum to complete if the sender offloaded it) and, on
+/// ports that track connections, what conntrack needs. Short frames are dropped as runts,
+/// inspected IP frames with broken headers as malformed and those with wrong checksums as bad
+/// checksums.
 pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
     b.rx_bytes = 0;
     for i in 0..b.len {
@@ -125,6 +130,7 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
             network: b.network,
         };
         b.verdicts[i] = Verdict::Flood;
+        b.fix[i] = None;
         if !b.inspect {
             continue;
         }
@@ -138,11 +144,16 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
                 }
             }
             et => match ip::parse(et, eth.payload(), b.network.0) {
-                Some(Parsed::Ip(flow, ct)) => {
+                Some(Parsed::Ip(flow, ct, fix)) => {
                     b.l3[i] = L3::Ip(flow);
                     if b.track {
                         b.ct[i] = ct;
                     }
+                    let header = bytes.len() - eth.payload().len();
+                    b.fix[i] = fix.map(|f| Fixup {
+                        at: header + f.at,
+                        ..f
+                    });
                 }
                 Some(Parsed::Malformed) => b.verdicts[i] = Verdict::Drop(DropReason::MalformedIp),
                 Some(Parsed::BadChecksum) => b.verdicts[i] = Verdict::Drop(DropReason::BadChecksum),
@@ -264,6 +275,17 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
         };
         if let Err(reason) = checked {
             b.verdicts[i] = Verdict::Drop(reason);
+        }
+    }
+}
+
+/// Completes the checksums that senders left partial (transmit checksum offload) in every
+/// inspected frame still on its way, so receivers get correct ones whatever their offload
+/// settings.
+pub fn finish_checksums<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B) {
+    for i in 0..b.len {
+        if let (Some(fix), false) = (b.fix[i], matches!(b.verdicts[i], Verdict::Drop(_))) {
+            backend.patch(&mut b.frames[i], fix.at, &fix.bytes);
         }
     }
 }

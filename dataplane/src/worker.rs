@@ -225,6 +225,7 @@ impl<B: Backend> Worker<B> {
         stage::l2(b, &mut self.fdb, now, &self.counters);
         stage::conntrack(b, &self.shared.ct, snap, self.shared.ns(now));
         stage::rules(b, snap);
+        stage::finish_checksums(b, &mut self.egress.backend);
         stage::tx(b, &mut self.egress, snap);
         self.counters.batches.add(1);
         if let Some(c) = self.egress.port_counters(b.in_port) {

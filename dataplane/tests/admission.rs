@@ -373,7 +373,23 @@ fn bad_checksums_never_reach_conntrack() {
     let sum: u32 = [0x0a00u32, 0x0001, 0x0a00, 0x0002, 17, 15].iter().sum();
     let folded = (sum & 0xffff) + (sum >> 16);
     partial[40..42].copy_from_slice(&(folded as u16).to_be_bytes());
-    assert_eq!(deliver(&mut rig, 1, partial), set(&[2]));
+    rig.send(1, partial.clone());
+    rig.poll();
+    assert_eq!(rig.received(2), vec![good.clone()], "completed on the way");
+    // On a plain port too (no conntrack, no port security), flooded: every copy is complete.
+    rig.add_port(4, 0, 1, Some(mac(4)), false, None);
+    let mut flooded = partial;
+    flooded[..6].copy_from_slice(&MacAddr::BROADCAST.0);
+    let mut want = good.clone();
+    want[..6].copy_from_slice(&MacAddr::BROADCAST.0);
+    rig.send(4, flooded.iter().copied().collect());
+    rig.poll();
+    assert!(rig.received(1).is_empty(), "port 1 takes no UDP 53");
+    for p in [2, 3] {
+        let got = rig.received(p);
+        assert_eq!(got.len(), 1, "port {p}");
+        assert_eq!(got[0][34..], want[34..], "port {p}: UDP checksum completed");
+    }
     // A bad TCP RST does not close a connection.
     let mut bad_rst = tcp_frame(1, 2, 40000, 80, "A", 1001, 5001);
     bad_rst[47] |= 0x04; // RST, with the checksum of the segment without it

@@ -283,6 +283,15 @@ impl Backend for XdpBackend {
         unsafe { self.umem.data(frame) }.contents()
     }
 
+    fn patch(&mut self, frame: &mut FrameDesc, at: usize, bytes: &[u8]) {
+        // SAFETY: as in `bytes`: `frame` is held by this backend, so no ring and no other
+        // reader or writer touches it while it is written.
+        let mut data = unsafe { self.umem.data_mut(frame) };
+        if let Some(dst) = data.contents_mut().get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+
     #[inline]
     fn tx(&mut self, id: PortId, frames: &[FrameDesc]) -> usize {
         let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {

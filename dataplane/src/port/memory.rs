@@ -185,6 +185,15 @@ impl Backend for MemBackend {
             .unwrap_or(&[])
     }
 
+    fn patch(&mut self, frame: &mut MemFrame, at: usize, bytes: &[u8]) {
+        let start = frame.index as usize * CHUNK;
+        if at + bytes.len() <= usize::from(frame.len) {
+            if let Some(dst) = self.pool.get_mut(start + at..start + at + bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+        }
+    }
+
     fn tx(&mut self, id: PortId, frames: &[MemFrame]) -> usize {
         let link = match self.ports.get(usize::from(id)) {
             Some(Some(Open::Link(link))) => Some(Arc::clone(link)),

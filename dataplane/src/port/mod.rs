@@ -76,6 +76,9 @@ pub trait Backend {
     fn rx(&mut self, id: PortId, out: &mut [Self::Frame]) -> usize;
     /// The bytes of a frame this worker holds.
     fn bytes(&self, frame: &Self::Frame) -> &[u8];
+    /// Overwrites the bytes at `at..at + bytes.len()` of a frame this worker holds (a checksum
+    /// the switch completes); a range outside the frame changes nothing.
+    fn patch(&mut self, frame: &mut Self::Frame, at: usize, bytes: &[u8]);
     /// Queues frames for transmission on port `id`; returns how many were taken. The caller
     /// still owns the rest.
     fn tx(&mut self, id: PortId, frames: &[Self::Frame]) -> usize;

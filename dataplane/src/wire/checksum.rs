@@ -15,8 +15,9 @@ use etherparse::checksum::Sum16BitWords;
 pub enum Verdict {
     /// The checksum is complete and correct (or absent, where the protocol allows it).
     Valid,
-    /// The field holds the pseudo-header sum only: the sender offloaded the checksum.
-    Partial,
+    /// The field holds the pseudo-header sum only: the sender offloaded the checksum. The
+    /// complete checksum, as the field's two bytes, is given.
+    Partial([u8; 2]),
     /// The checksum is wrong.
     Bad,
 }
@@ -50,11 +51,20 @@ pub fn segment(pseudo: &Sum16BitWords, segment: &[u8], field: usize) -> Verdict 
     let folded = !pseudo.ones_complement();
     // One's complement arithmetic has two zeros, 0x0000 and 0xffff.
     let zero = |v: u16| v == 0 || v == 0xffff;
-    if stored == folded || (zero(stored) && zero(folded)) {
-        Verdict::Partial
-    } else {
-        Verdict::Bad
+    if stored != folded && !(zero(stored) && zero(folded)) {
+        return Verdict::Bad;
     }
+    // The sum with the field taken as zero (adding its complement cancels it); 0xffff stands
+    // for a zero result, which UDP reserves for "no checksum".
+    let without_field = pseudo
+        .clone()
+        .add_slice(segment)
+        .add_2bytes((!stored).to_ne_bytes());
+    Verdict::Partial(
+        without_field
+            .to_ones_complement_with_no_zero()
+            .to_ne_bytes(),
+    )
 }
 
 #[cfg(test)]
@@ -92,7 +102,14 @@ mod tests {
         // What a kernel with checksum offload leaves: the folded pseudo-header sum.
         let mut partial = udp.clone();
         partial[6..8].copy_from_slice(&(!pseudo.ones_complement()).to_ne_bytes());
-        assert_eq!(segment(&pseudo, &partial, 6), Verdict::Partial);
+        let Verdict::Partial(complete) = segment(&pseudo, &partial, 6) else {
+            panic!("not recognised as partial");
+        };
+        assert_eq!(
+            complete,
+            [udp[6], udp[7]],
+            "completed as etherparse computes it"
+        );
         assert_eq!(segment(&pseudo, &udp[..4], 6), Verdict::Bad, "cut short");
     }
 }

@@ -89,12 +89,22 @@ impl Flow {
     }
 }
 
+/// A checksum the switch completes before it sends the frame on: the sender offloaded it and
+/// left the pseudo-header sum. `bytes` go at offset `at` from the start of the IP header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fixup {
+    /// Offset of the checksum field from the start of the IP header.
+    pub at: usize,
+    /// The complete checksum, as on the wire.
+    pub bytes: [u8; 2],
+}
+
 /// What an IP packet is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parsed {
-    /// A well-formed packet and what conntrack is told about it (`None`: neighbour discovery
-    /// and MLD, which pass untracked).
-    Ip(Flow, Option<Packet>),
+    /// A well-formed packet, what conntrack is told about it (`None`: neighbour discovery and
+    /// MLD, which pass untracked) and the checksum to complete, if the sender left it partial.
+    Ip(Flow, Option<Packet>, Option<Fixup>),
     /// The IP or transport header is cut short or inconsistent.
     Malformed,
     /// The IPv4 header checksum or the TCP, UDP, ICMP or ICMPv6 checksum is wrong. A partial
@@ -128,6 +138,8 @@ struct L3<'a> {
     len: u32,
     /// The IPv4 header, options included (empty for IPv6).
     header: &'a [u8],
+    /// Offset of `payload` from the start of the IP header.
+    payload_at: usize,
     payload: &'a [u8],
 }
 
@@ -181,6 +193,7 @@ fn ipv4(buf: &[u8]) -> Option<L3<'_>> {
         v6: false,
         len: total as u32,
         header: &buf[..ihl],
+        payload_at: ihl,
         payload: &buf[ihl..end],
     })
 }
@@ -223,6 +236,7 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
         v6: true,
         len: end as u32,
         header: &[],
+        payload_at: off,
         payload: &buf[off..end],
     })
 }
@@ -250,7 +264,7 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
         len: l3.len,
     };
     if l3.fragment {
-        return Parsed::Ip(flow, Some(packet(L4::Fragment)));
+        return Parsed::Ip(flow, Some(packet(L4::Fragment)), None);
     }
     let p = l3.payload;
     let (ports, l4) = match (l3.proto, l3.v6) {
@@ -278,9 +292,9 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
             let (Some(&kind), Some(&code)) = (p.first(), p.get(1)) else {
                 return Parsed::Malformed;
             };
-            if !checksum_ok(l3) {
+            let Ok(fix) = checksum(l3) else {
                 return Parsed::BadChecksum;
-            }
+            };
             flow.icmp = Some((kind, code));
             if l3.v6 && icmpv6::is_nd_or_mld(kind) {
                 if kind == icmpv6::NEIGHBOR_ADVERT {
@@ -289,7 +303,7 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
                     };
                     flow.nd_target = Some(Addr(target));
                 }
-                return Parsed::Ip(flow, None);
+                return Parsed::Ip(flow, None, fix);
             }
             return match icmp(p, tuple, family) {
                 Some((t, l4)) => Parsed::Ip(
@@ -299,35 +313,45 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
                         l4,
                         len: l3.len,
                     }),
+                    fix,
                 ),
                 None => Parsed::Malformed,
             };
         }
         _ => ((0, 0), L4::Other),
     };
-    if !checksum_ok(l3) {
+    let Ok(fix) = checksum(l3) else {
         return Parsed::BadChecksum;
-    }
+    };
     (flow.sport, flow.dport) = ports;
     let mut pkt = packet(l4);
     (pkt.tuple.sport, pkt.tuple.dport) = ports;
-    Parsed::Ip(flow, Some(pkt))
+    Parsed::Ip(flow, Some(pkt), fix)
 }
 
-/// Whether the transport checksum of an unfragmented packet is right: complete and correct, or
-/// partial where senders offload it (TCP and UDP). IPv4 UDP may carry none (0); protocols
-/// whose checksum brink does not verify pass.
-fn checksum_ok(l3: &L3<'_>) -> bool {
-    let verdict = match (l3.proto, l3.v6) {
-        (proto::TCP, _) => l3.checksum(16, true),
-        (proto::UDP, false) if be16(l3.payload, 6) == Some(0) => Verdict::Valid,
-        (proto::UDP, _) => l3.checksum(6, true),
-        (proto::ICMP, false) => l3.checksum(2, false),
-        (proto::ICMPV6, true) => l3.checksum(2, true),
-        _ => return true,
+/// The transport checksum of an unfragmented packet is wrong.
+struct BadChecksum;
+
+/// Checks the transport checksum of an unfragmented packet: complete and correct, or partial
+/// where senders offload it (TCP and UDP; then the completion is returned). IPv4 UDP may carry
+/// none (0); protocols whose checksum brink does not verify pass.
+fn checksum(l3: &L3<'_>) -> Result<Option<Fixup>, BadChecksum> {
+    let (field, pseudo, offloadable) = match (l3.proto, l3.v6) {
+        (proto::TCP, _) => (16, true, true),
+        (proto::UDP, false) if be16(l3.payload, 6) == Some(0) => return Ok(None),
+        (proto::UDP, _) => (6, true, true),
+        (proto::ICMP, false) => (2, false, false),
+        (proto::ICMPV6, true) => (2, true, false),
+        _ => return Ok(None),
     };
-    let offloadable = matches!(l3.proto, proto::TCP | proto::UDP);
-    verdict == Verdict::Valid || (verdict == Verdict::Partial && offloadable)
+    match l3.checksum(field, pseudo) {
+        Verdict::Valid => Ok(None),
+        Verdict::Partial(bytes) if offloadable => Ok(Some(Fixup {
+            at: l3.payload_at + field,
+            bytes,
+        })),
+        _ => Err(BadChecksum),
+    }
 }
 
 /// Source port, destination port and the segment facts conntrack tracks.
@@ -449,7 +473,7 @@ mod tests {
 
     fn track(frame: &[u8]) -> Packet {
         match parsed(frame) {
-            Parsed::Ip(_, Some(p)) => p,
+            Parsed::Ip(_, Some(p), _) => p,
             other => panic!("not tracked: {other:?}"),
         }
     }
@@ -585,11 +609,11 @@ mod tests {
                     bytes5to8: [0; 4],
                 })
         };
-        let Parsed::Ip(flow, None) = parsed(&build!(nd(135), &[7; 20])) else {
+        let Parsed::Ip(flow, None, _) = parsed(&build!(nd(135), &[7; 20])) else {
             panic!("a solicitation is tracked or malformed");
         };
         assert_eq!((flow.icmp, flow.nd_target), (Some((135, 0)), None));
-        let Parsed::Ip(flow, None) = parsed(&build!(nd(136), &[7; 20])) else {
+        let Parsed::Ip(flow, None, _) = parsed(&build!(nd(136), &[7; 20])) else {
             panic!("an advertisement is tracked or malformed");
         };
         assert_eq!(flow.nd_target, Some(Addr([7; 16])));
@@ -599,7 +623,7 @@ mod tests {
     #[test]
     fn flows_carry_ports_or_icmp_type_and_code() {
         let b = eth().ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(68, 67);
-        let Parsed::Ip(flow, Some(_)) = parsed(&build!(b, &[0; 8])) else {
+        let Parsed::Ip(flow, Some(_), _) = parsed(&build!(b, &[0; 8])) else {
             panic!("UDP not tracked");
         };
         assert_eq!((flow.sport, flow.dport, flow.rule_port()), (68, 67, 67));
@@ -609,7 +633,7 @@ mod tests {
             .icmpv4(Icmpv4Type::TimestampRequest(
                 etherparse::icmpv4::TimestampMessage::from_bytes([0; 16]),
             ));
-        let Parsed::Ip(flow, _) = parsed(&build!(b, &[])) else {
+        let Parsed::Ip(flow, _, _) = parsed(&build!(b, &[])) else {
             panic!("ICMP not parsed");
         };
         assert_eq!(flow.rule_port(), 13 << 8);
@@ -664,7 +688,7 @@ mod tests {
         v6[4..6].copy_from_slice(&plen.to_be_bytes());
         v6.splice(40..40, hbh);
         let p = match parse(EtherType::Ipv6, &v6, 1) {
-            Some(Parsed::Ip(_, Some(p))) => p,
+            Some(Parsed::Ip(_, Some(p), _)) => p,
             other => panic!("{other:?}"),
         };
         assert_eq!(
