@@ -382,7 +382,7 @@ fn bad_checksums_never_reach_conntrack() {
     flooded[..6].copy_from_slice(&MacAddr::BROADCAST.0);
     let mut want = good.clone();
     want[..6].copy_from_slice(&MacAddr::BROADCAST.0);
-    rig.send(4, flooded.iter().copied().collect());
+    rig.send(4, flooded);
     rig.poll();
     assert!(rig.received(1).is_empty(), "port 1 takes no UDP 53");
     for p in [2, 3] {
