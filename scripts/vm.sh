@@ -11,8 +11,6 @@ vm_create() {
   ip -n "$ns" addr add "$net.$i/24" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$ns" link set lo up
-  # AF_XDP copy mode carries no checksum metadata: the VM must finish its own checksums.
-  ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null
 }
 
 # vm_delete TAG I: removes what vm_create made (deleting the namespace removes the veth pair).

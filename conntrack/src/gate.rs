@@ -43,9 +43,10 @@ pub trait Gate {
     /// Whether the connection that opened with `original` and was admitted as `was` may
     /// continue under the current rules, and how.
     fn recheck(&mut self, original: &Tuple, was: &Admission) -> Option<Admission>;
-    /// Whether a packet travelling in `dir` of a live connection admitted as `admission` may
-    /// go on. The gate may complete the admission (record a receiver that now admits it).
-    fn pass(&mut self, dir: Dir, admission: &mut Admission) -> bool;
+    /// Whether a packet travelling in `dir` of the live connection that opened with `original`
+    /// and was admitted as `admission` may go on. The gate may complete the admission (record a
+    /// receiver that now admits the connection).
+    fn pass(&mut self, original: &Tuple, dir: Dir, admission: &mut Admission) -> bool;
 }
 
 /// The gate of plain connection tracking: admits everything, under generation 0.
@@ -65,7 +66,7 @@ impl Gate for Open {
             ..*was
         })
     }
-    fn pass(&mut self, _: Dir, _: &mut Admission) -> bool {
+    fn pass(&mut self, _: &Tuple, _: Dir, _: &mut Admission) -> bool {
         true
     }
 }

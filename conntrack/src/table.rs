@@ -356,7 +356,7 @@ impl Shard {
     /// refusal as denied. The packet has not touched the entry's state.
     fn pass(&mut self, pos: usize, side: Side, gate: &mut impl Gate) -> bool {
         let e = &mut self.slab[pos];
-        let passed = gate.pass(e.dir(side), &mut e.admission);
+        let passed = gate.pass(&e.key.tuple_from(e.opener), e.dir(side), &mut e.admission);
         if !passed {
             self.stats.denied += 1;
         }

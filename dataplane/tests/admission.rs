@@ -188,6 +188,45 @@ fn later_packets_reach_only_the_ports_that_admit_them() {
     rig.assert_pools_full();
 }
 
+/// An ICMP error about a connection does not make a port its receiver: only the connection's
+/// own flow, admitted by the port's rules, does.
+#[test]
+fn an_icmp_error_does_not_bind_a_receiver_that_refuses_the_connection() {
+    let icmp_in = vec![allow(7, Some(proto::ICMP), (0, u16::MAX))];
+    let web_in = vec![allow(8, Some(proto::TCP), (80, 80))];
+    let mut rig = three([
+        Some(filter(1, true, &[], &all_out())),
+        Some(filter(2, true, &icmp_in, &all_out())),
+        Some(filter(3, true, &web_in, &all_out())),
+    ]);
+    let mut syn = tcp_frame(1, 2, 41100, 80, "S", 1, 0);
+    syn[..6].copy_from_slice(&MacAddr::BROADCAST.0);
+    assert_eq!(
+        deliver(&mut rig, 1, syn),
+        set(&[3]),
+        "port 3 admits the flood"
+    );
+    // Port 1 tells port 2 its "reply" 10.0.0.2:80 -> 10.0.0.1:41100 was unreachable.
+    let mut quoted = vec![];
+    PacketBuilder::ipv4(ip(2), ip(1), 64)
+        .tcp(80, 41100, 5, 1000)
+        .write(&mut quoted, &[])
+        .unwrap();
+    let mut error = vec![];
+    PacketBuilder::ethernet2(mac(1).0, mac(2).0)
+        .ipv4(ip(1), ip(2), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ))
+        .write(&mut error, &quoted[..28])
+        .unwrap();
+    assert_eq!(deliver(&mut rig, 1, error), set(&[2]), "ICMP is allowed in");
+    assert_eq!(ends(&rig), vec![[1, NO_PORT]], "but it binds nothing");
+    let syn = tcp_frame(1, 2, 41100, 80, "S", 1, 0);
+    assert_eq!(deliver(&mut rig, 1, syn), set(&[]));
+    assert_eq!(rig.drops(1, DropReason::IngressDenied), 2);
+}
+
 /// A rule change rechecks both ends that admitted a connection, the receiver included when it
 /// was recorded after a flood.
 #[test]

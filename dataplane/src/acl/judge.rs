@@ -154,9 +154,10 @@ impl Gate for FrameGate<'_> {
 
     /// A packet bound for the end of its connection that admitted it passes. One sent to
     /// another port is judged by that port's ingress rules, as a new connection would be; if
-    /// the connection has no receiver yet, the first port that admits it becomes its receiver.
-    /// Flood copies are judged per port when they are sent.
-    fn pass(&mut self, dir: Dir, admission: &mut Admission) -> bool {
+    /// the connection has no receiver yet, the first port whose rules admit the connection
+    /// itself (its original flow, not only this packet: an ICMP error about it is judged as
+    /// what it is) becomes its receiver. Flood copies are judged per port when they are sent.
+    fn pass(&mut self, original: &Tuple, dir: Dir, admission: &mut Admission) -> bool {
         self.peer = admission.bound_for(dir);
         let Some(to) = self.to else {
             return true;
@@ -169,14 +170,17 @@ impl Gate for FrameGate<'_> {
                 self.denied = Some(reason);
                 false
             }
-            Ok(allow) => {
+            Ok(_) => {
                 if dir == Dir::Original && admission.ports[1] == NO_PORT {
-                    admission.ports[1] = to;
-                    admission.rules[1] = allow.map_or(0, Allow::id);
-                    if let Some(a) = allow {
-                        a.count();
+                    let flow = Flow::of_tuple(original);
+                    if let Ok(allow) = judge_side(self.snap, to, Direction::Ingress, &flow) {
+                        admission.ports[1] = to;
+                        admission.rules[1] = allow.map_or(0, Allow::id);
+                        if let Some(a) = allow {
+                            a.count();
+                        }
+                        self.peer = to;
                     }
-                    self.peer = to;
                 }
                 true
             }
@@ -201,7 +205,7 @@ impl Gate for SnapshotGate<'_> {
         recheck(self.0, original, was)
     }
 
-    fn pass(&mut self, _: Dir, _: &mut Admission) -> bool {
+    fn pass(&mut self, _: &Tuple, _: Dir, _: &mut Admission) -> bool {
         true
     }
 }

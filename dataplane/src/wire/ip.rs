@@ -132,7 +132,10 @@ struct L3<'a> {
     src: Addr,
     dst: Addr,
     proto: u8,
+    /// An IP fragment: conntrack cannot follow it.
     fragment: bool,
+    /// A fragment other than the first, which carries no transport header.
+    later_fragment: bool,
     v6: bool,
     /// Bytes of the IP packet, headers included (for counters).
     len: u32,
@@ -190,6 +193,7 @@ fn ipv4(buf: &[u8]) -> Option<L3<'_>> {
         dst: Addr::v4(addr(buf, 16)?),
         proto: buf[9],
         fragment: frag & 0x3fff != 0, // more-fragments bit or a fragment offset
+        later_fragment: frag & 0x1fff != 0,
         v6: false,
         len: total as u32,
         header: &buf[..ihl],
@@ -209,6 +213,7 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
     let mut next = buf[6];
     let mut off = 40;
     let mut fragment = false;
+    let mut later_fragment = false;
     for _ in 0..MAX_EXT_HEADERS {
         let ext_len = match next {
             // Hop-by-hop, routing, destination options: length in 8-octet units after the first 8.
@@ -216,6 +221,7 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
             // Fragment header.
             44 => {
                 fragment = true;
+                later_fragment |= be16(buf, off + 2)? >> 3 != 0;
                 8
             }
             // Authentication header: length in 4-octet units, minus 2.
@@ -233,6 +239,7 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
         dst: Addr(addr(buf, 24)?),
         proto: next,
         fragment,
+        later_fragment,
         v6: true,
         len: end as u32,
         header: &[],
@@ -263,10 +270,32 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
         l4,
         len: l3.len,
     };
+    let p = l3.payload;
     if l3.fragment {
+        // Conntrack does not follow fragments, but port security and stateless rules judge what
+        // the first one says of its transport header (a router advertisement or DHCP offer in
+        // a fragment is still one).
+        if !l3.later_fragment {
+            let is_icmp = matches!(
+                (l3.proto, l3.v6),
+                (proto::ICMP, false) | (proto::ICMPV6, true)
+            );
+            match l3.proto {
+                proto::TCP | proto::UDP | proto::SCTP => {
+                    if let (Some(sport), Some(dport)) = (be16(p, 0), be16(p, 2)) {
+                        (flow.sport, flow.dport) = (sport, dport);
+                    }
+                }
+                _ if is_icmp => {
+                    if let Some((kind_code, target)) = icmp_fields(p, l3.v6) {
+                        (flow.icmp, flow.nd_target) = (Some(kind_code), target);
+                    }
+                }
+                _ => {}
+            }
+        }
         return Parsed::Ip(flow, Some(packet(L4::Fragment)), None);
     }
-    let p = l3.payload;
     let (ports, l4) = match (l3.proto, l3.v6) {
         (proto::TCP, _) => match tcp(p) {
             Some((sport, dport, seg)) => ((sport, dport), L4::Tcp(seg)),
@@ -289,20 +318,14 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
             } else {
                 IcmpFamily::V4
             };
-            let (Some(&kind), Some(&code)) = (p.first(), p.get(1)) else {
+            let Some(((kind, code), target)) = icmp_fields(p, l3.v6) else {
                 return Parsed::Malformed;
             };
             let Ok(fix) = checksum(l3) else {
                 return Parsed::BadChecksum;
             };
-            flow.icmp = Some((kind, code));
+            (flow.icmp, flow.nd_target) = (Some((kind, code)), target);
             if l3.v6 && icmpv6::is_nd_or_mld(kind) {
-                if kind == icmpv6::NEIGHBOR_ADVERT {
-                    let Some(target) = addr(p, 8) else {
-                        return Parsed::Malformed;
-                    };
-                    flow.nd_target = Some(Addr(target));
-                }
                 return Parsed::Ip(flow, None, fix);
             }
             return match icmp(p, tuple, family) {
@@ -327,6 +350,18 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
     let mut pkt = packet(l4);
     (pkt.tuple.sport, pkt.tuple.dport) = ports;
     Parsed::Ip(flow, Some(pkt), fix)
+}
+
+/// An ICMP or ICMPv6 message's type and code, and a neighbour advertisement's target; `None` if
+/// the message is cut short of them.
+fn icmp_fields(p: &[u8], v6: bool) -> Option<((u8, u8), Option<Addr>)> {
+    let (&kind, &code) = (p.first()?, p.get(1)?);
+    let target = if v6 && kind == icmpv6::NEIGHBOR_ADVERT {
+        Some(Addr(addr(p, 8)?))
+    } else {
+        None
+    };
+    Some(((kind, code), target))
 }
 
 /// The transport checksum of an unfragmented packet is wrong.
@@ -650,6 +685,26 @@ mod tests {
         h.header_checksum = h.calc_header_checksum();
         f[14..34].copy_from_slice(&h.to_bytes());
         assert_eq!(track(&f).l4, L4::Fragment);
+        let Parsed::Ip(first, _, _) = parsed(&f) else {
+            panic!("not IP")
+        };
+        assert_eq!(
+            (first.sport, first.dport),
+            (1, 2),
+            "the first fragment's ports"
+        );
+        h.fragment_offset = etherparse::IpFragOffset::try_new(2).unwrap();
+        h.header_checksum = h.calc_header_checksum();
+        let mut later = f.clone();
+        later[14..34].copy_from_slice(&h.to_bytes());
+        let Parsed::Ip(later, _, _) = parsed(&later) else {
+            panic!("not IP")
+        };
+        assert_eq!(
+            (later.sport, later.dport),
+            (0, 0),
+            "a later fragment has none"
+        );
         f[14 + 10] ^= 1;
         assert_eq!(parsed(&f), Parsed::BadChecksum, "header checksum");
     }
