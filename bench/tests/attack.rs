@@ -399,8 +399,13 @@ fn two_step(first: [u8; 6], victim: &Vm, packet: impl Fn([u8; 6]) -> Vec<u8>) ->
 }
 
 /// VMs with port security on and no groups yet.
-fn secured(tag: &str, vms: &[(u8, &str, &str)]) -> (Topology, Daemon, Vec<Vm>) {
-    rig_with(tag, vms, &[], &[])
+fn secured(tag: &str, subnet: u8, count: u8) -> (Topology, Daemon, Vec<Vm>) {
+    let ips: Vec<String> = (1..=count).map(|n| format!("10.{subnet}.0.{n}")).collect();
+    let vms: Vec<(u8, &str, &str)> = (1..=count)
+        .zip(&ips)
+        .map(|(n, ip)| (n, ip.as_str(), "blue"))
+        .collect();
+    rig_with(tag, &vms, &[], &[])
 }
 
 fn ctl(d: &Daemon, args: &[&str]) -> String {
@@ -483,7 +488,7 @@ fn conns_from(d: &Daemon, sport: u16) -> Vec<Value> {
 
 #[test]
 fn flooding_first_does_not_open_a_port_the_victim_denies() {
-    let (_topo, d, vms) = secured("afl", &[(1, "10.80.0.1", "blue"), (2, "10.80.0.2", "blue")]);
+    let (_topo, d, vms) = secured("afl", 80, 2);
     let (attacker, victim) = (&vms[0], &vms[1]);
     group(&d, "ancsg", &ANCSG, &["vm1", "vm2"]);
     let (mut denied, mut allowed, mut all) = (vec![], vec![], vec![]);
@@ -522,7 +527,7 @@ fn flooding_first_does_not_open_a_port_the_victim_denies() {
 
 #[test]
 fn flooding_first_does_not_open_an_icmp_type_the_victim_denies() {
-    let (_topo, d, vms) = secured("afi", &[(1, "10.81.0.1", "blue"), (2, "10.81.0.2", "blue")]);
+    let (_topo, d, vms) = secured("afi", 81, 2);
     let (attacker, victim) = (&vms[0], &vms[1]);
     group(&d, "ancsg", &ANCSG, &["vm1"]);
     // The victim takes timestamp requests (13) but not echo requests (8).
@@ -554,14 +559,7 @@ fn flooding_first_does_not_open_an_icmp_type_the_victim_denies() {
 
 #[test]
 fn a_flood_a_bystander_admits_does_not_open_the_victim() {
-    let (_topo, d, vms) = secured(
-        "afb",
-        &[
-            (1, "10.82.0.1", "blue"),
-            (2, "10.82.0.2", "blue"),
-            (3, "10.82.0.3", "blue"),
-        ],
-    );
+    let (_topo, d, vms) = secured("afb", 82, 3);
     let (attacker, victim, bystander) = (&vms[0], &vms[1], &vms[2]);
     group(&d, "ancsg", &ANCSG, &["vm1", "vm2"]);
     group(&d, "web", &["--protocol tcp --port 80"], &["vm3"]);
@@ -593,14 +591,7 @@ fn a_flood_a_bystander_admits_does_not_open_the_victim() {
 
 #[test]
 fn an_icmp_error_does_not_make_the_victim_receive_a_flooded_connection() {
-    let (_topo, d, vms) = secured(
-        "afe",
-        &[
-            (1, "10.83.0.1", "blue"),
-            (2, "10.83.0.2", "blue"),
-            (3, "10.83.0.3", "blue"),
-        ],
-    );
+    let (_topo, d, vms) = secured("afe", 83, 3);
     let (attacker, victim, bystander) = (&vms[0], &vms[1], &vms[2]);
     group(&d, "ancsg", &ANCSG, &["vm1", "vm2"]);
     group(&d, "web", &["--protocol tcp --port 80"], &["vm3"]);
@@ -641,14 +632,7 @@ fn an_icmp_error_does_not_make_the_victim_receive_a_flooded_connection() {
 
 #[test]
 fn a_remote_group_rule_admits_its_members_only_on_its_port() {
-    let (_topo, d, vms) = secured(
-        "afr",
-        &[
-            (1, "10.84.0.1", "blue"),
-            (2, "10.84.0.2", "blue"),
-            (3, "10.84.0.3", "blue"),
-        ],
-    );
+    let (_topo, d, vms) = secured("afr", 84, 3);
     let (attacker, victim, friend) = (&vms[0], &vms[1], &vms[2]);
     group(&d, "ancsg", &ANCSG, &["vm1"]);
     group(&d, "trusted", &[], &["vm3"]);
@@ -687,14 +671,7 @@ fn a_remote_group_rule_admits_its_members_only_on_its_port() {
 
 #[test]
 fn icmpv6_from_a_vm_passes_only_neutron_base_types() {
-    let (_topo, d, vms) = secured(
-        "af6",
-        &[
-            (1, "10.85.0.1", "blue"),
-            (2, "10.85.0.2", "blue"),
-            (3, "10.85.0.3", "blue"),
-        ],
-    );
+    let (_topo, d, vms) = secured("af6", 85, 3);
     let (vm1, vm2, vm3) = (&vms[0], &vms[1], &vms[2]);
     group(&d, "ancsg", &ANCSG, &["vm1", "vm2", "vm3"]);
     let all_nodes = v6("ff02::1");
@@ -744,7 +721,7 @@ fn icmpv6_from_a_vm_passes_only_neutron_base_types() {
 
 #[test]
 fn fragment_headers_do_not_hide_router_advertisements_or_dhcp_offers() {
-    let (_topo, d, vms) = secured("afg", &[(1, "10.86.0.1", "blue"), (2, "10.86.0.2", "blue")]);
+    let (_topo, d, vms) = secured("afg", 86, 2);
     let (vm1, vm2) = (&vms[0], &vms[1]);
     // Groups that let everything through both ways, stateful and stateless: only port security
     // stands.
@@ -893,7 +870,7 @@ fn rst_in_a_pause(
 
 #[test]
 fn a_bad_checksum_rst_does_not_close_a_live_connection() {
-    let (topo, d, vms) = secured("afc", &[(1, "10.87.0.1", "blue"), (2, "10.87.0.2", "blue")]);
+    let (topo, d, vms) = secured("afc", 87, 2);
     let (client, server) = (&vms[0], &vms[1]);
     group(&d, "ancsg", &ANCSG, &["vm1", "vm2"]);
     let all_lines: String = (0..LINES).map(|i| format!("line{i}\n")).collect();
@@ -936,7 +913,7 @@ fn a_bad_checksum_rst_does_not_close_a_live_connection() {
 
 #[test]
 fn bad_checksums_are_dropped_and_partial_ones_completed() {
-    let (_topo, d, vms) = secured("afk", &[(1, "10.88.0.1", "blue"), (2, "10.88.0.2", "blue")]);
+    let (_topo, d, vms) = secured("afk", 88, 2);
     let (vm1, vm2) = (&vms[0], &vms[1]);
     group(&d, "ancsg", &ANCSG, &["vm1", "vm2"]);
     let to = mac(vm2);
@@ -986,7 +963,7 @@ fn bad_checksums_are_dropped_and_partial_ones_completed() {
 /// receiver gets datagrams whose checksums are correct.
 #[test]
 fn a_vm_with_checksum_offload_on_sends_correct_checksums() {
-    let (_topo, d, vms) = secured("afo", &[(1, "10.89.0.1", "blue"), (2, "10.89.0.2", "blue")]);
+    let (_topo, d, vms) = secured("afo", 89, 2);
     let (vm1, vm2) = (&vms[0], &vms[1]);
     group(&d, "ancsg", &ANCSG, &["vm1", "vm2"]);
     let features = vm1.exec("ethtool", &["-k", "eth0"]).unwrap();

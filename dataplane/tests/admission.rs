@@ -15,6 +15,7 @@ use std::time::Duration;
 use brink_conntrack::key::proto;
 use brink_conntrack::{Addr, Filter};
 use brink_dataplane::acl::judge::NO_PORT;
+use brink_dataplane::acl::security::link_local;
 use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix, Rule, RuleSet, SnapshotGate};
 use brink_dataplane::counters::DropReason;
 use brink_dataplane::snapshot::PortId;
@@ -328,25 +329,7 @@ fn non_ip_frames_need_permission_at_both_ends() {
 
 /// An ICMPv6 message from port 1 (its link-local address) to the all-nodes group.
 fn icmpv6(kind: u8) -> Vec<u8> {
-    let m = mac(1).0;
-    let src = [
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        m[0] ^ 2,
-        m[1],
-        m[2],
-        0xff,
-        0xfe,
-        m[3],
-        m[4],
-        m[5],
-    ];
+    let src = link_local(mac(1)).0;
     let all_nodes = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
     // Bytes 4-7 of the message and, for neighbour messages, the target: port 1's own address.
     let body: Vec<u8> = if matches!(kind, 135 | 136) {
@@ -354,7 +337,7 @@ fn icmpv6(kind: u8) -> Vec<u8> {
     } else {
         vec![0; 16]
     };
-    let b = PacketBuilder::ethernet2(m, [0x33, 0x33, 0, 0, 0, 1])
+    let b = PacketBuilder::ethernet2(mac(1).0, [0x33, 0x33, 0, 0, 0, 1])
         .ipv6(src, all_nodes, 255)
         .icmpv6(Icmpv6Type::Unknown {
             type_u8: kind,

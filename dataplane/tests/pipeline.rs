@@ -212,8 +212,8 @@ fn many_frames_are_all_delivered_in_order() {
 /// Ports 1 and 2 in network 1 with MACs 1 and 2; conntrack on as given.
 fn tracked_pair(conntrack: bool) -> Rig {
     let mut rig = Rig::new(1, Duration::from_secs(300));
-    rig.add_tracked(1, 0, 1, Some(mac(1)), conntrack);
-    rig.add_tracked(2, 0, 1, Some(mac(2)), conntrack);
+    rig.add_port(1, 0, 1, Some(mac(1)), conntrack, None);
+    rig.add_port(2, 0, 1, Some(mac(2)), conntrack, None);
     rig
 }
 

@@ -94,18 +94,7 @@ impl Rig {
 
     /// Adds port `id` on `worker` in `network`, with an optional configured MAC, no conntrack.
     pub fn add(&mut self, id: PortId, worker: usize, network: u16, mac: Option<MacAddr>) {
-        self.add_tracked(id, worker, network, mac, false);
-    }
-
-    pub fn add_tracked(
-        &mut self,
-        id: PortId,
-        worker: usize,
-        network: u16,
-        mac: Option<MacAddr>,
-        conntrack: bool,
-    ) {
-        self.add_port(id, worker, network, mac, conntrack, None);
+        self.add_port(id, worker, network, mac, false, None);
     }
 
     /// Adds port `id` with conntrack as given and port security `filter` (`None`: off).
