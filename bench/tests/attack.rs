@@ -486,6 +486,27 @@ fn conns_from(d: &Daemon, sport: u16) -> Vec<Value> {
         .collect()
 }
 
+/// Sends `all` from `attacker` (vm1) and checks that `victim` receives every one of `allowed`
+/// and none of `denied`, each of which counted one `ingress_denied` on vm1: a flood that no port
+/// admits, or a unicast frame the victim refuses.
+fn refused_alone(
+    d: &Daemon,
+    attacker: &Vm,
+    victim: &Vm,
+    all: &[Vec<u8>],
+    denied: &[Vec<u8>],
+    allowed: &[Vec<u8>],
+) {
+    let before = all_drops(d, "vm1");
+    let got = &exchange(attacker, &[victim], all)[0];
+    expect(got, denied, false, "victim");
+    expect(got, allowed, true, "victim");
+    assert_eq!(
+        drops_since(d, "vm1", &before),
+        grew(&[("ingress_denied", denied.len() as u64)])
+    );
+}
+
 #[test]
 fn flooding_first_does_not_open_a_port_the_victim_denies() {
     let (_topo, d, vms) = secured("afl", 80, 2);
@@ -511,15 +532,7 @@ fn flooding_first_does_not_open_a_port_the_victim_denies() {
         denied.extend(tcp80.into_iter().chain(udp53));
         allowed.extend(tcp22.into_iter().chain(udp4444));
     }
-    let before = all_drops(&d, "vm1");
-    let got = &exchange(attacker, &[victim], &all)[0];
-    expect(got, &denied, false, "victim");
-    expect(got, &allowed, true, "victim");
-    // Each refused frame is counted once: a flood that no port admits, or the unicast copy.
-    assert_eq!(
-        drops_since(&d, "vm1", &before),
-        grew(&[("ingress_denied", denied.len() as u64)])
-    );
+    refused_alone(&d, attacker, victim, &all, &denied, &allowed);
     for sport in [40_000, 40_001, 40_010, 40_011, 40_020, 40_021] {
         assert_eq!(conns_from(&d, sport), Vec::<Value>::new(), "port {sport}");
     }
@@ -547,14 +560,7 @@ fn flooding_first_does_not_open_an_icmp_type_the_victim_denies() {
         denied.extend(echo);
         allowed.extend(stamp);
     }
-    let before = all_drops(&d, "vm1");
-    let got = &exchange(attacker, &[victim], &all)[0];
-    expect(got, &denied, false, "victim");
-    expect(got, &allowed, true, "victim");
-    assert_eq!(
-        drops_since(&d, "vm1", &before),
-        grew(&[("ingress_denied", denied.len() as u64)])
-    );
+    refused_alone(&d, attacker, victim, &all, &denied, &allowed);
 }
 
 #[test]
