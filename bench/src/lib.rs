@@ -8,6 +8,7 @@
 //! Thread-safety: a [`topo::Topology`] or [`daemon::Daemon`] is owned by one test.
 
 pub mod daemon;
+pub mod guest;
 pub mod pktgen;
 pub mod scenario;
 pub mod topo;
