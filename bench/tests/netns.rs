@@ -682,3 +682,123 @@ fn pktgen_traffic_is_counted_the_same_by_brink_and_the_receiving_kernel() {
     let conns = ct_show(&d, &["--proto", "udp", "--port", "9"]);
     assert_eq!(conns.len(), 8, "one connection per flow: {conns:?}");
 }
+
+/// The pid of `d`'s brinkd: the process whose command line names its (unique) control socket.
+fn daemon_pid(d: &Daemon) -> u32 {
+    let socket = d.socket.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"brinkd"))
+                    && args.contains(&socket.as_bytes())
+            })
+        })
+        .expect("brinkd process not found")
+}
+
+/// Resumes a process stopped with SIGSTOP when dropped, so a failing test leaves none behind.
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Self {
+        let ok = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status();
+        assert!(ok.unwrap().success(), "cannot stop brinkd");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[test]
+fn kernel_side_drops_show_in_the_xdp_socket_counters() {
+    const FIELDS: [&str; 6] = [
+        "rx_dropped",
+        "rx_invalid_descs",
+        "tx_invalid_descs",
+        "rx_ring_full",
+        "rx_fill_ring_empty_descs",
+        "tx_ring_empty_descs",
+    ];
+    // More frames than a port's fill ring lends the kernel (4,096).
+    const SENT: u64 = 20_000;
+    let (_topo, d, vms) = rig(
+        "xst",
+        &[(1, "10.89.0.1", "blue"), (2, "10.89.0.2", "blue")],
+        &[],
+    );
+    assert!(ping(&vms[0], &vms[1], 2), "warm-up ping\n{}", d.log_text());
+    for port in ["vm1", "vm2"] {
+        let s = stats(&d, port);
+        for f in FIELDS {
+            assert!(s["xdp_socket"][f].is_u64(), "{port}: no {f}: {s}");
+        }
+        // Both ports transmitted (the pings), and the kernel found the ring empty after a kick.
+        assert!(
+            s["xdp_socket"]["tx_ring_empty_descs"].as_u64() > Some(0),
+            "{port}: {s}"
+        );
+    }
+    let table = d.ctl_ok(&["stats"]).unwrap();
+    assert!(table.contains("XDP_SOCKET"), "{table}");
+    let vm_tx_dropped = || -> u64 {
+        let out = vms[0]
+            .run("cat", &["/sys/class/net/eth0/statistics/tx_dropped"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let before = stats(&d, "vm1");
+    let link_dropped = vm_tx_dropped();
+    // With brinkd stopped, nothing takes frames from vm1's rx ring: once the fill ring is
+    // empty, the kernel drops what arrives.
+    let stopped = Stopped::new(daemon_pid(&d));
+    let pktgen = brink_bench::daemon::bin_dir().join("brink-pktgen");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &vms[0].netns])
+        .arg(&pktgen)
+        .args(["--dst-mac", &vms[1].mac, "--src-ip", &vms[0].ip])
+        .args(["--dst-ip", &vms[1].ip, "--count", &SENT.to_string()])
+        .args(["--seconds", "10"])
+        .output()
+        .unwrap();
+    drop(stopped);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["sent"], SENT, "{report}");
+    sleep(Duration::from_millis(500));
+    let after = stats(&d, "vm1");
+    let grew = |f: &str| {
+        let (a, b) = (&after["xdp_socket"][f], &before["xdp_socket"][f]);
+        a.as_u64().unwrap() - b.as_u64().unwrap()
+    };
+    let received = after["rx_packets"].as_u64().unwrap() - before["rx_packets"].as_u64().unwrap();
+    let kernel_lost = grew("rx_dropped") + grew("rx_ring_full");
+    assert!(
+        grew("rx_fill_ring_empty_descs") > 0 && kernel_lost > 0,
+        "the kernel dropped frames brinkd did not take, and says so: {after}"
+    );
+    // Every frame vm1 sent was received by brink, dropped by the kernel in front of brink's
+    // socket, or (ptr_ring of the veth full) dropped on the link; a stray ARP may add one.
+    let lost_on_link = vm_tx_dropped() - link_dropped;
+    let total = received + kernel_lost + lost_on_link;
+    assert!(
+        (SENT..=SENT + 3).contains(&total),
+        "sent {SENT}, received {received}, kernel dropped {kernel_lost}, link dropped \
+         {lost_on_link}: {after}"
+    );
+    assert!(ping(&vms[0], &vms[1], 2), "brink forwards again");
+}

@@ -8,13 +8,13 @@ use brink_api::protocol::{code, method, RpcError};
 use brink_api::types::{
     CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone, FdbEntry, NetworkFilter,
     NetworkName, PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult, PortStats, Recheck,
-    SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, Stats, StatsFilter, WorkerStats,
+    SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, Stats, StatsFilter, WorkerStats, XdpSocketStats,
 };
 use brink_conntrack::{Filter, InvalidReason, ZonePolicy};
 use brink_dataplane::acl::SnapshotGate;
 use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
 use brink_dataplane::port::afxdp::{XdpBackend, XdpSpec};
-use brink_dataplane::port::{PortError, PortMode};
+use brink_dataplane::port::{PortError, PortMode, SocketStats};
 use brink_dataplane::switch::Switch;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -438,6 +438,12 @@ impl Service {
         if let Some(name) = &filter.port {
             self.model.port(name)?;
         }
+        let sockets: HashMap<_, _> = self
+            .switch
+            .socket_stats()
+            .map_err(dataplane_error)?
+            .into_iter()
+            .collect();
         let ports = self
             .model
             .ports()
@@ -451,6 +457,7 @@ impl Service {
                     tx_packets: c.tx_packets.get(),
                     tx_bytes: c.tx_bytes.get(),
                     drops: drop_map(&c.drops),
+                    xdp_socket: sockets.get(&p.id).map(xdp_socket_stats),
                 })
             })
             .collect();
@@ -541,6 +548,17 @@ fn decode<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
 
 fn reply<T: Serialize>(v: &T) -> Result<Value, RpcError> {
     serde_json::to_value(v).map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
+}
+
+fn xdp_socket_stats(k: &SocketStats) -> XdpSocketStats {
+    XdpSocketStats {
+        rx_dropped: k.rx_dropped,
+        rx_invalid_descs: k.rx_invalid_descs,
+        tx_invalid_descs: k.tx_invalid_descs,
+        rx_ring_full: k.rx_ring_full,
+        rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: k.tx_ring_empty_descs,
+    }
 }
 
 fn drop_map(d: &DropCounters) -> BTreeMap<String, u64> {

@@ -13,7 +13,7 @@ use crate::counters::{PortCounters, WorkerCounters};
 use crate::cross;
 use crate::egress::Egress;
 use crate::fdb::FdbRow;
-use crate::port::{Backend, PortError, PortMode};
+use crate::port::{Backend, PortError, PortMode, SocketStats};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
 use crate::worker::{Command, Shared, Worker, WorkerConfig};
 
@@ -179,6 +179,16 @@ impl<B: Backend + 'static> Switch<B> {
         Ok(())
     }
 
+    /// The kernel's socket counters of every port that has a socket, asked of the worker that
+    /// owns it (a system call per port, made between two of its batches).
+    pub fn socket_stats(&self) -> Result<Vec<(PortId, SocketStats)>, PortError> {
+        let mut all = Vec::new();
+        for w in 0..self.workers.len() {
+            all.extend(self.ask(w, |reply| Command::SocketStats { reply })?);
+        }
+        Ok(all)
+    }
+
     /// Each worker's core and counters.
     pub fn worker_counters(&self) -> impl Iterator<Item = (Option<usize>, &WorkerCounters)> {
         self.workers.iter().map(|w| (w.core, &*w.counters))
@@ -211,5 +221,104 @@ impl<B: Backend> Drop for Switch<B> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::memory::{MemBackend, MemFrame, MemLink, MemPort};
+    use crate::port::SocketStats;
+
+    /// In-memory ports that pretend to have a kernel socket whose `rx_dropped` is the port id.
+    struct WithSockets(MemBackend);
+
+    impl Backend for WithSockets {
+        type Frame = MemFrame;
+        type Spec = MemPort;
+
+        fn open(&mut self, id: PortId, spec: MemPort) -> Result<PortMode, PortError> {
+            self.0.open(id, spec)
+        }
+        fn close(&mut self, id: PortId) {
+            self.0.close(id)
+        }
+        fn rx(&mut self, id: PortId, out: &mut [MemFrame]) -> usize {
+            self.0.rx(id, out)
+        }
+        fn bytes(&self, frame: &MemFrame) -> &[u8] {
+            self.0.bytes(frame)
+        }
+        fn patch(&mut self, frame: &mut MemFrame, at: usize, bytes: &[u8]) {
+            self.0.patch(frame, at, bytes)
+        }
+        fn tx(&mut self, id: PortId, frames: &[MemFrame]) -> usize {
+            self.0.tx(id, frames)
+        }
+        fn free(&mut self, frame: MemFrame) {
+            self.0.free(frame)
+        }
+        fn alloc_copy(&mut self, bytes: &[u8]) -> Option<MemFrame> {
+            self.0.alloc_copy(bytes)
+        }
+        fn clone_frame(&mut self, frame: &MemFrame) -> Option<MemFrame> {
+            self.0.clone_frame(frame)
+        }
+        fn service(&mut self) -> usize {
+            self.0.service()
+        }
+        fn socket_stats(&self, id: PortId) -> Option<SocketStats> {
+            Some(SocketStats {
+                rx_dropped: u64::from(id),
+                ..SocketStats::default()
+            })
+        }
+    }
+
+    fn start<B: Backend<Spec = MemPort> + 'static>(workers: usize, make: fn() -> B) -> Switch<B> {
+        let config = SwitchConfig {
+            cores: vec![None; workers],
+            worker: WorkerConfig {
+                idle_sleep: true,
+                fdb_capacity: 16,
+                fdb_aging: Duration::from_secs(300),
+            },
+            conntrack: brink_conntrack::Config {
+                max_connections: 16,
+                shards: 1,
+            },
+        };
+        Switch::start(config, move || Ok(make())).unwrap()
+    }
+
+    fn open(switch: &Switch<impl Backend<Spec = MemPort> + 'static>, worker: usize, id: PortId) {
+        let link = MemPort::Link(MemLink::new(4));
+        let counters = Arc::new(PortCounters::default());
+        switch.open_port(worker, id, link, counters).unwrap();
+    }
+
+    #[test]
+    fn each_worker_reports_the_socket_stats_of_the_ports_it_owns() {
+        let switch = start(2, || WithSockets(MemBackend::new(16)));
+        assert_eq!(switch.socket_stats().unwrap(), vec![]);
+        open(&switch, 0, 3);
+        open(&switch, 1, 5);
+        open(&switch, 1, 7);
+        switch.close_port(1, 5).unwrap();
+        let mut got: Vec<_> = switch
+            .socket_stats()
+            .unwrap()
+            .into_iter()
+            .map(|(id, s)| (id, s.rx_dropped))
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![(3, 3), (7, 7)]);
+    }
+
+    #[test]
+    fn in_memory_ports_have_no_socket_stats() {
+        let switch = start(1, || MemBackend::new(16));
+        open(&switch, 0, 3);
+        assert_eq!(switch.socket_stats().unwrap(), vec![]);
     }
 }

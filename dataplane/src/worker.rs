@@ -17,7 +17,7 @@ use crate::cross::CrossQueue;
 use crate::egress::Egress;
 use crate::fdb::{Fdb, FdbRow};
 use crate::pipeline::{self as stage, Batch, BATCH_SIZE};
-use crate::port::{Backend, PortError, PortMode};
+use crate::port::{Backend, PortError, PortMode, SocketStats};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
 
 /// How long an idle worker sleeps when idle sleeping is on.
@@ -53,6 +53,11 @@ pub enum Command<S> {
     FdbRows {
         /// Receives the rows.
         reply: Sender<Vec<FdbRow>>,
+    },
+    /// Report the kernel's socket counters of every owned port that has a socket.
+    SocketStats {
+        /// Receives one entry per such port.
+        reply: Sender<Vec<(PortId, SocketStats)>>,
     },
     /// Forget learned entries of one network, or all.
     FdbFlush {
@@ -271,6 +276,15 @@ impl<B: Backend> Worker<B> {
             }
             Command::FdbRows { reply } => {
                 let _ = reply.send(self.fdb.rows(now).collect());
+            }
+            Command::SocketStats { reply } => {
+                let backend = &self.egress.backend;
+                let stats = self
+                    .owned
+                    .iter()
+                    .filter_map(|&id| Some((id, backend.socket_stats(id)?)))
+                    .collect();
+                let _ = reply.send(stats);
             }
             Command::FdbFlush { network, reply } => {
                 self.fdb.flush(network);

@@ -333,6 +333,27 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Frames from this port that were dropped, by reason (non-zero reasons only).
     pub drops: BTreeMap<String, u64>,
+    /// The kernel's counters of the port's AF_XDP socket; `None` for a port without one.
+    #[serde(default)]
+    pub xdp_socket: Option<XdpSocketStats>,
+}
+
+/// The kernel's counters of one AF_XDP socket (`XDP_STATISTICS`), since the port was opened.
+/// Frames the kernel drops here never reach brink, so brink's own counters cannot show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpSocketStats {
+    /// Received frames dropped for want of a fill-ring buffer (or too large for one).
+    pub rx_dropped: u64,
+    /// Receive descriptors the kernel counted invalid.
+    pub rx_invalid_descs: u64,
+    /// Transmit descriptors the kernel rejected as invalid.
+    pub tx_invalid_descs: u64,
+    /// Received frames dropped because the rx ring was full.
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty when a frame arrived.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the kernel found the transmit ring empty (once per drained kick; not a loss).
+    pub tx_ring_empty_descs: u64,
 }
 
 /// Counters of one worker.

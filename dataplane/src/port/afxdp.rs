@@ -14,15 +14,27 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use super::{Backend, PortError, PortMode, MAX_FRAME_LEN};
+use super::{Backend, PortError, PortMode, SocketStats, MAX_FRAME_LEN};
 use crate::snapshot::{PortId, MAX_PORTS};
 
-/// Frames in one worker's UMEM (2 KiB each).
-pub const UMEM_FRAMES: u32 = 8192;
-/// Size of every ring (fill, completion, rx, tx).
-pub const RING_SIZE: u32 = 2048;
-/// Frames kept in each port's fill ring when the pool allows.
-pub const FILL_TARGET: usize = 1024;
+/// Frames in one worker's UMEM (2 KiB each, 64 MiB): full fill rings for 8 ports.
+pub const UMEM_FRAMES: u32 = 32768;
+/// Size of each port's fill and rx rings.
+pub const RX_RING_SIZE: u32 = 4096;
+/// Size of each port's tx and completion rings. The kernel sends what a kick hands it and
+/// completes it at once (on veth never more than one batch was seen outstanding).
+pub const TX_RING_SIZE: u32 = 2048;
+/// Frames kept in each port's fill ring when the pool allows: the whole ring.
+///
+/// AF_XDP has no backpressure: when a frame arrives and the port's fill ring is empty, the
+/// kernel drops it (`rx_fill_ring_empty_descs`). The frames lent through the fill ring are the
+/// only queue in front of the worker, so they must cover a burst arriving while the worker is
+/// behind or descheduled. 4,096 frames hold more than one TCP flow with Linux's default buffers
+/// keeps in flight (`tcp_wmem` at most 4 MiB, about 2,900 full-size segments); with 1,024
+/// and 2,048, iperf3 through brink lost frames here.
+pub const FILL_TARGET: usize = RX_RING_SIZE as usize;
+// The rx ring holds every frame the fill ring lends, so it can never overflow (`rx_ring_full`).
+const _: () = assert!(FILL_TARGET <= RX_RING_SIZE as usize);
 
 const FRAME_SIZE: u32 = 2048;
 /// `holder` value of a frame this backend holds.
@@ -88,11 +100,10 @@ impl XdpBackend {
     /// Creates the worker's UMEM.
     pub fn new() -> Result<Self, PortError> {
         let err = |e: &dyn std::fmt::Display| PortError::Pool(e.to_string());
-        let ring = QueueSize::new(RING_SIZE).map_err(|e| err(&e))?;
         let config = UmemConfig::builder()
             .frame_size(FrameSize::new(FRAME_SIZE).map_err(|e| err(&e))?)
-            .fill_queue_size(ring)
-            .comp_queue_size(ring)
+            .fill_queue_size(QueueSize::new(RX_RING_SIZE).map_err(|e| err(&e))?)
+            .comp_queue_size(QueueSize::new(TX_RING_SIZE).map_err(|e| err(&e))?)
             .build()
             .map_err(|e| err(&e))?;
         let count = NonZeroU32::new(UMEM_FRAMES).ok_or_else(|| err(&"empty UMEM"))?;
@@ -104,7 +115,7 @@ impl XdpBackend {
             pristine,
             sockets: (0..MAX_PORTS).map(|_| None).collect(),
             open: Vec::with_capacity(MAX_PORTS),
-            reaped: vec![FrameDesc::default(); RING_SIZE as usize],
+            reaped: vec![FrameDesc::default(); TX_RING_SIZE as usize],
         })
     }
 
@@ -126,10 +137,10 @@ impl XdpBackend {
     }
 
     fn bind(&self, iface: &Interface, xdp: XdpFlags) -> Result<XdpSocket, String> {
-        let ring = QueueSize::new(RING_SIZE).map_err(|e| e.to_string())?;
+        let size = |n| QueueSize::new(n).map_err(|e| e.to_string());
         let config = SocketConfig::builder()
-            .rx_queue_size(ring)
-            .tx_queue_size(ring)
+            .rx_queue_size(size(RX_RING_SIZE)?)
+            .tx_queue_size(size(TX_RING_SIZE)?)
             .xdp_flags(xdp)
             .bind_flags(BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP)
             .build();
@@ -351,5 +362,25 @@ impl Backend for XdpBackend {
             self.refill(id);
         }
         reaped_total
+    }
+
+    fn socket_stats(&self, id: PortId) -> Option<SocketStats> {
+        let Some(Some(s)) = self.sockets.get(usize::from(id)) else {
+            return None;
+        };
+        match s.rx.fd().xdp_statistics() {
+            Ok(k) => Some(SocketStats {
+                rx_dropped: k.rx_dropped(),
+                rx_invalid_descs: k.rx_invalid_descs(),
+                tx_invalid_descs: k.tx_invalid_descs(),
+                rx_ring_full: k.rx_ring_full(),
+                rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs(),
+                tx_ring_empty_descs: k.tx_ring_empty_descs(),
+            }),
+            Err(e) => {
+                tracing::warn!(iface = %s.iface, error = %e, "cannot read XDP_STATISTICS");
+                None
+            }
+        }
     }
 }

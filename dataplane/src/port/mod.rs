@@ -36,6 +36,27 @@ impl fmt::Display for PortMode {
     }
 }
 
+/// The kernel's counters of one port's AF_XDP socket (`getsockopt(XDP_STATISTICS)`), counted
+/// since the socket was opened. Names are the kernel's (`struct xdp_statistics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketStats {
+    /// Frames the kernel could not deliver to the socket for another reason than a full rx
+    /// ring: no fill-ring buffer to copy into (also counted in `rx_fill_ring_empty_descs`),
+    /// or a frame larger than a buffer.
+    pub rx_dropped: u64,
+    /// Receive descriptors the kernel counted invalid.
+    pub rx_invalid_descs: u64,
+    /// Transmit descriptors the kernel rejected as invalid (address or length).
+    pub tx_invalid_descs: u64,
+    /// Frames dropped because the rx ring was full (the worker did not consume in time).
+    pub rx_ring_full: u64,
+    /// Times the kernel wanted a buffer for a received frame and found the fill ring empty.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the kernel looked for a frame to send and found the transmit ring empty (once per
+    /// transmit kick that drained the ring: not a loss).
+    pub tx_ring_empty_descs: u64,
+}
+
 /// Why a port could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortError {
@@ -92,4 +113,10 @@ pub trait Backend {
     /// Ring housekeeping: reap transmit completions, refill receive buffers, kick the kernel.
     /// Returns the number of frames reaped.
     fn service(&mut self) -> usize;
+    /// The kernel's counters of port `id`'s socket, or `None` for a port without one (unknown
+    /// ids, in-memory ports: the default). It costs a system call: ask between batches, on
+    /// request, never per frame.
+    fn socket_stats(&self, _id: PortId) -> Option<SocketStats> {
+        None
+    }
 }

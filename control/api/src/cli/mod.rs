@@ -16,6 +16,7 @@ pub use sg::{PortSetArgs, RuleAddArgs, RuleCmd, SecurityArgs, SgCmd};
 use crate::types::{
     CtEntry, CtFilter, CtPolicy, CtPolicySet, CtPolicyShow, CtStats, FdbEntry, NetworkFilter,
     NetworkInfo, NetworkName, PortAdd, PortInfo, PortKind, PortName, Stats, StatsFilter,
+    XdpSocketStats,
 };
 
 /// Control a running brinkd.
@@ -510,10 +511,40 @@ fn drops_text(drops: &std::collections::BTreeMap<String, u64>) -> String {
         .join(",")
 }
 
+/// A port's kernel socket counters in one cell: the non-zero ones by short name, `-` if all are
+/// zero, `n/a` for a port without a socket.
+fn xdp_socket_text(x: Option<&XdpSocketStats>) -> String {
+    let Some(x) = x else {
+        return "n/a".into();
+    };
+    let cells: Vec<String> = [
+        ("rx_drop", x.rx_dropped),
+        ("rx_full", x.rx_ring_full),
+        ("fill_empty", x.rx_fill_ring_empty_descs),
+        ("rx_inval", x.rx_invalid_descs),
+        ("tx_inval", x.tx_invalid_descs),
+        ("tx_empty", x.tx_ring_empty_descs),
+    ]
+    .iter()
+    .filter(|&&(_, n)| n > 0)
+    .map(|(k, n)| format!("{k}={n}"))
+    .collect();
+    if cells.is_empty() {
+        return "-".into();
+    }
+    cells.join(",")
+}
+
 fn stats_tables(s: &Stats) -> String {
     let mut out = table(
         &[
-            "PORT", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS",
+            "PORT",
+            "RX_PKTS",
+            "RX_BYTES",
+            "TX_PKTS",
+            "TX_BYTES",
+            "DROPS",
+            "XDP_SOCKET",
         ],
         s.ports
             .iter()
@@ -525,6 +556,7 @@ fn stats_tables(s: &Stats) -> String {
                     p.tx_packets.to_string(),
                     p.tx_bytes.to_string(),
                     drops_text(&p.drops),
+                    xdp_socket_text(p.xdp_socket.as_ref()),
                 ]
             })
             .collect(),
@@ -630,6 +662,22 @@ mod tests {
         };
         assert_eq!(a.ips, ["10.0.0.1", "fd00::1"]);
         assert!(matches!(a.kind, KindArg::Tap));
+    }
+
+    #[test]
+    fn xdp_socket_cell_lists_non_zero_counters() {
+        assert_eq!(xdp_socket_text(None), "n/a");
+        assert_eq!(xdp_socket_text(Some(&XdpSocketStats::default())), "-");
+        let x = XdpSocketStats {
+            rx_ring_full: 3,
+            rx_fill_ring_empty_descs: 7,
+            tx_ring_empty_descs: 11,
+            ..XdpSocketStats::default()
+        };
+        assert_eq!(
+            xdp_socket_text(Some(&x)),
+            "rx_full=3,fill_empty=7,tx_empty=11"
+        );
     }
 
     #[test]
