@@ -6,6 +6,7 @@
 //! that a packet bound for a port that never admitted the connection is judged there. The table
 //! knows nothing about rules; it only stores what the gate returns.
 
+use crate::key::{ConnKey, Side};
 use crate::state::Dir;
 use crate::table::Packet;
 use crate::Tuple;
@@ -34,6 +35,26 @@ impl Admission {
     }
 }
 
+/// A live connection as [`Gate::pass`] sees it: its original tuple is built only if asked for,
+/// so the per-packet call costs nothing when the gate does not need it.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection<'a> {
+    key: &'a ConnKey,
+    opener: Side,
+}
+
+impl<'a> Connection<'a> {
+    /// The connection with key `key` opened from its `opener` end.
+    pub fn new(key: &'a ConnKey, opener: Side) -> Self {
+        Connection { key, opener }
+    }
+
+    /// The tuple of the packet that opened it.
+    pub fn original(&self) -> Tuple {
+        self.key.tuple_from(self.opener)
+    }
+}
+
 /// Decides whether connections may be opened and whether admitted ones may continue.
 pub trait Gate {
     /// The current rule generation; entries admitted under another one are rechecked.
@@ -43,10 +64,10 @@ pub trait Gate {
     /// Whether the connection that opened with `original` and was admitted as `was` may
     /// continue under the current rules, and how.
     fn recheck(&mut self, original: &Tuple, was: &Admission) -> Option<Admission>;
-    /// Whether a packet travelling in `dir` of the live connection that opened with `original`
-    /// and was admitted as `admission` may go on. The gate may complete the admission (record a
-    /// receiver that now admits the connection).
-    fn pass(&mut self, original: &Tuple, dir: Dir, admission: &mut Admission) -> bool;
+    /// Whether a packet travelling in `dir` of the live connection `conn`, admitted as
+    /// `admission`, may go on. Called for every packet of a tracked connection. The gate may
+    /// complete the admission (record a receiver that now admits the connection).
+    fn pass(&mut self, conn: &Connection<'_>, dir: Dir, admission: &mut Admission) -> bool;
 }
 
 /// The gate of plain connection tracking: admits everything, under generation 0.
@@ -66,7 +87,7 @@ impl Gate for Open {
             ..*was
         })
     }
-    fn pass(&mut self, _: &Tuple, _: Dir, _: &mut Admission) -> bool {
+    fn pass(&mut self, _: &Connection<'_>, _: Dir, _: &mut Admission) -> bool {
         true
     }
 }

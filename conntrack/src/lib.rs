@@ -17,7 +17,7 @@ pub mod table;
 pub mod tcp;
 pub mod timeout;
 
-pub use gate::{Admission, Gate, Open, Recheck};
+pub use gate::{Admission, Connection, Gate, Open, Recheck};
 pub use key::{Addr, ConnKey, Tuple};
 pub use state::{CtState, Dir, InvalidReason};
 pub use table::{Config, ConnInfo, Filter, Packet, StateFilter, Stats, Table, L4};

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
-use crate::gate::{Admission, Gate, Open, Recheck};
+use crate::gate::{Admission, Connection, Gate, Open, Recheck};
 use crate::key::{proto, Addr, ConnKey, Side, Tuple};
 use crate::state::{CtState, Dir, InvalidReason};
 use crate::tcp::{TcpConn, TcpSegment, TcpState, TcpVerdict};
@@ -356,7 +356,8 @@ impl Shard {
     /// refusal as denied. The packet has not touched the entry's state.
     fn pass(&mut self, pos: usize, side: Side, gate: &mut impl Gate) -> bool {
         let e = &mut self.slab[pos];
-        let passed = gate.pass(&e.key.tuple_from(e.opener), e.dir(side), &mut e.admission);
+        let conn = Connection::new(&e.key, e.opener);
+        let passed = gate.pass(&conn, e.dir(side), &mut e.admission);
         if !passed {
             self.stats.denied += 1;
         }

@@ -625,7 +625,7 @@ impl Gate for PortGate {
         assert_eq!(was.ports, [1, 2]);
         self.judge(original)
     }
-    fn pass(&mut self, _: &Tuple, dir: Dir, admission: &mut Admission) -> bool {
+    fn pass(&mut self, _: &Connection<'_>, dir: Dir, admission: &mut Admission) -> bool {
         dir == Dir::Reply || admission.bound_for(dir) == self.to
     }
 }

@@ -8,7 +8,7 @@
 //! it is created if some port of the network admits it, each flood copy is judged by its port,
 //! and the receiver is recorded when a later packet is sent to one port whose rules admit it.
 
-use brink_conntrack::{Admission, Dir, Gate, Packet, Tuple};
+use brink_conntrack::{Admission, Connection, Dir, Gate, Packet, Tuple};
 
 use super::filter::{Allow, Direction, PortFilter};
 use crate::counters::DropReason;
@@ -157,7 +157,7 @@ impl Gate for FrameGate<'_> {
     /// the connection has no receiver yet, the first port whose rules admit the connection
     /// itself (its original flow, not only this packet: an ICMP error about it is judged as
     /// what it is) becomes its receiver. Flood copies are judged per port when they are sent.
-    fn pass(&mut self, original: &Tuple, dir: Dir, admission: &mut Admission) -> bool {
+    fn pass(&mut self, conn: &Connection<'_>, dir: Dir, admission: &mut Admission) -> bool {
         self.peer = admission.bound_for(dir);
         let Some(to) = self.to else {
             return true;
@@ -170,10 +170,16 @@ impl Gate for FrameGate<'_> {
                 self.denied = Some(reason);
                 false
             }
-            Ok(_) => {
+            Ok(allow) => {
                 if dir == Dir::Original && admission.ports[1] == NO_PORT {
-                    let flow = Flow::of_tuple(original);
-                    if let Ok(allow) = judge_side(self.snap, to, Direction::Ingress, &flow) {
+                    // Most often this packet is of the connection's own flow, already judged.
+                    let own = Flow::of_tuple(&conn.original());
+                    let admits = if own == *self.flow {
+                        Ok(allow)
+                    } else {
+                        judge_side(self.snap, to, Direction::Ingress, &own)
+                    };
+                    if let Ok(allow) = admits {
                         admission.ports[1] = to;
                         admission.rules[1] = allow.map_or(0, Allow::id);
                         if let Some(a) = allow {
@@ -205,7 +211,7 @@ impl Gate for SnapshotGate<'_> {
         recheck(self.0, original, was)
     }
 
-    fn pass(&mut self, _: &Tuple, _: Dir, _: &mut Admission) -> bool {
+    fn pass(&mut self, _: &Connection<'_>, _: Dir, _: &mut Admission) -> bool {
         true
     }
 }
