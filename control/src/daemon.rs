@@ -2,9 +2,9 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use brink_dataplane::fdb;
@@ -13,8 +13,9 @@ use brink_dataplane::switch::{Switch, SwitchConfig};
 use brink_dataplane::worker::WorkerConfig;
 use clap::Parser;
 
-use crate::server::Server;
-use crate::service::Service;
+use crate::host::Kernel;
+use crate::server::{Access, Limits, Server};
+use crate::service::{self, Service};
 use crate::store::Store;
 
 /// brink's daemon: a userspace integration bridge on AF_XDP.
@@ -24,6 +25,9 @@ pub struct Args {
     /// Control socket path.
     #[arg(long, default_value = brink_api::DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// Let this group's members use the control socket too (mode 0660 instead of 0600).
+    #[arg(long)]
+    pub socket_group: Option<String>,
     /// Where the configuration is saved and restored from.
     #[arg(long, default_value = "/var/lib/brink")]
     pub state_dir: PathBuf,
@@ -73,7 +77,7 @@ pub fn parse_cores(list: &str, available: usize) -> anyhow::Result<Vec<usize>> {
     Ok(cores)
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
+/// Runs the daemon until SIGINT or SIGTERM. SIGHUP is logged and ignored: nothing is re-read.
 pub fn run(args: Args) -> anyhow::Result<()> {
     // A subscriber installed by an embedding program wins; ours is only the default. Logs go to
     // stderr, coloured only when it is a terminal (not a file or journald).
@@ -90,6 +94,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("cannot install signal handler")?;
     }
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
+        .context("cannot install signal handler")?;
     let available = std::thread::available_parallelism().map_or(1, usize::from);
     let cores = match &args.cores {
         Some(list) => parse_cores(list, available)?,
@@ -101,6 +108,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(1..=100_000_000).contains(&args.ct_max) {
         bail!("--ct-max must be 1 to 100000000");
     }
+    let access = match &args.socket_group {
+        Some(group) => {
+            Access::with_group(group).with_context(|| format!("bad --socket-group {group:?}"))?
+        }
+        None => Access::owner_only(),
+    };
     let store = Store::open(&args.state_dir)?;
     let state = store.load()?;
     let config = SwitchConfig {
@@ -116,14 +129,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
     };
     // Bind first, so a second daemon fails before touching any interface.
-    let mut server = Server::bind(&args.socket)
+    let mut server = Server::bind(&args.socket, access, Limits::default())
         .with_context(|| format!("cannot listen on {}", args.socket.display()))?;
     afxdp::silence_library_logs();
     let switch = Switch::start(config, XdpBackend::new).context("cannot start workers")?;
     tracing::info!(?cores, idle_sleep = args.idle_sleep, socket = %args.socket.display(), "brinkd started");
-    let mut service = Service::new(switch, args.ct_max as u64, Some(store));
-    service.restore(state);
-    server.run(&mut service, &stop)?;
+    let state_file = store.path().display().to_string();
+    let mut service = Service::new(switch, Kernel, args.ct_max as u64, Some(store));
+    service
+        .restore(state)
+        .with_context(|| format!("{state_file}: refusing to start"))?;
+    let mut next_retry = Instant::now();
+    server.run(&mut service, &stop, |service| {
+        if hangup.swap(false, Ordering::Relaxed) {
+            tracing::info!("SIGHUP: brinkd has no configuration file to re-read; ignored");
+        }
+        if Instant::now() >= next_retry {
+            next_retry = Instant::now() + service::RETRY_INTERVAL;
+            service.retry_down_ports();
+        }
+    });
     tracing::info!("shutting down");
     drop(service);
     drop(server);

@@ -8,10 +8,11 @@
 //! Thread-safety: [`service::Service`] and [`server::Server`] are used by the control thread
 //! only; the dataplane's `Switch` is its only link to the workers.
 
-pub mod ct;
 pub mod daemon;
+pub mod host;
 pub mod iface;
 pub mod model;
+pub mod name;
 pub mod protocols;
 pub mod server;
 pub mod service;

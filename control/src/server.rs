@@ -1,32 +1,160 @@
 //! The control socket: newline-delimited JSON-RPC 2.0 over a Unix stream socket, served with
 //! mio on the control thread. Requests are answered in order, one response line per request
 //! (none for notifications, which carry no `id`).
+//!
+//! No client can hurt the others or the switch: peers are checked by their credentials
+//! ([`Access`]), every connection has bounded input and output and a request rate, stalled and
+//! idle connections are closed, a full table evicts the least recently served connection
+//! (others than root's first), and errors of accept or poll are logged and survived.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use brink_api::protocol::{code, Request, Response, RpcError, MAX_LINE};
+use brink_api::protocol::{code, decode_line, Incoming, Response, RpcError, MAX_LINE};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::unistd::{Gid, Group, Uid, User};
 use serde_json::Value;
 
+use crate::host::Host;
 use crate::service::Service;
 
 const LISTENER: Token = Token(0);
-/// How often the loop checks for a stop signal.
+/// How often the loop checks timeouts, refills rate buckets and calls the tick.
 const TICK: Duration = Duration::from_millis(100);
-/// Connections served at once; more are refused.
-const MAX_CONNECTIONS: usize = 64;
+/// Bytes read from a client at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// Turns of reading, answering and writing one connection gets before the next is served.
+const TURNS: usize = 16;
 
+/// Limits on each client of the control socket.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once; one more evicts the least recently served.
+    pub max_connections: usize,
+    /// A connection with nothing pending and no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection whose half-written request or unread answers make no progress for this
+    /// long is closed.
+    pub stall_timeout: Duration,
+    /// Answers queued for a client that does not read them; beyond this brinkd stops reading
+    /// its requests until it reads.
+    pub max_output: usize,
+    /// Requests per second each connection may make, sustained.
+    pub rate: f64,
+    /// Requests a connection may make at once before the rate applies.
+    pub burst: f64,
+    /// Connections accepted per turn of the loop, so a flood cannot starve the others.
+    pub accept_burst: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 128,
+            idle_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(10),
+            max_output: 256 * 1024,
+            rate: 1000.0,
+            burst: 200.0,
+            accept_burst: 32,
+        }
+    }
+}
+
+/// Who may use the control socket: root, brinkd's own user, and (with a socket group) the
+/// group's members.
+#[derive(Debug, Clone)]
+pub struct Access {
+    own: Uid,
+    group: Option<SocketGroup>,
+}
+
+#[derive(Debug, Clone)]
+struct SocketGroup {
+    name: String,
+    gid: Gid,
+    /// Users whose supplementary groups include it.
+    members: Vec<Uid>,
+}
+
+impl Access {
+    /// Root and brinkd's own user only: socket mode 0600.
+    pub fn owner_only() -> Self {
+        Access {
+            own: Uid::effective(),
+            group: None,
+        }
+    }
+
+    /// Root, brinkd's user and the members of group `name`: socket mode 0660, owned by the
+    /// group. Membership is read now.
+    pub fn with_group(name: &str) -> io::Result<Self> {
+        let group = Group::from_name(name)
+            .map_err(io::Error::from)?
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no group named {name:?}"))
+            })?;
+        let members = group
+            .mem
+            .iter()
+            .filter_map(|user| Some(User::from_name(user).ok()??.uid))
+            .collect();
+        Ok(Access {
+            own: Uid::effective(),
+            group: Some(SocketGroup {
+                name: name.to_string(),
+                gid: group.gid,
+                members,
+            }),
+        })
+    }
+
+    /// Whether a peer running as `uid` with primary group `gid` may use the socket.
+    pub fn allows(&self, uid: Uid, gid: Gid) -> bool {
+        uid.is_root()
+            || uid == self.own
+            || self
+                .group
+                .as_ref()
+                .is_some_and(|g| g.gid == gid || g.members.contains(&uid))
+    }
+}
+
+/// What one connection is doing.
 struct Conn {
     stream: UnixStream,
+    uid: Uid,
     inbuf: Vec<u8>,
+    /// How much of `inbuf` is known to hold no newline.
+    scanned: usize,
     outbuf: Vec<u8>,
+    /// The peer closed its side: answer what is complete, then close.
+    eof: bool,
+    /// Close once the output is written (an over-long request was refused).
     closing: bool,
+    /// Requests it may make now (a token bucket).
+    tokens: f64,
+    /// When it last had a request answered (or connected).
+    last_request: Instant,
+    /// When it last took output, or when output began to wait.
+    last_write: Instant,
+}
+
+/// Why connections were closed or refused, for the log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Refusals {
+    peers: u64,
+    evicted: u64,
+    idle: u64,
+    stalled: u64,
+    too_long: u64,
+    errors: u64,
 }
 
 /// The listening socket and its connections.
@@ -34,13 +162,20 @@ pub struct Server {
     poll: Poll,
     listener: UnixListener,
     path: PathBuf,
+    access: Access,
+    limits: Limits,
     conns: HashMap<Token, Conn>,
     next_token: usize,
+    /// Connections may wait in the backlog: accept again without waiting for an event.
+    accept_pending: bool,
+    refusals: Refusals,
+    logged: Refusals,
 }
 
 impl Server {
-    /// Binds `path` (mode 0600), refusing if another daemon is listening there.
-    pub fn bind(path: &Path) -> io::Result<Self> {
+    /// Binds `path`, refusing if another daemon is listening there. The socket is mode 0600,
+    /// or 0660 and owned by the socket group if `access` has one.
+    pub fn bind(path: &Path, access: Access, limits: Limits) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -54,7 +189,15 @@ impl Server {
             std::fs::remove_file(path)?;
         }
         let mut listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let mode = match &access.group {
+            Some(g) => {
+                nix::unistd::chown(path, None, Some(g.gid)).map_err(io::Error::from)?;
+                tracing::info!(group = %g.name, "control socket open to its group (mode 0660)");
+                0o660
+            }
+            None => 0o600,
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -62,82 +205,229 @@ impl Server {
             poll,
             listener,
             path: path.to_path_buf(),
+            access,
+            limits,
             conns: HashMap::new(),
             next_token: 1,
+            accept_pending: true,
+            refusals: Refusals::default(),
+            logged: Refusals::default(),
         })
     }
 
-    /// Serves requests until `stop` is set.
-    pub fn run(&mut self, service: &mut Service, stop: &AtomicBool) -> io::Result<()> {
-        let mut events = Events::with_capacity(64);
+    /// Serves requests until `stop` is set, calling `tick` with the service about every
+    /// 100 ms. Errors are logged; none ends the loop.
+    pub fn run<H: Host>(
+        &mut self,
+        service: &mut Service<H>,
+        stop: &AtomicBool,
+        mut tick: impl FnMut(&mut Service<H>),
+    ) {
+        let mut events = Events::with_capacity(256);
+        let mut next_tick = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            match self.poll.poll(&mut events, Some(TICK)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            let wait = if self.accept_pending {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "control socket poll failed; retrying");
+                    std::thread::sleep(TICK);
+                }
+                continue;
             }
             for event in &events {
                 match event.token() {
-                    LISTENER => self.accept()?,
-                    token => self.serve(token, service),
+                    LISTENER => self.accept_pending = true,
+                    token => self.pump(token, service),
                 }
             }
+            if self.accept_pending {
+                self.accept();
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + TICK;
+                self.housekeeping(service, now);
+                tick(service);
+            }
         }
-        Ok(())
     }
 
-    fn accept(&mut self) -> io::Result<()> {
-        loop {
-            let (mut stream, _) = match self.listener.accept() {
-                Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
+    /// Accepts up to `accept_burst` waiting connections.
+    fn accept(&mut self) {
+        for _ in 0..self.limits.accept_burst {
+            let mut stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_pending = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of file descriptors, for example: the connection stays in the
+                    // backlog and is tried again at the next tick.
+                    tracing::warn!(error = %e, "cannot accept a control connection");
+                    self.refusals.errors += 1;
+                    self.accept_pending = false;
+                    return;
+                }
             };
-            if self.conns.len() >= MAX_CONNECTIONS {
-                tracing::warn!("too many control connections; refusing one");
+            let Some(uid) = self.check_peer(&stream) else {
                 continue;
+            };
+            if self.conns.len() >= self.limits.max_connections {
+                self.evict();
             }
             let token = Token(self.next_token);
             self.next_token += 1;
-            self.poll
-                .registry()
-                .register(&mut stream, token, Interest::READABLE)?;
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
+                tracing::warn!(error = %e, "cannot register a control connection");
+                self.refusals.errors += 1;
+                continue;
+            }
+            let now = Instant::now();
             self.conns.insert(
                 token,
                 Conn {
                     stream,
+                    uid,
                     inbuf: Vec::new(),
+                    scanned: 0,
                     outbuf: Vec::new(),
+                    eof: false,
                     closing: false,
+                    tokens: self.limits.burst,
+                    last_request: now,
+                    last_write: now,
                 },
             );
         }
     }
 
-    fn serve(&mut self, token: Token, service: &mut Service) {
+    /// The peer's user id if [`Access`] allows it; a refused peer is logged.
+    fn check_peer(&mut self, stream: &UnixStream) -> Option<Uid> {
+        match getsockopt(stream, PeerCredentials) {
+            Ok(cred) => {
+                let (uid, gid) = (Uid::from_raw(cred.uid()), Gid::from_raw(cred.gid()));
+                if self.access.allows(uid, gid) {
+                    return Some(uid);
+                }
+                tracing::warn!(
+                    pid = cred.pid(),
+                    uid = cred.uid(),
+                    gid = cred.gid(),
+                    "control connection refused: user not allowed"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "control connection refused: no credentials"),
+        }
+        self.refusals.peers += 1;
+        None
+    }
+
+    /// Closes the connection served least recently, others than root's first.
+    fn evict(&mut self) {
+        let victim = self
+            .conns
+            .iter()
+            .min_by_key(|(_, c)| (c.uid.is_root(), c.last_request))
+            .map(|(&t, _)| t);
+        if let Some(token) = victim {
+            self.refusals.evicted += 1;
+            self.close(token);
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+
+    /// Reads, answers and writes for one connection as far as its limits let it, then
+    /// closes it if it is done or failed.
+    fn pump<H: Host>(&mut self, token: Token, service: &mut Service<H>) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        let open = read_into(conn) && {
-            answer_lines(conn, service);
-            write_out(conn)
-        };
-        let done = !open || (conn.closing && conn.outbuf.is_empty());
-        if done {
-            if let Some(mut conn) = self.conns.remove(&token) {
-                let _ = self.poll.registry().deregister(&mut conn.stream);
+        let mut open = true;
+        for _ in 0..TURNS {
+            let wrote = match write_out(conn) {
+                Ok(n) => n > 0,
+                Err(()) => {
+                    open = false;
+                    break;
+                }
+            };
+            let answered = answer_lines(conn, service, &self.limits);
+            let read = match conn.may_read(&self.limits) {
+                true => match read_in(conn) {
+                    Ok(n) => n > 0,
+                    Err(()) => {
+                        open = false;
+                        break;
+                    }
+                },
+                false => false,
+            };
+            if !(wrote || answered || read) {
+                break;
             }
-            return;
         }
-        let interest = if conn.outbuf.is_empty() {
-            Interest::READABLE
-        } else {
-            Interest::READABLE | Interest::WRITABLE
-        };
-        let _ = self
-            .poll
-            .registry()
-            .reregister(&mut conn.stream, token, interest);
+        if conn.inbuf.len() > MAX_LINE && !conn.has_line() {
+            refuse_long_line(conn);
+            self.refusals.too_long += 1;
+        }
+        let finished = conn.outbuf.is_empty() && (conn.closing || (conn.eof && !conn.has_line()));
+        if !open || finished {
+            self.close(token);
+        }
+    }
+
+    /// Serves connections that wait on a rate bucket or a timer, and closes idle and stalled
+    /// ones.
+    fn housekeeping<H: Host>(&mut self, service: &mut Service<H>, now: Instant) {
+        let refill = self.limits.rate * TICK.as_secs_f64();
+        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        for token in tokens {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            conn.tokens = (conn.tokens + refill).min(self.limits.burst);
+            let waiting = !conn.outbuf.is_empty() || !conn.inbuf.is_empty();
+            let idle = !waiting && now - conn.last_request > self.limits.idle_timeout;
+            let half_written = !conn.inbuf.is_empty()
+                && !conn.has_line()
+                && now - conn.last_request > self.limits.stall_timeout;
+            let unread =
+                !conn.outbuf.is_empty() && now - conn.last_write > self.limits.stall_timeout;
+            if idle {
+                self.refusals.idle += 1;
+                self.close(token);
+            } else if half_written || unread {
+                self.refusals.stalled += 1;
+                self.close(token);
+            } else {
+                self.pump(token, service);
+            }
+        }
+        if self.refusals != self.logged {
+            let r = self.refusals;
+            tracing::warn!(
+                refused_peers = r.peers,
+                evicted = r.evicted,
+                idle_closed = r.idle,
+                stalled_closed = r.stalled,
+                too_long = r.too_long,
+                errors = r.errors,
+                "control socket: clients refused or closed (totals)"
+            );
+            self.logged = r;
+        }
     }
 }
 
@@ -147,97 +437,119 @@ impl Drop for Server {
     }
 }
 
-/// Reads what is available; false when the peer closed or failed.
-fn read_into(conn: &mut Conn) -> bool {
-    let mut buf = [0u8; 16 * 1024];
+impl Conn {
+    /// Whether `inbuf` holds a complete request line.
+    fn has_line(&mut self) -> bool {
+        match self.inbuf[self.scanned..].iter().position(|&b| b == b'\n') {
+            Some(_) => true,
+            None => {
+                self.scanned = self.inbuf.len();
+                false
+            }
+        }
+    }
+
+    /// Whether to read more: only when what is buffered cannot be answered yet, the client
+    /// reads its answers, and its rate allows another request.
+    fn may_read(&mut self, limits: &Limits) -> bool {
+        !self.eof
+            && !self.closing
+            && self.outbuf.len() < limits.max_output
+            && self.tokens >= 1.0
+            && self.inbuf.len() <= MAX_LINE
+            && !self.has_line()
+    }
+}
+
+/// Reads one chunk; the number of bytes, 0 if none was waiting; `Err` if the socket failed.
+fn read_in(conn: &mut Conn) -> Result<usize, ()> {
+    let mut buf = [0u8; READ_CHUNK];
     loop {
-        match conn.stream.read(&mut buf) {
+        return match conn.stream.read(&mut buf) {
             Ok(0) => {
-                conn.closing = true;
-                return true;
+                conn.eof = true;
+                Ok(0)
             }
             Ok(n) => {
                 conn.inbuf.extend_from_slice(&buf[..n]);
-                // Stop at an over-long line: `answer_lines` refuses it before reading more.
-                if conn.inbuf.len() > MAX_LINE && !conn.inbuf.contains(&b'\n') {
-                    return true;
-                }
+                Ok(n)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
+            Err(_) => Err(()),
+        };
     }
 }
 
-/// Answers every complete line; an over-long line is answered with an error and marks the
-/// connection for closing.
-fn answer_lines(conn: &mut Conn, service: &mut Service) {
-    while let Some(end) = conn.inbuf.iter().position(|&b| b == b'\n') {
-        let line: Vec<u8> = conn.inbuf.drain(..=end).collect();
-        if let Some(resp) = answer(&line[..end], service) {
-            if let Ok(mut bytes) = serde_json::to_vec(&resp) {
-                bytes.push(b'\n');
-                conn.outbuf.extend_from_slice(&bytes);
-            }
+/// Answers complete lines while the client's rate and output allow; true if any was.
+fn answer_lines<H: Host>(conn: &mut Conn, service: &mut Service<H>, limits: &Limits) -> bool {
+    let mut answered = false;
+    while !conn.closing && conn.tokens >= 1.0 && conn.outbuf.len() < limits.max_output {
+        let Some(end) = conn.inbuf.iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        if end > MAX_LINE {
+            refuse_long_line(conn);
+            return true;
         }
+        conn.tokens -= 1.0;
+        if let Some(resp) = answer(&conn.inbuf[..end], service) {
+            queue(conn, &resp);
+        }
+        conn.inbuf.drain(..=end);
+        conn.scanned = 0;
+        conn.last_request = Instant::now();
+        answered = true;
     }
-    if conn.inbuf.len() > MAX_LINE {
-        let resp = Response::new(
-            Value::Null,
-            Err(RpcError::new(
-                code::INVALID_REQUEST,
-                format!("request longer than {MAX_LINE} bytes"),
-            )),
-        );
-        if let Ok(mut bytes) = serde_json::to_vec(&resp) {
-            bytes.push(b'\n');
-            conn.outbuf.extend_from_slice(&bytes);
-        }
-        conn.inbuf.clear();
-        conn.closing = true;
+    answered
+}
+
+/// Refuses a request line longer than [`MAX_LINE`] and marks the connection for closing.
+fn refuse_long_line(conn: &mut Conn) {
+    let resp = Response::new(
+        Value::Null,
+        Err(RpcError::new(
+            code::INVALID_REQUEST,
+            format!("request longer than {MAX_LINE} bytes"),
+        )),
+    );
+    queue(conn, &resp);
+    conn.inbuf = Vec::new();
+    conn.scanned = 0;
+    conn.closing = true;
+}
+
+fn queue(conn: &mut Conn, resp: &Response) {
+    if conn.outbuf.is_empty() {
+        conn.last_write = Instant::now();
+    }
+    if serde_json::to_writer(&mut conn.outbuf, resp).is_ok() {
+        conn.outbuf.push(b'\n');
     }
 }
 
-/// Writes what the socket takes; false on failure.
-fn write_out(conn: &mut Conn) -> bool {
+/// Writes what the socket takes; the number of bytes, or `Err` if the socket failed.
+fn write_out(conn: &mut Conn) -> Result<usize, ()> {
+    let mut total = 0;
     while !conn.outbuf.is_empty() {
         match conn.stream.write(&conn.outbuf) {
-            Ok(0) => return false,
+            Ok(0) => return Err(()),
             Ok(n) => {
                 conn.outbuf.drain(..n);
+                conn.last_write = Instant::now();
+                total += n;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
+            Err(_) => return Err(()),
         }
     }
-    true
+    Ok(total)
 }
 
 /// The response to one request line, or `None` for a notification.
-pub fn answer(line: &[u8], service: &mut Service) -> Option<Response> {
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => {
-            return Some(Response::new(
-                Value::Null,
-                Err(RpcError::new(code::PARSE_ERROR, format!("not JSON: {e}"))),
-            ))
-        }
-    };
-    let is_notification = value.as_object().is_some_and(|o| !o.contains_key("id"));
-    let id = value.get("id").cloned().unwrap_or(Value::Null);
-    let outcome = match serde_json::from_value::<Request>(value) {
-        Ok(req) if req.jsonrpc == "2.0" => service.handle(&req.method, req.params),
-        Ok(_) => Err(RpcError::new(
-            code::INVALID_REQUEST,
-            "jsonrpc must be \"2.0\"",
-        )),
-        Err(e) => Err(RpcError::new(
-            code::INVALID_REQUEST,
-            format!("not a JSON-RPC request: {e}"),
-        )),
-    };
-    (!is_notification).then(|| Response::new(id, outcome))
+pub fn answer<H: Host>(line: &[u8], service: &mut Service<H>) -> Option<Response> {
+    let Incoming { id, call } = decode_line(line);
+    let outcome = call.and_then(|c| service.handle(c));
+    id.map(|id| Response::new(id, outcome))
 }

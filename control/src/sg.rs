@@ -14,15 +14,15 @@ use brink_conntrack::key::proto;
 use brink_dataplane::acl::{Prefix, Rule, RuleSet};
 use serde_json::Value;
 
-use crate::model::check_name;
+use crate::name::{self, BadName};
 use crate::protocols;
 
 /// Why a security-group change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SgError {
     /// A bad group name.
-    #[error("bad name {0:?}: use 1-32 characters from A-Z a-z 0-9 _ . -")]
-    BadName(String),
+    #[error(transparent)]
+    BadName(#[from] BadName),
     /// The name is taken.
     #[error("security group {0:?} already exists")]
     Exists(String),
@@ -305,7 +305,7 @@ pub fn parse_cidr(s: &str) -> Result<Prefix, SgError> {
 impl SecurityGroups {
     /// Creates an empty group.
     pub fn add_group(&mut self, name: &str, stateful: bool) -> Result<(), SgError> {
-        check_name(name).map_err(|_| SgError::BadName(name.into()))?;
+        name::check(name)?;
         if self.groups.contains_key(name) {
             return Err(SgError::Exists(name.into()));
         }

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
 
+use crate::call::Call;
 use crate::protocol::{Request, Response, RpcError};
 
 /// How long a call waits for the daemon.
@@ -62,30 +62,20 @@ impl Client {
         })
     }
 
-    /// Calls `method` with `params` and decodes the result as `R`.
-    pub fn call<P: Serialize, R: DeserializeOwned>(
-        &mut self,
-        method: &str,
-        params: &P,
-    ) -> Result<R, ClientError> {
-        let value = self.call_value(method, params)?;
+    /// Makes `call` and decodes its result as `R`.
+    pub fn call_as<R: DeserializeOwned>(&mut self, call: &Call) -> Result<R, ClientError> {
+        let value = self.call(call)?;
         serde_json::from_value(value).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    /// Calls `method` and returns the raw JSON result.
-    pub fn call_value<P: Serialize>(
-        &mut self,
-        method: &str,
-        params: &P,
-    ) -> Result<Value, ClientError> {
+    /// Makes `call` and returns its raw JSON result.
+    pub fn call(&mut self, call: &Call) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let request = Request {
-            jsonrpc: "2.0".into(),
-            id: id.into(),
-            method: method.into(),
-            params: serde_json::to_value(params)
-                .map_err(|e| ClientError::Protocol(e.to_string()))?,
+            jsonrpc: "2.0",
+            id,
+            call,
         };
         let mut line =
             serde_json::to_vec(&request).map_err(|e| ClientError::Protocol(e.to_string()))?;

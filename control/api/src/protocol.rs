@@ -1,86 +1,12 @@
-//! JSON-RPC 2.0 envelopes, error codes and method names.
+//! JSON-RPC 2.0 envelopes, error codes, and the decoder of request lines.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::call::Call;
+
 /// Longest request line the server accepts, in bytes.
 pub const MAX_LINE: usize = 1 << 20;
-
-/// Method names.
-pub mod method {
-    /// Create a network. Params: [`NetworkName`](crate::types::NetworkName).
-    pub const NETWORK_ADD: &str = "network.add";
-    /// Delete an empty network. Params: [`NetworkName`](crate::types::NetworkName).
-    pub const NETWORK_DEL: &str = "network.del";
-    /// List networks. No params.
-    pub const NETWORK_LIST: &str = "network.list";
-    /// Add a port. Params: [`PortAdd`](crate::types::PortAdd).
-    pub const PORT_ADD: &str = "port.add";
-    /// Remove a port. Params: [`PortName`](crate::types::PortName).
-    pub const PORT_DEL: &str = "port.del";
-    /// List ports. No params.
-    pub const PORT_LIST: &str = "port.list";
-    /// Show FDB entries. Params: [`NetworkFilter`](crate::types::NetworkFilter).
-    pub const FDB_SHOW: &str = "fdb.show";
-    /// Forget learned FDB entries. Params: [`NetworkFilter`](crate::types::NetworkFilter).
-    pub const FDB_FLUSH: &str = "fdb.flush";
-    /// Counters. Params: [`StatsFilter`](crate::types::StatsFilter).
-    pub const STATS: &str = "stats";
-    /// Tracked connections. Params: [`CtFilter`](crate::types::CtFilter).
-    pub const CT_SHOW: &str = "ct.show";
-    /// Remove tracked connections. Params: [`CtFilter`](crate::types::CtFilter).
-    pub const CT_FLUSH: &str = "ct.flush";
-    /// Conntrack counters. No params.
-    pub const CT_STATS: &str = "ct.stats";
-    /// Change a network's conntrack policy. Params: [`CtPolicySet`](crate::types::CtPolicySet).
-    pub const CT_POLICY_SET: &str = "ct.policy.set";
-    /// A network's conntrack policy. Params: [`CtPolicyShow`](crate::types::CtPolicyShow).
-    pub const CT_POLICY_SHOW: &str = "ct.policy.show";
-
-    /// Change a port's security. Params: [`PortSet`](crate::types::PortSet).
-    pub const PORT_SET: &str = "port.set";
-    /// Create a security group. Params: [`SgAdd`](crate::types::SgAdd).
-    pub const SG_ADD: &str = "sg.add";
-    /// Delete an unused security group. Params: [`SgName`](crate::types::SgName).
-    pub const SG_DEL: &str = "sg.del";
-    /// List security groups. No params.
-    pub const SG_LIST: &str = "sg.list";
-    /// One security group with its rules and hit counts. Params: [`SgName`](crate::types::SgName).
-    pub const SG_SHOW: &str = "sg.show";
-    /// Add a rule. Params: [`SgRuleAdd`](crate::types::SgRuleAdd).
-    pub const SG_RULE_ADD: &str = "sg.rule.add";
-    /// Remove a rule. Params: [`SgRuleDel`](crate::types::SgRuleDel).
-    pub const SG_RULE_DEL: &str = "sg.rule.del";
-    /// Import groups as `openstack security group show -f json` prints them.
-    /// Params: [`SgImport`](crate::types::SgImport).
-    pub const SG_IMPORT: &str = "sg.import";
-
-    /// Every method, for "method not found" errors.
-    pub const ALL: [&str; 22] = [
-        NETWORK_ADD,
-        NETWORK_DEL,
-        NETWORK_LIST,
-        PORT_ADD,
-        PORT_DEL,
-        PORT_LIST,
-        FDB_SHOW,
-        FDB_FLUSH,
-        STATS,
-        CT_SHOW,
-        CT_FLUSH,
-        CT_STATS,
-        CT_POLICY_SET,
-        CT_POLICY_SHOW,
-        PORT_SET,
-        SG_ADD,
-        SG_DEL,
-        SG_LIST,
-        SG_SHOW,
-        SG_RULE_ADD,
-        SG_RULE_DEL,
-        SG_IMPORT,
-    ];
-}
 
 /// JSON-RPC and brink error codes.
 pub mod code {
@@ -102,21 +28,80 @@ pub mod code {
     pub const IN_USE: i64 = -32003;
     /// The kernel or the dataplane refused (AF_XDP attach failed, no free port id, ...).
     pub const DATAPLANE: i64 = -32004;
+    /// The change is in force but could not be saved to the state file.
+    pub const NOT_SAVED: i64 = -32005;
 }
 
-/// A request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Request {
+/// A request as a client sends it: the envelope around a [`Call`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Request<'a> {
     /// Always "2.0".
-    pub jsonrpc: String,
+    pub jsonrpc: &'static str,
     /// Echoed in the response.
+    pub id: u64,
+    /// The method and its params.
+    #[serde(flatten)]
+    pub call: &'a Call,
+}
+
+/// A request line as the daemon reads it, before its call is decoded.
+#[derive(Deserialize)]
+struct Envelope {
+    jsonrpc: String,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    method: String,
     #[serde(default)]
-    pub id: Value,
-    /// Method name.
-    pub method: String,
-    /// Method parameters (an object), absent for none.
-    #[serde(default)]
-    pub params: Value,
+    params: Value,
+}
+
+/// One request line, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    /// The id to answer with; `None` for a notification, which gets no response.
+    pub id: Option<Value>,
+    /// The call, or why the line is not one.
+    pub call: Result<Call, RpcError>,
+}
+
+/// Decodes one request line (without its newline). Never fails: a bad line becomes the error
+/// its response carries.
+pub fn decode_line(line: &[u8]) -> Incoming {
+    match serde_json::from_slice::<Envelope>(line) {
+        Ok(env) if env.jsonrpc != "2.0" => Incoming {
+            id: env.id,
+            call: Err(RpcError::new(
+                code::INVALID_REQUEST,
+                "jsonrpc must be \"2.0\"",
+            )),
+        },
+        Ok(env) => Incoming {
+            id: env.id,
+            call: Call::decode(&env.method, env.params),
+        },
+        Err(e) => not_a_request(line, &e),
+    }
+}
+
+/// The error for a line that is no request: not JSON at all, or JSON of the wrong shape (then
+/// its `id`, if it is an object that has one, is echoed; an object without one gets no answer).
+fn not_a_request(line: &[u8], e: &serde_json::Error) -> Incoming {
+    match serde_json::from_slice::<Value>(line) {
+        Err(e) => Incoming {
+            id: Some(Value::Null),
+            call: Err(RpcError::new(code::PARSE_ERROR, format!("not JSON: {e}"))),
+        },
+        Ok(value) => Incoming {
+            id: match value.as_object() {
+                Some(o) => o.get("id").cloned(),
+                None => Some(Value::Null),
+            },
+            call: Err(RpcError::new(
+                code::INVALID_REQUEST,
+                format!("not a JSON-RPC request: {e}"),
+            )),
+        },
+    }
 }
 
 /// An error object.
@@ -195,5 +180,47 @@ mod tests {
         .unwrap();
         assert_eq!(e.result, None);
         assert_eq!(e.error.unwrap().code, code::METHOD_NOT_FOUND);
+    }
+
+    #[test]
+    fn request_lines_decode_or_name_their_error() {
+        let codes = |line: &str| {
+            let got = decode_line(line.as_bytes());
+            (got.id, got.call.map_err(|e| e.code))
+        };
+        assert_eq!(
+            codes(r#"{"jsonrpc":"2.0","id":3,"method":"port.list"}"#),
+            (Some(3.into()), Ok(Call::PortList(crate::call::NoParams {})))
+        );
+        assert_eq!(
+            codes("{not json"),
+            (Some(Value::Null), Err(code::PARSE_ERROR))
+        );
+        assert_eq!(
+            codes("[1,2]"),
+            (Some(Value::Null), Err(code::INVALID_REQUEST))
+        );
+        assert_eq!(
+            codes(r#"{"jsonrpc":"1.0","id":1,"method":"stats"}"#),
+            (Some(1.into()), Err(code::INVALID_REQUEST))
+        );
+        assert_eq!(
+            codes(r#"{"jsonrpc":"2.0","id":null,"method":"nope"}"#),
+            (Some(Value::Null), Err(code::METHOD_NOT_FOUND))
+        );
+        assert_eq!(
+            codes(r#"{"jsonrpc":"2.0","id":2,"method":"port.add","params":{"name":1}}"#),
+            (Some(2.into()), Err(code::INVALID_PARAMS))
+        );
+        // No id: a notification, answered with nothing even when it is wrong.
+        assert_eq!(codes(r#"{"jsonrpc":"2.0","method":7}"#).0, None);
+        let call = Call::NetworkDel(crate::types::NetworkName { name: "b".into() });
+        let line = serde_json::to_vec(&Request {
+            jsonrpc: "2.0",
+            id: 9,
+            call: &call,
+        })
+        .unwrap();
+        assert_eq!(decode_line(&line).call, Ok(call));
     }
 }

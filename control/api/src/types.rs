@@ -273,8 +273,11 @@ pub struct PortInfo {
     pub ips: Vec<String>,
     /// Worker that polls it.
     pub worker: usize,
-    /// How AF_XDP attached: `native-copy` or `skb-copy`.
+    /// How AF_XDP attached: `native-copy` or `skb-copy`; `down` if the port is not running.
     pub mode: String,
+    /// Why the port is down (its interface is missing, for example); `None` while it runs.
+    #[serde(default)]
+    pub reason: Option<String>,
     /// Connections are tracked.
     pub conntrack: bool,
     /// Port security on.

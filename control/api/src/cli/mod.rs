@@ -1,23 +1,32 @@
 //! `brinkctl`: the command-line client. Human-readable tables by default, `--json` for scripts.
+//!
+//! One module per noun, as the API has: each turns its commands into a [`Call`] and formats
+//! the result.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use serde::Serialize;
-use serde_json::{json, Value};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
 
+use crate::call::Call;
 use crate::client::{Client, ClientError};
-use crate::protocol::method;
+use crate::types::Recheck;
+
+mod ct;
+mod fdb;
+mod network;
+mod port;
 mod sg;
+mod stats;
 
-pub use sg::{PortSetArgs, RuleAddArgs, RuleCmd, SecurityArgs, SgCmd};
-
-use crate::types::{
-    CtEntry, CtFilter, CtPolicy, CtPolicySet, CtPolicyShow, CtStats, FdbEntry, NetworkFilter,
-    NetworkInfo, NetworkName, PortAdd, PortInfo, PortKind, PortName, Stats, StatsFilter,
-    XdpSocketStats,
-};
+pub use ct::{CtCmd, CtFilterArgs, PolicyCmd};
+pub use fdb::FdbCmd;
+pub use network::NetworkCmd;
+pub use port::{KindArg, PortAddArgs, PortCmd, PortSetArgs, SecurityArgs};
+pub use sg::{RuleAddArgs, RuleCmd, SgCmd};
+pub use stats::StatsArgs;
 
 /// Control a running brinkd.
 #[derive(Debug, Parser)]
@@ -47,170 +56,13 @@ pub enum Command {
     #[command(subcommand)]
     Fdb(FdbCmd),
     /// Port and worker counters.
-    Stats {
-        /// Only this port.
-        #[arg(long)]
-        port: Option<String>,
-    },
+    Stats(StatsArgs),
     /// Connection tracking.
     #[command(subcommand)]
     Ct(CtCmd),
     /// Security groups and their rules.
     #[command(subcommand)]
     Sg(SgCmd),
-}
-
-/// `ct` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum CtCmd {
-    /// Show tracked connections.
-    Show(CtFilterArgs),
-    /// Remove tracked connections (all, or those matching the filters).
-    Flush(CtFilterArgs),
-    /// Table counters: entries, inserts, refusals, early drops, expiries, invalid packets.
-    Stats,
-    /// A network's timeouts, connection limit and mid-stream pickup.
-    #[command(subcommand)]
-    Policy(PolicyCmd),
-}
-
-/// Filters of `ct show` and `ct flush`.
-#[derive(Debug, Args)]
-pub struct CtFilterArgs {
-    /// Network (conntrack zone).
-    #[arg(long)]
-    pub network: Option<String>,
-    /// Either end's IP address.
-    #[arg(long)]
-    pub ip: Option<String>,
-    /// Either end's port.
-    #[arg(long)]
-    pub port: Option<u16>,
-    /// Protocol: tcp, udp, icmp, icmpv6, sctp or a number.
-    #[arg(long)]
-    pub proto: Option<String>,
-    /// new, established, or a TCP state such as syn_sent, tcp_established, time_wait.
-    #[arg(long)]
-    pub state: Option<String>,
-    /// Mark.
-    #[arg(long)]
-    pub mark: Option<u32>,
-    /// Most connections to show (`ct show` only; default 1000).
-    #[arg(long)]
-    pub limit: Option<usize>,
-}
-
-/// `ct policy` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum PolicyCmd {
-    /// Show a network's policy.
-    Show {
-        /// Network.
-        network: String,
-    },
-    /// Change a network's policy; what is not given stays as it is.
-    Set {
-        /// Network.
-        network: String,
-        /// Timeouts as NAME=SECONDS, e.g. tcp_time_wait=30 udp_replied=60.
-        timeouts: Vec<String>,
-        /// Most connections the network may hold (0: no limit of its own).
-        #[arg(long)]
-        limit: Option<u32>,
-        /// Mid-stream TCP pickup.
-        #[arg(long, value_parser = ["on", "off"])]
-        pickup: Option<String>,
-        /// Start from the default policy.
-        #[arg(long)]
-        reset: bool,
-    },
-}
-
-/// `network` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum NetworkCmd {
-    /// Create a network.
-    Add {
-        /// Network name.
-        name: String,
-    },
-    /// Delete a network that has no ports.
-    Del {
-        /// Network name.
-        name: String,
-    },
-    /// List networks.
-    List,
-}
-
-/// `port` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum PortCmd {
-    /// Attach a port to an interface.
-    Add(PortAddArgs),
-    /// Change a port's security: port security, groups, allowed address pairs, EtherTypes.
-    Set(PortSetArgs),
-    /// Remove a port (a tap brink created is deleted too).
-    Del {
-        /// Port name.
-        name: String,
-    },
-    /// List ports.
-    List,
-}
-
-/// Arguments of `port add`.
-#[derive(Debug, Args)]
-pub struct PortAddArgs {
-    /// Port name.
-    pub name: String,
-    /// Interface: the host end of a veth pair, or the tap to create with `--type tap`.
-    #[arg(long)]
-    pub iface: String,
-    /// Network to join.
-    #[arg(long)]
-    pub network: String,
-    /// Port type.
-    #[arg(long = "type", value_enum, default_value = "afxdp")]
-    pub kind: KindArg,
-    /// The VM's MAC address (a static FDB entry).
-    #[arg(long)]
-    pub mac: Option<String>,
-    /// The VM's IP address; repeat for several.
-    #[arg(long = "ip")]
-    pub ips: Vec<String>,
-    /// Do not track this port's connections.
-    #[arg(long)]
-    pub no_conntrack: bool,
-    /// Port security (default on).
-    #[command(flatten)]
-    pub security: SecurityArgs,
-}
-
-/// `--type` values.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum KindArg {
-    /// AF_XDP on an existing interface.
-    Afxdp,
-    /// Create a tap device and attach AF_XDP to it.
-    Tap,
-}
-
-/// `fdb` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum FdbCmd {
-    /// Show static and learned entries.
-    Show {
-        /// Only this network.
-        #[arg(long)]
-        network: Option<String>,
-    },
-    /// Forget learned entries (static ones stay).
-    Flush {
-        /// Only this network.
-        #[arg(long)]
-        network: Option<String>,
-    },
 }
 
 /// Runs `brinkctl` with the process arguments.
@@ -236,271 +88,40 @@ pub fn main() -> ExitCode {
 
 /// Runs one command and returns what to print.
 pub fn run(cli: &Cli) -> Result<String, ClientError> {
-    let mut client = Client::connect(&cli.socket)?;
-    let (name, params): (&str, Value) = match &cli.command {
-        Command::Network(NetworkCmd::Add { name }) => (
-            method::NETWORK_ADD,
-            to_json(&NetworkName { name: name.clone() }),
-        ),
-        Command::Network(NetworkCmd::Del { name }) => (
-            method::NETWORK_DEL,
-            to_json(&NetworkName { name: name.clone() }),
-        ),
-        Command::Network(NetworkCmd::List) => (method::NETWORK_LIST, json!({})),
-        Command::Port(PortCmd::Add(a)) => (
-            method::PORT_ADD,
-            to_json(&PortAdd {
-                name: a.name.clone(),
-                iface: a.iface.clone(),
-                network: a.network.clone(),
-                kind: match a.kind {
-                    KindArg::Afxdp => PortKind::Afxdp,
-                    KindArg::Tap => PortKind::Tap,
-                },
-                mac: a.mac.clone(),
-                ips: a.ips.clone(),
-                conntrack: !a.no_conntrack,
-                port_security: a.security.port_security().unwrap_or(true),
-                security_groups: a.security.groups.clone(),
-                allowed_pairs: a.security.pairs.clone(),
-                permitted_ethertypes: a.security.ethertypes.clone(),
-            }),
-        ),
-        Command::Port(PortCmd::Set(a)) => (method::PORT_SET, sg::port_set(a)),
-        Command::Sg(cmd) => sg::request(cmd)?,
-        Command::Port(PortCmd::Del { name }) => {
-            (method::PORT_DEL, to_json(&PortName { name: name.clone() }))
-        }
-        Command::Port(PortCmd::List) => (method::PORT_LIST, json!({})),
-        Command::Fdb(FdbCmd::Show { network }) => (
-            method::FDB_SHOW,
-            to_json(&NetworkFilter {
-                network: network.clone(),
-            }),
-        ),
-        Command::Fdb(FdbCmd::Flush { network }) => (
-            method::FDB_FLUSH,
-            to_json(&NetworkFilter {
-                network: network.clone(),
-            }),
-        ),
-        Command::Stats { port } => (method::STATS, to_json(&StatsFilter { port: port.clone() })),
-        Command::Ct(CtCmd::Show(f)) => (method::CT_SHOW, to_json(&ct_filter(f))),
-        Command::Ct(CtCmd::Flush(f)) => (method::CT_FLUSH, to_json(&ct_filter(f))),
-        Command::Ct(CtCmd::Stats) => (method::CT_STATS, json!({})),
-        Command::Ct(CtCmd::Policy(PolicyCmd::Show { network })) => (
-            method::CT_POLICY_SHOW,
-            to_json(&CtPolicyShow {
-                network: network.clone(),
-            }),
-        ),
-        Command::Ct(CtCmd::Policy(PolicyCmd::Set {
-            network,
-            timeouts,
-            limit,
-            pickup,
-            reset,
-        })) => {
-            let mut set = CtPolicySet {
-                network: network.clone(),
-                limit: *limit,
-                tcp_pickup: pickup.as_deref().map(|p| p == "on"),
-                reset: *reset,
-                ..CtPolicySet::default()
-            };
-            for t in timeouts {
-                let parsed = t
-                    .split_once('=')
-                    .and_then(|(n, v)| Some((n, v.parse::<u32>().ok()?)));
-                let Some((name, secs)) = parsed else {
-                    return Err(ClientError::Usage(format!(
-                        "bad timeout {t:?}: use NAME=SECONDS"
-                    )));
-                };
-                set.timeouts.insert(name.to_string(), secs);
-            }
-            (method::CT_POLICY_SET, to_json(&set))
-        }
-    };
-    let result = client.call_value(name, &params)?;
+    let call = call(&cli.command)?;
+    let result = Client::connect(&cli.socket)?.call(&call)?;
     if cli.json {
         return serde_json::to_string_pretty(&result)
             .map_err(|e| ClientError::Protocol(e.to_string()));
     }
-    render(&cli.command, result)
-}
-
-fn ct_filter(a: &CtFilterArgs) -> CtFilter {
-    CtFilter {
-        network: a.network.clone(),
-        ip: a.ip.clone(),
-        port: a.port,
-        proto: a.proto.clone(),
-        state: a.state.clone(),
-        mark: a.mark,
-        limit: a.limit,
+    match &cli.command {
+        Command::Network(cmd) => network::render(cmd, result),
+        Command::Port(cmd) => port::render(cmd, result),
+        Command::Fdb(cmd) => fdb::render(cmd, result),
+        Command::Stats(_) => stats::render(result),
+        Command::Ct(cmd) => ct::render(cmd, result),
+        Command::Sg(cmd) => sg::render(cmd, result),
     }
 }
 
-fn to_json<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+/// The call `command` makes.
+fn call(command: &Command) -> Result<Call, ClientError> {
+    Ok(match command {
+        Command::Network(cmd) => network::call(cmd),
+        Command::Port(cmd) => port::call(cmd),
+        Command::Fdb(cmd) => fdb::call(cmd),
+        Command::Stats(a) => stats::call(a),
+        Command::Ct(cmd) => ct::call(cmd)?,
+        Command::Sg(cmd) => sg::call(cmd)?,
+    })
 }
 
 fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ClientError> {
     serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
-/// Formats a successful result for people.
-fn render(command: &Command, result: Value) -> Result<String, ClientError> {
-    Ok(match command {
-        Command::Network(NetworkCmd::List) => {
-            let nets: Vec<NetworkInfo> = decode(result)?;
-            table(
-                &["NETWORK", "ID", "PORTS"],
-                nets.iter()
-                    .map(|n| vec![n.name.clone(), n.id.to_string(), n.ports.join(",")])
-                    .collect(),
-            )
-        }
-        Command::Port(PortCmd::List) => {
-            let ports: Vec<PortInfo> = decode(result)?;
-            port_table(&ports)
-        }
-        Command::Port(PortCmd::Add(_)) => {
-            let p: PortInfo = decode(result)?;
-            format!(
-                "port {} added on {} ({}), worker {}",
-                p.name, p.iface, p.mode, p.worker
-            )
-        }
-        Command::Fdb(FdbCmd::Show { .. }) => {
-            let entries: Vec<FdbEntry> = decode(result)?;
-            table(
-                &["NETWORK", "MAC", "PORT", "AGE"],
-                entries
-                    .iter()
-                    .map(|e| {
-                        let age = e.age_secs.map_or("static".into(), |a| format!("{a:.0}s"));
-                        vec![e.network.clone(), e.mac.clone(), e.port.clone(), age]
-                    })
-                    .collect(),
-            )
-        }
-        Command::Stats { .. } => stats_tables(&decode(result)?),
-        Command::Ct(CtCmd::Show(_)) => ct_table(&decode::<Vec<CtEntry>>(result)?),
-        Command::Ct(CtCmd::Flush(_)) => {
-            let f: crate::types::CtFlushed = decode(result)?;
-            format!("flushed {} connections", f.flushed)
-        }
-        Command::Ct(CtCmd::Stats) => ct_stats_text(&decode(result)?),
-        Command::Ct(CtCmd::Policy(_)) => policy_text(&decode(result)?),
-        Command::Port(PortCmd::Set(_)) => sg::render_port_set(result)?,
-        Command::Sg(cmd) => sg::render(cmd, result)?,
-        Command::Network(_) | Command::Port(_) | Command::Fdb(_) => String::new(),
-    })
-}
-
-fn ct_table(conns: &[CtEntry]) -> String {
-    table(
-        &[
-            "NETWORK", "PROTO", "ORIGINAL", "STATE", "PKTS", "BYTES", "AGE", "EXPIRES", "MARK",
-        ],
-        conns
-            .iter()
-            .map(|c| {
-                let state = c.tcp_state.clone().unwrap_or_else(|| c.state.clone());
-                vec![
-                    c.network.clone(),
-                    c.proto.clone(),
-                    format!("{}:{} -> {}:{}", c.src, c.sport, c.dst, c.dport),
-                    state,
-                    format!("{}/{}", c.packets_orig, c.packets_reply),
-                    format!("{}/{}", c.bytes_orig, c.bytes_reply),
-                    format!("{:.0}s", c.age_secs),
-                    format!("{:.0}s", c.expires_secs),
-                    c.mark.to_string(),
-                ]
-            })
-            .collect(),
-    )
-}
-
-fn ct_stats_text(s: &CtStats) -> String {
-    let mut out = format!(
-        "entries {} of {}, inserts {}, refused {}, early drops {}, expired {}, flushed {}\ninvalid: {}",
-        s.entries,
-        s.max,
-        s.inserts,
-        s.refused,
-        s.early_drops,
-        s.expired,
-        s.flushed,
-        drops_text(&s.invalid)
-    );
-    if !s.zones.is_empty() {
-        out.push_str("\n\n");
-        out.push_str(&table(
-            &["NETWORK", "CONNECTIONS"],
-            s.zones
-                .iter()
-                .map(|z| vec![z.network.clone(), z.connections.to_string()])
-                .collect(),
-        ));
-    }
-    out
-}
-
-fn policy_text(p: &CtPolicy) -> String {
-    let mut out = format!(
-        "network {}: limit {}, tcp pickup {}\n",
-        p.network,
-        p.limit.map_or("none".into(), |l| l.to_string()),
-        if p.tcp_pickup { "on" } else { "off" }
-    );
-    out.push_str(&table(
-        &["TIMEOUT", "SECONDS"],
-        p.timeouts
-            .iter()
-            .map(|(n, v)| vec![n.clone(), v.to_string()])
-            .collect(),
-    ));
-    out
-}
-
-fn port_table(ports: &[PortInfo]) -> String {
-    table(
-        &[
-            "PORT", "ID", "IFACE", "NETWORK", "TYPE", "MODE", "WORKER", "MAC", "IPS", "SECURITY",
-        ],
-        ports
-            .iter()
-            .map(|p| {
-                vec![
-                    p.name.clone(),
-                    p.id.to_string(),
-                    p.iface.clone(),
-                    p.network.clone(),
-                    format!("{:?}", p.kind).to_lowercase(),
-                    p.mode.clone(),
-                    p.worker.to_string(),
-                    p.mac.clone().unwrap_or_else(|| "-".into()),
-                    if p.ips.is_empty() {
-                        "-".into()
-                    } else {
-                        p.ips.join(",")
-                    },
-                    match (p.port_security, p.security_groups.is_empty()) {
-                        (false, _) => "off".into(),
-                        (true, true) => "on, no groups".into(),
-                        (true, false) => format!("sg {}", p.security_groups.join(",")),
-                    },
-                ]
-            })
-            .collect(),
-    )
-}
-
-fn drops_text(drops: &std::collections::BTreeMap<String, u64>) -> String {
+/// Counters by name in one cell: `name=n,...`, or `-` for none.
+fn drops_text(drops: &BTreeMap<String, u64>) -> String {
     if drops.is_empty() {
         return "-".into();
     }
@@ -511,92 +132,9 @@ fn drops_text(drops: &std::collections::BTreeMap<String, u64>) -> String {
         .join(",")
 }
 
-/// A port's kernel socket counters in one cell: the non-zero ones by short name, `-` if all are
-/// zero, `n/a` for a port without a socket.
-fn xdp_socket_text(x: Option<&XdpSocketStats>) -> String {
-    let Some(x) = x else {
-        return "n/a".into();
-    };
-    let cells: Vec<String> = [
-        ("rx_drop", x.rx_dropped),
-        ("rx_full", x.rx_ring_full),
-        ("fill_empty", x.rx_fill_ring_empty_descs),
-        ("rx_inval", x.rx_invalid_descs),
-        ("tx_inval", x.tx_invalid_descs),
-        ("tx_empty", x.tx_ring_empty_descs),
-    ]
-    .iter()
-    .filter(|&&(_, n)| n > 0)
-    .map(|(k, n)| format!("{k}={n}"))
-    .collect();
-    if cells.is_empty() {
-        return "-".into();
-    }
-    cells.join(",")
-}
-
-fn stats_tables(s: &Stats) -> String {
-    let mut out = table(
-        &[
-            "PORT",
-            "RX_PKTS",
-            "RX_BYTES",
-            "TX_PKTS",
-            "TX_BYTES",
-            "DROPS",
-            "XDP_SOCKET",
-        ],
-        s.ports
-            .iter()
-            .map(|p| {
-                vec![
-                    p.name.clone(),
-                    p.rx_packets.to_string(),
-                    p.rx_bytes.to_string(),
-                    p.tx_packets.to_string(),
-                    p.tx_bytes.to_string(),
-                    drops_text(&p.drops),
-                    xdp_socket_text(p.xdp_socket.as_ref()),
-                ]
-            })
-            .collect(),
-    );
-    if !s.workers.is_empty() {
-        out.push_str("\n\n");
-        out.push_str(&table(
-            &[
-                "WORKER",
-                "CORE",
-                "BATCHES",
-                "BUSY_POLLS",
-                "IDLE_POLLS",
-                "BUSY%",
-                "CROSS_TX",
-                "CROSS_RX",
-                "FDB_LEARNED",
-                "DROPS",
-            ],
-            s.workers
-                .iter()
-                .map(|w| {
-                    let total = (w.busy_ns + w.idle_ns).max(1);
-                    vec![
-                        w.worker.to_string(),
-                        w.core.map_or("-".into(), |c| c.to_string()),
-                        w.batches.to_string(),
-                        w.busy_polls.to_string(),
-                        w.idle_polls.to_string(),
-                        format!("{:.1}", 100.0 * w.busy_ns as f64 / total as f64),
-                        w.cross_tx.to_string(),
-                        w.cross_rx.to_string(),
-                        w.fdb_learned.to_string(),
-                        drops_text(&w.drops),
-                    ]
-                })
-                .collect(),
-        ));
-    }
-    out
+/// What a change that rechecked connections did to them.
+fn recheck_text(r: &Recheck) -> String {
+    format!("connections rechecked: {} kept, {} cut", r.kept, r.cut)
 }
 
 /// Left-aligned columns separated by two spaces.
@@ -657,27 +195,11 @@ mod tests {
             "tap",
         ])
         .unwrap();
-        let Command::Port(PortCmd::Add(a)) = cli.command else {
+        let Call::PortAdd(p) = call(&cli.command).unwrap() else {
             panic!("parsed as {:?}", cli.command);
         };
-        assert_eq!(a.ips, ["10.0.0.1", "fd00::1"]);
-        assert!(matches!(a.kind, KindArg::Tap));
-    }
-
-    #[test]
-    fn xdp_socket_cell_lists_non_zero_counters() {
-        assert_eq!(xdp_socket_text(None), "n/a");
-        assert_eq!(xdp_socket_text(Some(&XdpSocketStats::default())), "-");
-        let x = XdpSocketStats {
-            rx_ring_full: 3,
-            rx_fill_ring_empty_descs: 7,
-            tx_ring_empty_descs: 11,
-            ..XdpSocketStats::default()
-        };
-        assert_eq!(
-            xdp_socket_text(Some(&x)),
-            "rx_full=3,fill_empty=7,tx_empty=11"
-        );
+        assert_eq!(p.ips, ["10.0.0.1", "fd00::1"]);
+        assert_eq!(p.kind, crate::types::PortKind::Tap);
     }
 
     #[test]

@@ -1,16 +1,16 @@
-//! `brinkctl sg ...` and `brinkctl port set`: security groups, their rules, and port security.
+//! `brinkctl sg ...`: security groups and their rules.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{decode, port_table, table, to_json};
+use super::{decode, recheck_text, table};
+use crate::call::{Call, NoParams};
 use crate::client::ClientError;
-use crate::protocol::method;
 use crate::types::{
-    Ethertype, PortSet, PortSetResult, Recheck, RuleDirection, RuleSpec, SgAdd, SgImport, SgInfo,
-    SgName, SgRuleAdd, SgRuleDel, SgRuleInfo,
+    Ethertype, RuleDirection, RuleSpec, SgAdd, SgImport, SgInfo, SgName, SgRuleAdd, SgRuleDel,
+    SgRuleInfo,
 };
 
 /// `sg` subcommands.
@@ -98,113 +98,30 @@ pub struct RuleAddArgs {
     pub remote_group: Option<String>,
 }
 
-/// Port security arguments shared by `port add` and `port set`.
-#[derive(Debug, Args)]
-pub struct SecurityArgs {
-    /// Port security (anti-spoofing and security groups).
-    #[arg(long, value_parser = ["on", "off"])]
-    pub port_security: Option<String>,
-    /// A security group; repeat for several.
-    #[arg(long = "sg")]
-    pub groups: Vec<String>,
-    /// An allowed address pair IP[/LEN][,MAC]; repeat for several.
-    #[arg(long = "allowed-pair")]
-    pub pairs: Vec<String>,
-    /// An EtherType besides IPv4, IPv6 and ARP to permit, like 0x88cc; repeat for several.
-    #[arg(long = "permitted-ethertype", value_parser = ethertype)]
-    pub ethertypes: Vec<u16>,
-}
-
-/// Arguments of `port set`.
-#[derive(Debug, Args)]
-pub struct PortSetArgs {
-    /// Port name.
-    pub name: String,
-    /// Given options replace the port's current values.
-    #[command(flatten)]
-    pub security: SecurityArgs,
-    /// Remove every security group.
-    #[arg(long, conflicts_with = "groups")]
-    pub no_sg: bool,
-    /// Remove every allowed address pair.
-    #[arg(long, conflicts_with = "pairs")]
-    pub no_allowed_pairs: bool,
-    /// Remove every permitted EtherType.
-    #[arg(long, conflicts_with = "ethertypes")]
-    pub no_permitted_ethertypes: bool,
-}
-
-fn ethertype(s: &str) -> Result<u16, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u16::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|_| format!("bad EtherType {s:?}: use hex like 0x88cc"))
-}
-
-impl SecurityArgs {
-    /// Port security as given (`None`: not given).
-    pub fn port_security(&self) -> Option<bool> {
-        self.port_security.as_deref().map(|s| s == "on")
-    }
-}
-
-/// A list option of `port set`: replaced if given, emptied with its `--no-` flag.
-fn replace<T: Clone>(given: &[T], clear: bool) -> Option<Vec<T>> {
-    if clear {
-        Some(vec![])
-    } else if given.is_empty() {
-        None
-    } else {
-        Some(given.to_vec())
-    }
-}
-
-/// The request of `port set`.
-pub fn port_set(a: &PortSetArgs) -> Value {
-    let s = &a.security;
-    to_json(&PortSet {
-        name: a.name.clone(),
-        port_security: s.port_security(),
-        security_groups: replace(&s.groups, a.no_sg),
-        allowed_pairs: replace(&s.pairs, a.no_allowed_pairs),
-        permitted_ethertypes: replace(&s.ethertypes, a.no_permitted_ethertypes),
-    })
-}
-
-/// The method and params of an `sg` command.
-pub fn request(cmd: &SgCmd) -> Result<(&'static str, Value), ClientError> {
+/// The call an `sg` command makes.
+pub fn call(cmd: &SgCmd) -> Result<Call, ClientError> {
     Ok(match cmd {
-        SgCmd::Add { name, stateless } => (
-            method::SG_ADD,
-            to_json(&SgAdd {
-                name: name.clone(),
-                stateless: *stateless,
-            }),
-        ),
-        SgCmd::Del { name } => (method::SG_DEL, to_json(&SgName { name: name.clone() })),
-        SgCmd::List => (method::SG_LIST, json!({})),
-        SgCmd::Show { name } => (method::SG_SHOW, to_json(&SgName { name: name.clone() })),
-        SgCmd::Rule(RuleCmd::Add(a)) => (
-            method::SG_RULE_ADD,
-            to_json(&SgRuleAdd {
-                group: a.group.clone(),
-                rule: rule_spec(a),
-            }),
-        ),
-        SgCmd::Rule(RuleCmd::Del { group, id }) => (
-            method::SG_RULE_DEL,
-            to_json(&SgRuleDel {
-                group: group.clone(),
-                id: *id,
-            }),
-        ),
+        SgCmd::Add { name, stateless } => Call::SgAdd(SgAdd {
+            name: name.clone(),
+            stateless: *stateless,
+        }),
+        SgCmd::Del { name } => Call::SgDel(SgName { name: name.clone() }),
+        SgCmd::List => Call::SgList(NoParams {}),
+        SgCmd::Show { name } => Call::SgShow(SgName { name: name.clone() }),
+        SgCmd::Rule(RuleCmd::Add(a)) => Call::SgRuleAdd(SgRuleAdd {
+            group: a.group.clone(),
+            rule: rule_spec(a),
+        }),
+        SgCmd::Rule(RuleCmd::Del { group, id }) => Call::SgRuleDel(SgRuleDel {
+            group: group.clone(),
+            id: *id,
+        }),
         SgCmd::Import { file } => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| ClientError::Usage(format!("cannot read {}: {e}", file.display())))?;
             let groups: Value = serde_json::from_str(&text)
                 .map_err(|e| ClientError::Usage(format!("{} is not JSON: {e}", file.display())))?;
-            (method::SG_IMPORT, to_json(&SgImport { groups }))
+            Call::SgImport(SgImport { groups })
         }
     })
 }
@@ -258,10 +175,6 @@ fn rule_row(r: &SgRuleInfo) -> Vec<String> {
         remote,
         r.hits.to_string(),
     ]
-}
-
-fn recheck_text(r: &Recheck) -> String {
-    format!("connections rechecked: {} kept, {} cut", r.kept, r.cut)
 }
 
 /// Formats the result of an `sg` command for people.
@@ -324,14 +237,4 @@ pub fn render(cmd: &SgCmd, result: Value) -> Result<String, ClientError> {
                 .join("\n")
         }
     })
-}
-
-/// Formats the result of `port set`.
-pub fn render_port_set(result: Value) -> Result<String, ClientError> {
-    let r: PortSetResult = decode(result)?;
-    Ok(format!(
-        "{}\n{}",
-        port_table(std::slice::from_ref(&r.port)),
-        recheck_text(&r.recheck)
-    ))
 }

@@ -1,18 +1,100 @@
-//! Conntrack over the API: filters from requests, connections and policies into responses.
+//! `ct.*`: connection tracking over the API: filters from requests, connections and policies
+//! into responses.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use brink_api::protocol::{code, RpcError};
-use brink_api::types::{CtEntry, CtFilter, CtPolicy, CtPolicySet};
+use brink_api::types::{
+    CtEntry, CtFilter, CtFlushed, CtPolicy, CtPolicySet, CtPolicyShow, CtStats, CtZone,
+};
 use brink_conntrack::table::StateFilter;
-use brink_conntrack::{Addr, ConnInfo, Filter, TcpState, Timeouts, ZonePolicy};
+use brink_conntrack::{Addr, ConnInfo, Filter, InvalidReason, TcpState, Timeouts, ZonePolicy};
+use brink_dataplane::snapshot::NetworkId;
 
+use super::Service;
+use crate::host::Host;
 use crate::model::Model;
 use crate::protocols::{self, proto_name};
 
+impl<H: Host> Service<H> {
+    pub(super) fn ct_show(&self, p: &CtFilter) -> Result<Vec<CtEntry>, RpcError> {
+        let (filter, limit) = filter(&self.model, p)?;
+        let now = self.switch.now_ns();
+        let conns = self.switch.conntrack().dump(&filter, limit);
+        Ok(conns.iter().map(|c| entry(&self.model, c, now)).collect())
+    }
+
+    pub(super) fn ct_flush(&self, p: &CtFilter) -> Result<CtFlushed, RpcError> {
+        if p.limit.is_some() {
+            return Err(bad("ct.flush takes no limit".into()));
+        }
+        let (filter, _) = filter(&self.model, p)?;
+        let flushed = self.switch.conntrack().flush(&filter) as u64;
+        Ok(CtFlushed { flushed })
+    }
+
+    pub(super) fn ct_stats(&self) -> CtStats {
+        let ct = self.switch.conntrack();
+        let s = ct.stats();
+        CtStats {
+            entries: s.entries,
+            max: self.ct_max,
+            inserts: s.inserts,
+            refused: s.refused,
+            early_drops: s.early_drops,
+            expired: s.expired,
+            flushed: s.flushed,
+            denied: s.denied,
+            recheck_kept: s.recheck_kept,
+            recheck_cut: s.recheck_cut,
+            invalid: InvalidReason::ALL
+                .iter()
+                .map(|&r| (r.name().to_string(), s.invalid[r as usize]))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+            zones: ct
+                .zone_counts()
+                .into_iter()
+                .map(|(zone, n)| CtZone {
+                    network: network_name(&self.model, zone),
+                    connections: u64::from(n),
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn ct_policy_set(&mut self, p: &CtPolicySet) -> Result<CtPolicy, RpcError> {
+        let policy = self.ct_policy_apply(p)?;
+        self.save()?;
+        Ok(view(&p.network, &policy))
+    }
+
+    /// Applies `p` to its network's zone and returns the policy now in force.
+    pub(super) fn ct_policy_apply(&self, p: &CtPolicySet) -> Result<ZonePolicy, RpcError> {
+        let zone = self.model.network_id(&p.network)?.0;
+        let ct = self.switch.conntrack();
+        let policy = apply(ct.policy(zone), p)?;
+        ct.set_policy(zone, Some(policy));
+        tracing::info!(network = %p.network, ?policy, "conntrack policy set");
+        Ok(policy)
+    }
+
+    pub(super) fn ct_policy_show(&self, p: &CtPolicyShow) -> Result<CtPolicy, RpcError> {
+        let zone = self.model.network_id(&p.network)?.0;
+        Ok(view(&p.network, &self.switch.conntrack().policy(zone)))
+    }
+}
+
+/// The name of the network of conntrack zone `zone`, or `zone N` if it has none any more.
+fn network_name(model: &Model, zone: u16) -> String {
+    model
+        .network_name(NetworkId(zone))
+        .map_or_else(|| format!("zone {zone}"), str::to_string)
+}
+
 /// Connections `ct.show` returns unless asked for another limit.
-pub const DEFAULT_SHOW_LIMIT: usize = 1000;
+const DEFAULT_SHOW_LIMIT: usize = 1000;
 /// Longest timeout accepted: 30 days.
 const MAX_TIMEOUT: u32 = 30 * 24 * 3600;
 
@@ -21,7 +103,7 @@ fn bad(msg: String) -> RpcError {
 }
 
 /// A protocol name or number.
-pub fn parse_proto(s: &str) -> Result<u8, RpcError> {
+fn parse_proto(s: &str) -> Result<u8, RpcError> {
     protocols::number(s).ok_or_else(|| {
         bad(format!(
             "bad protocol {s:?}: use a name ({}) or 0-255",
@@ -52,7 +134,7 @@ fn parse_state(s: &str) -> Result<StateFilter, RpcError> {
 }
 
 /// The table filter and show limit a request asks for.
-pub fn filter(model: &Model, f: &CtFilter) -> Result<(Filter, usize), RpcError> {
+fn filter(model: &Model, f: &CtFilter) -> Result<(Filter, usize), RpcError> {
     let zone = f
         .network
         .as_ref()
@@ -82,12 +164,10 @@ fn secs(ns: u64) -> f64 {
 }
 
 /// A connection for `ct.show`, with times relative to `now`.
-pub fn entry(model: &Model, c: &ConnInfo, now: u64) -> CtEntry {
+fn entry(model: &Model, c: &ConnInfo, now: u64) -> CtEntry {
     let t = &c.original;
     CtEntry {
-        network: model
-            .network_name(brink_dataplane::snapshot::NetworkId(t.zone))
-            .map_or_else(|| format!("zone {}", t.zone), str::to_string),
+        network: network_name(model, t.zone),
         proto: proto_name(t.proto),
         src: t.src.ip().to_string(),
         sport: t.sport,
@@ -113,7 +193,7 @@ pub fn entry(model: &Model, c: &ConnInfo, now: u64) -> CtEntry {
 }
 
 /// `current` changed as `set` asks.
-pub fn apply(current: ZonePolicy, set: &CtPolicySet) -> Result<ZonePolicy, RpcError> {
+fn apply(current: ZonePolicy, set: &CtPolicySet) -> Result<ZonePolicy, RpcError> {
     let mut p = if set.reset {
         ZonePolicy::default()
     } else {
@@ -142,7 +222,7 @@ pub fn apply(current: ZonePolicy, set: &CtPolicySet) -> Result<ZonePolicy, RpcEr
 }
 
 /// A policy as `ct.policy.show` reports it.
-pub fn view(network: &str, p: &ZonePolicy) -> CtPolicy {
+fn view(network: &str, p: &ZonePolicy) -> CtPolicy {
     CtPolicy {
         network: network.to_string(),
         timeouts: p
@@ -157,7 +237,7 @@ pub fn view(network: &str, p: &ZonePolicy) -> CtPolicy {
 }
 
 /// The full request that recreates policy `p` (for persistence).
-pub fn as_request(network: &str, p: &ZonePolicy) -> CtPolicySet {
+pub(super) fn as_request(network: &str, p: &ZonePolicy) -> CtPolicySet {
     let timeouts: BTreeMap<String, u32> = p
         .timeouts
         .entries()

@@ -1,0 +1,214 @@
+//! `brinkctl port ...`: VM attachments and their port security.
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use super::{decode, recheck_text, table};
+use crate::call::{Call, NoParams};
+use crate::client::ClientError;
+use crate::types::{PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult};
+
+/// `port` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PortCmd {
+    /// Attach a port to an interface.
+    Add(PortAddArgs),
+    /// Change a port's security: port security, groups, allowed address pairs, EtherTypes.
+    Set(PortSetArgs),
+    /// Remove a port (a tap brink created is deleted too).
+    Del {
+        /// Port name.
+        name: String,
+    },
+    /// List ports.
+    List,
+}
+
+/// Arguments of `port add`.
+#[derive(Debug, Args)]
+pub struct PortAddArgs {
+    /// Port name.
+    pub name: String,
+    /// Interface: the host end of a veth pair, or the tap to create with `--type tap`.
+    #[arg(long)]
+    pub iface: String,
+    /// Network to join.
+    #[arg(long)]
+    pub network: String,
+    /// Port type.
+    #[arg(long = "type", value_enum, default_value = "afxdp")]
+    pub kind: KindArg,
+    /// The VM's MAC address (a static FDB entry).
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// The VM's IP address; repeat for several.
+    #[arg(long = "ip")]
+    pub ips: Vec<String>,
+    /// Do not track this port's connections.
+    #[arg(long)]
+    pub no_conntrack: bool,
+    /// Port security (default on).
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// `--type` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    /// AF_XDP on an existing interface.
+    Afxdp,
+    /// Create a tap device and attach AF_XDP to it.
+    Tap,
+}
+
+/// Port security arguments shared by `port add` and `port set`.
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
+    /// Port security (anti-spoofing and security groups).
+    #[arg(long, value_parser = ["on", "off"])]
+    pub port_security: Option<String>,
+    /// A security group; repeat for several.
+    #[arg(long = "sg")]
+    pub groups: Vec<String>,
+    /// An allowed address pair IP[/LEN][,MAC]; repeat for several.
+    #[arg(long = "allowed-pair")]
+    pub pairs: Vec<String>,
+    /// An EtherType besides IPv4, IPv6 and ARP to permit, like 0x88cc; repeat for several.
+    #[arg(long = "permitted-ethertype", value_parser = ethertype)]
+    pub ethertypes: Vec<u16>,
+}
+
+/// Arguments of `port set`.
+#[derive(Debug, Args)]
+pub struct PortSetArgs {
+    /// Port name.
+    pub name: String,
+    /// Given options replace the port's current values.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    /// Remove every security group.
+    #[arg(long, conflicts_with = "groups")]
+    pub no_sg: bool,
+    /// Remove every allowed address pair.
+    #[arg(long, conflicts_with = "pairs")]
+    pub no_allowed_pairs: bool,
+    /// Remove every permitted EtherType.
+    #[arg(long, conflicts_with = "ethertypes")]
+    pub no_permitted_ethertypes: bool,
+}
+
+fn ethertype(s: &str) -> Result<u16, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u16::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("bad EtherType {s:?}: use hex like 0x88cc"))
+}
+
+impl SecurityArgs {
+    /// Port security as given (`None`: not given).
+    pub fn port_security(&self) -> Option<bool> {
+        self.port_security.as_deref().map(|s| s == "on")
+    }
+}
+
+/// A list option of `port set`: replaced if given, emptied with its `--no-` flag.
+fn replace<T: Clone>(given: &[T], clear: bool) -> Option<Vec<T>> {
+    if clear {
+        Some(vec![])
+    } else if given.is_empty() {
+        None
+    } else {
+        Some(given.to_vec())
+    }
+}
+
+/// The call a `port` command makes.
+pub fn call(cmd: &PortCmd) -> Call {
+    match cmd {
+        PortCmd::Add(a) => Call::PortAdd(PortAdd {
+            name: a.name.clone(),
+            iface: a.iface.clone(),
+            network: a.network.clone(),
+            kind: match a.kind {
+                KindArg::Afxdp => PortKind::Afxdp,
+                KindArg::Tap => PortKind::Tap,
+            },
+            mac: a.mac.clone(),
+            ips: a.ips.clone(),
+            conntrack: !a.no_conntrack,
+            port_security: a.security.port_security().unwrap_or(true),
+            security_groups: a.security.groups.clone(),
+            allowed_pairs: a.security.pairs.clone(),
+            permitted_ethertypes: a.security.ethertypes.clone(),
+        }),
+        PortCmd::Set(a) => {
+            let s = &a.security;
+            Call::PortSet(PortSet {
+                name: a.name.clone(),
+                port_security: s.port_security(),
+                security_groups: replace(&s.groups, a.no_sg),
+                allowed_pairs: replace(&s.pairs, a.no_allowed_pairs),
+                permitted_ethertypes: replace(&s.ethertypes, a.no_permitted_ethertypes),
+            })
+        }
+        PortCmd::Del { name } => Call::PortDel(PortName { name: name.clone() }),
+        PortCmd::List => Call::PortList(NoParams {}),
+    }
+}
+
+/// Formats the result of a `port` command for people.
+pub fn render(cmd: &PortCmd, result: Value) -> Result<String, ClientError> {
+    Ok(match cmd {
+        PortCmd::Del { .. } => String::new(),
+        PortCmd::List => port_table(&decode::<Vec<PortInfo>>(result)?),
+        PortCmd::Add(_) => {
+            let p: PortInfo = decode(result)?;
+            format!(
+                "port {} added on {} ({}), worker {}",
+                p.name, p.iface, p.mode, p.worker
+            )
+        }
+        PortCmd::Set(_) => {
+            let r: PortSetResult = decode(result)?;
+            format!(
+                "{}\n{}",
+                port_table(std::slice::from_ref(&r.port)),
+                recheck_text(&r.recheck)
+            )
+        }
+    })
+}
+
+fn port_table(ports: &[PortInfo]) -> String {
+    table(
+        &[
+            "PORT", "ID", "IFACE", "NETWORK", "TYPE", "MODE", "WORKER", "MAC", "IPS", "SECURITY",
+        ],
+        ports
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.id.to_string(),
+                    p.iface.clone(),
+                    p.network.clone(),
+                    format!("{:?}", p.kind).to_lowercase(),
+                    p.mode.clone(),
+                    p.worker.to_string(),
+                    p.mac.clone().unwrap_or_else(|| "-".into()),
+                    if p.ips.is_empty() {
+                        "-".into()
+                    } else {
+                        p.ips.join(",")
+                    },
+                    match (p.port_security, p.security_groups.is_empty()) {
+                        (false, _) => "off".into(),
+                        (true, true) => "on, no groups".into(),
+                        (true, false) => format!("sg {}", p.security_groups.join(",")),
+                    },
+                ]
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,111 @@
+//! Where ports' interfaces live: the kernel (AF_XDP on real interfaces, taps brink creates)
+//! or memory (in-memory links, so the whole service runs in tests without root).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use brink_dataplane::port::afxdp::{XdpBackend, XdpSpec};
+use brink_dataplane::port::memory::{MemBackend, MemLink, MemPort};
+use brink_dataplane::port::Backend;
+
+use crate::iface::{self, IfaceError};
+
+/// The interfaces ports attach to, and the dataplane backend that opens them.
+pub trait Host {
+    /// The workers' backend.
+    type Backend: Backend + 'static;
+
+    /// Whether interface `iface` exists now.
+    fn exists(&self, iface: &str) -> bool;
+    /// Creates tap device `iface` for a tap port.
+    fn create_tap(&self, iface: &str) -> Result<(), IfaceError>;
+    /// Deletes the tap device `iface` brink created.
+    fn delete_tap(&self, iface: &str) -> Result<(), IfaceError>;
+    /// What the backend needs to open a port on `iface`; fails if it does not exist.
+    fn spec(&self, iface: &str) -> Result<<Self::Backend as Backend>::Spec, IfaceError>;
+}
+
+/// The kernel's interfaces, opened with AF_XDP.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Kernel;
+
+impl Host for Kernel {
+    type Backend = XdpBackend;
+
+    fn exists(&self, name: &str) -> bool {
+        iface::exists(name)
+    }
+
+    fn create_tap(&self, name: &str) -> Result<(), IfaceError> {
+        iface::create_tap(name)
+    }
+
+    fn delete_tap(&self, name: &str) -> Result<(), IfaceError> {
+        iface::delete(name)
+    }
+
+    fn spec(&self, name: &str) -> Result<XdpSpec, IfaceError> {
+        iface::require(name)?;
+        Ok(XdpSpec {
+            iface: name.to_string(),
+        })
+    }
+}
+
+/// Interfaces made of in-memory links: a test plugs one in under a name, then sends and
+/// receives frames on it. Clones share the same interfaces.
+#[derive(Debug, Default, Clone)]
+pub struct Memory {
+    links: Arc<Mutex<BTreeMap<String, Arc<MemLink>>>>,
+}
+
+/// Frames each way an in-memory interface queues.
+const LINK_DEPTH: usize = 256;
+
+impl Memory {
+    /// The interfaces; a panic elsewhere while holding them leaves them usable.
+    fn links(&self) -> MutexGuard<'_, BTreeMap<String, Arc<MemLink>>> {
+        self.links.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Creates interface `name` (replacing one of that name) and returns its test side.
+    pub fn plug(&self, name: &str) -> Arc<MemLink> {
+        let link = MemLink::new(LINK_DEPTH);
+        self.links().insert(name.to_string(), Arc::clone(&link));
+        link
+    }
+
+    /// Removes interface `name`, as when a VM goes away.
+    pub fn unplug(&self, name: &str) {
+        self.links().remove(name);
+    }
+}
+
+impl Host for Memory {
+    type Backend = MemBackend;
+
+    fn exists(&self, name: &str) -> bool {
+        self.links().contains_key(name)
+    }
+
+    fn create_tap(&self, name: &str) -> Result<(), IfaceError> {
+        iface::check_name(name)?;
+        if self.exists(name) {
+            return Err(IfaceError::Exists(name.into()));
+        }
+        self.plug(name);
+        Ok(())
+    }
+
+    fn delete_tap(&self, name: &str) -> Result<(), IfaceError> {
+        self.unplug(name);
+        Ok(())
+    }
+
+    fn spec(&self, name: &str) -> Result<MemPort, IfaceError> {
+        iface::check_name(name)?;
+        let link = self.links().get(name).cloned();
+        link.map(MemPort::Link)
+            .ok_or_else(|| IfaceError::Missing(name.into()))
+    }
+}

@@ -1,0 +1,246 @@
+//! The API service: each [`Call`] is validated against the model, applied to the dataplane,
+//! published as a new snapshot and saved. A refused request changes nothing; a request whose
+//! change cannot be saved fails. One handler module per noun of the API.
+
+mod ct;
+mod fdb;
+mod network;
+mod port;
+mod sg;
+mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use brink_api::call::{Call, NoParams};
+use brink_api::protocol::{code, RpcError};
+use brink_api::types::Recheck;
+use brink_conntrack::ZonePolicy;
+use brink_dataplane::acl::SnapshotGate;
+use brink_dataplane::counters::PortCounters;
+use brink_dataplane::port::{PortError, PortMode};
+use brink_dataplane::switch::Switch;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::host::Host;
+use crate::iface::IfaceError;
+use crate::model::{Model, ModelError, State};
+use crate::sg::SgError;
+use crate::store::Store;
+
+pub use port::RETRY_INTERVAL;
+
+impl From<SgError> for RpcError {
+    fn from(e: SgError) -> Self {
+        let code = match e {
+            SgError::NoGroup(_) | SgError::NoRule { .. } => code::NOT_FOUND,
+            SgError::Exists(_) | SgError::Duplicate { .. } => code::ALREADY_EXISTS,
+            SgError::InUse { .. } | SgError::Referenced { .. } => code::IN_USE,
+            _ => code::INVALID_PARAMS,
+        };
+        RpcError::new(code, e.to_string())
+    }
+}
+
+impl From<ModelError> for RpcError {
+    fn from(e: ModelError) -> Self {
+        let code = match e {
+            ModelError::NoNetwork(_) | ModelError::NoPort(_) => code::NOT_FOUND,
+            ModelError::NetworkExists(_) | ModelError::PortExists(_) => code::ALREADY_EXISTS,
+            ModelError::NetworkInUse { .. }
+            | ModelError::IfaceInUse { .. }
+            | ModelError::DuplicateMac { .. } => code::IN_USE,
+            ModelError::TooManyPorts | ModelError::TooManyNetworks => code::DATAPLANE,
+            ModelError::BadName(_)
+            | ModelError::BadMac(_)
+            | ModelError::NotUnicast(_)
+            | ModelError::BadIp(_) => code::INVALID_PARAMS,
+            ModelError::Security(e) => return e.into(),
+        };
+        RpcError::new(code, e.to_string())
+    }
+}
+
+impl From<IfaceError> for RpcError {
+    fn from(e: IfaceError) -> Self {
+        let code = match e {
+            IfaceError::BadName(_) => code::INVALID_PARAMS,
+            IfaceError::Missing(_) => code::NOT_FOUND,
+            IfaceError::Exists(_) => code::IN_USE,
+            IfaceError::Command { .. } => code::DATAPLANE,
+        };
+        RpcError::new(code, e.to_string())
+    }
+}
+
+fn dataplane_error(e: PortError) -> RpcError {
+    RpcError::new(code::DATAPLANE, e.to_string())
+}
+
+/// A saved item that cannot be restored: the state file holds something this brinkd refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("saved {kind} {name:?} cannot be restored: {reason}")]
+pub struct RestoreError {
+    /// "network", "port", "security groups" or "conntrack policy of network".
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What the dataplane said about a running port.
+struct Running {
+    mode: PortMode,
+    counters: Arc<PortCounters>,
+}
+
+/// The daemon's state: the model, the running switch, the host's interfaces, and where to
+/// save.
+pub struct Service<H: Host> {
+    model: Model,
+    switch: Switch<H::Backend>,
+    host: H,
+    running: HashMap<String, Running>,
+    /// Ports configured but not running, with the reason (an interface missing at start-up).
+    down: BTreeMap<String, String>,
+    /// The table's configured maximum, for `ct.stats`.
+    ct_max: u64,
+    store: Option<Store>,
+    generation: u64,
+}
+
+impl<H: Host> Service<H> {
+    /// A service over a started switch whose connection table holds `ct_max` connections,
+    /// with ports on `host`'s interfaces, saving to `store` if given.
+    pub fn new(switch: Switch<H::Backend>, host: H, ct_max: u64, store: Option<Store>) -> Self {
+        Service {
+            model: Model::default(),
+            switch,
+            host,
+            running: HashMap::new(),
+            down: BTreeMap::new(),
+            ct_max,
+            store,
+            generation: 0,
+        }
+    }
+
+    /// Replays saved state. A port that cannot be opened now (its interface is missing) is
+    /// kept, shown down with the reason, and retried by [`Service::retry_down_ports`]; anything
+    /// the model refuses is an error, and nothing is restored then.
+    pub fn restore(&mut self, state: State) -> Result<(), RestoreError> {
+        let refused = |kind, name: &str, reason: String| RestoreError {
+            kind,
+            name: name.to_string(),
+            reason,
+        };
+        for name in &state.networks {
+            self.model
+                .add_network(name)
+                .map_err(|e| refused("network", name, e.to_string()))?;
+        }
+        self.model
+            .groups
+            .add_records(&state.groups)
+            .map_err(|e| refused("security groups", "", e.to_string()))?;
+        for policy in &state.policies {
+            self.ct_policy_apply(policy)
+                .map_err(|e| refused("conntrack policy of network", &policy.network, e.message))?;
+        }
+        for spec in state.ports {
+            let name = spec.name.clone();
+            self.restore_port(spec)
+                .map_err(|e| refused("port", &name, e.message))?;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Serves one call.
+    pub fn handle(&mut self, call: Call) -> Result<Value, RpcError> {
+        match call {
+            Call::NetworkAdd(p) => reply(&self.network_add(&p)?),
+            Call::NetworkDel(p) => reply(&self.network_del(&p)?),
+            Call::NetworkList(NoParams {}) => reply(&self.model.networks()),
+            Call::PortAdd(p) => reply(&self.port_add(p)?),
+            Call::PortDel(p) => reply(&self.port_del(&p.name)?),
+            Call::PortList(NoParams {}) => reply(&self.port_list()?),
+            Call::PortSet(p) => reply(&self.port_set(&p)?),
+            Call::FdbShow(p) => reply(&self.fdb_show(p)?),
+            Call::FdbFlush(p) => reply(&self.fdb_flush(p)?),
+            Call::Stats(p) => reply(&self.stats(&p)?),
+            Call::CtShow(p) => reply(&self.ct_show(&p)?),
+            Call::CtFlush(p) => reply(&self.ct_flush(&p)?),
+            Call::CtStats(NoParams {}) => reply(&self.ct_stats()),
+            Call::CtPolicySet(p) => reply(&self.ct_policy_set(&p)?),
+            Call::CtPolicyShow(p) => reply(&self.ct_policy_show(&p)?),
+            Call::SgAdd(p) => reply(&self.sg_add(&p)?),
+            Call::SgDel(p) => reply(&self.sg_del(&p)?),
+            Call::SgList(NoParams {}) => reply(&self.sg_list()),
+            Call::SgShow(p) => reply(&self.sg_show(&p)?),
+            Call::SgRuleAdd(p) => reply(&self.sg_rule_add(&p)?),
+            Call::SgRuleDel(p) => reply(&self.sg_rule_del(&p)?),
+            Call::SgImport(p) => reply(&self.sg_import(&p)?),
+        }
+    }
+
+    /// Publishes the model to the dataplane and saves it; returns what rechecking the
+    /// connections admitted under the old rules found.
+    fn commit(&mut self) -> Result<Recheck, RpcError> {
+        let recheck = self.publish();
+        self.save()?;
+        Ok(recheck)
+    }
+
+    /// Publishes the model as a new snapshot, then sweeps the connection table: connections
+    /// admitted under older rules that the new ones deny are cut. Workers recheck such
+    /// connections on their next packet too; the result counts both.
+    fn publish(&mut self) -> Recheck {
+        self.generation += 1;
+        let ct = self.switch.conntrack();
+        let before = ct.stats();
+        let running = &self.running;
+        let snapshot = self
+            .model
+            .snapshot(self.generation, |p| running.contains_key(&p.spec.name));
+        let snap = self.switch.publish(snapshot);
+        ct.recheck(&mut SnapshotGate(&snap));
+        let after = ct.stats();
+        Recheck {
+            kept: after.recheck_kept - before.recheck_kept,
+            cut: after.recheck_cut - before.recheck_cut,
+        }
+    }
+
+    /// Saves the whole configuration. A failure fails the request that made the change: it
+    /// is in force, but a restart would lose it (the next successful save writes it).
+    fn save(&self) -> Result<(), RpcError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        // The table holds the policies; networks still on the defaults need no entry.
+        let ct = self.switch.conntrack();
+        let policies = self
+            .model
+            .networks()
+            .into_iter()
+            .filter_map(|n| {
+                let policy = ct.policy(n.id);
+                (policy != ZonePolicy::default()).then(|| ct::as_request(&n.name, &policy))
+            })
+            .collect();
+        store.save(&self.model.state(policies)).map_err(|e| {
+            tracing::error!(error = %e, "could not save state");
+            RpcError::new(
+                code::NOT_SAVED,
+                format!("the change is in force but not saved, so a restart would lose it: {e}"),
+            )
+        })
+    }
+}
+
+fn reply<T: Serialize>(v: &T) -> Result<Value, RpcError> {
+    serde_json::to_value(v).map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
+}

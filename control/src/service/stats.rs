@@ -1,0 +1,85 @@
+//! `stats`: port and worker counters.
+
+use std::collections::{BTreeMap, HashMap};
+
+use brink_api::protocol::RpcError;
+use brink_api::types::{PortStats, Stats, StatsFilter, WorkerStats, XdpSocketStats};
+use brink_dataplane::counters::{DropCounters, DropReason};
+use brink_dataplane::port::SocketStats;
+
+use super::{dataplane_error, Service};
+use crate::host::Host;
+
+impl<H: Host> Service<H> {
+    pub(super) fn stats(&self, filter: &StatsFilter) -> Result<Stats, RpcError> {
+        if let Some(name) = &filter.port {
+            self.model.port(name)?;
+        }
+        let sockets: HashMap<_, _> = self
+            .switch
+            .socket_stats()
+            .map_err(dataplane_error)?
+            .into_iter()
+            .collect();
+        let ports = self
+            .model
+            .ports()
+            .filter(|p| filter.port.as_ref().is_none_or(|n| *n == p.spec.name))
+            .filter_map(|p| {
+                let c = &self.running.get(&p.spec.name)?.counters;
+                Some(PortStats {
+                    name: p.spec.name.clone(),
+                    rx_packets: c.rx_packets.get(),
+                    rx_bytes: c.rx_bytes.get(),
+                    tx_packets: c.tx_packets.get(),
+                    tx_bytes: c.tx_bytes.get(),
+                    drops: drop_map(&c.drops),
+                    xdp_socket: sockets.get(&p.id).map(xdp_socket_stats),
+                })
+            })
+            .collect();
+        let workers = if filter.port.is_some() {
+            vec![]
+        } else {
+            self.switch
+                .worker_counters()
+                .enumerate()
+                .map(|(worker, (core, c))| WorkerStats {
+                    worker,
+                    core,
+                    batches: c.batches.get(),
+                    busy_polls: c.busy_polls.get(),
+                    idle_polls: c.idle_polls.get(),
+                    busy_ns: c.busy_ns.get(),
+                    idle_ns: c.idle_ns.get(),
+                    cross_tx: c.cross_tx.get(),
+                    cross_rx: c.cross_rx.get(),
+                    fdb_learned: c.fdb_learned.get(),
+                    fdb_full: c.fdb_full.get(),
+                    fdb_aged: c.fdb_aged.get(),
+                    drops: drop_map(&c.drops),
+                })
+                .collect()
+        };
+        Ok(Stats { ports, workers })
+    }
+}
+
+fn xdp_socket_stats(k: &SocketStats) -> XdpSocketStats {
+    XdpSocketStats {
+        rx_dropped: k.rx_dropped,
+        rx_invalid_descs: k.rx_invalid_descs,
+        tx_invalid_descs: k.tx_invalid_descs,
+        rx_ring_full: k.rx_ring_full,
+        rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: k.tx_ring_empty_descs,
+    }
+}
+
+fn drop_map(d: &DropCounters) -> BTreeMap<String, u64> {
+    DropReason::ALL
+        .iter()
+        .map(|&r| (r.name().to_string(), d.get(r)))
+        .filter(|&(_, n)| n > 0)
+        .collect()
+}

@@ -1,0 +1,171 @@
+//! The whole service on in-memory ports: calls in, frames through the real workers, state on
+//! disk, and ports whose interface is missing at restart kept down until it appears.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use brink_api::call::{Call, NoParams};
+use brink_api::protocol::code;
+use brink_api::types::{NetworkName, PortAdd, PortInfo, PortKind};
+use brink_control::host::Memory;
+use brink_control::service::Service;
+use brink_control::store::Store;
+use brink_dataplane::port::memory::{MemBackend, MemLink};
+use brink_dataplane::switch::{Switch, SwitchConfig};
+use brink_dataplane::worker::WorkerConfig;
+use serde_json::Value;
+
+fn service(host: &Memory, state_dir: Option<&PathBuf>) -> Service<Memory> {
+    let config = SwitchConfig {
+        cores: vec![None],
+        worker: WorkerConfig {
+            idle_sleep: true,
+            fdb_capacity: 64,
+            fdb_aging: Duration::from_secs(300),
+        },
+        conntrack: brink_conntrack::Config {
+            max_connections: 64,
+            shards: 1,
+        },
+    };
+    let switch = Switch::start(config, || Ok(MemBackend::new(256))).unwrap();
+    let store = state_dir.map(|d| Store::open(d).unwrap());
+    Service::new(switch, host.clone(), 64, store)
+}
+
+fn port(name: &str, iface: &str, mac: &str) -> PortAdd {
+    PortAdd {
+        name: name.into(),
+        iface: iface.into(),
+        network: "blue".into(),
+        kind: PortKind::Afxdp,
+        mac: Some(mac.into()),
+        ips: vec![],
+        conntrack: false,
+        port_security: false,
+        security_groups: vec![],
+        allowed_pairs: vec![],
+        permitted_ethertypes: vec![],
+    }
+}
+
+const MAC1: &str = "02:00:00:00:00:01";
+const MAC2: &str = "02:00:00:00:00:02";
+
+/// An Ethernet frame from MAC1 to MAC2 (a local experimental EtherType) carrying `tag`.
+fn frame(tag: u8) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x88, 0xb5];
+    f.extend_from_slice(&[tag; 50]);
+    f
+}
+
+/// Sends a frame in on `from` and waits up to a second for it on `to`.
+fn delivered(from: &MemLink, to: &MemLink, tag: u8) -> bool {
+    from.send(frame(tag)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        if let Some(f) = to.recv() {
+            return f == frame(tag);
+        }
+        sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+fn ports(s: &mut Service<Memory>) -> Vec<PortInfo> {
+    serde_json::from_value(s.handle(Call::PortList(NoParams {})).unwrap()).unwrap()
+}
+
+fn blue(s: &mut Service<Memory>) {
+    let add = Call::NetworkAdd(NetworkName {
+        name: "blue".into(),
+    });
+    assert_eq!(s.handle(add).unwrap(), Value::Null);
+}
+
+#[test]
+fn calls_configure_ports_that_forward_frames() {
+    let host = Memory::default();
+    let (l1, l2) = (host.plug("mem1"), host.plug("mem2"));
+    let mut s = service(&host, None);
+    blue(&mut s);
+    s.handle(Call::PortAdd(port("vm1", "mem1", MAC1))).unwrap();
+    s.handle(Call::PortAdd(port("vm2", "mem2", MAC2))).unwrap();
+    let missing = s.handle(Call::PortAdd(port("vm3", "mem3", "02:00:00:00:00:03")));
+    assert_eq!(
+        missing.unwrap_err().code,
+        code::NOT_FOUND,
+        "no such interface"
+    );
+    assert!(delivered(&l1, &l2, 1), "vm1 -> vm2");
+    let list = ports(&mut s);
+    assert_eq!(list.len(), 2);
+    assert!(list
+        .iter()
+        .all(|p| p.mode == "memory" && p.reason.is_none()));
+    s.handle(Call::PortDel(brink_api::types::PortName {
+        name: "vm2".into(),
+    }))
+    .unwrap();
+    assert!(!delivered(&l1, &l2, 2), "a removed port gets nothing");
+}
+
+#[test]
+fn a_port_whose_interface_is_missing_at_restart_is_kept_down_and_comes_back() {
+    let dir = std::env::temp_dir().join(format!("brk-svc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let host = Memory::default();
+    let l1 = host.plug("mem1");
+    {
+        host.plug("mem2");
+        let mut s = service(&host, Some(&dir));
+        blue(&mut s);
+        s.handle(Call::PortAdd(port("vm1", "mem1", MAC1))).unwrap();
+        s.handle(Call::PortAdd(port("vm2", "mem2", MAC2))).unwrap();
+    }
+    let saved = std::fs::read_to_string(dir.join("state.json")).unwrap();
+    // Restart on a host where vm2's interface has not appeared yet.
+    host.unplug("mem2");
+    let mut s = service(&host, Some(&dir));
+    s.restore(Store::open(&dir).unwrap().load().unwrap())
+        .unwrap();
+    let list = ports(&mut s);
+    let vm2 = list.iter().find(|p| p.name == "vm2").unwrap();
+    assert_eq!(vm2.mode, "down");
+    assert!(
+        vm2.reason.as_deref().unwrap().contains("does not exist"),
+        "{vm2:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("state.json")).unwrap(),
+        saved,
+        "the state file still has the port"
+    );
+    assert_eq!(s.retry_down_ports(), 0, "still missing");
+    let l2 = host.plug("mem2");
+    assert_eq!(s.retry_down_ports(), 1);
+    assert!(ports(&mut s)
+        .iter()
+        .all(|p| p.mode == "memory" && p.reason.is_none()));
+    assert!(delivered(&l1, &l2, 3), "the port forwards once it is up");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_change_that_cannot_be_saved_fails() {
+    let dir = std::env::temp_dir().join(format!("brk-svs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let host = Memory::default();
+    let mut s = service(&host, Some(&dir));
+    blue(&mut s);
+    // The temporary file's name is taken by a directory: the save fails, even for root.
+    std::fs::create_dir(dir.join("state.json.tmp")).unwrap();
+    let add = Call::NetworkAdd(NetworkName { name: "red".into() });
+    let err = s.handle(add).unwrap_err();
+    assert_eq!(err.code, code::NOT_SAVED, "{err:?}");
+    assert!(err.message.contains("state.json"), "{err:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
