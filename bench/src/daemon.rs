@@ -95,6 +95,11 @@ impl Daemon {
         Ok(d)
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
         self.child

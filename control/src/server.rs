@@ -18,7 +18,7 @@ use brink_api::protocol::{code, decode_line, Incoming, Response, RpcError, MAX_L
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Group, Uid};
 use serde_json::Value;
 
 use crate::host::Host;
@@ -27,10 +27,14 @@ use crate::service::Service;
 const LISTENER: Token = Token(0);
 /// How often the loop checks timeouts, refills rate buckets and calls the tick.
 const TICK: Duration = Duration::from_millis(100);
+/// Refusals are logged as totals at most this often.
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// Bytes read from a client at a time.
 const READ_CHUNK: usize = 64 * 1024;
 /// Turns of reading, answering and writing one connection gets before the next is served.
 const TURNS: usize = 16;
+/// Requests of one connection answered before the next connection is served.
+const ANSWERS_PER_PUMP: usize = 16;
 
 /// Limits on each client of the control socket.
 #[derive(Debug, Clone)]
@@ -60,8 +64,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             stall_timeout: Duration::from_secs(10),
             max_output: 256 * 1024,
-            rate: 1000.0,
-            burst: 200.0,
+            rate: 500.0,
+            burst: 100.0,
             accept_burst: 32,
         }
     }
@@ -79,8 +83,6 @@ pub struct Access {
 struct SocketGroup {
     name: String,
     gid: Gid,
-    /// Users whose supplementary groups include it.
-    members: Vec<Uid>,
 }
 
 impl Access {
@@ -92,38 +94,49 @@ impl Access {
         }
     }
 
-    /// Root, brinkd's user and the members of group `name`: socket mode 0660, owned by the
-    /// group. Membership is read now.
+    /// Root, brinkd's user and the processes in group `name` (primary or supplementary):
+    /// socket mode 0660, owned by the group.
     pub fn with_group(name: &str) -> io::Result<Self> {
         let group = Group::from_name(name)
             .map_err(io::Error::from)?
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, format!("no group named {name:?}"))
             })?;
-        let members = group
-            .mem
-            .iter()
-            .filter_map(|user| Some(User::from_name(user).ok()??.uid))
-            .collect();
         Ok(Access {
             own: Uid::effective(),
             group: Some(SocketGroup {
                 name: name.to_string(),
                 gid: group.gid,
-                members,
             }),
         })
     }
 
-    /// Whether a peer running as `uid` with primary group `gid` may use the socket.
-    pub fn allows(&self, uid: Uid, gid: Gid) -> bool {
+    /// Whether a peer running as `uid` with primary group `gid` may use the socket;
+    /// `groups` gives its supplementary groups, asked only if they decide.
+    pub fn allows(&self, uid: Uid, gid: Gid, groups: impl FnOnce() -> Vec<Gid>) -> bool {
         uid.is_root()
             || uid == self.own
             || self
                 .group
                 .as_ref()
-                .is_some_and(|g| g.gid == gid || g.members.contains(&uid))
+                .is_some_and(|g| g.gid == gid || groups().contains(&g.gid))
     }
+}
+
+/// The supplementary groups of process `pid`, from `/proc` (the peer credentials of a Unix
+/// socket carry only the primary group); none if it is gone.
+fn supplementary_groups(pid: i32) -> Vec<Gid> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|list| {
+            list.split_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .map(Gid::from_raw)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What one connection is doing.
@@ -168,8 +181,11 @@ pub struct Server {
     next_token: usize,
     /// Connections may wait in the backlog: accept again without waiting for an event.
     accept_pending: bool,
+    /// Connections that used up their turn with work left: served again without an event.
+    ready: Vec<Token>,
     refusals: Refusals,
     logged: Refusals,
+    next_log: Instant,
 }
 
 impl Server {
@@ -210,8 +226,10 @@ impl Server {
             conns: HashMap::new(),
             next_token: 1,
             accept_pending: true,
+            ready: Vec::new(),
             refusals: Refusals::default(),
             logged: Refusals::default(),
+            next_log: Instant::now(),
         })
     }
 
@@ -226,7 +244,7 @@ impl Server {
         let mut events = Events::with_capacity(256);
         let mut next_tick = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            let wait = if self.accept_pending {
+            let wait = if self.accept_pending || !self.ready.is_empty() {
                 Duration::ZERO
             } else {
                 next_tick.saturating_duration_since(Instant::now())
@@ -243,6 +261,9 @@ impl Server {
                     LISTENER => self.accept_pending = true,
                     token => self.pump(token, service),
                 }
+            }
+            for token in std::mem::take(&mut self.ready) {
+                self.pump(token, service);
             }
             if self.accept_pending {
                 self.accept();
@@ -313,7 +334,10 @@ impl Server {
         match getsockopt(stream, PeerCredentials) {
             Ok(cred) => {
                 let (uid, gid) = (Uid::from_raw(cred.uid()), Gid::from_raw(cred.gid()));
-                if self.access.allows(uid, gid) {
+                if self
+                    .access
+                    .allows(uid, gid, || supplementary_groups(cred.pid()))
+                {
                     return Some(uid);
                 }
                 tracing::warn!(
@@ -355,6 +379,7 @@ impl Server {
             return;
         };
         let mut open = true;
+        let mut budget = ANSWERS_PER_PUMP;
         for _ in 0..TURNS {
             let wrote = match write_out(conn) {
                 Ok(n) => n > 0,
@@ -363,7 +388,7 @@ impl Server {
                     break;
                 }
             };
-            let answered = answer_lines(conn, service, &self.limits);
+            let answered = answer_lines(conn, service, &self.limits, &mut budget);
             let read = match conn.may_read(&self.limits) {
                 true => match read_in(conn) {
                     Ok(n) => n > 0,
@@ -385,6 +410,8 @@ impl Server {
         let finished = conn.outbuf.is_empty() && (conn.closing || (conn.eof && !conn.has_line()));
         if !open || finished {
             self.close(token);
+        } else if budget == 0 && !self.ready.contains(&token) {
+            self.ready.push(token);
         }
     }
 
@@ -415,7 +442,8 @@ impl Server {
                 self.pump(token, service);
             }
         }
-        if self.refusals != self.logged {
+        if self.refusals != self.logged && now >= self.next_log {
+            self.next_log = now + LOG_INTERVAL;
             let r = self.refusals;
             tracing::warn!(
                 refused_peers = r.peers,
@@ -481,10 +509,20 @@ fn read_in(conn: &mut Conn) -> Result<usize, ()> {
     }
 }
 
-/// Answers complete lines while the client's rate and output allow; true if any was.
-fn answer_lines<H: Host>(conn: &mut Conn, service: &mut Service<H>, limits: &Limits) -> bool {
+/// Answers complete lines while the client's rate and output and the `budget` allow; true if
+/// any was.
+fn answer_lines<H: Host>(
+    conn: &mut Conn,
+    service: &mut Service<H>,
+    limits: &Limits,
+    budget: &mut usize,
+) -> bool {
     let mut answered = false;
-    while !conn.closing && conn.tokens >= 1.0 && conn.outbuf.len() < limits.max_output {
+    while *budget > 0
+        && !conn.closing
+        && conn.tokens >= 1.0
+        && conn.outbuf.len() < limits.max_output
+    {
         let Some(end) = conn.inbuf.iter().position(|&b| b == b'\n') else {
             break;
         };
@@ -493,6 +531,7 @@ fn answer_lines<H: Host>(conn: &mut Conn, service: &mut Service<H>, limits: &Lim
             return true;
         }
         conn.tokens -= 1.0;
+        *budget -= 1;
         if let Some(resp) = answer(&conn.inbuf[..end], service) {
             queue(conn, &resp);
         }

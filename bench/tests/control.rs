@@ -1,0 +1,253 @@
+//! The control socket of a real brinkd under hostile clients, and who may use it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use brink_bench::daemon::{bin_dir, Daemon};
+use common::{add_tap_port, Topology};
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Deterministic pseudo-random numbers (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// What one hostile connection sends; it never reads an answer.
+fn hostile_bytes(kind: u64, rng: &mut Rng) -> Vec<u8> {
+    match kind % 6 {
+        // Random bytes, newlines among them: malformed requests.
+        0 => (0..4096)
+            .map(|_| match rng.next() % 16 {
+                0 => b'\n',
+                _ => rng.next() as u8,
+            })
+            .collect(),
+        // Valid requests whose answers are never read.
+        1 => b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"port.list\"}\n".repeat(200),
+        // Wrong types and unknown methods.
+        2 => b"{\"jsonrpc\":\"2.0\",\"id\":[],\"method\":\"port.add\",\"params\":{\"name\":{}}}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"x\"}\n".repeat(100),
+        // A half-written request, then nothing.
+        3 => b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"port.l".to_vec(),
+        // Deep nesting.
+        4 => {
+            let mut v = vec![b'['; 100_000];
+            v.push(b'\n');
+            v
+        }
+        // A line that never ends.
+        _ => vec![b'x'; 256 * 1024],
+    }
+}
+
+/// Runs `threads` threads of hostile connections until `stop` is set (at most a minute);
+/// returns how many request lines (newlines) they got into the socket.
+fn flood(socket: &Path, threads: u64, stop: &Arc<AtomicBool>) -> u64 {
+    let lines = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (socket, lines, stop) =
+                (socket.to_path_buf(), Arc::clone(&lines), Arc::clone(stop));
+            std::thread::spawn(move || {
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t + 1));
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let Ok(mut s) = UnixStream::connect(&socket) else {
+                        continue;
+                    };
+                    s.set_write_timeout(Some(Duration::from_millis(100)))
+                        .unwrap();
+                    let bytes = hostile_bytes(rng.next(), &mut rng);
+                    if s.write_all(&bytes).is_ok() {
+                        let n = bytes.iter().filter(|&&b| b == b'\n').count();
+                        lines.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    // Hold up to 40 connections open per thread, unread.
+                    held.push(s);
+                    if held.len() > 40 {
+                        held.remove(0);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    lines.load(Ordering::Relaxed)
+}
+
+#[test]
+fn hostile_clients_never_lock_out_brinkctl_and_memory_stays_bounded() {
+    let topo = Topology::new("ctl");
+    let d = Daemon::start(&topo.scratch(), &["--idle-sleep"]).unwrap();
+    d.ctl_ok(&["network", "add", "blue"]).unwrap();
+    let tap = format!("{}t", topo.prefix());
+    add_tap_port(&d, "t1", &tap);
+    let pid = d.pid().unwrap();
+    let base = rss_kib(pid);
+    let mut after = Vec::new();
+    for round in 0..2 {
+        let (socket, stop) = (d.socket.clone(), Arc::new(AtomicBool::new(false)));
+        let flag = Arc::clone(&stop);
+        let hostile = std::thread::spawn(move || flood(&socket, 8, &flag));
+        sleep(Duration::from_millis(500));
+        let mut peak = 0;
+        let mut slowest = Duration::ZERO;
+        for _ in 0..20 {
+            let start = Instant::now();
+            let out = d.ctl(&["port", "list"]);
+            slowest = slowest.max(start.elapsed());
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains(&tap),
+                "round {round}: brinkctl port list failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                d.log_text()
+            );
+            peak = peak.max(rss_kib(pid));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let lines = hostile.join().unwrap();
+        after.push(rss_kib(pid));
+        eprintln!(
+            "round {round}: {lines} hostile request lines, 20 port lists answered (slowest \
+             {slowest:?}), RSS {base} KiB at start, peak {peak} KiB, {} KiB after",
+            after[round]
+        );
+        assert!(
+            lines > 5_000,
+            "round {round}: only {lines} hostile lines sent"
+        );
+        // 128 connections, each at most ~1.1 MiB of request and 256 KiB of answers.
+        assert!(
+            peak < base + 200 * 1024,
+            "round {round}: RSS peaked at {peak} KiB"
+        );
+    }
+    assert!(
+        after[1] < after[0] + 32 * 1024,
+        "RSS grows with what is sent: {after:?} KiB"
+    );
+    assert!(d
+        .log_text()
+        .contains("control socket: clients refused or closed"));
+    d.ctl_ok(&["port", "del", "t1"]).unwrap();
+}
+
+/// A group made for one test, deleted on drop.
+struct TempGroup(String);
+
+impl TempGroup {
+    fn new(name: &str) -> Self {
+        let ok = Command::new("groupadd").arg(name).status().unwrap();
+        assert!(ok.success(), "groupadd {name}");
+        TempGroup(name.to_string())
+    }
+
+    fn gid(&self) -> u32 {
+        let out = Command::new("getent")
+            .args(["group", &self.0])
+            .output()
+            .unwrap();
+        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        line.split(':').nth(2).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for TempGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.0).status();
+    }
+}
+
+/// `brinkctl port list` run as user nobody, with `groups` as its supplementary groups.
+fn as_nobody(d: &Daemon, groups: &str) -> std::process::Output {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534"]);
+    match groups {
+        "" => cmd.arg("--clear-groups"),
+        g => cmd.arg(format!("--groups={g}")),
+    };
+    cmd.arg(bin_dir().join("brinkctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["port", "list"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn only_root_and_the_socket_group_may_use_the_socket() {
+    let topo = Topology::new("grp");
+    let d = Daemon::start(&topo.scratch().join("a"), &["--idle-sleep"]).unwrap();
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "default socket mode");
+    assert!(
+        !as_nobody(&d, "").status.success(),
+        "nobody used a 0600 socket"
+    );
+    drop(d);
+
+    let group = TempGroup::new(topo.prefix());
+    let d = Daemon::start(
+        &topo.scratch().join("b"),
+        &["--idle-sleep", "--socket-group", &group.0],
+    )
+    .unwrap();
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), group.gid());
+    let member = as_nobody(&d, &group.gid().to_string());
+    assert!(
+        member.status.success(),
+        "a member of the socket group was refused: {}",
+        String::from_utf8_lossy(&member.stderr)
+    );
+    let outsider = as_nobody(&d, "");
+    assert_eq!(
+        outsider.status.code(),
+        Some(3),
+        "refused by the socket's mode"
+    );
+    // Even through a socket opened to everyone by mistake, brinkd checks the peer itself.
+    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let outsider = as_nobody(&d, "");
+    assert!(!outsider.status.success(), "an outsider was served");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !d
+        .log_text()
+        .contains("control connection refused: user not allowed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "refusal not logged:\n{}",
+            d.log_text()
+        );
+        sleep(Duration::from_millis(50));
+    }
+    assert!(d.log_text().contains("uid=65534"), "{}", d.log_text());
+}
