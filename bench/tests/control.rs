@@ -15,7 +15,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use brink_bench::daemon::{bin_dir, Daemon};
-use common::{add_tap_port, Topology};
+use common::{add_tap_port, payload, Topology};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -23,27 +23,13 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Deterministic pseudo-random numbers (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// What one hostile connection sends; it never reads an answer.
-fn hostile_bytes(kind: u64, rng: &mut Rng) -> Vec<u8> {
+fn hostile_bytes(kind: u64) -> Vec<u8> {
     match kind % 6 {
-        // Random bytes, newlines among them: malformed requests.
-        0 => (0..4096)
-            .map(|_| match rng.next() % 16 {
-                0 => b'\n',
-                _ => rng.next() as u8,
-            })
+        // Random bytes, a newline among every 16 or so: malformed requests.
+        0 => payload(4096)
+            .into_iter()
+            .map(|b| if b % 16 == 0 { b'\n' } else { b })
             .collect(),
         // Valid requests whose answers are never read.
         1 => b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"port.list\"}\n".repeat(200),
@@ -71,16 +57,18 @@ fn flood(socket: &Path, threads: u64, stop: &Arc<AtomicBool>) -> u64 {
             let (socket, lines, stop) =
                 (socket.to_path_buf(), Arc::clone(&lines), Arc::clone(stop));
             std::thread::spawn(move || {
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t + 1));
                 let deadline = Instant::now() + Duration::from_secs(60);
                 let mut held = Vec::new();
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                for kind in t.. {
+                    if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+                        break;
+                    }
                     let Ok(mut s) = UnixStream::connect(&socket) else {
                         continue;
                     };
                     s.set_write_timeout(Some(Duration::from_millis(100)))
                         .unwrap();
-                    let bytes = hostile_bytes(rng.next(), &mut rng);
+                    let bytes = hostile_bytes(kind);
                     if s.write_all(&bytes).is_ok() {
                         let n = bytes.iter().filter(|&&b| b == b'\n').count();
                         lines.fetch_add(n as u64, Ordering::Relaxed);

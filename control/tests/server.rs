@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -16,9 +18,6 @@ use brink_api::client::Client;
 use brink_control::host::Memory;
 use brink_control::server::{Access, Limits, Server};
 use brink_control::service::Service;
-use brink_dataplane::port::memory::MemBackend;
-use brink_dataplane::switch::{Switch, SwitchConfig};
-use brink_dataplane::worker::WorkerConfig;
 
 /// A server on its own thread; stopped and joined on drop.
 struct Served {
@@ -36,20 +35,8 @@ impl Served {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
-            let config = SwitchConfig {
-                cores: vec![None],
-                worker: WorkerConfig {
-                    idle_sleep: true,
-                    fdb_capacity: 16,
-                    fdb_aging: Duration::from_secs(300),
-                },
-                conntrack: brink_conntrack::Config {
-                    max_connections: 16,
-                    shards: 1,
-                },
-            };
-            let switch = Switch::start(config, || Ok(MemBackend::new(64))).unwrap();
-            let mut service = Service::new(switch, Memory::default(), 16, None);
+            let ct_max = common::CT_MAX as u64;
+            let mut service = Service::new(common::switch(), Memory::default(), ct_max, None);
             server.run(&mut service, &flag, |_| {});
         });
         Served {

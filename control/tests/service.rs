@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -13,27 +15,12 @@ use brink_api::types::{NetworkName, PortAdd, PortInfo, PortKind};
 use brink_control::host::Memory;
 use brink_control::service::Service;
 use brink_control::store::Store;
-use brink_dataplane::port::memory::{MemBackend, MemLink};
-use brink_dataplane::switch::{Switch, SwitchConfig};
-use brink_dataplane::worker::WorkerConfig;
+use brink_dataplane::port::memory::MemLink;
 use serde_json::Value;
 
 fn service(host: &Memory, state_dir: Option<&PathBuf>) -> Service<Memory> {
-    let config = SwitchConfig {
-        cores: vec![None],
-        worker: WorkerConfig {
-            idle_sleep: true,
-            fdb_capacity: 64,
-            fdb_aging: Duration::from_secs(300),
-        },
-        conntrack: brink_conntrack::Config {
-            max_connections: 64,
-            shards: 1,
-        },
-    };
-    let switch = Switch::start(config, || Ok(MemBackend::new(256))).unwrap();
     let store = state_dir.map(|d| Store::open(d).unwrap());
-    Service::new(switch, host.clone(), 64, store)
+    Service::new(common::switch(), host.clone(), common::CT_MAX as u64, store)
 }
 
 fn port(name: &str, iface: &str, mac: &str) -> PortAdd {
