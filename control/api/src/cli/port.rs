@@ -194,7 +194,10 @@ fn port_table(ports: &[PortInfo]) -> String {
                     p.iface.clone(),
                     p.network.clone(),
                     format!("{:?}", p.kind).to_lowercase(),
-                    p.mode.clone(),
+                    match &p.reason {
+                        Some(reason) => format!("{} ({reason})", p.mode),
+                        None => p.mode.clone(),
+                    },
                     p.worker.to_string(),
                     p.mac.clone().unwrap_or_else(|| "-".into()),
                     if p.ips.is_empty() {
