@@ -47,6 +47,32 @@ impl Vm {
         Ok(())
     }
 
+    /// Creates the VM's veth pair (`eth0` in its namespace with its MAC and address, the host
+    /// end up) in its existing namespace: at set-up, or again after the link was deleted.
+    pub fn plug(&self) -> Result<(), BenchError> {
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &self.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &self.netns,
+            ],
+        )?;
+        run("ip", &["link", "set", &self.host_if, "up"])?;
+        self.run("ip", &["link", "set", "eth0", "address", &self.mac])?;
+        let addr = format!("{}/24", self.ip);
+        self.run("ip", &["addr", "add", &addr, "dev", "eth0"])?;
+        self.run("ip", &["link", "set", "eth0", "up"])?;
+        Ok(())
+    }
+
     /// Runs a command inside the VM's namespace and fails unless it exits 0.
     pub fn run(&self, program: &str, args: &[&str]) -> Result<Output, BenchError> {
         let mut full = vec!["netns", "exec", &self.netns, program];
@@ -85,26 +111,8 @@ impl Topology {
         // Registered first, so a failure half-way is still cleaned up.
         self.vms.push(vm.clone());
         run("ip", &["netns", "add", &vm.netns])?;
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                &vm.host_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &vm.netns,
-            ],
-        )?;
-        run("ip", &["link", "set", &vm.host_if, "up"])?;
+        vm.plug()?;
         vm.run("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
-        vm.run("ip", &["link", "set", "eth0", "address", &vm.mac])?;
-        vm.run("ip", &["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
-        vm.run("ip", &["link", "set", "eth0", "up"])?;
         vm.run("ip", &["link", "set", "lo", "up"])?;
         Ok(vm)
     }

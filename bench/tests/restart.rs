@@ -26,35 +26,6 @@ fn run(program: &str, args: &[&str]) {
     );
 }
 
-/// Gives `vm` a new link, as when its VM boots after brinkd: the veth pair again, with the same
-/// names, MAC and address.
-fn relink(vm: &Vm) {
-    run(
-        "ip",
-        &[
-            "link",
-            "add",
-            &vm.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &vm.netns,
-        ],
-    );
-    run("ip", &["link", "set", &vm.host_if, "up"]);
-    vm.run("ip", &["link", "set", "eth0", "address", &vm.mac])
-        .unwrap();
-    vm.run(
-        "ip",
-        &["addr", "add", &format!("{}/24", vm.ip), "dev", "eth0"],
-    )
-    .unwrap();
-    vm.run("ip", &["link", "set", "eth0", "up"]).unwrap();
-}
-
 #[test]
 fn a_port_whose_interface_is_missing_at_restart_is_kept_down_and_comes_back() {
     let (_topo, mut d, vms) = rig(
@@ -78,7 +49,8 @@ fn a_port_whose_interface_is_missing_at_restart_is_kept_down_and_comes_back() {
     let table = d.ctl_ok(&["port", "list"]).unwrap();
     assert!(table.contains("does not exist"), "{table}");
     assert_eq!(std::fs::read(&state).unwrap(), saved, "state file changed");
-    relink(&vms[1]);
+    // The VM comes up after brinkd.
+    vms[1].plug().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while port_list(&d) != before {
         assert!(
