@@ -17,6 +17,7 @@ use crate::host::Kernel;
 use crate::server::{Access, Limits, Server};
 use crate::service::{self, Service};
 use crate::store::Store;
+use crate::systemd::Notifier;
 
 /// brink's daemon: a userspace integration bridge on AF_XDP.
 #[derive(Debug, Parser)]
@@ -139,16 +140,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     service
         .restore(state)
         .with_context(|| format!("{state_file}: refusing to start"))?;
+    let mut systemd = Notifier::from_env();
+    systemd.ready(&service.summary());
     let mut next_retry = Instant::now();
     server.run(&mut service, &stop, |service| {
+        let now = Instant::now();
+        systemd.tick(now);
         if hangup.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGHUP: brinkd has no configuration file to re-read; ignored");
         }
-        if Instant::now() >= next_retry {
-            next_retry = Instant::now() + service::RETRY_INTERVAL;
+        if now >= next_retry {
+            next_retry = now + service::RETRY_INTERVAL;
             service.retry_down_ports();
         }
     });
+    systemd.stopping();
     tracing::info!("shutting down");
     drop(service);
     drop(server);

@@ -18,3 +18,4 @@ pub mod server;
 pub mod service;
 pub mod sg;
 pub mod store;
+pub mod systemd;

@@ -158,6 +158,16 @@ impl<H: Host> Service<H> {
         Ok(())
     }
 
+    /// What runs, in a few words: networks, ports up and down.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} networks, {} ports up, {} down",
+            self.model.networks().len(),
+            self.running.len(),
+            self.down.len()
+        )
+    }
+
     /// Serves one call.
     pub fn handle(&mut self, call: Call) -> Result<Value, RpcError> {
         match call {
