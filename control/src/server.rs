@@ -34,7 +34,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Turns of reading, answering and writing one connection gets before the next is served.
 const TURNS: usize = 16;
 /// Requests of one connection answered before the next connection is served.
-const ANSWERS_PER_PUMP: usize = 16;
+const ANSWERS_PER_PUMP: usize = 4;
 
 /// Limits on each client of the control socket.
 #[derive(Debug, Clone)]
@@ -53,7 +53,8 @@ pub struct Limits {
     pub rate: f64,
     /// Requests a connection may make at once before the rate applies.
     pub burst: f64,
-    /// Connections accepted per turn of the loop, so a flood cannot starve the others.
+    /// Connections accepted per turn of the loop, so a flood cannot starve the others. Below
+    /// `max_connections`, a new connection is always served once before it can be evicted.
     pub accept_burst: usize,
 }
 
@@ -66,7 +67,7 @@ impl Default for Limits {
             max_output: 256 * 1024,
             rate: 500.0,
             burst: 100.0,
-            accept_burst: 32,
+            accept_burst: 64,
         }
     }
 }
