@@ -239,3 +239,44 @@ fn only_root_and_the_socket_group_may_use_the_socket() {
     }
     assert!(d.log_text().contains("uid=65534"), "{}", d.log_text());
 }
+
+#[test]
+fn running_out_of_file_descriptors_is_survived() {
+    let topo = Topology::new("fds");
+    let d = Daemon::start(&topo.scratch(), &["--idle-sleep"]).unwrap();
+    let pid = d.pid().unwrap().to_string();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = format!("--nofile={0}:{0}", open + 8);
+    let out = Command::new("prlimit")
+        .args(["--pid", &pid, &limit])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let held: Vec<UnixStream> = (0..40)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !d.log_text().contains("cannot accept a control connection") {
+        assert!(
+            Instant::now() < deadline,
+            "no accept error:\n{}",
+            d.log_text()
+        );
+        sleep(Duration::from_millis(50));
+    }
+    let out = d.ctl(&["port", "list"]);
+    assert!(
+        out.status.success(),
+        "brinkctl failed while brinkd was out of file descriptors: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log_text()
+    );
+    drop(held);
+    assert!(d.ctl(&["network", "list"]).status.success());
+}

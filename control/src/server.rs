@@ -272,6 +272,8 @@ impl Server {
             let now = Instant::now();
             if now >= next_tick {
                 next_tick = now + TICK;
+                // Edge-triggered events can be missed after a failed accept: look anyway.
+                self.accept_pending = true;
                 self.housekeeping(service, now);
                 tick(service);
             }
@@ -290,9 +292,10 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // Out of file descriptors, for example: the connection stays in the
-                    // backlog and is tried again at the next tick.
+                    // backlog, one is freed, and accepting is tried again at the next tick.
                     tracing::warn!(error = %e, "cannot accept a control connection");
                     self.refusals.errors += 1;
+                    self.evict();
                     self.accept_pending = false;
                     return;
                 }
@@ -390,16 +393,16 @@ impl Server {
                 }
             };
             let answered = answer_lines(conn, service, &self.limits, &mut budget);
-            let read = match conn.may_read(&self.limits) {
-                true => match read_in(conn) {
-                    Ok(n) => n > 0,
+            let mut read = false;
+            if conn.may_read(&self.limits) {
+                match read_in(conn) {
+                    Ok(n) => read = n > 0,
                     Err(()) => {
                         open = false;
                         break;
                     }
-                },
-                false => false,
-            };
+                }
+            }
             if !(wrote || answered || read) {
                 break;
             }
