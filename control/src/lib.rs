@@ -5,8 +5,13 @@
 //! validated against the [`model`], applied to the dataplane (ports opened or closed on their
 //! worker), published as a new immutable snapshot, and saved by the [`store`].
 //!
+//! The [`service::Service`] serves typed calls ([`brink_api::call::Call`]), one handler module per
+//! noun, over ports on a [`host::Host`]: the kernel's interfaces in `brinkd`, in-memory links in
+//! tests. The [`server::Server`] keeps hostile clients from hurting the others.
+//!
 //! Thread-safety: [`service::Service`] and [`server::Server`] are used by the control thread
-//! only; the dataplane's `Switch` is its only link to the workers.
+//! only; the dataplane's `Switch` is its only link to the workers. [`host::Memory`] clones share
+//! their interfaces behind a mutex, so a test thread can plug one in while the service runs.
 
 pub mod daemon;
 pub mod host;

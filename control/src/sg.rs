@@ -1,5 +1,5 @@
 //! Security groups: the model (groups and their rules, validated like Neutron does) and the
-//! compiler that turns a port's groups into the dataplane's [`PortFilter`].
+//! compiler that turns a port's groups into the dataplane's [`PortFilter`](brink_dataplane::acl::PortFilter).
 //!
 //! Pure data apart from the hit counters, which the dataplane increments: nothing here touches
 //! the kernel.

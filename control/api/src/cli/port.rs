@@ -70,7 +70,7 @@ pub struct SecurityArgs {
     /// A security group; repeat for several.
     #[arg(long = "sg")]
     pub groups: Vec<String>,
-    /// An allowed address pair IP[/LEN][,MAC]; repeat for several.
+    /// An allowed address pair: IP or IP/LEN, then optionally ,MAC; repeat for several.
     #[arg(long = "allowed-pair")]
     pub pairs: Vec<String>,
     /// An EtherType besides IPv4, IPv6 and ARP to permit, like 0x88cc; repeat for several.
