@@ -145,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut next_retry = Instant::now();
     server.run(&mut service, &stop, |service| {
         let now = Instant::now();
-        systemd.tick(now);
+        systemd.tick(now, || service.worker_polls());
         if hangup.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGHUP: brinkd has no configuration file to re-read; ignored");
         }

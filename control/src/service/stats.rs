@@ -63,6 +63,14 @@ impl<H: Host> Service<H> {
         };
         Ok(Stats { ports, workers })
     }
+
+    /// Each worker's loop iterations so far: a worker that hangs stops counting.
+    pub fn worker_polls(&self) -> Vec<u64> {
+        self.switch
+            .worker_counters()
+            .map(|(_, c)| c.busy_polls.get() + c.idle_polls.get())
+            .collect()
+    }
 }
 
 fn xdp_socket_stats(k: &SocketStats) -> XdpSocketStats {
