@@ -1,5 +1,10 @@
 //! AF_XDP ports through `xsk-rs`: one UMEM per worker, shared by all of that worker's sockets.
 //!
+//! A port has one socket per receive queue of its interface (a multi-queue tap or veth has
+//! several), so no queue's frames reach the host stack instead of brink: libxdp's program passes
+//! frames of a queue without a socket to the kernel. The worker polls every queue of its ports and
+//! transmits on queue 0.
+//!
 //! Frame ownership is the whole safety story here. Every frame of the UMEM is at any moment
 //! either held by this backend (in the free list or in a batch) or lent to the kernel through
 //! one port's fill or transmit ring. `holder` records which port a lent frame went to, so closing
@@ -17,44 +22,63 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 use super::{Backend, PortError, PortMode, SocketStats, MAX_FRAME_LEN};
 use crate::snapshot::{PortId, MAX_PORTS};
 
-/// Frames in one worker's UMEM (2 KiB each, 64 MiB): full fill rings for 8 ports.
-pub const UMEM_FRAMES: u32 = 32768;
-/// Size of each port's fill and rx rings.
+/// Frames in one worker's UMEM (2 KiB each, 128 MiB).
+pub const UMEM_FRAMES: u32 = 65536;
+/// Size of each socket's fill and rx rings.
 pub const RX_RING_SIZE: u32 = 4096;
-/// Size of each port's tx and completion rings. The kernel sends what a kick hands it and
+/// Size of each socket's tx and completion rings. The kernel sends what a kick hands it and
 /// completes it at once (on veth never more than one batch was seen outstanding).
 pub const TX_RING_SIZE: u32 = 2048;
-/// Frames kept in each port's fill ring when the pool allows: the whole ring.
+/// Most frames a socket's fill ring holds: the whole ring.
 ///
-/// AF_XDP has no backpressure: when a frame arrives and the port's fill ring is empty, the
+/// AF_XDP has no backpressure: when a frame arrives and the socket's fill ring is empty, the
 /// kernel drops it (`rx_fill_ring_empty_descs`). The frames lent through the fill ring are the
-/// only queue in front of the worker, so they must cover a burst arriving while the worker is
-/// behind or descheduled. 4,096 frames hold more than one TCP flow with Linux's default buffers
-/// keeps in flight (`tcp_wmem` at most 4 MiB, about 2,900 full-size segments); with 1,024
-/// and 2,048, iperf3 through brink lost frames here.
-pub const FILL_TARGET: usize = RX_RING_SIZE as usize;
+/// only queue in front of the worker, so on a busy port they must cover a burst arriving while
+/// the worker is behind or descheduled. 4,096 frames hold more than one TCP flow with Linux's
+/// default buffers keeps in flight (`tcp_wmem` at most 4 MiB, about 2,900 full-size segments);
+/// with 1,024 and 2,048, iperf3 through brink lost frames here.
+pub const FILL_MAX: usize = RX_RING_SIZE as usize;
+/// Frames a new socket's fill ring holds, before traffic shows it needs more.
+///
+/// Lent frames cannot be taken back from an idle socket, so every socket starts small and
+/// doubles its depth up to [`FILL_MAX`] each time the kernel has used up three quarters of it:
+/// a worker keeps buffers for dozens of idle ports and the full depth for its busy ones.
+pub const FILL_START: usize = 1024;
+/// Frames of the UMEM never lent through fill rings: what batches, transmit rings and copies
+/// for flooding need.
+pub const UMEM_RESERVE: usize = 4096;
 // The rx ring holds every frame the fill ring lends, so it can never overflow (`rx_ring_full`).
-const _: () = assert!(FILL_TARGET <= RX_RING_SIZE as usize);
+const _: () = assert!(FILL_MAX <= RX_RING_SIZE as usize);
+const _: () = assert!(FILL_START <= FILL_MAX && UMEM_RESERVE < UMEM_FRAMES as usize);
 
 const FRAME_SIZE: u32 = 2048;
 /// `holder` value of a frame this backend holds.
 const HELD: PortId = PortId::MAX;
 
-/// An AF_XDP port on an existing interface, queue 0.
+/// An AF_XDP port on an existing interface, one socket per receive queue.
 #[derive(Debug, Clone)]
 pub struct XdpSpec {
     /// Interface name (the host end of a veth pair, or a tap device).
     pub iface: String,
 }
 
-struct XdpSocket {
+/// One port: its interface and a socket per receive queue (index = queue number).
+struct XdpPort {
     iface: String,
+    queues: Vec<XdpSocket>,
+    /// The queue `rx` reads first next time, so that a busy queue cannot starve the others.
+    next_rx: usize,
+}
+
+struct XdpSocket {
     tx: TxQueue,
     rx: RxQueue,
     fq: FillQueue,
     cq: CompQueue,
     /// Frames lent to the kernel through the fill ring and not yet received.
     in_fill: usize,
+    /// How many frames the fill ring is kept at: [`FILL_START`], doubled under pressure.
+    fill_target: usize,
     /// Frames lent to the kernel through the tx ring and not yet reaped.
     in_tx: usize,
 }
@@ -66,8 +90,8 @@ pub struct XdpBackend {
     pristine: Vec<FrameDesc>,
     free: Vec<FrameDesc>,
     holder: Vec<PortId>,
-    sockets: Vec<Option<XdpSocket>>,
-    /// Ids of the open sockets, so housekeeping skips empty slots.
+    ports: Vec<Option<XdpPort>>,
+    /// Ids of the open ports, so housekeeping skips empty slots.
     open: Vec<PortId>,
     /// Scratch space for reaping completions.
     reaped: Vec<FrameDesc>,
@@ -77,7 +101,7 @@ impl std::fmt::Debug for XdpBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XdpBackend")
             .field("free", &self.free.len())
-            .field("ports", &self.sockets.iter().flatten().count())
+            .field("ports", &self.open.len())
             .finish()
     }
 }
@@ -113,7 +137,7 @@ impl XdpBackend {
             free: pristine.clone(),
             holder: vec![HELD; pristine.len()],
             pristine,
-            sockets: (0..MAX_PORTS).map(|_| None).collect(),
+            ports: (0..MAX_PORTS).map(|_| None).collect(),
             open: Vec::with_capacity(MAX_PORTS),
             reaped: vec![FrameDesc::default(); TX_RING_SIZE as usize],
         })
@@ -136,7 +160,7 @@ impl XdpBackend {
         }
     }
 
-    fn bind(&self, iface: &Interface, xdp: XdpFlags) -> Result<XdpSocket, String> {
+    fn bind(&self, iface: &Interface, queue: u32, xdp: XdpFlags) -> Result<XdpSocket, String> {
         let size = |n| QueueSize::new(n).map_err(|e| e.to_string());
         let config = SocketConfig::builder()
             .rx_queue_size(size(RX_RING_SIZE)?)
@@ -144,20 +168,21 @@ impl XdpBackend {
             .xdp_flags(xdp)
             .bind_flags(BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP)
             .build();
-        // SAFETY: `open` checked that no socket of this UMEM is bound to this interface, so the
-        // (interface, queue 0) pair is not shared and libxdp may load its program.
-        let sockets = unsafe { Socket::new(config, &self.umem, iface, 0) };
+        // SAFETY: `open` checked that no port of this UMEM is on this interface, and binds each
+        // queue once, so the (interface, queue) pair is not shared and libxdp may load its
+        // program.
+        let sockets = unsafe { Socket::new(config, &self.umem, iface, queue) };
         match sockets {
             Ok((tx, rx, Some((fq, cq)))) => Ok(XdpSocket {
-                iface: String::new(),
                 tx,
                 rx,
                 fq,
                 cq,
                 in_fill: 0,
+                fill_target: FILL_START,
                 in_tx: 0,
             }),
-            Ok((_, _, None)) => Err("queue 0 is already bound by this worker".into()),
+            Ok((_, _, None)) => Err(format!("queue {queue} is already bound by this worker")),
             Err(e) => Err(match std::error::Error::source(&e) {
                 Some(src) => format!("{e}: {src}"),
                 None => e.to_string(),
@@ -165,29 +190,79 @@ impl XdpBackend {
         }
     }
 
-    /// Tops up port `id`'s fill ring from the free list.
+    /// Binds queue 0 of `iface` in native mode, or in SKB mode if the driver refuses, then
+    /// every further receive queue in the mode that worked.
+    fn bind_all(&self, name: &str) -> Result<(Vec<XdpSocket>, PortMode), PortError> {
+        let attach = |reason: String| PortError::Attach {
+            iface: name.to_string(),
+            reason,
+        };
+        let iface: Interface = name
+            .parse()
+            .map_err(|_| PortError::BadInterface(name.to_string()))?;
+        let (first, mode, flags) = match self.bind(&iface, 0, XdpFlags::XDP_FLAGS_DRV_MODE) {
+            Ok(s) => (s, PortMode::NativeCopy, XdpFlags::XDP_FLAGS_DRV_MODE),
+            Err(native_err) => match self.bind(&iface, 0, XdpFlags::XDP_FLAGS_SKB_MODE) {
+                Ok(s) => {
+                    tracing::info!(iface = %name, %native_err, "native XDP refused, using SKB mode");
+                    (s, PortMode::SkbCopy, XdpFlags::XDP_FLAGS_SKB_MODE)
+                }
+                Err(skb_err) => {
+                    return Err(attach(format!("native: {native_err}; skb: {skb_err}")))
+                }
+            },
+        };
+        let mut queues = vec![first];
+        for q in 1..rx_queue_count(name) {
+            let socket = self.bind(&iface, q, flags).map_err(|e| {
+                attach(format!(
+                    "queue {q}: {e} (frames of that queue would reach the host stack)"
+                ))
+            })?;
+            queues.push(socket);
+        }
+        Ok((queues, mode))
+    }
+
+    /// Tops up the fill ring of every queue of port `id` from the free list.
     fn refill(&mut self, id: PortId) {
-        let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+        let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
             return;
         };
-        let want = FILL_TARGET.saturating_sub(s.in_fill).min(self.free.len());
-        let room = s.fq.nb_free(want as u32) as usize;
-        let n = want.min(room);
-        if n == 0 {
-            return;
-        }
-        let start = self.free.len() - n;
-        // SAFETY: these frames come from this UMEM's free list: no ring holds them and nothing
-        // reads them until the kernel hands them back on this port's rx ring.
-        let given = unsafe { s.fq.produce(&self.free[start..]) };
-        Self::set_holder(&mut self.holder, &self.free[start..start + given], id);
-        self.free.drain(start..start + given);
-        s.in_fill += given;
-        if s.fq.needs_wakeup() {
-            // A failed wake-up only delays reception until the next one.
-            let _ = s.fq.wakeup(s.rx.fd_mut(), 0);
+        for s in &mut port.queues {
+            let lendable = self.free.len().saturating_sub(UMEM_RESERVE);
+            let want = s.fill_target.saturating_sub(s.in_fill).min(lendable);
+            let room = s.fq.nb_free(want as u32) as usize;
+            let n = want.min(room);
+            if n == 0 {
+                continue;
+            }
+            let start = self.free.len() - n;
+            // SAFETY: these frames come from this UMEM's free list: no ring holds them and
+            // nothing reads them until the kernel hands them back on this socket's rx ring.
+            let given = unsafe { s.fq.produce(&self.free[start..]) };
+            Self::set_holder(&mut self.holder, &self.free[start..start + given], id);
+            self.free.drain(start..start + given);
+            s.in_fill += given;
+            if s.fq.needs_wakeup() {
+                // A failed wake-up only delays reception until the next one.
+                let _ = s.fq.wakeup(s.rx.fd_mut(), 0);
+            }
         }
     }
+}
+
+/// Receive queues of interface `name` (`/sys/class/net/NAME/queues/rx-N`); 1 when sysfs does
+/// not say.
+fn rx_queue_count(name: &str) -> u32 {
+    let dir = format!("/sys/class/net/{name}/queues");
+    let count = std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+            .count()
+    });
+    u32::try_from(count).unwrap_or(u32::MAX).max(1)
 }
 
 /// Copies `bytes` into a frame taken from `free`.
@@ -216,51 +291,32 @@ impl Backend for XdpBackend {
     type Spec = XdpSpec;
 
     fn open(&mut self, id: PortId, spec: XdpSpec) -> Result<PortMode, PortError> {
-        if self
-            .sockets
-            .get(usize::from(id))
-            .is_none_or(Option::is_some)
-        {
+        if self.ports.get(usize::from(id)).is_none_or(Option::is_some) {
             return Err(PortError::BadId(id));
         }
-        if self.sockets.iter().flatten().any(|s| s.iface == spec.iface) {
+        if self.ports.iter().flatten().any(|p| p.iface == spec.iface) {
             return Err(PortError::Attach {
                 iface: spec.iface,
                 reason: "interface already has a port on this worker".into(),
             });
         }
-        let iface: Interface = spec
-            .iface
-            .parse()
-            .map_err(|_| PortError::BadInterface(spec.iface.clone()))?;
-        let native = self.bind(&iface, XdpFlags::XDP_FLAGS_DRV_MODE);
-        let (mut socket, mode) = match native {
-            Ok(s) => (s, PortMode::NativeCopy),
-            Err(native_err) => match self.bind(&iface, XdpFlags::XDP_FLAGS_SKB_MODE) {
-                Ok(s) => {
-                    tracing::info!(iface = %spec.iface, %native_err, "native XDP refused, using SKB mode");
-                    (s, PortMode::SkbCopy)
-                }
-                Err(skb_err) => {
-                    return Err(PortError::Attach {
-                        iface: spec.iface,
-                        reason: format!("native: {native_err}; skb: {skb_err}"),
-                    })
-                }
-            },
-        };
-        socket.iface = spec.iface;
-        self.sockets[usize::from(id)] = Some(socket);
+        let (queues, mode) = self.bind_all(&spec.iface)?;
+        tracing::info!(iface = %spec.iface, queues = queues.len(), %mode, "AF_XDP port open");
+        self.ports[usize::from(id)] = Some(XdpPort {
+            iface: spec.iface,
+            queues,
+            next_rx: 0,
+        });
         self.open.push(id);
         self.refill(id);
         Ok(mode)
     }
 
     fn close(&mut self, id: PortId) {
-        let Some(slot) = self.sockets.get_mut(usize::from(id)) else {
+        let Some(slot) = self.ports.get_mut(usize::from(id)) else {
             return;
         };
-        // Dropping the queues deletes the socket; libxdp detaches its XDP program with the last
+        // Dropping the queues deletes the sockets; libxdp detaches its XDP program with the last
         // socket on the interface. Only then are the port's frames safe to reuse.
         if slot.take().is_none() {
             return;
@@ -276,13 +332,30 @@ impl Backend for XdpBackend {
 
     #[inline]
     fn rx(&mut self, id: PortId, out: &mut [FrameDesc]) -> usize {
-        let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+        let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
             return 0;
         };
-        // SAFETY: the rx ring of a socket of this UMEM only returns frames of this UMEM, which
-        // the kernel has finished writing; they are ours until we lend them again.
-        let n = unsafe { s.rx.consume(out) };
-        s.in_fill -= n.min(s.in_fill);
+        let queues = port.queues.len();
+        let mut n = 0;
+        for k in 0..queues {
+            let s = &mut port.queues[(port.next_rx + k) % queues];
+            // SAFETY: the rx ring of a socket of this UMEM only returns frames of this UMEM,
+            // which the kernel has finished writing; they are ours until we lend them again.
+            let got = unsafe { s.rx.consume(&mut out[n..]) };
+            s.in_fill -= got.min(s.in_fill);
+            if got > 0 && s.fill_target < FILL_MAX {
+                // Entries still waiting in the fill ring for the kernel to receive into.
+                let waiting = RX_RING_SIZE as usize - s.fq.nb_free_exact() as usize;
+                if waiting < s.fill_target / 4 {
+                    s.fill_target = (s.fill_target * 2).min(FILL_MAX);
+                }
+            }
+            n += got;
+            if n == out.len() {
+                break;
+            }
+        }
+        port.next_rx = (port.next_rx + 1) % queues;
         Self::set_holder(&mut self.holder, &out[..n], HELD);
         n
     }
@@ -305,11 +378,14 @@ impl Backend for XdpBackend {
 
     #[inline]
     fn tx(&mut self, id: PortId, frames: &[FrameDesc]) -> usize {
-        let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+        let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
+            return 0;
+        };
+        let Some(s) = port.queues.first_mut() else {
             return 0;
         };
         // SAFETY: the caller holds these frames of this UMEM and gives them up; they are not
-        // touched again until reaped from this port's completion ring.
+        // touched again until reaped from this socket's completion ring.
         let sent = unsafe { s.tx.produce(frames) };
         Self::set_holder(&mut self.holder, &frames[..sent], id);
         s.in_tx += sent;
@@ -339,10 +415,10 @@ impl Backend for XdpBackend {
         let mut reaped_total = 0;
         for i in 0..self.open.len() {
             let id = self.open[i];
-            let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+            let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
                 continue;
             };
-            if s.in_tx > 0 {
+            for s in port.queues.iter_mut().filter(|s| s.in_tx > 0) {
                 // SAFETY: the completion ring returns frames of this UMEM that the kernel has
                 // finished sending; `reaped` is scratch space we own.
                 let n = unsafe { s.cq.consume(&mut self.reaped) };
@@ -365,22 +441,26 @@ impl Backend for XdpBackend {
     }
 
     fn socket_stats(&self, id: PortId) -> Option<SocketStats> {
-        let Some(Some(s)) = self.sockets.get(usize::from(id)) else {
+        let Some(Some(port)) = self.ports.get(usize::from(id)) else {
             return None;
         };
-        match s.rx.fd().xdp_statistics() {
-            Ok(k) => Some(SocketStats {
-                rx_dropped: k.rx_dropped(),
-                rx_invalid_descs: k.rx_invalid_descs(),
-                tx_invalid_descs: k.tx_invalid_descs(),
-                rx_ring_full: k.rx_ring_full(),
-                rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs(),
-                tx_ring_empty_descs: k.tx_ring_empty_descs(),
-            }),
-            Err(e) => {
-                tracing::warn!(iface = %s.iface, error = %e, "cannot read XDP_STATISTICS");
-                None
+        let mut sum = SocketStats::default();
+        for s in &port.queues {
+            match s.rx.fd().xdp_statistics() {
+                Ok(k) => {
+                    sum.rx_dropped += k.rx_dropped();
+                    sum.rx_invalid_descs += k.rx_invalid_descs();
+                    sum.tx_invalid_descs += k.tx_invalid_descs();
+                    sum.rx_ring_full += k.rx_ring_full();
+                    sum.rx_fill_ring_empty_descs += k.rx_fill_ring_empty_descs();
+                    sum.tx_ring_empty_descs += k.tx_ring_empty_descs();
+                }
+                Err(e) => {
+                    tracing::warn!(iface = %port.iface, error = %e, "cannot read XDP_STATISTICS");
+                    return None;
+                }
             }
         }
+        Some(sum)
     }
 }
