@@ -82,6 +82,7 @@ pub fn run(cfg: &PktgenConfig) -> Result<PktgenReport, BenchError> {
     let attach = |e: brink_dataplane::port::PortError| BenchError::Config(e.to_string());
     let mut xdp = XdpBackend::new().map_err(attach)?;
     let spec = XdpSpec {
+        mtu: brink_dataplane::snapshot::DEFAULT_MTU,
         iface: cfg.iface.clone(),
     };
     let mut tries = 1;

@@ -369,3 +369,85 @@ fn sixteen_ports_on_one_worker_all_pass_traffic() {
         assert_eq!(s["xdp_socket"]["rx_fill_ring_empty_descs"], 0, "vm{n}: {s}");
     }
 }
+
+/// Sets `vm`'s eth0 MTU.
+fn set_vm_mtu(vm: &Vm, mtu: u32) {
+    vm.run("ip", &["link", "set", "eth0", "mtu", &mtu.to_string()])
+        .unwrap();
+}
+
+/// Whether `count` pings of `size` bytes, not to be fragmented, from `from` to `to` all pass.
+fn ping_df(from: &Vm, to: &Vm, size: u32, count: u32) -> bool {
+    let (size, count) = (size.to_string(), count.to_string());
+    let args = [
+        "-c", &count, "-i", "0.2", "-W", "2", "-M", "do", "-s", &size, &to.ip,
+    ];
+    from.exec("ping", &args).unwrap().status.success()
+}
+
+fn drops(d: &brink_bench::daemon::Daemon, port: &str, reason: &str) -> u64 {
+    stats(d, port)["drops"][reason].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn jumbo_frames_cross_a_network_with_mtu_9000_and_oversize_frames_are_counted() {
+    let mut topo = Topology::new("jmb");
+    let dir = topo.scratch();
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = brink_bench::daemon::Daemon::start(&dir, &["--idle-sleep"]).unwrap();
+    d.ctl_ok(&["network", "add", "jumbo", "--mtu", "9000"])
+        .unwrap();
+    d.ctl_ok(&["network", "add", "small"]).unwrap();
+    let list = d.ctl_ok(&["--json", "network", "list"]).unwrap();
+    assert!(list.contains("\"mtu\": 9000"), "{list}");
+    let vms: Vec<Vm> = [
+        (1, "10.0.64.1"),
+        (2, "10.0.64.2"),
+        (3, "10.0.65.3"),
+        (4, "10.0.65.4"),
+    ]
+    .iter()
+    .map(|&(n, ip)| topo.add_vm(n, ip).unwrap())
+    .collect();
+    for (i, vm) in vms.iter().enumerate() {
+        let net = if i < 2 { "jumbo" } else { "small" };
+        // vm3's MTU is larger than its network's (see below).
+        set_vm_mtu(vm, if i < 3 { 9000 } else { 1500 });
+        d.add_vm_port(
+            &format!("vm{}", i + 1),
+            vm,
+            net,
+            &["--port-security", "off"],
+        )
+        .unwrap();
+    }
+    let host_mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", vms[0].host_if));
+    assert_eq!(
+        host_mtu.unwrap().trim(),
+        "9000",
+        "brink sets its port's MTU"
+    );
+
+    // The largest unfragmented ping of MTU 9000.
+    assert!(ping_df(&vms[0], &vms[1], 8972, 3), "8,972-byte pings");
+    // TCP with 9,000-byte frames, intact.
+    let data = payload(16 << 20);
+    assert!(
+        tcp_transfer(&topo, &vms[0], &vms[1], &data) == data,
+        "16 MB at MTU 9000"
+    );
+    let s = stats(&d, "vm1");
+    assert_eq!(s["xdp_socket"]["jumbo_dropped"], 0, "{s}");
+
+    // A VM whose MTU is larger than its network's: brink drops what does not fit, and counts
+    // it. (The host end's MTU is raised by hand, as a misconfigured host would have it.)
+    brink_bench::run("ip", &["link", "set", &vms[2].host_if, "mtu", "9000"]).unwrap();
+    assert!(ping(&vms[2], &vms[3], 1), "small pings still pass");
+    let before = drops(&d, "vm3", "mtu_exceeded");
+    assert!(
+        !ping_df(&vms[2], &vms[3], 3000, 2),
+        "a 3,028-byte packet crossed an MTU 1500 network"
+    );
+    assert!(drops(&d, "vm3", "mtu_exceeded") >= before + 2);
+    drop(d);
+}

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use brink_api::protocol::{code, method, RpcError};
 use brink_api::types::{
-    CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone, FdbEntry, NetworkFilter,
-    NetworkName, PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult, PortStats, Recheck,
-    SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, Stats, StatsFilter, WorkerStats, XdpSocketStats,
+    CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone, FdbEntry, NetworkAdd,
+    NetworkFilter, NetworkName, PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult,
+    PortStats, Recheck, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, Stats, StatsFilter,
+    WorkerStats, XdpSocketStats,
 };
 use brink_conntrack::{Filter, InvalidReason, ZonePolicy};
 use brink_dataplane::acl::SnapshotGate;
@@ -50,7 +51,8 @@ impl From<ModelError> for RpcError {
             ModelError::BadName(_)
             | ModelError::BadMac(_)
             | ModelError::NotUnicast(_)
-            | ModelError::BadIp(_) => code::INVALID_PARAMS,
+            | ModelError::BadIp(_)
+            | ModelError::BadMtu(_) => code::INVALID_PARAMS,
             ModelError::Security(e) => return e.into(),
         };
         RpcError::new(code, e.to_string())
@@ -107,7 +109,8 @@ impl Service {
     /// Replays saved state. Entries that fail (an interface gone since) are logged and skipped.
     pub fn restore(&mut self, state: State) {
         for name in &state.networks {
-            if let Err(e) = self.model.add_network(name) {
+            let mtu = state.network_mtus.get(name).copied();
+            if let Err(e) = self.model.add_network(name, mtu) {
                 tracing::warn!(network = %name, error = %e, "saved network not restored");
             }
         }
@@ -133,8 +136,8 @@ impl Service {
     pub fn handle(&mut self, method: &str, params: Value) -> Result<Value, RpcError> {
         match method {
             method::NETWORK_ADD => {
-                let p: NetworkName = decode(params)?;
-                self.model.add_network(&p.name)?;
+                let p: NetworkAdd = decode(params)?;
+                self.model.add_network(&p.name, p.mtu)?;
                 self.commit();
                 reply(&())
             }
@@ -349,9 +352,18 @@ impl Service {
                 true
             }
         };
+        let mtu = self.model.network_mtu(&spec.network);
+        // The interface must carry the network's frames before XDP is attached to it.
+        if let Err(e) = iface::set_mtu(&spec.iface, mtu) {
+            if created_tap {
+                let _ = iface::delete(&spec.iface);
+            }
+            return Err(e.into());
+        }
         let counters = Arc::new(PortCounters::default());
         let xdp = XdpSpec {
             iface: spec.iface.clone(),
+            mtu,
         };
         let mode = match self
             .switch
@@ -477,6 +489,7 @@ impl Service {
                     idle_ns: c.idle_ns.get(),
                     cross_tx: c.cross_tx.get(),
                     cross_rx: c.cross_rx.get(),
+                    segmented: c.segmented.get(),
                     fdb_learned: c.fdb_learned.get(),
                     fdb_full: c.fdb_full.get(),
                     fdb_aged: c.fdb_aged.get(),
@@ -558,6 +571,7 @@ fn xdp_socket_stats(k: &SocketStats) -> XdpSocketStats {
         rx_ring_full: k.rx_ring_full,
         rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs,
         tx_ring_empty_descs: k.tx_ring_empty_descs,
+        jumbo_dropped: k.jumbo_dropped,
     }
 }
 

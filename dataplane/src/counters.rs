@@ -27,6 +27,9 @@ pub enum DropReason {
     NoFreeFrame,
     /// Larger than a frame buffer.
     TooBig,
+    /// Larger than the network's MTU, and not a TCP frame brink can segment (a segmentation
+    /// offload superframe).
+    MtuExceeded,
     /// An IP or transport header cut short or inconsistent.
     MalformedIp,
     /// A wrong IPv4 header, TCP, UDP, ICMP or ICMPv6 checksum (a partial, offloaded TCP or UDP
@@ -58,7 +61,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Runt,
         DropReason::BadSourceMac,
         DropReason::Hairpin,
@@ -68,6 +71,7 @@ impl DropReason {
         DropReason::CrossQueueFull,
         DropReason::NoFreeFrame,
         DropReason::TooBig,
+        DropReason::MtuExceeded,
         DropReason::MalformedIp,
         DropReason::BadChecksum,
         DropReason::CtInvalid,
@@ -97,6 +101,7 @@ impl DropReason {
             DropReason::CrossQueueFull => "cross_queue_full",
             DropReason::NoFreeFrame => "no_free_frame",
             DropReason::TooBig => "too_big",
+            DropReason::MtuExceeded => "mtu_exceeded",
             DropReason::MalformedIp => "malformed_ip",
             DropReason::BadChecksum => "bad_checksum",
             DropReason::CtInvalid => "ct_invalid",
@@ -191,6 +196,8 @@ pub struct WorkerCounters {
     pub cross_tx: Counter,
     /// Frames received from another worker over a cross-worker queue.
     pub cross_rx: Counter,
+    /// Segments cut from TCP superframes larger than their network's MTU.
+    pub segmented: Counter,
     /// MAC addresses learned (new entries and moves).
     pub fdb_learned: Counter,
     /// Learning skipped because the FDB was full.

@@ -5,6 +5,10 @@
 //! frames of a queue without a socket to the kernel. The worker polls every queue of its ports and
 //! transmits on queue 0.
 //!
+//! Sockets are bound with multi-buffer (`XDP_USE_SG`): a frame longer than one 2 KiB buffer
+//! arrives as a chain of buffers, which `rx` copies into one [`JumboPool`] buffer, and a long
+//! frame leaves as such a chain again.
+//!
 //! Frame ownership is the whole safety story here. Every frame of the UMEM is at any moment
 //! either held by this backend (in the free list or in a batch) or lent to the kernel through
 //! one port's fill or transmit ring. `holder` records which port a lent frame went to, so closing
@@ -19,7 +23,8 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use super::{Backend, PortError, PortMode, SocketStats, MAX_FRAME_LEN};
+use super::jumbo::JumboPool;
+use super::{Backend, PortError, PortMode, SocketStats, BUFFER_LEN};
 use crate::snapshot::{PortId, MAX_PORTS};
 
 /// Frames in one worker's UMEM (2 KiB each, 128 MiB).
@@ -52,6 +57,18 @@ const _: () = assert!(FILL_MAX <= RX_RING_SIZE as usize);
 const _: () = assert!(FILL_START <= FILL_MAX && UMEM_RESERVE < UMEM_FRAMES as usize);
 
 const FRAME_SIZE: u32 = 2048;
+/// Jumbo buffers per worker (64 KiB each): more than a batch and the frames staged with it.
+const JUMBO_SLOTS: u16 = 128;
+/// Most buffers the kernel takes for one transmitted frame (`MAX_SKB_FRAGS` + 1).
+const MAX_TX_PARTS: usize = 18;
+/// `XDP_PKT_CONTD`: more buffers of this frame follow.
+const PKT_CONTD: u32 = 1;
+/// A network MTU above which veth ports use SKB mode: native XDP on veth caps the VM end's
+/// MTU at about 3,500 bytes unless the program handles multi-buffer frames, which libxdp's does
+/// not.
+const NATIVE_MAX_MTU: u16 = 1500;
+/// Descriptors `descs` holds: a batch of the longest frames sent.
+const BATCH_DESCS: usize = crate::pipeline::BATCH_SIZE * MAX_TX_PARTS;
 /// `holder` value of a frame this backend holds.
 const HELD: PortId = PortId::MAX;
 
@@ -60,6 +77,28 @@ const HELD: PortId = PortId::MAX;
 pub struct XdpSpec {
     /// Interface name (the host end of a veth pair, or a tap device).
     pub iface: String,
+    /// The MTU of the port's network.
+    pub mtu: u16,
+}
+
+/// A frame an AF_XDP worker holds: one UMEM buffer, or a jumbo buffer for a longer frame.
+#[derive(Debug, Clone, Copy)]
+pub enum XdpFrame {
+    /// A frame in one UMEM buffer.
+    Umem(FrameDesc),
+    /// A frame of `len` bytes in jumbo buffer `slot`.
+    Jumbo {
+        /// The buffer.
+        slot: u16,
+        /// Frame length.
+        len: u32,
+    },
+}
+
+impl Default for XdpFrame {
+    fn default() -> Self {
+        XdpFrame::Umem(FrameDesc::default())
+    }
 }
 
 /// One port: its interface and a socket per receive queue (index = queue number).
@@ -81,6 +120,20 @@ struct XdpSocket {
     fill_target: usize,
     /// Frames lent to the kernel through the tx ring and not yet reaped.
     in_tx: usize,
+    /// The socket takes multi-buffer frames (`XDP_USE_SG`).
+    multi_buffer: bool,
+    /// A multi-buffer frame `rx` has read part of.
+    partial: Option<Partial>,
+    /// Frames `rx` dropped because no jumbo buffer was free.
+    jumbo_dropped: u64,
+}
+
+/// The buffers of a multi-buffer frame read so far.
+#[derive(Debug, Clone, Copy)]
+struct Partial {
+    /// Where they are copied (`None`: no buffer was free; the frame is dropped).
+    slot: Option<u16>,
+    len: usize,
 }
 
 /// One worker's UMEM and AF_XDP sockets.
@@ -95,6 +148,9 @@ pub struct XdpBackend {
     open: Vec<PortId>,
     /// Scratch space for reaping completions.
     reaped: Vec<FrameDesc>,
+    /// Scratch space for the descriptors of received or transmitted buffers.
+    descs: Vec<FrameDesc>,
+    jumbo: JumboPool,
 }
 
 impl std::fmt::Debug for XdpBackend {
@@ -140,6 +196,8 @@ impl XdpBackend {
             ports: (0..MAX_PORTS).map(|_| None).collect(),
             open: Vec::with_capacity(MAX_PORTS),
             reaped: vec![FrameDesc::default(); TX_RING_SIZE as usize],
+            descs: Vec::with_capacity(BATCH_DESCS),
+            jumbo: JumboPool::new(JUMBO_SLOTS),
         })
     }
 
@@ -160,13 +218,33 @@ impl XdpBackend {
         }
     }
 
+    /// Binds a socket to `queue` of `iface`, with multi-buffer frames if the kernel offers them.
     fn bind(&self, iface: &Interface, queue: u32, xdp: XdpFlags) -> Result<XdpSocket, String> {
+        let flags = BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP;
+        match self.bind_with(iface, queue, xdp, flags | BindFlags::XDP_USE_SG) {
+            Ok(s) => Ok(s),
+            Err(sg_err) => {
+                let mut s = self.bind_with(iface, queue, xdp, flags)?;
+                tracing::info!(%sg_err, "AF_XDP multi-buffer refused: frames stay within 1,792 bytes");
+                s.multi_buffer = false;
+                Ok(s)
+            }
+        }
+    }
+
+    fn bind_with(
+        &self,
+        iface: &Interface,
+        queue: u32,
+        xdp: XdpFlags,
+        flags: BindFlags,
+    ) -> Result<XdpSocket, String> {
         let size = |n| QueueSize::new(n).map_err(|e| e.to_string());
         let config = SocketConfig::builder()
             .rx_queue_size(size(RX_RING_SIZE)?)
             .tx_queue_size(size(TX_RING_SIZE)?)
             .xdp_flags(xdp)
-            .bind_flags(BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP)
+            .bind_flags(flags)
             .build();
         // SAFETY: `open` checked that no port of this UMEM is on this interface, and binds each
         // queue once, so the (interface, queue) pair is not shared and libxdp may load its
@@ -181,6 +259,9 @@ impl XdpBackend {
                 in_fill: 0,
                 fill_target: FILL_START,
                 in_tx: 0,
+                multi_buffer: true,
+                partial: None,
+                jumbo_dropped: 0,
             }),
             Ok((_, _, None)) => Err(format!("queue {queue} is already bound by this worker")),
             Err(e) => Err(match std::error::Error::source(&e) {
@@ -192,7 +273,7 @@ impl XdpBackend {
 
     /// Binds queue 0 of `iface` in native mode, or in SKB mode if the driver refuses, then
     /// every further receive queue in the mode that worked.
-    fn bind_all(&self, name: &str) -> Result<(Vec<XdpSocket>, PortMode), PortError> {
+    fn bind_all(&self, name: &str, mtu: u16) -> Result<(Vec<XdpSocket>, PortMode), PortError> {
         let attach = |reason: String| PortError::Attach {
             iface: name.to_string(),
             reason,
@@ -200,7 +281,12 @@ impl XdpBackend {
         let iface: Interface = name
             .parse()
             .map_err(|_| PortError::BadInterface(name.to_string()))?;
-        let (first, mode, flags) = match self.bind(&iface, 0, XdpFlags::XDP_FLAGS_DRV_MODE) {
+        let native = if mtu <= NATIVE_MAX_MTU {
+            self.bind(&iface, 0, XdpFlags::XDP_FLAGS_DRV_MODE)
+        } else {
+            Err(format!("not tried: MTU {mtu} is above {NATIVE_MAX_MTU}"))
+        };
+        let (first, mode, flags) = match native {
             Ok(s) => (s, PortMode::NativeCopy, XdpFlags::XDP_FLAGS_DRV_MODE),
             Err(native_err) => match self.bind(&iface, 0, XdpFlags::XDP_FLAGS_SKB_MODE) {
                 Ok(s) => {
@@ -267,10 +353,11 @@ fn rx_queue_count(name: &str) -> u32 {
 
 /// Copies `bytes` into a frame taken from `free`.
 fn copy_into(umem: &Umem, free: &mut Vec<FrameDesc>, bytes: &[u8]) -> Option<FrameDesc> {
-    if bytes.len() > MAX_FRAME_LEN {
+    if bytes.len() > BUFFER_LEN {
         return None;
     }
     let mut desc = free.pop()?;
+    desc.set_options(0);
     // SAFETY: `desc` came from the free list, so neither the kernel nor any batch uses it, and
     // `bytes` lies in another frame or outside the UMEM.
     let mut data = unsafe { umem.data_mut(&mut desc) };
@@ -286,8 +373,43 @@ fn copy_into(umem: &Umem, free: &mut Vec<FrameDesc>, bytes: &[u8]) -> Option<Fra
     }
 }
 
+/// Appends the bytes of received buffer `desc` to the frame `partial` collects, and hands the
+/// buffer back to `free` (it is copied). Returns the frame when `desc` was its last buffer.
+fn gather(
+    umem: &Umem,
+    jumbo: &mut JumboPool,
+    partial: &mut Option<Partial>,
+    desc: &FrameDesc,
+) -> Option<XdpFrame> {
+    let p = partial.get_or_insert_with(|| Partial {
+        slot: jumbo.take(),
+        len: 0,
+    });
+    // SAFETY: the kernel returned `desc` on an rx ring, so it has finished writing it.
+    let bytes = unsafe { umem.data(desc) }.contents();
+    if let Some(slot) = p.slot {
+        match jumbo.get_mut(slot).get_mut(p.len..p.len + bytes.len()) {
+            Some(dst) => dst.copy_from_slice(bytes),
+            None => {
+                // Longer than any frame can be: drop it.
+                jumbo.give(slot);
+                p.slot = None;
+            }
+        }
+    }
+    p.len += bytes.len();
+    if desc.has_more_frames() {
+        return None;
+    }
+    let done = partial.take()?;
+    Some(XdpFrame::Jumbo {
+        slot: done.slot?,
+        len: done.len as u32,
+    })
+}
+
 impl Backend for XdpBackend {
-    type Frame = FrameDesc;
+    type Frame = XdpFrame;
     type Spec = XdpSpec;
 
     fn open(&mut self, id: PortId, spec: XdpSpec) -> Result<PortMode, PortError> {
@@ -300,7 +422,7 @@ impl Backend for XdpBackend {
                 reason: "interface already has a port on this worker".into(),
             });
         }
-        let (queues, mode) = self.bind_all(&spec.iface)?;
+        let (queues, mode) = self.bind_all(&spec.iface, spec.mtu)?;
         tracing::info!(iface = %spec.iface, queues = queues.len(), %mode, "AF_XDP port open");
         self.ports[usize::from(id)] = Some(XdpPort {
             iface: spec.iface,
@@ -331,7 +453,7 @@ impl Backend for XdpBackend {
     }
 
     #[inline]
-    fn rx(&mut self, id: PortId, out: &mut [FrameDesc]) -> usize {
+    fn rx(&mut self, id: PortId, out: &mut [XdpFrame]) -> usize {
         let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
             return 0;
         };
@@ -339,76 +461,172 @@ impl Backend for XdpBackend {
         let mut n = 0;
         for k in 0..queues {
             let s = &mut port.queues[(port.next_rx + k) % queues];
-            // SAFETY: the rx ring of a socket of this UMEM only returns frames of this UMEM,
-            // which the kernel has finished writing; they are ours until we lend them again.
-            let got = unsafe { s.rx.consume(&mut out[n..]) };
-            s.in_fill -= got.min(s.in_fill);
-            if got > 0 && s.fill_target < FILL_MAX {
-                // Entries still waiting in the fill ring for the kernel to receive into.
-                let waiting = RX_RING_SIZE as usize - s.fq.nb_free_exact() as usize;
-                if waiting < s.fill_target / 4 {
-                    s.fill_target = (s.fill_target * 2).min(FILL_MAX);
+            while n < out.len() {
+                // Each buffer makes at most one frame, so asking for as many as `out` has room
+                // for never overflows it.
+                self.descs.clear();
+                self.descs.resize(out.len() - n, FrameDesc::default());
+                // SAFETY: the rx ring of a socket of this UMEM only returns frames of this UMEM,
+                // which the kernel has finished writing; they are ours until we lend them again.
+                let got = unsafe { s.rx.consume(&mut self.descs) };
+                if got == 0 {
+                    break;
+                }
+                s.in_fill -= got.min(s.in_fill);
+                for desc in &self.descs[..got] {
+                    let num = Self::frame_number(desc);
+                    if let Some(h) = self.holder.get_mut(num) {
+                        *h = HELD;
+                    }
+                    if s.partial.is_none() && !desc.has_more_frames() {
+                        out[n] = XdpFrame::Umem(*desc);
+                        n += 1;
+                        continue;
+                    }
+                    let ended = !desc.has_more_frames();
+                    match gather(&self.umem, &mut self.jumbo, &mut s.partial, desc) {
+                        Some(frame) => {
+                            out[n] = frame;
+                            n += 1;
+                        }
+                        None if ended => s.jumbo_dropped += 1,
+                        None => {}
+                    }
+                    self.free
+                        .push(self.pristine[num.min(self.pristine.len() - 1)]);
+                }
+                if s.fill_target < FILL_MAX {
+                    // Entries still waiting in the fill ring for the kernel to receive into.
+                    let waiting = RX_RING_SIZE as usize - s.fq.nb_free_exact() as usize;
+                    if waiting < s.fill_target / 4 {
+                        s.fill_target = (s.fill_target * 2).min(FILL_MAX);
+                    }
                 }
             }
-            n += got;
             if n == out.len() {
                 break;
             }
         }
         port.next_rx = (port.next_rx + 1) % queues;
-        Self::set_holder(&mut self.holder, &out[..n], HELD);
         n
     }
 
     #[inline]
-    fn bytes(&self, frame: &FrameDesc) -> &[u8] {
-        // SAFETY: a `Frame` handed to the pipeline is held by this backend (received or copied
-        // into), so no ring and no writer touches it while it is read.
-        unsafe { self.umem.data(frame) }.contents()
+    fn bytes(&self, frame: &XdpFrame) -> &[u8] {
+        match frame {
+            // SAFETY: a `Frame` handed to the pipeline is held by this backend (received or
+            // copied into), so no ring and no writer touches it while it is read.
+            XdpFrame::Umem(desc) => unsafe { self.umem.data(desc) }.contents(),
+            XdpFrame::Jumbo { slot, len } => self.jumbo.get(*slot, *len as usize),
+        }
     }
 
-    fn patch(&mut self, frame: &mut FrameDesc, at: usize, bytes: &[u8]) {
-        // SAFETY: as in `bytes`: `frame` is held by this backend, so no ring and no other
-        // reader or writer touches it while it is written.
-        let mut data = unsafe { self.umem.data_mut(frame) };
-        if let Some(dst) = data.contents_mut().get_mut(at..at + bytes.len()) {
+    fn patch(&mut self, frame: &mut XdpFrame, at: usize, bytes: &[u8]) {
+        let dst = match frame {
+            XdpFrame::Umem(desc) => {
+                // SAFETY: as in `bytes`: `frame` is held by this backend, so no ring and no
+                // other reader or writer touches it while it is written.
+                let mut data = unsafe { self.umem.data_mut(desc) };
+                if let Some(dst) = data.contents_mut().get_mut(at..at + bytes.len()) {
+                    dst.copy_from_slice(bytes);
+                }
+                return;
+            }
+            XdpFrame::Jumbo { slot, len } => &mut self.jumbo.get_mut(*slot)[..*len as usize],
+        };
+        if let Some(dst) = dst.get_mut(at..at + bytes.len()) {
             dst.copy_from_slice(bytes);
         }
     }
 
     #[inline]
-    fn tx(&mut self, id: PortId, frames: &[FrameDesc]) -> usize {
+    fn tx(&mut self, id: PortId, frames: &[XdpFrame]) -> usize {
         let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
             return 0;
         };
         let Some(s) = port.queues.first_mut() else {
             return 0;
         };
-        // SAFETY: the caller holds these frames of this UMEM and gives them up; they are not
-        // touched again until reaped from this socket's completion ring.
-        let sent = unsafe { s.tx.produce(frames) };
-        Self::set_holder(&mut self.holder, &frames[..sent], id);
+        // Whole frames only: a frame's buffers go into the ring together or not at all.
+        let mut room = s.tx.nb_free(TX_RING_SIZE) as usize;
+        self.descs.clear();
+        let mut taken = 0;
+        for frame in frames {
+            match *frame {
+                XdpFrame::Umem(desc) if room > 0 => {
+                    self.descs.push(desc);
+                    room -= 1;
+                }
+                XdpFrame::Jumbo { slot, len } => {
+                    let bytes = self.jumbo.get(slot, len as usize);
+                    let parts = bytes.len().div_ceil(BUFFER_LEN);
+                    if !s.multi_buffer || parts > room.min(MAX_TX_PARTS) || parts > self.free.len()
+                    {
+                        break;
+                    }
+                    for chunk in bytes.chunks(BUFFER_LEN) {
+                        let Some(mut desc) = copy_into(&self.umem, &mut self.free, chunk) else {
+                            break;
+                        };
+                        desc.set_options(PKT_CONTD);
+                        self.descs.push(desc);
+                    }
+                    if let Some(last) = self.descs.last_mut() {
+                        last.set_options(0);
+                    }
+                    self.jumbo.give(slot);
+                    room -= parts;
+                }
+                XdpFrame::Umem(_) => break,
+            }
+            taken += 1;
+        }
+        // SAFETY: the caller holds these frames of this UMEM (or gave up the jumbo buffers they
+        // were copied from) and gives them up; they are not touched again until reaped from
+        // this socket's completion ring.
+        let sent = unsafe { s.tx.produce(&self.descs) };
+        debug_assert_eq!(sent, self.descs.len(), "the ring had room");
+        Self::set_holder(&mut self.holder, &self.descs[..sent], id);
         s.in_tx += sent;
         if s.tx.needs_wakeup() {
             // Errors are transient (ring full, link down); `service` kicks again.
             let _ = s.tx.wakeup();
         }
-        sent
+        taken
     }
 
     #[inline]
-    fn free(&mut self, frame: FrameDesc) {
-        self.free.push(frame);
+    fn free(&mut self, frame: XdpFrame) {
+        match frame {
+            XdpFrame::Umem(desc) => self.free.push(desc),
+            XdpFrame::Jumbo { slot, .. } => self.jumbo.give(slot),
+        }
     }
 
-    fn alloc_copy(&mut self, bytes: &[u8]) -> Option<FrameDesc> {
-        copy_into(&self.umem, &mut self.free, bytes)
+    fn alloc_copy(&mut self, bytes: &[u8]) -> Option<XdpFrame> {
+        if bytes.len() <= BUFFER_LEN {
+            return copy_into(&self.umem, &mut self.free, bytes).map(XdpFrame::Umem);
+        }
+        let slot = self.jumbo.copy_of(bytes)?;
+        Some(XdpFrame::Jumbo {
+            slot,
+            len: bytes.len() as u32,
+        })
     }
 
-    fn clone_frame(&mut self, frame: &FrameDesc) -> Option<FrameDesc> {
-        // SAFETY: as in `bytes`: `frame` is held by this backend.
-        let src = unsafe { self.umem.data(frame) }.contents();
-        copy_into(&self.umem, &mut self.free, src)
+    fn clone_frame(&mut self, frame: &XdpFrame) -> Option<XdpFrame> {
+        match *frame {
+            XdpFrame::Umem(desc) => {
+                // SAFETY: as in `bytes`: `frame` is held by this backend.
+                let src = unsafe { self.umem.data(&desc) }.contents();
+                copy_into(&self.umem, &mut self.free, src).map(XdpFrame::Umem)
+            }
+            XdpFrame::Jumbo { slot, len } => {
+                let copy = self.jumbo.take()?;
+                self.jumbo.copy_within(slot, copy, len as usize);
+                Some(XdpFrame::Jumbo { slot: copy, len })
+            }
+        }
     }
 
     fn service(&mut self) -> usize {
@@ -454,6 +672,7 @@ impl Backend for XdpBackend {
                     sum.rx_ring_full += k.rx_ring_full();
                     sum.rx_fill_ring_empty_descs += k.rx_fill_ring_empty_descs();
                     sum.tx_ring_empty_descs += k.tx_ring_empty_descs();
+                    sum.jumbo_dropped += s.jumbo_dropped;
                 }
                 Err(e) => {
                     tracing::warn!(iface = %port.iface, error = %e, "cannot read XDP_STATISTICS");
