@@ -84,6 +84,7 @@ pub fn run(cfg: &PktgenConfig) -> Result<PktgenReport, BenchError> {
     let spec = XdpSpec {
         mtu: brink_dataplane::snapshot::DEFAULT_MTU,
         iface: cfg.iface.clone(),
+        queues: vec![0],
     };
     let mut tries = 1;
     let mode: PortMode = loop {

@@ -253,12 +253,14 @@ fn a_multi_queue_tap_is_switched_on_every_queue() {
     drop(d);
 }
 
-#[test]
-fn a_veth_with_two_queues_is_switched_on_queue_1() {
-    let mut topo = Topology::new("mqv");
+/// Two VMs, `a` with two queues whose traffic leaves on queue 1 (XPS maps core 0 to it), `b`
+/// with one, around a brinkd with `workers` workers; both ports with port security off.
+fn two_queue_rig(tag: &str, workers: &str) -> (Topology, brink_bench::daemon::Daemon, Vm, Vm) {
+    let mut topo = Topology::new(tag);
     let dir = topo.scratch();
     let _ = std::fs::remove_dir_all(&dir);
-    let d = brink_bench::daemon::Daemon::start(&dir, &["--idle-sleep"]).unwrap();
+    let d =
+        brink_bench::daemon::Daemon::start(&dir, &["--idle-sleep", "--cores", workers]).unwrap();
     d.ctl_ok(&["network", "add", "blue"]).unwrap();
     let a = topo.add_vm_with_queues(1, "10.0.62.1", 2).unwrap();
     let b = topo.add_vm(2, "10.0.62.2").unwrap();
@@ -271,8 +273,6 @@ fn a_veth_with_two_queues_is_switched_on_queue_1() {
         )
         .unwrap();
     }
-    // XPS: what core 0 sends leaves on transmit queue 1, and so reaches the host end's
-    // receive queue 1.
     for (queue, cpus) in [(0, "2"), (1, "1")] {
         a.run(
             "sh",
@@ -288,7 +288,12 @@ fn a_veth_with_two_queues_is_switched_on_queue_1() {
         &["neigh", "add", &b.ip, "lladdr", &b.mac, "dev", "eth0"],
     )
     .unwrap();
-    let mut rx = receiver(&b, 4);
+    (topo, d, a, b)
+}
+
+/// Sends [`COUNT`] datagrams from `a` (on its queue 1) to `b`; returns how many arrived.
+fn send_on_queue_1(a: &Vm, b: &Vm) -> usize {
+    let mut rx = receiver(b, 4);
     let send = a
         .exec(
             "taskset",
@@ -309,8 +314,13 @@ fn a_veth_with_two_queues_is_switched_on_queue_1() {
         "{}",
         String::from_utf8_lossy(&send.stderr)
     );
-    let got: usize = rx.line().parse().unwrap();
-    assert_eq!(got, COUNT, "datagrams sent on queue 1");
+    rx.line().parse().unwrap()
+}
+
+#[test]
+fn a_veth_with_two_queues_is_switched_on_queue_1() {
+    let (_topo, d, a, b) = two_queue_rig("mqv", "1");
+    assert_eq!(send_on_queue_1(&a, &b), COUNT, "datagrams sent on queue 1");
 
     // Prove the frames took queue 1, where the driver counts them (native XDP only).
     let ethtool = Command::new("ethtool").args(["-S", &a.host_if]).output();
@@ -327,6 +337,30 @@ fn a_veth_with_two_queues_is_switched_on_queue_1() {
         }
         None => eprintln!("NOTE: no per-queue XDP counter on {}: {text}", a.host_if),
     }
+    drop(d);
+}
+
+#[test]
+fn the_queues_of_a_port_are_spread_over_the_workers() {
+    // vm1 (two queues) goes to worker 0, so its queue 1 to worker 1; vm2 to worker 1.
+    let (_topo, d, a, b) = two_queue_rig("mqw", "0,1");
+    let ports = d.ctl_ok(&["--json", "port", "list"]).unwrap();
+    let ports: serde_json::Value = serde_json::from_str(&ports).unwrap();
+    assert_eq!(ports[0]["worker"], 0, "{ports}");
+    assert_eq!(ports[1]["worker"], 1, "{ports}");
+    assert_eq!(send_on_queue_1(&a, &b), COUNT, "datagrams sent on queue 1");
+    let all = d.ctl_ok(&["--json", "stats"]).unwrap();
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    let workers = all["workers"].as_array().unwrap();
+    // Worker 1 polls vm1's queue 1 and sends on vm2 itself: nothing crossed between workers.
+    assert!(workers[1]["batches"].as_u64().unwrap() > 0, "{all}");
+    for w in workers {
+        assert_eq!(
+            w["cross_tx"], 0,
+            "a frame went through another worker: {all}"
+        );
+    }
+    assert!(stats(&d, "vm1")["rx_packets"].as_u64().unwrap() >= COUNT as u64);
     drop(d);
 }
 

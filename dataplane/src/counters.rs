@@ -131,6 +131,13 @@ impl Counter {
         self.0.store(v.wrapping_add(n), Ordering::Relaxed);
     }
 
+    /// Adds `n` with an atomic add, for a counter several workers write (a port's, once per
+    /// batch or per dropped frame).
+    #[inline]
+    pub fn add_shared(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -148,6 +155,12 @@ impl DropCounters {
         self.0[reason as usize].add(n);
     }
 
+    /// Counts `n` drops for `reason` with an atomic add (see [`Counter::add_shared`]).
+    #[inline]
+    pub fn add_shared(&self, reason: DropReason, n: u64) {
+        self.0[reason as usize].add_shared(n);
+    }
+
     /// The count for `reason`.
     pub fn get(&self, reason: DropReason) -> u64 {
         self.0[reason as usize].get()
@@ -159,7 +172,8 @@ impl DropCounters {
     }
 }
 
-/// Counters of one port, written only by the worker that owns the port.
+/// Counters of one port, written by every worker that polls one of its queues (usually one),
+/// with atomic adds: once per batch for frames and bytes, once per dropped frame.
 ///
 /// Drops are charged to the port the frame arrived on, except transmit-side drops
 /// (`tx_ring_full`, `port_gone`), which are charged to the worker.

@@ -88,6 +88,12 @@ impl<B: Backend> Egress<B> {
         }
     }
 
+    /// Whether this worker has a socket of port `id`.
+    #[inline]
+    fn is_local(&self, id: PortId) -> bool {
+        self.ports.get(usize::from(id)).is_some_and(Option::is_some)
+    }
+
     /// Counters of local port `id`.
     pub fn port_counters(&self, id: PortId) -> Option<&PortCounters> {
         self.ports
@@ -104,7 +110,7 @@ impl<B: Backend> Egress<B> {
 
     fn count_rx_drop(&self, in_port: PortId, reason: DropReason) {
         match self.port_counters(in_port) {
-            Some(c) => c.drops.add(reason, 1),
+            Some(c) => c.drops.add_shared(reason, 1),
             None => self.counters.drops.add(reason, 1),
         }
     }
@@ -121,7 +127,8 @@ impl<B: Backend> Egress<B> {
             self.send_segments(in_port, to, frame, snap, mtu);
             return;
         }
-        if owner == self.worker {
+        // A port whose queues are spread over workers has a socket on each: send on ours.
+        if owner == self.worker || self.is_local(to) {
             self.stage(to, frame);
             return;
         }
@@ -266,8 +273,10 @@ fn flush_staged<B: Backend>(
         unsent_bytes += backend.bytes(f).len() as u64;
         backend.free(*f);
     }
-    port.counters.tx_packets.add(sent as u64);
-    port.counters.tx_bytes.add(port.staged_bytes - unsent_bytes);
+    port.counters.tx_packets.add_shared(sent as u64);
+    port.counters
+        .tx_bytes
+        .add_shared(port.staged_bytes - unsent_bytes);
     let unsent = (staged.len() - sent) as u64;
     if unsent > 0 {
         worker.drops.add(DropReason::TxRingFull, unsent);

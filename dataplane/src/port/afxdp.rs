@@ -79,6 +79,9 @@ pub struct XdpSpec {
     pub iface: String,
     /// The MTU of the port's network.
     pub mtu: u16,
+    /// The receive queues this worker polls; empty: all of them. A port's queues may be spread
+    /// over several workers, each opening the port with its share.
+    pub queues: Vec<u32>,
 }
 
 /// A frame an AF_XDP worker holds: one UMEM buffer, or a jumbo buffer for a longer frame.
@@ -247,8 +250,8 @@ impl XdpBackend {
             .bind_flags(flags)
             .build();
         // SAFETY: `open` checked that no port of this UMEM is on this interface, and binds each
-        // queue once, so the (interface, queue) pair is not shared and libxdp may load its
-        // program.
+        // queue once; other workers bind other queues of it. So the (interface, queue) pair is
+        // not shared and libxdp may load its program or add to the one it loaded.
         let sockets = unsafe { Socket::new(config, &self.umem, iface, queue) };
         match sockets {
             Ok((tx, rx, Some((fq, cq)))) => Ok(XdpSocket {
@@ -271,9 +274,10 @@ impl XdpBackend {
         }
     }
 
-    /// Binds queue 0 of `iface` in native mode, or in SKB mode if the driver refuses, then
-    /// every further receive queue in the mode that worked.
-    fn bind_all(&self, name: &str, mtu: u16) -> Result<(Vec<XdpSocket>, PortMode), PortError> {
+    /// Binds the first of `spec`'s queues in native mode, or in SKB mode if the driver refuses
+    /// (or the MTU needs it), then its other queues in the mode that worked.
+    fn bind_all(&self, spec: &XdpSpec) -> Result<(Vec<XdpSocket>, PortMode), PortError> {
+        let (name, mtu) = (spec.iface.as_str(), spec.mtu);
         let attach = |reason: String| PortError::Attach {
             iface: name.to_string(),
             reason,
@@ -281,14 +285,20 @@ impl XdpBackend {
         let iface: Interface = name
             .parse()
             .map_err(|_| PortError::BadInterface(name.to_string()))?;
+        let queues: Vec<u32> = if spec.queues.is_empty() {
+            (0..rx_queue_count(name)).collect()
+        } else {
+            spec.queues.clone()
+        };
+        let first_queue = queues.first().copied().unwrap_or(0);
         let native = if mtu <= NATIVE_MAX_MTU {
-            self.bind(&iface, 0, XdpFlags::XDP_FLAGS_DRV_MODE)
+            self.bind(&iface, first_queue, XdpFlags::XDP_FLAGS_DRV_MODE)
         } else {
             Err(format!("not tried: MTU {mtu} is above {NATIVE_MAX_MTU}"))
         };
         let (first, mode, flags) = match native {
             Ok(s) => (s, PortMode::NativeCopy, XdpFlags::XDP_FLAGS_DRV_MODE),
-            Err(native_err) => match self.bind(&iface, 0, XdpFlags::XDP_FLAGS_SKB_MODE) {
+            Err(native_err) => match self.bind(&iface, first_queue, XdpFlags::XDP_FLAGS_SKB_MODE) {
                 Ok(s) => {
                     tracing::info!(iface = %name, %native_err, "native XDP refused, using SKB mode");
                     (s, PortMode::SkbCopy, XdpFlags::XDP_FLAGS_SKB_MODE)
@@ -298,16 +308,16 @@ impl XdpBackend {
                 }
             },
         };
-        let mut queues = vec![first];
-        for q in 1..rx_queue_count(name) {
+        let mut sockets = vec![first];
+        for &q in queues.iter().skip(1) {
             let socket = self.bind(&iface, q, flags).map_err(|e| {
                 attach(format!(
                     "queue {q}: {e} (frames of that queue would reach the host stack)"
                 ))
             })?;
-            queues.push(socket);
+            sockets.push(socket);
         }
-        Ok((queues, mode))
+        Ok((sockets, mode))
     }
 
     /// Tops up the fill ring of every queue of port `id` from the free list.
@@ -340,7 +350,7 @@ impl XdpBackend {
 
 /// Receive queues of interface `name` (`/sys/class/net/NAME/queues/rx-N`); 1 when sysfs does
 /// not say.
-fn rx_queue_count(name: &str) -> u32 {
+pub fn rx_queue_count(name: &str) -> u32 {
     let dir = format!("/sys/class/net/{name}/queues");
     let count = std::fs::read_dir(dir).map_or(0, |entries| {
         entries
@@ -422,7 +432,7 @@ impl Backend for XdpBackend {
                 reason: "interface already has a port on this worker".into(),
             });
         }
-        let (queues, mode) = self.bind_all(&spec.iface, spec.mtu)?;
+        let (queues, mode) = self.bind_all(&spec)?;
         tracing::info!(iface = %spec.iface, queues = queues.len(), %mode, "AF_XDP port open");
         self.ports[usize::from(id)] = Some(XdpPort {
             iface: spec.iface,
@@ -665,15 +675,15 @@ impl Backend for XdpBackend {
         let mut sum = SocketStats::default();
         for s in &port.queues {
             match s.rx.fd().xdp_statistics() {
-                Ok(k) => {
-                    sum.rx_dropped += k.rx_dropped();
-                    sum.rx_invalid_descs += k.rx_invalid_descs();
-                    sum.tx_invalid_descs += k.tx_invalid_descs();
-                    sum.rx_ring_full += k.rx_ring_full();
-                    sum.rx_fill_ring_empty_descs += k.rx_fill_ring_empty_descs();
-                    sum.tx_ring_empty_descs += k.tx_ring_empty_descs();
-                    sum.jumbo_dropped += s.jumbo_dropped;
-                }
+                Ok(k) => sum.add(&SocketStats {
+                    rx_dropped: k.rx_dropped(),
+                    rx_invalid_descs: k.rx_invalid_descs(),
+                    tx_invalid_descs: k.tx_invalid_descs(),
+                    rx_ring_full: k.rx_ring_full(),
+                    rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs(),
+                    tx_ring_empty_descs: k.tx_ring_empty_descs(),
+                    jumbo_dropped: s.jumbo_dropped,
+                }),
                 Err(e) => {
                     tracing::warn!(iface = %port.iface, error = %e, "cannot read XDP_STATISTICS");
                     return None;

@@ -62,6 +62,19 @@ pub struct SocketStats {
     pub jumbo_dropped: u64,
 }
 
+impl SocketStats {
+    /// Adds `other`'s counts to these (the sockets of one port's queues).
+    pub fn add(&mut self, other: &SocketStats) {
+        self.rx_dropped += other.rx_dropped;
+        self.rx_invalid_descs += other.rx_invalid_descs;
+        self.tx_invalid_descs += other.tx_invalid_descs;
+        self.rx_ring_full += other.rx_ring_full;
+        self.rx_fill_ring_empty_descs += other.rx_fill_ring_empty_descs;
+        self.tx_ring_empty_descs += other.tx_ring_empty_descs;
+        self.jumbo_dropped += other.jumbo_dropped;
+    }
+}
+
 /// Why a port could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortError {
