@@ -47,20 +47,30 @@ impl Vm {
         Ok(())
     }
 
-    /// Creates the VM's veth pair (`eth0` in its namespace with its MAC and address, the host
-    /// end up) in its existing namespace: at set-up, or again after the link was deleted.
-    pub fn plug(&self) -> Result<(), BenchError> {
+    /// Creates the VM's veth pair with `queues` receive and transmit queues on both ends
+    /// (`eth0` in its namespace with its MAC and address, the host end up), in its existing
+    /// namespace: at set-up, or again after the link was deleted.
+    pub fn plug(&self, queues: u8) -> Result<(), BenchError> {
+        let queues = queues.max(1).to_string();
         run(
             "ip",
             &[
                 "link",
                 "add",
                 &self.host_if,
+                "numtxqueues",
+                &queues,
+                "numrxqueues",
+                &queues,
                 "type",
                 "veth",
                 "peer",
                 "name",
                 "eth0",
+                "numtxqueues",
+                &queues,
+                "numrxqueues",
+                &queues,
                 "netns",
                 &self.netns,
             ],
@@ -102,6 +112,11 @@ impl Topology {
     /// Adds VM number `n` (1-99) with MAC `02:00:00:00:<pid>:<n>` and address `ip`/24, IPv6 off
     /// and offloads at their defaults (brink completes the checksums the VM leaves partial).
     pub fn add_vm(&mut self, n: u8, ip: &str) -> Result<Vm, BenchError> {
+        self.add_vm_with_queues(n, ip, 1)
+    }
+
+    /// [`Topology::add_vm`], with `queues` receive and transmit queues on both ends of the veth.
+    pub fn add_vm_with_queues(&mut self, n: u8, ip: &str, queues: u8) -> Result<Vm, BenchError> {
         let vm = Vm {
             netns: format!("{}-{n}", self.prefix),
             host_if: format!("{}h{n}", self.prefix),
@@ -111,7 +126,7 @@ impl Topology {
         // Registered first, so a failure half-way is still cleaned up.
         self.vms.push(vm.clone());
         run("ip", &["netns", "add", &vm.netns])?;
-        vm.plug()?;
+        vm.plug(queues)?;
         vm.run("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
         vm.run("ip", &["link", "set", "lo", "up"])?;
         Ok(vm)

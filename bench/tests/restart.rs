@@ -50,7 +50,7 @@ fn a_port_whose_interface_is_missing_at_restart_is_kept_down_and_comes_back() {
     assert!(table.contains("does not exist"), "{table}");
     assert_eq!(std::fs::read(&state).unwrap(), saved, "state file changed");
     // The VM comes up after brinkd.
-    vms[1].plug().unwrap();
+    vms[1].plug(1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while port_list(&d) != before {
         assert!(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use brink_dataplane::port::afxdp::{XdpBackend, XdpSpec};
+use brink_dataplane::port::afxdp::{self, XdpBackend, XdpSpec};
 use brink_dataplane::port::memory::{MemBackend, MemLink, MemPort};
 use brink_dataplane::port::Backend;
 
@@ -21,8 +21,18 @@ pub trait Host {
     fn create_tap(&self, iface: &str) -> Result<(), IfaceError>;
     /// Deletes the tap device `iface` brink created.
     fn delete_tap(&self, iface: &str) -> Result<(), IfaceError>;
-    /// What the backend needs to open a port on `iface`; fails if it does not exist.
-    fn spec(&self, iface: &str) -> Result<<Self::Backend as Backend>::Spec, IfaceError>;
+    /// Sets the MTU of `iface`, so it carries its network's frames.
+    fn set_mtu(&self, iface: &str, mtu: u16) -> Result<(), IfaceError>;
+    /// How many receive queues `iface` has.
+    fn rx_queues(&self, iface: &str) -> u32;
+    /// What the backend needs to open receive `queues` of `iface` (all for none), in a network
+    /// of MTU `mtu`; fails if `iface` does not exist.
+    fn spec(
+        &self,
+        iface: &str,
+        mtu: u16,
+        queues: Vec<u32>,
+    ) -> Result<<Self::Backend as Backend>::Spec, IfaceError>;
 }
 
 /// The kernel's interfaces, opened with AF_XDP.
@@ -44,10 +54,20 @@ impl Host for Kernel {
         iface::delete(name)
     }
 
-    fn spec(&self, name: &str) -> Result<XdpSpec, IfaceError> {
+    fn set_mtu(&self, name: &str, mtu: u16) -> Result<(), IfaceError> {
+        iface::set_mtu(name, mtu)
+    }
+
+    fn rx_queues(&self, name: &str) -> u32 {
+        afxdp::rx_queue_count(name)
+    }
+
+    fn spec(&self, name: &str, mtu: u16, queues: Vec<u32>) -> Result<XdpSpec, IfaceError> {
         iface::require(name)?;
         Ok(XdpSpec {
             iface: name.to_string(),
+            mtu,
+            queues,
         })
     }
 }
@@ -102,7 +122,17 @@ impl Host for Memory {
         Ok(())
     }
 
-    fn spec(&self, name: &str) -> Result<MemPort, IfaceError> {
+    /// In-memory links carry any frame: nothing to set.
+    fn set_mtu(&self, _name: &str, _mtu: u16) -> Result<(), IfaceError> {
+        Ok(())
+    }
+
+    /// An in-memory link is one queue.
+    fn rx_queues(&self, _name: &str) -> u32 {
+        1
+    }
+
+    fn spec(&self, name: &str, _mtu: u16, _queues: Vec<u32>) -> Result<MemPort, IfaceError> {
         iface::check_name(name)?;
         let link = self.links().get(name).cloned();
         link.map(MemPort::Link)

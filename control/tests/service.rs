@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use brink_api::call::{Call, NoParams};
 use brink_api::protocol::code;
-use brink_api::types::{NetworkName, PortAdd, PortInfo, PortKind};
+use brink_api::types::{NetworkAdd, PortAdd, PortInfo, PortKind};
 use brink_control::host::Memory;
 use brink_control::service::Service;
 use brink_control::store::Store;
@@ -67,8 +67,9 @@ fn ports(s: &mut Service<Memory>) -> Vec<PortInfo> {
 }
 
 fn blue(s: &mut Service<Memory>) {
-    let add = Call::NetworkAdd(NetworkName {
+    let add = Call::NetworkAdd(NetworkAdd {
         name: "blue".into(),
+        mtu: None,
     });
     assert_eq!(s.handle(add).unwrap(), Value::Null);
 }
@@ -150,7 +151,10 @@ fn a_change_that_cannot_be_saved_fails() {
     blue(&mut s);
     // The temporary file's name is taken by a directory: the save fails, even for root.
     std::fs::create_dir(dir.join("state.json.tmp")).unwrap();
-    let add = Call::NetworkAdd(NetworkName { name: "red".into() });
+    let add = Call::NetworkAdd(NetworkAdd {
+        name: "red".into(),
+        mtu: None,
+    });
     let err = s.handle(add).unwrap_err();
     assert_eq!(err.code, code::NOT_SAVED, "{err:?}");
     assert!(err.message.contains("state.json"), "{err:?}");

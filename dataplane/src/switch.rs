@@ -179,14 +179,17 @@ impl<B: Backend + 'static> Switch<B> {
         Ok(())
     }
 
-    /// The kernel's socket counters of every port that has a socket, asked of the worker that
-    /// owns it (a system call per port, made between two of its batches).
+    /// The kernel's socket counters of every port that has a socket, asked of each worker that
+    /// polls some of its queues (a system call per socket, made between two of its batches) and
+    /// summed per port, in port order.
     pub fn socket_stats(&self) -> Result<Vec<(PortId, SocketStats)>, PortError> {
-        let mut all = Vec::new();
+        let mut all = std::collections::BTreeMap::new();
         for w in 0..self.workers.len() {
-            all.extend(self.ask(w, |reply| Command::SocketStats { reply })?);
+            for (id, s) in self.ask(w, |reply| Command::SocketStats { reply })? {
+                all.entry(id).or_insert_with(SocketStats::default).add(&s);
+            }
         }
-        Ok(all)
+        Ok(all.into_iter().collect())
     }
 
     /// Each worker's core and counters.

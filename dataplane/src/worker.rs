@@ -234,8 +234,8 @@ impl<B: Backend> Worker<B> {
         stage::tx(b, &mut self.egress, snap);
         self.counters.batches.add(1);
         if let Some(c) = self.egress.port_counters(b.in_port) {
-            c.rx_packets.add(b.len as u64);
-            c.rx_bytes.add(b.rx_bytes);
+            c.rx_packets.add_shared(b.len as u64);
+            c.rx_bytes.add_shared(b.rx_bytes);
         }
     }
 

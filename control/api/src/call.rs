@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::protocol::{code, RpcError};
 use crate::types::{
-    CtFilter, CtPolicySet, CtPolicyShow, NetworkFilter, NetworkName, PortAdd, PortName, PortSet,
-    SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, StatsFilter,
+    CtFilter, CtPolicySet, CtPolicyShow, NetworkAdd, NetworkFilter, NetworkName, PortAdd, PortName,
+    PortSet, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, StatsFilter,
 };
 
 /// Params of methods that take none: absent, `null` or `{}`.
@@ -57,7 +57,7 @@ macro_rules! calls {
 
 calls! {
     /// Create a network.
-    NetworkAdd(NetworkName) = "network.add",
+    NetworkAdd(NetworkAdd) = "network.add",
     /// Delete a network that has no ports.
     NetworkDel(NetworkName) = "network.del",
     /// List networks.
@@ -114,8 +114,9 @@ mod tests {
 
     #[test]
     fn calls_encode_as_method_and_params_and_decode_back() {
-        let call = Call::NetworkAdd(NetworkName {
+        let call = Call::NetworkAdd(NetworkAdd {
             name: "blue".into(),
+            mtu: None,
         });
         let v = serde_json::to_value(&call).unwrap();
         assert_eq!(

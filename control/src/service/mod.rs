@@ -55,7 +55,8 @@ impl From<ModelError> for RpcError {
             ModelError::BadName(_)
             | ModelError::BadMac(_)
             | ModelError::NotUnicast(_)
-            | ModelError::BadIp(_) => code::INVALID_PARAMS,
+            | ModelError::BadIp(_)
+            | ModelError::BadMtu(_) => code::INVALID_PARAMS,
             ModelError::Security(e) => return e.into(),
         };
         RpcError::new(code, e.to_string())
@@ -94,6 +95,8 @@ pub struct RestoreError {
 struct Running {
     mode: PortMode,
     counters: Arc<PortCounters>,
+    /// The workers that poll its queues, the port's own worker first.
+    workers: Vec<usize>,
 }
 
 /// The daemon's state: the model, the running switch, the host's interfaces, and where to
@@ -137,8 +140,9 @@ impl<H: Host> Service<H> {
             reason,
         };
         for name in &state.networks {
+            let mtu = state.network_mtus.get(name).copied();
             self.model
-                .add_network(name)
+                .add_network(name, mtu)
                 .map_err(|e| refused("network", name, e.to_string()))?;
         }
         self.model

@@ -1,15 +1,15 @@
 //! `network.*`: isolated L2 networks.
 
 use brink_api::protocol::RpcError;
-use brink_api::types::NetworkName;
+use brink_api::types::{NetworkAdd, NetworkName};
 use brink_conntrack::Filter;
 
 use super::Service;
 use crate::host::Host;
 
 impl<H: Host> Service<H> {
-    pub(super) fn network_add(&mut self, p: &NetworkName) -> Result<(), RpcError> {
-        self.model.add_network(&p.name)?;
+    pub(super) fn network_add(&mut self, p: &NetworkAdd) -> Result<(), RpcError> {
+        self.model.add_network(&p.name, p.mtu)?;
         self.commit()?;
         Ok(())
     }

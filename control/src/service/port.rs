@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use brink_api::protocol::RpcError;
+use brink_api::protocol::{code, RpcError};
 use brink_api::types::{PortAdd, PortInfo, PortKind, PortSet, PortSetResult};
 use brink_dataplane::counters::PortCounters;
+use brink_dataplane::port::PortMode;
 
 use super::{dataplane_error, Running, Service};
 use crate::host::Host;
+use crate::iface::IfaceError;
 use crate::model::PortRecord;
 
 /// How often the server asks the service to retry the ports that are down.
@@ -78,13 +80,11 @@ impl<H: Host> Service<H> {
         self.down.remove(name);
         // Workers stop forwarding to the port before its socket closes.
         self.publish();
-        let closed = match self.running.remove(name) {
-            Some(_) => self
-                .switch
-                .close_port(record.worker, record.id)
-                .map_err(dataplane_error),
-            None => Ok(()),
-        };
+        let workers = self.running.remove(name).map_or(vec![], |r| r.workers);
+        let closed = workers
+            .iter()
+            .try_for_each(|&w| self.switch.close_port(w, record.id))
+            .map_err(dataplane_error);
         if record.spec.kind == PortKind::Tap {
             if let Err(e) = self.host.delete_tap(&record.spec.iface) {
                 tracing::warn!(port = %name, error = %e, "could not delete tap");
@@ -119,8 +119,9 @@ impl<H: Host> Service<H> {
         Ok(self.model.check_port(spec, worker)?)
     }
 
-    /// Opens `record`'s port on its worker, creating the tap of a tap port first. When
-    /// `restoring`, a tap that exists is the one brink created before a restart, and is reused.
+    /// Opens `record`'s port, its receive queues spread over the workers from its own, creating
+    /// the tap of a tap port first. When `restoring`, a tap that exists is the one brink created
+    /// before a restart, and is reused.
     fn bring_up(&mut self, record: &PortRecord, restoring: bool) -> Result<(), RpcError> {
         let iface = &record.spec.iface;
         let created_tap = match record.spec.kind {
@@ -132,28 +133,61 @@ impl<H: Host> Service<H> {
             }
         };
         let counters = Arc::new(PortCounters::default());
-        let opened = self
-            .host
-            .spec(iface)
-            .map_err(RpcError::from)
-            .and_then(|spec| {
-                let c = Arc::clone(&counters);
-                let opened = self.switch.open_port(record.worker, record.id, spec, c);
-                opened.map_err(dataplane_error)
-            });
+        let mut workers = Vec::new();
+        let opened = self.open_queues(record, &counters, &mut workers);
         let mode = match opened {
             Ok(mode) => mode,
             Err(e) => {
+                for &w in &workers {
+                    let _ = self.switch.close_port(w, record.id);
+                }
                 if created_tap {
                     let _ = self.host.delete_tap(iface);
                 }
                 return Err(e);
             }
         };
-        tracing::info!(port = %record.spec.name, %iface, %mode, worker = record.worker, "port up");
-        self.running
-            .insert(record.spec.name.clone(), Running { mode, counters });
+        tracing::info!(port = %record.spec.name, %iface, %mode, ?workers, "port up");
+        let running = Running {
+            mode,
+            counters,
+            workers,
+        };
+        self.running.insert(record.spec.name.clone(), running);
         Ok(())
+    }
+
+    /// Sets the interface's MTU, then opens the port's queues on the workers `queue_placement`
+    /// gives, recording in `workers` each that opened its share; returns how AF_XDP attached.
+    fn open_queues(
+        &self,
+        record: &PortRecord,
+        counters: &Arc<PortCounters>,
+        workers: &mut Vec<usize>,
+    ) -> Result<PortMode, RpcError> {
+        let iface = &record.spec.iface;
+        if !self.host.exists(iface) {
+            return Err(IfaceError::Missing(iface.clone()).into());
+        }
+        let mtu = self.model.network_mtu(&record.spec.network);
+        // The interface must carry the network's frames before XDP is attached to it.
+        self.host.set_mtu(iface, mtu)?;
+        let placement = queue_placement(
+            record.worker,
+            self.host.rx_queues(iface),
+            self.switch.worker_count(),
+        );
+        let mut mode = None;
+        for (w, queues) in placement {
+            let spec = self.host.spec(iface, mtu, queues)?;
+            let opened = self
+                .switch
+                .open_port(w, record.id, spec, Arc::clone(counters));
+            mode.get_or_insert(opened.map_err(dataplane_error)?);
+            workers.push(w);
+        }
+        // `queue_placement` always places queue 0, so some worker opened the port.
+        mode.ok_or_else(|| RpcError::new(code::DATAPLANE, "the port has no receive queue"))
     }
 
     fn port_info(&self, name: &str) -> Result<PortInfo, RpcError> {
@@ -178,5 +212,34 @@ impl<H: Host> Service<H> {
             allowed_pairs: p.spec.allowed_pairs.clone(),
             permitted_ethertypes: p.spec.permitted_ethertypes.clone(),
         })
+    }
+}
+
+/// Which workers poll which receive queues of a port with `queues` queues: queue `q` goes to
+/// worker `(first + q) % workers`, so a multi-queue port spreads over the workers, starting with
+/// its own.
+fn queue_placement(first: usize, queues: u32, workers: usize) -> Vec<(usize, Vec<u32>)> {
+    let workers = workers.max(1);
+    let mut placement: Vec<(usize, Vec<u32>)> = Vec::new();
+    for q in 0..queues.max(1) {
+        let w = (first + q as usize) % workers;
+        match placement.iter_mut().find(|(pw, _)| *pw == w) {
+            Some((_, qs)) => qs.push(q),
+            None => placement.push((w, vec![q])),
+        }
+    }
+    placement
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queue_placement;
+
+    #[test]
+    fn queues_spread_over_the_workers_from_the_ports_own() {
+        assert_eq!(queue_placement(1, 1, 2), [(1, vec![0])]);
+        assert_eq!(queue_placement(1, 4, 2), [(1, vec![0, 2]), (0, vec![1, 3])]);
+        assert_eq!(queue_placement(0, 2, 1), [(0, vec![0, 1])]);
+        assert_eq!(queue_placement(2, 2, 4), [(2, vec![0]), (3, vec![1])]);
     }
 }

@@ -54,6 +54,7 @@ impl<H: Host> Service<H> {
                     idle_ns: c.idle_ns.get(),
                     cross_tx: c.cross_tx.get(),
                     cross_rx: c.cross_rx.get(),
+                    segmented: c.segmented.get(),
                     fdb_learned: c.fdb_learned.get(),
                     fdb_full: c.fdb_full.get(),
                     fdb_aged: c.fdb_aged.get(),
@@ -81,6 +82,7 @@ fn xdp_socket_stats(k: &SocketStats) -> XdpSocketStats {
         rx_ring_full: k.rx_ring_full,
         rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs,
         tx_ring_empty_descs: k.tx_ring_empty_descs,
+        jumbo_dropped: k.jumbo_dropped,
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Rig {
     pub ports: Vec<Option<Port>>,
     pub generation: u64,
     pub now: Instant,
+    /// Network MTUs other than the default, published with the ports.
+    pub mtus: Vec<(NetworkId, u16)>,
 }
 
 impl Rig {
@@ -66,6 +68,7 @@ impl Rig {
             shared: shared.clone(),
             ports: vec![],
             generation: 0,
+            mtus: Vec::new(),
             now,
         };
         for id in 0..n {
@@ -159,7 +162,7 @@ impl Rig {
             .filter_map(|(i, p)| p.as_ref().map(|p| (i as PortId, p.entry.clone())));
         self.shared
             .snapshot
-            .publish(Snapshot::new(self.generation, entries));
+            .publish(Snapshot::new(self.generation, entries).with_mtus(self.mtus.clone()));
     }
 
     pub fn port(&self, id: PortId) -> &Port {

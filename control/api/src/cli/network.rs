@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{decode, table};
 use crate::call::{Call, NoParams};
 use crate::client::ClientError;
-use crate::types::{NetworkInfo, NetworkName};
+use crate::types::{NetworkAdd, NetworkInfo, NetworkName};
 
 /// `network` subcommands.
 #[derive(Debug, Subcommand)]
@@ -15,6 +15,10 @@ pub enum NetworkCmd {
     Add {
         /// Network name.
         name: String,
+        /// The largest IP packet its ports carry (68-9000; jumbo frames above 1500). brink sets
+        /// its ports' interfaces to it; set the VMs' MTU to match.
+        #[arg(long)]
+        mtu: Option<u16>,
     },
     /// Delete a network that has no ports.
     Del {
@@ -28,7 +32,10 @@ pub enum NetworkCmd {
 /// The call a `network` command makes.
 pub fn call(cmd: &NetworkCmd) -> Call {
     match cmd {
-        NetworkCmd::Add { name } => Call::NetworkAdd(NetworkName { name: name.clone() }),
+        NetworkCmd::Add { name, mtu } => Call::NetworkAdd(NetworkAdd {
+            name: name.clone(),
+            mtu: *mtu,
+        }),
         NetworkCmd::Del { name } => Call::NetworkDel(NetworkName { name: name.clone() }),
         NetworkCmd::List => Call::NetworkList(NoParams {}),
     }
@@ -41,9 +48,16 @@ pub fn render(cmd: &NetworkCmd, result: Value) -> Result<String, ClientError> {
         NetworkCmd::List => {
             let nets: Vec<NetworkInfo> = decode(result)?;
             table(
-                &["NETWORK", "ID", "PORTS"],
+                &["NETWORK", "ID", "MTU", "PORTS"],
                 nets.iter()
-                    .map(|n| vec![n.name.clone(), n.id.to_string(), n.ports.join(",")])
+                    .map(|n| {
+                        vec![
+                            n.name.clone(),
+                            n.id.to_string(),
+                            n.mtu.to_string(),
+                            n.ports.join(","),
+                        ]
+                    })
                     .collect(),
             )
         }

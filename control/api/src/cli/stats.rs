@@ -41,6 +41,7 @@ fn xdp_socket_text(x: Option<&XdpSocketStats>) -> String {
         ("rx_inval", x.rx_invalid_descs),
         ("tx_inval", x.tx_invalid_descs),
         ("tx_empty", x.tx_ring_empty_descs),
+        ("jumbo_drop", x.jumbo_dropped),
     ]
     .iter()
     .filter(|&&(_, n)| n > 0)
@@ -90,6 +91,7 @@ fn tables(s: &Stats) -> String {
                 "BUSY%",
                 "CROSS_TX",
                 "CROSS_RX",
+                "SEGMENTED",
                 "FDB_LEARNED",
                 "DROPS",
             ],
@@ -106,6 +108,7 @@ fn tables(s: &Stats) -> String {
                         format!("{:.1}", 100.0 * w.busy_ns as f64 / total as f64),
                         w.cross_tx.to_string(),
                         w.cross_rx.to_string(),
+                        w.segmented.to_string(),
                         w.fdb_learned.to_string(),
                         drops_text(&w.drops),
                     ]
