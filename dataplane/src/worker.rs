@@ -12,11 +12,12 @@ use brink_conntrack::table::DEFAULT_EXPIRE_BUDGET;
 use brink_conntrack::Table;
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::batch::{Batch, BATCH_SIZE};
 use crate::counters::{PortCounters, WorkerCounters};
 use crate::cross::CrossQueue;
 use crate::egress::Egress;
 use crate::fdb::{Fdb, FdbRow};
-use crate::pipeline::{self as stage, Batch, BATCH_SIZE};
+use crate::pipeline as stage;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
 

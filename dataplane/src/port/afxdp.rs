@@ -68,7 +68,7 @@ const PKT_CONTD: u32 = 1;
 /// not.
 const NATIVE_MAX_MTU: u16 = 1500;
 /// Descriptors `descs` holds: a batch of the longest frames sent.
-const BATCH_DESCS: usize = crate::pipeline::BATCH_SIZE * MAX_TX_PARTS;
+const BATCH_DESCS: usize = crate::batch::BATCH_SIZE * MAX_TX_PARTS;
 /// `holder` value of a frame this backend holds.
 const HELD: PortId = PortId::MAX;
 
