@@ -465,9 +465,15 @@ impl Backend for XdpBackend {
         };
         // Dropping the queues deletes the sockets; libxdp detaches its XDP program with the last
         // socket on the interface. Only then are the port's frames safe to reuse.
-        if slot.take().is_none() {
+        let Some(port) = slot.take() else {
             return;
+        };
+        for partial in port.queues.iter().filter_map(|s| s.partial) {
+            if let Some(jumbo) = partial.slot {
+                self.jumbo.give(jumbo);
+            }
         }
+        drop(port);
         self.open.retain(|&p| p != id);
         for (n, h) in self.holder.iter_mut().enumerate() {
             if *h == id {
@@ -589,12 +595,20 @@ impl Backend for XdpBackend {
                     {
                         break;
                     }
+                    let start = self.descs.len();
                     for chunk in bytes.chunks(BUFFER_LEN) {
-                        let Some(mut desc) = copy_into(&self.umem, &mut self.free, chunk) else {
-                            break;
-                        };
-                        desc.set_options(PKT_CONTD);
-                        self.descs.push(desc);
+                        match copy_into(&self.umem, &mut self.free, chunk) {
+                            Some(mut desc) => {
+                                desc.set_options(PKT_CONTD);
+                                self.descs.push(desc);
+                            }
+                            None => break,
+                        }
+                    }
+                    if self.descs.len() - start < parts {
+                        // A buffer could not be filled: never send part of a frame.
+                        self.free.extend(self.descs.drain(start..));
+                        break;
                     }
                     if let Some(last) = self.descs.last_mut() {
                         last.set_options(0);
