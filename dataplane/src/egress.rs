@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
+use crate::batch::BATCH_SIZE;
 use crate::counters::{DropReason, PortCounters, WorkerCounters};
 use crate::cross::{CrossFrame, CrossQueue};
-use crate::pipeline::BATCH_SIZE;
 use crate::port::Backend;
 use crate::snapshot::{NetworkId, PortId, Snapshot, MAX_PORTS};
 use crate::wire::segment;
