@@ -4,8 +4,11 @@
 //! report, so the metrics and the API never disagree. Labels name ports, networks, workers,
 //! drop reasons, groups and rules: never a connection.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
+use brink_api::client::{Client, ClientError};
+use brink_api::protocol::method;
 use brink_api::types::{CtStats, PortInfo, SgInfo, Stats};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -232,6 +235,45 @@ fn rules(r: &mut Registry, groups: &[SgInfo]) {
             );
         }
     }
+}
+
+/// The content type of the text exposition format.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serves `GET /metrics` over HTTP on `addr` (e.g. `127.0.0.1:9464`) on a thread of its own,
+/// answering each scrape with the `metrics` method of the daemon's API on `socket`: the
+/// server holds no state and takes no lock of the daemon's.
+pub fn serve(addr: &str, socket: PathBuf) -> anyhow::Result<()> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
+    let content_type = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE)
+        .map_err(|()| anyhow::anyhow!("bad Content-Type header"))?;
+    tracing::info!(%addr, "serving metrics on /metrics");
+    std::thread::Builder::new()
+        .name("brink-metrics".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let response =
+                    if request.url() != "/metrics" {
+                        tiny_http::Response::from_string("only /metrics is here\n")
+                            .with_status_code(404)
+                    } else {
+                        match scrape(&socket) {
+                            Ok(text) => tiny_http::Response::from_string(text)
+                                .with_header(content_type.clone()),
+                            Err(e) => tiny_http::Response::from_string(format!("{e}\n"))
+                                .with_status_code(503),
+                        }
+                    };
+                // A client that went away is no error of ours.
+                let _ = request.respond(response);
+            }
+        })?;
+    Ok(())
+}
+
+fn scrape(socket: &Path) -> Result<String, ClientError> {
+    Client::connect(socket)?.call(method::METRICS, &serde_json::json!({}))
 }
 
 #[cfg(test)]
