@@ -47,6 +47,9 @@ pub struct Args {
     /// Most tracked connections (memory for them is reserved at start: about 160 bytes each).
     #[arg(long, default_value_t = 1_000_000)]
     pub ct_max: usize,
+    /// Serve Prometheus metrics over HTTP on this address, e.g. 127.0.0.1:9464 (off by default).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 /// Parses a core list like "1", "0,2" or "0-3".
@@ -141,6 +144,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .restore(state)
         .with_context(|| format!("{state_file}: refusing to start"))?;
     let mut systemd = Notifier::from_env();
+    if let Some(addr) = &args.metrics_listen {
+        crate::metrics::serve(addr, args.socket.clone())?;
+    }
     systemd.ready(&service.summary());
     let mut next_retry = Instant::now();
     server.run(&mut service, &stop, |service| {

@@ -16,6 +16,7 @@
 pub mod daemon;
 pub mod host;
 pub mod iface;
+pub mod metrics;
 pub mod model;
 pub mod name;
 pub mod protocols;

@@ -308,8 +308,9 @@ impl<B: Backend> Worker<B> {
         let mut taken = 0;
         for q in &self.from_workers {
             for _ in 0..BATCH_SIZE {
-                let Some(cf) = q.pop() else { break };
-                self.egress.accept_cross(&cf);
+                if !q.pop(|to, bytes| self.egress.accept_cross(to, bytes)) {
+                    break;
+                }
                 taken += 1;
             }
         }

@@ -76,6 +76,8 @@ calls! {
     FdbFlush(NetworkFilter) = "fdb.flush",
     /// Port and worker counters.
     Stats(StatsFilter) = "stats",
+    /// Every counter as Prometheus text exposition (a string).
+    Metrics(NoParams) = "metrics",
     /// Tracked connections.
     CtShow(CtFilter) = "ct.show",
     /// Remove tracked connections.
@@ -147,6 +149,6 @@ mod tests {
         let e = Call::decode("nope", Value::Null).unwrap_err();
         assert_eq!(e.code, code::METHOD_NOT_FOUND);
         assert!(e.message.contains("sg.rule.add"), "{e}");
-        assert_eq!(Call::METHODS.len(), 22);
+        assert_eq!(Call::METHODS.len(), 23);
     }
 }

@@ -185,6 +185,7 @@ impl<H: Host> Service<H> {
             Call::FdbShow(p) => reply(&self.fdb_show(p)?),
             Call::FdbFlush(p) => reply(&self.fdb_flush(p)?),
             Call::Stats(p) => reply(&self.stats(&p)?),
+            Call::Metrics(NoParams {}) => reply(&self.metrics()?),
             Call::CtShow(p) => reply(&self.ct_show(&p)?),
             Call::CtFlush(p) => reply(&self.ct_flush(&p)?),
             Call::CtStats(NoParams {}) => reply(&self.ct_stats()),

@@ -1,14 +1,15 @@
-//! `stats`: port and worker counters.
+//! `stats` and `metrics`: port and worker counters, and all counters for Prometheus.
 
 use std::collections::{BTreeMap, HashMap};
 
-use brink_api::protocol::RpcError;
+use brink_api::protocol::{code, RpcError};
 use brink_api::types::{PortStats, Stats, StatsFilter, WorkerStats, XdpSocketStats};
 use brink_dataplane::counters::{DropCounters, DropReason};
 use brink_dataplane::port::SocketStats;
 
 use super::{dataplane_error, Service};
 use crate::host::Host;
+use crate::metrics;
 
 impl<H: Host> Service<H> {
     pub(super) fn stats(&self, filter: &StatsFilter) -> Result<Stats, RpcError> {
@@ -63,6 +64,17 @@ impl<H: Host> Service<H> {
                 .collect()
         };
         Ok(Stats { ports, workers })
+    }
+
+    /// The Prometheus exposition of every counter (see [`metrics`]).
+    pub(super) fn metrics(&self) -> Result<String, RpcError> {
+        metrics::render(metrics::Sources {
+            ports: &self.port_list()?,
+            stats: &self.stats(&StatsFilter::default())?,
+            ct: &self.ct_stats(),
+            groups: &self.sg_list(),
+        })
+        .map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
     }
 
     /// Each worker's loop iterations so far: a worker that hangs stops counting.

@@ -10,12 +10,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
-use crate::call::Call;
+use crate::call::{Call, NoParams};
 use crate::client::{Client, ClientError};
 use crate::types::Recheck;
 
 mod ct;
 mod fdb;
+mod metrics;
 mod network;
 mod port;
 mod sg;
@@ -57,6 +58,8 @@ pub enum Command {
     Fdb(FdbCmd),
     /// Port and worker counters.
     Stats(StatsArgs),
+    /// Every counter in Prometheus text format (what `brinkd --metrics-listen` serves).
+    Metrics,
     /// Connection tracking.
     #[command(subcommand)]
     Ct(CtCmd),
@@ -99,6 +102,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
         Command::Port(cmd) => port::render(cmd, result),
         Command::Fdb(cmd) => fdb::render(cmd, result),
         Command::Stats(_) => stats::render(result),
+        Command::Metrics => metrics::render(result),
         Command::Ct(cmd) => ct::render(cmd, result),
         Command::Sg(cmd) => sg::render(cmd, result),
     }
@@ -111,6 +115,7 @@ fn call(command: &Command) -> Result<Call, ClientError> {
         Command::Port(cmd) => port::call(cmd),
         Command::Fdb(cmd) => fdb::call(cmd),
         Command::Stats(a) => stats::call(a),
+        Command::Metrics => Call::Metrics(NoParams {}),
         Command::Ct(cmd) => ct::call(cmd)?,
         Command::Sg(cmd) => sg::call(cmd)?,
     })
