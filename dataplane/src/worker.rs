@@ -13,6 +13,7 @@ use brink_conntrack::Table;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::batch::{Batch, BATCH_SIZE};
+use crate::capture::{Capture, Way};
 use crate::counters::{PortCounters, WorkerCounters};
 use crate::cross::{self, CrossQueue};
 use crate::egress::Egress;
@@ -90,6 +91,8 @@ pub struct Shared {
     pub ct: Arc<Table>,
     /// Conntrack time zero.
     pub epoch: Instant,
+    /// The packet capture, off unless the control thread starts one.
+    pub capture: Arc<Capture>,
 }
 
 impl Shared {
@@ -152,6 +155,7 @@ impl<S> Wiring<S> {
             backend,
             self.to_workers,
             Arc::clone(&self.counters),
+            Arc::clone(&shared.capture),
         );
         Worker::new(
             egress,
@@ -253,6 +257,8 @@ impl<B: Backend> Worker<B> {
             self.seen_generation = snap.generation();
             self.fdb.sync(&snap, now);
         }
+        let capture = self.shared.capture.target();
+        self.egress.capture_at(capture, self.shared.ns(now));
         let mut moved = 0;
         for i in 0..self.owned.len() {
             let port = self.owned[i];
@@ -263,6 +269,13 @@ impl<B: Backend> Worker<B> {
             let n = self.egress.backend.rx(port, &mut self.batch.frames);
             if n == 0 {
                 continue;
+            }
+            if capture.traffic_of(port) {
+                let at = self.shared.ns(now);
+                for f in &self.batch.frames[..n] {
+                    let bytes = self.egress.backend.bytes(f);
+                    self.shared.capture.record(at, Way::In, bytes);
+                }
             }
             self.batch.len = n;
             self.batch.in_port = port;

@@ -9,8 +9,10 @@ use serde_json::{json, Value};
 
 use crate::client::{Client, ClientError};
 use crate::protocol::method;
+mod capture;
 mod sg;
 
+pub use capture::CaptureArgs;
 pub use sg::{PortSetArgs, RuleAddArgs, RuleCmd, SecurityArgs, SgCmd};
 
 use crate::types::{
@@ -54,6 +56,8 @@ pub enum Command {
     },
     /// Every counter in Prometheus text format (what `brinkd --metrics-listen` serves).
     Metrics,
+    /// Capture a port's traffic, or what brink dropped of it, into a pcapng file.
+    Capture(CaptureArgs),
     /// Connection tracking.
     #[command(subcommand)]
     Ct(CtCmd),
@@ -295,6 +299,8 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
         ),
         Command::Stats { port } => (method::STATS, to_json(&StatsFilter { port: port.clone() })),
         Command::Metrics => (method::METRICS, json!({})),
+        // Several calls, and a file rather than a result to print.
+        Command::Capture(a) => return capture::run(&mut client, a),
         Command::Ct(CtCmd::Show(f)) => (method::CT_SHOW, to_json(&ct_filter(f))),
         Command::Ct(CtCmd::Flush(f)) => (method::CT_FLUSH, to_json(&ct_filter(f))),
         Command::Ct(CtCmd::Stats) => (method::CT_STATS, json!({})),
@@ -405,6 +411,7 @@ fn render(command: &Command, result: Value) -> Result<String, ClientError> {
         }
         Command::Stats { .. } => stats_tables(&decode(result)?),
         Command::Metrics => decode::<String>(result)?.trim_end().to_string(),
+        Command::Capture(_) => result.to_string(),
         Command::Ct(CtCmd::Show(_)) => ct_table(&decode::<Vec<CtEntry>>(result)?),
         Command::Ct(CtCmd::Flush(_)) => {
             let f: crate::types::CtFlushed = decode(result)?;
