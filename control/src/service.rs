@@ -9,7 +9,7 @@ use brink_api::types::{
     CaptureRead, CaptureStart, CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone,
     FdbEntry, NetworkAdd, NetworkFilter, NetworkName, PortAdd, PortInfo, PortKind, PortName,
     PortSet, PortSetResult, PortStats, Recheck, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel,
-    Stats, StatsFilter, WorkerStats, XdpSocketStats,
+    Stats, StatsFilter, WorkerPoll, WorkerStats, XdpSocketStats,
 };
 use brink_conntrack::{Filter, InvalidReason, ZonePolicy};
 use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
@@ -558,6 +558,7 @@ impl Service {
         let workers = if filter.port.is_some() {
             vec![]
         } else {
+            let polls = self.switch.polls().map_err(dataplane_error)?;
             self.switch
                 .worker_counters()
                 .enumerate()
@@ -576,6 +577,17 @@ impl Service {
                     fdb_full: c.fdb_full.get(),
                     fdb_aged: c.fdb_aged.get(),
                     drops: drop_map(&c.drops),
+                    polls: polls
+                        .get(worker)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(id, queues)| {
+                            Some(WorkerPoll {
+                                port: self.model.port_by_id(*id)?.spec.name.clone(),
+                                queues: queues.clone(),
+                            })
+                        })
+                        .collect(),
                 })
                 .collect()
         };

@@ -191,6 +191,13 @@ impl<B: Backend + 'static> Switch<B> {
         Ok(all.into_iter().collect())
     }
 
+    /// The ports each worker polls, with their queues, by worker.
+    pub fn polls(&self) -> Result<Vec<Vec<(PortId, Vec<u32>)>>, PortError> {
+        (0..self.workers.len())
+            .map(|w| self.ask(w, |reply| Command::Polls { reply }))
+            .collect()
+    }
+
     /// Each worker's core and counters.
     pub fn worker_counters(&self) -> impl Iterator<Item = (Option<usize>, &WorkerCounters)> {
         self.workers.iter().map(|w| (w.core, &*w.counters))

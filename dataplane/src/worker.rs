@@ -61,6 +61,11 @@ pub enum Command<S> {
         /// Receives one entry per such port.
         reply: Sender<Vec<(PortId, SocketStats)>>,
     },
+    /// Report the ports this worker polls, with their queues.
+    Polls {
+        /// Receives `(port, queues)` per owned port.
+        reply: Sender<Vec<(PortId, Vec<u32>)>>,
+    },
     /// Forget learned entries of one network, or all.
     FdbFlush {
         /// The network, or `None` for all.
@@ -364,6 +369,15 @@ impl<B: Backend> Worker<B> {
                     .filter_map(|&id| Some((id, backend.socket_stats(id)?)))
                     .collect();
                 let _ = reply.send(stats);
+            }
+            Command::Polls { reply } => {
+                let backend = &self.egress.backend;
+                let polls = self
+                    .owned
+                    .iter()
+                    .map(|&id| (id, backend.queues(id)))
+                    .collect();
+                let _ = reply.send(polls);
             }
             Command::FdbFlush { network, reply } => {
                 self.fdb.flush(network);

@@ -373,6 +373,15 @@ pub struct XdpSocketStats {
     pub jumbo_dropped: u64,
 }
 
+/// A port a worker polls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerPoll {
+    /// Port name.
+    pub port: String,
+    /// The port's receive queues this worker polls.
+    pub queues: Vec<u32>,
+}
+
 /// Counters of one worker.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerStats {
@@ -405,6 +414,9 @@ pub struct WorkerStats {
     pub fdb_aged: u64,
     /// Transmit-side drops, by reason (non-zero reasons only).
     pub drops: BTreeMap<String, u64>,
+    /// The ports it polls, with their receive queues.
+    #[serde(default)]
+    pub polls: Vec<WorkerPoll>,
 }
 
 /// Result of `stats`.
