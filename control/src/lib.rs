@@ -13,6 +13,7 @@
 //! only; the dataplane's `Switch` is its only link to the workers. [`host::Memory`] clones share
 //! their interfaces behind a mutex, so a test thread can plug one in while the service runs.
 
+pub mod capture;
 pub mod daemon;
 pub mod host;
 pub mod iface;

@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use crate::protocol::{code, RpcError};
 use crate::types::{
-    CtFilter, CtPolicySet, CtPolicyShow, NetworkAdd, NetworkFilter, NetworkName, PortAdd, PortName,
-    PortSet, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, StatsFilter,
+    CaptureRead, CaptureStart, CtFilter, CtPolicySet, CtPolicyShow, NetworkAdd, NetworkFilter,
+    NetworkName, PortAdd, PortName, PortSet, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel,
+    StatsFilter,
 };
 
 /// Params of methods that take none: absent, `null` or `{}`.
@@ -78,6 +79,12 @@ calls! {
     Stats(StatsFilter) = "stats",
     /// Every counter as Prometheus text exposition (a string).
     Metrics(NoParams) = "metrics",
+    /// Start capturing a port.
+    CaptureStart(CaptureStart) = "capture.start",
+    /// Take what was captured.
+    CaptureRead(CaptureRead) = "capture.read",
+    /// Stop capturing.
+    CaptureStop(NoParams) = "capture.stop",
     /// Tracked connections.
     CtShow(CtFilter) = "ct.show",
     /// Remove tracked connections.
@@ -149,6 +156,6 @@ mod tests {
         let e = Call::decode("nope", Value::Null).unwrap_err();
         assert_eq!(e.code, code::METHOD_NOT_FOUND);
         assert!(e.message.contains("sg.rule.add"), "{e}");
-        assert_eq!(Call::METHODS.len(), 23);
+        assert_eq!(Call::METHODS.len(), 26);
     }
 }

@@ -2,6 +2,7 @@
 //! published as a new snapshot and saved. A refused request changes nothing; a request whose
 //! change cannot be saved fails. One handler module per noun of the API.
 
+mod capture;
 mod ct;
 mod fdb;
 mod network;
@@ -186,6 +187,9 @@ impl<H: Host> Service<H> {
             Call::FdbFlush(p) => reply(&self.fdb_flush(p)?),
             Call::Stats(p) => reply(&self.stats(&p)?),
             Call::Metrics(NoParams {}) => reply(&self.metrics()?),
+            Call::CaptureStart(p) => reply(&self.capture_start(&p)?),
+            Call::CaptureRead(p) => reply(&self.capture_read(&p)),
+            Call::CaptureStop(NoParams {}) => reply(&self.capture_stop()),
             Call::CtShow(p) => reply(&self.ct_show(&p)?),
             Call::CtFlush(p) => reply(&self.ct_flush(&p)?),
             Call::CtStats(NoParams {}) => reply(&self.ct_stats()),

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use brink_api::protocol::{code, RpcError};
-use brink_api::types::{PortStats, Stats, StatsFilter, WorkerStats, XdpSocketStats};
+use brink_api::types::{PortStats, Stats, StatsFilter, WorkerPoll, WorkerStats, XdpSocketStats};
 use brink_dataplane::counters::{DropCounters, DropReason};
 use brink_dataplane::port::SocketStats;
 
@@ -42,6 +42,7 @@ impl<H: Host> Service<H> {
         let workers = if filter.port.is_some() {
             vec![]
         } else {
+            let polls = self.switch.polls().map_err(dataplane_error)?;
             self.switch
                 .worker_counters()
                 .enumerate()
@@ -60,6 +61,17 @@ impl<H: Host> Service<H> {
                     fdb_full: c.fdb_full.get(),
                     fdb_aged: c.fdb_aged.get(),
                     drops: drop_map(&c.drops),
+                    polls: polls
+                        .get(worker)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(id, queues)| {
+                            Some(WorkerPoll {
+                                port: self.model.port_by_id(*id)?.spec.name.clone(),
+                                queues: queues.clone(),
+                            })
+                        })
+                        .collect(),
                 })
                 .collect()
         };

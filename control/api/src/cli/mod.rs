@@ -14,6 +14,7 @@ use crate::call::{Call, NoParams};
 use crate::client::{Client, ClientError};
 use crate::types::Recheck;
 
+mod capture;
 mod ct;
 mod fdb;
 mod metrics;
@@ -22,6 +23,7 @@ mod port;
 mod sg;
 mod stats;
 
+pub use capture::CaptureArgs;
 pub use ct::{CtCmd, CtFilterArgs, PolicyCmd};
 pub use fdb::FdbCmd;
 pub use network::NetworkCmd;
@@ -60,6 +62,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Every counter in Prometheus text format (what `brinkd --metrics-listen` serves).
     Metrics,
+    /// Capture a port's traffic, or what brink dropped of it, into a pcapng file.
+    Capture(CaptureArgs),
     /// Connection tracking.
     #[command(subcommand)]
     Ct(CtCmd),
@@ -91,7 +95,17 @@ pub fn main() -> ExitCode {
 
 /// Runs one command and returns what to print.
 pub fn run(cli: &Cli) -> Result<String, ClientError> {
-    let call = call(&cli.command)?;
+    let call = match &cli.command {
+        // Several calls, and a file rather than a result to print.
+        Command::Capture(a) => return capture::run(&mut Client::connect(&cli.socket)?, a),
+        Command::Network(cmd) => network::call(cmd),
+        Command::Port(cmd) => port::call(cmd),
+        Command::Fdb(cmd) => fdb::call(cmd),
+        Command::Stats(a) => stats::call(a),
+        Command::Metrics => Call::Metrics(NoParams {}),
+        Command::Ct(cmd) => ct::call(cmd)?,
+        Command::Sg(cmd) => sg::call(cmd)?,
+    };
     let result = Client::connect(&cli.socket)?.call(&call)?;
     if cli.json {
         return serde_json::to_string_pretty(&result)
@@ -101,24 +115,12 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
         Command::Network(cmd) => network::render(cmd, result),
         Command::Port(cmd) => port::render(cmd, result),
         Command::Fdb(cmd) => fdb::render(cmd, result),
-        Command::Stats(_) => stats::render(result),
+        Command::Stats(a) => stats::render(a, result),
         Command::Metrics => metrics::render(result),
+        Command::Capture(_) => Ok(result.to_string()),
         Command::Ct(cmd) => ct::render(cmd, result),
         Command::Sg(cmd) => sg::render(cmd, result),
     }
-}
-
-/// The call `command` makes.
-fn call(command: &Command) -> Result<Call, ClientError> {
-    Ok(match command {
-        Command::Network(cmd) => network::call(cmd),
-        Command::Port(cmd) => port::call(cmd),
-        Command::Fdb(cmd) => fdb::call(cmd),
-        Command::Stats(a) => stats::call(a),
-        Command::Metrics => Call::Metrics(NoParams {}),
-        Command::Ct(cmd) => ct::call(cmd)?,
-        Command::Sg(cmd) => sg::call(cmd)?,
-    })
 }
 
 fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ClientError> {
@@ -200,7 +202,10 @@ mod tests {
             "tap",
         ])
         .unwrap();
-        let Call::PortAdd(p) = call(&cli.command).unwrap() else {
+        let Command::Port(cmd) = &cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        let Call::PortAdd(p) = port::call(cmd) else {
             panic!("parsed as {:?}", cli.command);
         };
         assert_eq!(p.ips, ["10.0.0.1", "fd00::1"]);

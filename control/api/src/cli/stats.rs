@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{decode, drops_text, table};
 use crate::call::Call;
 use crate::client::ClientError;
-use crate::types::{Stats, StatsFilter, XdpSocketStats};
+use crate::types::{Stats, StatsFilter, WorkerStats, XdpSocketStats};
 
 /// Arguments of `stats`.
 #[derive(Debug, Args)]
@@ -14,6 +14,9 @@ pub struct StatsArgs {
     /// Only this port.
     #[arg(long)]
     pub port: Option<String>,
+    /// Only the workers: their busy and idle time, and the ports and queues each polls.
+    #[arg(long, conflicts_with = "port")]
+    pub workers: bool,
 }
 
 /// The call `stats` makes.
@@ -24,8 +27,13 @@ pub fn call(a: &StatsArgs) -> Call {
 }
 
 /// Formats the result of `stats` for people.
-pub fn render(result: Value) -> Result<String, ClientError> {
-    Ok(tables(&decode(result)?))
+pub fn render(a: &StatsArgs, result: Value) -> Result<String, ClientError> {
+    let stats: Stats = decode(result)?;
+    Ok(if a.workers {
+        workers_table(&stats.workers)
+    } else {
+        tables(&stats)
+    })
 }
 
 /// A port's kernel socket counters in one cell: the non-zero ones by short name, `-` if all are
@@ -117,6 +125,39 @@ fn tables(s: &Stats) -> String {
         ));
     }
     out
+}
+
+/// `stats --workers`: where each worker's time goes, and what it polls.
+fn workers_table(workers: &[WorkerStats]) -> String {
+    let seconds = |ns: u64| format!("{:.1}", ns as f64 / 1e9);
+    table(
+        &[
+            "WORKER", "CORE", "BUSY%", "BUSY_S", "IDLE_S", "BATCHES", "POLLS",
+        ],
+        workers
+            .iter()
+            .map(|w| {
+                let total = (w.busy_ns + w.idle_ns).max(1);
+                let polls: Vec<String> = w
+                    .polls
+                    .iter()
+                    .map(|p| {
+                        let queues: Vec<String> = p.queues.iter().map(u32::to_string).collect();
+                        format!("{}[{}]", p.port, queues.join(","))
+                    })
+                    .collect();
+                vec![
+                    w.worker.to_string(),
+                    w.core.map_or("-".into(), |c| c.to_string()),
+                    format!("{:.1}", 100.0 * w.busy_ns as f64 / total as f64),
+                    seconds(w.busy_ns),
+                    seconds(w.idle_ns),
+                    w.batches.to_string(),
+                    polls.join(" "),
+                ]
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
