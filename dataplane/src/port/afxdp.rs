@@ -253,10 +253,23 @@ impl XdpBackend {
             .xdp_flags(xdp)
             .bind_flags(flags)
             .build();
-        // SAFETY: `open` checked that no port of this UMEM is on this interface, and binds each
-        // queue once; other workers bind other queues of it. So the (interface, queue) pair is
-        // not shared and libxdp may load its program or add to the one it loaded.
-        let sockets = unsafe { Socket::new(config, &self.umem, iface, queue) };
+        let mut tries = 0;
+        let sockets = loop {
+            // SAFETY: `open` checked that no port of this UMEM is on this interface, and binds
+            // each queue once; other workers bind other queues of it. So the (interface,
+            // queue) pair is not shared and libxdp may load its program or add to the one it
+            // loaded.
+            let made = unsafe { Socket::new(config, &self.umem, iface, queue) };
+            // The kernel releases a socket of a failed attempt (native XDP refused) after a
+            // grace period; until then the queue is busy.
+            match made {
+                Err(e) if is_busy(&e) && tries < BUSY_RETRIES => {
+                    tries += 1;
+                    std::thread::sleep(BUSY_WAIT);
+                }
+                made => break made,
+            }
+        };
         match sockets {
             Ok((tx, rx, Some((fq, cq)))) => Ok(XdpSocket {
                 tx,
@@ -363,6 +376,17 @@ pub fn rx_queue_count(name: &str) -> u32 {
             .count()
     });
     u32::try_from(count).unwrap_or(u32::MAX).max(1)
+}
+
+/// How often, and how long apart, a bind finding its queue busy is tried again.
+const BUSY_RETRIES: u32 = 20;
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether a socket could not be made because its queue is still held (`EBUSY`).
+fn is_busy(e: &dyn std::error::Error) -> bool {
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ResourceBusy)
 }
 
 /// Whether interface `name` is a tun or tap device (they have `tun_flags` in sysfs).
