@@ -43,13 +43,15 @@ pub const TX_RING_SIZE: u32 = 2048;
 /// default buffers keeps in flight (`tcp_wmem` at most 4 MiB, about 2,900 full-size segments);
 /// with 1,024 and 2,048, iperf3 through brink lost frames here.
 pub const FILL_MAX: usize = RX_RING_SIZE as usize;
-/// Frames a new socket's fill ring holds, before traffic shows it needs more.
+/// Frames a new socket's fill ring holds when the pool is getting short, before traffic shows
+/// it needs more.
 ///
-/// Lent frames cannot be taken back from an idle socket, so a socket starts small and doubles
-/// its depth up to [`FILL_MAX`] each time the kernel has used up three quarters of it: a worker
-/// keeps buffers for dozens of idle ports and the full depth for its busy ones. Sockets whose
-/// frames span several buffers start at [`FILL_MAX`]: those of taps (a guest's TSO superframes
-/// take up to 37 buffers each) and of networks with jumbo frames.
+/// Lent frames cannot be taken back from an idle socket. So a socket starts at [`FILL_MAX`]
+/// while the pool still has room for two more full rings (about a dozen sockets per worker),
+/// and at this depth after that, doubling up to [`FILL_MAX`] each time the kernel has used up
+/// three quarters of it: a worker keeps buffers for dozens of idle ports and the full depth for
+/// its busy ones. Sockets whose frames span several buffers always start at [`FILL_MAX`]: those
+/// of taps (a guest's TSO superframes take up to 37 buffers each) and of jumbo networks.
 pub const FILL_START: usize = 1024;
 /// Frames of the UMEM never lent through fill rings: what batches, transmit rings and copies
 /// for flooding need.
@@ -469,7 +471,9 @@ impl Backend for XdpBackend {
             });
         }
         let (mut queues, queue_ids, mode) = self.bind_all(&spec)?;
-        if spec.mtu > crate::snapshot::DEFAULT_MTU || is_tun(&spec.iface) {
+        let multi_buffer = spec.mtu > crate::snapshot::DEFAULT_MTU || is_tun(&spec.iface);
+        let roomy = self.free.len().saturating_sub(UMEM_RESERVE) >= 2 * FILL_MAX * queues.len();
+        if multi_buffer || roomy {
             for s in &mut queues {
                 s.fill_target = FILL_MAX;
             }
