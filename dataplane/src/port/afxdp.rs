@@ -43,13 +43,15 @@ pub const TX_RING_SIZE: u32 = 2048;
 /// default buffers keeps in flight (`tcp_wmem` at most 4 MiB, about 2,900 full-size segments);
 /// with 1,024 and 2,048, iperf3 through brink lost frames here.
 pub const FILL_MAX: usize = RX_RING_SIZE as usize;
-/// Frames a new socket's fill ring holds, before traffic shows it needs more.
+/// Frames a new socket's fill ring holds when the pool is getting short, before traffic shows
+/// it needs more.
 ///
-/// Lent frames cannot be taken back from an idle socket, so a socket starts small and doubles
-/// its depth up to [`FILL_MAX`] each time the kernel has used up three quarters of it: a worker
-/// keeps buffers for dozens of idle ports and the full depth for its busy ones. Sockets whose
-/// frames span several buffers start at [`FILL_MAX`]: those of taps (a guest's TSO superframes
-/// take up to 37 buffers each) and of networks with jumbo frames.
+/// Lent frames cannot be taken back from an idle socket. So a socket starts at [`FILL_MAX`]
+/// while the pool still has room for two more full rings (about a dozen sockets per worker),
+/// and at this depth after that, doubling up to [`FILL_MAX`] each time the kernel has used up
+/// three quarters of it: a worker keeps buffers for dozens of idle ports and the full depth for
+/// its busy ones. Sockets whose frames span several buffers always start at [`FILL_MAX`]: those
+/// of taps (a guest's TSO superframes take up to 37 buffers each) and of jumbo networks.
 pub const FILL_START: usize = 1024;
 /// Frames of the UMEM never lent through fill rings: what batches, transmit rings and copies
 /// for flooding need.
@@ -253,10 +255,23 @@ impl XdpBackend {
             .xdp_flags(xdp)
             .bind_flags(flags)
             .build();
-        // SAFETY: `open` checked that no port of this UMEM is on this interface, and binds each
-        // queue once; other workers bind other queues of it. So the (interface, queue) pair is
-        // not shared and libxdp may load its program or add to the one it loaded.
-        let sockets = unsafe { Socket::new(config, &self.umem, iface, queue) };
+        let mut tries = 0;
+        let sockets = loop {
+            // SAFETY: `open` checked that no port of this UMEM is on this interface, and binds
+            // each queue once; other workers bind other queues of it. So the (interface,
+            // queue) pair is not shared and libxdp may load its program or add to the one it
+            // loaded.
+            let made = unsafe { Socket::new(config, &self.umem, iface, queue) };
+            // The kernel releases a socket of a failed attempt (native XDP refused) after a
+            // grace period; until then the queue is busy.
+            match made {
+                Err(e) if is_busy(&e) && tries < BUSY_RETRIES => {
+                    tries += 1;
+                    std::thread::sleep(BUSY_WAIT);
+                }
+                made => break made,
+            }
+        };
         match sockets {
             Ok((tx, rx, Some((fq, cq)))) => Ok(XdpSocket {
                 tx,
@@ -365,6 +380,17 @@ pub fn rx_queue_count(name: &str) -> u32 {
     u32::try_from(count).unwrap_or(u32::MAX).max(1)
 }
 
+/// How often, and how long apart, a bind finding its queue busy is tried again.
+const BUSY_RETRIES: u32 = 20;
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether a socket could not be made because its queue is still held (`EBUSY`).
+fn is_busy(e: &dyn std::error::Error) -> bool {
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ResourceBusy)
+}
+
 /// Whether interface `name` is a tun or tap device (they have `tun_flags` in sysfs).
 fn is_tun(name: &str) -> bool {
     std::path::Path::new("/sys/class/net")
@@ -445,7 +471,9 @@ impl Backend for XdpBackend {
             });
         }
         let (mut queues, queue_ids, mode) = self.bind_all(&spec)?;
-        if spec.mtu > crate::snapshot::DEFAULT_MTU || is_tun(&spec.iface) {
+        let multi_buffer = spec.mtu > crate::snapshot::DEFAULT_MTU || is_tun(&spec.iface);
+        let roomy = self.free.len().saturating_sub(UMEM_RESERVE) >= 2 * FILL_MAX * queues.len();
+        if multi_buffer || roomy {
             for s in &mut queues {
                 s.fill_target = FILL_MAX;
             }
