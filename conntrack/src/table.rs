@@ -465,8 +465,7 @@ impl Table {
     }
 
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
-        let i = ((u128::from(hash) * self.shards.len() as u128) >> 64) as usize;
-        lock(&self.shards[i])
+        lock(&self.shards[shard_of(hash, self.shards.len())])
     }
 
     /// Tracks one packet at time `now` (nanoseconds) and says what it is, admitting every new
@@ -762,8 +761,81 @@ impl Table {
     }
 }
 
+/// The shard, of `shards`, that a key hashing to `hash` lives in.
+///
+/// The shard's hash index uses the same hash: hashbrown takes a slot's 7-bit tag from its top
+/// bits (`hash >> 57`) and the bucket from its low bits. A shard picked from either would give
+/// every key in it the same tag (so the tag filter never rejects a slot and each probe loads
+/// entries) or crowd its keys into a few buckets. So the shard comes from bits 25 to 56, which
+/// neither uses for any shard of fewer than 2^25 buckets: their top bits, scaled to `shards`.
+#[inline]
+fn shard_of(hash: u64, shards: usize) -> usize {
+    let bits = u64::from((hash >> 25) as u32);
+    ((bits * shards as u64) >> 32) as usize
+}
+
 /// Locks a shard.
 #[inline]
 fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     m.lock()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hashes of `n` distinct keys, as the table computes them.
+    fn hashes(n: u32) -> Vec<u64> {
+        let hasher = DefaultHashBuilder::default();
+        (0..n)
+            .map(|i| {
+                let t = Tuple {
+                    src: Addr::v4(i.to_be_bytes()),
+                    dport: 80,
+                    proto: proto::TCP,
+                    ..Tuple::default()
+                };
+                hasher.hash_one(ConnKey::of(&t).0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tags_inside_one_shard_are_spread() {
+        // hashbrown's tag of a hash: its top 7 bits.
+        let tag = |h: u64| (h >> 57) as usize;
+        let mut tags = [0u32; 128];
+        let in_shard: Vec<u64> = hashes(512_000)
+            .into_iter()
+            .filter(|&h| shard_of(h, 256) == 7)
+            .collect();
+        for &h in &in_shard {
+            tags[tag(h)] += 1;
+        }
+        // About 2,000 keys over 128 tags, about 16 each: every tag is used, none by more than
+        // three times its share.
+        let expected = in_shard.len() as u32 / 128;
+        assert!(in_shard.len() > 1_500, "{} keys in shard 7", in_shard.len());
+        assert!(
+            tags.iter().all(|&n| n > 0 && n < 3 * expected),
+            "tags in one shard: {tags:?}"
+        );
+    }
+
+    #[test]
+    fn shards_are_even_for_any_count() {
+        for shards in [1, 3, 256, 1000] {
+            let mut per = vec![0u32; shards];
+            let n = 1_000 * shards as u32;
+            for h in hashes(n) {
+                per[shard_of(h, shards)] += 1;
+            }
+            // 1,000 keys each on average; a shard far off means the bits are not spread.
+            assert!(
+                per.iter().all(|&k| (800..1_200).contains(&k)),
+                "{shards} shards: {:?}",
+                (per.iter().min(), per.iter().max())
+            );
+        }
+    }
 }
