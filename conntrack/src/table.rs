@@ -2,7 +2,8 @@
 //!
 //! Each shard keeps its connections in a slab (a `Vec` whose dead slots form a free list threaded
 //! through the slots themselves) and a hash index of slab positions, so a million connections
-//! cost about 144 bytes each plus a few bytes of index, and removing one touches one index slot.
+//! cost 128 bytes each (two cache lines, see [`Entry`]) plus a few bytes of index, and removing
+//! one touches one index slot.
 //! A packet hashes its canonical key once, locks the one shard the hash picks, and does all of
 //! its work there: lookup, state update, or insert.
 
@@ -43,11 +44,17 @@ impl Default for Config {
     }
 }
 
-/// One tracked connection.
+/// One tracked connection, in two cache lines. The first holds what every packet reads: the
+/// key, the admission, when it was last seen and the flags; an established packet writes it
+/// only when its second or a flag changes. The second holds TCP's windows, the counters, and
+/// what only the control path reads.
+#[repr(C, align(64))]
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     key: ConnKey,
-    tcp: Option<TcpConn>,
+    admission: Admission,
+    /// The second (of `now`) of the last packet.
+    last_seen: u32,
     /// Which end of `key` opened the connection.
     opener: Side,
     /// False for a free slot, whose `mark` then links to the next free slot.
@@ -55,15 +62,23 @@ struct Entry {
     seen_reply: bool,
     /// Past the point where early drop may evict it (TCP established, or replied).
     assured: bool,
+    // The second cache line.
+    tcp: Option<TcpConn>,
     mark: u32,
-    admission: Admission,
-    packets: [u64; 2],
+    /// Packets per direction, wrapping at 2^32.
+    packets: [u32; 2],
     bytes: [u64; 2],
     created: u64,
-    last_seen: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() <= 144);
+const _: () = assert!(std::mem::size_of::<Entry>() == 128);
+const _: () = assert!(std::mem::offset_of!(Entry, tcp) == 64);
+
+/// `now` (nanoseconds) in whole seconds as entries record it, rounded up, so that a connection
+/// never times out before its timeout (and at most a second after).
+fn second(now: u64) -> u32 {
+    u32::try_from(now.div_ceil(NS_PER_SEC)).unwrap_or(u32::MAX)
+}
 
 impl Entry {
     fn dir(&self, side: Side) -> Dir {
@@ -87,8 +102,7 @@ impl Entry {
     }
 
     fn expires(&self, policy: &ZonePolicy) -> u64 {
-        self.last_seen
-            .saturating_add(u64::from(self.timeout_secs(policy)) * NS_PER_SEC)
+        (u64::from(self.last_seen) + u64::from(self.timeout_secs(policy))) * NS_PER_SEC
     }
 
     fn state(&self, dir: Dir) -> CtState {
@@ -159,13 +173,13 @@ pub struct ConnInfo {
     pub seen_reply: bool,
     /// Early drop will not evict it.
     pub assured: bool,
-    /// Packets (original, reply).
+    /// Packets (original, reply), wrapping at 2^32.
     pub packets: [u64; 2],
     /// Bytes (original, reply).
     pub bytes: [u64; 2],
     /// When it was created.
     pub created: u64,
-    /// When a packet was last seen.
+    /// When a packet was last seen, to the second (rounded up).
     pub last_seen: u64,
     /// When it times out unless more packets come.
     pub expires: u64,
@@ -488,7 +502,11 @@ impl Table {
         let dir = e.dir(side);
         if let (L4::Tcp(seg), Some(tcp)) = (&pkt.l4, &mut e.tcp) {
             match tcp.update(dir, seg) {
-                TcpVerdict::Valid(state) => e.assured |= state >= TcpState::Established,
+                TcpVerdict::Valid(state) => {
+                    if !e.assured && state >= TcpState::Established {
+                        e.assured = true;
+                    }
+                }
                 TcpVerdict::Ignored => {}
                 TcpVerdict::Reopen => {
                     let key = e.key;
@@ -499,10 +517,14 @@ impl Table {
             }
         }
         let d = dir as usize;
-        e.packets[d] += 1;
+        e.packets[d] = e.packets[d].wrapping_add(1);
         e.bytes[d] += u64::from(pkt.len);
-        e.last_seen = now;
-        if dir == Dir::Reply {
+        // The first line is written only when something in it changes.
+        let now_s = second(now);
+        if e.last_seen != now_s {
+            e.last_seen = now_s;
+        }
+        if dir == Dir::Reply && !e.seen_reply {
             e.seen_reply = true;
             e.assured |= e.tcp.is_none();
         }
@@ -554,7 +576,7 @@ impl Table {
             packets: [1, 0],
             bytes: [u64::from(pkt.len), 0],
             created: now,
-            last_seen: now,
+            last_seen: second(now),
         };
         let pos = shard.alloc(entry);
         let Shard { slab, index, .. } = shard;
@@ -647,10 +669,10 @@ impl Table {
                     tcp_state: e.tcp.map(|t| t.state()),
                     seen_reply: e.seen_reply,
                     assured: e.assured,
-                    packets: e.packets,
+                    packets: e.packets.map(u64::from),
                     bytes: e.bytes,
                     created: e.created,
-                    last_seen: e.last_seen,
+                    last_seen: u64::from(e.last_seen) * NS_PER_SEC,
                     expires: e.expires(shard.policy(e.key.zone())),
                     mark: e.mark,
                     admission: e.admission,
