@@ -82,7 +82,9 @@ pub fn run(cfg: &PktgenConfig) -> Result<PktgenReport, BenchError> {
     let attach = |e: brink_dataplane::port::PortError| BenchError::Config(e.to_string());
     let mut xdp = XdpBackend::new().map_err(attach)?;
     let spec = XdpSpec {
+        mtu: brink_dataplane::snapshot::DEFAULT_MTU,
         iface: cfg.iface.clone(),
+        queues: vec![0],
     };
     let mut tries = 1;
     let mode: PortMode = loop {

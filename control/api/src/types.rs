@@ -12,6 +12,17 @@ pub struct NetworkName {
     pub name: String,
 }
 
+/// Params of `network.add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkAdd {
+    /// Network name.
+    pub name: String,
+    /// The largest IP packet its ports carry, 68-9000 (default 1500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+}
+
 /// One network in `network.list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkInfo {
@@ -19,6 +30,8 @@ pub struct NetworkInfo {
     pub name: String,
     /// Internal id (also the conntrack zone).
     pub id: u16,
+    /// MTU.
+    pub mtu: u16,
     /// Names of its ports.
     pub ports: Vec<String>,
 }
@@ -354,6 +367,10 @@ pub struct XdpSocketStats {
     pub rx_fill_ring_empty_descs: u64,
     /// Times the kernel found the transmit ring empty (once per drained kick; not a loss).
     pub tx_ring_empty_descs: u64,
+    /// brink's count, not the kernel's: multi-buffer frames dropped because every jumbo buffer
+    /// of the worker was in use.
+    #[serde(default)]
+    pub jumbo_dropped: u64,
 }
 
 /// Counters of one worker.
@@ -377,6 +394,9 @@ pub struct WorkerStats {
     pub cross_tx: u64,
     /// Frames taken from other workers.
     pub cross_rx: u64,
+    /// Segments cut from TCP superframes larger than their network's MTU.
+    #[serde(default)]
+    pub segmented: u64,
     /// MACs learned.
     pub fdb_learned: u64,
     /// Learning skipped, FDB full.
@@ -551,4 +571,49 @@ pub struct CtPolicySet {
 pub struct CtPolicyShow {
     /// Network.
     pub network: String,
+}
+
+/// Params of `capture.start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureStart {
+    /// The port to capture.
+    pub port: String,
+    /// Only the port's frames that brink dropped, with the reasons.
+    #[serde(default)]
+    pub drops: bool,
+}
+
+/// Params of `capture.read`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRead {
+    /// At most this many frames (default and cap: 1000).
+    #[serde(default)]
+    pub max: Option<usize>,
+}
+
+/// One captured frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapturedFrame {
+    /// When it was captured, in nanoseconds since 1970 (UTC).
+    pub unix_ns: u64,
+    /// `in` (from the VM), `out` (to the VM) or `dropped` (from the VM, dropped by brink).
+    pub way: String,
+    /// Why brink dropped it (`dropped` only), as in `stats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Its length on the wire.
+    pub len: u32,
+    /// Its first bytes (at most 1,792), in hex.
+    pub data: String,
+}
+
+/// The result of `capture.read`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureChunk {
+    /// Frames captured since the last read, oldest first.
+    pub frames: Vec<CapturedFrame>,
+    /// Frames lost since the capture started because the reader was too slow.
+    pub lost: u64,
 }

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use brink_conntrack::key::proto;
 use brink_conntrack::{Addr, CtState, Packet, Table, Tuple, L4};
-use brink_dataplane::acl::{FrameGate, PortFilter, PortSecurity, Prefix, Rule, RuleSet};
-use brink_dataplane::counters::{PortCounters, WorkerCounters};
-use brink_dataplane::egress::Egress;
-use brink_dataplane::pipeline::BATCH_SIZE;
+use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix, Rule, RuleSet};
+use brink_dataplane::batch::BATCH_SIZE;
+use brink_dataplane::counters::PortCounters;
+use brink_dataplane::firewall::FrameGate;
 use brink_dataplane::port::memory::{MemBackend, MemPort};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, Snapshot, SnapshotCell};
 use brink_dataplane::wire::ip::{self, Parsed};
 use brink_dataplane::wire::{EtherType, MacAddr};
-use brink_dataplane::worker::{Command, Shared, Worker, WorkerConfig};
+use brink_dataplane::worker::{self, Command, Shared, Worker, WorkerConfig};
 use crossbeam_channel::bounded;
 
 /// What the two ports do besides switching.
@@ -210,17 +210,17 @@ pub fn worker(flows: usize, setup: Setup, traffic: Traffic) -> Rig {
         snapshot: Arc::new(SnapshotCell::default()),
         ct: Arc::clone(&ct),
         epoch: std::time::Instant::now(),
+        capture: Arc::default(),
     };
-    let (tx, rx) = bounded(4);
-    let wc = Arc::new(WorkerCounters::default());
     let pool = 2 * flows as u32 + 4096;
-    let egress = Egress::new(0, MemBackend::new(pool), vec![None], Arc::clone(&wc));
     let config = WorkerConfig {
         idle_sleep: false,
         fdb_capacity: 65_536,
         fdb_aging: Duration::from_secs(300),
     };
-    let mut worker = Worker::new(egress, vec![], rx, shared.clone(), wc, config);
+    let (wiring, link) = worker::wire(1, 4).pop().expect("one worker wired");
+    let tx = link.commands;
+    let mut worker = wiring.into_worker(MemBackend::new(pool), shared.clone(), config);
     let one_vm = setup == Setup::Firewall;
     let tcp: Vec<[Vec<u8>; 5]> = match traffic {
         Traffic::Udp => vec![],

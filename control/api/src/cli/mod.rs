@@ -9,14 +9,16 @@ use serde_json::{json, Value};
 
 use crate::client::{Client, ClientError};
 use crate::protocol::method;
+mod capture;
 mod sg;
 
+pub use capture::CaptureArgs;
 pub use sg::{PortSetArgs, RuleAddArgs, RuleCmd, SecurityArgs, SgCmd};
 
 use crate::types::{
-    CtEntry, CtFilter, CtPolicy, CtPolicySet, CtPolicyShow, CtStats, FdbEntry, NetworkFilter,
-    NetworkInfo, NetworkName, PortAdd, PortInfo, PortKind, PortName, Stats, StatsFilter,
-    XdpSocketStats,
+    CtEntry, CtFilter, CtPolicy, CtPolicySet, CtPolicyShow, CtStats, FdbEntry, NetworkAdd,
+    NetworkFilter, NetworkInfo, NetworkName, PortAdd, PortInfo, PortKind, PortName, Stats,
+    StatsFilter, XdpSocketStats,
 };
 
 /// Control a running brinkd.
@@ -52,6 +54,10 @@ pub enum Command {
         #[arg(long)]
         port: Option<String>,
     },
+    /// Every counter in Prometheus text format (what `brinkd --metrics-listen` serves).
+    Metrics,
+    /// Capture a port's traffic, or what brink dropped of it, into a pcapng file.
+    Capture(CaptureArgs),
     /// Connection tracking.
     #[command(subcommand)]
     Ct(CtCmd),
@@ -133,6 +139,10 @@ pub enum NetworkCmd {
     Add {
         /// Network name.
         name: String,
+        /// The largest IP packet its ports carry (68-9000; jumbo frames above 1500). brink sets
+        /// its ports' interfaces to it; set the VMs' MTU to match.
+        #[arg(long)]
+        mtu: Option<u16>,
     },
     /// Delete a network that has no ports.
     Del {
@@ -238,9 +248,12 @@ pub fn main() -> ExitCode {
 pub fn run(cli: &Cli) -> Result<String, ClientError> {
     let mut client = Client::connect(&cli.socket)?;
     let (name, params): (&str, Value) = match &cli.command {
-        Command::Network(NetworkCmd::Add { name }) => (
+        Command::Network(NetworkCmd::Add { name, mtu }) => (
             method::NETWORK_ADD,
-            to_json(&NetworkName { name: name.clone() }),
+            to_json(&NetworkAdd {
+                name: name.clone(),
+                mtu: *mtu,
+            }),
         ),
         Command::Network(NetworkCmd::Del { name }) => (
             method::NETWORK_DEL,
@@ -285,6 +298,9 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
             }),
         ),
         Command::Stats { port } => (method::STATS, to_json(&StatsFilter { port: port.clone() })),
+        Command::Metrics => (method::METRICS, json!({})),
+        // Several calls, and a file rather than a result to print.
+        Command::Capture(a) => return capture::run(&mut client, a),
         Command::Ct(CtCmd::Show(f)) => (method::CT_SHOW, to_json(&ct_filter(f))),
         Command::Ct(CtCmd::Flush(f)) => (method::CT_FLUSH, to_json(&ct_filter(f))),
         Command::Ct(CtCmd::Stats) => (method::CT_STATS, json!({})),
@@ -356,9 +372,16 @@ fn render(command: &Command, result: Value) -> Result<String, ClientError> {
         Command::Network(NetworkCmd::List) => {
             let nets: Vec<NetworkInfo> = decode(result)?;
             table(
-                &["NETWORK", "ID", "PORTS"],
+                &["NETWORK", "ID", "MTU", "PORTS"],
                 nets.iter()
-                    .map(|n| vec![n.name.clone(), n.id.to_string(), n.ports.join(",")])
+                    .map(|n| {
+                        vec![
+                            n.name.clone(),
+                            n.id.to_string(),
+                            n.mtu.to_string(),
+                            n.ports.join(","),
+                        ]
+                    })
                     .collect(),
             )
         }
@@ -387,6 +410,8 @@ fn render(command: &Command, result: Value) -> Result<String, ClientError> {
             )
         }
         Command::Stats { .. } => stats_tables(&decode(result)?),
+        Command::Metrics => decode::<String>(result)?.trim_end().to_string(),
+        Command::Capture(_) => result.to_string(),
         Command::Ct(CtCmd::Show(_)) => ct_table(&decode::<Vec<CtEntry>>(result)?),
         Command::Ct(CtCmd::Flush(_)) => {
             let f: crate::types::CtFlushed = decode(result)?;
@@ -524,6 +549,7 @@ fn xdp_socket_text(x: Option<&XdpSocketStats>) -> String {
         ("rx_inval", x.rx_invalid_descs),
         ("tx_inval", x.tx_invalid_descs),
         ("tx_empty", x.tx_ring_empty_descs),
+        ("jumbo_drop", x.jumbo_dropped),
     ]
     .iter()
     .filter(|&&(_, n)| n > 0)
@@ -573,6 +599,7 @@ fn stats_tables(s: &Stats) -> String {
                 "BUSY%",
                 "CROSS_TX",
                 "CROSS_RX",
+                "SEGMENTED",
                 "FDB_LEARNED",
                 "DROPS",
             ],
@@ -589,6 +616,7 @@ fn stats_tables(s: &Stats) -> String {
                         format!("{:.1}", 100.0 * w.busy_ns as f64 / total as f64),
                         w.cross_tx.to_string(),
                         w.cross_rx.to_string(),
+                        w.segmented.to_string(),
                         w.fdb_learned.to_string(),
                         drops_text(&w.drops),
                     ]
