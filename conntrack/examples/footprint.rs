@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use brink_conntrack::table::DEFAULT_EXPIRE_BUDGET;
 use brink_conntrack::{Config, Table};
 
+// The footprint uses only the UDP connections.
+#[allow(dead_code)]
 #[path = "../benches/flows/mod.rs"]
 mod flows;
 

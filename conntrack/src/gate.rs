@@ -6,10 +6,9 @@
 //! that a packet bound for a port that never admitted the connection is judged there. The table
 //! knows nothing about rules; it only stores what the gate returns.
 
-use crate::key::{ConnKey, Side};
+use crate::key::{ConnKey, Side, Tuple};
+use crate::packet::Packet;
 use crate::state::Dir;
-use crate::table::Packet;
-use crate::Tuple;
 
 /// How a connection was admitted, as recorded in its entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

@@ -12,6 +12,7 @@
 
 pub mod gate;
 pub mod key;
+pub mod packet;
 pub mod state;
 pub mod table;
 pub mod tcp;
@@ -19,8 +20,9 @@ pub mod timeout;
 
 pub use gate::{Admission, Connection, Gate, Open, Recheck};
 pub use key::{Addr, ConnKey, Tuple};
+pub use packet::{Packet, L4};
 pub use state::{CtState, Dir, InvalidReason};
-pub use table::{Config, ConnInfo, Filter, Packet, StateFilter, Stats, Table, L4};
+pub use table::{Config, ConnInfo, Filter, StateFilter, Stats, Table};
 pub use timeout::{Timeouts, ZonePolicy};
 
 pub use tcp::{TcpSegment, TcpState};

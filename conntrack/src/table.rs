@@ -2,7 +2,8 @@
 //!
 //! Each shard keeps its connections in a slab (a `Vec` whose dead slots form a free list threaded
 //! through the slots themselves) and a hash index of slab positions, so a million connections
-//! cost about 144 bytes each plus a few bytes of index, and removing one touches one index slot.
+//! cost 128 bytes each (two cache lines, see [`Entry`]) plus a few bytes of index, and removing
+//! one touches one index slot.
 //! A packet hashes its canonical key once, locks the one shard the hash picks, and does all of
 //! its work there: lookup, state update, or insert.
 
@@ -14,8 +15,9 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use crate::gate::{Admission, Connection, Gate, Open, Recheck};
 use crate::key::{proto, Addr, ConnKey, Side, Tuple};
+use crate::packet::{Packet, L4};
 use crate::state::{CtState, Dir, InvalidReason};
-use crate::tcp::{TcpConn, TcpSegment, TcpState, TcpVerdict};
+use crate::tcp::{TcpConn, TcpState, TcpVerdict};
 use crate::timeout::ZonePolicy;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -42,46 +44,17 @@ impl Default for Config {
     }
 }
 
-/// The protocol part of a packet, parsed by the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum L4 {
-    /// A TCP segment.
-    Tcp(TcpSegment),
-    /// A UDP datagram.
-    Udp,
-    /// An ICMP or ICMPv6 echo request (`reply` false) or reply; the tuple's ports hold the id.
-    IcmpEcho {
-        /// True for an echo reply.
-        reply: bool,
-    },
-    /// An ICMP or ICMPv6 error (unreachable, time exceeded, packet too big, parameter problem)
-    /// quoting the header of the packet it is about.
-    IcmpError {
-        /// The quoted packet's tuple, as that packet travelled.
-        quoted: Tuple,
-    },
-    /// An IP fragment, which brink does not reassemble.
-    Fragment,
-    /// Any other protocol, or an ICMP message that is neither echo nor error.
-    Other,
-}
-
-/// A packet as conntrack sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet {
-    /// Addresses, ports, protocol and zone.
-    pub tuple: Tuple,
-    /// Protocol details.
-    pub l4: L4,
-    /// Bytes, for the counters.
-    pub len: u32,
-}
-
-/// One tracked connection.
+/// One tracked connection, in two cache lines. The first holds what every packet reads: the
+/// key, the admission, when it was last seen and the flags; an established packet writes it
+/// only when its second or a flag changes. The second holds TCP's windows, the counters, and
+/// what only the control path reads.
+#[repr(C, align(64))]
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     key: ConnKey,
-    tcp: Option<TcpConn>,
+    admission: Admission,
+    /// The second (of `now`) of the last packet.
+    last_seen: u32,
     /// Which end of `key` opened the connection.
     opener: Side,
     /// False for a free slot, whose `mark` then links to the next free slot.
@@ -89,15 +62,23 @@ struct Entry {
     seen_reply: bool,
     /// Past the point where early drop may evict it (TCP established, or replied).
     assured: bool,
+    // The second cache line.
+    tcp: Option<TcpConn>,
     mark: u32,
-    admission: Admission,
-    packets: [u64; 2],
+    /// Packets per direction, wrapping at 2^32.
+    packets: [u32; 2],
     bytes: [u64; 2],
     created: u64,
-    last_seen: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() <= 144);
+const _: () = assert!(std::mem::size_of::<Entry>() == 128);
+const _: () = assert!(std::mem::offset_of!(Entry, tcp) == 64);
+
+/// `now` (nanoseconds) in whole seconds as entries record it, rounded up, so that a connection
+/// never times out before its timeout (and at most a second after).
+fn second(now: u64) -> u32 {
+    u32::try_from(now.div_ceil(NS_PER_SEC)).unwrap_or(u32::MAX)
+}
 
 impl Entry {
     fn dir(&self, side: Side) -> Dir {
@@ -121,8 +102,7 @@ impl Entry {
     }
 
     fn expires(&self, policy: &ZonePolicy) -> u64 {
-        self.last_seen
-            .saturating_add(u64::from(self.timeout_secs(policy)) * NS_PER_SEC)
+        (u64::from(self.last_seen) + u64::from(self.timeout_secs(policy))) * NS_PER_SEC
     }
 
     fn state(&self, dir: Dir) -> CtState {
@@ -193,13 +173,13 @@ pub struct ConnInfo {
     pub seen_reply: bool,
     /// Early drop will not evict it.
     pub assured: bool,
-    /// Packets (original, reply).
+    /// Packets (original, reply), wrapping at 2^32.
     pub packets: [u64; 2],
     /// Bytes (original, reply).
     pub bytes: [u64; 2],
     /// When it was created.
     pub created: u64,
-    /// When a packet was last seen.
+    /// When a packet was last seen, to the second (rounded up).
     pub last_seen: u64,
     /// When it times out unless more packets come.
     pub expires: u64,
@@ -465,8 +445,7 @@ impl Table {
     }
 
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
-        let i = ((u128::from(hash) * self.shards.len() as u128) >> 64) as usize;
-        lock(&self.shards[i])
+        lock(&self.shards[shard_of(hash, self.shards.len())])
     }
 
     /// Tracks one packet at time `now` (nanoseconds) and says what it is, admitting every new
@@ -523,7 +502,11 @@ impl Table {
         let dir = e.dir(side);
         if let (L4::Tcp(seg), Some(tcp)) = (&pkt.l4, &mut e.tcp) {
             match tcp.update(dir, seg) {
-                TcpVerdict::Valid(state) => e.assured |= state >= TcpState::Established,
+                TcpVerdict::Valid(state) => {
+                    if !e.assured && state >= TcpState::Established {
+                        e.assured = true;
+                    }
+                }
                 TcpVerdict::Ignored => {}
                 TcpVerdict::Reopen => {
                     let key = e.key;
@@ -534,10 +517,14 @@ impl Table {
             }
         }
         let d = dir as usize;
-        e.packets[d] += 1;
+        e.packets[d] = e.packets[d].wrapping_add(1);
         e.bytes[d] += u64::from(pkt.len);
-        e.last_seen = now;
-        if dir == Dir::Reply {
+        // The first line is written only when something in it changes.
+        let now_s = second(now);
+        if e.last_seen != now_s {
+            e.last_seen = now_s;
+        }
+        if dir == Dir::Reply && !e.seen_reply {
             e.seen_reply = true;
             e.assured |= e.tcp.is_none();
         }
@@ -589,7 +576,7 @@ impl Table {
             packets: [1, 0],
             bytes: [u64::from(pkt.len), 0],
             created: now,
-            last_seen: now,
+            last_seen: second(now),
         };
         let pos = shard.alloc(entry);
         let Shard { slab, index, .. } = shard;
@@ -682,10 +669,10 @@ impl Table {
                     tcp_state: e.tcp.map(|t| t.state()),
                     seen_reply: e.seen_reply,
                     assured: e.assured,
-                    packets: e.packets,
+                    packets: e.packets.map(u64::from),
                     bytes: e.bytes,
                     created: e.created,
-                    last_seen: e.last_seen,
+                    last_seen: u64::from(e.last_seen) * NS_PER_SEC,
                     expires: e.expires(shard.policy(e.key.zone())),
                     mark: e.mark,
                     admission: e.admission,
@@ -762,8 +749,81 @@ impl Table {
     }
 }
 
+/// The shard, of `shards`, that a key hashing to `hash` lives in.
+///
+/// The shard's hash index uses the same hash: hashbrown takes a slot's 7-bit tag from its top
+/// bits (`hash >> 57`) and the bucket from its low bits. A shard picked from either would give
+/// every key in it the same tag (so the tag filter never rejects a slot and each probe loads
+/// entries) or crowd its keys into a few buckets. So the shard comes from bits 25 to 56, which
+/// neither uses for any shard of fewer than 2^25 buckets: their top bits, scaled to `shards`.
+#[inline]
+fn shard_of(hash: u64, shards: usize) -> usize {
+    let bits = u64::from((hash >> 25) as u32);
+    ((bits * shards as u64) >> 32) as usize
+}
+
 /// Locks a shard.
 #[inline]
 fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     m.lock()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hashes of `n` distinct keys, as the table computes them.
+    fn hashes(n: u32) -> Vec<u64> {
+        let hasher = DefaultHashBuilder::default();
+        (0..n)
+            .map(|i| {
+                let t = Tuple {
+                    src: Addr::v4(i.to_be_bytes()),
+                    dport: 80,
+                    proto: proto::TCP,
+                    ..Tuple::default()
+                };
+                hasher.hash_one(ConnKey::of(&t).0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tags_inside_one_shard_are_spread() {
+        // hashbrown's tag of a hash: its top 7 bits.
+        let tag = |h: u64| (h >> 57) as usize;
+        let mut tags = [0u32; 128];
+        let in_shard: Vec<u64> = hashes(512_000)
+            .into_iter()
+            .filter(|&h| shard_of(h, 256) == 7)
+            .collect();
+        for &h in &in_shard {
+            tags[tag(h)] += 1;
+        }
+        // About 2,000 keys over 128 tags, about 16 each: every tag is used, none by more than
+        // three times its share.
+        let expected = in_shard.len() as u32 / 128;
+        assert!(in_shard.len() > 1_500, "{} keys in shard 7", in_shard.len());
+        assert!(
+            tags.iter().all(|&n| n > 0 && n < 3 * expected),
+            "tags in one shard: {tags:?}"
+        );
+    }
+
+    #[test]
+    fn shards_are_even_for_any_count() {
+        for shards in [1, 3, 256, 1000] {
+            let mut per = vec![0u32; shards];
+            let n = 1_000 * shards as u32;
+            for h in hashes(n) {
+                per[shard_of(h, shards)] += 1;
+            }
+            // 1,000 keys each on average; a shard far off means the bits are not spread.
+            assert!(
+                per.iter().all(|&k| (800..1_200).contains(&k)),
+                "{shards} shards: {:?}",
+                (per.iter().min(), per.iter().max())
+            );
+        }
+    }
 }

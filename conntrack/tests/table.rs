@@ -97,6 +97,23 @@ fn udp_is_new_until_a_reply_then_established() {
 }
 
 #[test]
+fn timeouts_count_from_the_second_of_the_last_packet_rounded_up() {
+    let t = small();
+    let (p, q) = (udp(1, 1, 5000, 2, 53), udp(1, 1, 5001, 2, 53));
+    t.process(&p, SEC / 2);
+    t.process(&q, SEC / 2);
+    let seen: Vec<u64> = t
+        .dump(&Filter::default(), 2)
+        .iter()
+        .map(|c| c.last_seen)
+        .collect();
+    assert_eq!(seen, [SEC, SEC], "recorded as second 1");
+    // Unreplied UDP lives 30 s from second 1: never less than its timeout, at most 1 s more.
+    assert_eq!(t.process(&reply(&p), 31 * SEC - 1), EST_RPL, "still there");
+    assert_eq!(t.process(&reply(&q), 31 * SEC), NEW, "timed out: a new one");
+}
+
+#[test]
 fn udp_times_out_unreplied_after_30s_and_replied_after_120s() {
     let t = small();
     let p = udp(1, 1, 5000, 2, 53);

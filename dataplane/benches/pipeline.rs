@@ -1,13 +1,20 @@
-//! Whole-pipeline benchmarks on in-memory ports: 64-byte UDP frames between two ports of one
-//! network. One `poll_once` moves one batch of 32 frames from port 0 to port 1 through parse,
-//! port security, FDB learn/lookup, conntrack with the security-group gate, the per-packet rule
-//! checks and transmit staging, as far as each setup enables them.
+//! Whole-pipeline benchmarks on in-memory ports between two ports of one network, with the
+//! default connection table (256 shards, 1M connections) prefilled with 900,000 others. One
+//! `poll_once` moves a batch of 32 frames from port 0 to port 1 (and, for TCP, port 1's batch of
+//! ACKs back) through parse, port security, FDB learn/lookup, conntrack with the
+//! security-group gate, the per-packet rule checks and transmit staging, as far as each setup
+//! enables them.
 //!
-//! - `l2`, `l2_ct`, `sg_ct`: 1,000 flows whose connections exist (steady state).
+//! - `*_1000flows`: 1,000 flows whose connections exist (steady state): UDP without replies,
+//!   or established TCP (data one way, ACKs the other).
 //! - `sg_ct_new_conns`: every frame opens a new connection: 32,768 flows from an empty table,
 //!   each judged by both ports' rules and inserted.
+//!
+//! With `BRINK_COUNT_PACKETS=n` in the environment, the binary instead runs one steady setup
+//! (`BRINK_SETUP`, a benchmark name below) for about `n` packets and exits: for counting
+//! instructions and cache misses per packet under a simulator (see docs/BENCHMARKS.md).
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -15,28 +22,44 @@ use std::time::{Duration, Instant};
 
 use brink_conntrack::Filter;
 use brink_dataplane::batch::BATCH_SIZE;
-use common::Setup;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use common::{Rig, Setup, Traffic};
+use criterion::{criterion_group, Criterion, Throughput};
+
+const FLOWS: usize = 1000;
+/// Connections in the table besides the benchmark's own.
+const PREFILL: u32 = 900_000;
+
+const STEADY: [(&str, Setup, Traffic); 5] = [
+    ("l2_udp_1000flows", Setup::L2, Traffic::Udp),
+    ("l2_tcp_1000flows", Setup::L2, Traffic::Tcp),
+    ("ct_udp_1000flows", Setup::Conntrack, Traffic::Udp),
+    ("sg_ct_udp_1000flows", Setup::Firewall, Traffic::Udp),
+    ("sg_ct_tcp_1000flows", Setup::Firewall, Traffic::Tcp),
+];
+
+/// A rig for one steady setup, its table prefilled and every flow seen a hundred times.
+fn steady_rig(name: &str, setup: Setup, traffic: Traffic, now: Instant) -> Rig {
+    let mut rig = common::worker(FLOWS, setup, traffic);
+    rig.prefill(PREFILL);
+    // Warm up: learn every source MAC and track every flow.
+    for _ in 0..100 {
+        rig.worker.poll_once(now);
+    }
+    let moved = rig.sink.tx_packets.get() + rig.source.tx_packets.get();
+    assert_eq!(
+        moved,
+        100 * rig.per_poll as u64,
+        "{name} must forward every frame"
+    );
+    rig
+}
 
 fn steady(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
-    g.throughput(Throughput::Elements(BATCH_SIZE as u64));
-    for (name, setup) in [
-        ("l2_64B_1000flows", Setup::L2),
-        ("l2_ct_64B_1000flows", Setup::Conntrack),
-        ("sg_ct_64B_1000flows", Setup::Firewall),
-    ] {
-        let mut rig = common::worker(1000, setup);
-        let now = Instant::now();
-        // Warm up: learn every source MAC and track every flow once.
-        for _ in 0..100 {
-            rig.worker.poll_once(now);
-        }
-        assert_eq!(
-            rig.sink.tx_packets.get(),
-            100 * BATCH_SIZE as u64,
-            "{name} must forward every frame"
-        );
+    let now = Instant::now();
+    for (name, setup, traffic) in STEADY {
+        let mut rig = steady_rig(name, setup, traffic, now);
+        g.throughput(Throughput::Elements(rig.per_poll as u64));
         g.bench_function(name, |b| {
             b.iter(|| rig.worker.poll_once(now));
         });
@@ -45,10 +68,10 @@ fn steady(c: &mut Criterion) {
 }
 
 fn new_connections(c: &mut Criterion) {
-    const FLOWS: usize = 32_768;
+    const NEW: usize = 32_768;
     let mut g = c.benchmark_group("pipeline");
-    g.throughput(Throughput::Elements(FLOWS as u64));
-    let mut rig = common::worker(FLOWS, Setup::Firewall);
+    g.throughput(Throughput::Elements(NEW as u64));
+    let mut rig = common::worker(NEW, Setup::Firewall, Traffic::Udp);
     let now = Instant::now();
     g.bench_function("sg_ct_new_conns_64B", |b| {
         b.iter_custom(|iters| {
@@ -57,11 +80,11 @@ fn new_connections(c: &mut Criterion) {
                 rig.ct.flush(&Filter::default());
                 let inserts = rig.ct.stats().inserts;
                 let start = Instant::now();
-                for _ in 0..FLOWS / BATCH_SIZE {
+                for _ in 0..NEW / BATCH_SIZE {
                     rig.worker.poll_once(now);
                 }
                 total += start.elapsed();
-                assert_eq!(rig.ct.stats().inserts - inserts, FLOWS as u64);
+                assert_eq!(rig.ct.stats().inserts - inserts, NEW as u64);
             }
             total
         });
@@ -69,5 +92,28 @@ fn new_connections(c: &mut Criterion) {
     g.finish();
 }
 
+/// The counting run: `packets` packets of the steady setup `name`.
+fn count(packets: &str, name: &str) {
+    let packets: usize = packets.parse().expect("BRINK_COUNT_PACKETS: a number");
+    let (name, setup, traffic) = STEADY
+        .into_iter()
+        .find(|s| s.0 == name)
+        .expect("BRINK_SETUP: a steady benchmark name");
+    let now = Instant::now();
+    let mut rig = steady_rig(name, setup, traffic, now);
+    for _ in 0..packets / rig.per_poll {
+        rig.worker.poll_once(now);
+    }
+}
+
 criterion_group!(benches, steady, new_connections);
-criterion_main!(benches);
+
+fn main() {
+    match std::env::var("BRINK_COUNT_PACKETS") {
+        Ok(n) => count(&n, &std::env::var("BRINK_SETUP").unwrap_or_default()),
+        Err(_) => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}

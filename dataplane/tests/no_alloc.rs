@@ -41,37 +41,45 @@ fn forwarding_does_not_allocate() {
         common::Setup::Conntrack,
         common::Setup::Firewall,
     ] {
-        forward_without_allocating(setup);
+        for traffic in [common::Traffic::Udp, common::Traffic::Tcp] {
+            forward_without_allocating(setup, traffic);
+        }
     }
 }
 
-fn forward_without_allocating(setup: common::Setup) {
+fn forward_without_allocating(setup: common::Setup, traffic: common::Traffic) {
+    const OTHERS: u32 = 10_000;
     ALLOCATIONS.store(0, Ordering::Relaxed);
+    let rig = common::worker(1000, setup, traffic);
+    rig.prefill(OTHERS);
     let common::Rig {
         mut worker,
         sink,
+        source,
         ct,
-    } = common::worker(1000, setup);
+        per_poll,
+    } = rig;
     let now = Instant::now();
     for _ in 0..100 {
         worker.poll_once(now);
     }
-    let before = sink.tx_packets.get();
+    let moved = || sink.tx_packets.get() + source.tx_packets.get();
+    let before = moved();
     ARMED.store(true, Ordering::Relaxed);
     for _ in 0..10_000 {
         worker.poll_once(now);
     }
     ARMED.store(false, Ordering::Relaxed);
     assert_eq!(
-        sink.tx_packets.get() - before,
-        10_000 * 32,
-        "every frame must be forwarded ({setup:?})"
+        moved() - before,
+        10_000 * per_poll as u64,
+        "every frame must be forwarded ({setup:?}, {traffic:?})"
     );
     assert_eq!(
         ALLOCATIONS.load(Ordering::Relaxed),
         0,
-        "the worker allocated on the hot path ({setup:?})"
+        "the worker allocated on the hot path ({setup:?}, {traffic:?})"
     );
-    let tracked = if setup == common::Setup::L2 { 0 } else { 1000 };
+    let tracked = OTHERS as u64 + if setup == common::Setup::L2 { 0 } else { 1000 };
     assert_eq!(ct.stats().entries, tracked, "{setup:?}");
 }

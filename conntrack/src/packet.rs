@@ -1,0 +1,40 @@
+//! What conntrack is told about a packet: its tuple and its protocol details, parsed by the
+//! caller.
+
+use crate::key::Tuple;
+use crate::tcp::TcpSegment;
+
+/// The protocol part of a packet, parsed by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    /// A TCP segment.
+    Tcp(TcpSegment),
+    /// A UDP datagram.
+    Udp,
+    /// An ICMP or ICMPv6 echo request (`reply` false) or reply; the tuple's ports hold the id.
+    IcmpEcho {
+        /// True for an echo reply.
+        reply: bool,
+    },
+    /// An ICMP or ICMPv6 error (unreachable, time exceeded, packet too big, parameter problem)
+    /// quoting the header of the packet it is about.
+    IcmpError {
+        /// The quoted packet's tuple, as that packet travelled.
+        quoted: Tuple,
+    },
+    /// An IP fragment, which brink does not reassemble.
+    Fragment,
+    /// Any other protocol, or an ICMP message that is neither echo nor error.
+    Other,
+}
+
+/// A packet as conntrack sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    /// Addresses, ports, protocol and zone.
+    pub tuple: Tuple,
+    /// Protocol details.
+    pub l4: L4,
+    /// Bytes, for the counters.
+    pub len: u32,
+}
