@@ -104,6 +104,7 @@ fn generate(cfg: &ScenarioConfig, from: &Vm, to: &Vm) -> Result<(u64, f64), Benc
         ])
         .arg(&pktgen)
         .args([
+            "send",
             "--dst-mac",
             &to.mac,
             "--src-ip",
