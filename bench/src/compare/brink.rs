@@ -3,6 +3,10 @@
 use serde_json::Value;
 
 use super::{sg, Rig, Switch, SwitchClock};
+
+/// Rules per imported group: the API takes requests of up to 1 MiB, and a long rule list is
+/// split over several groups on the same port (the port's rules are their union).
+const RULES_PER_GROUP: usize = 4000;
 use crate::daemon::Daemon;
 use crate::BenchError;
 
@@ -14,19 +18,26 @@ pub struct Brink {
 
 impl Brink {
     /// Starts `brinkd` with its worker on `core` and adds one port per VM in one network, with
-    /// port security and a group of `rules` ingress rules.
+    /// port security and `rules` ingress rules.
     pub fn start(rig: &Rig, rules: usize, core: usize) -> Result<Brink, BenchError> {
         let dir = rig.topo.scratch().join("brinkd");
         let daemon = Daemon::start(&dir, &["--cores", &core.to_string()])?;
-        let group = dir.join("sg.json");
-        let json = sg::openstack_json("bench", &sg::ingress(rules));
-        std::fs::write(&group, json.to_string())
-            .map_err(|e| BenchError::Config(format!("{}: {e}", group.display())))?;
         daemon.ctl_ok(&["network", "add", "bench"])?;
-        daemon.ctl_ok(&["sg", "import", &group.to_string_lossy()])?;
+        let mut groups = Vec::new();
+        for (n, chunk) in sg::ingress(rules).chunks(RULES_PER_GROUP).enumerate() {
+            let name = format!("bench{n}");
+            let file = dir.join(format!("{name}.json"));
+            std::fs::write(&file, sg::openstack_json(&name, chunk).to_string())
+                .map_err(|e| BenchError::Config(format!("{}: {e}", file.display())))?;
+            daemon.ctl_ok(&["sg", "import", &file.to_string_lossy()])?;
+            groups.push(name);
+        }
         for (n, vm) in rig.vms.iter().enumerate() {
-            let name = format!("vm{n}");
-            daemon.add_vm_port(&name, vm, "bench", &["--ip", &vm.ip, "--sg", "bench"])?;
+            let mut args = vec!["--ip", vm.ip.as_str()];
+            for g in &groups {
+                args.extend(["--sg", g.as_str()]);
+            }
+            daemon.add_vm_port(&format!("vm{n}"), vm, "bench", &args)?;
         }
         Ok(Brink { daemon })
     }
