@@ -10,9 +10,23 @@ use brink_bench::pktgen::{self, SendConfig};
 use clap::Parser;
 
 /// Traffic generator and receiver (run it inside a VM's namespace with `ip netns exec`).
+/// Without a subcommand it sends, taking `send`'s options.
 #[derive(Debug, Parser)]
-#[command(name = "brink-pktgen", version, about)]
-enum Args {
+#[command(
+    name = "brink-pktgen",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    send: Option<Send>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
     /// Send frames.
     Send(Send),
     /// Receive frames: counts, loss, reordering and one-way latency of stamped UDP frames.
@@ -89,8 +103,14 @@ fn seconds(s: f64) -> anyhow::Result<Duration> {
 
 fn main() -> anyhow::Result<()> {
     brink_dataplane::port::afxdp::silence_library_logs();
-    let report = match Args::parse() {
-        Args::Send(a) => {
+    let args = Args::parse();
+    let command = match (args.command, args.send) {
+        (Some(c), _) => c,
+        (None, Some(send)) => Command::Send(send),
+        (None, None) => anyhow::bail!("say what to send (--help)"),
+    };
+    let report = match command {
+        Command::Send(a) => {
             let src_mac = match &a.src_mac {
                 Some(m) => mac(m)?,
                 None => mac(&std::fs::read_to_string(format!(
@@ -117,7 +137,7 @@ fn main() -> anyhow::Result<()> {
             };
             serde_json::to_string(&pktgen::send(&cfg)?)?
         }
-        Args::Receive(a) => {
+        Command::Receive(a) => {
             let cfg = ReceiveConfig {
                 iface: a.iface,
                 count: a.count,

@@ -188,10 +188,7 @@ pub fn measure(
                     outcome.error = Some(e.to_string());
                     return outcome;
                 }
-                Ok(m) if loaded && attempt == 0 => {
-                    outcome.repeated += 1;
-                    drop(m);
-                }
+                Ok(_) if loaded && attempt == 0 => outcome.repeated += 1,
                 Ok(m) => {
                     outcome.flagged += usize::from(loaded);
                     runs.push(m);

@@ -122,17 +122,12 @@ impl Stamp {
     }
 }
 
-/// One frame shape, whose changing fields are rewritten per packet.
-#[derive(Debug, Clone)]
-struct Template {
-    bytes: Vec<u8>,
-}
-
 /// Builds every frame of a run from the templates of one [`FrameSpec`].
 #[derive(Debug, Clone)]
 pub struct Frames {
     spec: FrameSpec,
-    templates: Vec<Template>,
+    /// One frame per size, whose changing fields are rewritten per packet.
+    templates: Vec<Vec<u8>>,
     /// Template index per position in the size cycle (one entry except for IMIX).
     cycle: Vec<usize>,
 }
@@ -177,10 +172,9 @@ impl Frames {
     pub fn build(&mut self, i: u64, now_ns: u64) -> &[u8] {
         let slot = self.cycle[(i % self.cycle.len() as u64) as usize];
         let spec = &self.spec;
-        let Some(t) = self.templates.get_mut(slot) else {
+        let Some(f) = self.templates.get_mut(slot) else {
             return &[];
         };
-        let f = &mut t.bytes;
         let flow = (i % u64::from(spec.flows)) as u16;
         let stamp = Stamp {
             seq: i,
@@ -222,30 +216,29 @@ fn new_tuple_ports(i: u64) -> [u8; 4] {
 }
 
 /// The template of one frame size: headers with valid checksums and a zero payload.
-fn template(spec: &FrameSpec, size: usize) -> Result<Template, BenchError> {
+fn template(spec: &FrameSpec, size: usize) -> Result<Vec<u8>, BenchError> {
     let b = etherparse::PacketBuilder::ethernet2(spec.src_mac, spec.dst_mac).ipv4(
         spec.src_ip,
         spec.dst_ip,
         64,
     );
-    let (header, flow_port) = (L4, BASE_PORT);
     let mut bytes = Vec::with_capacity(size);
     let result = match spec.mode {
         Mode::Udp | Mode::NewUdp | Mode::Imix => b
-            .udp(flow_port, DST_PORT)
-            .write(&mut bytes, &vec![0u8; size - header - UDP_LEN]),
+            .udp(BASE_PORT, DST_PORT)
+            .write(&mut bytes, &vec![0u8; size - L4 - UDP_LEN]),
         Mode::Syn => b
-            .tcp(flow_port, DST_PORT, 0, 64_240)
+            .tcp(BASE_PORT, DST_PORT, 0, 64_240)
             .syn()
-            .write(&mut bytes, &vec![0u8; size - header - TCP_LEN]),
+            .write(&mut bytes, &vec![0u8; size - L4 - TCP_LEN]),
         Mode::Tcp => b
-            .tcp(flow_port, DST_PORT, 0, 64_240)
+            .tcp(BASE_PORT, DST_PORT, 0, 64_240)
             .psh()
             .ack(1)
-            .write(&mut bytes, &vec![0u8; size - header - TCP_LEN]),
+            .write(&mut bytes, &vec![0u8; size - L4 - TCP_LEN]),
     };
     result.map_err(|e| BenchError::Config(e.to_string()))?;
-    Ok(Template { bytes })
+    Ok(bytes)
 }
 
 /// Writes `new` at `at` (an even offset) and updates the 16-bit one's complement checksum at
