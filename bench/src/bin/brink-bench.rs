@@ -17,6 +17,35 @@ enum Args {
     /// brink, the hybrid path, Open vSwitch, the Linux bridge floor and a bare AF_XDP
     /// forwarder, the same scenarios on each.
     Compare(Compare),
+    /// Renders the Markdown report and the plots again from a `compare --json` file.
+    Report(Report),
+}
+
+#[derive(Debug, clap::Args)]
+struct Report {
+    /// The JSON a `compare` wrote.
+    json: PathBuf,
+    /// Where the Markdown and plots go.
+    #[command(flatten)]
+    out: Outputs,
+}
+
+/// Where a comparison's report goes.
+#[derive(Debug, clap::Args)]
+struct Outputs {
+    /// Write the Markdown report here (it is printed too).
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Write the SVG plots into this directory.
+    #[arg(long)]
+    plots: Option<PathBuf>,
+}
+
+/// What `compare --json` writes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Document {
+    meta: report::Meta,
+    results: compare::Results,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,12 +87,8 @@ struct Compare {
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Write the Markdown report here (it is printed too).
-    #[arg(long)]
-    markdown: Option<PathBuf>,
-    /// Write the SVG plots into this directory.
-    #[arg(long)]
-    plots: Option<PathBuf>,
+    #[command(flatten)]
+    out: Outputs,
 }
 
 fn write(path: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
@@ -135,19 +160,25 @@ fn compare(a: Compare) -> anyhow::Result<()> {
         a.systems
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let results = compare::compare(&settings, &systems, &a.rules);
-    let meta = report::Meta::collect(command, settings);
-    let markdown = report::markdown(&meta, &results);
+    let doc = Document {
+        results: compare::compare(&settings, &systems, &a.rules),
+        meta: report::Meta::collect(command, settings),
+    };
     if let Some(path) = &a.json {
-        let doc = serde_json::json!({ "meta": meta, "results": results });
         write(path, &serde_json::to_vec_pretty(&doc)?)?;
     }
-    if let Some(path) = &a.markdown {
+    render(&doc, &a.out)
+}
+
+/// Writes and prints the Markdown report, and writes the plots.
+fn render(doc: &Document, out: &Outputs) -> anyhow::Result<()> {
+    let markdown = report::markdown(&doc.meta, &doc.results);
+    if let Some(path) = &out.markdown {
         write(path, markdown.as_bytes())?;
     }
-    if let Some(dir) = &a.plots {
+    if let Some(dir) = &out.plots {
         std::fs::create_dir_all(dir)?;
-        plot::write_all(dir, "compare-", &results)?;
+        plot::write_all(dir, "compare-", &doc.results)?;
     }
     println!("{markdown}");
     Ok(())
@@ -158,5 +189,10 @@ fn main() -> anyhow::Result<()> {
     match Args::parse() {
         Args::OneWay(a) => one_way(a),
         Args::Compare(a) => compare(a),
+        Args::Report(a) => {
+            let text = std::fs::read(&a.json)
+                .with_context(|| format!("cannot read {}", a.json.display()))?;
+            render(&serde_json::from_slice(&text)?, &a.out)
+        }
     }
 }

@@ -20,7 +20,7 @@ pub mod scenario;
 pub mod sg;
 pub mod tools;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::topo::{Topology, Vm};
 use crate::BenchError;
@@ -175,7 +175,7 @@ impl Rig {
 }
 
 /// A system that could not be measured, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Skipped {
     /// The system.
     pub system: String,
@@ -186,7 +186,7 @@ pub struct Skipped {
 }
 
 /// Everything one invocation measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
     /// Tools that are missing even after trying to install them.
     pub missing_tools: Vec<String>,

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::scenario::{Outcome, Scenario};
@@ -46,11 +48,13 @@ pub fn write_all(dir: &Path, prefix: &str, r: &Results) -> Result<Vec<PathBuf>, 
             .collect();
         (label.to_string(), values)
     };
+    // (file, title, unit, logarithmic, series)
     let charts = [
         (
             "throughput",
             "64-byte UDP delivered",
             "Mpps",
+            false,
             vec![
                 series("1 flow", Scenario::Udp1Flow, "delivered Mpps"),
                 series("1,000 flows", Scenario::Udp1000Flows, "delivered Mpps"),
@@ -58,8 +62,9 @@ pub fn write_all(dir: &Path, prefix: &str, r: &Results) -> Result<Vec<PathBuf>, 
         ),
         (
             "latency",
-            "Latency",
+            "Latency (logarithmic)",
             "microseconds",
+            true,
             vec![
                 series("one-way p50", Scenario::Latency, "p50 us"),
                 series("one-way p99", Scenario::Latency, "p99 us"),
@@ -71,6 +76,7 @@ pub fn write_all(dir: &Path, prefix: &str, r: &Results) -> Result<Vec<PathBuf>, 
             "new-connections",
             "New UDP connections",
             "thousand per second",
+            false,
             vec![
                 series("offered", Scenario::NewConnections, "offered k/s"),
                 series("delivered", Scenario::NewConnections, "delivered k/s"),
@@ -78,37 +84,66 @@ pub fn write_all(dir: &Path, prefix: &str, r: &Results) -> Result<Vec<PathBuf>, 
         ),
     ];
     let mut paths = Vec::new();
-    for (name, title, unit, series) in charts {
+    for (name, title, unit, log, series) in charts {
         let path = dir.join(format!("{prefix}{name}.svg"));
-        bars(&path, title, unit, &systems, &series)
+        bars(&path, title, unit, log, &systems, &series)
             .map_err(|e| BenchError::Config(format!("{}: {e}", path.display())))?;
         paths.push(path);
     }
     Ok(paths)
 }
 
-/// A grouped bar chart: one group per system, one bar per series.
+/// The drawing error of plotters, boxed.
+type Drawn = Result<(), Box<dyn std::error::Error>>;
+
+/// A grouped bar chart: one group per system, one bar per series; on a logarithmic axis if
+/// `log` (for values that span orders of magnitude).
 fn bars(
     path: &Path,
     title: &str,
     unit: &str,
+    log: bool,
     systems: &[String],
     series: &[Series],
-) -> Result<(), Box<dyn std::error::Error>> {
-    let top = series
-        .iter()
-        .flat_map(|s| s.1.iter().flatten().map(|v| v.2))
-        .fold(0.0f64, f64::max)
-        .max(1e-3)
-        * 1.15;
+) -> Drawn {
+    let values = || series.iter().flat_map(|s| s.1.iter().flatten());
+    let top = values().map(|v| v.2).fold(0.0f64, f64::max).max(1e-3) * 1.15;
     let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
+    let mut builder = ChartBuilder::on(&root);
+    builder
         .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..systems.len() as f64, 0f64..top)?;
+        .y_label_area_size(60);
+    let x = 0f64..systems.len() as f64;
+    if log {
+        let bottom = values()
+            .map(|v| v.1)
+            .filter(|v| *v > 0.0)
+            .fold(top, f64::min)
+            / 2.0;
+        let chart = builder.build_cartesian_2d(x, (bottom..top * 2.0).log_scale())?;
+        draw(chart, unit, bottom, systems, series)?;
+    } else {
+        let chart = builder.build_cartesian_2d(x, 0f64..top)?;
+        draw(chart, unit, 0.0, systems, series)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Draws the axes, bars from `bottom` up to the medians, min-max whiskers and the legend.
+fn draw<'a, Y>(
+    mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    unit: &str,
+    bottom: f64,
+    systems: &[String],
+    series: &[Series],
+) -> Drawn
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -121,6 +156,7 @@ fn bars(
                 String::new()
             }
         })
+        .y_label_formatter(&|y| format!("{y}"))
         .y_desc(unit)
         .draw()?;
     let width = 0.8 / series.len().max(1) as f64;
@@ -131,7 +167,7 @@ fn bars(
             .draw_series(values.iter().enumerate().filter_map(|(i, v)| {
                 let (median, _, _) = (*v)?;
                 Some(Rectangle::new(
-                    [(left(i), 0.0), (left(i) + width * 0.9, median)],
+                    [(left(i), bottom), (left(i) + width * 0.9, median)],
                     colour.filled(),
                 ))
             }))?
@@ -145,9 +181,9 @@ fn bars(
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
-    root.present()?;
     Ok(())
 }

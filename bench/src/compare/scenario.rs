@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::load::LoadSample;
 use super::{Rig, Switch};
@@ -21,7 +21,7 @@ pub const LOADED: f64 = 0.05;
 const SETTLE: Duration = Duration::from_millis(200);
 
 /// How long and how often to measure, and where.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     /// Runs per figure.
     pub runs: usize,
@@ -40,7 +40,7 @@ pub struct Settings {
 }
 
 /// What is measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     /// 64-byte UDP, one flow, as fast as the generator goes.
@@ -109,7 +109,7 @@ impl Scenario {
 pub type Metrics = Vec<(&'static str, f64)>;
 
 /// One measurement over the runs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figure {
     /// What it is, with its unit.
     pub metric: String,
@@ -124,7 +124,7 @@ pub struct Figure {
 }
 
 /// A scenario's figures on one system, or why there are none.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
     /// The scenario.
     pub scenario: Scenario,
