@@ -76,6 +76,12 @@ impl Topology {
     /// Adds VM number `n` (1-99) with MAC `02:00:00:00:<pid>:<n>` and address `ip`/24, IPv6 off
     /// and offloads at their defaults (brink completes the checksums the VM leaves partial).
     pub fn add_vm(&mut self, n: u8, ip: &str) -> Result<Vm, BenchError> {
+        self.add_vm_with_queues(n, ip, 1)
+    }
+
+    /// [`Topology::add_vm`], with `queues` receive and transmit queues on both ends of the veth.
+    pub fn add_vm_with_queues(&mut self, n: u8, ip: &str, queues: u8) -> Result<Vm, BenchError> {
+        let queues = queues.max(1).to_string();
         let vm = Vm {
             netns: format!("{}-{n}", self.prefix),
             host_if: format!("{}h{n}", self.prefix),
@@ -91,11 +97,19 @@ impl Topology {
                 "link",
                 "add",
                 &vm.host_if,
+                "numtxqueues",
+                &queues,
+                "numrxqueues",
+                &queues,
                 "type",
                 "veth",
                 "peer",
                 "name",
                 "eth0",
+                "numtxqueues",
+                &queues,
+                "numrxqueues",
+                &queues,
                 "netns",
                 &vm.netns,
             ],

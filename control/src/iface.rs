@@ -72,6 +72,17 @@ pub fn create_tap(name: &str) -> Result<(), IfaceError> {
     Ok(())
 }
 
+/// Sets the MTU of interface `name` (unless it has it already).
+pub fn set_mtu(name: &str, mtu: u16) -> Result<(), IfaceError> {
+    check_name(name)?;
+    let path = Path::new("/sys/class/net").join(name).join("mtu");
+    let current = std::fs::read_to_string(path).ok();
+    if current.is_some_and(|m| m.trim() == mtu.to_string()) {
+        return Ok(());
+    }
+    ip(&["link", "set", "dev", name, "mtu", &mtu.to_string()])
+}
+
 /// Deletes interface `name`.
 pub fn delete(name: &str) -> Result<(), IfaceError> {
     check_name(name)?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use brink_api::types::{CtPolicySet, NetworkInfo, PortAdd, PortSet, SgRecord};
 use brink_conntrack::Addr;
 use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix};
-use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, MAX_PORTS};
+use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, DEFAULT_MTU, MAX_PORTS};
 use brink_dataplane::wire::ethernet::MacParseError;
 use brink_dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,9 @@ pub enum ModelError {
     /// All network ids are used.
     #[error("no free network id")]
     TooManyNetworks,
+    /// An MTU outside what brink carries.
+    #[error("MTU {0} is out of range: use {min} to {max}", min = MIN_MTU, max = MAX_MTU)]
+    BadMtu(u16),
     /// A security group or port security setting was refused.
     #[error(transparent)]
     Security(#[from] SgError),
@@ -97,11 +100,19 @@ pub struct PortRecord {
     pub pairs: Vec<(Prefix, Option<MacAddr>)>,
 }
 
+/// The smallest network MTU (IPv4's minimum).
+pub const MIN_MTU: u16 = 68;
+/// The largest network MTU: jumbo frames.
+pub const MAX_MTU: u16 = 9000;
+
 /// What is saved to disk: enough to replay every change after a restart.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// Network names.
     pub networks: Vec<String>,
+    /// MTUs of the networks that do not use the default.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_mtus: BTreeMap<String, u16>,
     /// Port requests.
     pub ports: Vec<PortAdd>,
     /// Conntrack policies of networks that have one.
@@ -116,6 +127,8 @@ pub struct State {
 #[derive(Debug, Default)]
 pub struct Model {
     networks: BTreeMap<String, NetworkId>,
+    /// MTUs of the networks that do not use [`DEFAULT_MTU`].
+    mtus: BTreeMap<String, u16>,
     ports: BTreeMap<String, PortRecord>,
     /// Security groups.
     pub groups: SecurityGroups,
@@ -148,17 +161,24 @@ pub fn check_name(name: &str) -> Result<(), ModelError> {
 }
 
 impl Model {
-    /// Adds a network and returns its id.
-    pub fn add_network(&mut self, name: &str) -> Result<NetworkId, ModelError> {
+    /// Adds a network with MTU `mtu` (default [`DEFAULT_MTU`]) and returns its id.
+    pub fn add_network(&mut self, name: &str, mtu: Option<u16>) -> Result<NetworkId, ModelError> {
         check_name(name)?;
         if self.networks.contains_key(name) {
             return Err(ModelError::NetworkExists(name.into()));
+        }
+        let mtu = mtu.unwrap_or(DEFAULT_MTU);
+        if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+            return Err(ModelError::BadMtu(mtu));
         }
         let used: Vec<u16> = self.networks.values().map(|n| n.0).collect();
         let id = (1..=u16::MAX)
             .find(|i| !used.contains(i))
             .ok_or(ModelError::TooManyNetworks)?;
         self.networks.insert(name.into(), NetworkId(id));
+        if mtu != DEFAULT_MTU {
+            self.mtus.insert(name.into(), mtu);
+        }
         Ok(NetworkId(id))
     }
 
@@ -175,6 +195,7 @@ impl Model {
             });
         }
         self.networks.remove(name);
+        self.mtus.remove(name);
         Ok(())
     }
 
@@ -185,6 +206,7 @@ impl Model {
             .map(|(name, id)| NetworkInfo {
                 name: name.clone(),
                 id: id.0,
+                mtu: self.network_mtu(name),
                 ports: self.ports_of(name),
             })
             .collect()
@@ -196,6 +218,11 @@ impl Model {
             .get(name)
             .copied()
             .ok_or_else(|| ModelError::NoNetwork(name.into()))
+    }
+
+    /// The MTU of network `name` ([`DEFAULT_MTU`] for one that does not exist).
+    pub fn network_mtu(&self, name: &str) -> u16 {
+        self.mtus.get(name).copied().unwrap_or(DEFAULT_MTU)
     }
 
     /// The name of network `id`.
@@ -440,6 +467,11 @@ impl Model {
                 ))
             }),
         )
+        .with_mtus(
+            self.mtus
+                .iter()
+                .filter_map(|(name, &mtu)| Some((*self.networks.get(name)?, mtu))),
+        )
     }
 
     /// What to save, with the conntrack `policies` of networks that have one.
@@ -448,6 +480,7 @@ impl Model {
         ports.sort_by_key(|p| p.id);
         State {
             networks: self.networks.keys().cloned().collect(),
+            network_mtus: self.mtus.clone(),
             ports: ports.into_iter().map(|p| p.spec.clone()).collect(),
             policies,
             groups: self.groups.records(),
@@ -493,11 +526,11 @@ mod tests {
     #[test]
     fn networks_get_distinct_ids_and_cannot_be_deleted_while_used() {
         let mut m = Model::default();
-        let a = m.add_network("a").unwrap();
-        let b = m.add_network("b").unwrap();
+        let a = m.add_network("a", None).unwrap();
+        let b = m.add_network("b", None).unwrap();
         assert_ne!(a, b);
         assert_eq!(
-            m.add_network("a"),
+            m.add_network("a", None),
             Err(ModelError::NetworkExists("a".into()))
         );
         add(&mut m, spec("p1", "veth1", "a", None)).unwrap();
@@ -513,8 +546,8 @@ mod tests {
     #[test]
     fn port_requests_are_validated() {
         let mut m = Model::default();
-        m.add_network("a").unwrap();
-        m.add_network("b").unwrap();
+        m.add_network("a", None).unwrap();
+        m.add_network("b", None).unwrap();
         add(&mut m, spec("p1", "veth1", "a", Some("02:00:00:00:00:01"))).unwrap();
         let cases = [
             (spec("p1", "veth9", "a", None), "already exists"),
@@ -547,7 +580,7 @@ mod tests {
     #[test]
     fn port_ids_are_reused_and_state_round_trips() {
         let mut m = Model::default();
-        m.add_network("a").unwrap();
+        m.add_network("a", None).unwrap();
         let p1 = add(&mut m, spec("p1", "veth1", "a", Some("02:00:00:00:00:AA"))).unwrap();
         let p2 = add(&mut m, spec("p2", "veth2", "a", None)).unwrap();
         assert_ne!(p1.id, p2.id);
@@ -570,7 +603,7 @@ mod tests {
     fn port_security_is_validated_and_compiled_with_remote_group_members() {
         use brink_api::types::{RuleDirection, RuleSpec};
         let mut m = Model::default();
-        m.add_network("a").unwrap();
+        m.add_network("a", None).unwrap();
         m.groups.add_group("web", true).unwrap();
         m.groups.add_group("flat", false).unwrap();
         let mut secured = spec("p1", "veth1", "a", None);

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use brink_api::protocol::{code, method, RpcError};
 use brink_api::types::{
-    CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone, FdbEntry, NetworkFilter,
-    NetworkName, PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult, PortStats, Recheck,
-    SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, Stats, StatsFilter, WorkerStats, XdpSocketStats,
+    CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone, FdbEntry, NetworkAdd,
+    NetworkFilter, NetworkName, PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult,
+    PortStats, Recheck, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, Stats, StatsFilter,
+    WorkerStats, XdpSocketStats,
 };
 use brink_conntrack::{Filter, InvalidReason, ZonePolicy};
-use brink_dataplane::acl::SnapshotGate;
 use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
-use brink_dataplane::port::afxdp::{XdpBackend, XdpSpec};
+use brink_dataplane::firewall::SnapshotGate;
+use brink_dataplane::port::afxdp::{self, XdpBackend, XdpSpec};
 use brink_dataplane::port::{PortError, PortMode, SocketStats};
 use brink_dataplane::switch::Switch;
 use serde::de::DeserializeOwned;
@@ -50,7 +51,8 @@ impl From<ModelError> for RpcError {
             ModelError::BadName(_)
             | ModelError::BadMac(_)
             | ModelError::NotUnicast(_)
-            | ModelError::BadIp(_) => code::INVALID_PARAMS,
+            | ModelError::BadIp(_)
+            | ModelError::BadMtu(_) => code::INVALID_PARAMS,
             ModelError::Security(e) => return e.into(),
         };
         RpcError::new(code, e.to_string())
@@ -77,6 +79,8 @@ fn dataplane_error(e: PortError) -> RpcError {
 struct Running {
     mode: PortMode,
     counters: Arc<PortCounters>,
+    /// The workers that poll its queues, the port's own worker first.
+    workers: Vec<usize>,
 }
 
 /// The daemon's state: the model, the running switch, and where to save.
@@ -107,7 +111,8 @@ impl Service {
     /// Replays saved state. Entries that fail (an interface gone since) are logged and skipped.
     pub fn restore(&mut self, state: State) {
         for name in &state.networks {
-            if let Err(e) = self.model.add_network(name) {
+            let mtu = state.network_mtus.get(name).copied();
+            if let Err(e) = self.model.add_network(name, mtu) {
                 tracing::warn!(network = %name, error = %e, "saved network not restored");
             }
         }
@@ -133,8 +138,8 @@ impl Service {
     pub fn handle(&mut self, method: &str, params: Value) -> Result<Value, RpcError> {
         match method {
             method::NETWORK_ADD => {
-                let p: NetworkName = decode(params)?;
-                self.model.add_network(&p.name)?;
+                let p: NetworkAdd = decode(params)?;
+                self.model.add_network(&p.name, p.mtu)?;
                 self.commit();
                 reply(&())
             }
@@ -349,25 +354,63 @@ impl Service {
                 true
             }
         };
-        let counters = Arc::new(PortCounters::default());
-        let xdp = XdpSpec {
-            iface: spec.iface.clone(),
-        };
-        let mode = match self
-            .switch
-            .open_port(worker, record.id, xdp, Arc::clone(&counters))
-        {
-            Ok(mode) => mode,
-            Err(e) => {
-                if created_tap {
-                    let _ = iface::delete(&spec.iface);
-                }
-                return Err(dataplane_error(e));
+        let mtu = self.model.network_mtu(&spec.network);
+        // The interface must carry the network's frames before XDP is attached to it.
+        if let Err(e) = iface::set_mtu(&spec.iface, mtu) {
+            if created_tap {
+                let _ = iface::delete(&spec.iface);
             }
+            return Err(e.into());
+        }
+        let counters = Arc::new(PortCounters::default());
+        let placement = queue_placement(
+            worker,
+            afxdp::rx_queue_count(&spec.iface),
+            self.switch.worker_count(),
+        );
+        let mut workers = Vec::with_capacity(placement.len());
+        let mut mode = None;
+        for (w, queues) in placement {
+            let xdp = XdpSpec {
+                iface: spec.iface.clone(),
+                mtu,
+                queues,
+            };
+            match self
+                .switch
+                .open_port(w, record.id, xdp, Arc::clone(&counters))
+            {
+                Ok(m) => {
+                    mode.get_or_insert(m);
+                    workers.push(w);
+                }
+                Err(e) => {
+                    for &w in &workers {
+                        let _ = self.switch.close_port(w, record.id);
+                    }
+                    if created_tap {
+                        let _ = iface::delete(&spec.iface);
+                    }
+                    return Err(dataplane_error(e));
+                }
+            }
+        }
+        // `queue_placement` always places queue 0, so some worker opened the port.
+        let Some(mode) = mode else {
+            return Err(RpcError::new(
+                code::DATAPLANE,
+                "the port has no receive queue",
+            ));
         };
-        tracing::info!(port = %spec.name, iface = %spec.iface, %mode, worker, "port added");
-        self.running
-            .insert(spec.name.clone(), Running { mode, counters });
+        tracing::info!(port = %spec.name, iface = %spec.iface, %mode, ?workers, "port added");
+        self.running.insert(
+            spec.name.clone(),
+            Running {
+                mode,
+                counters,
+                workers,
+            },
+        );
         self.model.insert_port(record);
         self.publish();
         self.port_info(&spec.name)
@@ -377,8 +420,13 @@ impl Service {
         let record = self.model.remove_port(name)?;
         // Workers stop forwarding to the port before its socket closes.
         self.publish();
-        self.running.remove(name);
-        let closed = self.switch.close_port(record.worker, record.id);
+        let workers = self
+            .running
+            .remove(name)
+            .map_or_else(|| vec![record.worker], |r| r.workers);
+        let closed = workers
+            .iter()
+            .try_for_each(|&w| self.switch.close_port(w, record.id));
         if record.spec.kind == PortKind::Tap {
             if let Err(e) = iface::delete(&record.spec.iface) {
                 tracing::warn!(port = %name, error = %e, "could not delete tap");
@@ -477,6 +525,7 @@ impl Service {
                     idle_ns: c.idle_ns.get(),
                     cross_tx: c.cross_tx.get(),
                     cross_rx: c.cross_rx.get(),
+                    segmented: c.segmented.get(),
                     fdb_learned: c.fdb_learned.get(),
                     fdb_full: c.fdb_full.get(),
                     fdb_aged: c.fdb_aged.get(),
@@ -546,6 +595,22 @@ fn decode<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
         .map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("invalid params: {e}")))
 }
 
+/// Which workers poll which receive queues of a port with `queues` queues: queue `q` goes to
+/// worker `(first + q) % workers`, so a multi-queue port spreads over the workers, starting with
+/// its own.
+fn queue_placement(first: usize, queues: u32, workers: usize) -> Vec<(usize, Vec<u32>)> {
+    let workers = workers.max(1);
+    let mut placement: Vec<(usize, Vec<u32>)> = Vec::new();
+    for q in 0..queues.max(1) {
+        let w = (first + q as usize) % workers;
+        match placement.iter_mut().find(|(pw, _)| *pw == w) {
+            Some((_, qs)) => qs.push(q),
+            None => placement.push((w, vec![q])),
+        }
+    }
+    placement
+}
+
 fn reply<T: Serialize>(v: &T) -> Result<Value, RpcError> {
     serde_json::to_value(v).map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))
 }
@@ -558,6 +623,7 @@ fn xdp_socket_stats(k: &SocketStats) -> XdpSocketStats {
         rx_ring_full: k.rx_ring_full,
         rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs,
         tx_ring_empty_descs: k.tx_ring_empty_descs,
+        jumbo_dropped: k.jumbo_dropped,
     }
 }
 
@@ -567,4 +633,17 @@ fn drop_map(d: &DropCounters) -> BTreeMap<String, u64> {
         .map(|&r| (r.name().to_string(), d.get(r)))
         .filter(|&(_, n)| n > 0)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queue_placement;
+
+    #[test]
+    fn queues_spread_over_the_workers_from_the_ports_own() {
+        assert_eq!(queue_placement(1, 1, 2), [(1, vec![0])]);
+        assert_eq!(queue_placement(1, 4, 2), [(1, vec![0, 2]), (0, vec![1, 3])]);
+        assert_eq!(queue_placement(0, 2, 1), [(0, vec![0, 1])]);
+        assert_eq!(queue_placement(2, 2, 4), [(2, vec![0]), (3, vec![1])]);
+    }
 }

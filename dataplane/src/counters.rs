@@ -27,6 +27,9 @@ pub enum DropReason {
     NoFreeFrame,
     /// Larger than a frame buffer.
     TooBig,
+    /// Larger than the network's MTU, and not a TCP frame brink can segment (a segmentation
+    /// offload superframe).
+    MtuExceeded,
     /// An IP or transport header cut short or inconsistent.
     MalformedIp,
     /// A wrong IPv4 header, TCP, UDP, ICMP or ICMPv6 checksum (a partial, offloaded TCP or UDP
@@ -58,7 +61,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Runt,
         DropReason::BadSourceMac,
         DropReason::Hairpin,
@@ -68,6 +71,7 @@ impl DropReason {
         DropReason::CrossQueueFull,
         DropReason::NoFreeFrame,
         DropReason::TooBig,
+        DropReason::MtuExceeded,
         DropReason::MalformedIp,
         DropReason::BadChecksum,
         DropReason::CtInvalid,
@@ -97,6 +101,7 @@ impl DropReason {
             DropReason::CrossQueueFull => "cross_queue_full",
             DropReason::NoFreeFrame => "no_free_frame",
             DropReason::TooBig => "too_big",
+            DropReason::MtuExceeded => "mtu_exceeded",
             DropReason::MalformedIp => "malformed_ip",
             DropReason::BadChecksum => "bad_checksum",
             DropReason::CtInvalid => "ct_invalid",
@@ -126,6 +131,13 @@ impl Counter {
         self.0.store(v.wrapping_add(n), Ordering::Relaxed);
     }
 
+    /// Adds `n` with an atomic add, for a counter several workers write (a port's, once per
+    /// batch or per dropped frame).
+    #[inline]
+    pub fn add_shared(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -143,6 +155,12 @@ impl DropCounters {
         self.0[reason as usize].add(n);
     }
 
+    /// Counts `n` drops for `reason` with an atomic add (see [`Counter::add_shared`]).
+    #[inline]
+    pub fn add_shared(&self, reason: DropReason, n: u64) {
+        self.0[reason as usize].add_shared(n);
+    }
+
     /// The count for `reason`.
     pub fn get(&self, reason: DropReason) -> u64 {
         self.0[reason as usize].get()
@@ -154,7 +172,8 @@ impl DropCounters {
     }
 }
 
-/// Counters of one port, written only by the worker that owns the port.
+/// Counters of one port, written by every worker that polls one of its queues (usually one),
+/// with atomic adds: once per batch for frames and bytes, once per dropped frame.
 ///
 /// Drops are charged to the port the frame arrived on, except transmit-side drops
 /// (`tx_ring_full`, `port_gone`), which are charged to the worker.
@@ -191,6 +210,8 @@ pub struct WorkerCounters {
     pub cross_tx: Counter,
     /// Frames received from another worker over a cross-worker queue.
     pub cross_rx: Counter,
+    /// Segments cut from TCP superframes larger than their network's MTU.
+    pub segmented: Counter,
     /// MAC addresses learned (new entries and moves).
     pub fdb_learned: Counter,
     /// Learning skipped because the FDB was full.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::port::MAX_FRAME_LEN;
+use crate::port::BUFFER_LEN;
 use crate::snapshot::PortId;
 
 /// Frames each cross-worker queue holds.
@@ -20,13 +20,14 @@ pub struct CrossFrame {
     /// Destination port.
     pub port: PortId,
     len: u16,
-    data: [u8; MAX_FRAME_LEN],
+    data: [u8; BUFFER_LEN],
 }
 
 impl CrossFrame {
-    /// A copy of `bytes` for `port`, or `None` if the frame is too long.
+    /// A copy of `bytes` for `port`, or `None` if the frame is longer than one pool buffer
+    /// (jumbo frames do not cross workers: `too_big`).
     pub fn new(port: PortId, bytes: &[u8]) -> Option<Self> {
-        let mut data = [0u8; MAX_FRAME_LEN];
+        let mut data = [0u8; BUFFER_LEN];
         data.get_mut(..bytes.len())?.copy_from_slice(bytes);
         Some(CrossFrame {
             port,

@@ -1,15 +1,24 @@
 //! The transmit side of a worker: per-port staging, flooding, cross-worker hand-off, drops.
 //!
 //! Frames for one port are staged and handed to the backend together at the end of a batch, so
-//! the kernel is kicked once per port per batch, not once per frame.
+//! the kernel is kicked once per port per batch, not once per frame. A frame larger than its
+//! network's MTU is cut into segments here if it is a TCP superframe (segmentation offload,
+//! [`segment`]), and dropped as `mtu_exceeded` otherwise.
 
 use std::sync::Arc;
 
+use crate::batch::BATCH_SIZE;
 use crate::counters::{DropReason, PortCounters, WorkerCounters};
 use crate::cross::{CrossFrame, CrossQueue};
-use crate::pipeline::BATCH_SIZE;
 use crate::port::Backend;
 use crate::snapshot::{NetworkId, PortId, Snapshot, MAX_PORTS};
+use crate::wire::segment;
+use crate::wire::EthernetFrame;
+
+/// Longest frame segmentation reads: an Ethernet header and the largest IP packet.
+const MAX_SUPERFRAME: usize = EthernetFrame::HEADER_LEN + u16::MAX as usize;
+/// Longest segment it builds: an Ethernet header and a 9,000-byte IP packet, the largest MTU.
+const MAX_SEGMENT: usize = EthernetFrame::HEADER_LEN + 9000;
 
 /// A port this worker owns.
 struct LocalPort<F> {
@@ -32,6 +41,10 @@ pub struct Egress<B: Backend> {
     /// `to_worker[w]`: queue to worker `w` (`None` for this worker).
     to_worker: Vec<Option<CrossQueue>>,
     counters: Arc<WorkerCounters>,
+    /// A superframe being segmented, copied out of the pool that its segments are taken from.
+    superframe: Vec<u8>,
+    /// The segment being built.
+    segment: Vec<u8>,
 }
 
 impl<B: Backend> Egress<B> {
@@ -49,6 +62,8 @@ impl<B: Backend> Egress<B> {
             dirty: Vec::with_capacity(MAX_PORTS),
             to_worker,
             counters,
+            superframe: vec![0; MAX_SUPERFRAME],
+            segment: vec![0; MAX_SEGMENT],
         }
     }
 
@@ -73,6 +88,12 @@ impl<B: Backend> Egress<B> {
         }
     }
 
+    /// Whether this worker has a socket of port `id`.
+    #[inline]
+    fn is_local(&self, id: PortId) -> bool {
+        self.ports.get(usize::from(id)).is_some_and(Option::is_some)
+    }
+
     /// Counters of local port `id`.
     pub fn port_counters(&self, id: PortId) -> Option<&PortCounters> {
         self.ports
@@ -89,19 +110,25 @@ impl<B: Backend> Egress<B> {
 
     fn count_rx_drop(&self, in_port: PortId, reason: DropReason) {
         match self.port_counters(in_port) {
-            Some(c) => c.drops.add(reason, 1),
+            Some(c) => c.drops.add_shared(reason, 1),
             None => self.counters.drops.add(reason, 1),
         }
     }
 
     /// Sends `frame` from `in_port` to port `to`, on this worker or through the owner's queue.
     pub fn send(&mut self, in_port: PortId, to: PortId, frame: B::Frame, snap: &Snapshot) {
-        let Some(owner) = snap.port(to).map(|e| e.worker) else {
+        let Some((owner, network)) = snap.port(to).map(|e| (e.worker, e.network)) else {
             self.counters.drops.add(DropReason::PortGone, 1);
             self.backend.free(frame);
             return;
         };
-        if owner == self.worker {
+        let mtu = usize::from(snap.mtu(network));
+        if self.backend.bytes(&frame).len() > EthernetFrame::HEADER_LEN + mtu {
+            self.send_segments(in_port, to, frame, snap, mtu);
+            return;
+        }
+        // A port whose queues are spread over workers has a socket on each: send on ours.
+        if owner == self.worker || self.is_local(to) {
             self.stage(to, frame);
             return;
         }
@@ -117,6 +144,40 @@ impl<B: Backend> Egress<B> {
                 self.backend.free(frame);
             }
             Err(reason) => self.drop_rx(in_port, reason, frame),
+        }
+    }
+
+    /// Sends `frame`, larger than `mtu`, to `to` as TCP segments that fit, or drops it.
+    fn send_segments(
+        &mut self,
+        in_port: PortId,
+        to: PortId,
+        frame: B::Frame,
+        snap: &Snapshot,
+        mtu: usize,
+    ) {
+        // Both buffers are moved out and back (no allocation) so that sending can borrow `self`.
+        let (mut superframe, mut segment) = (
+            std::mem::take(&mut self.superframe),
+            std::mem::take(&mut self.segment),
+        );
+        let bytes = self.backend.bytes(&frame);
+        let len = bytes.len().min(superframe.len());
+        superframe[..len].copy_from_slice(&bytes[..len]);
+        self.backend.free(frame);
+        let mut out_of_frames = false;
+        let made = segment::tcp_segments(&superframe[..len], mtu, &mut segment, |s| {
+            match self.backend.alloc_copy(s) {
+                Some(f) => self.send(in_port, to, f, snap),
+                None => out_of_frames = true,
+            }
+            !out_of_frames
+        });
+        (self.superframe, self.segment) = (superframe, segment);
+        match made {
+            None => self.count_rx_drop(in_port, DropReason::MtuExceeded),
+            Some(_) if out_of_frames => self.count_rx_drop(in_port, DropReason::NoFreeFrame),
+            Some(n) => self.counters.segmented.add(n as u64),
         }
     }
 
@@ -212,8 +273,10 @@ fn flush_staged<B: Backend>(
         unsent_bytes += backend.bytes(f).len() as u64;
         backend.free(*f);
     }
-    port.counters.tx_packets.add(sent as u64);
-    port.counters.tx_bytes.add(port.staged_bytes - unsent_bytes);
+    port.counters.tx_packets.add_shared(sent as u64);
+    port.counters
+        .tx_bytes
+        .add_shared(port.staged_bytes - unsent_bytes);
     let unsent = (staged.len() - sent) as u64;
     if unsent > 0 {
         worker.drops.add(DropReason::TxRingFull, unsent);

@@ -79,7 +79,16 @@ pub struct Snapshot {
     static_macs: HashMap<MacKey, PortId>,
     /// Networks with at least one port with port security.
     filtered: Vec<NetworkId>,
+    /// MTUs of networks that do not use [`DEFAULT_MTU`].
+    mtus: HashMap<NetworkId, u16>,
 }
+
+/// A port id no port has: the receiver recorded for a connection whose first packet was flooded,
+/// and the peer of a frame that no connection lets through unjudged.
+pub const NO_PORT: PortId = PortId::MAX;
+
+/// The MTU of a network that sets none (Ethernet's).
+pub const DEFAULT_MTU: u16 = 1500;
 
 impl Snapshot {
     /// Builds a snapshot from `(id, entry)` pairs. Ids at or above [`MAX_PORTS`] are ignored
@@ -107,6 +116,24 @@ impl Snapshot {
             list.sort_unstable();
         }
         snap
+    }
+
+    /// This snapshot with the given network MTUs (the others keep [`DEFAULT_MTU`]).
+    pub fn with_mtus(mut self, mtus: impl IntoIterator<Item = (NetworkId, u16)>) -> Self {
+        self.mtus = mtus
+            .into_iter()
+            .filter(|&(_, m)| m != DEFAULT_MTU)
+            .collect();
+        self
+    }
+
+    /// The MTU of `network`: the largest IP packet its ports carry.
+    #[inline]
+    pub fn mtu(&self, network: NetworkId) -> u16 {
+        if self.mtus.is_empty() {
+            return DEFAULT_MTU;
+        }
+        self.mtus.get(&network).copied().unwrap_or(DEFAULT_MTU)
     }
 
     /// The generation this snapshot was published as.

@@ -8,10 +8,11 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use brink_dataplane::port::afxdp::{XdpBackend, XdpSpec};
+use brink_dataplane::port::afxdp::XdpBackend;
 use brink_dataplane::port::Backend;
 
 use super::{Rig, Switch, SwitchClock};
+use crate::pktgen::xdp_spec;
 use crate::BenchError;
 
 /// Frames moved per ring per iteration.
@@ -67,10 +68,7 @@ fn open(a: &str, b: &str) -> Result<XdpBackend, BenchError> {
     let err = |e: brink_dataplane::port::PortError| BenchError::Config(e.to_string());
     let mut xdp = XdpBackend::new().map_err(err)?;
     for (id, iface) in [a, b].into_iter().enumerate() {
-        let spec = XdpSpec {
-            iface: iface.to_string(),
-        };
-        xdp.open(id as u16, spec).map_err(err)?;
+        xdp.open(id as u16, xdp_spec(iface)).map_err(err)?;
     }
     Ok(xdp)
 }

@@ -58,13 +58,20 @@ pub struct SendReport {
     pub attach: String,
 }
 
+/// An AF_XDP port on `iface`'s first queue, at the default MTU.
+pub fn xdp_spec(iface: &str) -> XdpSpec {
+    XdpSpec {
+        iface: iface.to_string(),
+        mtu: brink_dataplane::snapshot::DEFAULT_MTU,
+        queues: vec![0],
+    }
+}
+
 /// Opens an AF_XDP port on `iface` as port 0 of a new backend.
 fn open(iface: &str) -> Result<(XdpBackend, PortMode), BenchError> {
     let attach = |e: brink_dataplane::port::PortError| BenchError::Config(e.to_string());
     let mut xdp = XdpBackend::new().map_err(attach)?;
-    let spec = XdpSpec {
-        iface: iface.to_string(),
-    };
+    let spec = xdp_spec(iface);
     let mut tries = 1;
     loop {
         match xdp.open(0, spec.clone()) {

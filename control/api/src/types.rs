@@ -12,6 +12,17 @@ pub struct NetworkName {
     pub name: String,
 }
 
+/// Params of `network.add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkAdd {
+    /// Network name.
+    pub name: String,
+    /// The largest IP packet its ports carry, 68-9000 (default 1500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+}
+
 /// One network in `network.list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkInfo {
@@ -19,6 +30,8 @@ pub struct NetworkInfo {
     pub name: String,
     /// Internal id (also the conntrack zone).
     pub id: u16,
+    /// MTU.
+    pub mtu: u16,
     /// Names of its ports.
     pub ports: Vec<String>,
 }
@@ -354,6 +367,10 @@ pub struct XdpSocketStats {
     pub rx_fill_ring_empty_descs: u64,
     /// Times the kernel found the transmit ring empty (once per drained kick; not a loss).
     pub tx_ring_empty_descs: u64,
+    /// brink's count, not the kernel's: multi-buffer frames dropped because every jumbo buffer
+    /// of the worker was in use.
+    #[serde(default)]
+    pub jumbo_dropped: u64,
 }
 
 /// Counters of one worker.
@@ -377,6 +394,9 @@ pub struct WorkerStats {
     pub cross_tx: u64,
     /// Frames taken from other workers.
     pub cross_rx: u64,
+    /// Segments cut from TCP superframes larger than their network's MTU.
+    #[serde(default)]
+    pub segmented: u64,
     /// MACs learned.
     pub fdb_learned: u64,
     /// Learning skipped, FDB full.

@@ -1,5 +1,14 @@
 //! AF_XDP ports through `xsk-rs`: one UMEM per worker, shared by all of that worker's sockets.
 //!
+//! A port has one socket per receive queue of its interface (a multi-queue tap or veth has
+//! several), so no queue's frames reach the host stack instead of brink: libxdp's program passes
+//! frames of a queue without a socket to the kernel. The worker polls every queue of its ports and
+//! transmits on queue 0.
+//!
+//! Sockets are bound with multi-buffer (`XDP_USE_SG`): a frame longer than one 2 KiB buffer
+//! arrives as a chain of buffers, which `rx` copies into one [`JumboPool`] buffer, and a long
+//! frame leaves as such a chain again.
+//!
 //! Frame ownership is the whole safety story here. Every frame of the UMEM is at any moment
 //! either held by this backend (in the free list or in a batch) or lent to the kernel through
 //! one port's fill or transmit ring. `holder` records which port a lent frame went to, so closing
@@ -14,49 +23,122 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use super::{Backend, PortError, PortMode, SocketStats, MAX_FRAME_LEN};
+use super::jumbo::JumboPool;
+use super::{Backend, PortError, PortMode, SocketStats, BUFFER_LEN};
 use crate::snapshot::{PortId, MAX_PORTS};
 
-/// Frames in one worker's UMEM (2 KiB each, 64 MiB): full fill rings for 8 ports.
-pub const UMEM_FRAMES: u32 = 32768;
-/// Size of each port's fill and rx rings.
+/// Frames in one worker's UMEM (2 KiB each, 128 MiB).
+pub const UMEM_FRAMES: u32 = 65536;
+/// Size of each socket's fill and rx rings.
 pub const RX_RING_SIZE: u32 = 4096;
-/// Size of each port's tx and completion rings. The kernel sends what a kick hands it and
+/// Size of each socket's tx and completion rings. The kernel sends what a kick hands it and
 /// completes it at once (on veth never more than one batch was seen outstanding).
 pub const TX_RING_SIZE: u32 = 2048;
-/// Frames kept in each port's fill ring when the pool allows: the whole ring.
+/// Most frames a socket's fill ring holds: the whole ring.
 ///
-/// AF_XDP has no backpressure: when a frame arrives and the port's fill ring is empty, the
+/// AF_XDP has no backpressure: when a frame arrives and the socket's fill ring is empty, the
 /// kernel drops it (`rx_fill_ring_empty_descs`). The frames lent through the fill ring are the
-/// only queue in front of the worker, so they must cover a burst arriving while the worker is
-/// behind or descheduled. 4,096 frames hold more than one TCP flow with Linux's default buffers
-/// keeps in flight (`tcp_wmem` at most 4 MiB, about 2,900 full-size segments); with 1,024
-/// and 2,048, iperf3 through brink lost frames here.
-pub const FILL_TARGET: usize = RX_RING_SIZE as usize;
+/// only queue in front of the worker, so on a busy port they must cover a burst arriving while
+/// the worker is behind or descheduled. 4,096 frames hold more than one TCP flow with Linux's
+/// default buffers keeps in flight (`tcp_wmem` at most 4 MiB, about 2,900 full-size segments);
+/// with 1,024 and 2,048, iperf3 through brink lost frames here.
+pub const FILL_MAX: usize = RX_RING_SIZE as usize;
+/// Frames a new socket's fill ring holds, before traffic shows it needs more.
+///
+/// Lent frames cannot be taken back from an idle socket, so a socket starts small and doubles
+/// its depth up to [`FILL_MAX`] each time the kernel has used up three quarters of it: a worker
+/// keeps buffers for dozens of idle ports and the full depth for its busy ones. Sockets whose
+/// frames span several buffers start at [`FILL_MAX`]: those of taps (a guest's TSO superframes
+/// take up to 37 buffers each) and of networks with jumbo frames.
+pub const FILL_START: usize = 1024;
+/// Frames of the UMEM never lent through fill rings: what batches, transmit rings and copies
+/// for flooding need.
+pub const UMEM_RESERVE: usize = 4096;
 // The rx ring holds every frame the fill ring lends, so it can never overflow (`rx_ring_full`).
-const _: () = assert!(FILL_TARGET <= RX_RING_SIZE as usize);
+const _: () = assert!(FILL_MAX <= RX_RING_SIZE as usize);
+const _: () = assert!(FILL_START <= FILL_MAX && UMEM_RESERVE < UMEM_FRAMES as usize);
 
 const FRAME_SIZE: u32 = 2048;
+/// Jumbo buffers per worker (64 KiB each): more than a batch and the frames staged with it.
+const JUMBO_SLOTS: u16 = 128;
+/// Most buffers the kernel takes for one transmitted frame (`MAX_SKB_FRAGS` + 1).
+const MAX_TX_PARTS: usize = 18;
+/// `XDP_PKT_CONTD`: more buffers of this frame follow.
+const PKT_CONTD: u32 = 1;
+/// A network MTU above which veth ports use SKB mode: native XDP on veth caps the VM end's
+/// MTU at about 3,500 bytes unless the program handles multi-buffer frames, which libxdp's does
+/// not.
+const NATIVE_MAX_MTU: u16 = 1500;
+/// Descriptors `descs` holds: a batch of the longest frames sent.
+const BATCH_DESCS: usize = crate::batch::BATCH_SIZE * MAX_TX_PARTS;
 /// `holder` value of a frame this backend holds.
 const HELD: PortId = PortId::MAX;
 
-/// An AF_XDP port on an existing interface, queue 0.
+/// An AF_XDP port on an existing interface, one socket per receive queue.
 #[derive(Debug, Clone)]
 pub struct XdpSpec {
     /// Interface name (the host end of a veth pair, or a tap device).
     pub iface: String,
+    /// The MTU of the port's network.
+    pub mtu: u16,
+    /// The receive queues this worker polls; empty: all of them. A port's queues may be spread
+    /// over several workers, each opening the port with its share.
+    pub queues: Vec<u32>,
+}
+
+/// A frame an AF_XDP worker holds: one UMEM buffer, or a jumbo buffer for a longer frame.
+#[derive(Debug, Clone, Copy)]
+pub enum XdpFrame {
+    /// A frame in one UMEM buffer.
+    Umem(FrameDesc),
+    /// A frame of `len` bytes in jumbo buffer `slot`.
+    Jumbo {
+        /// The buffer.
+        slot: u16,
+        /// Frame length.
+        len: u32,
+    },
+}
+
+impl Default for XdpFrame {
+    fn default() -> Self {
+        XdpFrame::Umem(FrameDesc::default())
+    }
+}
+
+/// One port: its interface and a socket per receive queue (index = queue number).
+struct XdpPort {
+    iface: String,
+    queues: Vec<XdpSocket>,
+    /// The queue `rx` reads first next time, so that a busy queue cannot starve the others.
+    next_rx: usize,
 }
 
 struct XdpSocket {
-    iface: String,
     tx: TxQueue,
     rx: RxQueue,
     fq: FillQueue,
     cq: CompQueue,
     /// Frames lent to the kernel through the fill ring and not yet received.
     in_fill: usize,
+    /// How many frames the fill ring is kept at: [`FILL_START`], doubled under pressure.
+    fill_target: usize,
     /// Frames lent to the kernel through the tx ring and not yet reaped.
     in_tx: usize,
+    /// The socket takes multi-buffer frames (`XDP_USE_SG`).
+    multi_buffer: bool,
+    /// A multi-buffer frame `rx` has read part of.
+    partial: Option<Partial>,
+    /// Frames `rx` dropped because no jumbo buffer was free.
+    jumbo_dropped: u64,
+}
+
+/// The buffers of a multi-buffer frame read so far.
+#[derive(Debug, Clone, Copy)]
+struct Partial {
+    /// Where they are copied (`None`: no buffer was free; the frame is dropped).
+    slot: Option<u16>,
+    len: usize,
 }
 
 /// One worker's UMEM and AF_XDP sockets.
@@ -66,18 +148,21 @@ pub struct XdpBackend {
     pristine: Vec<FrameDesc>,
     free: Vec<FrameDesc>,
     holder: Vec<PortId>,
-    sockets: Vec<Option<XdpSocket>>,
-    /// Ids of the open sockets, so housekeeping skips empty slots.
+    ports: Vec<Option<XdpPort>>,
+    /// Ids of the open ports, so housekeeping skips empty slots.
     open: Vec<PortId>,
     /// Scratch space for reaping completions.
     reaped: Vec<FrameDesc>,
+    /// Scratch space for the descriptors of received or transmitted buffers.
+    descs: Vec<FrameDesc>,
+    jumbo: JumboPool,
 }
 
 impl std::fmt::Debug for XdpBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XdpBackend")
             .field("free", &self.free.len())
-            .field("ports", &self.sockets.iter().flatten().count())
+            .field("ports", &self.open.len())
             .finish()
     }
 }
@@ -113,9 +198,11 @@ impl XdpBackend {
             free: pristine.clone(),
             holder: vec![HELD; pristine.len()],
             pristine,
-            sockets: (0..MAX_PORTS).map(|_| None).collect(),
+            ports: (0..MAX_PORTS).map(|_| None).collect(),
             open: Vec::with_capacity(MAX_PORTS),
             reaped: vec![FrameDesc::default(); TX_RING_SIZE as usize],
+            descs: Vec::with_capacity(BATCH_DESCS),
+            jumbo: JumboPool::new(JUMBO_SLOTS),
         })
     }
 
@@ -136,28 +223,52 @@ impl XdpBackend {
         }
     }
 
-    fn bind(&self, iface: &Interface, xdp: XdpFlags) -> Result<XdpSocket, String> {
+    /// Binds a socket to `queue` of `iface`, with multi-buffer frames if the kernel offers them.
+    fn bind(&self, iface: &Interface, queue: u32, xdp: XdpFlags) -> Result<XdpSocket, String> {
+        let flags = BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP;
+        match self.bind_with(iface, queue, xdp, flags | BindFlags::XDP_USE_SG) {
+            Ok(s) => Ok(s),
+            Err(sg_err) => {
+                let mut s = self.bind_with(iface, queue, xdp, flags)?;
+                tracing::info!(%sg_err, "AF_XDP multi-buffer refused: frames stay within 1,792 bytes");
+                s.multi_buffer = false;
+                Ok(s)
+            }
+        }
+    }
+
+    fn bind_with(
+        &self,
+        iface: &Interface,
+        queue: u32,
+        xdp: XdpFlags,
+        flags: BindFlags,
+    ) -> Result<XdpSocket, String> {
         let size = |n| QueueSize::new(n).map_err(|e| e.to_string());
         let config = SocketConfig::builder()
             .rx_queue_size(size(RX_RING_SIZE)?)
             .tx_queue_size(size(TX_RING_SIZE)?)
             .xdp_flags(xdp)
-            .bind_flags(BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP)
+            .bind_flags(flags)
             .build();
-        // SAFETY: `open` checked that no socket of this UMEM is bound to this interface, so the
-        // (interface, queue 0) pair is not shared and libxdp may load its program.
-        let sockets = unsafe { Socket::new(config, &self.umem, iface, 0) };
+        // SAFETY: `open` checked that no port of this UMEM is on this interface, and binds each
+        // queue once; other workers bind other queues of it. So the (interface, queue) pair is
+        // not shared and libxdp may load its program or add to the one it loaded.
+        let sockets = unsafe { Socket::new(config, &self.umem, iface, queue) };
         match sockets {
             Ok((tx, rx, Some((fq, cq)))) => Ok(XdpSocket {
-                iface: String::new(),
                 tx,
                 rx,
                 fq,
                 cq,
                 in_fill: 0,
+                fill_target: FILL_START,
                 in_tx: 0,
+                multi_buffer: true,
+                partial: None,
+                jumbo_dropped: 0,
             }),
-            Ok((_, _, None)) => Err("queue 0 is already bound by this worker".into()),
+            Ok((_, _, None)) => Err(format!("queue {queue} is already bound by this worker")),
             Err(e) => Err(match std::error::Error::source(&e) {
                 Some(src) => format!("{e}: {src}"),
                 None => e.to_string(),
@@ -165,37 +276,108 @@ impl XdpBackend {
         }
     }
 
-    /// Tops up port `id`'s fill ring from the free list.
+    /// Binds the first of `spec`'s queues in native mode, or in SKB mode if the driver refuses
+    /// (or the MTU needs it), then its other queues in the mode that worked.
+    fn bind_all(&self, spec: &XdpSpec) -> Result<(Vec<XdpSocket>, PortMode), PortError> {
+        let (name, mtu) = (spec.iface.as_str(), spec.mtu);
+        let attach = |reason: String| PortError::Attach {
+            iface: name.to_string(),
+            reason,
+        };
+        let iface: Interface = name
+            .parse()
+            .map_err(|_| PortError::BadInterface(name.to_string()))?;
+        let queues: Vec<u32> = if spec.queues.is_empty() {
+            (0..rx_queue_count(name)).collect()
+        } else {
+            spec.queues.clone()
+        };
+        let first_queue = queues.first().copied().unwrap_or(0);
+        let native = if mtu <= NATIVE_MAX_MTU {
+            self.bind(&iface, first_queue, XdpFlags::XDP_FLAGS_DRV_MODE)
+        } else {
+            Err(format!("not tried: MTU {mtu} is above {NATIVE_MAX_MTU}"))
+        };
+        let (first, mode, flags) = match native {
+            Ok(s) => (s, PortMode::NativeCopy, XdpFlags::XDP_FLAGS_DRV_MODE),
+            Err(native_err) => match self.bind(&iface, first_queue, XdpFlags::XDP_FLAGS_SKB_MODE) {
+                Ok(s) => {
+                    tracing::info!(iface = %name, %native_err, "native XDP refused, using SKB mode");
+                    (s, PortMode::SkbCopy, XdpFlags::XDP_FLAGS_SKB_MODE)
+                }
+                Err(skb_err) => {
+                    return Err(attach(format!("native: {native_err}; skb: {skb_err}")))
+                }
+            },
+        };
+        let mut sockets = vec![first];
+        for &q in queues.iter().skip(1) {
+            let socket = self.bind(&iface, q, flags).map_err(|e| {
+                attach(format!(
+                    "queue {q}: {e} (frames of that queue would reach the host stack)"
+                ))
+            })?;
+            sockets.push(socket);
+        }
+        Ok((sockets, mode))
+    }
+
+    /// Tops up the fill ring of every queue of port `id` from the free list.
     fn refill(&mut self, id: PortId) {
-        let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+        let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
             return;
         };
-        let want = FILL_TARGET.saturating_sub(s.in_fill).min(self.free.len());
-        let room = s.fq.nb_free(want as u32) as usize;
-        let n = want.min(room);
-        if n == 0 {
-            return;
-        }
-        let start = self.free.len() - n;
-        // SAFETY: these frames come from this UMEM's free list: no ring holds them and nothing
-        // reads them until the kernel hands them back on this port's rx ring.
-        let given = unsafe { s.fq.produce(&self.free[start..]) };
-        Self::set_holder(&mut self.holder, &self.free[start..start + given], id);
-        self.free.drain(start..start + given);
-        s.in_fill += given;
-        if s.fq.needs_wakeup() {
-            // A failed wake-up only delays reception until the next one.
-            let _ = s.fq.wakeup(s.rx.fd_mut(), 0);
+        for s in &mut port.queues {
+            let lendable = self.free.len().saturating_sub(UMEM_RESERVE);
+            let want = s.fill_target.saturating_sub(s.in_fill).min(lendable);
+            let room = s.fq.nb_free(want as u32) as usize;
+            let n = want.min(room);
+            if n == 0 {
+                continue;
+            }
+            let start = self.free.len() - n;
+            // SAFETY: these frames come from this UMEM's free list: no ring holds them and
+            // nothing reads them until the kernel hands them back on this socket's rx ring.
+            let given = unsafe { s.fq.produce(&self.free[start..]) };
+            Self::set_holder(&mut self.holder, &self.free[start..start + given], id);
+            self.free.drain(start..start + given);
+            s.in_fill += given;
+            if s.fq.needs_wakeup() {
+                // A failed wake-up only delays reception until the next one.
+                let _ = s.fq.wakeup(s.rx.fd_mut(), 0);
+            }
         }
     }
 }
 
+/// Receive queues of interface `name` (`/sys/class/net/NAME/queues/rx-N`); 1 when sysfs does
+/// not say.
+pub fn rx_queue_count(name: &str) -> u32 {
+    let dir = format!("/sys/class/net/{name}/queues");
+    let count = std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+            .count()
+    });
+    u32::try_from(count).unwrap_or(u32::MAX).max(1)
+}
+
+/// Whether interface `name` is a tun or tap device (they have `tun_flags` in sysfs).
+fn is_tun(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net")
+        .join(name)
+        .join("tun_flags")
+        .exists()
+}
+
 /// Copies `bytes` into a frame taken from `free`.
 fn copy_into(umem: &Umem, free: &mut Vec<FrameDesc>, bytes: &[u8]) -> Option<FrameDesc> {
-    if bytes.len() > MAX_FRAME_LEN {
+    if bytes.len() > BUFFER_LEN {
         return None;
     }
     let mut desc = free.pop()?;
+    desc.set_options(0);
     // SAFETY: `desc` came from the free list, so neither the kernel nor any batch uses it, and
     // `bytes` lies in another frame or outside the UMEM.
     let mut data = unsafe { umem.data_mut(&mut desc) };
@@ -211,60 +393,87 @@ fn copy_into(umem: &Umem, free: &mut Vec<FrameDesc>, bytes: &[u8]) -> Option<Fra
     }
 }
 
+/// Appends the bytes of received buffer `desc` to the frame `partial` collects, and hands the
+/// buffer back to `free` (it is copied). Returns the frame when `desc` was its last buffer.
+fn gather(
+    umem: &Umem,
+    jumbo: &mut JumboPool,
+    partial: &mut Option<Partial>,
+    desc: &FrameDesc,
+) -> Option<XdpFrame> {
+    let p = partial.get_or_insert_with(|| Partial {
+        slot: jumbo.take(),
+        len: 0,
+    });
+    // SAFETY: the kernel returned `desc` on an rx ring, so it has finished writing it.
+    let bytes = unsafe { umem.data(desc) }.contents();
+    if let Some(slot) = p.slot {
+        match jumbo.get_mut(slot).get_mut(p.len..p.len + bytes.len()) {
+            Some(dst) => dst.copy_from_slice(bytes),
+            None => {
+                // Longer than any frame can be: drop it.
+                jumbo.give(slot);
+                p.slot = None;
+            }
+        }
+    }
+    p.len += bytes.len();
+    if desc.has_more_frames() {
+        return None;
+    }
+    let done = partial.take()?;
+    Some(XdpFrame::Jumbo {
+        slot: done.slot?,
+        len: done.len as u32,
+    })
+}
+
 impl Backend for XdpBackend {
-    type Frame = FrameDesc;
+    type Frame = XdpFrame;
     type Spec = XdpSpec;
 
     fn open(&mut self, id: PortId, spec: XdpSpec) -> Result<PortMode, PortError> {
-        if self
-            .sockets
-            .get(usize::from(id))
-            .is_none_or(Option::is_some)
-        {
+        if self.ports.get(usize::from(id)).is_none_or(Option::is_some) {
             return Err(PortError::BadId(id));
         }
-        if self.sockets.iter().flatten().any(|s| s.iface == spec.iface) {
+        if self.ports.iter().flatten().any(|p| p.iface == spec.iface) {
             return Err(PortError::Attach {
                 iface: spec.iface,
                 reason: "interface already has a port on this worker".into(),
             });
         }
-        let iface: Interface = spec
-            .iface
-            .parse()
-            .map_err(|_| PortError::BadInterface(spec.iface.clone()))?;
-        let native = self.bind(&iface, XdpFlags::XDP_FLAGS_DRV_MODE);
-        let (mut socket, mode) = match native {
-            Ok(s) => (s, PortMode::NativeCopy),
-            Err(native_err) => match self.bind(&iface, XdpFlags::XDP_FLAGS_SKB_MODE) {
-                Ok(s) => {
-                    tracing::info!(iface = %spec.iface, %native_err, "native XDP refused, using SKB mode");
-                    (s, PortMode::SkbCopy)
-                }
-                Err(skb_err) => {
-                    return Err(PortError::Attach {
-                        iface: spec.iface,
-                        reason: format!("native: {native_err}; skb: {skb_err}"),
-                    })
-                }
-            },
-        };
-        socket.iface = spec.iface;
-        self.sockets[usize::from(id)] = Some(socket);
+        let (mut queues, mode) = self.bind_all(&spec)?;
+        if spec.mtu > crate::snapshot::DEFAULT_MTU || is_tun(&spec.iface) {
+            for s in &mut queues {
+                s.fill_target = FILL_MAX;
+            }
+        }
+        tracing::info!(iface = %spec.iface, queues = queues.len(), %mode, "AF_XDP port open");
+        self.ports[usize::from(id)] = Some(XdpPort {
+            iface: spec.iface,
+            queues,
+            next_rx: 0,
+        });
         self.open.push(id);
         self.refill(id);
         Ok(mode)
     }
 
     fn close(&mut self, id: PortId) {
-        let Some(slot) = self.sockets.get_mut(usize::from(id)) else {
+        let Some(slot) = self.ports.get_mut(usize::from(id)) else {
             return;
         };
-        // Dropping the queues deletes the socket; libxdp detaches its XDP program with the last
+        // Dropping the queues deletes the sockets; libxdp detaches its XDP program with the last
         // socket on the interface. Only then are the port's frames safe to reuse.
-        if slot.take().is_none() {
+        let Some(port) = slot.take() else {
             return;
+        };
+        for partial in port.queues.iter().filter_map(|s| s.partial) {
+            if let Some(jumbo) = partial.slot {
+                self.jumbo.give(jumbo);
+            }
         }
+        drop(port);
         self.open.retain(|&p| p != id);
         for (n, h) in self.holder.iter_mut().enumerate() {
             if *h == id {
@@ -275,74 +484,198 @@ impl Backend for XdpBackend {
     }
 
     #[inline]
-    fn rx(&mut self, id: PortId, out: &mut [FrameDesc]) -> usize {
-        let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+    fn rx(&mut self, id: PortId, out: &mut [XdpFrame]) -> usize {
+        let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
             return 0;
         };
-        // SAFETY: the rx ring of a socket of this UMEM only returns frames of this UMEM, which
-        // the kernel has finished writing; they are ours until we lend them again.
-        let n = unsafe { s.rx.consume(out) };
-        s.in_fill -= n.min(s.in_fill);
-        Self::set_holder(&mut self.holder, &out[..n], HELD);
+        let queues = port.queues.len();
+        let mut n = 0;
+        for k in 0..queues {
+            let s = &mut port.queues[(port.next_rx + k) % queues];
+            while n < out.len() {
+                // Each buffer makes at most one frame, so asking for as many as `out` has room
+                // for never overflows it.
+                self.descs.clear();
+                self.descs.resize(out.len() - n, FrameDesc::default());
+                // SAFETY: the rx ring of a socket of this UMEM only returns frames of this UMEM,
+                // which the kernel has finished writing; they are ours until we lend them again.
+                let got = unsafe { s.rx.consume(&mut self.descs) };
+                if got == 0 {
+                    break;
+                }
+                s.in_fill -= got.min(s.in_fill);
+                for desc in &self.descs[..got] {
+                    let num = Self::frame_number(desc);
+                    if let Some(h) = self.holder.get_mut(num) {
+                        *h = HELD;
+                    }
+                    if s.partial.is_none() && !desc.has_more_frames() {
+                        out[n] = XdpFrame::Umem(*desc);
+                        n += 1;
+                        continue;
+                    }
+                    let ended = !desc.has_more_frames();
+                    match gather(&self.umem, &mut self.jumbo, &mut s.partial, desc) {
+                        Some(frame) => {
+                            out[n] = frame;
+                            n += 1;
+                        }
+                        None if ended => s.jumbo_dropped += 1,
+                        None => {}
+                    }
+                    self.free
+                        .push(self.pristine[num.min(self.pristine.len() - 1)]);
+                }
+                if s.fill_target < FILL_MAX {
+                    // Entries still waiting in the fill ring for the kernel to receive into.
+                    let waiting = RX_RING_SIZE as usize - s.fq.nb_free_exact() as usize;
+                    if waiting < s.fill_target / 4 {
+                        s.fill_target = (s.fill_target * 2).min(FILL_MAX);
+                    }
+                }
+            }
+            if n == out.len() {
+                break;
+            }
+        }
+        port.next_rx = (port.next_rx + 1) % queues;
         n
     }
 
     #[inline]
-    fn bytes(&self, frame: &FrameDesc) -> &[u8] {
-        // SAFETY: a `Frame` handed to the pipeline is held by this backend (received or copied
-        // into), so no ring and no writer touches it while it is read.
-        unsafe { self.umem.data(frame) }.contents()
+    fn bytes(&self, frame: &XdpFrame) -> &[u8] {
+        match frame {
+            // SAFETY: a `Frame` handed to the pipeline is held by this backend (received or
+            // copied into), so no ring and no writer touches it while it is read.
+            XdpFrame::Umem(desc) => unsafe { self.umem.data(desc) }.contents(),
+            XdpFrame::Jumbo { slot, len } => self.jumbo.get(*slot, *len as usize),
+        }
     }
 
-    fn patch(&mut self, frame: &mut FrameDesc, at: usize, bytes: &[u8]) {
-        // SAFETY: as in `bytes`: `frame` is held by this backend, so no ring and no other
-        // reader or writer touches it while it is written.
-        let mut data = unsafe { self.umem.data_mut(frame) };
-        if let Some(dst) = data.contents_mut().get_mut(at..at + bytes.len()) {
+    fn patch(&mut self, frame: &mut XdpFrame, at: usize, bytes: &[u8]) {
+        let dst = match frame {
+            XdpFrame::Umem(desc) => {
+                // SAFETY: as in `bytes`: `frame` is held by this backend, so no ring and no
+                // other reader or writer touches it while it is written.
+                let mut data = unsafe { self.umem.data_mut(desc) };
+                if let Some(dst) = data.contents_mut().get_mut(at..at + bytes.len()) {
+                    dst.copy_from_slice(bytes);
+                }
+                return;
+            }
+            XdpFrame::Jumbo { slot, len } => &mut self.jumbo.get_mut(*slot)[..*len as usize],
+        };
+        if let Some(dst) = dst.get_mut(at..at + bytes.len()) {
             dst.copy_from_slice(bytes);
         }
     }
 
     #[inline]
-    fn tx(&mut self, id: PortId, frames: &[FrameDesc]) -> usize {
-        let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+    fn tx(&mut self, id: PortId, frames: &[XdpFrame]) -> usize {
+        let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
             return 0;
         };
-        // SAFETY: the caller holds these frames of this UMEM and gives them up; they are not
-        // touched again until reaped from this port's completion ring.
-        let sent = unsafe { s.tx.produce(frames) };
-        Self::set_holder(&mut self.holder, &frames[..sent], id);
+        let Some(s) = port.queues.first_mut() else {
+            return 0;
+        };
+        // Whole frames only: a frame's buffers go into the ring together or not at all.
+        let mut room = s.tx.nb_free(TX_RING_SIZE) as usize;
+        self.descs.clear();
+        let mut taken = 0;
+        for frame in frames {
+            match *frame {
+                XdpFrame::Umem(desc) if room > 0 => {
+                    self.descs.push(desc);
+                    room -= 1;
+                }
+                XdpFrame::Jumbo { slot, len } => {
+                    let bytes = self.jumbo.get(slot, len as usize);
+                    let parts = bytes.len().div_ceil(BUFFER_LEN);
+                    if !s.multi_buffer || parts > room.min(MAX_TX_PARTS) || parts > self.free.len()
+                    {
+                        break;
+                    }
+                    let start = self.descs.len();
+                    for chunk in bytes.chunks(BUFFER_LEN) {
+                        match copy_into(&self.umem, &mut self.free, chunk) {
+                            Some(mut desc) => {
+                                desc.set_options(PKT_CONTD);
+                                self.descs.push(desc);
+                            }
+                            None => break,
+                        }
+                    }
+                    if self.descs.len() - start < parts {
+                        // A buffer could not be filled: never send part of a frame.
+                        self.free.extend(self.descs.drain(start..));
+                        break;
+                    }
+                    if let Some(last) = self.descs.last_mut() {
+                        last.set_options(0);
+                    }
+                    self.jumbo.give(slot);
+                    room -= parts;
+                }
+                XdpFrame::Umem(_) => break,
+            }
+            taken += 1;
+        }
+        // SAFETY: the caller holds these frames of this UMEM (or gave up the jumbo buffers they
+        // were copied from) and gives them up; they are not touched again until reaped from
+        // this socket's completion ring.
+        let sent = unsafe { s.tx.produce(&self.descs) };
+        debug_assert_eq!(sent, self.descs.len(), "the ring had room");
+        Self::set_holder(&mut self.holder, &self.descs[..sent], id);
         s.in_tx += sent;
         if s.tx.needs_wakeup() {
             // Errors are transient (ring full, link down); `service` kicks again.
             let _ = s.tx.wakeup();
         }
-        sent
+        taken
     }
 
     #[inline]
-    fn free(&mut self, frame: FrameDesc) {
-        self.free.push(frame);
+    fn free(&mut self, frame: XdpFrame) {
+        match frame {
+            XdpFrame::Umem(desc) => self.free.push(desc),
+            XdpFrame::Jumbo { slot, .. } => self.jumbo.give(slot),
+        }
     }
 
-    fn alloc_copy(&mut self, bytes: &[u8]) -> Option<FrameDesc> {
-        copy_into(&self.umem, &mut self.free, bytes)
+    fn alloc_copy(&mut self, bytes: &[u8]) -> Option<XdpFrame> {
+        if bytes.len() <= BUFFER_LEN {
+            return copy_into(&self.umem, &mut self.free, bytes).map(XdpFrame::Umem);
+        }
+        let slot = self.jumbo.copy_of(bytes)?;
+        Some(XdpFrame::Jumbo {
+            slot,
+            len: bytes.len() as u32,
+        })
     }
 
-    fn clone_frame(&mut self, frame: &FrameDesc) -> Option<FrameDesc> {
-        // SAFETY: as in `bytes`: `frame` is held by this backend.
-        let src = unsafe { self.umem.data(frame) }.contents();
-        copy_into(&self.umem, &mut self.free, src)
+    fn clone_frame(&mut self, frame: &XdpFrame) -> Option<XdpFrame> {
+        match *frame {
+            XdpFrame::Umem(desc) => {
+                // SAFETY: as in `bytes`: `frame` is held by this backend.
+                let src = unsafe { self.umem.data(&desc) }.contents();
+                copy_into(&self.umem, &mut self.free, src).map(XdpFrame::Umem)
+            }
+            XdpFrame::Jumbo { slot, len } => {
+                let copy = self.jumbo.take()?;
+                self.jumbo.copy_within(slot, copy, len as usize);
+                Some(XdpFrame::Jumbo { slot: copy, len })
+            }
+        }
     }
 
     fn service(&mut self) -> usize {
         let mut reaped_total = 0;
         for i in 0..self.open.len() {
             let id = self.open[i];
-            let Some(Some(s)) = self.sockets.get_mut(usize::from(id)) else {
+            let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
                 continue;
             };
-            if s.in_tx > 0 {
+            for s in port.queues.iter_mut().filter(|s| s.in_tx > 0) {
                 // SAFETY: the completion ring returns frames of this UMEM that the kernel has
                 // finished sending; `reaped` is scratch space we own.
                 let n = unsafe { s.cq.consume(&mut self.reaped) };
@@ -365,22 +698,27 @@ impl Backend for XdpBackend {
     }
 
     fn socket_stats(&self, id: PortId) -> Option<SocketStats> {
-        let Some(Some(s)) = self.sockets.get(usize::from(id)) else {
+        let Some(Some(port)) = self.ports.get(usize::from(id)) else {
             return None;
         };
-        match s.rx.fd().xdp_statistics() {
-            Ok(k) => Some(SocketStats {
-                rx_dropped: k.rx_dropped(),
-                rx_invalid_descs: k.rx_invalid_descs(),
-                tx_invalid_descs: k.tx_invalid_descs(),
-                rx_ring_full: k.rx_ring_full(),
-                rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs(),
-                tx_ring_empty_descs: k.tx_ring_empty_descs(),
-            }),
-            Err(e) => {
-                tracing::warn!(iface = %s.iface, error = %e, "cannot read XDP_STATISTICS");
-                None
+        let mut sum = SocketStats::default();
+        for s in &port.queues {
+            match s.rx.fd().xdp_statistics() {
+                Ok(k) => sum.add(&SocketStats {
+                    rx_dropped: k.rx_dropped(),
+                    rx_invalid_descs: k.rx_invalid_descs(),
+                    tx_invalid_descs: k.tx_invalid_descs(),
+                    rx_ring_full: k.rx_ring_full(),
+                    rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs(),
+                    tx_ring_empty_descs: k.tx_ring_empty_descs(),
+                    jumbo_dropped: s.jumbo_dropped,
+                }),
+                Err(e) => {
+                    tracing::warn!(iface = %port.iface, error = %e, "cannot read XDP_STATISTICS");
+                    return None;
+                }
             }
         }
+        Some(sum)
     }
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::{Backend, PortError, PortMode, MAX_FRAME_LEN};
+use super::jumbo::JumboPool;
+use super::{Backend, PortError, PortMode, BUFFER_LEN};
 use crate::snapshot::{PortId, MAX_PORTS};
 
 /// The test side of an in-memory port.
@@ -57,11 +58,12 @@ enum Open {
     },
 }
 
-/// A frame in the in-memory pool.
+/// A frame in the in-memory pool, or in one of its jumbo buffers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemFrame {
     index: u32,
-    len: u16,
+    len: u32,
+    jumbo: bool,
 }
 
 /// A frame pool in plain memory plus the in-memory ports of one worker.
@@ -72,9 +74,12 @@ pub struct MemBackend {
     /// Pool frames owned by replay ports, never returned to `free`.
     pinned: Vec<bool>,
     ports: Vec<Option<Open>>,
+    jumbo: JumboPool,
 }
 
-const CHUNK: usize = MAX_FRAME_LEN;
+const CHUNK: usize = BUFFER_LEN;
+/// Jumbo buffers of an in-memory backend.
+const JUMBO_SLOTS: u16 = 64;
 
 impl MemBackend {
     /// A backend with `frames` buffers.
@@ -84,6 +89,7 @@ impl MemBackend {
             free: (0..frames).rev().collect(),
             pinned: vec![false; frames as usize],
             ports: (0..MAX_PORTS).map(|_| None).collect(),
+            jumbo: JumboPool::new(JUMBO_SLOTS),
         }
     }
 
@@ -93,16 +99,28 @@ impl MemBackend {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Option<MemFrame> {
+        let len = bytes.len() as u32;
         if bytes.len() > CHUNK {
-            return None;
+            let slot = self.jumbo.copy_of(bytes)?;
+            return Some(MemFrame {
+                index: u32::from(slot),
+                len,
+                jumbo: true,
+            });
         }
         let index = self.free.pop()?;
         let start = index as usize * CHUNK;
         self.pool[start..start + bytes.len()].copy_from_slice(bytes);
         Some(MemFrame {
             index,
-            len: bytes.len() as u16,
+            len,
+            jumbo: false,
         })
+    }
+
+    /// The jumbo buffer of `frame`, if it is in one.
+    fn jumbo_slot(frame: &MemFrame) -> Option<u16> {
+        frame.jumbo.then_some(frame.index as u16)
     }
 }
 
@@ -121,6 +139,7 @@ impl Backend for MemBackend {
                 for bytes in &frames {
                     let f = self
                         .write(bytes)
+                        .filter(|f| !f.jumbo)
                         .ok_or_else(|| PortError::Pool("replay frames do not fit".into()))?;
                     self.pinned[f.index as usize] = true;
                     pinned.push(f);
@@ -179,18 +198,28 @@ impl Backend for MemBackend {
     }
 
     fn bytes(&self, frame: &MemFrame) -> &[u8] {
+        if let Some(slot) = Self::jumbo_slot(frame) {
+            return self.jumbo.get(slot, frame.len as usize);
+        }
         let start = frame.index as usize * CHUNK;
         self.pool
-            .get(start..start + usize::from(frame.len))
+            .get(start..start + frame.len as usize)
             .unwrap_or(&[])
     }
 
     fn patch(&mut self, frame: &mut MemFrame, at: usize, bytes: &[u8]) {
-        let start = frame.index as usize * CHUNK;
-        if at + bytes.len() <= usize::from(frame.len) {
-            if let Some(dst) = self.pool.get_mut(start + at..start + at + bytes.len()) {
-                dst.copy_from_slice(bytes);
+        if at + bytes.len() > frame.len as usize {
+            return;
+        }
+        let dst = match Self::jumbo_slot(frame) {
+            Some(slot) => self.jumbo.get_mut(slot).get_mut(at..at + bytes.len()),
+            None => {
+                let start = frame.index as usize * CHUNK;
+                self.pool.get_mut(start + at..start + at + bytes.len())
             }
+        };
+        if let Some(dst) = dst {
+            dst.copy_from_slice(bytes);
         }
     }
 
@@ -214,7 +243,9 @@ impl Backend for MemBackend {
     }
 
     fn free(&mut self, frame: MemFrame) {
-        if !self.pinned[frame.index as usize] {
+        if let Some(slot) = Self::jumbo_slot(&frame) {
+            self.jumbo.give(slot);
+        } else if !self.pinned[frame.index as usize] {
             self.free.push(frame.index);
         }
     }
@@ -224,14 +255,19 @@ impl Backend for MemBackend {
     }
 
     fn clone_frame(&mut self, frame: &MemFrame) -> Option<MemFrame> {
+        if let Some(slot) = Self::jumbo_slot(frame) {
+            let copy = self.jumbo.take()?;
+            self.jumbo.copy_within(slot, copy, frame.len as usize);
+            return Some(MemFrame {
+                index: u32::from(copy),
+                ..*frame
+            });
+        }
         let index = self.free.pop()?;
         let (src, dst) = (frame.index as usize * CHUNK, index as usize * CHUNK);
-        let len = usize::from(frame.len);
+        let len = frame.len as usize;
         self.pool.copy_within(src..src + len, dst);
-        Some(MemFrame {
-            index,
-            len: frame.len,
-        })
+        Some(MemFrame { index, ..*frame })
     }
 
     fn service(&mut self) -> usize {

@@ -6,14 +6,16 @@
 //! [`memory`] (deterministic tests and benchmarks without the kernel).
 
 pub mod afxdp;
+pub mod jumbo;
 pub mod memory;
 
 use std::fmt;
 
 use crate::snapshot::PortId;
 
-/// Largest frame a port carries (AF_XDP copy mode, 2 KiB chunks less the kernel headroom).
-pub const MAX_FRAME_LEN: usize = 1792;
+/// Largest frame one pool buffer holds (AF_XDP copy mode, 2 KiB chunks less the kernel
+/// headroom). Longer frames, up to [`jumbo::JUMBO_LEN`], go in jumbo buffers.
+pub const BUFFER_LEN: usize = 1792;
 
 /// How an AF_XDP socket ended up attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,22 @@ pub struct SocketStats {
     /// Times the kernel looked for a frame to send and found the transmit ring empty (once per
     /// transmit kick that drained the ring: not a loss).
     pub tx_ring_empty_descs: u64,
+    /// Not the kernel's: multi-buffer frames brink received but dropped because all of the
+    /// worker's jumbo buffers were in use.
+    pub jumbo_dropped: u64,
+}
+
+impl SocketStats {
+    /// Adds `other`'s counts to these (the sockets of one port's queues).
+    pub fn add(&mut self, other: &SocketStats) {
+        self.rx_dropped += other.rx_dropped;
+        self.rx_invalid_descs += other.rx_invalid_descs;
+        self.tx_invalid_descs += other.tx_invalid_descs;
+        self.rx_ring_full += other.rx_ring_full;
+        self.rx_fill_ring_empty_descs += other.rx_fill_ring_empty_descs;
+        self.tx_ring_empty_descs += other.tx_ring_empty_descs;
+        self.jumbo_dropped += other.jumbo_dropped;
+    }
 }
 
 /// Why a port could not be opened.
@@ -106,7 +124,7 @@ pub trait Backend {
     /// Returns a frame to the free pool.
     fn free(&mut self, frame: Self::Frame);
     /// A new frame holding a copy of `bytes`, or `None` if the pool is empty or `bytes` is
-    /// longer than [`MAX_FRAME_LEN`].
+    /// longer than [`jumbo::JUMBO_LEN`].
     fn alloc_copy(&mut self, bytes: &[u8]) -> Option<Self::Frame>;
     /// A new frame holding a copy of `frame`, for flooding.
     fn clone_frame(&mut self, frame: &Self::Frame) -> Option<Self::Frame>;

@@ -14,9 +14,9 @@ mod sg;
 pub use sg::{PortSetArgs, RuleAddArgs, RuleCmd, SecurityArgs, SgCmd};
 
 use crate::types::{
-    CtEntry, CtFilter, CtPolicy, CtPolicySet, CtPolicyShow, CtStats, FdbEntry, NetworkFilter,
-    NetworkInfo, NetworkName, PortAdd, PortInfo, PortKind, PortName, Stats, StatsFilter,
-    XdpSocketStats,
+    CtEntry, CtFilter, CtPolicy, CtPolicySet, CtPolicyShow, CtStats, FdbEntry, NetworkAdd,
+    NetworkFilter, NetworkInfo, NetworkName, PortAdd, PortInfo, PortKind, PortName, Stats,
+    StatsFilter, XdpSocketStats,
 };
 
 /// Control a running brinkd.
@@ -133,6 +133,10 @@ pub enum NetworkCmd {
     Add {
         /// Network name.
         name: String,
+        /// The largest IP packet its ports carry (68-9000; jumbo frames above 1500). brink sets
+        /// its ports' interfaces to it; set the VMs' MTU to match.
+        #[arg(long)]
+        mtu: Option<u16>,
     },
     /// Delete a network that has no ports.
     Del {
@@ -238,9 +242,12 @@ pub fn main() -> ExitCode {
 pub fn run(cli: &Cli) -> Result<String, ClientError> {
     let mut client = Client::connect(&cli.socket)?;
     let (name, params): (&str, Value) = match &cli.command {
-        Command::Network(NetworkCmd::Add { name }) => (
+        Command::Network(NetworkCmd::Add { name, mtu }) => (
             method::NETWORK_ADD,
-            to_json(&NetworkName { name: name.clone() }),
+            to_json(&NetworkAdd {
+                name: name.clone(),
+                mtu: *mtu,
+            }),
         ),
         Command::Network(NetworkCmd::Del { name }) => (
             method::NETWORK_DEL,
@@ -356,9 +363,16 @@ fn render(command: &Command, result: Value) -> Result<String, ClientError> {
         Command::Network(NetworkCmd::List) => {
             let nets: Vec<NetworkInfo> = decode(result)?;
             table(
-                &["NETWORK", "ID", "PORTS"],
+                &["NETWORK", "ID", "MTU", "PORTS"],
                 nets.iter()
-                    .map(|n| vec![n.name.clone(), n.id.to_string(), n.ports.join(",")])
+                    .map(|n| {
+                        vec![
+                            n.name.clone(),
+                            n.id.to_string(),
+                            n.mtu.to_string(),
+                            n.ports.join(","),
+                        ]
+                    })
                     .collect(),
             )
         }
@@ -524,6 +538,7 @@ fn xdp_socket_text(x: Option<&XdpSocketStats>) -> String {
         ("rx_inval", x.rx_invalid_descs),
         ("tx_inval", x.tx_invalid_descs),
         ("tx_empty", x.tx_ring_empty_descs),
+        ("jumbo_drop", x.jumbo_dropped),
     ]
     .iter()
     .filter(|&&(_, n)| n > 0)
@@ -573,6 +588,7 @@ fn stats_tables(s: &Stats) -> String {
                 "BUSY%",
                 "CROSS_TX",
                 "CROSS_RX",
+                "SEGMENTED",
                 "FDB_LEARNED",
                 "DROPS",
             ],
@@ -589,6 +605,7 @@ fn stats_tables(s: &Stats) -> String {
                         format!("{:.1}", 100.0 * w.busy_ns as f64 / total as f64),
                         w.cross_tx.to_string(),
                         w.cross_rx.to_string(),
+                        w.segmented.to_string(),
                         w.fdb_learned.to_string(),
                         drops_text(&w.drops),
                     ]
