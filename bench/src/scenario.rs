@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
 
+use crate::compare::brink::worker_busy_ns;
+use crate::compare::scenario::quantile;
 use crate::daemon::Daemon;
 use crate::pktgen::frame::Mode;
 use crate::topo::{Topology, Vm};
@@ -74,11 +75,6 @@ impl RunResult {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Runs the generator in `from` towards `to` for the configured time, pinned to its core.
 fn generate(cfg: &ScenarioConfig, from: &Vm, to: &Vm) -> Result<(u64, f64), BenchError> {
     let offer = Offer {
@@ -96,19 +92,15 @@ fn generate(cfg: &ScenarioConfig, from: &Vm, to: &Vm) -> Result<(u64, f64), Benc
     ))
 }
 
-fn worker_busy_ns(d: &Daemon) -> Result<u64, BenchError> {
-    let stats: Value = serde_json::from_str(&d.ctl_ok(&["--json", "stats"])?)
-        .map_err(|e| BenchError::Config(format!("stats: {e}")))?;
-    Ok(stats["workers"]
-        .as_array()
-        .map_or(0, |w| w.iter().filter_map(|w| w["busy_ns"].as_u64()).sum()))
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    quantile(&values.collect::<Vec<_>>(), 0.5)
 }
 
 fn variant(name: &str, runs: Vec<RunResult>) -> Variant {
     Variant {
         name: name.into(),
-        median_delivered_pps: median(runs.iter().map(|r| r.delivered_pps).collect()),
-        median_busy_ns_per_frame: median(runs.iter().map(|r| r.busy_ns_per_frame).collect()),
+        median_delivered_pps: median(runs.iter().map(|r| r.delivered_pps)),
+        median_busy_ns_per_frame: median(runs.iter().map(|r| r.busy_ns_per_frame)),
         runs,
     }
 }

@@ -50,13 +50,18 @@ impl Brink {
     }
 }
 
+/// The busy nanoseconds of all of `daemon`'s workers so far.
+pub fn worker_busy_ns(daemon: &Daemon) -> Result<u64, BenchError> {
+    let stats: Value = serde_json::from_str(&daemon.ctl_ok(&["--json", "stats"])?)
+        .map_err(|e| BenchError::Config(format!("brinkctl stats: {e}")))?;
+    Ok(stats["workers"]
+        .as_array()
+        .map_or(0, |w| w.iter().filter_map(|w| w["busy_ns"].as_u64()).sum()))
+}
+
 impl Switch for Brink {
     fn clock(&self) -> Result<Option<SwitchClock>, BenchError> {
-        let stats = self.json(&["stats"])?;
-        let busy: u64 = stats["workers"]
-            .as_array()
-            .map_or(0, |w| w.iter().filter_map(|w| w["busy_ns"].as_u64()).sum());
-        Ok(Some(SwitchClock::busy_ns(busy)))
+        Ok(Some(SwitchClock::busy_ns(worker_busy_ns(&self.daemon)?)))
     }
 
     fn connections(&self) -> Result<Option<u64>, BenchError> {
