@@ -8,9 +8,11 @@
 //! Thread-safety: [`service::Service`] and [`server::Server`] are used by the control thread
 //! only; the dataplane's `Switch` is its only link to the workers.
 
+pub mod capture;
 pub mod ct;
 pub mod daemon;
 pub mod iface;
+pub mod metrics;
 pub mod model;
 pub mod protocols;
 pub mod server;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use brink_api::protocol::{code, method, RpcError};
 use brink_api::types::{
-    CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone, FdbEntry, NetworkAdd,
-    NetworkFilter, NetworkName, PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult,
-    PortStats, Recheck, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, Stats, StatsFilter,
-    WorkerStats, XdpSocketStats,
+    CaptureRead, CaptureStart, CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone,
+    FdbEntry, NetworkAdd, NetworkFilter, NetworkName, PortAdd, PortInfo, PortKind, PortName,
+    PortSet, PortSetResult, PortStats, Recheck, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel,
+    Stats, StatsFilter, WorkerPoll, WorkerStats, XdpSocketStats,
 };
 use brink_conntrack::{Filter, InvalidReason, ZonePolicy};
 use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
@@ -21,8 +21,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::capture;
 use crate::ct;
 use crate::iface::{self, IfaceError};
+use crate::metrics;
 use crate::model::{Model, ModelError, State};
 use crate::sg::{self, SgError};
 use crate::store::Store;
@@ -247,6 +249,28 @@ impl Service {
                 reply(&())
             }
             method::STATS => self.stats(decode(params)?),
+            method::METRICS => {
+                decode::<Empty>(params)?;
+                self.metrics()
+            }
+            method::CAPTURE_START => {
+                let p: CaptureStart = decode(params)?;
+                let id = self.model.port(&p.port)?.id;
+                self.switch.capture().start(id, p.drops);
+                tracing::info!(port = %p.port, drops = p.drops, "capture started");
+                reply(&())
+            }
+            method::CAPTURE_READ => {
+                let p: CaptureRead = decode(params)?;
+                let now = self.switch.now_ns();
+                reply(&capture::read(self.switch.capture(), p.max, now))
+            }
+            method::CAPTURE_STOP => {
+                decode::<Empty>(params)?;
+                self.switch.capture().stop();
+                tracing::info!("capture stopped");
+                reply(&())
+            }
             method::CT_SHOW => {
                 let (filter, limit) = ct::filter(&self.model, &decode::<CtFilter>(params)?)?;
                 let now = self.switch.now_ns();
@@ -483,6 +507,28 @@ impl Service {
     }
 
     fn stats(&self, filter: StatsFilter) -> Result<Value, RpcError> {
+        reply(&self.counters(filter)?)
+    }
+
+    /// The Prometheus exposition of every counter (see [`metrics`]).
+    fn metrics(&self) -> Result<Value, RpcError> {
+        let ports: Vec<PortInfo> = self
+            .model
+            .ports()
+            .map(|p| self.port_info(&p.spec.name))
+            .collect::<Result<_, _>>()?;
+        let groups = self.model.groups.infos(|g| self.model.group_users(g));
+        let text = metrics::render(metrics::Sources {
+            ports: &ports,
+            stats: &self.counters(StatsFilter::default())?,
+            ct: &self.ct_stats(),
+            groups: &groups,
+        })
+        .map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))?;
+        reply(&text)
+    }
+
+    fn counters(&self, filter: StatsFilter) -> Result<Stats, RpcError> {
         if let Some(name) = &filter.port {
             self.model.port(name)?;
         }
@@ -512,6 +558,7 @@ impl Service {
         let workers = if filter.port.is_some() {
             vec![]
         } else {
+            let polls = self.switch.polls().map_err(dataplane_error)?;
             self.switch
                 .worker_counters()
                 .enumerate()
@@ -530,10 +577,21 @@ impl Service {
                     fdb_full: c.fdb_full.get(),
                     fdb_aged: c.fdb_aged.get(),
                     drops: drop_map(&c.drops),
+                    polls: polls
+                        .get(worker)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(id, queues)| {
+                            Some(WorkerPoll {
+                                port: self.model.port_by_id(*id)?.spec.name.clone(),
+                                queues: queues.clone(),
+                            })
+                        })
+                        .collect(),
                 })
                 .collect()
         };
-        reply(&Stats { ports, workers })
+        Ok(Stats { ports, workers })
     }
 
     /// Publishes the model to the dataplane and saves it; returns what rechecking the

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use crate::batch::BATCH_SIZE;
+use crate::capture::{Capture, Target, Way};
 use crate::counters::{DropReason, PortCounters, WorkerCounters};
-use crate::cross::{CrossFrame, CrossQueue};
+use crate::cross::CrossQueue;
 use crate::port::Backend;
 use crate::snapshot::{NetworkId, PortId, Snapshot, MAX_PORTS};
 use crate::wire::segment;
@@ -45,6 +46,10 @@ pub struct Egress<B: Backend> {
     superframe: Vec<u8>,
     /// The segment being built.
     segment: Vec<u8>,
+    capture: Arc<Capture>,
+    /// What is captured in this poll iteration, and when it started (conntrack's clock).
+    target: Target,
+    now_ns: u64,
 }
 
 impl<B: Backend> Egress<B> {
@@ -54,6 +59,7 @@ impl<B: Backend> Egress<B> {
         backend: B,
         to_worker: Vec<Option<CrossQueue>>,
         counters: Arc<WorkerCounters>,
+        capture: Arc<Capture>,
     ) -> Self {
         Egress {
             worker,
@@ -64,7 +70,16 @@ impl<B: Backend> Egress<B> {
             counters,
             superframe: vec![0; MAX_SUPERFRAME],
             segment: vec![0; MAX_SEGMENT],
+            capture,
+            target: Target::OFF,
+            now_ns: 0,
         }
+    }
+
+    /// Captures `target` from now on, with `now_ns` as the time of what it records.
+    pub fn capture_at(&mut self, target: Target, now_ns: u64) {
+        self.target = target;
+        self.now_ns = now_ns;
     }
 
     /// Starts transmitting on port `id` (the backend has opened it).
@@ -105,6 +120,11 @@ impl<B: Backend> Egress<B> {
     /// Drops a frame that arrived on `in_port`, counting it there.
     pub fn drop_rx(&mut self, in_port: PortId, reason: DropReason, frame: B::Frame) {
         self.count_rx_drop(in_port, reason);
+        if self.target.port == in_port {
+            let bytes = self.backend.bytes(&frame);
+            self.capture
+                .record(self.now_ns, Way::Dropped(reason), bytes);
+        }
         self.backend.free(frame);
     }
 
@@ -132,11 +152,9 @@ impl<B: Backend> Egress<B> {
             self.stage(to, frame);
             return;
         }
-        let queue = self.to_worker.get(owner).and_then(Option::as_ref);
-        let pushed = match (queue, CrossFrame::new(to, self.backend.bytes(&frame))) {
-            (Some(q), Some(cf)) => q.push(cf).map_err(|_| DropReason::CrossQueueFull),
-            (None, _) => Err(DropReason::PortGone),
-            (_, None) => Err(DropReason::TooBig),
+        let pushed = match self.to_worker.get(owner).and_then(Option::as_ref) {
+            Some(q) => q.push(to, self.backend.bytes(&frame)),
+            None => Err(DropReason::PortGone),
         };
         match pushed {
             Ok(()) => {
@@ -164,7 +182,6 @@ impl<B: Backend> Egress<B> {
         let bytes = self.backend.bytes(&frame);
         let len = bytes.len().min(superframe.len());
         superframe[..len].copy_from_slice(&bytes[..len]);
-        self.backend.free(frame);
         let mut out_of_frames = false;
         let made = segment::tcp_segments(&superframe[..len], mtu, &mut segment, |s| {
             match self.backend.alloc_copy(s) {
@@ -175,10 +192,11 @@ impl<B: Backend> Egress<B> {
         });
         (self.superframe, self.segment) = (superframe, segment);
         match made {
-            None => self.count_rx_drop(in_port, DropReason::MtuExceeded),
+            None => return self.drop_rx(in_port, DropReason::MtuExceeded, frame),
             Some(_) if out_of_frames => self.count_rx_drop(in_port, DropReason::NoFreeFrame),
             Some(n) => self.counters.segmented.add(n as u64),
         }
+        self.backend.free(frame);
     }
 
     /// Sends a copy of `frame` to every port of `network` except `in_port` that `admits`. Each
@@ -217,12 +235,12 @@ impl<B: Backend> Egress<B> {
         }
     }
 
-    /// Takes a frame that another worker forwarded to local port `to`.
-    pub fn accept_cross(&mut self, cf: &CrossFrame) {
-        match self.backend.alloc_copy(cf.bytes()) {
+    /// Takes a frame (`bytes`) that another worker forwarded to local port `to`.
+    pub fn accept_cross(&mut self, to: PortId, bytes: &[u8]) {
+        match self.backend.alloc_copy(bytes) {
             Some(frame) => {
                 self.counters.cross_rx.add(1);
-                self.stage(cf.port, frame);
+                self.stage(to, frame);
             }
             None => self.counters.drops.add(DropReason::NoFreeFrame, 1),
         }
@@ -231,6 +249,10 @@ impl<B: Backend> Egress<B> {
     #[inline]
     fn stage(&mut self, to: PortId, frame: B::Frame) {
         let len = self.backend.bytes(&frame).len() as u64;
+        if self.target.traffic_of(to) {
+            let bytes = self.backend.bytes(&frame);
+            self.capture.record(self.now_ns, Way::Out, bytes);
+        }
         let Some(Some(port)) = self.ports.get_mut(usize::from(to)) else {
             self.counters.drops.add(DropReason::PortGone, 1);
             self.backend.free(frame);

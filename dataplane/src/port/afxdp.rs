@@ -110,6 +110,8 @@ impl Default for XdpFrame {
 struct XdpPort {
     iface: String,
     queues: Vec<XdpSocket>,
+    /// The queue number of each socket in `queues`.
+    queue_ids: Vec<u32>,
     /// The queue `rx` reads first next time, so that a busy queue cannot starve the others.
     next_rx: usize,
 }
@@ -251,10 +253,23 @@ impl XdpBackend {
             .xdp_flags(xdp)
             .bind_flags(flags)
             .build();
-        // SAFETY: `open` checked that no port of this UMEM is on this interface, and binds each
-        // queue once; other workers bind other queues of it. So the (interface, queue) pair is
-        // not shared and libxdp may load its program or add to the one it loaded.
-        let sockets = unsafe { Socket::new(config, &self.umem, iface, queue) };
+        let mut tries = 0;
+        let sockets = loop {
+            // SAFETY: `open` checked that no port of this UMEM is on this interface, and binds
+            // each queue once; other workers bind other queues of it. So the (interface,
+            // queue) pair is not shared and libxdp may load its program or add to the one it
+            // loaded.
+            let made = unsafe { Socket::new(config, &self.umem, iface, queue) };
+            // The kernel releases a socket of a failed attempt (native XDP refused) after a
+            // grace period; until then the queue is busy.
+            match made {
+                Err(e) if is_busy(&e) && tries < BUSY_RETRIES => {
+                    tries += 1;
+                    std::thread::sleep(BUSY_WAIT);
+                }
+                made => break made,
+            }
+        };
         match sockets {
             Ok((tx, rx, Some((fq, cq)))) => Ok(XdpSocket {
                 tx,
@@ -278,7 +293,7 @@ impl XdpBackend {
 
     /// Binds the first of `spec`'s queues in native mode, or in SKB mode if the driver refuses
     /// (or the MTU needs it), then its other queues in the mode that worked.
-    fn bind_all(&self, spec: &XdpSpec) -> Result<(Vec<XdpSocket>, PortMode), PortError> {
+    fn bind_all(&self, spec: &XdpSpec) -> Result<(Vec<XdpSocket>, Vec<u32>, PortMode), PortError> {
         let (name, mtu) = (spec.iface.as_str(), spec.mtu);
         let attach = |reason: String| PortError::Attach {
             iface: name.to_string(),
@@ -319,7 +334,7 @@ impl XdpBackend {
             })?;
             sockets.push(socket);
         }
-        Ok((sockets, mode))
+        Ok((sockets, queues, mode))
     }
 
     /// Tops up the fill ring of every queue of port `id` from the free list.
@@ -361,6 +376,17 @@ pub fn rx_queue_count(name: &str) -> u32 {
             .count()
     });
     u32::try_from(count).unwrap_or(u32::MAX).max(1)
+}
+
+/// How often, and how long apart, a bind finding its queue busy is tried again.
+const BUSY_RETRIES: u32 = 20;
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether a socket could not be made because its queue is still held (`EBUSY`).
+fn is_busy(e: &dyn std::error::Error) -> bool {
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ResourceBusy)
 }
 
 /// Whether interface `name` is a tun or tap device (they have `tun_flags` in sysfs).
@@ -442,7 +468,7 @@ impl Backend for XdpBackend {
                 reason: "interface already has a port on this worker".into(),
             });
         }
-        let (mut queues, mode) = self.bind_all(&spec)?;
+        let (mut queues, queue_ids, mode) = self.bind_all(&spec)?;
         if spec.mtu > crate::snapshot::DEFAULT_MTU || is_tun(&spec.iface) {
             for s in &mut queues {
                 s.fill_target = FILL_MAX;
@@ -452,6 +478,7 @@ impl Backend for XdpBackend {
         self.ports[usize::from(id)] = Some(XdpPort {
             iface: spec.iface,
             queues,
+            queue_ids,
             next_rx: 0,
         });
         self.open.push(id);
@@ -523,8 +550,10 @@ impl Backend for XdpBackend {
                         None if ended => s.jumbo_dropped += 1,
                         None => {}
                     }
-                    self.free
-                        .push(self.pristine[num.min(self.pristine.len() - 1)]);
+                    // Copied: the buffer goes back to the pool at once.
+                    if let Some(&clean) = self.pristine.get(num) {
+                        self.free.push(clean);
+                    }
                 }
                 if s.fill_target < FILL_MAX {
                     // Entries still waiting in the fill ring for the kernel to receive into.
@@ -695,6 +724,13 @@ impl Backend for XdpBackend {
             self.refill(id);
         }
         reaped_total
+    }
+
+    fn queues(&self, id: PortId) -> Vec<u32> {
+        match self.ports.get(usize::from(id)) {
+            Some(Some(port)) => port.queue_ids.clone(),
+            _ => Vec::new(),
+        }
     }
 
     fn socket_stats(&self, id: PortId) -> Option<SocketStats> {
