@@ -7,11 +7,13 @@
 //!
 //! Thread-safety: a [`topo::Topology`] or [`daemon::Daemon`] is owned by one test.
 
+pub mod compare;
 pub mod daemon;
 pub mod guest;
 pub mod pktgen;
 pub mod scenario;
 pub mod topo;
+pub mod traffic;
 
 use std::process::{Command, Output};
 

@@ -1,15 +1,17 @@
 //! Benchmark scenarios: real traffic from `brink-pktgen` through `brinkd` between namespaced VMs,
 //! measured from the kernel's interface counters and brink's own counters.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::daemon::{bin_dir, Daemon};
+use crate::compare::brink::worker_busy_ns;
+use crate::compare::scenario::quantile;
+use crate::daemon::Daemon;
+use crate::pktgen::frame::Mode;
 use crate::topo::{Topology, Vm};
-use crate::{run, BenchError};
+use crate::traffic::{self, rx_packets, Offer};
+use crate::BenchError;
 
 /// What to measure.
 #[derive(Debug, Clone, Serialize)]
@@ -73,80 +75,32 @@ impl RunResult {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-fn rx_packets(netns: Option<&str>, iface: &str) -> Result<u64, BenchError> {
-    let path = format!("/sys/class/net/{iface}/statistics/rx_packets");
-    let out = match netns {
-        Some(ns) => run("ip", &["netns", "exec", ns, "cat", &path])?.stdout,
-        None => std::fs::read(&path).map_err(|e| BenchError::Config(format!("{path}: {e}")))?,
-    };
-    String::from_utf8_lossy(&out)
-        .trim()
-        .parse()
-        .map_err(|_| BenchError::Config(format!("unreadable counter {path}")))
-}
-
 /// Runs the generator in `from` towards `to` for the configured time, pinned to its core.
 fn generate(cfg: &ScenarioConfig, from: &Vm, to: &Vm) -> Result<(u64, f64), BenchError> {
-    let pktgen = bin_dir().join("brink-pktgen");
-    let out = Command::new("taskset")
-        .args([
-            "-c",
-            &cfg.generator_core.to_string(),
-            "ip",
-            "netns",
-            "exec",
-            &from.netns,
-        ])
-        .arg(&pktgen)
-        .args([
-            "--dst-mac",
-            &to.mac,
-            "--src-ip",
-            &from.ip,
-            "--dst-ip",
-            &to.ip,
-        ])
-        .args([
-            "--size",
-            &cfg.size.to_string(),
-            "--flows",
-            &cfg.flows.to_string(),
-        ])
-        .args(["--seconds", &cfg.seconds.to_string()])
-        .output()
-        .map_err(|e| BenchError::Config(format!("{}: {e}", pktgen.display())))?;
-    if !out.status.success() {
-        return Err(BenchError::Command {
-            command: "brink-pktgen".into(),
-            output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| BenchError::Config(format!("pktgen report: {e}")))?;
+    let offer = Offer {
+        mode: Mode::Udp,
+        size: cfg.size,
+        flows: u32::from(cfg.flows),
+        rate: None,
+        count: u64::MAX,
+        seconds: cfg.seconds,
+    };
+    let report = traffic::send(cfg.generator_core, from, to, &offer)?;
     Ok((
         report["sent"].as_u64().unwrap_or(0),
         report["seconds"].as_f64().unwrap_or(0.0),
     ))
 }
 
-fn worker_busy_ns(d: &Daemon) -> Result<u64, BenchError> {
-    let stats: Value = serde_json::from_str(&d.ctl_ok(&["--json", "stats"])?)
-        .map_err(|e| BenchError::Config(format!("stats: {e}")))?;
-    Ok(stats["workers"]
-        .as_array()
-        .map_or(0, |w| w.iter().filter_map(|w| w["busy_ns"].as_u64()).sum()))
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    quantile(&values.collect::<Vec<_>>(), 0.5)
 }
 
 fn variant(name: &str, runs: Vec<RunResult>) -> Variant {
     Variant {
         name: name.into(),
-        median_delivered_pps: median(runs.iter().map(|r| r.delivered_pps).collect()),
-        median_busy_ns_per_frame: median(runs.iter().map(|r| r.busy_ns_per_frame).collect()),
+        median_delivered_pps: median(runs.iter().map(|r| r.delivered_pps)),
+        median_busy_ns_per_frame: median(runs.iter().map(|r| r.busy_ns_per_frame)),
         runs,
     }
 }

@@ -1,0 +1,249 @@
+//! Open vSwitch: the userspace datapath (`netdev`) with AF_XDP ports and Neutron-ovsfw-shaped
+//! conntrack flows, from the distribution's `openvswitch-switch`, run with a database, run
+//! directory and logs of its own and its PMD thread pinned to the switch core.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::sg::{self, OvsPort};
+use super::{Rig, Switch, SwitchClock};
+use crate::{run, BenchError};
+
+/// The schema the package installs.
+const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
+/// The tap the userspace datapath creates for itself, whatever the bridge's name.
+const DATAPATH_TAP: &str = "ovs-netdev";
+/// How long the daemons and ports may take to come up.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A private `ovsdb-server` and `ovs-vswitchd`, stopped on drop.
+#[derive(Debug)]
+pub struct Ovs {
+    dir: PathBuf,
+    bridge: String,
+    daemons: Vec<Child>,
+}
+
+/// The installed version, e.g. `ovs-vswitchd (Open vSwitch) 3.1.0`.
+pub fn version() -> Option<String> {
+    let out = Command::new("ovs-vswitchd")
+        .arg("--version")
+        .output()
+        .ok()?;
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()?
+            .to_string(),
+    )
+}
+
+impl Ovs {
+    /// Starts the daemons, a netdev bridge with one AF_XDP port per VM, and the flows with
+    /// `rules` ingress rules per port; the PMD thread runs on `core`.
+    pub fn start(rig: &Rig, rules: usize, core: usize) -> Result<Ovs, BenchError> {
+        if version().is_none() {
+            return Err(BenchError::Config("ovs-vswitchd is not installed".into()));
+        }
+        if Path::new("/sys/class/net").join(DATAPATH_TAP).exists() {
+            return Err(BenchError::Config(format!(
+                "another userspace datapath runs here ({DATAPATH_TAP} exists)"
+            )));
+        }
+        let dir = rig.topo.scratch().join("ovs");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| BenchError::Config(format!("{}: {e}", dir.display())))?;
+        let mut ovs = Ovs {
+            bridge: format!("{}ov", rig.topo.prefix()),
+            dir,
+            daemons: Vec::new(),
+        };
+        let db = ovs.path("conf.db");
+        run("ovsdb-tool", &["create", &db, SCHEMA])?;
+        let remote = format!("--remote=punix:{}", ovs.path("db.sock"));
+        ovs.spawn("ovsdb-server", &[&db, &remote], "ovsdb")?;
+        ovs.wait_for(|o| Path::new(&o.path("db.sock")).exists(), "ovsdb-server")?;
+        ovs.vsctl(&["--no-wait", "init"])?;
+        let mask = format!("other_config:pmd-cpu-mask={:#x}", 1u64 << core);
+        ovs.vsctl(&["--no-wait", "set", "Open_vSwitch", ".", &mask])?;
+        let db_sock = format!("unix:{}", ovs.path("db.sock"));
+        ovs.spawn("ovs-vswitchd", &[&db_sock], "vswitchd")?;
+        ovs.wait_for(|o| o.appctl(&["version"]).is_ok(), "ovs-vswitchd")?;
+        let br = ovs.bridge.clone();
+        ovs.vsctl(&[
+            "add-br",
+            &br,
+            "--",
+            "set",
+            "bridge",
+            &br,
+            "datapath_type=netdev",
+        ])?;
+        let mut ports = Vec::new();
+        for (n, vm) in rig.vms.iter().enumerate() {
+            let ofport = n as u16 + 1;
+            ovs.vsctl(&[
+                "add-port",
+                &br,
+                &vm.host_if,
+                "--",
+                "set",
+                "interface",
+                &vm.host_if,
+                "type=afxdp",
+                "options:xdp-mode=native",
+                &format!("ofport_request={ofport}"),
+            ])?;
+            ports.push(OvsPort {
+                ofport,
+                mac: vm.mac.clone(),
+                ip: vm.ip.clone(),
+            });
+        }
+        for vm in &rig.vms {
+            ovs.wait_for(
+                |o| {
+                    o.vsctl(&["get", "interface", &vm.host_if, "ofport"])
+                        .is_ok_and(|p| p.trim() != "-1" && p.trim() != "[]")
+                },
+                "the AF_XDP ports",
+            )?;
+        }
+        let flows = ovs.dir.join("flows.txt");
+        std::fs::write(&flows, sg::openflow(&ports, &sg::ingress(rules), 1))
+            .map_err(|e| BenchError::Config(format!("{}: {e}", flows.display())))?;
+        ovs.ofctl(&["del-flows", &br])?;
+        ovs.ofctl(&["add-flows", &br, &flows.to_string_lossy()])?;
+        Ok(ovs)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+
+    /// Environment that keeps every OVS tool on this instance's files.
+    fn env(&self, c: &mut Command) {
+        for var in ["OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVS_SYSCONFDIR"] {
+            c.env(var, &self.dir);
+        }
+    }
+
+    fn spawn(&mut self, program: &str, args: &[&str], name: &str) -> Result<(), BenchError> {
+        let mut c = Command::new(program);
+        self.env(&mut c);
+        c.args(args)
+            .arg(format!("--unixctl={}", self.path(&format!("{name}.ctl"))))
+            .arg(format!("--pidfile={}", self.path(&format!("{name}.pid"))))
+            .arg(format!("--log-file={}", self.path(&format!("{name}.log"))))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = c
+            .spawn()
+            .map_err(|e| BenchError::Config(format!("{program}: {e}")))?;
+        self.daemons.push(child);
+        Ok(())
+    }
+
+    fn wait_for(&self, ok: impl Fn(&Ovs) -> bool, what: &str) -> Result<(), BenchError> {
+        let deadline = Instant::now() + PATIENCE;
+        while !ok(self) {
+            if Instant::now() > deadline {
+                return Err(BenchError::Timeout(format!(
+                    "{what} did not come up; see {}",
+                    self.dir.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    fn tool(&self, program: &str, args: &[&str]) -> Result<String, BenchError> {
+        let mut c = Command::new(program);
+        self.env(&mut c);
+        let out = c
+            .args(args)
+            .output()
+            .map_err(|e| BenchError::Config(format!("{program}: {e}")))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(BenchError::Command {
+                command: format!("{program} {}", args.join(" ")),
+                output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    fn vsctl(&self, args: &[&str]) -> Result<String, BenchError> {
+        let db = format!("--db=unix:{}", self.path("db.sock"));
+        let mut full = vec![db.as_str(), "--timeout=10"];
+        full.extend_from_slice(args);
+        self.tool("ovs-vsctl", &full)
+    }
+
+    fn ofctl(&self, args: &[&str]) -> Result<String, BenchError> {
+        self.tool("ovs-ofctl", args)
+    }
+
+    fn appctl(&self, args: &[&str]) -> Result<String, BenchError> {
+        let target = self.path("vswitchd.ctl");
+        let mut full = vec!["-t", target.as_str()];
+        full.extend_from_slice(args);
+        self.tool("ovs-appctl", &full)
+    }
+}
+
+impl Switch for Ovs {
+    fn clock(&self) -> Result<Option<SwitchClock>, BenchError> {
+        let text = self.appctl(&["dpif-netdev/pmd-stats-show"])?;
+        let cycles = |what: &str| -> u64 {
+            text.split("pmd thread")
+                .skip(1)
+                .filter_map(|pmd| {
+                    let line = pmd.lines().find(|l| l.trim_start().starts_with(what))?;
+                    line.split(':')
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum()
+        };
+        let (idle, busy) = (cycles("idle cycles"), cycles("processing cycles"));
+        Ok(Some(SwitchClock::Cycles {
+            busy,
+            total: idle + busy,
+        }))
+    }
+
+    fn connections(&self) -> Result<Option<u64>, BenchError> {
+        Ok(self.appctl(&["dpctl/ct-get-nconns"])?.trim().parse().ok())
+    }
+
+    fn flush(&self) -> Result<(), BenchError> {
+        self.appctl(&["dpctl/flush-conntrack"]).map(drop)
+    }
+}
+
+impl Drop for Ovs {
+    fn drop(&mut self) {
+        // Deleting the bridge closes the AF_XDP sockets and detaches their programs.
+        let _ = self.vsctl(&["--if-exists", "del-br", &self.bridge.clone()]);
+        let _ = self.appctl(&["exit"]);
+        let ctl = self.path("ovsdb.ctl");
+        let _ = self.tool("ovs-appctl", &["-t", &ctl, "exit"]);
+        for mut d in self.daemons.drain(..) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(d.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        let _ = run("ip", &["link", "del", DATAPATH_TAP]);
+    }
+}
