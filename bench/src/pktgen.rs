@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use brink_dataplane::port::afxdp::{XdpBackend, XdpSpec};
-use brink_dataplane::port::{Backend, PortMode};
+use brink_dataplane::port::{Backend, PortMode, PortSpec};
 use serde::Serialize;
 
 use crate::BenchError;
@@ -88,7 +88,7 @@ pub fn run(cfg: &PktgenConfig) -> Result<PktgenReport, BenchError> {
     };
     let mut tries = 1;
     let mode: PortMode = loop {
-        match xdp.open(0, spec.clone()) {
+        match xdp.open(0, PortSpec::Xdp(spec.clone())) {
             Ok(mode) => break mode,
             Err(e) if tries < ATTACH_TRIES => {
                 tries += 1;

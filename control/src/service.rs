@@ -9,13 +9,16 @@ use brink_api::types::{
     CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone, FdbEntry, NetworkAdd,
     NetworkFilter, NetworkName, PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult,
     PortStats, Recheck, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, Stats, StatsFilter,
-    WorkerStats, XdpSocketStats,
+    VhostMode, WorkerStats, XdpSocketStats,
 };
 use brink_conntrack::{Filter, InvalidReason, ZonePolicy};
 use brink_dataplane::acl::SnapshotGate;
 use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
 use brink_dataplane::port::afxdp::{self, XdpBackend, XdpSpec};
+use brink_dataplane::port::vhost::{self, VhostSpec};
+use brink_dataplane::port::PortSpec;
 use brink_dataplane::port::{PortError, PortMode, SocketStats};
+use brink_dataplane::snapshot::PortId;
 use brink_dataplane::switch::Switch;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -46,12 +49,14 @@ impl From<ModelError> for RpcError {
             ModelError::NetworkExists(_) | ModelError::PortExists(_) => code::ALREADY_EXISTS,
             ModelError::NetworkInUse { .. }
             | ModelError::IfaceInUse { .. }
+            | ModelError::SocketInUse { .. }
             | ModelError::DuplicateMac { .. } => code::IN_USE,
             ModelError::TooManyPorts | ModelError::TooManyNetworks => code::DATAPLANE,
             ModelError::BadName(_)
             | ModelError::BadMac(_)
             | ModelError::NotUnicast(_)
             | ModelError::BadIp(_)
+            | ModelError::BadAttachment(_)
             | ModelError::BadMtu(_) => code::INVALID_PARAMS,
             ModelError::Security(e) => return e.into(),
         };
@@ -343,16 +348,68 @@ impl Service {
         let load = self.model.ports_per_worker(self.switch.worker_count());
         let worker = (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0);
         let record = self.model.check_port(&spec, worker)?;
-        let created_tap = match spec.kind {
-            PortKind::Afxdp => {
-                iface::require(&spec.iface)?;
-                false
+        let counters = Arc::new(PortCounters::default());
+        let (mode, workers) = match spec.kind {
+            PortKind::VhostUser => self.open_vhost(&spec, record.id, worker, &counters)?,
+            PortKind::Afxdp | PortKind::Tap => {
+                self.open_xdp(&spec, record.id, worker, restoring, &counters)?
             }
-            PortKind::Tap if restoring && iface::exists(&spec.iface) => false,
-            PortKind::Tap => {
-                iface::create_tap(&spec.iface)?;
-                true
-            }
+        };
+        tracing::info!(port = %spec.name, iface = %spec.iface, socket = ?spec.socket, %mode, ?workers, "port added");
+        self.running.insert(
+            spec.name.clone(),
+            Running {
+                mode,
+                counters,
+                workers,
+            },
+        );
+        self.model.insert_port(record);
+        self.publish();
+        self.port_info(&spec.name)
+    }
+
+    /// Opens a vhost-user port on `worker`, which polls both its rings.
+    fn open_vhost(
+        &mut self,
+        spec: &PortAdd,
+        id: PortId,
+        worker: usize,
+        counters: &Arc<PortCounters>,
+    ) -> Result<(PortMode, Vec<usize>), RpcError> {
+        let socket = spec.socket.clone().unwrap_or_default();
+        let vhost = VhostSpec {
+            socket: socket.into(),
+            mode: match spec.vhost_mode {
+                VhostMode::Client => vhost::VhostMode::Client,
+                VhostMode::Server => vhost::VhostMode::Server,
+            },
+        };
+        let mode = self
+            .switch
+            .open_port(worker, id, PortSpec::VhostUser(vhost), Arc::clone(counters))
+            .map_err(dataplane_error)?;
+        Ok((mode, vec![worker]))
+    }
+
+    /// Opens an AF_XDP port's queues on the workers they are spread over, creating its tap first
+    /// if it is one; returns how it attached and the workers.
+    fn open_xdp(
+        &mut self,
+        spec: &PortAdd,
+        id: PortId,
+        worker: usize,
+        restoring: bool,
+        counters: &Arc<PortCounters>,
+    ) -> Result<(PortMode, Vec<usize>), RpcError> {
+        let created_tap = if spec.kind != PortKind::Tap {
+            iface::require(&spec.iface)?;
+            false
+        } else if restoring && iface::exists(&spec.iface) {
+            false
+        } else {
+            iface::create_tap(&spec.iface)?;
+            true
         };
         let mtu = self.model.network_mtu(&spec.network);
         // The interface must carry the network's frames before XDP is attached to it.
@@ -362,7 +419,6 @@ impl Service {
             }
             return Err(e.into());
         }
-        let counters = Arc::new(PortCounters::default());
         let placement = queue_placement(
             worker,
             afxdp::rx_queue_count(&spec.iface),
@@ -378,7 +434,7 @@ impl Service {
             };
             match self
                 .switch
-                .open_port(w, record.id, xdp, Arc::clone(&counters))
+                .open_port(w, id, PortSpec::Xdp(xdp), Arc::clone(counters))
             {
                 Ok(m) => {
                     mode.get_or_insert(m);
@@ -386,7 +442,7 @@ impl Service {
                 }
                 Err(e) => {
                     for &w in &workers {
-                        let _ = self.switch.close_port(w, record.id);
+                        let _ = self.switch.close_port(w, id);
                     }
                     if created_tap {
                         let _ = iface::delete(&spec.iface);
@@ -396,24 +452,13 @@ impl Service {
             }
         }
         // `queue_placement` always places queue 0, so some worker opened the port.
-        let Some(mode) = mode else {
-            return Err(RpcError::new(
+        match mode {
+            Some(mode) => Ok((mode, workers)),
+            None => Err(RpcError::new(
                 code::DATAPLANE,
                 "the port has no receive queue",
-            ));
-        };
-        tracing::info!(port = %spec.name, iface = %spec.iface, %mode, ?workers, "port added");
-        self.running.insert(
-            spec.name.clone(),
-            Running {
-                mode,
-                counters,
-                workers,
-            },
-        );
-        self.model.insert_port(record);
-        self.publish();
-        self.port_info(&spec.name)
+            )),
+        }
     }
 
     fn port_del(&mut self, name: &str) -> Result<(), RpcError> {
@@ -445,6 +490,7 @@ impl Service {
             iface: p.spec.iface.clone(),
             network: p.spec.network.clone(),
             kind: p.spec.kind,
+            socket: p.spec.socket.clone(),
             mac: p.spec.mac.clone(),
             ips: p.spec.ips.clone(),
             worker: p.worker,

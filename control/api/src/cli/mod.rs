@@ -16,7 +16,7 @@ pub use sg::{PortSetArgs, RuleAddArgs, RuleCmd, SecurityArgs, SgCmd};
 use crate::types::{
     CtEntry, CtFilter, CtPolicy, CtPolicySet, CtPolicyShow, CtStats, FdbEntry, NetworkAdd,
     NetworkFilter, NetworkInfo, NetworkName, PortAdd, PortInfo, PortKind, PortName, Stats,
-    StatsFilter, XdpSocketStats,
+    StatsFilter, VhostMode, XdpSocketStats,
 };
 
 /// Control a running brinkd.
@@ -169,14 +169,24 @@ pub struct PortAddArgs {
     /// Port name.
     pub name: String,
     /// Interface: the host end of a veth pair, or the tap to create with `--type tap`.
-    #[arg(long)]
-    pub iface: String,
+    #[arg(
+        long,
+        required_unless_present = "vhost_socket",
+        conflicts_with = "vhost_socket"
+    )]
+    pub iface: Option<String>,
     /// Network to join.
     #[arg(long)]
     pub network: String,
     /// Port type.
     #[arg(long = "type", value_enum, default_value = "afxdp")]
     pub kind: KindArg,
+    /// The vhost-user socket (`--type vhost-user`; `--socket` is the daemon's).
+    #[arg(long)]
+    pub vhost_socket: Option<String>,
+    /// Who creates the vhost-user socket: QEMU or testpmd (client, the default) or brink.
+    #[arg(long, value_enum, default_value = "client")]
+    pub mode: ModeArg,
     /// The VM's MAC address (a static FDB entry).
     #[arg(long)]
     pub mac: Option<String>,
@@ -198,6 +208,17 @@ pub enum KindArg {
     Afxdp,
     /// Create a tap device and attach AF_XDP to it.
     Tap,
+    /// A vhost-user socket (with `--vhost-socket`).
+    VhostUser,
+}
+
+/// `--mode` values of a vhost-user port.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    /// brink connects to the socket the frontend created.
+    Client,
+    /// brink creates the socket.
+    Server,
 }
 
 /// `fdb` subcommands.
@@ -258,11 +279,17 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
             method::PORT_ADD,
             to_json(&PortAdd {
                 name: a.name.clone(),
-                iface: a.iface.clone(),
+                iface: a.iface.clone().unwrap_or_default(),
                 network: a.network.clone(),
                 kind: match a.kind {
                     KindArg::Afxdp => PortKind::Afxdp,
                     KindArg::Tap => PortKind::Tap,
+                    KindArg::VhostUser => PortKind::VhostUser,
+                },
+                socket: a.vhost_socket.clone(),
+                vhost_mode: match a.mode {
+                    ModeArg::Client => VhostMode::Client,
+                    ModeArg::Server => VhostMode::Server,
                 },
                 mac: a.mac.clone(),
                 ips: a.ips.clone(),
@@ -384,7 +411,10 @@ fn render(command: &Command, result: Value) -> Result<String, ClientError> {
             let p: PortInfo = decode(result)?;
             format!(
                 "port {} added on {} ({}), worker {}",
-                p.name, p.iface, p.mode, p.worker
+                p.name,
+                p.socket.as_deref().unwrap_or(&p.iface),
+                p.mode,
+                p.worker
             )
         }
         Command::Fdb(FdbCmd::Show { .. }) => {
@@ -481,6 +511,15 @@ fn policy_text(p: &CtPolicy) -> String {
     out
 }
 
+/// A port kind as `--type` spells it.
+fn kind_name(kind: PortKind) -> &'static str {
+    match kind {
+        PortKind::Afxdp => "afxdp",
+        PortKind::Tap => "tap",
+        PortKind::VhostUser => "vhost-user",
+    }
+}
+
 fn port_table(ports: &[PortInfo]) -> String {
     table(
         &[
@@ -492,9 +531,9 @@ fn port_table(ports: &[PortInfo]) -> String {
                 vec![
                     p.name.clone(),
                     p.id.to_string(),
-                    p.iface.clone(),
+                    p.socket.clone().unwrap_or_else(|| p.iface.clone()),
                     p.network.clone(),
-                    format!("{:?}", p.kind).to_lowercase(),
+                    kind_name(p.kind).to_string(),
                     p.mode.clone(),
                     p.worker.to_string(),
                     p.mac.clone().unwrap_or_else(|| "-".into()),
@@ -679,6 +718,27 @@ mod tests {
         };
         assert_eq!(a.ips, ["10.0.0.1", "fd00::1"]);
         assert!(matches!(a.kind, KindArg::Tap));
+    }
+
+    #[test]
+    fn vhost_user_port_takes_a_socket_instead_of_an_interface() {
+        let args = ["brinkctl", "port", "add", "vm1", "--network", "blue"];
+        let vhost = ["--type", "vhost-user", "--vhost-socket", "/run/vm1.sock"];
+        let cli =
+            Cli::try_parse_from(args.iter().chain(&vhost).chain(&["--mode", "server"])).unwrap();
+        let Command::Port(PortCmd::Add(a)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert!(matches!(a.kind, KindArg::VhostUser));
+        assert!(matches!(a.mode, ModeArg::Server));
+        assert_eq!(a.vhost_socket.as_deref(), Some("/run/vm1.sock"));
+        assert!(a.iface.is_none());
+        assert!(
+            Cli::try_parse_from(args).is_err(),
+            "neither --iface nor --vhost-socket"
+        );
+        let both = ["--iface", "veth1"];
+        assert!(Cli::try_parse_from(args.iter().chain(&vhost).chain(&both)).is_err());
     }
 
     #[test]
