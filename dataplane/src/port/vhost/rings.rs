@@ -7,8 +7,9 @@
 //! chain after as many descriptors as the ring has; a chain cut there (a loop) or at a
 //! descriptor index outside the table still points to a next descriptor, and is refused too.
 //!
-//! With `VIRTIO_RING_F_EVENT_IDX` the guest is interrupted only when its used-event index asks
-//! for it, once per batch; brink never asks the guest to kick (it polls).
+//! The guest is interrupted only when it asks for it (its used-event index with
+//! `VIRTIO_RING_F_EVENT_IDX`, else the absence of `VRING_AVAIL_F_NO_INTERRUPT`), at most once per
+//! batch; brink never asks the guest to kick (it polls).
 
 use std::fs::File;
 use std::io::Write;
@@ -197,6 +198,9 @@ fn ring(
         );
         return None;
     }
+    // brink polls: a guest without event-index suppression is told not to kick
+    // (`VRING_USED_F_NO_NOTIFY`); with it, brink never moves the avail-event index it waits for.
+    q.disable_notification(mem).ok()?;
     q.set_next_avail(next_avail);
     let used = q.used_idx(mem, Ordering::Acquire).ok()?;
     q.set_next_used(used.0);
