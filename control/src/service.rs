@@ -12,8 +12,8 @@ use brink_api::types::{
     VhostMode, WorkerStats, XdpSocketStats,
 };
 use brink_conntrack::{Filter, InvalidReason, ZonePolicy};
-use brink_dataplane::acl::SnapshotGate;
 use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
+use brink_dataplane::firewall::SnapshotGate;
 use brink_dataplane::port::afxdp::{self, XdpBackend, XdpSpec};
 use brink_dataplane::port::vhost::{self, VhostSpec};
 use brink_dataplane::port::PortSpec;

@@ -14,7 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use brink_conntrack::Filter;
-use brink_dataplane::pipeline::BATCH_SIZE;
+use brink_dataplane::batch::BATCH_SIZE;
 use common::Setup;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
+use crate::batch::BATCH_SIZE;
 use crate::counters::{DropReason, PortCounters, WorkerCounters};
-use crate::cross::{CrossFrame, CrossQueue};
-use crate::pipeline::BATCH_SIZE;
+use crate::cross::CrossQueue;
 use crate::port::Backend;
 use crate::snapshot::{NetworkId, PortId, Snapshot, MAX_PORTS};
 use crate::wire::segment;
@@ -132,11 +132,9 @@ impl<B: Backend> Egress<B> {
             self.stage(to, frame);
             return;
         }
-        let queue = self.to_worker.get(owner).and_then(Option::as_ref);
-        let pushed = match (queue, CrossFrame::new(to, self.backend.bytes(&frame))) {
-            (Some(q), Some(cf)) => q.push(cf).map_err(|_| DropReason::CrossQueueFull),
-            (None, _) => Err(DropReason::PortGone),
-            (_, None) => Err(DropReason::TooBig),
+        let pushed = match self.to_worker.get(owner).and_then(Option::as_ref) {
+            Some(q) => q.push(to, self.backend.bytes(&frame)),
+            None => Err(DropReason::PortGone),
         };
         match pushed {
             Ok(()) => {
@@ -217,12 +215,12 @@ impl<B: Backend> Egress<B> {
         }
     }
 
-    /// Takes a frame that another worker forwarded to local port `to`.
-    pub fn accept_cross(&mut self, cf: &CrossFrame) {
-        match self.backend.alloc_copy(cf.bytes()) {
+    /// Takes a frame (`bytes`) that another worker forwarded to local port `to`.
+    pub fn accept_cross(&mut self, to: PortId, bytes: &[u8]) {
+        match self.backend.alloc_copy(bytes) {
             Some(frame) => {
                 self.counters.cross_rx.add(1);
-                self.stage(cf.port, frame);
+                self.stage(to, frame);
             }
             None => self.counters.drops.add(DropReason::NoFreeFrame, 1),
         }

@@ -1,9 +1,9 @@
 //! brink's dataplane: the per-packet path of the switch.
 //!
 //! Frames arrive on [`port`]s (AF_XDP sockets, or in-memory ports for tests), are grouped in
-//! batches and pass the [`pipeline`] stages (parse, port security, L2 forwarding with the
-//! [`fdb`], conntrack with the security-group rules of [`acl`], transmit) inside a poll-mode
-//! [`worker`] thread. The control plane drives it through [`switch::Switch`]:
+//! [`batch`]es and pass the [`pipeline`] stages (parse, port security, L2 forwarding with the
+//! [`fdb`], conntrack with the security-group rules of [`acl`] applied by the [`firewall`],
+//! transmit through [`egress`]) inside a poll-mode [`worker`] thread. The control plane drives it through [`switch::Switch`]:
 //! it publishes immutable [`snapshot`]s of ports and networks and sends commands to workers.
 //!
 //! Deliberately absent: JSON, files, sockets other than AF_XDP, and any knowledge of names.
@@ -14,10 +14,12 @@
 //! the [`cross`] queues and their single-writer [`counters`].
 
 pub mod acl;
+pub mod batch;
 pub mod counters;
 pub mod cross;
 pub mod egress;
 pub mod fdb;
+pub mod firewall;
 pub mod pipeline;
 pub mod port;
 pub mod snapshot;

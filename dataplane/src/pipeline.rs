@@ -2,111 +2,25 @@
 //! conntrack (which asks the security-group rules before it creates a connection), rules (the
 //! per-packet checks conntrack does not cover), finish checksums (those a VM offloaded), tx.
 //!
-//! Each stage is a plain function over the whole batch: it finishes every frame before the next
-//! stage starts, reads the parsed [`FlowKey`] and [`L3`] rather than the bytes, and records its
-//! decision in the frame's [`Verdict`]. A dropped frame keeps its reason until `tx` counts and
+//! Each stage is a plain function over the whole [`Batch`]: it finishes every frame before the
+//! next stage starts, reads the parsed [`FlowKey`] and [`L3`] rather than the bytes, and records
+//! its decision in the frame's [`Verdict`]. A dropped frame keeps its reason until `tx` counts and
 //! frees it.
 
 use std::time::Instant;
 
-use brink_conntrack::{CtState, Packet, Table};
+use brink_conntrack::{CtState, Table};
 
-use crate::acl::judge::{self, FrameGate, NO_PORT};
 use crate::acl::Direction;
+use crate::batch::{Batch, FlowKey, Verdict};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::egress::Egress;
 use crate::fdb::{Fdb, Learn};
+use crate::firewall::{self, FrameGate};
 use crate::port::Backend;
-use crate::snapshot::{NetworkId, PortId, Snapshot};
+use crate::snapshot::{Snapshot, NO_PORT};
 use crate::wire::ip::{self, Fixup, Parsed};
-use crate::wire::{arp, EtherType, EthernetFrame, MacAddr, L3};
-
-/// Frames per batch.
-pub const BATCH_SIZE: usize = 32;
-
-/// What the pipeline decided for one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Send to this port.
-    Forward(PortId),
-    /// Send to every other port of the frame's network.
-    Flood,
-    /// Drop, and count it under this reason.
-    Drop(DropReason),
-}
-
-/// The fields later stages need, parsed once per frame.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    /// Destination MAC.
-    pub dst: MacAddr,
-    /// Source MAC.
-    pub src: MacAddr,
-    /// EtherType as on the wire.
-    pub ethertype: u16,
-    /// Network of the port the frame arrived on.
-    pub network: NetworkId,
-}
-
-const _: () = assert!(std::mem::size_of::<FlowKey>() == 16);
-
-/// Up to [`BATCH_SIZE`] frames received together on one port.
-#[derive(Debug)]
-pub struct Batch<F> {
-    /// Number of frames in use.
-    pub len: usize,
-    /// Port the frames arrived on.
-    pub in_port: PortId,
-    /// The port's network; also its conntrack zone.
-    pub network: NetworkId,
-    /// The port tracks connections.
-    pub track: bool,
-    /// Frames need their ARP and IP headers read: the port tracks connections, or its network
-    /// has ports with port security. Other frames pass as they are (a plain L2 port).
-    pub inspect: bool,
-    /// Bytes received in this batch (filled by `parse`).
-    pub rx_bytes: u64,
-    /// The frames.
-    pub frames: [F; BATCH_SIZE],
-    /// Parsed keys.
-    pub keys: [FlowKey; BATCH_SIZE],
-    /// What each frame carries above Ethernet.
-    pub l3: [L3; BATCH_SIZE],
-    /// The checksum each frame's sender left partial (offloaded), to complete before sending;
-    /// `at` counts from the start of the frame.
-    pub fix: [Option<Fixup>; BATCH_SIZE],
-    /// What conntrack is told about each IP frame (`None`: not tracked).
-    pub ct: [Option<Packet>; BATCH_SIZE],
-    /// What conntrack said (default: not tracked).
-    pub ct_state: [CtState; BATCH_SIZE],
-    /// The port each frame's connection lets it reach without that port's rules judging it
-    /// (the connection's end it is bound for), or [`NO_PORT`].
-    pub peer: [PortId; BATCH_SIZE],
-    /// Decisions.
-    pub verdicts: [Verdict; BATCH_SIZE],
-}
-
-impl<F: Copy + Default> Default for Batch<F> {
-    fn default() -> Self {
-        Batch {
-            len: 0,
-            in_port: 0,
-            network: NetworkId::default(),
-            track: false,
-            inspect: false,
-            rx_bytes: 0,
-            frames: [F::default(); BATCH_SIZE],
-            keys: [FlowKey::default(); BATCH_SIZE],
-            l3: [L3::default(); BATCH_SIZE],
-            fix: [None; BATCH_SIZE],
-            ct: [None; BATCH_SIZE],
-            ct_state: [CtState::default(); BATCH_SIZE],
-            peer: [NO_PORT; BATCH_SIZE],
-            verdicts: [Verdict::Flood; BATCH_SIZE],
-        }
-    }
-}
+use crate::wire::{arp, EtherType, EthernetFrame, L3};
 
 /// Parses every frame's Ethernet header into its key; if the batch needs inspecting, its ARP and
 /// IP headers into its [`L3`] (with the checksum to complete if the sender offloaded it) and, on
@@ -261,15 +175,17 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
         let checked = match &b.l3[i] {
             L3::Ip(flow) => {
                 let tracked = b.ct_state[i].contains(CtState::TRACKED);
-                judge::per_packet(snap, b.in_port, Direction::Egress, flow, tracked).and_then(
+                firewall::per_packet(snap, b.in_port, Direction::Egress, flow, tracked).and_then(
                     |()| match to {
-                        Some(to) => judge::per_packet(snap, to, Direction::Ingress, flow, tracked),
+                        Some(to) => {
+                            firewall::per_packet(snap, to, Direction::Ingress, flow, tracked)
+                        }
                         None => Ok(()),
                     },
                 )
             }
             l3 => match to {
-                Some(to) => judge::delivers_to(snap, to, b.keys[i].ethertype, l3, b.peer[i]),
+                Some(to) => firewall::delivers_to(snap, to, b.keys[i].ethertype, l3, b.peer[i]),
                 None => Ok(()),
             },
         };
@@ -301,7 +217,7 @@ pub fn tx<B: Backend>(b: &Batch<B::Frame>, egress: &mut Egress<B>, snap: &Snapsh
             Verdict::Flood => {
                 let (ethertype, l3, peer) = (b.keys[i].ethertype, &b.l3[i], b.peer[i]);
                 egress.flood(in_port, b.keys[i].network, frame, snap, |to| {
-                    judge::delivers_to(snap, to, ethertype, l3, peer)
+                    firewall::delivers_to(snap, to, ethertype, l3, peer)
                 });
             }
             Verdict::Drop(reason) => egress.drop_rx(in_port, reason, frame),

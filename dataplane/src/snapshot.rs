@@ -83,6 +83,10 @@ pub struct Snapshot {
     mtus: HashMap<NetworkId, u16>,
 }
 
+/// A port id no port has: the receiver recorded for a connection whose first packet was flooded,
+/// and the peer of a frame that no connection lets through unjudged.
+pub const NO_PORT: PortId = PortId::MAX;
+
 /// The MTU of a network that sets none (Ethernet's).
 pub const DEFAULT_MTU: u16 = 1500;
 

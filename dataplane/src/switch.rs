@@ -10,12 +10,10 @@ use brink_conntrack::Table;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::counters::{PortCounters, WorkerCounters};
-use crate::cross;
-use crate::egress::Egress;
 use crate::fdb::FdbRow;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
-use crate::worker::{Command, Shared, Worker, WorkerConfig};
+use crate::worker::{self, Command, Shared, WorkerConfig};
 
 /// How long the control thread waits for a worker to answer a command.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,7 +53,6 @@ impl<B: Backend + 'static> Switch<B> {
     where
         F: Fn() -> Result<B, PortError> + Send + Clone + 'static,
     {
-        let mesh = cross::mesh(config.cores.len());
         let mut switch = Switch {
             workers: Vec::new(),
             shared: Shared {
@@ -65,15 +62,11 @@ impl<B: Backend + 'static> Switch<B> {
             },
             stop: Arc::new(AtomicBool::new(false)),
         };
-        for (id, &core) in config.cores.iter().enumerate() {
-            let to_workers = mesh[id].clone();
-            let from_workers = mesh.iter().filter_map(|row| row[id].clone()).collect();
-            let (commands, command_rx) = bounded(COMMAND_DEPTH);
-            let counters = Arc::new(WorkerCounters::default());
+        let wiring = worker::wire(config.cores.len(), COMMAND_DEPTH);
+        for (id, ((wiring, link), &core)) in wiring.into_iter().zip(&config.cores).enumerate() {
             let (ready_tx, ready_rx) = bounded(1);
             let shared = switch.shared.clone();
             let stop = Arc::clone(&switch.stop);
-            let wc = Arc::clone(&counters);
             let wcfg = config.worker.clone();
             let make = make_backend.clone();
             let thread = std::thread::Builder::new()
@@ -92,14 +85,13 @@ impl<B: Backend + 'static> Switch<B> {
                         }
                     };
                     let _ = ready_tx.send(Ok(()));
-                    let egress = Egress::new(id, backend, to_workers, Arc::clone(&wc));
-                    Worker::new(egress, from_workers, command_rx, shared, wc, wcfg).run(&stop);
+                    wiring.into_worker(backend, shared, wcfg).run(&stop);
                 })
                 .map_err(|e| PortError::Pool(format!("cannot spawn worker: {e}")))?;
             switch.workers.push(WorkerHandle {
                 core,
-                commands,
-                counters,
+                commands: link.commands,
+                counters: link.counters,
                 thread: Some(thread),
             });
             // On failure `switch` is dropped here, which stops the workers already started.

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use brink_conntrack::table::DEFAULT_EXPIRE_BUDGET;
 use brink_conntrack::Table;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::batch::{Batch, BATCH_SIZE};
 use crate::counters::{PortCounters, WorkerCounters};
-use crate::cross::CrossQueue;
+use crate::cross::{self, CrossQueue};
 use crate::egress::Egress;
 use crate::fdb::{Fdb, FdbRow};
-use crate::pipeline::{self as stage, Batch, BATCH_SIZE};
+use crate::pipeline as stage;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
 
@@ -99,6 +100,70 @@ impl Shared {
     }
 }
 
+/// What one worker is connected to before it has a backend: its queues to and from the other
+/// workers, its command channel and its counters. [`wire`] makes them for a whole switch; the
+/// switch, the tests and the benchmarks all build their workers this way.
+pub struct Wiring<S> {
+    id: usize,
+    to_workers: Vec<Option<CrossQueue>>,
+    from_workers: Vec<CrossQueue>,
+    commands: Receiver<Command<S>>,
+    counters: Arc<WorkerCounters>,
+}
+
+/// The control side of one worker's [`Wiring`].
+pub struct WorkerLink<S> {
+    /// Where to send it commands.
+    pub commands: Sender<Command<S>>,
+    /// Its counters.
+    pub counters: Arc<WorkerCounters>,
+}
+
+/// The wiring of `n` workers, each with a command queue of `depth` commands: the worker side
+/// and the control side of each.
+pub fn wire<S>(n: usize, depth: usize) -> Vec<(Wiring<S>, WorkerLink<S>)> {
+    let mesh = cross::mesh(n);
+    (0..n)
+        .map(|id| {
+            let (commands, command_rx) = bounded(depth);
+            let counters = Arc::new(WorkerCounters::default());
+            let wiring = Wiring {
+                id,
+                to_workers: mesh[id].clone(),
+                from_workers: mesh.iter().filter_map(|row| row[id].clone()).collect(),
+                commands: command_rx,
+                counters: Arc::clone(&counters),
+            };
+            (wiring, WorkerLink { commands, counters })
+        })
+        .collect()
+}
+
+impl<S> Wiring<S> {
+    /// The worker this wiring is for, around `backend`.
+    pub fn into_worker<B: Backend<Spec = S>>(
+        self,
+        backend: B,
+        shared: Shared,
+        config: WorkerConfig,
+    ) -> Worker<B> {
+        let egress = Egress::new(
+            self.id,
+            backend,
+            self.to_workers,
+            Arc::clone(&self.counters),
+        );
+        Worker::new(
+            egress,
+            self.from_workers,
+            self.commands,
+            shared,
+            self.counters,
+            config,
+        )
+    }
+}
+
 /// One poll-mode worker.
 pub struct Worker<B: Backend> {
     egress: Egress<B>,
@@ -119,7 +184,7 @@ pub struct Worker<B: Backend> {
 impl<B: Backend> Worker<B> {
     /// A worker around `egress`, reading commands from `commands` and frames other workers
     /// forward to it from `from_workers`.
-    pub fn new(
+    fn new(
         egress: Egress<B>,
         from_workers: Vec<CrossQueue>,
         commands: Receiver<Command<B::Spec>>,
@@ -243,8 +308,9 @@ impl<B: Backend> Worker<B> {
         let mut taken = 0;
         for q in &self.from_workers {
             for _ in 0..BATCH_SIZE {
-                let Some(cf) = q.pop() else { break };
-                self.egress.accept_cross(&cf);
+                if !q.pop(|to, bytes| self.egress.accept_cross(to, bytes)) {
+                    break;
+                }
                 taken += 1;
             }
         }

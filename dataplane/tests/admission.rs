@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use brink_conntrack::key::proto;
 use brink_conntrack::{Addr, Filter};
-use brink_dataplane::acl::judge::NO_PORT;
 use brink_dataplane::acl::security::link_local;
-use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix, Rule, RuleSet, SnapshotGate};
+use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix, Rule, RuleSet};
 use brink_dataplane::counters::DropReason;
+use brink_dataplane::firewall::SnapshotGate;
 use brink_dataplane::snapshot::PortId;
+use brink_dataplane::snapshot::NO_PORT;
 use brink_dataplane::wire::MacAddr;
 use common::*;
 use etherparse::{Icmpv6Type, PacketBuilder};

@@ -95,3 +95,29 @@ fn jumbo_frames_cross_a_network_with_mtu_9000() {
     assert_eq!(rig.drops(1, DropReason::MtuExceeded), 0);
     rig.assert_pools_full();
 }
+
+#[test]
+fn jumbo_frames_and_segments_cross_workers() {
+    let mut rig = Rig::new(2, Duration::from_secs(300));
+    rig.mtus.push((NetworkId(1), 9000));
+    rig.add(1, 0, 1, Some(mac(1)));
+    rig.add(2, 1, 1, Some(mac(2)));
+    let (udp, _) = ipv4(8972, false);
+    let (tcp, payload) = ipv4(20_000, true);
+    rig.send(1, udp.clone());
+    rig.send(1, tcp);
+    rig.poll();
+    let got = rig.received(2);
+    assert_eq!(
+        got[0], udp,
+        "a 9,014-byte frame, whole, through the other worker"
+    );
+    let joined: Vec<u8> = got[1..]
+        .iter()
+        .flat_map(|s| s[14 + 20 + 20..].to_vec())
+        .collect();
+    assert_eq!(joined, payload, "the superframe's segments");
+    assert_eq!(rig.counters[0].cross_tx.get(), got.len() as u64);
+    assert_eq!(rig.drops(1, DropReason::TooBig), 0);
+    rig.assert_pools_full();
+}

@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use brink_conntrack::{Addr, Table};
 use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix, Rule, RuleSet};
-use brink_dataplane::counters::{PortCounters, WorkerCounters};
-use brink_dataplane::egress::Egress;
+use brink_dataplane::counters::PortCounters;
 use brink_dataplane::port::memory::{MemBackend, MemPort};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, Snapshot, SnapshotCell};
 use brink_dataplane::wire::MacAddr;
-use brink_dataplane::worker::{Command, Shared, Worker, WorkerConfig};
+use brink_dataplane::worker::{self, Command, Shared, Worker, WorkerConfig};
 use crossbeam_channel::bounded;
 
 /// What the two ports do besides switching.
@@ -110,16 +109,15 @@ pub fn worker(flows: usize, setup: Setup) -> Rig {
         ct: Arc::clone(&ct),
         epoch: std::time::Instant::now(),
     };
-    let (tx, rx) = bounded(4);
-    let wc = Arc::new(WorkerCounters::default());
     let pool = flows as u32 + 4096;
-    let egress = Egress::new(0, MemBackend::new(pool), vec![None], Arc::clone(&wc));
     let config = WorkerConfig {
         idle_sleep: false,
         fdb_capacity: 65_536,
         fdb_aging: Duration::from_secs(300),
     };
-    let mut worker = Worker::new(egress, vec![], rx, shared.clone(), wc, config);
+    let (wiring, link) = worker::wire(1, 4).pop().expect("one worker wired");
+    let tx = link.commands;
+    let mut worker = wiring.into_worker(MemBackend::new(pool), shared.clone(), config);
     let sink_mac = MacAddr([2, 0, 0, 0, 0xff, 0xff]);
     let one_vm = setup == Setup::Firewall;
     let frames = (0..flows).map(|i| udp_frame(i, sink_mac, one_vm)).collect();

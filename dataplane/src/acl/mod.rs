@@ -1,5 +1,5 @@
-//! Security groups as the dataplane runs them: compiled per-port rule sets, port security, and
-//! the judge that conntrack consults before it creates or keeps a connection.
+//! Security groups as the dataplane runs them: compiled per-port rule sets and port security.
+//! A leaf: it knows nothing of snapshots or conntrack; [`crate::firewall`] applies it to them.
 //!
 //! The control plane compiles each port's groups into a [`PortFilter`] (one [`RuleSet`] per
 //! direction and ethertype, plus its [`PortSecurity`]) and publishes it in the snapshot. Rules
@@ -8,13 +8,11 @@
 //! word); stateless ports judge every packet.
 
 pub mod filter;
-pub mod judge;
 pub mod prefix;
 pub mod ruleset;
 pub mod security;
 
 pub use filter::{Direction, PortFilter};
-pub use judge::{FrameGate, SnapshotGate};
 pub use prefix::Prefix;
 pub use ruleset::{Rule, RuleSet};
 pub use security::PortSecurity;

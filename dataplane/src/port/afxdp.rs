@@ -51,9 +51,11 @@ pub const TX_RING_SIZE: u32 = 2048;
 pub const FILL_MAX: usize = RX_RING_SIZE as usize;
 /// Frames a new socket's fill ring holds, before traffic shows it needs more.
 ///
-/// Lent frames cannot be taken back from an idle socket, so every socket starts small and
-/// doubles its depth up to [`FILL_MAX`] each time the kernel has used up three quarters of it:
-/// a worker keeps buffers for dozens of idle ports and the full depth for its busy ones.
+/// Lent frames cannot be taken back from an idle socket, so a socket starts small and doubles
+/// its depth up to [`FILL_MAX`] each time the kernel has used up three quarters of it: a worker
+/// keeps buffers for dozens of idle ports and the full depth for its busy ones. Sockets whose
+/// frames span several buffers start at [`FILL_MAX`]: those of taps (a guest's TSO superframes
+/// take up to 37 buffers each) and of networks with jumbo frames.
 pub const FILL_START: usize = 1024;
 /// Frames of the UMEM never lent through fill rings: what batches, transmit rings and copies
 /// for flooding need.
@@ -74,7 +76,7 @@ const PKT_CONTD: u32 = 1;
 /// not.
 const NATIVE_MAX_MTU: u16 = 1500;
 /// Descriptors `descs` holds: a batch of the longest frames sent.
-const BATCH_DESCS: usize = crate::pipeline::BATCH_SIZE * MAX_TX_PARTS;
+const BATCH_DESCS: usize = crate::batch::BATCH_SIZE * MAX_TX_PARTS;
 /// `holder` value of a frame this backend holds.
 const HELD: PortId = PortId::MAX;
 
@@ -369,6 +371,14 @@ pub fn rx_queue_count(name: &str) -> u32 {
     u32::try_from(count).unwrap_or(u32::MAX).max(1)
 }
 
+/// Whether interface `name` is a tun or tap device (they have `tun_flags` in sysfs).
+fn is_tun(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net")
+        .join(name)
+        .join("tun_flags")
+        .exists()
+}
+
 /// Copies `bytes` into a frame taken from `free`.
 fn copy_into(umem: &Umem, free: &mut Vec<FrameDesc>, bytes: &[u8]) -> Option<FrameDesc> {
     if bytes.len() > BUFFER_LEN {
@@ -481,7 +491,12 @@ impl Backend for XdpBackend {
                 reason: "interface already has a port on this worker".into(),
             });
         }
-        let (queues, mode) = self.bind_all(&spec)?;
+        let (mut queues, mode) = self.bind_all(&spec)?;
+        if spec.mtu > crate::snapshot::DEFAULT_MTU || is_tun(&spec.iface) {
+            for s in &mut queues {
+                s.fill_target = FILL_MAX;
+            }
+        }
         tracing::info!(iface = %spec.iface, queues = queues.len(), %mode, "AF_XDP port open");
         self.ports[usize::from(id)] = Some(XdpPort {
             iface: spec.iface,
@@ -504,9 +519,15 @@ impl Backend for XdpBackend {
         };
         // Dropping the queues deletes the sockets; libxdp detaches its XDP program with the last
         // socket on the interface. Only then are the port's frames safe to reuse.
-        if slot.take().is_none() {
+        let Some(port) = slot.take() else {
             return;
+        };
+        for partial in port.queues.iter().filter_map(|s| s.partial) {
+            if let Some(jumbo) = partial.slot {
+                self.jumbo.give(jumbo);
+            }
         }
+        drop(port);
         self.open.retain(|&p| p != id);
         for (n, h) in self.holder.iter_mut().enumerate() {
             if *h == id {
@@ -655,12 +676,20 @@ impl Backend for XdpBackend {
                     {
                         break;
                     }
+                    let start = self.descs.len();
                     for chunk in bytes.chunks(BUFFER_LEN) {
-                        let Some(mut desc) = copy_into(&self.umem, &mut self.free, chunk) else {
-                            break;
-                        };
-                        desc.set_options(PKT_CONTD);
-                        self.descs.push(desc);
+                        match copy_into(&self.umem, &mut self.free, chunk) {
+                            Some(mut desc) => {
+                                desc.set_options(PKT_CONTD);
+                                self.descs.push(desc);
+                            }
+                            None => break,
+                        }
+                    }
+                    if self.descs.len() - start < parts {
+                        // A buffer could not be filled: never send part of a frame.
+                        self.free.extend(self.descs.drain(start..));
+                        break;
                     }
                     if let Some(last) = self.descs.last_mut() {
                         last.set_options(0);

@@ -9,13 +9,11 @@ use std::time::{Duration, Instant};
 use brink_conntrack::Table;
 use brink_dataplane::acl::PortFilter;
 use brink_dataplane::counters::{DropReason, PortCounters, WorkerCounters};
-use brink_dataplane::cross;
-use brink_dataplane::egress::Egress;
 use brink_dataplane::port::memory::{MemBackend, MemLink, MemPort};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, SnapshotCell};
 use brink_dataplane::wire::ethernet::emit_header;
 use brink_dataplane::wire::{EtherType, MacAddr};
-use brink_dataplane::worker::{Command, Shared, Worker, WorkerConfig};
+use brink_dataplane::worker::{self, Command, Shared, Worker, WorkerConfig};
 use crossbeam_channel::{bounded, Sender};
 
 pub const POOL: u32 = 256;
@@ -60,7 +58,6 @@ impl Rig {
             })),
             epoch: now,
         };
-        let mesh = cross::mesh(n);
         let mut rig = Rig {
             workers: vec![],
             commands: vec![],
@@ -71,26 +68,17 @@ impl Rig {
             mtus: Vec::new(),
             now,
         };
-        for id in 0..n {
-            let (tx, rx) = bounded(16);
-            let wc = Arc::new(WorkerCounters::default());
-            let egress = Egress::new(id, MemBackend::new(POOL), mesh[id].clone(), Arc::clone(&wc));
-            let from = mesh.iter().filter_map(|row| row[id].clone()).collect();
-            let config = WorkerConfig {
-                idle_sleep: false,
-                fdb_capacity: 1024,
-                fdb_aging: aging,
-            };
-            rig.workers.push(Worker::new(
-                egress,
-                from,
-                rx,
-                shared.clone(),
-                Arc::clone(&wc),
-                config,
-            ));
-            rig.commands.push(tx);
-            rig.counters.push(wc);
+        let config = WorkerConfig {
+            idle_sleep: false,
+            fdb_capacity: 1024,
+            fdb_aging: aging,
+        };
+        for (wiring, link) in worker::wire(n, 16) {
+            let backend = MemBackend::new(POOL);
+            rig.workers
+                .push(wiring.into_worker(backend, shared.clone(), config.clone()));
+            rig.commands.push(link.commands);
+            rig.counters.push(link.counters);
         }
         rig
     }

@@ -10,15 +10,11 @@
 
 use brink_conntrack::{Admission, Connection, Dir, Gate, Packet, Tuple};
 
-use super::filter::{Allow, Direction, PortFilter};
+use crate::acl::filter::{Allow, Direction, PortFilter};
 use crate::counters::DropReason;
-use crate::snapshot::{NetworkId, PortId, Snapshot};
+use crate::snapshot::{NetworkId, PortId, Snapshot, NO_PORT};
 use crate::wire::ip::Flow;
 use crate::wire::L3;
-
-/// The port number recorded when a connection has no receiver yet (its first packet was
-/// flooded), and the peer of a frame that no connection lets through unjudged.
-pub const NO_PORT: PortId = PortId::MAX;
 
 /// The filter of `port` if it has port security on and judges connections (stateful).
 fn stateful(snap: &Snapshot, port: PortId) -> Option<&PortFilter> {
