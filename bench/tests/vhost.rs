@@ -13,7 +13,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use brink_bench::daemon::Daemon;
 use brink_bench::run;
@@ -116,19 +116,26 @@ fn forwarded(out: &str, port: u8) -> Forwarded {
     }
 }
 
-/// Runs testpmd for [`RUN_SECONDS`] with two virtio-user devices listening on `sockets`, in a
-/// mac-forwarding loop between them; returns each port's totals.
-fn testpmd_loop(dir: &Path, huge: &Hugepages, sockets: [&Path; 2]) -> [Forwarded; 2] {
-    let vdev = |n: usize, mac: &str| {
-        format!(
-            "net_virtio_user{n},path={},server=1,queues=1,mac={mac}",
-            sockets[n].display()
-        )
-    };
+/// A testpmd `net_virtio_user` device: it listens on `socket`, sends from `mac` to `peer`.
+struct Device<'a> {
+    socket: &'a Path,
+    mac: &'a str,
+    peer: &'a str,
+}
+
+/// Runs testpmd for [`RUN_SECONDS`] on `devices`, forwarding in mac mode (what port N receives
+/// leaves on port N+1, or port 0 itself when alone) after a first burst of 32 frames on each;
+/// `during` runs meanwhile. Returns each port's totals.
+fn testpmd_run(
+    dir: &Path,
+    huge: &Hugepages,
+    devices: &[Device<'_>],
+    during: impl FnOnce(),
+) -> Vec<Forwarded> {
     let prefix = format!("brkvhost{}", std::process::id());
+    let mut cmd = Command::new("timeout");
     // testpmd's forwarding core is core 0, brinkd's worker core 1.
-    let out = Command::new("timeout")
-        .args(["-s", "INT", RUN_SECONDS, testpmd()])
+    cmd.args(["-s", "INT", RUN_SECONDS, testpmd()])
         .args([
             "-l",
             "0-1",
@@ -138,25 +145,60 @@ fn testpmd_loop(dir: &Path, huge: &Hugepages, sockets: [&Path; 2]) -> [Forwarded
             "--single-file-segments",
         ])
         .args(["-m", TESTPMD_MIB, "--file-prefix", &prefix, "--huge-dir"])
-        .arg(&huge.mount)
-        .args(["--vdev", &vdev(0, MAC0), "--vdev", &vdev(1, MAC1), "--"])
-        .args([
-            "--nb-cores=1",
-            "--forward-mode=mac",
-            "--tx-first",
-            "--stats-period=2",
-        ])
-        .args([
-            &format!("--eth-peer=0,{MAC1}"),
-            &format!("--eth-peer=1,{MAC0}"),
-        ])
-        .arg("--total-num-mbufs=4096")
-        .output()
-        .unwrap();
+        .arg(&huge.mount);
+    for (n, dev) in devices.iter().enumerate() {
+        let vdev = format!(
+            "net_virtio_user{n},path={},server=1,queues=1,mac={}",
+            dev.socket.display(),
+            dev.mac
+        );
+        cmd.args(["--vdev", &vdev]);
+    }
+    cmd.args([
+        "--",
+        "--nb-cores=1",
+        "--forward-mode=mac",
+        "--tx-first",
+        "--stats-period=2",
+    ])
+    .arg("--total-num-mbufs=4096");
+    for (n, dev) in devices.iter().enumerate() {
+        cmd.arg(format!("--eth-peer={n},{}", dev.peer));
+    }
+    let child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    during();
+    let out = child.wait_with_output().unwrap();
     let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&prefix));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     std::fs::write(dir.join("testpmd.log"), &text).unwrap();
-    [forwarded(&text, 0), forwarded(&text, 1)]
+    (0..devices.len() as u8)
+        .map(|n| forwarded(&text, n))
+        .collect()
+}
+
+/// testpmd's two devices on `sockets`, each sending to the other's MAC.
+fn testpmd_loop(dir: &Path, huge: &Hugepages, sockets: &[PathBuf; 2]) -> (Forwarded, Forwarded) {
+    let devices = [
+        Device {
+            socket: &sockets[0],
+            mac: MAC0,
+            peer: MAC1,
+        },
+        Device {
+            socket: &sockets[1],
+            mac: MAC1,
+            peer: MAC0,
+        },
+    ];
+    let ports = testpmd_run(dir, huge, &devices, || {});
+    (ports[0], ports[1])
+}
+
+fn root() {
+    assert!(
+        Command::new("id").arg("-u").output().unwrap().stdout == b"0\n",
+        "vhost-user tests need root"
+    );
 }
 
 fn counter(d: &Daemon, port: &str, name: &str) -> u64 {
@@ -175,10 +217,7 @@ fn ctl(d: &Daemon, args: &str) -> String {
 
 #[test]
 fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction() {
-    assert!(
-        Command::new("id").arg("-u").output().unwrap().stdout == b"0\n",
-        "vhost-user tests need root"
-    );
+    root();
     let dir = std::env::temp_dir().join(format!("brkvhost-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -198,7 +237,7 @@ fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction()
         assert!(added.contains("vhost-user-client"), "{added}");
     }
 
-    let [p0, p1] = testpmd_loop(&dir, &huge, [&sockets[0], &sockets[1]]);
+    let (p0, p1) = testpmd_loop(&dir, &huge, &sockets);
     eprintln!("testpmd: port 0 {p0:?}, port 1 {p1:?}");
     let (vm1_rx, vm1_tx) = (
         counter(&d, "vm1", "rx_packets"),
@@ -232,7 +271,7 @@ fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction()
         &format!("port set vm1 --port-security on --sg udp-out --allowed-pair {TESTPMD_IP},{MAC0}"),
     );
     let denied_before = drops(&d, "vm2", "ingress_denied");
-    let [p0, p1] = testpmd_loop(&dir, &huge, [&sockets[0], &sockets[1]]);
+    let (p0, p1) = testpmd_loop(&dir, &huge, &sockets);
     eprintln!("testpmd with the group: port 0 {p0:?}, port 1 {p1:?}");
     eprintln!("brink: vm1 {}, vm2 {}", stats(&d, "vm1"), stats(&d, "vm2"));
     let denied = drops(&d, "vm2", "ingress_denied") - denied_before;
@@ -244,4 +283,56 @@ fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction()
         p1.tx
     );
     assert_eq!(drops(&d, "vm1", "egress_denied"), 0);
+}
+
+#[test]
+fn a_vhost_user_port_and_an_af_xdp_port_exchange_frames() {
+    root();
+    let mut topo = Topology::new("vhx");
+    let dir = topo.scratch();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = Hugepages::reserve(&dir.join("huge"));
+    let socket = dir.join("vm1.sock");
+    let d = Daemon::start(&dir, &["--cores", "1"]).unwrap();
+    ctl(&d, "network add blue");
+    ctl(
+        &d,
+        &format!(
+            "port add vm1 --network blue --type vhost-user --vhost-socket {} --mac {MAC0} \
+             --port-security off",
+            socket.display()
+        ),
+    );
+    let ns = topo.add_vm(2, "10.0.0.2").unwrap();
+    d.add_vm_port("vm2", &ns, "blue", &["--port-security", "off"])
+        .unwrap();
+    let ns_rx = || -> u64 {
+        let out = ns
+            .exec("cat", &["/sys/class/net/eth0/statistics/rx_packets"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let rx_before = ns_rx();
+    // testpmd sends its first burst to the namespace; the namespace's pings to an address of
+    // its subnet are ARP requests, flooded to the vhost-user port.
+    let device = Device {
+        socket: &socket,
+        mac: MAC0,
+        peer: &ns.mac,
+    };
+    let ports = testpmd_run(&dir, &huge, &[device], || {
+        for _ in 0..5 {
+            let _ = ns.exec("ping", &["-c", "1", "-W", "1", "10.0.0.9"]);
+        }
+    });
+    let (p0, ns_got) = (ports[0], ns_rx() - rx_before);
+    eprintln!(
+        "testpmd {p0:?}; namespace received {ns_got}; vm1 {}; vm2 {}",
+        stats(&d, "vm1"),
+        stats(&d, "vm2")
+    );
+    assert!(p0.rx > 0, "the namespace's ARP requests reached testpmd");
+    assert!(ns_got >= 32, "testpmd's first burst reached the namespace");
+    assert!(counter(&d, "vm2", "tx_packets") >= 32 && counter(&d, "vm1", "rx_packets") >= 32);
 }
