@@ -165,12 +165,17 @@ fn testpmd_run(
     for (n, dev) in devices.iter().enumerate() {
         cmd.arg(format!("--eth-peer={n},{}", dev.peer));
     }
-    let child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     during();
     let out = child.wait_with_output().unwrap();
     let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&prefix));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    std::fs::write(dir.join("testpmd.log"), &text).unwrap();
+    let log = [out.stdout.as_slice(), &out.stderr].concat();
+    std::fs::write(dir.join("testpmd.log"), log).unwrap();
     (0..devices.len() as u8)
         .map(|n| forwarded(&text, n))
         .collect()

@@ -540,10 +540,10 @@ impl Backend for XdpBackend {
     #[inline]
     fn rx(&mut self, id: PortId, out: &mut [XdpFrame]) -> usize {
         if let Some(port) = self.vhost.get_mut(id) {
-            // Take no more frames from the guest than the pool can copy into.
-            let max = out
-                .len()
-                .min(self.free.len().saturating_sub(UMEM_RESERVE / 2));
+            // Take no more frames from the guest than the pool can copy into: a chain taken is
+            // given back to the guest, so one without a frame to copy into would be lost. These
+            // frames are the batch's, which the reserve is for.
+            let max = out.len().min(self.free.len());
             let (umem, free, jumbo) = (&self.umem, &mut self.free, &mut self.jumbo);
             let mut n = 0;
             port.rings().receive(max, |bytes| {

@@ -446,3 +446,67 @@ impl VhostUserBackendReqHandlerMut for Device {
         unsupported()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn device() -> (Device, Arc<Link>) {
+        let link = Arc::new(Link::default());
+        (Device::new(Arc::clone(&link)), link)
+    }
+
+    #[test]
+    fn the_frontend_cannot_ask_for_what_brink_does_not_offer() {
+        let (mut d, _) = device();
+        assert_eq!(d.get_features().unwrap(), FEATURES);
+        assert!(
+            d.set_features(FEATURES | 1 << 0).is_err(),
+            "VIRTIO_NET_F_CSUM"
+        );
+        assert!(d.set_vring_num(2, 256).is_err(), "one queue pair only");
+        assert!(d.set_vring_num(0, 100).is_err(), "not a power of two");
+        assert!(d.set_vring_num(0, 1 << 16).is_err(), "too large");
+        assert!(d.set_vring_kick(7, None).is_err());
+        assert!(d
+            .add_mem_region(&Default::default(), tempfile(), None)
+            .is_err());
+    }
+
+    #[test]
+    fn ring_addresses_are_translated_into_guest_memory_or_refused() {
+        let (mut d, link) = device();
+        d.regions = vec![Region {
+            user_addr: 0x7f00_0000_0000,
+            guest_addr: 0x1000_0000,
+            size: 0x10_0000,
+        }];
+        let flags = VhostUserVringAddrFlags::empty;
+        let user = 0x7f00_0000_0000;
+        d.set_vring_addr(1, flags(), user + 0x100, user + 0x2000, user + 0x1000, 0)
+            .unwrap();
+        let ring = &d.rings[TX_QUEUE];
+        assert_eq!(
+            (ring.desc, ring.avail, ring.used),
+            (0x1000_0100, 0x1000_1000, 0x1000_2000)
+        );
+        let outside = user + 0x10_0000;
+        assert!(d
+            .set_vring_addr(1, flags(), outside, user, user, 0)
+            .is_err());
+        // No memory table yet: nothing is published for the worker to poll.
+        d.set_vring_base(1, 7).unwrap();
+        d.set_features(FEATURES).unwrap();
+        d.set_vring_kick(1, None).unwrap();
+        assert!(link.take(link.generation()).is_none());
+        // The worker never took a layout: the ring continues where the frontend set it.
+        let base = d.get_vring_base(1).unwrap().num;
+        assert_eq!(base, 7);
+    }
+
+    fn tempfile() -> File {
+        File::open("/dev/null").unwrap()
+    }
+}
