@@ -223,7 +223,9 @@ fn ctl(d: &Daemon, args: &str) -> String {
 #[test]
 fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction() {
     root();
-    let dir = std::env::temp_dir().join(format!("brkvhost-{}", std::process::id()));
+    // No VMs: the topology only owns the scratch directory, removed when the test ends.
+    let topo = Topology::new("vhb");
+    let dir = topo.scratch();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let huge = Hugepages::reserve(&dir.join("huge"));
