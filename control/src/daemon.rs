@@ -42,6 +42,9 @@ pub struct Args {
     /// Most tracked connections (memory for them is reserved at start: about 160 bytes each).
     #[arg(long, default_value_t = 1_000_000)]
     pub ct_max: usize,
+    /// Serve Prometheus metrics over HTTP on this address, e.g. 127.0.0.1:9464 (off by default).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 /// Parses a core list like "1", "0,2" or "0-3".
@@ -123,6 +126,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(?cores, idle_sleep = args.idle_sleep, socket = %args.socket.display(), "brinkd started");
     let mut service = Service::new(switch, args.ct_max as u64, Some(store));
     service.restore(state);
+    if let Some(addr) = &args.metrics_listen {
+        crate::metrics::serve(addr, args.socket.clone())?;
+    }
     server.run(&mut service, &stop)?;
     tracing::info!("shutting down");
     drop(service);

@@ -11,6 +11,7 @@
 pub mod ct;
 pub mod daemon;
 pub mod iface;
+pub mod metrics;
 pub mod model;
 pub mod protocols;
 pub mod server;

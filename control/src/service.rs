@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::ct;
 use crate::iface::{self, IfaceError};
+use crate::metrics;
 use crate::model::{Model, ModelError, State};
 use crate::sg::{self, SgError};
 use crate::store::Store;
@@ -252,6 +253,10 @@ impl Service {
                 reply(&())
             }
             method::STATS => self.stats(decode(params)?),
+            method::METRICS => {
+                decode::<Empty>(params)?;
+                self.metrics()
+            }
             method::CT_SHOW => {
                 let (filter, limit) = ct::filter(&self.model, &decode::<CtFilter>(params)?)?;
                 let now = self.switch.now_ns();
@@ -529,6 +534,28 @@ impl Service {
     }
 
     fn stats(&self, filter: StatsFilter) -> Result<Value, RpcError> {
+        reply(&self.counters(filter)?)
+    }
+
+    /// The Prometheus exposition of every counter (see [`metrics`]).
+    fn metrics(&self) -> Result<Value, RpcError> {
+        let ports: Vec<PortInfo> = self
+            .model
+            .ports()
+            .map(|p| self.port_info(&p.spec.name))
+            .collect::<Result<_, _>>()?;
+        let groups = self.model.groups.infos(|g| self.model.group_users(g));
+        let text = metrics::render(metrics::Sources {
+            ports: &ports,
+            stats: &self.counters(StatsFilter::default())?,
+            ct: &self.ct_stats(),
+            groups: &groups,
+        })
+        .map_err(|e| RpcError::new(code::INTERNAL, e.to_string()))?;
+        reply(&text)
+    }
+
+    fn counters(&self, filter: StatsFilter) -> Result<Stats, RpcError> {
         if let Some(name) = &filter.port {
             self.model.port(name)?;
         }
@@ -579,7 +606,7 @@ impl Service {
                 })
                 .collect()
         };
-        reply(&Stats { ports, workers })
+        Ok(Stats { ports, workers })
     }
 
     /// Publishes the model to the dataplane and saves it; returns what rechecking the

@@ -26,6 +26,8 @@ pub mod method {
     pub const FDB_FLUSH: &str = "fdb.flush";
     /// Counters. Params: [`StatsFilter`](crate::types::StatsFilter).
     pub const STATS: &str = "stats";
+    /// Every counter as Prometheus text exposition (a string). No params.
+    pub const METRICS: &str = "metrics";
     /// Tracked connections. Params: [`CtFilter`](crate::types::CtFilter).
     pub const CT_SHOW: &str = "ct.show";
     /// Remove tracked connections. Params: [`CtFilter`](crate::types::CtFilter).
@@ -56,7 +58,7 @@ pub mod method {
     pub const SG_IMPORT: &str = "sg.import";
 
     /// Every method, for "method not found" errors.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 23] = [
         NETWORK_ADD,
         NETWORK_DEL,
         NETWORK_LIST,
@@ -66,6 +68,7 @@ pub mod method {
         FDB_SHOW,
         FDB_FLUSH,
         STATS,
+        METRICS,
         CT_SHOW,
         CT_FLUSH,
         CT_STATS,

@@ -52,6 +52,8 @@ pub enum Command {
         #[arg(long)]
         port: Option<String>,
     },
+    /// Every counter in Prometheus text format (what `brinkd --metrics-listen` serves).
+    Metrics,
     /// Connection tracking.
     #[command(subcommand)]
     Ct(CtCmd),
@@ -319,6 +321,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
             }),
         ),
         Command::Stats { port } => (method::STATS, to_json(&StatsFilter { port: port.clone() })),
+        Command::Metrics => (method::METRICS, json!({})),
         Command::Ct(CtCmd::Show(f)) => (method::CT_SHOW, to_json(&ct_filter(f))),
         Command::Ct(CtCmd::Flush(f)) => (method::CT_FLUSH, to_json(&ct_filter(f))),
         Command::Ct(CtCmd::Stats) => (method::CT_STATS, json!({})),
@@ -431,6 +434,7 @@ fn render(command: &Command, result: Value) -> Result<String, ClientError> {
             )
         }
         Command::Stats { .. } => stats_tables(&decode(result)?),
+        Command::Metrics => decode::<String>(result)?.trim_end().to_string(),
         Command::Ct(CtCmd::Show(_)) => ct_table(&decode::<Vec<CtEntry>>(result)?),
         Command::Ct(CtCmd::Flush(_)) => {
             let f: crate::types::CtFlushed = decode(result)?;
