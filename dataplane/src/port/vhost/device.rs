@@ -252,6 +252,10 @@ impl VhostUserBackendReqHandlerMut for Device {
 
     fn set_features(&mut self, features: u64) -> VuResult<()> {
         if features & !FEATURES != 0 {
+            tracing::warn!(
+                features = format_args!("{features:#x}"),
+                "vhost-user features refused"
+            );
             return Err(VuError::InvalidParam);
         }
         self.features = features;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use vhost::vhost_user::{BackendReqHandler, Listener};
+use vhost::vhost_user::{BackendReqHandler, Error as VuError, Listener};
 
 use self::device::{Device, Link};
 use self::rings::Rings;
@@ -144,9 +144,15 @@ fn serve(
         tracing::info!(socket = %socket.display(), "vhost-user frontend connected");
         let mut handler = BackendReqHandler::from_stream(stream, Arc::clone(&device));
         while !link.stop.load(Ordering::Acquire) {
-            if let Err(e) = handler.handle_request() {
-                tracing::info!(socket = %socket.display(), error = %e, "vhost-user frontend gone");
-                break;
+            match handler.handle_request() {
+                Ok(()) => {}
+                Err(e) if refused_request(&e) => {
+                    tracing::info!(socket = %socket.display(), error = %e, "vhost-user request refused");
+                }
+                Err(e) => {
+                    tracing::info!(socket = %socket.display(), error = %e, "vhost-user frontend gone");
+                    break;
+                }
             }
         }
         if let Ok(mut c) = conn.lock() {
@@ -157,6 +163,20 @@ fn serve(
             Err(poisoned) => poisoned.into_inner().reset(),
         }
     }
+}
+
+/// Whether `e` refused one request and left the connection usable (the message was read whole).
+/// QEMU, for one, disables rings (`SET_VRING_ENABLE`) before it has set the features that make
+/// the request valid; the crate refuses it, and the session goes on.
+fn refused_request(e: &VuError) -> bool {
+    matches!(
+        e,
+        VuError::InvalidParam
+            | VuError::InvalidOperation(_)
+            | VuError::InactiveFeature(_)
+            | VuError::InactiveOperation(_)
+            | VuError::ReqHandlerError(_)
+    )
 }
 
 /// A worker's vhost-user ports, by port id.
