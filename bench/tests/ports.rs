@@ -352,6 +352,15 @@ fn the_queues_of_a_port_are_spread_over_the_workers() {
     let all = d.ctl_ok(&["--json", "stats"]).unwrap();
     let all: serde_json::Value = serde_json::from_str(&all).unwrap();
     let workers = all["workers"].as_array().unwrap();
+    let polls = |w: usize| workers[w]["polls"].to_string();
+    assert_eq!(polls(0), r#"[{"port":"vm1","queues":[0]}]"#, "{all}");
+    assert_eq!(
+        polls(1),
+        r#"[{"port":"vm1","queues":[1]},{"port":"vm2","queues":[0]}]"#,
+        "{all}"
+    );
+    let text = d.ctl_ok(&["stats", "--workers"]).unwrap();
+    assert!(text.contains("vm1[1] vm2[0]"), "{text}");
     // Worker 1 polls vm1's queue 1 and sends on vm2 itself: nothing crossed between workers.
     assert!(workers[1]["batches"].as_u64().unwrap() > 0, "{all}");
     for w in workers {

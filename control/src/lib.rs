@@ -8,6 +8,7 @@
 //! Thread-safety: [`service::Service`] and [`server::Server`] are used by the control thread
 //! only; the dataplane's `Switch` is its only link to the workers.
 
+pub mod capture;
 pub mod ct;
 pub mod daemon;
 pub mod iface;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use brink_api::protocol::{code, method, RpcError};
 use brink_api::types::{
-    CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone, FdbEntry, NetworkAdd,
-    NetworkFilter, NetworkName, PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult,
-    PortStats, Recheck, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel, Stats, StatsFilter,
-    VhostMode, WorkerStats, XdpSocketStats,
+    CaptureRead, CaptureStart, CtFilter, CtFlushed, CtPolicySet, CtPolicyShow, CtStats, CtZone,
+    FdbEntry, NetworkAdd, NetworkFilter, NetworkName, PortAdd, PortInfo, PortKind, PortName,
+    PortSet, PortSetResult, PortStats, Recheck, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel,
+    Stats, StatsFilter, VhostMode, WorkerPoll, WorkerStats, XdpSocketStats,
 };
 use brink_conntrack::{Filter, InvalidReason, ZonePolicy};
 use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::capture;
 use crate::ct;
 use crate::iface::{self, IfaceError};
 use crate::metrics;
@@ -256,6 +257,24 @@ impl Service {
             method::METRICS => {
                 decode::<Empty>(params)?;
                 self.metrics()
+            }
+            method::CAPTURE_START => {
+                let p: CaptureStart = decode(params)?;
+                let id = self.model.port(&p.port)?.id;
+                self.switch.capture().start(id, p.drops);
+                tracing::info!(port = %p.port, drops = p.drops, "capture started");
+                reply(&())
+            }
+            method::CAPTURE_READ => {
+                let p: CaptureRead = decode(params)?;
+                let now = self.switch.now_ns();
+                reply(&capture::read(self.switch.capture(), p.max, now))
+            }
+            method::CAPTURE_STOP => {
+                decode::<Empty>(params)?;
+                self.switch.capture().stop();
+                tracing::info!("capture stopped");
+                reply(&())
             }
             method::CT_SHOW => {
                 let (filter, limit) = ct::filter(&self.model, &decode::<CtFilter>(params)?)?;
@@ -585,6 +604,7 @@ impl Service {
         let workers = if filter.port.is_some() {
             vec![]
         } else {
+            let polls = self.switch.polls().map_err(dataplane_error)?;
             self.switch
                 .worker_counters()
                 .enumerate()
@@ -603,6 +623,17 @@ impl Service {
                     fdb_full: c.fdb_full.get(),
                     fdb_aged: c.fdb_aged.get(),
                     drops: drop_map(&c.drops),
+                    polls: polls
+                        .get(worker)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(id, queues)| {
+                            Some(WorkerPoll {
+                                port: self.model.port_by_id(*id)?.spec.name.clone(),
+                                queues: queues.clone(),
+                            })
+                        })
+                        .collect(),
                 })
                 .collect()
         };

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::batch::BATCH_SIZE;
+use crate::capture::{Capture, Target, Way};
 use crate::counters::{DropReason, PortCounters, WorkerCounters};
 use crate::cross::CrossQueue;
 use crate::port::Backend;
@@ -45,6 +46,10 @@ pub struct Egress<B: Backend> {
     superframe: Vec<u8>,
     /// The segment being built.
     segment: Vec<u8>,
+    capture: Arc<Capture>,
+    /// What is captured in this poll iteration, and when it started (conntrack's clock).
+    target: Target,
+    now_ns: u64,
 }
 
 impl<B: Backend> Egress<B> {
@@ -54,6 +59,7 @@ impl<B: Backend> Egress<B> {
         backend: B,
         to_worker: Vec<Option<CrossQueue>>,
         counters: Arc<WorkerCounters>,
+        capture: Arc<Capture>,
     ) -> Self {
         Egress {
             worker,
@@ -64,7 +70,16 @@ impl<B: Backend> Egress<B> {
             counters,
             superframe: vec![0; MAX_SUPERFRAME],
             segment: vec![0; MAX_SEGMENT],
+            capture,
+            target: Target::OFF,
+            now_ns: 0,
         }
+    }
+
+    /// Captures `target` from now on, with `now_ns` as the time of what it records.
+    pub fn capture_at(&mut self, target: Target, now_ns: u64) {
+        self.target = target;
+        self.now_ns = now_ns;
     }
 
     /// Starts transmitting on port `id` (the backend has opened it).
@@ -105,6 +120,11 @@ impl<B: Backend> Egress<B> {
     /// Drops a frame that arrived on `in_port`, counting it there.
     pub fn drop_rx(&mut self, in_port: PortId, reason: DropReason, frame: B::Frame) {
         self.count_rx_drop(in_port, reason);
+        if self.target.port == in_port {
+            let bytes = self.backend.bytes(&frame);
+            self.capture
+                .record(self.now_ns, Way::Dropped(reason), bytes);
+        }
         self.backend.free(frame);
     }
 
@@ -229,6 +249,10 @@ impl<B: Backend> Egress<B> {
     #[inline]
     fn stage(&mut self, to: PortId, frame: B::Frame) {
         let len = self.backend.bytes(&frame).len() as u64;
+        if self.target.traffic_of(to) {
+            let bytes = self.backend.bytes(&frame);
+            self.capture.record(self.now_ns, Way::Out, bytes);
+        }
         let Some(Some(port)) = self.ports.get_mut(usize::from(to)) else {
             self.counters.drops.add(DropReason::PortGone, 1);
             self.backend.free(frame);

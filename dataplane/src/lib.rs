@@ -15,6 +15,7 @@
 
 pub mod acl;
 pub mod batch;
+pub mod capture;
 pub mod counters;
 pub mod cross;
 pub mod egress;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use brink_conntrack::Table;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::capture::Capture;
 use crate::counters::{PortCounters, WorkerCounters};
 use crate::fdb::FdbRow;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
@@ -59,6 +60,7 @@ impl<B: Backend + 'static> Switch<B> {
                 snapshot: Arc::new(SnapshotCell::default()),
                 ct: Arc::new(Table::new(config.conntrack)),
                 epoch: std::time::Instant::now(),
+                capture: Arc::default(),
             },
             stop: Arc::new(AtomicBool::new(false)),
         };
@@ -115,6 +117,11 @@ impl<B: Backend + 'static> Switch<B> {
     /// The connection table.
     pub fn conntrack(&self) -> &Table {
         &self.shared.ct
+    }
+
+    /// The packet capture.
+    pub fn capture(&self) -> &Capture {
+        &self.shared.capture
     }
 
     /// Conntrack's clock: nanoseconds since the switch started.
@@ -182,6 +189,13 @@ impl<B: Backend + 'static> Switch<B> {
             }
         }
         Ok(all.into_iter().collect())
+    }
+
+    /// The ports each worker polls, with their queues, by worker.
+    pub fn polls(&self) -> Result<Vec<Vec<(PortId, Vec<u32>)>>, PortError> {
+        (0..self.workers.len())
+            .map(|w| self.ask(w, |reply| Command::Polls { reply }))
+            .collect()
     }
 
     /// Each worker's core and counters.

@@ -28,6 +28,12 @@ pub mod method {
     pub const STATS: &str = "stats";
     /// Every counter as Prometheus text exposition (a string). No params.
     pub const METRICS: &str = "metrics";
+    /// Start capturing a port. Params: [`CaptureStart`](crate::types::CaptureStart).
+    pub const CAPTURE_START: &str = "capture.start";
+    /// Take what was captured. Params: [`CaptureRead`](crate::types::CaptureRead).
+    pub const CAPTURE_READ: &str = "capture.read";
+    /// Stop capturing. No params.
+    pub const CAPTURE_STOP: &str = "capture.stop";
     /// Tracked connections. Params: [`CtFilter`](crate::types::CtFilter).
     pub const CT_SHOW: &str = "ct.show";
     /// Remove tracked connections. Params: [`CtFilter`](crate::types::CtFilter).
@@ -58,7 +64,7 @@ pub mod method {
     pub const SG_IMPORT: &str = "sg.import";
 
     /// Every method, for "method not found" errors.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 26] = [
         NETWORK_ADD,
         NETWORK_DEL,
         NETWORK_LIST,
@@ -69,6 +75,9 @@ pub mod method {
         FDB_FLUSH,
         STATS,
         METRICS,
+        CAPTURE_START,
+        CAPTURE_READ,
+        CAPTURE_STOP,
         CT_SHOW,
         CT_FLUSH,
         CT_STATS,

@@ -398,6 +398,15 @@ pub struct XdpSocketStats {
     pub jumbo_dropped: u64,
 }
 
+/// A port a worker polls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerPoll {
+    /// Port name.
+    pub port: String,
+    /// The port's receive queues this worker polls.
+    pub queues: Vec<u32>,
+}
+
 /// Counters of one worker.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerStats {
@@ -430,6 +439,9 @@ pub struct WorkerStats {
     pub fdb_aged: u64,
     /// Transmit-side drops, by reason (non-zero reasons only).
     pub drops: BTreeMap<String, u64>,
+    /// The ports it polls, with their receive queues.
+    #[serde(default)]
+    pub polls: Vec<WorkerPoll>,
 }
 
 /// Result of `stats`.
@@ -596,4 +608,49 @@ pub struct CtPolicySet {
 pub struct CtPolicyShow {
     /// Network.
     pub network: String,
+}
+
+/// Params of `capture.start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureStart {
+    /// The port to capture.
+    pub port: String,
+    /// Only the port's frames that brink dropped, with the reasons.
+    #[serde(default)]
+    pub drops: bool,
+}
+
+/// Params of `capture.read`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRead {
+    /// At most this many frames (default and cap: 1000).
+    #[serde(default)]
+    pub max: Option<usize>,
+}
+
+/// One captured frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapturedFrame {
+    /// When it was captured, in nanoseconds since 1970 (UTC).
+    pub unix_ns: u64,
+    /// `in` (from the VM), `out` (to the VM) or `dropped` (from the VM, dropped by brink).
+    pub way: String,
+    /// Why brink dropped it (`dropped` only), as in `stats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Its length on the wire.
+    pub len: u32,
+    /// Its first bytes (at most 1,792), in hex.
+    pub data: String,
+}
+
+/// The result of `capture.read`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureChunk {
+    /// Frames captured since the last read, oldest first.
+    pub frames: Vec<CapturedFrame>,
+    /// Frames lost since the capture started because the reader was too slow.
+    pub lost: u64,
 }

@@ -108,6 +108,7 @@ pub fn worker(flows: usize, setup: Setup) -> Rig {
         snapshot: Arc::new(SnapshotCell::default()),
         ct: Arc::clone(&ct),
         epoch: std::time::Instant::now(),
+        capture: Arc::default(),
     };
     let pool = flows as u32 + 4096;
     let config = WorkerConfig {

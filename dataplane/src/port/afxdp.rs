@@ -116,6 +116,8 @@ impl Default for XdpFrame {
 struct XdpPort {
     iface: String,
     queues: Vec<XdpSocket>,
+    /// The queue number of each socket in `queues`.
+    queue_ids: Vec<u32>,
     /// The queue `rx` reads first next time, so that a busy queue cannot starve the others.
     next_rx: usize,
 }
@@ -286,7 +288,7 @@ impl XdpBackend {
 
     /// Binds the first of `spec`'s queues in native mode, or in SKB mode if the driver refuses
     /// (or the MTU needs it), then its other queues in the mode that worked.
-    fn bind_all(&self, spec: &XdpSpec) -> Result<(Vec<XdpSocket>, PortMode), PortError> {
+    fn bind_all(&self, spec: &XdpSpec) -> Result<(Vec<XdpSocket>, Vec<u32>, PortMode), PortError> {
         let (name, mtu) = (spec.iface.as_str(), spec.mtu);
         let attach = |reason: String| PortError::Attach {
             iface: name.to_string(),
@@ -327,7 +329,7 @@ impl XdpBackend {
             })?;
             sockets.push(socket);
         }
-        Ok((sockets, mode))
+        Ok((sockets, queues, mode))
     }
 
     /// Tops up the fill ring of every queue of port `id` from the free list.
@@ -491,7 +493,7 @@ impl Backend for XdpBackend {
                 reason: "interface already has a port on this worker".into(),
             });
         }
-        let (mut queues, mode) = self.bind_all(&spec)?;
+        let (mut queues, queue_ids, mode) = self.bind_all(&spec)?;
         if spec.mtu > crate::snapshot::DEFAULT_MTU || is_tun(&spec.iface) {
             for s in &mut queues {
                 s.fill_target = FILL_MAX;
@@ -501,6 +503,7 @@ impl Backend for XdpBackend {
         self.ports[usize::from(id)] = Some(XdpPort {
             iface: spec.iface,
             queues,
+            queue_ids,
             next_rx: 0,
         });
         self.open.push(id);
@@ -777,6 +780,15 @@ impl Backend for XdpBackend {
             self.refill(id);
         }
         reaped_total
+    }
+
+    fn queues(&self, id: PortId) -> Vec<u32> {
+        match self.ports.get(usize::from(id)) {
+            Some(Some(port)) => port.queue_ids.clone(),
+            // A vhost-user port has one queue pair.
+            _ if self.vhost.get(id).is_some() => vec![0],
+            _ => Vec::new(),
+        }
     }
 
     fn socket_stats(&self, id: PortId) -> Option<SocketStats> {

@@ -154,6 +154,10 @@ pub trait Backend {
     /// Ring housekeeping: reap transmit completions, refill receive buffers, kick the kernel.
     /// Returns the number of frames reaped.
     fn service(&mut self) -> usize;
+    /// The receive queues of port `id` this backend polls (an in-memory port has one, 0).
+    fn queues(&self, _id: PortId) -> Vec<u32> {
+        vec![0]
+    }
     /// The kernel's counters of port `id`'s socket, or `None` for a port without one (unknown
     /// ids, in-memory ports: the default). It costs a system call: ask between batches, on
     /// request, never per frame.

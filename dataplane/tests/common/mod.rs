@@ -57,6 +57,7 @@ impl Rig {
                 shards: 4,
             })),
             epoch: now,
+            capture: Arc::default(),
         };
         let mut rig = Rig {
             workers: vec![],

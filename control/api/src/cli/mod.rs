@@ -9,14 +9,16 @@ use serde_json::{json, Value};
 
 use crate::client::{Client, ClientError};
 use crate::protocol::method;
+mod capture;
 mod sg;
 
+pub use capture::CaptureArgs;
 pub use sg::{PortSetArgs, RuleAddArgs, RuleCmd, SecurityArgs, SgCmd};
 
 use crate::types::{
     CtEntry, CtFilter, CtPolicy, CtPolicySet, CtPolicyShow, CtStats, FdbEntry, NetworkAdd,
     NetworkFilter, NetworkInfo, NetworkName, PortAdd, PortInfo, PortKind, PortName, Stats,
-    StatsFilter, VhostMode, XdpSocketStats,
+    StatsFilter, VhostMode, WorkerStats, XdpSocketStats,
 };
 
 /// Control a running brinkd.
@@ -51,9 +53,14 @@ pub enum Command {
         /// Only this port.
         #[arg(long)]
         port: Option<String>,
+        /// Only the workers: their busy and idle time, and the ports and queues each polls.
+        #[arg(long, conflicts_with = "port")]
+        workers: bool,
     },
     /// Every counter in Prometheus text format (what `brinkd --metrics-listen` serves).
     Metrics,
+    /// Capture a port's traffic, or what brink dropped of it, into a pcapng file.
+    Capture(CaptureArgs),
     /// Connection tracking.
     #[command(subcommand)]
     Ct(CtCmd),
@@ -320,8 +327,12 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
                 network: network.clone(),
             }),
         ),
-        Command::Stats { port } => (method::STATS, to_json(&StatsFilter { port: port.clone() })),
+        Command::Stats { port, .. } => {
+            (method::STATS, to_json(&StatsFilter { port: port.clone() }))
+        }
         Command::Metrics => (method::METRICS, json!({})),
+        // Several calls, and a file rather than a result to print.
+        Command::Capture(a) => return capture::run(&mut client, a),
         Command::Ct(CtCmd::Show(f)) => (method::CT_SHOW, to_json(&ct_filter(f))),
         Command::Ct(CtCmd::Flush(f)) => (method::CT_FLUSH, to_json(&ct_filter(f))),
         Command::Ct(CtCmd::Stats) => (method::CT_STATS, json!({})),
@@ -433,8 +444,10 @@ fn render(command: &Command, result: Value) -> Result<String, ClientError> {
                     .collect(),
             )
         }
+        Command::Stats { workers: true, .. } => workers_table(&decode::<Stats>(result)?.workers),
         Command::Stats { .. } => stats_tables(&decode(result)?),
         Command::Metrics => decode::<String>(result)?.trim_end().to_string(),
+        Command::Capture(_) => result.to_string(),
         Command::Ct(CtCmd::Show(_)) => ct_table(&decode::<Vec<CtEntry>>(result)?),
         Command::Ct(CtCmd::Flush(_)) => {
             let f: crate::types::CtFlushed = decode(result)?;
@@ -657,6 +670,39 @@ fn stats_tables(s: &Stats) -> String {
         ));
     }
     out
+}
+
+/// `stats --workers`: where each worker's time goes, and what it polls.
+fn workers_table(workers: &[WorkerStats]) -> String {
+    let seconds = |ns: u64| format!("{:.1}", ns as f64 / 1e9);
+    table(
+        &[
+            "WORKER", "CORE", "BUSY%", "BUSY_S", "IDLE_S", "BATCHES", "POLLS",
+        ],
+        workers
+            .iter()
+            .map(|w| {
+                let total = (w.busy_ns + w.idle_ns).max(1);
+                let polls: Vec<String> = w
+                    .polls
+                    .iter()
+                    .map(|p| {
+                        let queues: Vec<String> = p.queues.iter().map(u32::to_string).collect();
+                        format!("{}[{}]", p.port, queues.join(","))
+                    })
+                    .collect();
+                vec![
+                    w.worker.to_string(),
+                    w.core.map_or("-".into(), |c| c.to_string()),
+                    format!("{:.1}", 100.0 * w.busy_ns as f64 / total as f64),
+                    seconds(w.busy_ns),
+                    seconds(w.idle_ns),
+                    w.batches.to_string(),
+                    polls.join(" "),
+                ]
+            })
+            .collect(),
+    )
 }
 
 /// Left-aligned columns separated by two spaces.
