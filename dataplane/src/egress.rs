@@ -182,7 +182,6 @@ impl<B: Backend> Egress<B> {
         let bytes = self.backend.bytes(&frame);
         let len = bytes.len().min(superframe.len());
         superframe[..len].copy_from_slice(&bytes[..len]);
-        self.backend.free(frame);
         let mut out_of_frames = false;
         let made = segment::tcp_segments(&superframe[..len], mtu, &mut segment, |s| {
             match self.backend.alloc_copy(s) {
@@ -193,10 +192,11 @@ impl<B: Backend> Egress<B> {
         });
         (self.superframe, self.segment) = (superframe, segment);
         match made {
-            None => self.count_rx_drop(in_port, DropReason::MtuExceeded),
+            None => return self.drop_rx(in_port, DropReason::MtuExceeded, frame),
             Some(_) if out_of_frames => self.count_rx_drop(in_port, DropReason::NoFreeFrame),
             Some(n) => self.counters.segmented.add(n as u64),
         }
+        self.backend.free(frame);
     }
 
     /// Sends a copy of `frame` to every port of `network` except `in_port` that `admits`. Each

@@ -14,7 +14,7 @@ use crate::counters::{PortCounters, WorkerCounters};
 use crate::fdb::FdbRow;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
-use crate::worker::{self, Command, Shared, WorkerConfig};
+use crate::worker::{self, Command, Polled, Shared, WorkerConfig};
 
 /// How long the control thread waits for a worker to answer a command.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -192,7 +192,7 @@ impl<B: Backend + 'static> Switch<B> {
     }
 
     /// The ports each worker polls, with their queues, by worker.
-    pub fn polls(&self) -> Result<Vec<Vec<(PortId, Vec<u32>)>>, PortError> {
+    pub fn polls(&self) -> Result<Vec<Vec<Polled>>, PortError> {
         (0..self.workers.len())
             .map(|w| self.ask(w, |reply| Command::Polls { reply }))
             .collect()

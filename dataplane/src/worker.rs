@@ -31,6 +31,9 @@ const AGING_SWEEP: Duration = Duration::from_secs(1);
 /// How often a worker expires a slice of the connection table.
 const CT_EXPIRE_EVERY: Duration = Duration::from_millis(1);
 
+/// A port a worker polls, and which of its receive queues.
+pub type Polled = (PortId, Vec<u32>);
+
 /// A request from the control thread, applied between batches.
 pub enum Command<S> {
     /// Open a port and start polling it once the snapshot lists it.
@@ -63,8 +66,8 @@ pub enum Command<S> {
     },
     /// Report the ports this worker polls, with their queues.
     Polls {
-        /// Receives `(port, queues)` per owned port.
-        reply: Sender<Vec<(PortId, Vec<u32>)>>,
+        /// Receives one entry per owned port.
+        reply: Sender<Vec<Polled>>,
     },
     /// Forget learned entries of one network, or all.
     FdbFlush {

@@ -597,8 +597,10 @@ impl Backend for XdpBackend {
                         None if ended => s.jumbo_dropped += 1,
                         None => {}
                     }
-                    self.free
-                        .push(self.pristine[num.min(self.pristine.len() - 1)]);
+                    // Copied: the buffer goes back to the pool at once.
+                    if let Some(&clean) = self.pristine.get(num) {
+                        self.free.push(clean);
+                    }
                 }
                 if s.fill_target < FILL_MAX {
                     // Entries still waiting in the fill ring for the kernel to receive into.
