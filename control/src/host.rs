@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use brink_api::types::VhostMode;
 use brink_dataplane::port::afxdp::{self, XdpBackend, XdpSpec};
 use brink_dataplane::port::memory::{MemBackend, MemLink, MemPort};
-use brink_dataplane::port::Backend;
+use brink_dataplane::port::vhost::{self, VhostSpec};
+use brink_dataplane::port::{Backend, PortSpec};
 
 use crate::iface::{self, IfaceError};
 
@@ -32,6 +34,12 @@ pub trait Host {
         iface: &str,
         mtu: u16,
         queues: Vec<u32>,
+    ) -> Result<<Self::Backend as Backend>::Spec, IfaceError>;
+    /// What the backend needs to open a vhost-user port on `socket`, created by `mode`'s side.
+    fn vhost_spec(
+        &self,
+        socket: &str,
+        mode: VhostMode,
     ) -> Result<<Self::Backend as Backend>::Spec, IfaceError>;
 }
 
@@ -62,13 +70,23 @@ impl Host for Kernel {
         afxdp::rx_queue_count(name)
     }
 
-    fn spec(&self, name: &str, mtu: u16, queues: Vec<u32>) -> Result<XdpSpec, IfaceError> {
+    fn spec(&self, name: &str, mtu: u16, queues: Vec<u32>) -> Result<PortSpec, IfaceError> {
         iface::require(name)?;
-        Ok(XdpSpec {
+        Ok(PortSpec::Xdp(XdpSpec {
             iface: name.to_string(),
             mtu,
             queues,
-        })
+        }))
+    }
+
+    fn vhost_spec(&self, socket: &str, mode: VhostMode) -> Result<PortSpec, IfaceError> {
+        Ok(PortSpec::VhostUser(VhostSpec {
+            socket: socket.into(),
+            mode: match mode {
+                VhostMode::Client => vhost::VhostMode::Client,
+                VhostMode::Server => vhost::VhostMode::Server,
+            },
+        }))
     }
 }
 
@@ -130,6 +148,13 @@ impl Host for Memory {
     /// An in-memory link is one queue.
     fn rx_queues(&self, _name: &str) -> u32 {
         1
+    }
+
+    /// In-memory hosts have no vhost-user sockets.
+    fn vhost_spec(&self, socket: &str, _mode: VhostMode) -> Result<MemPort, IfaceError> {
+        Err(IfaceError::Unsupported(format!(
+            "vhost-user socket {socket:?}: in-memory hosts have none"
+        )))
     }
 
     fn spec(&self, name: &str, _mtu: u16, _queues: Vec<u32>) -> Result<MemPort, IfaceError> {

@@ -18,6 +18,9 @@ pub enum IfaceError {
     /// The interface exists but should not (a tap to create).
     #[error("interface {0:?} already exists; a tap port creates its own device")]
     Exists(String),
+    /// The host cannot make this kind of port.
+    #[error("{0}")]
+    Unsupported(String),
     /// `ip` failed.
     #[error("{command} failed: {output}")]
     Command {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use brink_api::types::{CtPolicySet, NetworkInfo, PortAdd, PortSet, SgRecord};
+use brink_api::types::{CtPolicySet, NetworkInfo, PortAdd, PortKind, PortSet, SgRecord};
 use brink_conntrack::Addr;
 use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, DEFAULT_MTU, MAX_PORTS};
@@ -51,6 +51,17 @@ pub enum ModelError {
         /// The port using it.
         port: String,
     },
+    /// Another port uses the vhost-user socket.
+    #[error("socket {socket:?} is already used by port {port:?}")]
+    SocketInUse {
+        /// Socket path.
+        socket: String,
+        /// The port using it.
+        port: String,
+    },
+    /// The port's kind and what it attaches to do not match.
+    #[error("{0}")]
+    BadAttachment(&'static str),
     /// A malformed MAC address.
     #[error(transparent)]
     BadMac(#[from] MacParseError),
@@ -236,7 +247,20 @@ impl Model {
             return Err(ModelError::PortExists(spec.name.clone()));
         }
         self.network_id(&spec.network)?;
-        if let Some(other) = self.ports.values().find(|p| p.spec.iface == spec.iface) {
+        check_attachment(spec)?;
+        if let Some(socket) = &spec.socket {
+            if let Some(other) = self.ports.values().find(|p| p.spec.socket == spec.socket) {
+                return Err(ModelError::SocketInUse {
+                    socket: socket.clone(),
+                    port: other.spec.name.clone(),
+                });
+            }
+        }
+        if let Some(other) = self
+            .ports
+            .values()
+            .find(|p| !spec.iface.is_empty() && p.spec.iface == spec.iface)
+        {
             return Err(ModelError::IfaceInUse {
                 iface: spec.iface.clone(),
                 port: other.spec.name.clone(),
@@ -477,6 +501,21 @@ impl Model {
     }
 }
 
+/// An AF_XDP or tap port names an interface; a vhost-user port names a socket instead.
+fn check_attachment(spec: &PortAdd) -> Result<(), ModelError> {
+    let vhost = spec.kind == PortKind::VhostUser;
+    match (vhost, spec.iface.is_empty(), spec.socket.as_deref()) {
+        (true, true, Some(s)) if !s.is_empty() => Ok(()),
+        (true, _, _) => Err(ModelError::BadAttachment(
+            "a vhost-user port needs a socket and no interface",
+        )),
+        (false, false, None) => Ok(()),
+        (false, _, _) => Err(ModelError::BadAttachment(
+            "an afxdp or tap port needs an interface and no socket",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,6 +527,8 @@ mod tests {
             iface: iface.into(),
             network: net.into(),
             kind: PortKind::Afxdp,
+            socket: None,
+            vhost_mode: Default::default(),
             mac: mac.map(Into::into),
             ips: vec![],
             conntrack: true,

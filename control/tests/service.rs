@@ -29,6 +29,8 @@ fn port(name: &str, iface: &str, mac: &str) -> PortAdd {
         iface: iface.into(),
         network: "blue".into(),
         kind: PortKind::Afxdp,
+        socket: None,
+        vhost_mode: Default::default(),
         mac: Some(mac.into()),
         ips: vec![],
         conntrack: false,

@@ -21,6 +21,8 @@ pub enum DropReason {
     PortGone,
     /// The destination port's transmit ring was full.
     TxRingFull,
+    /// A vhost-user guest had posted no receive buffer for the frame.
+    GuestNoBuffer,
     /// The queue to the worker that owns the destination port was full.
     CrossQueueFull,
     /// No free frame buffer to copy a flooded or cross-worker frame into.
@@ -61,13 +63,14 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Runt,
         DropReason::BadSourceMac,
         DropReason::Hairpin,
         DropReason::NoOtherPort,
         DropReason::PortGone,
         DropReason::TxRingFull,
+        DropReason::GuestNoBuffer,
         DropReason::CrossQueueFull,
         DropReason::NoFreeFrame,
         DropReason::TooBig,
@@ -98,6 +101,7 @@ impl DropReason {
             DropReason::NoOtherPort => "no_other_port",
             DropReason::PortGone => "port_gone",
             DropReason::TxRingFull => "tx_ring_full",
+            DropReason::GuestNoBuffer => "guest_no_buffer",
             DropReason::CrossQueueFull => "cross_queue_full",
             DropReason::NoFreeFrame => "no_free_frame",
             DropReason::TooBig => "too_big",

@@ -301,7 +301,7 @@ fn flush_staged<B: Backend>(
         .add_shared(port.staged_bytes - unsent_bytes);
     let unsent = (staged.len() - sent) as u64;
     if unsent > 0 {
-        worker.drops.add(DropReason::TxRingFull, unsent);
+        worker.drops.add(backend.full_reason(id), unsent);
     }
     port.staged_len = 0;
     port.staged_bytes = 0;

@@ -12,7 +12,7 @@ pub mod receive;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use brink_dataplane::port::afxdp::{XdpBackend, XdpSpec};
-use brink_dataplane::port::{Backend, PortMode};
+use brink_dataplane::port::{Backend, PortMode, PortSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -59,12 +59,12 @@ pub struct SendReport {
 }
 
 /// An AF_XDP port on `iface`'s first queue, at the default MTU.
-pub fn xdp_spec(iface: &str) -> XdpSpec {
-    XdpSpec {
+pub fn xdp_spec(iface: &str) -> PortSpec {
+    PortSpec::Xdp(XdpSpec {
         iface: iface.to_string(),
         mtu: brink_dataplane::snapshot::DEFAULT_MTU,
         queues: vec![0],
-    }
+    })
 }
 
 /// Opens an AF_XDP port on `iface` as port 0 of a new backend.

@@ -45,6 +45,20 @@ pub enum PortKind {
     Afxdp,
     /// A tap device that brink creates, then AF_XDP on it.
     Tap,
+    /// A vhost-user socket shared with QEMU or DPDK: the guest's virtio rings, no kernel.
+    #[serde(rename = "vhost-user")]
+    VhostUser,
+}
+
+/// Who creates a vhost-user port's socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VhostMode {
+    /// QEMU or testpmd creates the socket; brink connects (and reconnects).
+    #[default]
+    Client,
+    /// brink creates the socket and waits for the frontend.
+    Server,
 }
 
 /// Params of `port.add`.
@@ -53,13 +67,20 @@ pub enum PortKind {
 pub struct PortAdd {
     /// Port name.
     pub name: String,
-    /// Interface to attach to (created if `kind` is tap).
+    /// Interface to attach to (created if `kind` is tap); none for a vhost-user port.
+    #[serde(default)]
     pub iface: String,
     /// Network the port belongs to.
     pub network: String,
     /// Port kind.
     #[serde(default)]
     pub kind: PortKind,
+    /// The vhost-user socket (vhost-user ports only).
+    #[serde(default)]
+    pub socket: Option<String>,
+    /// Who creates the vhost-user socket (default client).
+    #[serde(default)]
+    pub vhost_mode: VhostMode,
     /// The VM's MAC address behind the port: a static FDB entry.
     #[serde(default)]
     pub mac: Option<String>,
@@ -274,19 +295,23 @@ pub struct PortInfo {
     pub name: String,
     /// Internal id.
     pub id: u16,
-    /// Interface.
+    /// Interface (empty for a vhost-user port).
     pub iface: String,
     /// Network name.
     pub network: String,
     /// Port kind.
     pub kind: PortKind,
+    /// The vhost-user socket.
+    #[serde(default)]
+    pub socket: Option<String>,
     /// Configured MAC.
     pub mac: Option<String>,
     /// Configured IPs.
     pub ips: Vec<String>,
     /// Worker that polls it.
     pub worker: usize,
-    /// How AF_XDP attached: `native-copy` or `skb-copy`; `down` if the port is not running.
+    /// How the port attached: `native-copy` or `skb-copy` (AF_XDP), `vhost-user-client` or
+    /// `vhost-user-server`; `down` if the port is not running.
     pub mode: String,
     /// Why the port is down (its interface is missing, for example); `None` while it runs.
     #[serde(default)]

@@ -51,12 +51,14 @@ impl From<ModelError> for RpcError {
             ModelError::NetworkExists(_) | ModelError::PortExists(_) => code::ALREADY_EXISTS,
             ModelError::NetworkInUse { .. }
             | ModelError::IfaceInUse { .. }
+            | ModelError::SocketInUse { .. }
             | ModelError::DuplicateMac { .. } => code::IN_USE,
             ModelError::TooManyPorts | ModelError::TooManyNetworks => code::DATAPLANE,
             ModelError::BadName(_)
             | ModelError::BadMac(_)
             | ModelError::NotUnicast(_)
             | ModelError::BadIp(_)
+            | ModelError::BadAttachment(_)
             | ModelError::BadMtu(_) => code::INVALID_PARAMS,
             ModelError::Security(e) => return e.into(),
         };
@@ -70,7 +72,7 @@ impl From<IfaceError> for RpcError {
             IfaceError::BadName(_) => code::INVALID_PARAMS,
             IfaceError::Missing(_) => code::NOT_FOUND,
             IfaceError::Exists(_) => code::IN_USE,
-            IfaceError::Command { .. } => code::DATAPLANE,
+            IfaceError::Command { .. } | IfaceError::Unsupported(_) => code::DATAPLANE,
         };
         RpcError::new(code, e.to_string())
     }

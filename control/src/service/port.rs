@@ -125,7 +125,7 @@ impl<H: Host> Service<H> {
     fn bring_up(&mut self, record: &PortRecord, restoring: bool) -> Result<(), RpcError> {
         let iface = &record.spec.iface;
         let created_tap = match record.spec.kind {
-            PortKind::Afxdp => false,
+            PortKind::Afxdp | PortKind::VhostUser => false,
             PortKind::Tap if restoring && self.host.exists(iface) => false,
             PortKind::Tap => {
                 self.host.create_tap(iface)?;
@@ -134,7 +134,10 @@ impl<H: Host> Service<H> {
         };
         let counters = Arc::new(PortCounters::default());
         let mut workers = Vec::new();
-        let opened = self.open_queues(record, &counters, &mut workers);
+        let opened = match record.spec.kind {
+            PortKind::VhostUser => self.open_vhost(record, &counters, &mut workers),
+            PortKind::Afxdp | PortKind::Tap => self.open_queues(record, &counters, &mut workers),
+        };
         let mode = match opened {
             Ok(mode) => mode,
             Err(e) => {
@@ -147,7 +150,8 @@ impl<H: Host> Service<H> {
                 return Err(e);
             }
         };
-        tracing::info!(port = %record.spec.name, %iface, %mode, ?workers, "port up");
+        let socket = &record.spec.socket;
+        tracing::info!(port = %record.spec.name, %iface, ?socket, %mode, ?workers, "port up");
         let running = Running {
             mode,
             counters,
@@ -155,6 +159,23 @@ impl<H: Host> Service<H> {
         };
         self.running.insert(record.spec.name.clone(), running);
         Ok(())
+    }
+
+    /// Opens a vhost-user port on its own worker, which polls both its rings (one queue pair).
+    fn open_vhost(
+        &self,
+        record: &PortRecord,
+        counters: &Arc<PortCounters>,
+        workers: &mut Vec<usize>,
+    ) -> Result<PortMode, RpcError> {
+        let socket = record.spec.socket.as_deref().unwrap_or_default();
+        let spec = self.host.vhost_spec(socket, record.spec.vhost_mode)?;
+        let mode = self
+            .switch
+            .open_port(record.worker, record.id, spec, Arc::clone(counters))
+            .map_err(dataplane_error)?;
+        workers.push(record.worker);
+        Ok(mode)
     }
 
     /// Sets the interface's MTU, then opens the port's queues on the workers `queue_placement`
@@ -198,6 +219,7 @@ impl<H: Host> Service<H> {
             iface: p.spec.iface.clone(),
             network: p.spec.network.clone(),
             kind: p.spec.kind,
+            socket: p.spec.socket.clone(),
             mac: p.spec.mac.clone(),
             ips: p.spec.ips.clone(),
             worker: p.worker,

@@ -13,6 +13,10 @@
 //! either held by this backend (in the free list or in a batch) or lent to the kernel through
 //! one port's fill or transmit ring. `holder` records which port a lent frame went to, so closing
 //! a port reclaims exactly its frames, and a frame is never touched while the kernel has it.
+//!
+//! The worker's vhost-user ports live here too ([`VhostPorts`]): a frame a guest sends is copied
+//! into a frame of this UMEM, and a frame for a guest is copied into its receive buffer and
+//! freed, so AF_XDP and vhost-user ports of one network talk through the same pool.
 #![allow(unsafe_code)]
 
 use std::io::Write;
@@ -24,7 +28,9 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::jumbo::JumboPool;
-use super::{Backend, PortError, PortMode, SocketStats, BUFFER_LEN};
+use super::vhost::{VhostMode, VhostPort, VhostPorts};
+use super::{Backend, PortError, PortMode, PortSpec, SocketStats, BUFFER_LEN};
+use crate::counters::DropReason;
 use crate::snapshot::{PortId, MAX_PORTS};
 
 /// Frames in one worker's UMEM (2 KiB each, 128 MiB).
@@ -160,6 +166,7 @@ pub struct XdpBackend {
     /// Scratch space for the descriptors of received or transmitted buffers.
     descs: Vec<FrameDesc>,
     jumbo: JumboPool,
+    vhost: VhostPorts,
 }
 
 impl std::fmt::Debug for XdpBackend {
@@ -207,6 +214,7 @@ impl XdpBackend {
             reaped: vec![FrameDesc::default(); TX_RING_SIZE as usize],
             descs: Vec::with_capacity(BATCH_DESCS),
             jumbo: JumboPool::new(JUMBO_SLOTS),
+            vhost: VhostPorts::default(),
         })
     }
 
@@ -421,6 +429,33 @@ fn copy_into(umem: &Umem, free: &mut Vec<FrameDesc>, bytes: &[u8]) -> Option<Fra
     }
 }
 
+/// A new frame holding a copy of `bytes`: a UMEM frame, or a jumbo buffer if it is longer.
+fn copy_frame(
+    umem: &Umem,
+    free: &mut Vec<FrameDesc>,
+    jumbo: &mut JumboPool,
+    bytes: &[u8],
+) -> Option<XdpFrame> {
+    if bytes.len() <= BUFFER_LEN {
+        return copy_into(umem, free, bytes).map(XdpFrame::Umem);
+    }
+    let slot = jumbo.copy_of(bytes)?;
+    Some(XdpFrame::Jumbo {
+        slot,
+        len: bytes.len() as u32,
+    })
+}
+
+/// The bytes of a frame this worker holds.
+fn frame_bytes<'a>(umem: &'a Umem, jumbo: &'a JumboPool, frame: &XdpFrame) -> &'a [u8] {
+    match frame {
+        // SAFETY: a `Frame` handed to the pipeline is held by this backend (received or
+        // copied into), so no ring and no writer touches it while it is read.
+        XdpFrame::Umem(desc) => unsafe { umem.data(desc) }.contents(),
+        XdpFrame::Jumbo { slot, len } => jumbo.get(*slot, *len as usize),
+    }
+}
+
 /// Appends the bytes of received buffer `desc` to the frame `partial` collects, and hands the
 /// buffer back to `free` (it is copied). Returns the frame when `desc` was its last buffer.
 fn gather(
@@ -458,12 +493,26 @@ fn gather(
 
 impl Backend for XdpBackend {
     type Frame = XdpFrame;
-    type Spec = XdpSpec;
+    type Spec = PortSpec;
 
-    fn open(&mut self, id: PortId, spec: XdpSpec) -> Result<PortMode, PortError> {
-        if self.ports.get(usize::from(id)).is_none_or(Option::is_some) {
+    fn open(&mut self, id: PortId, spec: PortSpec) -> Result<PortMode, PortError> {
+        if self.ports.get(usize::from(id)).is_none_or(Option::is_some)
+            || self.vhost.get(id).is_some()
+        {
             return Err(PortError::BadId(id));
         }
+        let spec = match spec {
+            PortSpec::Xdp(spec) => spec,
+            PortSpec::VhostUser(spec) => {
+                let mode = match spec.mode {
+                    VhostMode::Client => PortMode::VhostUserClient,
+                    VhostMode::Server => PortMode::VhostUserServer,
+                };
+                tracing::info!(socket = %spec.socket.display(), %mode, "vhost-user port open");
+                self.vhost.insert(id, VhostPort::open(spec)?);
+                return Ok(mode);
+            }
+        };
         if self.ports.iter().flatten().any(|p| p.iface == spec.iface) {
             return Err(PortError::Attach {
                 iface: spec.iface,
@@ -491,6 +540,11 @@ impl Backend for XdpBackend {
     }
 
     fn close(&mut self, id: PortId) {
+        // Dropping a vhost-user port stops its control thread; the guest's rings hold no frame
+        // of this pool.
+        if self.vhost.remove(id) {
+            return;
+        }
         let Some(slot) = self.ports.get_mut(usize::from(id)) else {
             return;
         };
@@ -516,6 +570,23 @@ impl Backend for XdpBackend {
 
     #[inline]
     fn rx(&mut self, id: PortId, out: &mut [XdpFrame]) -> usize {
+        if let Some(port) = self.vhost.get_mut(id) {
+            // Take no more frames from the guest than the pool can copy into: a chain taken is
+            // given back to the guest, so one without a frame to copy into would be lost. These
+            // frames are the batch's, which the reserve is for.
+            let max = out.len().min(self.free.len());
+            let (umem, free, jumbo) = (&self.umem, &mut self.free, &mut self.jumbo);
+            let mut n = 0;
+            port.rings().receive(max, |bytes| {
+                let Some(frame) = copy_frame(umem, free, jumbo, bytes) else {
+                    return false;
+                };
+                out[n] = frame;
+                n += 1;
+                true
+            });
+            return n;
+        }
         let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
             return 0;
         };
@@ -577,12 +648,7 @@ impl Backend for XdpBackend {
 
     #[inline]
     fn bytes(&self, frame: &XdpFrame) -> &[u8] {
-        match frame {
-            // SAFETY: a `Frame` handed to the pipeline is held by this backend (received or
-            // copied into), so no ring and no writer touches it while it is read.
-            XdpFrame::Umem(desc) => unsafe { self.umem.data(desc) }.contents(),
-            XdpFrame::Jumbo { slot, len } => self.jumbo.get(*slot, *len as usize),
-        }
+        frame_bytes(&self.umem, &self.jumbo, frame)
     }
 
     fn patch(&mut self, frame: &mut XdpFrame, at: usize, bytes: &[u8]) {
@@ -605,6 +671,21 @@ impl Backend for XdpBackend {
 
     #[inline]
     fn tx(&mut self, id: PortId, frames: &[XdpFrame]) -> usize {
+        if let Some(port) = self.vhost.get_mut(id) {
+            let rings = port.rings();
+            let mut taken = 0;
+            for frame in frames {
+                if !rings.send(frame_bytes(&self.umem, &self.jumbo, frame)) {
+                    break;
+                }
+                taken += 1;
+            }
+            rings.flush_sent();
+            for &frame in &frames[..taken] {
+                self.free(frame);
+            }
+            return taken;
+        }
         let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
             return 0;
         };
@@ -676,14 +757,7 @@ impl Backend for XdpBackend {
     }
 
     fn alloc_copy(&mut self, bytes: &[u8]) -> Option<XdpFrame> {
-        if bytes.len() <= BUFFER_LEN {
-            return copy_into(&self.umem, &mut self.free, bytes).map(XdpFrame::Umem);
-        }
-        let slot = self.jumbo.copy_of(bytes)?;
-        Some(XdpFrame::Jumbo {
-            slot,
-            len: bytes.len() as u32,
-        })
+        copy_frame(&self.umem, &mut self.free, &mut self.jumbo, bytes)
     }
 
     fn clone_frame(&mut self, frame: &XdpFrame) -> Option<XdpFrame> {
@@ -701,7 +775,15 @@ impl Backend for XdpBackend {
         }
     }
 
+    fn full_reason(&self, id: PortId) -> DropReason {
+        match self.vhost.get(id) {
+            Some(_) => DropReason::GuestNoBuffer,
+            None => DropReason::TxRingFull,
+        }
+    }
+
     fn service(&mut self) -> usize {
+        self.vhost.sync();
         let mut reaped_total = 0;
         for i in 0..self.open.len() {
             let id = self.open[i];
@@ -733,11 +815,22 @@ impl Backend for XdpBackend {
     fn queues(&self, id: PortId) -> Vec<u32> {
         match self.ports.get(usize::from(id)) {
             Some(Some(port)) => port.queue_ids.clone(),
+            // A vhost-user port has one queue pair.
+            _ if self.vhost.get(id).is_some() => vec![0],
             _ => Vec::new(),
         }
     }
 
     fn socket_stats(&self, id: PortId) -> Option<SocketStats> {
+        if let Some(port) = self.vhost.get(id) {
+            let rings = port.stats();
+            return Some(SocketStats {
+                rx_dropped: rings.dropped,
+                rx_invalid_descs: rings.tx_refused,
+                tx_invalid_descs: rings.rx_refused,
+                ..SocketStats::default()
+            });
+        }
         let Some(Some(port)) = self.ports.get(usize::from(id)) else {
             return None;
         };

@@ -2,22 +2,25 @@
 //!
 //! A [`Backend`] owns one worker's frame buffers and the ports that worker polls. Frames are
 //! handles into the backend's buffer pool, so moving a frame from one port of a worker to
-//! another moves the handle, not the bytes. Two backends exist: [`afxdp`] (the real one) and
-//! [`memory`] (deterministic tests and benchmarks without the kernel).
+//! another moves the handle, not the bytes. Two backends exist: [`afxdp`] (the real one, whose
+//! worker also polls the [`vhost`]-user ports it owns) and [`memory`] (deterministic tests and
+//! benchmarks without the kernel).
 
 pub mod afxdp;
 pub mod jumbo;
 pub mod memory;
+pub mod vhost;
 
 use std::fmt;
 
+use crate::counters::DropReason;
 use crate::snapshot::PortId;
 
 /// Largest frame one pool buffer holds (AF_XDP copy mode, 2 KiB chunks less the kernel
 /// headroom). Longer frames, up to [`jumbo::JUMBO_LEN`], go in jumbo buffers.
 pub const BUFFER_LEN: usize = 1792;
 
-/// How an AF_XDP socket ended up attached.
+/// How a port ended up attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortMode {
     /// XDP in the driver (native), frames copied to the UMEM.
@@ -26,6 +29,19 @@ pub enum PortMode {
     SkbCopy,
     /// An in-memory test port.
     Memory,
+    /// A vhost-user port; brink connects to the frontend's socket.
+    VhostUserClient,
+    /// A vhost-user port on a socket brink listens on.
+    VhostUserServer,
+}
+
+/// What a worker of the real backend opens: an AF_XDP port or a vhost-user port.
+#[derive(Debug, Clone)]
+pub enum PortSpec {
+    /// AF_XDP on an interface.
+    Xdp(afxdp::XdpSpec),
+    /// vhost-user on a Unix socket.
+    VhostUser(vhost::VhostSpec),
 }
 
 impl fmt::Display for PortMode {
@@ -34,6 +50,8 @@ impl fmt::Display for PortMode {
             PortMode::NativeCopy => "native-copy",
             PortMode::SkbCopy => "skb-copy",
             PortMode::Memory => "memory",
+            PortMode::VhostUserClient => "vhost-user-client",
+            PortMode::VhostUserServer => "vhost-user-server",
         })
     }
 }
@@ -128,6 +146,11 @@ pub trait Backend {
     fn alloc_copy(&mut self, bytes: &[u8]) -> Option<Self::Frame>;
     /// A new frame holding a copy of `frame`, for flooding.
     fn clone_frame(&mut self, frame: &Self::Frame) -> Option<Self::Frame>;
+    /// Why port `id` did not take the frames `tx` left: its transmit ring was full, unless the
+    /// backend knows better (a guest that posted no receive buffer).
+    fn full_reason(&self, _id: PortId) -> DropReason {
+        DropReason::TxRingFull
+    }
     /// Ring housekeeping: reap transmit completions, refill receive buffers, kick the kernel.
     /// Returns the number of frames reaped.
     fn service(&mut self) -> usize;

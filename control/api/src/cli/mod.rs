@@ -27,7 +27,7 @@ pub use capture::CaptureArgs;
 pub use ct::{CtCmd, CtFilterArgs, PolicyCmd};
 pub use fdb::FdbCmd;
 pub use network::NetworkCmd;
-pub use port::{KindArg, PortAddArgs, PortCmd, PortSetArgs, SecurityArgs};
+pub use port::{KindArg, ModeArg, PortAddArgs, PortCmd, PortSetArgs, SecurityArgs};
 pub use sg::{RuleAddArgs, RuleCmd, SgCmd};
 pub use stats::StatsArgs;
 
@@ -181,6 +181,27 @@ mod tests {
             let cli = Cli::try_parse_from(&args).unwrap();
             assert!(cli.json, "{args:?}");
         }
+    }
+
+    #[test]
+    fn vhost_user_port_takes_a_socket_instead_of_an_interface() {
+        let args = ["brinkctl", "port", "add", "vm1", "--network", "blue"];
+        let vhost = ["--type", "vhost-user", "--vhost-socket", "/run/vm1.sock"];
+        let cli =
+            Cli::try_parse_from(args.iter().chain(&vhost).chain(&["--mode", "server"])).unwrap();
+        let Command::Port(PortCmd::Add(a)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert!(matches!(a.kind, KindArg::VhostUser));
+        assert!(matches!(a.mode, ModeArg::Server));
+        assert_eq!(a.vhost_socket.as_deref(), Some("/run/vm1.sock"));
+        assert!(a.iface.is_none());
+        assert!(
+            Cli::try_parse_from(args).is_err(),
+            "neither --iface nor --vhost-socket"
+        );
+        let both = ["--iface", "veth1"];
+        assert!(Cli::try_parse_from(args.iter().chain(&vhost).chain(&both)).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{decode, recheck_text, table};
 use crate::call::{Call, NoParams};
 use crate::client::ClientError;
-use crate::types::{PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult};
+use crate::types::{PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult, VhostMode};
 
 /// `port` subcommands.
 #[derive(Debug, Subcommand)]
@@ -30,14 +30,24 @@ pub struct PortAddArgs {
     /// Port name.
     pub name: String,
     /// Interface: the host end of a veth pair, or the tap to create with `--type tap`.
-    #[arg(long)]
-    pub iface: String,
+    #[arg(
+        long,
+        required_unless_present = "vhost_socket",
+        conflicts_with = "vhost_socket"
+    )]
+    pub iface: Option<String>,
     /// Network to join.
     #[arg(long)]
     pub network: String,
     /// Port type.
     #[arg(long = "type", value_enum, default_value = "afxdp")]
     pub kind: KindArg,
+    /// The vhost-user socket (`--type vhost-user`; `--socket` is the daemon's).
+    #[arg(long)]
+    pub vhost_socket: Option<String>,
+    /// Who creates the vhost-user socket: QEMU or testpmd (client, the default) or brink.
+    #[arg(long, value_enum, default_value = "client")]
+    pub mode: ModeArg,
     /// The VM's MAC address (a static FDB entry).
     #[arg(long)]
     pub mac: Option<String>,
@@ -59,6 +69,17 @@ pub enum KindArg {
     Afxdp,
     /// Create a tap device and attach AF_XDP to it.
     Tap,
+    /// A vhost-user socket (with `--vhost-socket`).
+    VhostUser,
+}
+
+/// `--mode` values of a vhost-user port.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    /// brink connects to the socket the frontend created.
+    Client,
+    /// brink creates the socket.
+    Server,
 }
 
 /// Port security arguments shared by `port add` and `port set`.
@@ -128,11 +149,17 @@ pub fn call(cmd: &PortCmd) -> Call {
     match cmd {
         PortCmd::Add(a) => Call::PortAdd(PortAdd {
             name: a.name.clone(),
-            iface: a.iface.clone(),
+            iface: a.iface.clone().unwrap_or_default(),
             network: a.network.clone(),
             kind: match a.kind {
                 KindArg::Afxdp => PortKind::Afxdp,
                 KindArg::Tap => PortKind::Tap,
+                KindArg::VhostUser => PortKind::VhostUser,
+            },
+            socket: a.vhost_socket.clone(),
+            vhost_mode: match a.mode {
+                ModeArg::Client => VhostMode::Client,
+                ModeArg::Server => VhostMode::Server,
             },
             mac: a.mac.clone(),
             ips: a.ips.clone(),
@@ -166,7 +193,10 @@ pub fn render(cmd: &PortCmd, result: Value) -> Result<String, ClientError> {
             let p: PortInfo = decode(result)?;
             format!(
                 "port {} added on {} ({}), worker {}",
-                p.name, p.iface, p.mode, p.worker
+                p.name,
+                p.socket.as_deref().unwrap_or(&p.iface),
+                p.mode,
+                p.worker
             )
         }
         PortCmd::Set(_) => {
@@ -180,6 +210,15 @@ pub fn render(cmd: &PortCmd, result: Value) -> Result<String, ClientError> {
     })
 }
 
+/// A port kind as `--type` spells it.
+fn kind_name(kind: PortKind) -> &'static str {
+    match kind {
+        PortKind::Afxdp => "afxdp",
+        PortKind::Tap => "tap",
+        PortKind::VhostUser => "vhost-user",
+    }
+}
+
 fn port_table(ports: &[PortInfo]) -> String {
     table(
         &[
@@ -191,9 +230,9 @@ fn port_table(ports: &[PortInfo]) -> String {
                 vec![
                     p.name.clone(),
                     p.id.to_string(),
-                    p.iface.clone(),
+                    p.socket.clone().unwrap_or_else(|| p.iface.clone()),
                     p.network.clone(),
-                    format!("{:?}", p.kind).to_lowercase(),
+                    kind_name(p.kind).to_string(),
                     match &p.reason {
                         Some(reason) => format!("{} ({reason})", p.mode),
                         None => p.mode.clone(),

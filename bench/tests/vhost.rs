@@ -1,0 +1,345 @@
+//! vhost-user ports driven by DPDK's testpmd: two `net_virtio_user` devices listen (`server=1`)
+//! and brinkd connects to them (its default client mode) as two vhost-user ports of one network.
+//! testpmd forwards in a mac loop started with `--tx-first`; frames must cross brink both ways
+//! and be counted on both ports. Then a security group on one port lets its UDP out and nothing
+//! in: testpmd restarts, brink reconnects by itself, and the frames in the denied direction are
+//! dropped and counted.
+//!
+//! Needs root. Installs `dpdk-dev` (which has `dpdk-testpmd`) with apt if it is missing, and
+//! reserves 2 MiB hugepages on a private hugetlbfs mount for the run, giving both back after.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use brink_bench::daemon::Daemon;
+use brink_bench::run;
+use common::*;
+
+/// Hugepages (2 MiB) the test adds to the system's pool.
+const PAGES: u64 = 192;
+/// Memory testpmd takes from them, in MiB.
+const TESTPMD_MIB: &str = "256";
+/// Seconds each testpmd run lasts (it is stopped with SIGINT and prints its totals).
+const RUN_SECONDS: &str = "8";
+const MAC0: &str = "02:00:00:00:00:01";
+const MAC1: &str = "02:00:00:00:00:02";
+/// testpmd's default source address of the UDP frames it sends first (`--tx-first`).
+const TESTPMD_IP: &str = "198.18.0.1";
+
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+fn nr_hugepages() -> u64 {
+    std::fs::read_to_string(NR_HUGEPAGES)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// 2 MiB hugepages added to the pool and a hugetlbfs mount for them; both undone on drop.
+struct Hugepages {
+    mount: PathBuf,
+}
+
+impl Hugepages {
+    fn reserve(mount: &Path) -> Self {
+        std::fs::create_dir_all(mount).unwrap();
+        let opts = ["-t", "hugetlbfs", "-o", "pagesize=2M", "nodev"];
+        run("mount", &[&opts[..], &[mount.to_str().unwrap()]].concat()).unwrap();
+        let guard = Hugepages {
+            mount: mount.to_path_buf(),
+        };
+        std::fs::write(NR_HUGEPAGES, (nr_hugepages() + PAGES).to_string()).unwrap();
+        guard
+    }
+}
+
+impl Drop for Hugepages {
+    fn drop(&mut self) {
+        let _ = run("umount", &[self.mount.to_str().unwrap_or_default()]);
+        let _ = std::fs::remove_dir(&self.mount);
+        let _ = std::fs::write(
+            NR_HUGEPAGES,
+            nr_hugepages().saturating_sub(PAGES).to_string(),
+        );
+    }
+}
+
+/// `dpdk-testpmd`, installed from apt if missing.
+fn testpmd() -> &'static str {
+    let found = |_: ()| {
+        Command::new("dpdk-testpmd")
+            .arg("--version")
+            .output()
+            .is_ok()
+    };
+    if !found(()) {
+        run(
+            "apt-get",
+            &["install", "-y", "--no-install-recommends", "dpdk-dev"],
+        )
+        .unwrap();
+        assert!(found(()), "dpdk-dev did not install dpdk-testpmd");
+    }
+    "dpdk-testpmd"
+}
+
+/// One testpmd port's totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Forwarded {
+    rx: u64,
+    tx: u64,
+}
+
+/// The totals testpmd prints for `port` when it stops.
+fn forwarded(out: &str, port: u8) -> Forwarded {
+    let section = out
+        .split(&format!("Forward statistics for port {port}"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no statistics for port {port} in:\n{out}"));
+    let count = |label: &str| -> u64 {
+        let at = section.find(label).unwrap() + label.len();
+        section[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    Forwarded {
+        rx: count("RX-packets:"),
+        tx: count("TX-packets:"),
+    }
+}
+
+/// A testpmd `net_virtio_user` device: it listens on `socket`, sends from `mac` to `peer`.
+struct Device<'a> {
+    socket: &'a Path,
+    mac: &'a str,
+    peer: &'a str,
+}
+
+/// Runs testpmd for [`RUN_SECONDS`] on `devices`, forwarding in mac mode (what port N receives
+/// leaves on port N+1, or port 0 itself when alone) after a first burst of 32 frames on each;
+/// `during` runs meanwhile. Returns each port's totals.
+fn testpmd_run(
+    dir: &Path,
+    huge: &Hugepages,
+    devices: &[Device<'_>],
+    during: impl FnOnce(),
+) -> Vec<Forwarded> {
+    let prefix = format!("brkvhost{}", std::process::id());
+    let mut cmd = Command::new("timeout");
+    // testpmd's forwarding core is core 0, brinkd's worker core 1.
+    cmd.args(["-s", "INT", RUN_SECONDS, testpmd()])
+        .args([
+            "-l",
+            "0-1",
+            "--main-lcore",
+            "1",
+            "--no-pci",
+            "--single-file-segments",
+        ])
+        .args(["-m", TESTPMD_MIB, "--file-prefix", &prefix, "--huge-dir"])
+        .arg(&huge.mount);
+    for (n, dev) in devices.iter().enumerate() {
+        let vdev = format!(
+            "net_virtio_user{n},path={},server=1,queues=1,mac={}",
+            dev.socket.display(),
+            dev.mac
+        );
+        cmd.args(["--vdev", &vdev]);
+    }
+    cmd.args([
+        "--",
+        "--nb-cores=1",
+        "--forward-mode=mac",
+        "--tx-first",
+        "--stats-period=2",
+    ])
+    .arg("--total-num-mbufs=4096");
+    for (n, dev) in devices.iter().enumerate() {
+        cmd.arg(format!("--eth-peer={n},{}", dev.peer));
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    during();
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&prefix));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = [out.stdout.as_slice(), &out.stderr].concat();
+    std::fs::write(dir.join("testpmd.log"), log).unwrap();
+    (0..devices.len() as u8)
+        .map(|n| forwarded(&text, n))
+        .collect()
+}
+
+/// testpmd's two devices on `sockets`, each sending to the other's MAC.
+fn testpmd_loop(dir: &Path, huge: &Hugepages, sockets: &[PathBuf; 2]) -> (Forwarded, Forwarded) {
+    let devices = [
+        Device {
+            socket: &sockets[0],
+            mac: MAC0,
+            peer: MAC1,
+        },
+        Device {
+            socket: &sockets[1],
+            mac: MAC1,
+            peer: MAC0,
+        },
+    ];
+    let ports = testpmd_run(dir, huge, &devices, || {});
+    (ports[0], ports[1])
+}
+
+fn root() {
+    assert!(
+        Command::new("id").arg("-u").output().unwrap().stdout == b"0\n",
+        "vhost-user tests need root"
+    );
+}
+
+fn counter(d: &Daemon, port: &str, name: &str) -> u64 {
+    stats(d, port)[name].as_u64().unwrap()
+}
+
+fn drops(d: &Daemon, port: &str, reason: &str) -> u64 {
+    stats(d, port)["drops"][reason].as_u64().unwrap_or(0)
+}
+
+/// Runs `brinkctl` with `args` split at spaces.
+fn ctl(d: &Daemon, args: &str) -> String {
+    d.ctl_ok(&args.split_whitespace().collect::<Vec<_>>())
+        .unwrap()
+}
+
+#[test]
+fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction() {
+    root();
+    // No VMs: the topology only owns the scratch directory, removed when the test ends.
+    let topo = Topology::new("vhb");
+    let dir = topo.scratch();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = Hugepages::reserve(&dir.join("huge"));
+    let sockets = [dir.join("vm1.sock"), dir.join("vm2.sock")];
+    let d = Daemon::start(&dir, &["--cores", "1"]).unwrap();
+    ctl(&d, "network add blue");
+    for (name, socket, mac) in [("vm1", &sockets[0], MAC0), ("vm2", &sockets[1], MAC1)] {
+        let added = ctl(
+            &d,
+            &format!(
+                "port add {name} --network blue --type vhost-user --vhost-socket {} \
+                 --mac {mac} --port-security off",
+                socket.display()
+            ),
+        );
+        assert!(added.contains("vhost-user-client"), "{added}");
+    }
+
+    let (p0, p1) = testpmd_loop(&dir, &huge, &sockets);
+    eprintln!("testpmd: port 0 {p0:?}, port 1 {p1:?}");
+    let (vm1_rx, vm1_tx) = (
+        counter(&d, "vm1", "rx_packets"),
+        counter(&d, "vm1", "tx_packets"),
+    );
+    let (vm2_rx, vm2_tx) = (
+        counter(&d, "vm2", "rx_packets"),
+        counter(&d, "vm2", "tx_packets"),
+    );
+    eprintln!("brink: vm1 rx {vm1_rx} tx {vm1_tx}, vm2 rx {vm2_rx} tx {vm2_tx}");
+    // More than the first bursts (32 each way): the loop ran through brink.
+    assert!(p0.rx > 64 && p1.rx > 64, "{p0:?} {p1:?}");
+    // Whatever testpmd received, brink sent it, and brink received no more than testpmd sent.
+    assert!(
+        p1.rx <= vm2_tx && p0.rx <= vm1_tx,
+        "vm1 tx {vm1_tx}, vm2 tx {vm2_tx}"
+    );
+    assert!(
+        vm1_rx <= p0.tx && vm2_rx <= p1.tx,
+        "vm1 rx {vm1_rx}, vm2 rx {vm2_rx}"
+    );
+
+    // vm1 may send UDP and receive nothing. testpmd forwards what port 1 receives out of port 0
+    // and the other way round, so vm1's frames still loop, while vm2's (testpmd's first burst
+    // on port 1, of the same flow in the same direction: no reply) need an ingress rule at vm1.
+    // A dropped frame is counted on the port it came in on.
+    ctl(&d, "sg add udp-out");
+    ctl(&d, "sg rule add udp-out --direction egress --protocol udp");
+    ctl(
+        &d,
+        &format!("port set vm1 --port-security on --sg udp-out --allowed-pair {TESTPMD_IP},{MAC0}"),
+    );
+    let denied_before = drops(&d, "vm2", "ingress_denied");
+    let (p0, p1) = testpmd_loop(&dir, &huge, &sockets);
+    eprintln!("testpmd with the group: port 0 {p0:?}, port 1 {p1:?}");
+    eprintln!("brink: vm1 {}, vm2 {}", stats(&d, "vm1"), stats(&d, "vm2"));
+    let denied = drops(&d, "vm2", "ingress_denied") - denied_before;
+    assert!(p1.rx > 64, "vm1's UDP goes out and loops: {p1:?}");
+    assert_eq!(p0.rx, 0, "nothing may reach vm1");
+    assert!(
+        p1.tx > 0 && denied == p1.tx,
+        "denied {denied}, port 1 sent {}",
+        p1.tx
+    );
+    assert_eq!(drops(&d, "vm1", "egress_denied"), 0);
+}
+
+#[test]
+fn a_vhost_user_port_and_an_af_xdp_port_exchange_frames() {
+    root();
+    let mut topo = Topology::new("vhx");
+    let dir = topo.scratch();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = Hugepages::reserve(&dir.join("huge"));
+    let socket = dir.join("vm1.sock");
+    let d = Daemon::start(&dir, &["--cores", "1"]).unwrap();
+    ctl(&d, "network add blue");
+    ctl(
+        &d,
+        &format!(
+            "port add vm1 --network blue --type vhost-user --vhost-socket {} --mac {MAC0} \
+             --port-security off",
+            socket.display()
+        ),
+    );
+    let ns = topo.add_vm(2, "10.0.0.2").unwrap();
+    d.add_vm_port("vm2", &ns, "blue", &["--port-security", "off"])
+        .unwrap();
+    let ns_rx = || -> u64 {
+        let out = ns
+            .exec("cat", &["/sys/class/net/eth0/statistics/rx_packets"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let rx_before = ns_rx();
+    // testpmd sends its first burst to the namespace; the namespace's pings to an address of
+    // its subnet are ARP requests, flooded to the vhost-user port.
+    let device = Device {
+        socket: &socket,
+        mac: MAC0,
+        peer: &ns.mac,
+    };
+    let ports = testpmd_run(&dir, &huge, &[device], || {
+        for _ in 0..5 {
+            let _ = ns.exec("ping", &["-c", "1", "-W", "1", "10.0.0.9"]);
+        }
+    });
+    let (p0, ns_got) = (ports[0], ns_rx() - rx_before);
+    eprintln!(
+        "testpmd {p0:?}; namespace received {ns_got}; vm1 {}; vm2 {}",
+        stats(&d, "vm1"),
+        stats(&d, "vm2")
+    );
+    assert!(p0.rx > 0, "the namespace's ARP requests reached testpmd");
+    assert!(ns_got >= 32, "testpmd's first burst reached the namespace");
+    assert!(counter(&d, "vm2", "tx_packets") >= 32 && counter(&d, "vm1", "rx_packets") >= 32);
+}

@@ -1,0 +1,516 @@
+//! The vhost-user protocol side of a port, on the port's own control thread.
+//!
+//! rust-vmm's `vhost` crate decodes the frontend's messages (QEMU, DPDK's virtio-user) and calls
+//! [`Device`], which keeps what the frontend configured: features, the guest's memory table and
+//! the two rings. Whenever the set of running rings changes, the device publishes a complete
+//! [`Layout`] through the port's [`Link`]; the worker that polls the port takes it between
+//! batches. The protocol thread never touches a ring itself.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vhost::vhost_user::message::{
+    VhostTransferStateDirection, VhostTransferStatePhase, VhostUserConfigFlags, VhostUserInflight,
+    VhostUserLog, VhostUserMemoryRegion, VhostUserShMemConfig, VhostUserSharedMsg,
+    VhostUserSingleMemoryRegion, VhostUserVringAddrFlags, VhostUserVringState,
+};
+use vhost::vhost_user::{
+    Error as VuError, GpuBackend, Result as VuResult, VhostUserBackendReqHandlerMut,
+    VhostUserProtocolFeatures, VhostUserVirtioFeatures,
+};
+use vhost::VhostUserMemoryRegionBase;
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+
+/// The guest's receive queue: brink writes frames into it.
+pub const RX_QUEUE: usize = 0;
+/// The guest's transmit queue: brink reads frames from it.
+pub const TX_QUEUE: usize = 1;
+/// Queues of a port (one queue pair).
+pub const QUEUES: usize = 2;
+/// Bit of `VIRTIO_RING_F_EVENT_IDX` in the feature word.
+pub const EVENT_IDX: u64 = 1 << VIRTIO_RING_F_EVENT_IDX;
+/// The virtio features brink offers: version 1 rings, event-index notification suppression and
+/// vhost-user protocol features. No offloads and no mergeable receive buffers yet.
+pub const FEATURES: u64 =
+    1 << VIRTIO_F_VERSION_1 | EVENT_IDX | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+/// How long `GET_VRING_BASE` waits for the worker to stop using a ring.
+const STOP_WAIT: Duration = Duration::from_millis(200);
+/// Steps of that wait.
+const STOP_STEPS: u32 = 200;
+
+/// One ring as the frontend configured it.
+#[derive(Debug, Clone, Default)]
+pub struct RingSetup {
+    /// Entries in the ring.
+    pub size: u16,
+    /// Guest physical address of the descriptor table.
+    pub desc: u64,
+    /// Guest physical address of the available ring.
+    pub avail: u64,
+    /// Guest physical address of the used ring.
+    pub used: u64,
+    /// The eventfd that interrupts the guest, if it gave one.
+    pub call: Option<Arc<File>>,
+    /// The frontend started the ring (sent its kick eventfd).
+    pub started: bool,
+    /// The ring is enabled (`SET_VRING_ENABLE`, or implied without protocol features).
+    pub enabled: bool,
+}
+
+impl RingSetup {
+    /// The worker may poll this ring.
+    pub fn running(&self) -> bool {
+        self.started && self.enabled && self.size > 0
+    }
+}
+
+/// Everything the worker needs to poll a port's rings, published as a whole.
+#[derive(Debug)]
+pub struct Layout {
+    /// The guest's memory, mapped into brink.
+    pub mem: Arc<GuestMemoryMmap>,
+    /// The rings, by queue index.
+    pub rings: [RingSetup; QUEUES],
+    /// `VIRTIO_RING_F_EVENT_IDX` was negotiated.
+    pub event_idx: bool,
+}
+
+/// What the protocol thread and the worker share for one port.
+#[derive(Debug, Default)]
+pub struct Link {
+    layout: Mutex<Option<Arc<Layout>>>,
+    /// Bumped on every publication.
+    generation: AtomicU64,
+    /// The last generation the worker took.
+    seen: AtomicU64,
+    /// Each ring's next available index, as the worker last left it (or the frontend set it).
+    next_avail: [AtomicU16; QUEUES],
+    /// The port is closing: the protocol thread ends.
+    pub stop: AtomicBool,
+}
+
+impl Link {
+    /// The current generation (a relaxed-cost check the worker makes between batches).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Takes the published layout, and tells the protocol thread the worker has it.
+    pub fn take(&self, generation: u64) -> Option<Arc<Layout>> {
+        let layout = match self.layout.lock() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        self.seen.store(generation, Ordering::Release);
+        layout
+    }
+
+    /// Where ring `queue` continues.
+    pub fn next_avail(&self, queue: usize) -> u16 {
+        self.next_avail
+            .get(queue)
+            .map_or(0, |a| a.load(Ordering::Acquire))
+    }
+
+    /// Records where ring `queue` continues.
+    pub fn set_next_avail(&self, queue: usize, index: u16) {
+        if let Some(a) = self.next_avail.get(queue) {
+            a.store(index, Ordering::Release);
+        }
+    }
+
+    pub(super) fn publish(&self, layout: Option<Arc<Layout>>) -> u64 {
+        match self.layout.lock() {
+            Ok(mut l) => *l = layout,
+            Err(poisoned) => *poisoned.into_inner() = layout,
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Waits, bounded, until the worker took `generation` (it may not poll the port at all).
+    fn wait_seen(&self, generation: u64) {
+        for _ in 0..STOP_STEPS {
+            if self.seen.load(Ordering::Acquire) >= generation {
+                return;
+            }
+            std::thread::sleep(STOP_WAIT / STOP_STEPS);
+        }
+    }
+}
+
+/// A guest memory region: where the frontend has it mapped, and where the guest sees it.
+#[derive(Debug, Clone, Copy)]
+struct Region {
+    user_addr: u64,
+    guest_addr: u64,
+    size: u64,
+}
+
+/// The device state the frontend configures.
+#[derive(Debug)]
+pub struct Device {
+    link: Arc<Link>,
+    features: u64,
+    protocol_features: u64,
+    mem: Option<Arc<GuestMemoryMmap>>,
+    regions: Vec<Region>,
+    rings: [RingSetup; QUEUES],
+}
+
+fn unsupported<T>() -> VuResult<T> {
+    Err(VuError::InvalidOperation("not supported by brink"))
+}
+
+fn ring_index(index: impl Into<u32>) -> VuResult<usize> {
+    let i = index.into() as usize;
+    if i < QUEUES {
+        Ok(i)
+    } else {
+        Err(VuError::InvalidParam)
+    }
+}
+
+impl Device {
+    /// A device with nothing configured, publishing through `link`.
+    pub fn new(link: Arc<Link>) -> Self {
+        Device {
+            link,
+            features: 0,
+            protocol_features: 0,
+            mem: None,
+            regions: Vec::new(),
+            rings: Default::default(),
+        }
+    }
+
+    /// Forgets everything the frontend configured (it disconnected or reset the device).
+    pub fn reset(&mut self) {
+        self.features = 0;
+        self.protocol_features = 0;
+        self.mem = None;
+        self.regions.clear();
+        self.rings = Default::default();
+        for q in 0..QUEUES {
+            self.link.set_next_avail(q, 0);
+        }
+        let generation = self.link.publish(None);
+        self.link.wait_seen(generation);
+    }
+
+    /// Publishes the rings as they are now; returns the generation.
+    fn publish(&self) -> u64 {
+        let layout = self.mem.as_ref().map(|mem| {
+            Arc::new(Layout {
+                mem: Arc::clone(mem),
+                rings: self.rings.clone(),
+                event_idx: self.features & EVENT_IDX != 0,
+            })
+        });
+        self.link.publish(layout)
+    }
+
+    /// The guest physical address of frontend address `addr`.
+    fn guest_addr(&self, addr: u64) -> VuResult<u64> {
+        self.regions
+            .iter()
+            .find(|r| addr >= r.user_addr && addr - r.user_addr < r.size)
+            .map(|r| addr - r.user_addr + r.guest_addr)
+            .ok_or(VuError::InvalidParam)
+    }
+}
+
+/// Maps one region of the guest's memory from the file the frontend sent.
+fn map_region(region: &VhostUserMemoryRegion, file: File) -> VuResult<GuestRegionMmap> {
+    let size = usize::try_from(region.memory_size).map_err(|_| VuError::InvalidParam)?;
+    let mapping = MmapRegion::from_file(FileOffset::new(file, region.mmap_offset), size)
+        .map_err(|e| VuError::ReqHandlerError(std::io::Error::other(e)))?;
+    GuestRegionMmap::new(mapping, GuestAddress(region.guest_phys_addr)).ok_or(VuError::InvalidParam)
+}
+
+impl VhostUserBackendReqHandlerMut for Device {
+    fn set_owner(&mut self) -> VuResult<()> {
+        Ok(())
+    }
+
+    fn reset_owner(&mut self) -> VuResult<()> {
+        self.reset();
+        Ok(())
+    }
+
+    fn reset_device(&mut self) -> VuResult<()> {
+        self.reset();
+        Ok(())
+    }
+
+    fn get_features(&mut self) -> VuResult<u64> {
+        Ok(FEATURES)
+    }
+
+    fn set_features(&mut self, features: u64) -> VuResult<()> {
+        if features & !FEATURES != 0 {
+            tracing::warn!(
+                features = format_args!("{features:#x}"),
+                "vhost-user features refused"
+            );
+            return Err(VuError::InvalidParam);
+        }
+        self.features = features;
+        tracing::info!(
+            features = format_args!("{features:#x}"),
+            "vhost-user features set"
+        );
+        self.publish();
+        Ok(())
+    }
+
+    fn set_mem_table(
+        &mut self,
+        ctx: &[VhostUserMemoryRegion],
+        files: Vec<File>,
+        _postcopy_listening: Option<bool>,
+    ) -> VuResult<Option<Vec<VhostUserMemoryRegionBase>>> {
+        if ctx.len() != files.len() {
+            return Err(VuError::InvalidParam);
+        }
+        let mapped = ctx
+            .iter()
+            .zip(files)
+            .map(|(r, f)| map_region(r, f))
+            .collect::<VuResult<Vec<_>>>()?;
+        let mem = GuestMemoryMmap::from_regions(mapped).map_err(|_| VuError::InvalidParam)?;
+        self.regions = ctx
+            .iter()
+            .map(|r| Region {
+                user_addr: r.user_addr,
+                guest_addr: r.guest_phys_addr,
+                size: r.memory_size,
+            })
+            .collect();
+        self.mem = Some(Arc::new(mem));
+        self.publish();
+        Ok(None)
+    }
+
+    fn set_vring_num(&mut self, index: u32, num: u32) -> VuResult<()> {
+        let i = ring_index(index)?;
+        let size = u16::try_from(num).map_err(|_| VuError::InvalidParam)?;
+        if !size.is_power_of_two() {
+            return Err(VuError::InvalidParam);
+        }
+        self.rings[i].size = size;
+        Ok(())
+    }
+
+    fn set_vring_addr(
+        &mut self,
+        index: u32,
+        _flags: VhostUserVringAddrFlags,
+        descriptor: u64,
+        used: u64,
+        available: u64,
+        _log: u64,
+    ) -> VuResult<()> {
+        let i = ring_index(index)?;
+        let (desc, used, avail) = (
+            self.guest_addr(descriptor)?,
+            self.guest_addr(used)?,
+            self.guest_addr(available)?,
+        );
+        let ring = &mut self.rings[i];
+        (ring.desc, ring.used, ring.avail) = (desc, used, avail);
+        Ok(())
+    }
+
+    fn set_vring_base(&mut self, index: u32, base: u32) -> VuResult<()> {
+        let i = ring_index(index)?;
+        self.link
+            .set_next_avail(i, u16::try_from(base).map_err(|_| VuError::InvalidParam)?);
+        Ok(())
+    }
+
+    fn get_vring_base(&mut self, index: u32) -> VuResult<VhostUserVringState> {
+        let i = ring_index(index)?;
+        let ring = &mut self.rings[i];
+        ring.started = false;
+        ring.enabled = false;
+        let generation = self.publish();
+        self.link.wait_seen(generation);
+        Ok(VhostUserVringState::new(
+            index,
+            u32::from(self.link.next_avail(i)),
+        ))
+    }
+
+    fn set_vring_kick(&mut self, index: u8, _fd: Option<File>) -> VuResult<()> {
+        // The worker polls the ring: it never waits on the guest's kicks.
+        let i = ring_index(index)?;
+        let ring = &mut self.rings[i];
+        ring.started = true;
+        if self.features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() == 0 {
+            ring.enabled = true;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        let i = ring_index(index)?;
+        self.rings[i].call = fd.map(Arc::new);
+        self.publish();
+        Ok(())
+    }
+
+    fn set_vring_err(&mut self, index: u8, _fd: Option<File>) -> VuResult<()> {
+        ring_index(index).map(|_| ())
+    }
+
+    fn get_protocol_features(&mut self) -> VuResult<VhostUserProtocolFeatures> {
+        Ok(VhostUserProtocolFeatures::REPLY_ACK)
+    }
+
+    fn set_protocol_features(&mut self, features: u64) -> VuResult<()> {
+        self.protocol_features = features;
+        Ok(())
+    }
+
+    fn get_queue_num(&mut self) -> VuResult<u64> {
+        Ok(1)
+    }
+
+    fn set_vring_enable(&mut self, index: u32, enable: bool) -> VuResult<()> {
+        let i = ring_index(index)?;
+        self.rings[i].enabled = enable;
+        self.publish();
+        Ok(())
+    }
+
+    fn get_config(&mut self, _: u32, _: u32, _: VhostUserConfigFlags) -> VuResult<Vec<u8>> {
+        unsupported()
+    }
+
+    fn set_config(&mut self, _: u32, _: &[u8], _: VhostUserConfigFlags) -> VuResult<()> {
+        unsupported()
+    }
+
+    fn set_gpu_socket(&mut self, _: GpuBackend) -> VuResult<()> {
+        unsupported()
+    }
+
+    fn get_shared_object(&mut self, _: VhostUserSharedMsg) -> VuResult<File> {
+        unsupported()
+    }
+
+    fn get_inflight_fd(&mut self, _: &VhostUserInflight) -> VuResult<(VhostUserInflight, File)> {
+        unsupported()
+    }
+
+    fn set_inflight_fd(&mut self, _: &VhostUserInflight, _: File) -> VuResult<()> {
+        unsupported()
+    }
+
+    fn get_max_mem_slots(&mut self) -> VuResult<u64> {
+        unsupported()
+    }
+
+    fn add_mem_region(
+        &mut self,
+        _: &VhostUserSingleMemoryRegion,
+        _: File,
+        _: Option<bool>,
+    ) -> VuResult<Option<VhostUserMemoryRegionBase>> {
+        unsupported()
+    }
+
+    fn remove_mem_region(&mut self, _: &VhostUserSingleMemoryRegion) -> VuResult<()> {
+        unsupported()
+    }
+
+    fn set_device_state_fd(
+        &mut self,
+        _: VhostTransferStateDirection,
+        _: VhostTransferStatePhase,
+        _: File,
+    ) -> VuResult<Option<File>> {
+        unsupported()
+    }
+
+    fn check_device_state(&mut self) -> VuResult<()> {
+        unsupported()
+    }
+
+    fn get_shmem_config(&mut self) -> VuResult<VhostUserShMemConfig> {
+        unsupported()
+    }
+
+    fn set_log_base(&mut self, _: &VhostUserLog, _: File) -> VuResult<()> {
+        unsupported()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn device() -> (Device, Arc<Link>) {
+        let link = Arc::new(Link::default());
+        (Device::new(Arc::clone(&link)), link)
+    }
+
+    #[test]
+    fn the_frontend_cannot_ask_for_what_brink_does_not_offer() {
+        let (mut d, _) = device();
+        assert_eq!(d.get_features().unwrap(), FEATURES);
+        assert!(
+            d.set_features(FEATURES | 1 << 0).is_err(),
+            "VIRTIO_NET_F_CSUM"
+        );
+        assert!(d.set_vring_num(2, 256).is_err(), "one queue pair only");
+        assert!(d.set_vring_num(0, 100).is_err(), "not a power of two");
+        assert!(d.set_vring_num(0, 1 << 16).is_err(), "too large");
+        assert!(d.set_vring_kick(7, None).is_err());
+        assert!(d
+            .add_mem_region(&Default::default(), tempfile(), None)
+            .is_err());
+    }
+
+    #[test]
+    fn ring_addresses_are_translated_into_guest_memory_or_refused() {
+        let (mut d, link) = device();
+        d.regions = vec![Region {
+            user_addr: 0x7f00_0000_0000,
+            guest_addr: 0x1000_0000,
+            size: 0x10_0000,
+        }];
+        let flags = VhostUserVringAddrFlags::empty;
+        let user = 0x7f00_0000_0000;
+        d.set_vring_addr(1, flags(), user + 0x100, user + 0x2000, user + 0x1000, 0)
+            .unwrap();
+        let ring = &d.rings[TX_QUEUE];
+        assert_eq!(
+            (ring.desc, ring.avail, ring.used),
+            (0x1000_0100, 0x1000_1000, 0x1000_2000)
+        );
+        let outside = user + 0x10_0000;
+        assert!(d
+            .set_vring_addr(1, flags(), outside, user, user, 0)
+            .is_err());
+        // No memory table yet: nothing is published for the worker to poll.
+        d.set_vring_base(1, 7).unwrap();
+        d.set_features(FEATURES).unwrap();
+        d.set_vring_kick(1, None).unwrap();
+        assert!(link.take(link.generation()).is_none());
+        // The worker never took a layout: the ring continues where the frontend set it.
+        let base = d.get_vring_base(1).unwrap().num;
+        assert_eq!(base, 7);
+    }
+
+    fn tempfile() -> File {
+        File::open("/dev/null").unwrap()
+    }
+}
