@@ -14,6 +14,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use brink_bench::daemon::Daemon;
 use brink_bench::run;
@@ -199,11 +200,16 @@ fn testpmd_loop(dir: &Path, huge: &Hugepages, sockets: &[PathBuf; 2]) -> (Forwar
     (ports[0], ports[1])
 }
 
-fn root() {
+/// Checks for root and holds the tests of this file to one at a time: each reserves the
+/// system's hugepages and runs testpmd, which two at once would share.
+fn root() -> MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let held = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     assert!(
         Command::new("id").arg("-u").output().unwrap().stdout == b"0\n",
         "vhost-user tests need root"
     );
+    held
 }
 
 fn counter(d: &Daemon, port: &str, name: &str) -> u64 {
@@ -222,7 +228,7 @@ fn ctl(d: &Daemon, args: &str) -> String {
 
 #[test]
 fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction() {
-    root();
+    let _one = root();
     // No VMs: the topology only owns the scratch directory, removed when the test ends.
     let topo = Topology::new("vhb");
     let dir = topo.scratch();
@@ -294,7 +300,7 @@ fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction()
 
 #[test]
 fn a_vhost_user_port_and_an_af_xdp_port_exchange_frames() {
-    root();
+    let _one = root();
     let mut topo = Topology::new("vhx");
     let dir = topo.scratch();
     let _ = std::fs::remove_dir_all(&dir);
