@@ -114,17 +114,17 @@ impl Default for XdpFrame {
     }
 }
 
-/// One port: its interface and a socket per receive queue (index = queue number).
+/// One port: its interface and a socket per receive queue this worker polls.
 struct XdpPort {
     iface: String,
     queues: Vec<XdpSocket>,
-    /// The queue number of each socket in `queues`.
-    queue_ids: Vec<u32>,
     /// The queue `rx` reads first next time, so that a busy queue cannot starve the others.
     next_rx: usize,
 }
 
 struct XdpSocket {
+    /// The interface's receive queue it is bound to.
+    queue: u32,
     tx: TxQueue,
     rx: RxQueue,
     fq: FillQueue,
@@ -163,7 +163,10 @@ pub struct XdpBackend {
     open: Vec<PortId>,
     /// Scratch space for reaping completions.
     reaped: Vec<FrameDesc>,
-    /// Scratch space for the descriptors of received or transmitted buffers.
+    /// Scratch space `rx` consumes descriptors into: a batch's worth, written by the kernel's
+    /// ring only.
+    received: Vec<FrameDesc>,
+    /// Scratch space for the descriptors of transmitted buffers.
     descs: Vec<FrameDesc>,
     jumbo: JumboPool,
     vhost: VhostPorts,
@@ -212,6 +215,7 @@ impl XdpBackend {
             ports: (0..MAX_PORTS).map(|_| None).collect(),
             open: Vec::with_capacity(MAX_PORTS),
             reaped: vec![FrameDesc::default(); TX_RING_SIZE as usize],
+            received: vec![FrameDesc::default(); crate::batch::BATCH_SIZE],
             descs: Vec::with_capacity(BATCH_DESCS),
             jumbo: JumboPool::new(JUMBO_SLOTS),
             vhost: VhostPorts::default(),
@@ -282,6 +286,7 @@ impl XdpBackend {
         };
         match sockets {
             Ok((tx, rx, Some((fq, cq)))) => Ok(XdpSocket {
+                queue,
                 tx,
                 rx,
                 fq,
@@ -303,7 +308,7 @@ impl XdpBackend {
 
     /// Binds the first of `spec`'s queues in native mode, or in SKB mode if the driver refuses
     /// (or the MTU needs it), then its other queues in the mode that worked.
-    fn bind_all(&self, spec: &XdpSpec) -> Result<(Vec<XdpSocket>, Vec<u32>, PortMode), PortError> {
+    fn bind_all(&self, spec: &XdpSpec) -> Result<(Vec<XdpSocket>, PortMode), PortError> {
         let (name, mtu) = (spec.iface.as_str(), spec.mtu);
         let attach = |reason: String| PortError::Attach {
             iface: name.to_string(),
@@ -344,7 +349,7 @@ impl XdpBackend {
             })?;
             sockets.push(socket);
         }
-        Ok((sockets, queues, mode))
+        Ok((sockets, mode))
     }
 
     /// Tops up the fill ring of every queue of port `id` from the free list.
@@ -519,7 +524,7 @@ impl Backend for XdpBackend {
                 reason: "interface already has a port on this worker".into(),
             });
         }
-        let (mut queues, queue_ids, mode) = self.bind_all(&spec)?;
+        let (mut queues, mode) = self.bind_all(&spec)?;
         let multi_buffer = spec.mtu > crate::snapshot::DEFAULT_MTU || is_tun(&spec.iface);
         let roomy = self.free.len().saturating_sub(UMEM_RESERVE) >= 2 * FILL_MAX * queues.len();
         if multi_buffer || roomy {
@@ -531,7 +536,6 @@ impl Backend for XdpBackend {
         self.ports[usize::from(id)] = Some(XdpPort {
             iface: spec.iface,
             queues,
-            queue_ids,
             next_rx: 0,
         });
         self.open.push(id);
@@ -597,16 +601,15 @@ impl Backend for XdpBackend {
             while n < out.len() {
                 // Each buffer makes at most one frame, so asking for as many as `out` has room
                 // for never overflows it.
-                self.descs.clear();
-                self.descs.resize(out.len() - n, FrameDesc::default());
+                let want = (out.len() - n).min(self.received.len());
                 // SAFETY: the rx ring of a socket of this UMEM only returns frames of this UMEM,
                 // which the kernel has finished writing; they are ours until we lend them again.
-                let got = unsafe { s.rx.consume(&mut self.descs) };
+                let got = unsafe { s.rx.consume(&mut self.received[..want]) };
                 if got == 0 {
                     break;
                 }
                 s.in_fill -= got.min(s.in_fill);
-                for desc in &self.descs[..got] {
+                for desc in &self.received[..got] {
                     let num = Self::frame_number(desc);
                     if let Some(h) = self.holder.get_mut(num) {
                         *h = HELD;
@@ -814,7 +817,7 @@ impl Backend for XdpBackend {
 
     fn queues(&self, id: PortId) -> Vec<u32> {
         match self.ports.get(usize::from(id)) {
-            Some(Some(port)) => port.queue_ids.clone(),
+            Some(Some(port)) => port.queues.iter().map(|s| s.queue).collect(),
             // A vhost-user port has one queue pair.
             _ if self.vhost.get(id).is_some() => vec![0],
             _ => Vec::new(),
