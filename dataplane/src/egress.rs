@@ -143,13 +143,14 @@ impl<B: Backend> Egress<B> {
             return;
         };
         let mtu = usize::from(snap.mtu(network));
-        if self.backend.bytes(&frame).len() > EthernetFrame::HEADER_LEN + mtu {
+        let len = self.backend.bytes(&frame).len();
+        if len > EthernetFrame::HEADER_LEN + mtu {
             self.send_segments(in_port, to, frame, snap, mtu);
             return;
         }
         // A port whose queues are spread over workers has a socket on each: send on ours.
         if owner == self.worker || self.is_local(to) {
-            self.stage(to, frame);
+            self.stage(to, frame, len);
             return;
         }
         let pushed = match self.to_worker.get(owner).and_then(Option::as_ref) {
@@ -240,15 +241,15 @@ impl<B: Backend> Egress<B> {
         match self.backend.alloc_copy(bytes) {
             Some(frame) => {
                 self.counters.cross_rx.add(1);
-                self.stage(to, frame);
+                self.stage(to, frame, bytes.len());
             }
             None => self.counters.drops.add(DropReason::NoFreeFrame, 1),
         }
     }
 
     #[inline]
-    fn stage(&mut self, to: PortId, frame: B::Frame) {
-        let len = self.backend.bytes(&frame).len() as u64;
+    /// Stages `frame`, `len` bytes long, for local port `to`.
+    fn stage(&mut self, to: PortId, frame: B::Frame, len: usize) {
         if self.target.traffic_of(to) {
             let bytes = self.backend.bytes(&frame);
             self.capture.record(self.now_ns, Way::Out, bytes);
@@ -267,7 +268,7 @@ impl<B: Backend> Egress<B> {
         }
         port.staged[port.staged_len] = frame;
         port.staged_len += 1;
-        port.staged_bytes += len;
+        port.staged_bytes += len as u64;
     }
 
     /// Hands every staged frame to the backend.

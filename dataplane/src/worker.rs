@@ -265,8 +265,9 @@ impl<B: Backend> Worker<B> {
             self.seen_generation = snap.generation();
             self.fdb.sync(&snap, now);
         }
+        let now_ns = self.shared.ns(now);
         let capture = self.shared.capture.target();
-        self.egress.capture_at(capture, self.shared.ns(now));
+        self.egress.capture_at(capture, now_ns);
         let mut moved = 0;
         for i in 0..self.owned.len() {
             let port = self.owned[i];
@@ -279,10 +280,9 @@ impl<B: Backend> Worker<B> {
                 continue;
             }
             if capture.traffic_of(port) {
-                let at = self.shared.ns(now);
                 for f in &self.batch.frames[..n] {
                     let bytes = self.egress.backend.bytes(f);
-                    self.shared.capture.record(at, Way::In, bytes);
+                    self.shared.capture.record(now_ns, Way::In, bytes);
                 }
             }
             self.batch.len = n;
@@ -290,16 +290,14 @@ impl<B: Backend> Worker<B> {
             self.batch.network = entry.network;
             self.batch.track = entry.tracks();
             self.batch.inspect = self.batch.track || snap.is_filtered(entry.network);
-            self.run_batch(&snap, now);
+            self.run_batch(&snap, now, now_ns);
             moved += n;
         }
         moved += self.take_cross();
         moved += self.egress.backend.service();
         if now.duration_since(self.last_ct_expire) >= CT_EXPIRE_EVERY {
             self.last_ct_expire = now;
-            self.shared
-                .ct
-                .expire(self.shared.ns(now), DEFAULT_EXPIRE_BUDGET);
+            self.shared.ct.expire(now_ns, DEFAULT_EXPIRE_BUDGET);
         }
         if now.duration_since(self.last_aging) >= AGING_SWEEP {
             self.last_aging = now;
@@ -309,12 +307,12 @@ impl<B: Backend> Worker<B> {
         moved
     }
 
-    fn run_batch(&mut self, snap: &Snapshot, now: Instant) {
+    fn run_batch(&mut self, snap: &Snapshot, now: Instant, now_ns: u64) {
         let b = &mut self.batch;
         stage::parse(b, &self.egress.backend);
         stage::port_security(b, snap);
         stage::l2(b, &mut self.fdb, now, &self.counters);
-        stage::conntrack(b, &self.shared.ct, snap, self.shared.ns(now));
+        stage::conntrack(b, &self.shared.ct, snap, now_ns);
         stage::rules(b, snap);
         stage::finish_checksums(b, &mut self.egress.backend);
         stage::tx(b, &mut self.egress, snap);
