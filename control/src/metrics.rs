@@ -11,9 +11,11 @@ use brink_api::call::{Call, NoParams};
 use brink_api::client::{Client, ClientError};
 use brink_api::types::{CtStats, PortInfo, SgInfo, Stats};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeMetric;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::registry::Registry;
 
 /// A metric's labels, as name/value pairs.
@@ -35,11 +37,19 @@ pub struct Sources<'a> {
 /// Counters of one family, labelled per series.
 struct Counters(Family<Labels, Counter>);
 
+/// A new family of metrics `M`, registered in `r` as `name`.
+fn family<M>(r: &mut Registry, name: &str, help: &str) -> Family<Labels, M>
+where
+    M: Default + EncodeMetric + TypedMetric + Send + Sync + std::fmt::Debug + 'static,
+{
+    let family = Family::<Labels, M>::default();
+    r.register(name, help, family.clone());
+    family
+}
+
 impl Counters {
     fn new(registry: &mut Registry, name: &str, help: &str) -> Self {
-        let family = Family::<Labels, Counter>::default();
-        registry.register(name, help, family.clone());
-        Counters(family)
+        Counters(family(registry, name, help))
     }
 
     fn set(&self, labels: &[(&str, &str)], value: u64) {
@@ -112,20 +122,16 @@ fn ports(r: &mut Registry, src: Sources<'_>) {
 }
 
 fn workers(r: &mut Registry, stats: &Stats) {
-    let seconds = |name: &str, help: &str, r: &mut Registry| {
-        let family = Family::<Labels, Counter<f64, AtomicU64>>::default();
-        r.register(name, help, family.clone());
-        family
-    };
-    let busy = seconds(
+    type Seconds = Counter<f64, AtomicU64>;
+    let busy = family::<Seconds>(
+        r,
         "worker_busy_seconds",
         "Time in poll iterations that moved frames",
-        r,
     );
-    let idle = seconds(
+    let idle = family::<Seconds>(
+        r,
         "worker_idle_seconds",
         "Time in poll iterations that found nothing",
-        r,
     );
     let batches = Counters::new(r, "worker_batches", "Batches run through the pipeline");
     let cross_tx = Counters::new(
@@ -160,18 +166,13 @@ fn workers(r: &mut Registry, stats: &Stats) {
 }
 
 fn conntrack(r: &mut Registry, ct: &CtStats) {
-    let gauge = |name: &str, help: &str, r: &mut Registry| {
-        let family = Family::<Labels, Gauge>::default();
-        r.register(name, help, family.clone());
-        family
-    };
-    let entries = gauge("conntrack_entries", "Tracked connections, per network", r);
+    let entries = family::<Gauge>(r, "conntrack_entries", "Tracked connections, per network");
     for z in &ct.zones {
         entries
             .get_or_create(&owned(&[("network", z.network.as_str())]))
             .set(i64::try_from(z.connections).unwrap_or(i64::MAX));
     }
-    let max = gauge("conntrack_max_entries", "The table's maximum", r);
+    let max = family::<Gauge>(r, "conntrack_max_entries", "The table's maximum");
     max.get_or_create(&Vec::new())
         .set(i64::try_from(ct.max).unwrap_or(i64::MAX));
     for (name, help, value) in [
