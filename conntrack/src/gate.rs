@@ -6,12 +6,14 @@
 //! that a packet bound for a port that never admitted the connection is judged there. The table
 //! knows nothing about rules; it only stores what the gate returns.
 
+use serde::{Deserialize, Serialize};
+
 use crate::key::{ConnKey, Side, Tuple};
 use crate::packet::Packet;
 use crate::state::Dir;
 
 /// How a connection was admitted, as recorded in its entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Admission {
     /// The rules that admitted it on the opener's side (egress) and the receiver's side
     /// (ingress); 0 where no rule was needed.

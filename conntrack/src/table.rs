@@ -20,6 +20,10 @@ use crate::state::{CtState, Dir, InvalidReason};
 use crate::tcp::{TcpConn, TcpState, TcpVerdict};
 use crate::timeout::ZonePolicy;
 
+mod persist;
+
+pub use persist::{NotImported, Saved};
+
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// Entries one [`Table::expire`] call looks at unless told otherwise.
 pub const DEFAULT_EXPIRE_BUDGET: usize = 128;
@@ -103,6 +107,23 @@ impl Entry {
 
     fn expires(&self, policy: &ZonePolicy) -> u64 {
         (u64::from(self.last_seen) + u64::from(self.timeout_secs(policy))) * NS_PER_SEC
+    }
+
+    /// The entry as [`Table::dump`] reports it.
+    fn info(&self, policy: &ZonePolicy) -> ConnInfo {
+        ConnInfo {
+            original: self.key.tuple_from(self.opener),
+            tcp_state: self.tcp.map(|t| t.state()),
+            seen_reply: self.seen_reply,
+            assured: self.assured,
+            packets: self.packets.map(u64::from),
+            bytes: self.bytes,
+            created: self.created,
+            last_seen: u64::from(self.last_seen) * NS_PER_SEC,
+            expires: self.expires(policy),
+            mark: self.mark,
+            admission: self.admission,
+        }
     }
 
     fn state(&self, dir: Dir) -> CtState {
@@ -578,14 +599,20 @@ impl Table {
             created: now,
             last_seen: second(now),
         };
+        self.place(shard, hash, entry, policy.limit.is_some());
+        shard.stats.inserts += 1;
+        entry.state(Dir::Original)
+    }
+
+    /// Stores `entry`, whose key hashes to `hash`, in `shard`, and counts it in its zone if
+    /// the zone is `limited`.
+    fn place(&self, shard: &mut Shard, hash: u64, entry: Entry, limited: bool) {
         let pos = shard.alloc(entry);
         let Shard { slab, index, .. } = shard;
         index.insert_unique(hash, pos, |&i| self.hasher.hash_one(slab[i as usize].key));
-        if policy.limit.is_some() {
-            self.zones.inc(key.zone());
+        if limited {
+            self.zones.inc(entry.key.zone());
         }
-        shard.stats.inserts += 1;
-        entry.state(Dir::Original)
     }
 
     /// An ICMP error is related if the packet it quotes belongs to a tracked connection and
@@ -664,19 +691,7 @@ impl Table {
                 if out.len() >= limit {
                     return out;
                 }
-                out.push(ConnInfo {
-                    original: e.key.tuple_from(e.opener),
-                    tcp_state: e.tcp.map(|t| t.state()),
-                    seen_reply: e.seen_reply,
-                    assured: e.assured,
-                    packets: e.packets.map(u64::from),
-                    bytes: e.bytes,
-                    created: e.created,
-                    last_seen: u64::from(e.last_seen) * NS_PER_SEC,
-                    expires: e.expires(shard.policy(e.key.zone())),
-                    mark: e.mark,
-                    admission: e.admission,
-                });
+                out.push(e.info(shard.policy(e.key.zone())));
             }
         }
         out
