@@ -118,8 +118,10 @@ fn a_zone_limit_holds_for_imports_and_counts_them() {
     }
     let all = saved(&old, 0);
     let new = table(16);
-    let mut policy = ZonePolicy::default();
-    policy.limit = Some(2);
+    let policy = ZonePolicy {
+        limit: Some(2),
+        ..ZonePolicy::default()
+    };
     new.set_policy(1, Some(policy));
     new.import(&all[0], 0).unwrap();
     new.import(&all[1], 0).unwrap();

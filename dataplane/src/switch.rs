@@ -119,6 +119,14 @@ impl<B: Backend + 'static> Switch<B> {
         &self.shared.ct
     }
 
+    /// Stops every worker (each closes its ports) and hands back the connection table, which
+    /// no packet changes any more.
+    pub fn stop(self) -> Arc<Table> {
+        let table = Arc::clone(&self.shared.ct);
+        drop(self);
+        table
+    }
+
     /// The packet capture.
     pub fn capture(&self) -> &Capture {
         &self.shared.capture

@@ -7,6 +7,7 @@ mod ct;
 mod fdb;
 mod network;
 mod port;
+mod restart;
 mod sg;
 mod stats;
 
@@ -31,6 +32,7 @@ use crate::sg::SgError;
 use crate::store::Store;
 
 pub use port::RETRY_INTERVAL;
+pub use restart::Carried;
 
 impl From<SgError> for RpcError {
     fn from(e: SgError) -> Self {
