@@ -65,8 +65,14 @@ impl<H: Host> Service<H> {
     }
 
     pub(super) fn ct_policy_set(&mut self, p: &CtPolicySet) -> Result<CtPolicy, RpcError> {
+        let zone = self.model.network_id(&p.network)?.0;
+        let was = self.switch.conntrack().policy(zone);
         let policy = self.ct_policy_apply(p)?;
-        self.save()?;
+        // The table holds the policy that is saved: a failed save puts the old one back.
+        if let Err(e) = self.save() {
+            self.switch.conntrack().set_policy(zone, Some(was));
+            return Err(e);
+        }
         Ok(view(&p.network, &policy))
     }
 

@@ -1,6 +1,7 @@
-//! The API service: each [`Call`] is validated against the model, applied to the dataplane,
-//! published as a new snapshot and saved. A refused request changes nothing; a request whose
-//! change cannot be saved fails. One handler module per noun of the API.
+//! The API service: each [`Call`] is validated against the model, saved, applied to the
+//! dataplane and published as a new snapshot. A refused request changes nothing, and neither
+//! does a request whose change cannot be saved: it fails, and the model goes back to what was
+//! saved last. One handler module per noun of the API.
 
 mod capture;
 mod ct;
@@ -108,6 +109,8 @@ struct Running {
 /// save.
 pub struct Service<H: Host> {
     model: Model,
+    /// The model as last saved (or restored), which a failed save goes back to.
+    saved: Model,
     switch: Switch<H::Backend>,
     host: H,
     running: HashMap<String, Running>,
@@ -125,6 +128,7 @@ impl<H: Host> Service<H> {
     pub fn new(switch: Switch<H::Backend>, host: H, ct_max: u64, store: Option<Store>) -> Self {
         Service {
             model: Model::default(),
+            saved: Model::default(),
             switch,
             host,
             running: HashMap::new(),
@@ -163,6 +167,7 @@ impl<H: Host> Service<H> {
             self.restore_port(spec)
                 .map_err(|e| refused("port", &name, e.message))?;
         }
+        self.saved = self.model.clone();
         self.publish();
         Ok(())
     }
@@ -209,12 +214,12 @@ impl<H: Host> Service<H> {
         }
     }
 
-    /// Publishes the model to the dataplane and saves it; returns what rechecking the
-    /// connections admitted under the old rules found.
+    /// Saves the model and publishes it to the dataplane; returns what rechecking the
+    /// connections admitted under the old rules found. If the save fails, nothing is published
+    /// and the model goes back to what was saved last.
     fn commit(&mut self) -> Result<Recheck, RpcError> {
-        let recheck = self.publish();
         self.save()?;
-        Ok(recheck)
+        Ok(self.publish())
     }
 
     /// Publishes the model as a new snapshot, then sweeps the connection table: connections
@@ -237,10 +242,12 @@ impl<H: Host> Service<H> {
         }
     }
 
-    /// Saves the whole configuration. A failure fails the request that made the change: it
-    /// is in force, but a restart would lose it (the next successful save writes it).
-    fn save(&self) -> Result<(), RpcError> {
+    /// Saves the whole configuration. A failure fails the request that made the change, and
+    /// the model goes back to what was saved last; a handler undoes what it did to the
+    /// dataplane before the save itself.
+    fn save(&mut self) -> Result<(), RpcError> {
         let Some(store) = &self.store else {
+            self.saved = self.model.clone();
             return Ok(());
         };
         // The table holds the policies; networks still on the defaults need no entry.
@@ -254,13 +261,20 @@ impl<H: Host> Service<H> {
                 (policy != ZonePolicy::default()).then(|| ct::as_request(&n.name, &policy))
             })
             .collect();
-        store.save(&self.model.state(policies)).map_err(|e| {
-            tracing::error!(error = %e, "could not save state");
-            RpcError::new(
-                code::NOT_SAVED,
-                format!("the change is in force but not saved, so a restart would lose it: {e}"),
-            )
-        })
+        match store.save(&self.model.state(policies)) {
+            Ok(()) => {
+                self.saved = self.model.clone();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not save state; the change is undone");
+                self.model = self.saved.clone();
+                Err(RpcError::new(
+                    code::NOT_SAVED,
+                    format!("the change is not made: it could not be saved: {e}"),
+                ))
+            }
+        }
     }
 }
 

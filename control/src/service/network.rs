@@ -17,6 +17,7 @@ impl<H: Host> Service<H> {
     pub(super) fn network_del(&mut self, p: &NetworkName) -> Result<(), RpcError> {
         let zone = self.model.network_id(&p.name)?.0;
         self.model.del_network(&p.name)?;
+        self.commit()?;
         // A later network may get the same zone: it starts clean.
         let ct = self.switch.conntrack();
         ct.set_policy(zone, None);
@@ -24,7 +25,6 @@ impl<H: Host> Service<H> {
             zone: Some(zone),
             ..Filter::default()
         });
-        self.commit()?;
         Ok(())
     }
 }
