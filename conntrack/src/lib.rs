@@ -22,7 +22,7 @@ pub use gate::{Admission, Connection, Gate, Open, Recheck};
 pub use key::{Addr, ConnKey, Tuple};
 pub use packet::{Packet, L4};
 pub use state::{CtState, Dir, InvalidReason};
-pub use table::{Config, ConnInfo, Filter, NotImported, Saved, StateFilter, Stats, Table};
+pub use table::{Config, ConnInfo, Filter, NotImported, Peek, Saved, StateFilter, Stats, Table};
 pub use timeout::{Timeouts, ZonePolicy};
 
 pub use tcp::{TcpSegment, TcpState};

@@ -20,8 +20,10 @@ use crate::state::{CtState, Dir, InvalidReason};
 use crate::tcp::{TcpConn, TcpState, TcpVerdict};
 use crate::timeout::ZonePolicy;
 
+mod peek;
 mod persist;
 
+pub use peek::Peek;
 pub use persist::{NotImported, Saved};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -373,17 +375,21 @@ impl Shard {
             .count() as u32
     }
 
-    /// Finds an unreplied connection near `hash`'s slab position to evict.
-    fn early_drop(&mut self, hash: u64, hasher: &DefaultHashBuilder, zones: &ZoneCounts) -> bool {
+    /// An unreplied connection near `hash`'s slab position that early drop would evict.
+    fn early_drop_victim(&self, hash: u64) -> Option<usize> {
         let len = self.slab.len();
         if len == 0 {
-            return false;
+            return None;
         }
         let start = (hash as usize) % len;
-        let victim = (0..EARLY_DROP_SCAN.min(len))
+        (0..EARLY_DROP_SCAN.min(len))
             .map(|i| (start + i) % len)
-            .find(|&p| self.slab[p].live && !self.slab[p].assured);
-        match victim {
+            .find(|&p| self.slab[p].live && !self.slab[p].assured)
+    }
+
+    /// Evicts an unreplied connection near `hash`'s slab position, if there is one.
+    fn early_drop(&mut self, hash: u64, hasher: &DefaultHashBuilder, zones: &ZoneCounts) -> bool {
+        match self.early_drop_victim(hash) {
             Some(p) => {
                 self.remove(p, hasher, zones);
                 self.stats.early_drops += 1;

@@ -770,3 +770,39 @@ fn an_ipv6_packet_with_mapped_addresses_never_matches_an_ipv4_connection() {
     let info = t.dump(&Filter::default(), 10);
     assert!(info.iter().any(|c| c.original.v6) && info.iter().any(|c| !c.original.v6));
 }
+
+#[test]
+fn a_peek_shows_the_live_entry_and_what_a_packet_would_do_without_changing_anything() {
+    let t = small();
+    let c = client();
+    t.process(&tcp(c, SYN, 1000, 0, 0), 0);
+    t.process(&tcp(c.reversed(), SYN | ACK, 5000, 1001, 0), 0);
+    t.process(&tcp(c, ACK, 1001, 5001, 0), SEC);
+    let (table_before, stats_before) = (t.dump(&Filter::default(), 10), t.stats());
+
+    let next = t.peek(&tcp(c, ACK, 1001, 5001, 100), 2 * SEC, &mut Open);
+    assert_eq!(next.entry.as_ref(), table_before.first());
+    assert_eq!(next.entry.unwrap().tcp_state, Some(TcpState::Established));
+    assert_eq!((next.state, next.invalid, next.creates), (EST, None, None));
+    let back = t.peek(&tcp(c.reversed(), ACK, 5001, 1001, 0), 2 * SEC, &mut Open);
+    assert_eq!(back.state, EST_RPL);
+    let wild = t.peek(&tcp(c, ACK, 900_000_000, 5001, 100), 2 * SEC, &mut Open);
+    assert_eq!(
+        (wild.state, wild.invalid),
+        (INV, Some(InvalidReason::TcpWindow))
+    );
+
+    let other = Tuple { sport: 40001, ..c };
+    let syn = t.peek(&tcp(other, SYN, 1, 0, 0), 2 * SEC, &mut Open);
+    assert_eq!((syn.entry, syn.state), (None, NEW));
+    assert!(syn.creates.is_some());
+    let midstream = t.peek(&tcp(other, ACK, 1, 1, 0), 2 * SEC, &mut Open);
+    assert_eq!(midstream.invalid, Some(InvalidReason::TcpNoConnection));
+
+    assert_eq!(
+        t.dump(&Filter::default(), 10),
+        table_before,
+        "entries unchanged"
+    );
+    assert_eq!(t.stats(), stats_before, "counters unchanged");
+}
