@@ -21,6 +21,7 @@ pub mod iface;
 pub mod metrics;
 pub mod model;
 pub mod name;
+pub mod packet_spec;
 pub mod protocols;
 pub mod server;
 pub mod service;

@@ -61,6 +61,8 @@ pub struct FrameGate<'a> {
     /// The port the frame's connection lets it reach without that port's rules judging it
     /// (the end it is bound for), or [`NO_PORT`].
     pub peer: PortId,
+    /// Count hits on the rules that admit (off for a trace).
+    counting: bool,
 }
 
 impl<'a> FrameGate<'a> {
@@ -80,6 +82,28 @@ impl<'a> FrameGate<'a> {
             to,
             denied: None,
             peer: NO_PORT,
+            counting: true,
+        }
+    }
+
+    /// The gate for a traced frame: it judges as [`FrameGate::new`]'s does, and counts nothing.
+    pub fn uncounted(
+        snap: &'a Snapshot,
+        flow: &'a Flow,
+        network: NetworkId,
+        from: PortId,
+        to: Option<PortId>,
+    ) -> Self {
+        FrameGate {
+            counting: false,
+            ..FrameGate::new(snap, flow, network, from, to)
+        }
+    }
+
+    /// Counts a hit on the rule behind `allow`, unless this gate counts nothing.
+    fn hit(&self, allow: Allow<'_>) {
+        if self.counting {
+            allow.count();
         }
     }
 
@@ -93,7 +117,7 @@ impl<'a> FrameGate<'a> {
             }
         };
         for allow in [out, into].into_iter().flatten() {
-            allow.count();
+            self.hit(allow);
         }
         Ok(Admission {
             rules: [out.map_or(0, Allow::id), into.map_or(0, Allow::id)],
@@ -115,7 +139,7 @@ impl<'a> FrameGate<'a> {
                 Ok(allow) => {
                     admitted = true;
                     if let Some(a) = allow {
-                        a.count();
+                        self.hit(a);
                     }
                 }
                 Err(reason) => refused = reason,
@@ -179,7 +203,7 @@ impl Gate for FrameGate<'_> {
                         admission.ports[1] = to;
                         admission.rules[1] = allow.map_or(0, Allow::id);
                         if let Some(a) = allow {
-                            a.count();
+                            self.hit(a);
                         }
                         self.peer = to;
                     }
@@ -214,6 +238,7 @@ impl Gate for SnapshotGate<'_> {
 
 /// The per-packet check of one side of a frame that conntrack did not judge: a stateless port,
 /// or a frame that is not tracked (`tracked` false). Stateful sides of tracked frames pass here.
+/// A stateless port's admitting rule is counted.
 pub fn per_packet(
     snap: &Snapshot,
     port: PortId,
@@ -221,17 +246,29 @@ pub fn per_packet(
     flow: &Flow,
     tracked: bool,
 ) -> Result<(), DropReason> {
-    let Some(f) = snap.filter(port) else {
-        return Ok(());
-    };
-    if tracked && f.stateful {
-        return Ok(());
-    }
-    let allow = f.allows(dir, flow).ok_or(dir.denied())?;
-    if !f.stateful {
+    if let Some(allow) = judge_packet(snap, port, dir, flow, tracked)? {
         allow.count();
     }
     Ok(())
+}
+
+/// [`per_packet`]'s judgement, counting nothing: the stateless rule that allows the packet
+/// (`None`: no stateless rule needed), or why it is dropped.
+pub fn judge_packet<'s>(
+    snap: &'s Snapshot,
+    port: PortId,
+    dir: Direction,
+    flow: &Flow,
+    tracked: bool,
+) -> Result<Option<Allow<'s>>, DropReason> {
+    let Some(f) = snap.filter(port) else {
+        return Ok(None);
+    };
+    if tracked && f.stateful {
+        return Ok(None);
+    }
+    let allow = f.allows(dir, flow).ok_or(dir.denied())?;
+    Ok((!f.stateful).then_some(allow))
 }
 
 /// Whether a frame of `ethertype` carrying `l3` may be delivered to port `to` without

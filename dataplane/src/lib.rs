@@ -25,5 +25,6 @@ pub mod pipeline;
 pub mod port;
 pub mod snapshot;
 pub mod switch;
+pub mod trace;
 pub mod wire;
 pub mod worker;

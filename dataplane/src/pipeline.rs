@@ -18,7 +18,7 @@ use crate::egress::Egress;
 use crate::fdb::{Fdb, Learn};
 use crate::firewall::{self, FrameGate};
 use crate::port::Backend;
-use crate::snapshot::{Snapshot, NO_PORT};
+use crate::snapshot::{PortId, Snapshot, NO_PORT};
 use crate::wire::ip::{self, Fixup, Parsed};
 use crate::wire::{arp, EtherType, EthernetFrame, L3};
 
@@ -105,7 +105,7 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
             continue;
         }
         let k = b.keys[i];
-        if k.src.is_multicast() || k.src.is_zero() {
+        if bad_source(&k) {
             b.verdicts[i] = Verdict::Drop(DropReason::BadSourceMac);
             continue;
         }
@@ -114,15 +114,32 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
             Learn::Full => wc.fdb_full.add(1),
             Learn::Refreshed => {}
         }
-        b.verdicts[i] = if k.dst.is_multicast() {
-            Verdict::Flood
-        } else {
-            match fdb.lookup(k.network, k.dst, now) {
-                Some(p) if p == in_port => Verdict::Drop(DropReason::Hairpin),
-                Some(p) => Verdict::Forward(p),
-                None => Verdict::Flood,
-            }
-        };
+        b.verdicts[i] = destination(&k, in_port, || fdb.lookup(k.network, k.dst, now));
+    }
+}
+
+/// A source MAC no frame may come from: a group address, or zero.
+#[inline]
+pub fn bad_source(k: &FlowKey) -> bool {
+    k.src.is_multicast() || k.src.is_zero()
+}
+
+/// Where L2 sends a frame with key `k` from `in_port`: a flood for group destinations, else the
+/// port `lookup` finds its destination MAC on (a hairpin back to `in_port` is dropped), or a
+/// flood if it finds none.
+#[inline]
+pub fn destination(
+    k: &FlowKey,
+    in_port: PortId,
+    lookup: impl FnOnce() -> Option<PortId>,
+) -> Verdict {
+    if k.dst.is_multicast() {
+        return Verdict::Flood;
+    }
+    match lookup() {
+        Some(p) if p == in_port => Verdict::Drop(DropReason::Hairpin),
+        Some(p) => Verdict::Forward(p),
+        None => Verdict::Flood,
     }
 }
 

@@ -114,6 +114,11 @@ impl<B: Backend + 'static> Switch<B> {
         self.shared.snapshot.publish(snap)
     }
 
+    /// The snapshot the workers use now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        arc_swap::Guard::into_inner(self.shared.snapshot.load())
+    }
+
     /// The connection table.
     pub fn conntrack(&self) -> &Table {
         &self.shared.ct

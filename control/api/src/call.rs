@@ -12,7 +12,7 @@ use crate::protocol::{code, RpcError};
 use crate::types::{
     CaptureRead, CaptureStart, CtFilter, CtPolicySet, CtPolicyShow, NetworkAdd, NetworkFilter,
     NetworkName, PortAdd, PortName, PortSet, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel,
-    StatsFilter,
+    StatsFilter, TraceRequest,
 };
 
 /// Params of methods that take none: absent, `null` or `{}`.
@@ -109,6 +109,8 @@ calls! {
     SgRuleDel(SgRuleDel) = "sg.rule.del",
     /// Import groups as `openstack security group show -f json` prints them.
     SgImport(SgImport) = "sg.import",
+    /// One packet through the pipeline against live state, changing nothing.
+    Trace(TraceRequest) = "trace",
 }
 
 fn from_params<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
@@ -156,6 +158,6 @@ mod tests {
         let e = Call::decode("nope", Value::Null).unwrap_err();
         assert_eq!(e.code, code::METHOD_NOT_FOUND);
         assert!(e.message.contains("sg.rule.add"), "{e}");
-        assert_eq!(Call::METHODS.len(), 26);
+        assert_eq!(Call::METHODS.len(), 27);
     }
 }

@@ -170,7 +170,8 @@ fn secs(ns: u64) -> f64 {
 }
 
 /// A connection for `ct.show`, with times relative to `now`.
-fn entry(model: &Model, c: &ConnInfo, now: u64) -> CtEntry {
+/// A connection as `ct.show` reports it, at conntrack time `now`.
+pub(super) fn entry(model: &Model, c: &ConnInfo, now: u64) -> CtEntry {
     let t = &c.original;
     CtEntry {
         network: network_name(model, t.zone),

@@ -11,6 +11,7 @@ mod port;
 mod restart;
 mod sg;
 mod stats;
+mod trace;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -211,6 +212,7 @@ impl<H: Host> Service<H> {
             Call::SgRuleAdd(p) => reply(&self.sg_rule_add(&p)?),
             Call::SgRuleDel(p) => reply(&self.sg_rule_del(&p)?),
             Call::SgImport(p) => reply(&self.sg_import(&p)?),
+            Call::Trace(p) => reply(&self.trace(&p)?),
         }
     }
 

@@ -22,6 +22,7 @@ mod network;
 mod port;
 mod sg;
 mod stats;
+mod trace;
 
 pub use capture::CaptureArgs;
 pub use ct::{CtCmd, CtFilterArgs, PolicyCmd};
@@ -30,6 +31,7 @@ pub use network::NetworkCmd;
 pub use port::{KindArg, ModeArg, PortAddArgs, PortCmd, PortSetArgs, SecurityArgs};
 pub use sg::{RuleAddArgs, RuleCmd, SgCmd};
 pub use stats::StatsArgs;
+pub use trace::TraceArgs;
 
 /// Control a running brinkd.
 #[derive(Debug, Parser)]
@@ -70,6 +72,9 @@ pub enum Command {
     /// Security groups and their rules.
     #[command(subcommand)]
     Sg(SgCmd),
+    /// Run one packet through the pipeline against live state, without sending it or
+    /// changing anything, and show each stage's decision.
+    Trace(TraceArgs),
 }
 
 /// Runs `brinkctl` with the process arguments.
@@ -105,6 +110,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
         Command::Metrics => Call::Metrics(NoParams {}),
         Command::Ct(cmd) => ct::call(cmd)?,
         Command::Sg(cmd) => sg::call(cmd)?,
+        Command::Trace(a) => trace::call(a),
     };
     let result = Client::connect(&cli.socket)?.call(&call)?;
     if cli.json {
@@ -120,6 +126,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
         Command::Capture(_) => Ok(result.to_string()),
         Command::Ct(cmd) => ct::render(cmd, result),
         Command::Sg(cmd) => sg::render(cmd, result),
+        Command::Trace(_) => trace::render(result),
     }
 }
 
