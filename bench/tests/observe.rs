@@ -386,3 +386,51 @@ fn a_trace_shows_the_live_connection_and_changes_nothing() {
     );
     let _ = wait_child(listener, Duration::from_secs(5));
 }
+
+#[test]
+fn ct_events_stream_a_connections_life_as_json_lines() {
+    let (topo, d, vms) = rig(
+        "Oev",
+        &[(1, "10.0.68.1", "blue"), (2, "10.0.68.2", "blue")],
+        &[],
+    );
+    d.ctl_ok(&["ct", "policy", "set", "blue", "udp_unreplied=1"])
+        .unwrap();
+    let reader = Command::new(brink_bench::daemon::bin_dir().join("brinkctl"))
+        .arg("--socket")
+        .arg(d.dir().join("brink.sock"))
+        .args(["ct", "events", "--count", "5", "--seconds", "15"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first read subscribes.
+    std::thread::sleep(Duration::from_millis(500));
+    let data = payload(10_000);
+    assert_eq!(tcp_transfer(&topo, &vms[0], &vms[1], &data), data);
+    let udp = vms[0]
+        .exec("sh", &["-c", "echo hi | socat -u - UDP:10.0.68.2:9999"])
+        .unwrap();
+    assert!(udp.status.success());
+    let out = reader.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |dport: u64| -> Vec<&str> {
+        events
+            .iter()
+            .filter(|e| e["dport"] == dport && e["network"] == "blue")
+            .map(|e| e["event"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(of(5001), ["new", "established", "closed"], "{events:#?}");
+    assert_eq!(of(9999), ["new", "expired"], "{events:#?}");
+    let new = events.iter().find(|e| e["dport"] == 5001).unwrap();
+    assert_eq!(
+        (new["src"].as_str(), new["proto"].as_str()),
+        (Some("10.0.68.1"), Some("tcp"))
+    );
+    assert_eq!(new["tcp_state"], "SYN_SENT");
+}

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::Event;
 use crate::key::{ConnKey, Side, Tuple};
 use crate::packet::Packet;
 use crate::state::Dir;
@@ -69,6 +70,12 @@ pub trait Gate {
     /// `admission`, may go on. Called for every packet of a tracked connection. The gate may
     /// complete the admission (record a receiver that now admits the connection).
     fn pass(&mut self, conn: &Connection<'_>, dir: Dir, admission: &mut Admission) -> bool;
+    /// Whether the gate takes connection [`Event`]s (none are built otherwise).
+    fn wants_events(&self) -> bool {
+        false
+    }
+    /// Takes an event of a connection this gate's packet created or changed.
+    fn event(&mut self, _event: &Event) {}
 }
 
 /// The gate of plain connection tracking: admits everything, under generation 0.

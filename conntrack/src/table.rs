@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
+use crate::event::{Event, EventKind};
 use crate::gate::{Admission, Connection, Gate, Open, Recheck};
 use crate::key::{proto, Addr, ConnKey, Side, Tuple};
 use crate::packet::{Packet, L4};
@@ -109,6 +110,16 @@ impl Entry {
 
     fn expires(&self, policy: &ZonePolicy) -> u64 {
         (u64::from(self.last_seen) + u64::from(self.timeout_secs(policy))) * NS_PER_SEC
+    }
+
+    /// Event `kind` of this entry at time `now`.
+    fn event(&self, kind: EventKind, now: u64) -> Event {
+        Event {
+            kind,
+            original: self.key.tuple_from(self.opener),
+            tcp_state: self.tcp.map(|t| t.state()),
+            at: now,
+        }
     }
 
     /// The entry as [`Table::dump`] reports it.
@@ -507,6 +518,9 @@ impl Table {
                 }
                 return self.update(&mut shard, pos, hash, side, pkt, now, gate);
             }
+            if gate.wants_events() {
+                gate.event(&shard.slab[pos].event(EventKind::Expired, now));
+            }
             shard.remove(pos, &self.hasher, &self.zones);
             shard.stats.expired += 1;
         }
@@ -528,10 +542,16 @@ impl Table {
         let e = &mut shard.slab[pos];
         let dir = e.dir(side);
         if let (L4::Tcp(seg), Some(tcp)) = (&pkt.l4, &mut e.tcp) {
+            let before = tcp.state();
             match tcp.update(dir, seg) {
                 TcpVerdict::Valid(state) => {
                     if !e.assured && state >= TcpState::Established {
                         e.assured = true;
+                    }
+                    if gate.wants_events() {
+                        if let Some(kind) = tcp_event(before, state) {
+                            gate.event(&e.event(kind, now));
+                        }
                     }
                 }
                 TcpVerdict::Ignored => {}
@@ -554,6 +574,9 @@ impl Table {
         if dir == Dir::Reply && !e.seen_reply {
             e.seen_reply = true;
             e.assured |= e.tcp.is_none();
+            if e.tcp.is_none() && gate.wants_events() {
+                gate.event(&e.event(EventKind::Established, now));
+            }
         }
         e.state(dir)
     }
@@ -607,6 +630,9 @@ impl Table {
         };
         self.place(shard, hash, entry, policy.limit.is_some());
         shard.stats.inserts += 1;
+        if gate.wants_events() {
+            gate.event(&entry.event(EventKind::New, now));
+        }
         entry.state(Dir::Original)
     }
 
@@ -648,6 +674,11 @@ impl Table {
     /// Removes timed-out connections from one shard (the next in turn), looking at no more than
     /// `budget` slots; returns how many were removed.
     pub fn expire(&self, now: u64, budget: usize) -> usize {
+        self.expire_with(now, budget, |_| {})
+    }
+
+    /// [`Table::expire`], calling `expired` with the event of each connection removed.
+    pub fn expire_with(&self, now: u64, budget: usize, mut expired: impl FnMut(&Event)) -> usize {
         let i = self.next_expire.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         let mut shard = lock(&self.shards[i]);
         let mut removed = 0;
@@ -659,6 +690,7 @@ impl Table {
             shard.cursor += 1;
             let e = &shard.slab[pos];
             if e.live && e.expires(shard.policy(e.key.zone())) <= now {
+                expired(&e.event(EventKind::Expired, now));
                 shard.remove(pos, &self.hasher, &self.zones);
                 shard.stats.expired += 1;
                 removed += 1;
@@ -767,6 +799,21 @@ impl Table {
             total.entries += shard.live as u64;
         }
         total
+    }
+}
+
+/// The event of a TCP connection going from state `before` to `now`: established when the
+/// handshake completes, closed when it enters TIME_WAIT or CLOSE.
+fn tcp_event(before: TcpState, now: TcpState) -> Option<EventKind> {
+    if before == now {
+        return None;
+    }
+    match now {
+        TcpState::Established => Some(EventKind::Established),
+        TcpState::TimeWait | TcpState::Close if before < TcpState::TimeWait => {
+            Some(EventKind::Closed)
+        }
+        _ => None,
     }
 }
 

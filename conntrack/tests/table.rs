@@ -806,3 +806,70 @@ fn a_peek_shows_the_live_entry_and_what_a_packet_would_do_without_changing_anyth
     );
     assert_eq!(t.stats(), stats_before, "counters unchanged");
 }
+
+/// A gate that admits everything and keeps the events it is given.
+#[derive(Default)]
+struct Recorder(Vec<(EventKind, Option<TcpState>)>);
+
+impl Gate for Recorder {
+    fn generation(&self) -> u32 {
+        0
+    }
+    fn admit(&mut self, p: &Packet) -> Option<Admission> {
+        Open.admit(p)
+    }
+    fn recheck(&mut self, t: &Tuple, was: &Admission) -> Option<Admission> {
+        Open.recheck(t, was)
+    }
+    fn pass(&mut self, _: &Connection<'_>, _: Dir, _: &mut Admission) -> bool {
+        true
+    }
+    fn wants_events(&self) -> bool {
+        true
+    }
+    fn event(&mut self, e: &Event) {
+        self.0.push((e.kind, e.tcp_state));
+    }
+}
+
+#[test]
+fn events_follow_a_connection_from_new_to_expired() {
+    use EventKind::*;
+    let t = small();
+    let mut rec = Recorder::default();
+    let c = client();
+    for (p, at) in [
+        (tcp(c, SYN, 1000, 0, 0), 0),
+        (tcp(c.reversed(), SYN | ACK, 5000, 1001, 0), 0),
+        (tcp(c, ACK, 1001, 5001, 0), 0),
+        (tcp(c, ACK, 1001, 5001, 10), 0),
+        (tcp(c, FIN | ACK, 1011, 5001, 0), SEC),
+        (tcp(c.reversed(), FIN | ACK, 5001, 1012, 0), SEC),
+        (tcp(c, ACK, 1012, 5002, 0), SEC),
+    ] {
+        t.process_gated(&p, at, &mut rec);
+    }
+    let u = udp(1, 1, 5000, 2, 53);
+    t.process_gated(&u, 0, &mut rec);
+    t.process_gated(&reply(&u), 0, &mut rec);
+    assert_eq!(
+        rec.0,
+        [
+            (New, Some(TcpState::SynSent)),
+            (Established, Some(TcpState::Established)),
+            (Closed, Some(TcpState::TimeWait)),
+            (New, None),
+            (Established, None),
+        ]
+    );
+    // The sweep reports what it removes; an entry found expired by a packet is reported too.
+    let mut swept = vec![];
+    for _ in 0..4 {
+        t.expire_with(200 * SEC, 1000, |e| swept.push(e.kind));
+    }
+    assert_eq!(swept, [Expired, Expired]);
+    t.process_gated(&u, 300 * SEC, &mut rec);
+    t.process_gated(&u, 400 * SEC, &mut rec);
+    assert_eq!(rec.0[5..], [(New, None), (Expired, None), (New, None)]);
+    assert!(!Open.wants_events(), "plain tracking builds no events");
+}

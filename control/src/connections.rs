@@ -10,10 +10,11 @@
 use std::fs;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use brink_conntrack::{Saved, Table};
 use serde::{Deserialize, Serialize};
+
+use crate::clock::unix_ns;
 
 /// The file's name in the state directory.
 pub const FILE: &str = "conntrack.bin";
@@ -73,12 +74,6 @@ pub enum ConnectionsError {
         /// The decoder's error.
         source: postcard::Error,
     },
-}
-
-fn unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Writes every live connection of `table` at time `now` (the table's clock) to `path`,

@@ -176,6 +176,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if now >= next_retry {
             next_retry = now + service::RETRY_INTERVAL;
             service.retry_down_ports();
+            service.end_idle_subscriptions(now);
         }
     });
     systemd.stopping();

@@ -14,6 +14,7 @@
 //! their interfaces behind a mutex, so a test thread can plug one in while the service runs.
 
 pub mod capture;
+pub mod clock;
 pub mod connections;
 pub mod daemon;
 pub mod host;

@@ -8,10 +8,11 @@
 //! it is created if some port of the network admits it, each flood copy is judged by its port,
 //! and the receiver is recorded when a later packet is sent to one port whose rules admit it.
 
-use brink_conntrack::{Admission, Connection, Dir, Gate, Packet, Tuple};
+use brink_conntrack::{Admission, Connection, Dir, Event, Gate, Packet, Tuple};
 
 use crate::acl::filter::{Allow, Direction, PortFilter};
 use crate::counters::DropReason;
+use crate::ct_events::CtEvents;
 use crate::snapshot::{NetworkId, PortId, Snapshot, NO_PORT};
 use crate::wire::ip::Flow;
 use crate::wire::L3;
@@ -63,6 +64,8 @@ pub struct FrameGate<'a> {
     pub peer: PortId,
     /// Count hits on the rules that admit (off for a trace).
     counting: bool,
+    /// Where connection events go, if a reader is subscribed.
+    events: Option<&'a CtEvents>,
 }
 
 impl<'a> FrameGate<'a> {
@@ -83,7 +86,13 @@ impl<'a> FrameGate<'a> {
             denied: None,
             peer: NO_PORT,
             counting: true,
+            events: None,
         }
+    }
+
+    /// This gate, sending the connection events of its frame to `events`.
+    pub fn with_events(self, events: Option<&'a CtEvents>) -> Self {
+        FrameGate { events, ..self }
     }
 
     /// The gate for a traced frame: it judges as [`FrameGate::new`]'s does, and counts nothing.
@@ -156,6 +165,17 @@ impl<'a> FrameGate<'a> {
 impl Gate for FrameGate<'_> {
     fn generation(&self) -> u32 {
         self.snap.rules_generation()
+    }
+
+    #[inline]
+    fn wants_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    fn event(&mut self, event: &Event) {
+        if let Some(events) = self.events {
+            events.push(event);
+        }
     }
 
     fn admit(&mut self, _: &Packet) -> Option<Admission> {

@@ -18,6 +18,7 @@ pub mod batch;
 pub mod capture;
 pub mod counters;
 pub mod cross;
+pub mod ct_events;
 pub mod egress;
 pub mod fdb;
 pub mod firewall;

@@ -14,6 +14,7 @@ use brink_conntrack::{CtState, Table};
 use crate::acl::Direction;
 use crate::batch::{Batch, FlowKey, Verdict};
 use crate::counters::{DropReason, WorkerCounters};
+use crate::ct_events::CtEvents;
 use crate::egress::Egress;
 use crate::fdb::{Fdb, Learn};
 use crate::firewall::{self, FrameGate};
@@ -148,8 +149,14 @@ pub fn destination(
 /// ports allow it (of a flood: the sender's and some receiver's), a connection admitted under
 /// older rules is rechecked, and a frame sent to a port that is not the admitting end it is
 /// bound for is judged by that port's rules; frames refused any of these ways, and frames
-/// invalid for any connection, are dropped.
-pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u64) {
+/// invalid for any connection, are dropped. Connection events go to `events` if given.
+pub fn conntrack<F>(
+    b: &mut Batch<F>,
+    table: &Table,
+    snap: &Snapshot,
+    now_ns: u64,
+    events: Option<&CtEvents>,
+) {
     if !b.track {
         return;
     }
@@ -162,7 +169,7 @@ pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u6
         let (Some(packet), L3::Ip(flow)) = (&b.ct[i], &b.l3[i]) else {
             continue;
         };
-        let mut gate = FrameGate::new(snap, flow, b.network, b.in_port, to);
+        let mut gate = FrameGate::new(snap, flow, b.network, b.in_port, to).with_events(events);
         let state = table.process_gated(packet, now_ns, &mut gate);
         b.ct_state[i] = state;
         b.peer[i] = gate.peer;

@@ -11,6 +11,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::capture::Capture;
 use crate::counters::{PortCounters, WorkerCounters};
+use crate::ct_events::CtEvents;
 use crate::fdb::FdbRow;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
@@ -61,6 +62,7 @@ impl<B: Backend + 'static> Switch<B> {
                 ct: Arc::new(Table::new(config.conntrack)),
                 epoch: std::time::Instant::now(),
                 capture: Arc::default(),
+                events: Arc::default(),
             },
             stop: Arc::new(AtomicBool::new(false)),
         };
@@ -135,6 +137,11 @@ impl<B: Backend + 'static> Switch<B> {
     /// The packet capture.
     pub fn capture(&self) -> &Capture {
         &self.shared.capture
+    }
+
+    /// The connection events queue.
+    pub fn ct_events(&self) -> &CtEvents {
+        &self.shared.events
     }
 
     /// Conntrack's clock: nanoseconds since the switch started.

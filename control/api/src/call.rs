@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::protocol::{code, RpcError};
 use crate::types::{
-    CaptureRead, CaptureStart, CtFilter, CtPolicySet, CtPolicyShow, NetworkAdd, NetworkFilter,
-    NetworkName, PortAdd, PortName, PortSet, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel,
-    StatsFilter, TraceRequest,
+    CaptureRead, CaptureStart, CtEventsRead, CtFilter, CtPolicySet, CtPolicyShow, NetworkAdd,
+    NetworkFilter, NetworkName, PortAdd, PortName, PortSet, SgAdd, SgImport, SgName, SgRuleAdd,
+    SgRuleDel, StatsFilter, TraceRequest,
 };
 
 /// Params of methods that take none: absent, `null` or `{}`.
@@ -95,6 +95,9 @@ calls! {
     CtPolicySet(CtPolicySet) = "ct.policy.set",
     /// A network's conntrack policy.
     CtPolicyShow(CtPolicyShow) = "ct.policy.show",
+    /// Connection events since the last read; the first read subscribes, and the
+    /// subscription ends when reads stop.
+    CtEvents(CtEventsRead) = "ct.events",
     /// Create a security group.
     SgAdd(SgAdd) = "sg.add",
     /// Delete an unused security group.
@@ -158,6 +161,6 @@ mod tests {
         let e = Call::decode("nope", Value::Null).unwrap_err();
         assert_eq!(e.code, code::METHOD_NOT_FOUND);
         assert!(e.message.contains("sg.rule.add"), "{e}");
-        assert_eq!(Call::METHODS.len(), 27);
+        assert_eq!(Call::METHODS.len(), 28);
     }
 }

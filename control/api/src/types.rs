@@ -694,3 +694,44 @@ pub struct TraceResult {
     /// Why it would be dropped, if it would.
     pub drop: Option<String>,
 }
+
+/// Params of `ct.events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtEventsRead {
+    /// Most events to return (default and cap 1000).
+    #[serde(default)]
+    pub max: Option<usize>,
+}
+
+/// One connection event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtEvent {
+    /// `new`, `established`, `closed` or `expired`.
+    pub event: String,
+    /// When, in nanoseconds since the Unix epoch.
+    pub unix_ns: u64,
+    /// Network (zone).
+    pub network: String,
+    /// Protocol name or number.
+    pub proto: String,
+    /// Source of the original direction.
+    pub src: String,
+    /// Source port (ICMP: echo id).
+    pub sport: u16,
+    /// Destination of the original direction.
+    pub dst: String,
+    /// Destination port (ICMP: echo id).
+    pub dport: u16,
+    /// TCP state after the event, for TCP.
+    pub tcp_state: Option<String>,
+}
+
+/// Result of `ct.events`: the events since the last read (the first read subscribes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtEvents {
+    /// Events, oldest first.
+    pub events: Vec<CtEvent>,
+    /// Events lost because the reader was too slow, since brinkd started.
+    pub lost: u64,
+}

@@ -121,6 +121,8 @@ pub struct Service<H: Host> {
     ct_max: u64,
     store: Option<Store>,
     generation: u64,
+    /// When connection events were last read (`None`: nobody is subscribed).
+    events_read: Option<std::time::Instant>,
 }
 
 impl<H: Host> Service<H> {
@@ -137,6 +139,7 @@ impl<H: Host> Service<H> {
             ct_max,
             store,
             generation: 0,
+            events_read: None,
         }
     }
 
@@ -205,6 +208,7 @@ impl<H: Host> Service<H> {
             Call::CtStats(NoParams {}) => reply(&self.ct_stats()),
             Call::CtPolicySet(p) => reply(&self.ct_policy_set(&p)?),
             Call::CtPolicyShow(p) => reply(&self.ct_policy_show(&p)?),
+            Call::CtEvents(p) => reply(&self.ct_events(&p)),
             Call::SgAdd(p) => reply(&self.sg_add(&p)?),
             Call::SgDel(p) => reply(&self.sg_del(&p)?),
             Call::SgList(NoParams {}) => reply(&self.sg_list()),

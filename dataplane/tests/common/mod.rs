@@ -58,6 +58,7 @@ impl Rig {
             })),
             epoch: now,
             capture: Arc::default(),
+            events: Arc::default(),
         };
         let mut rig = Rig {
             workers: vec![],

@@ -25,7 +25,7 @@ mod stats;
 mod trace;
 
 pub use capture::CaptureArgs;
-pub use ct::{CtCmd, CtFilterArgs, PolicyCmd};
+pub use ct::{CtCmd, CtFilterArgs, EventsArgs, PolicyCmd};
 pub use fdb::FdbCmd;
 pub use network::NetworkCmd;
 pub use port::{KindArg, ModeArg, PortAddArgs, PortCmd, PortSetArgs, SecurityArgs};
@@ -103,6 +103,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
     let call = match &cli.command {
         // Several calls, and a file rather than a result to print.
         Command::Capture(a) => return capture::run(&mut Client::connect(&cli.socket)?, a),
+        Command::Ct(CtCmd::Events(a)) => return ct::events(&mut Client::connect(&cli.socket)?, a),
         Command::Network(cmd) => network::call(cmd),
         Command::Port(cmd) => port::call(cmd),
         Command::Fdb(cmd) => fdb::call(cmd),
