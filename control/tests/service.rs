@@ -72,6 +72,8 @@ fn blue(s: &mut Service<Memory>) {
     let add = Call::NetworkAdd(NetworkAdd {
         name: "blue".into(),
         mtu: None,
+        segment: None,
+        arp_responder: false,
     });
     assert_eq!(s.handle(add).unwrap(), Value::Null);
 }
@@ -156,6 +158,8 @@ fn a_change_that_cannot_be_saved_fails() {
     let add = Call::NetworkAdd(NetworkAdd {
         name: "red".into(),
         mtu: None,
+        segment: None,
+        arp_responder: false,
     });
     let err = s.handle(add).unwrap_err();
     assert_eq!(err.code, code::NOT_SAVED, "{err:?}");

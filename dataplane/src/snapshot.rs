@@ -127,6 +127,23 @@ impl Snapshot {
         self
     }
 
+    /// This snapshot with static FDB entries for MACs that live behind another host: each
+    /// `(network, mac, port)` names the network's uplink port. Entries whose port is not in
+    /// the snapshot or not in that network are ignored; a local port's MAC keeps its port.
+    pub fn with_remote_macs(
+        mut self,
+        macs: impl IntoIterator<Item = (NetworkId, MacAddr, PortId)>,
+    ) -> Self {
+        for (network, mac, port) in macs {
+            if self.port(port).is_some_and(|p| p.network == network) {
+                self.static_macs
+                    .entry(MacKey::new(network, mac))
+                    .or_insert(port);
+            }
+        }
+        self
+    }
+
     /// The MTU of `network`: the largest IP packet its ports carry.
     #[inline]
     pub fn mtu(&self, network: NetworkId) -> u16 {
