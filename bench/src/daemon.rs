@@ -75,7 +75,8 @@ impl Daemon {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 let script = "mount -t bpf bpf /sys/fs/bpf; exec \"$0\" \"$@\"";
-                c.args(["netns", "exec", ns, "sh", "-c", script]).arg(&brinkd);
+                c.args(["netns", "exec", ns, "sh", "-c", script])
+                    .arg(&brinkd);
                 c
             }
             None => Command::new(&brinkd),

@@ -521,14 +521,22 @@ impl Model {
                 .iter()
                 .filter_map(|(name, &mtu)| Some((*self.networks.get(name)?, mtu))),
         )
-        .with_remote_macs(self.remote_macs(up))
+        .with_remote_macs(self.remotes(&up).map(|(n, mac, _, port)| (n, mac, port)))
+        .with_arp_answers(self.remotes(&up).filter_map(|(n, mac, remote, port)| {
+            let answers = self.overlays.get(self.network_name(n)?)?.arp_responder;
+            match remote.ip {
+                Some(IpAddr::V4(ip)) if answers => Some((n, ip.octets(), mac, port)),
+                _ => None,
+            }
+        }))
     }
 
-    /// Every remote MAC as `(network, MAC, uplink port)`, for networks whose uplink is up.
-    fn remote_macs<'a>(
+    /// Every remote MAC as `(network, MAC, where, uplink port)`, for networks whose uplink is
+    /// up.
+    fn remotes<'a>(
         &'a self,
-        up: impl Fn(&PortRecord) -> bool + 'a,
-    ) -> impl Iterator<Item = (NetworkId, MacAddr, PortId)> + 'a {
+        up: &'a impl Fn(&PortRecord) -> bool,
+    ) -> impl Iterator<Item = (NetworkId, MacAddr, &'a Remote, PortId)> + 'a {
         self.overlays.iter().flat_map(move |(name, o)| {
             let network = self.networks.get(name).copied();
             let uplink = self
@@ -537,7 +545,7 @@ impl Model {
                 .filter(|p| up(p))
                 .map(|p| p.id);
             let macs = network.zip(uplink).into_iter();
-            macs.flat_map(move |(n, port)| o.remote_macs().map(move |(mac, _)| (n, mac, port)))
+            macs.flat_map(move |(n, port)| o.remote_macs().map(move |(mac, r)| (n, mac, r, port)))
         })
     }
 
@@ -588,7 +596,9 @@ impl Model {
                 if self.tunnel.is_none() {
                     return Err(OverlayError::NoTunnel.into());
                 }
-                if let Some((network, _)) = self.overlays.iter().find(|(_, x)| x.vni() == Some(*vni)) {
+                if let Some((network, _)) =
+                    self.overlays.iter().find(|(_, x)| x.vni() == Some(*vni))
+                {
                     let network = network.clone();
                     return Err(OverlayError::VniInUse { vni: *vni, network }.into());
                 }
@@ -650,7 +660,11 @@ impl Model {
     }
 
     /// Adds `ip` to network `name`'s flood list; returns it, or `None` if it was there.
-    pub fn add_peer(&mut self, name: &str, ip: &str) -> Result<Option<std::net::Ipv4Addr>, ModelError> {
+    pub fn add_peer(
+        &mut self,
+        name: &str,
+        ip: &str,
+    ) -> Result<Option<std::net::Ipv4Addr>, ModelError> {
         let ip = self.remote_endpoint(ip)?;
         Ok(self.vxlan_mut(name)?.peers.insert(ip).then_some(ip))
     }
@@ -666,14 +680,14 @@ impl Model {
     }
 
     /// Records that `mac` of network `name` lives behind endpoint `remote` (with IP `ip`);
-    /// returns the parsed MAC, the entry, and the entry it replaced.
+    /// returns the parsed MAC and the entry.
     pub fn add_remote(
         &mut self,
         name: &str,
         mac: &str,
         remote: &str,
         ip: Option<&str>,
-    ) -> Result<(MacAddr, Remote, Option<Remote>), ModelError> {
+    ) -> Result<(MacAddr, Remote), ModelError> {
         let endpoint = self.remote_endpoint(remote)?;
         let mac: MacAddr = mac.parse()?;
         if mac.is_multicast() || mac.is_zero() {
@@ -691,17 +705,17 @@ impl Model {
             return Err(OverlayError::LocalMac { mac, port }.into());
         }
         let entry = Remote { endpoint, ip };
-        let old = self.vxlan_mut(name)?.remotes.insert(mac.to_string(), entry);
-        Ok((mac, entry, old))
+        self.vxlan_mut(name)?.remotes.insert(mac.to_string(), entry);
+        Ok((mac, entry))
     }
 
-    /// Forgets remote `mac` of network `name`; returns the parsed MAC and what it was.
-    pub fn del_remote(&mut self, name: &str, mac: &str) -> Result<(MacAddr, Remote), ModelError> {
+    /// Forgets remote `mac` of network `name`; returns the parsed MAC.
+    pub fn del_remote(&mut self, name: &str, mac: &str) -> Result<MacAddr, ModelError> {
         let mac: MacAddr = mac.parse()?;
         self.vxlan_mut(name)?
             .remotes
             .remove(&mac.to_string())
-            .map(|r| (mac, r))
+            .map(|_| mac)
             .ok_or_else(|| {
                 let network = name.to_string();
                 OverlayError::NoRemote { network, mac }.into()

@@ -263,6 +263,9 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("--mtu 1450"), "{text}");
         assert!(text.contains("to 1550"), "{text}");
-        assert_eq!(parse_endpoint("fd00::1"), Err(OverlayError::BadEndpoint("fd00::1".into())));
+        assert_eq!(
+            parse_endpoint("fd00::1"),
+            Err(OverlayError::BadEndpoint("fd00::1".into()))
+        );
     }
 }

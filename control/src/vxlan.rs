@@ -13,7 +13,7 @@ use brink_dataplane::wire::MacAddr;
 use serde_json::Value;
 
 use crate::iface::{self, ip, run, IfaceError};
-use crate::overlay::{Remote, Tunnel};
+use crate::overlay::Tunnel;
 
 /// VXLAN's IANA UDP port.
 pub const VXLAN_PORT: u16 = 4789;
@@ -24,8 +24,7 @@ const TABLE: &str = "brink_tunnel";
 /// A change to the kernel's VXLAN state.
 #[derive(Debug, Clone, Copy)]
 pub enum VxlanOp<'a> {
-    /// Make the device `dev` for `vni` on `tunnel` (replacing a leftover of that name), up, with
-    /// ARP answered from its neighbour table when `proxy`.
+    /// Make the device `dev` for `vni` on `tunnel` (replacing a leftover of that name), up.
     Create {
         /// Device name.
         dev: &'a str,
@@ -33,8 +32,6 @@ pub enum VxlanOp<'a> {
         vni: u32,
         /// The local endpoint.
         tunnel: &'a Tunnel,
-        /// ARP responder.
-        proxy: bool,
     },
     /// Delete device `dev`.
     Delete {
@@ -57,16 +54,14 @@ pub enum VxlanOp<'a> {
         /// Add (true) or remove.
         add: bool,
     },
-    /// Say where `mac` lives (`Some`), or forget it (`None`, with the IP it had).
+    /// Say that `mac` lives behind `endpoint` (`Some`), or forget it (`None`).
     Remote {
         /// Device name.
         dev: &'a str,
         /// The remote MAC.
         mac: MacAddr,
-        /// Where it lives now, or what it was when removing.
-        remote: &'a Remote,
-        /// Add (true) or remove.
-        add: bool,
+        /// Its endpoint.
+        endpoint: Option<Ipv4Addr>,
     },
     /// Count tunnel traffic of `endpoints` and drop VNIs other than `vnis`, for frames to and
     /// from `tunnel`'s address.
@@ -85,12 +80,7 @@ pub enum VxlanOp<'a> {
 /// Applies `op` to the kernel.
 pub fn apply(op: VxlanOp<'_>) -> Result<(), IfaceError> {
     match op {
-        VxlanOp::Create {
-            dev,
-            vni,
-            tunnel,
-            proxy,
-        } => create(dev, vni, tunnel, proxy),
+        VxlanOp::Create { dev, vni, tunnel } => create(dev, vni, tunnel),
         VxlanOp::Delete { dev } => iface::delete(dev),
         VxlanOp::Learning { dev, on } => {
             let learning = if on { "learning" } else { "nolearning" };
@@ -100,60 +90,74 @@ pub fn apply(op: VxlanOp<'_>) -> Result<(), IfaceError> {
             let ip = ip.to_string();
             let zero = "00:00:00:00:00:00";
             if add {
-                bridge(&["fdb", "append", zero, "dev", dev, "dst", &ip, "self", "permanent"])
+                bridge(&[
+                    "fdb",
+                    "append",
+                    zero,
+                    "dev",
+                    dev,
+                    "dst",
+                    &ip,
+                    "self",
+                    "permanent",
+                ])
             } else {
                 bridge(&["fdb", "del", zero, "dev", dev, "dst", &ip, "self"])
             }
         }
-        VxlanOp::Remote {
-            dev,
-            mac,
-            remote,
-            add,
-        } => {
-            let (mac, dst) = (mac.to_string(), remote.endpoint.to_string());
-            if add {
-                bridge(&["fdb", "replace", &mac, "dev", dev, "dst", &dst, "self", "permanent"])?;
-            } else {
-                bridge(&["fdb", "del", &mac, "dev", dev, "self"])?;
-            }
-            let Some(addr) = remote.ip else {
-                return Ok(());
-            };
-            let addr = addr.to_string();
-            if add {
-                let neigh = ["neigh", "replace", &addr, "lladdr", &mac, "dev", dev];
-                ip(&[&neigh[..], &["nud", "permanent"]].concat())
-            } else {
-                ip(&["neigh", "del", &addr, "dev", dev])
+        VxlanOp::Remote { dev, mac, endpoint } => {
+            let mac = mac.to_string();
+            match endpoint {
+                Some(ip) => {
+                    let dst = ip.to_string();
+                    let fdb = ["fdb", "replace", &mac, "dev", dev, "dst", &dst];
+                    bridge(&[&fdb[..], &["self", "permanent"]].concat())
+                }
+                None => bridge(&["fdb", "del", &mac, "dev", dev, "self"]),
             }
         }
         VxlanOp::Filter {
             tunnel,
             vnis,
             endpoints,
-        } => run("nft", &["-f", "-"], Some(&filter_script(tunnel, vnis, endpoints))).map(drop),
+        } => run(
+            "nft",
+            &["-f", "-"],
+            Some(&filter_script(tunnel, vnis, endpoints)),
+        )
+        .map(drop),
         VxlanOp::Unfilter => run("nft", &["delete", "table", "ip", TABLE], None).map(drop),
     }
 }
 
-fn create(dev: &str, vni: u32, tunnel: &Tunnel, proxy: bool) -> Result<(), IfaceError> {
+fn create(dev: &str, vni: u32, tunnel: &Tunnel) -> Result<(), IfaceError> {
     iface::check_name(dev)?;
     if iface::exists(dev) {
         iface::delete(dev)?;
     }
-    let (vni, local, port) = (vni.to_string(), tunnel.local_ip.to_string(), VXLAN_PORT.to_string());
-    let mut args = vec!["link", "add", dev, "type", "vxlan", "id", &vni, "local", &local];
+    let (vni, local, port) = (
+        vni.to_string(),
+        tunnel.local_ip.to_string(),
+        VXLAN_PORT.to_string(),
+    );
+    let mut args = vec![
+        "link", "add", dev, "type", "vxlan", "id", &vni, "local", &local,
+    ];
     // No outer UDP checksum (allowed on IPv4 by RFC 7348, and Linux's default): the inner frame
     // carries its own.
-    args.extend(["dev", &tunnel.dev, "dstport", &port, "noudpcsum", "learning"]);
-    // No IPv6 link-local address: the device itself sends nothing into the network.
-    args.extend(["addrgenmode", "none"]);
-    if proxy {
-        args.push("proxy");
-    }
+    args.extend([
+        "dev",
+        &tunnel.dev,
+        "dstport",
+        &port,
+        "noudpcsum",
+        "learning",
+    ]);
     ip(&args)?;
-    if let Err(e) = ip(&["link", "set", "dev", dev, "up"]) {
+    // No IPv6 link-local address: the device itself sends nothing into the network.
+    let up = ip(&["link", "set", "dev", dev, "addrgenmode", "none"])
+        .and_then(|()| ip(&["link", "set", "dev", dev, "up"]));
+    if let Err(e) = up {
         let _ = iface::delete(dev);
         return Err(e);
     }
@@ -229,7 +233,11 @@ pub struct TunnelCounters {
 
 /// Reads the tunnel's counters (all zero if the table does not exist).
 pub fn counters(endpoints: &[Ipv4Addr]) -> TunnelCounters {
-    let listing = run("nft", &["-j", "list", "counters", "table", "ip", TABLE], None);
+    let listing = run(
+        "nft",
+        &["-j", "list", "counters", "table", "ip", TABLE],
+        None,
+    );
     parse_counters(&listing.unwrap_or_default(), endpoints)
 }
 
@@ -314,7 +322,10 @@ mod tests {
         assert!(s.contains("ip daddr 192.0.2.2 udp dport 4789 counter name tx_192_0_2_2"));
         assert!(s.contains("add counter ip brink_tunnel tx_192_0_2_2"));
         let none = filter_script(&tunnel, &[], &[]);
-        assert!(none.contains("udp dport 4789 counter name unknown_vni drop"), "{none}");
+        assert!(
+            none.contains("udp dport 4789 counter name unknown_vni drop"),
+            "{none}"
+        );
     }
 
     #[test]

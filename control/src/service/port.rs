@@ -135,7 +135,11 @@ impl<H: Host> Service<H> {
     /// Opens `record`'s port, its receive queues spread over the workers from its own, creating
     /// the tap of a tap port first. When `restoring`, a tap that exists is the one brink created
     /// before a restart, and is reused.
-    pub(super) fn bring_up(&mut self, record: &PortRecord, restoring: bool) -> Result<(), RpcError> {
+    pub(super) fn bring_up(
+        &mut self,
+        record: &PortRecord,
+        restoring: bool,
+    ) -> Result<(), RpcError> {
         let iface = &record.spec.iface;
         let created_tap = match record.spec.kind {
             PortKind::Afxdp | PortKind::VhostUser | PortKind::Uplink => false,

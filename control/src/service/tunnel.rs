@@ -114,29 +114,18 @@ impl<H: Host> Service<H> {
     }
 
     pub(super) fn fdb_add(&mut self, p: &FdbAdd) -> Result<(), RpcError> {
-        let (mac, remote, old) =
+        let (mac, remote) =
             self.model
                 .add_remote(&p.network, &p.mac, &p.remote, p.ip.as_deref())?;
         let dev = self.vxlan_device(&p.network)?;
-        if let Some(old) = old.filter(|o| o.ip.is_some() && o.ip != remote.ip) {
-            let op = VxlanOp::Remote {
-                dev: &dev,
-                mac,
-                remote: &old,
-                add: false,
-            };
-            if let Err(e) = self.host.vxlan(op) {
-                tracing::warn!(network = %p.network, %mac, error = %e, "could not remove old entry");
-            }
-        }
+        let op = VxlanOp::Remote {
+            dev: &dev,
+            mac,
+            endpoint: Some(remote.endpoint),
+        };
         let programmed = self
             .host
-            .vxlan(VxlanOp::Remote {
-                dev: &dev,
-                mac,
-                remote: &remote,
-                add: true,
-            })
+            .vxlan(op)
             .and_then(|()| self.set_learning(&p.network, &dev));
         if let Err(e) = programmed {
             self.model.del_remote(&p.network, &p.mac)?;
@@ -148,15 +137,18 @@ impl<H: Host> Service<H> {
     }
 
     pub(super) fn fdb_del(&mut self, p: &FdbDel) -> Result<(), RpcError> {
-        let (mac, remote) = self.model.del_remote(&p.network, &p.mac)?;
+        let mac = self.model.del_remote(&p.network, &p.mac)?;
         let dev = self.vxlan_device(&p.network)?;
         let op = VxlanOp::Remote {
             dev: &dev,
             mac,
-            remote: &remote,
-            add: false,
+            endpoint: None,
         };
-        if let Err(e) = self.host.vxlan(op).and_then(|()| self.set_learning(&p.network, &dev)) {
+        if let Err(e) = self
+            .host
+            .vxlan(op)
+            .and_then(|()| self.set_learning(&p.network, &dev))
+        {
             tracing::warn!(network = %p.network, %mac, error = %e, "could not remove remote entry");
         }
         self.refilter()?;
@@ -191,7 +183,6 @@ impl<H: Host> Service<H> {
                 dev: &iface,
                 vni,
                 tunnel,
-                proxy: o.arp_responder,
             };
             self.host.vxlan(create)?;
             let programmed = self.program(&o, &iface);
@@ -264,8 +255,7 @@ impl<H: Host> Service<H> {
             let op = VxlanOp::Remote {
                 dev,
                 mac,
-                remote,
-                add: true,
+                endpoint: Some(remote.endpoint),
             };
             self.host.vxlan(op)?;
         }

@@ -41,11 +41,14 @@ pub fn render(cmd: &TunnelCmd, result: Value) -> Result<String, ClientError> {
         TunnelCmd::Set { .. } => String::new(),
         TunnelCmd::Show => {
             let t: TunnelInfo = decode(result)?;
-            let local = t.local.as_ref().map_or("none".into(), |l| {
-                format!("{} on {}", l.local_ip, l.dev)
-            });
+            let local = t
+                .local
+                .as_ref()
+                .map_or("none".into(), |l| format!("{} on {}", l.local_ip, l.dev));
             let endpoints = table(
-                &["ENDPOINT", "FLOOD", "MACS", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES"],
+                &[
+                    "ENDPOINT", "FLOOD", "MACS", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES",
+                ],
                 t.endpoints
                     .iter()
                     .map(|e| {
