@@ -484,3 +484,49 @@ fn the_arp_responder_answers_for_remote_vms_without_flooding() {
     let neigh = String::from_utf8_lossy(&neigh.stdout).to_lowercase();
     assert!(neigh.contains(&b1.mac.to_lowercase()), "{neigh}");
 }
+
+#[test]
+fn a_flat_network_is_the_uplink_untagged() {
+    let mut s = Site::new("Tft");
+    s.add_brink_host(0);
+    // The provider network outside: a namespace at the other end of the uplink.
+    let outside = format!("{}-o", s.topo.prefix());
+    s.spaces.0.push(outside.clone());
+    ip(&["netns", "add", &outside]);
+    let host = s.host(0);
+    ip(&[
+        "link", "add", "up0", "netns", &host, "type", "veth", "peer", "name", "eth0", "netns",
+        &outside,
+    ]);
+    exec(&host, "ip", &["link", "set", "up0", "up"]);
+    exec(
+        &outside,
+        "ip",
+        &["addr", "add", "10.1.0.100/24", "dev", "eth0"],
+    );
+    exec(&outside, "ip", &["link", "set", "eth0", "up"]);
+    let used = s
+        .d(0)
+        .ctl_ok(&["network", "add", "x", "--flat", "--uplink", "ul"]);
+    assert!(
+        used.unwrap_err().to_string().contains("tunnel endpoint"),
+        "the underlay is taken"
+    );
+    s.d(0)
+        .ctl_ok(&["network", "add", "ext", "--flat", "--uplink", "up0"])
+        .unwrap();
+    let a1 = s.add_brink_vm(0, 1, "10.1.0.1", "ext");
+    let out = exec(
+        &a1.netns,
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "1", "10.1.0.100"],
+    );
+    assert!(out.contains("3 received"), "{out}");
+    let ports = json(s.d(0), &["port", "list"]);
+    let uplink = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "ext.uplink");
+    assert_eq!(uplink.unwrap()["iface"], "up0");
+}

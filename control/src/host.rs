@@ -181,11 +181,11 @@ impl Host for Memory {
         None
     }
 
-    /// A VXLAN device is an in-memory link a test can pick up by name; its forwarding table
-    /// and the filter are the kernel's business, so there is nothing else to do.
+    /// A VXLAN device is an in-memory link: the one a test plugged in under its name, else a
+    /// new one. Its forwarding table and the filter are the kernel's business: nothing to do.
     fn vxlan(&self, op: VxlanOp<'_>) -> Result<(), IfaceError> {
         match op {
-            VxlanOp::Create { dev, .. } => {
+            VxlanOp::Create { dev, .. } if !self.exists(dev) => {
                 self.plug(dev);
             }
             VxlanOp::Delete { dev } => self.unplug(dev),
