@@ -205,6 +205,7 @@ impl<H: Host> Service<H> {
             security_groups: vec![],
             allowed_pairs: vec![],
             permitted_ethertypes: vec![],
+            external_ids: Default::default(),
         };
         if restoring {
             return self.restore_port(spec);

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{decode, drops_text, table};
+use super::{decode, pairs_text, table};
 use crate::call::{Call, NoParams};
 use crate::client::ClientError;
 use crate::types::{TunnelInfo, TunnelSet};
@@ -75,7 +75,7 @@ pub fn render(cmd: &TunnelCmd, result: Value) -> Result<String, ClientError> {
                             n.device.clone(),
                             n.rx_packets.to_string(),
                             n.tx_packets.to_string(),
-                            drops_text(&n.drops),
+                            pairs_text(&n.drops),
                         ]
                     })
                     .collect(),
