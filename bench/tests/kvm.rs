@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use brink_bench::daemon::Daemon;
-use brink_bench::guest::{self, Accel, Guest, GuestSpec, Kernel};
+use brink_bench::guest::{self, Accel, Guest, GuestSpec, Kernel, Nic};
 use brink_bench::run;
 use common::*;
 
@@ -57,7 +57,7 @@ fn guest_spec(
         kernel: kernel.boot_image().to_path_buf(),
         accel,
         initramfs: dir.join("initramfs.cpio"),
-        tap: tap.into(),
+        nic: Nic::Tap(tap.into()),
         mac: mac.into(),
         ip: format!("{ip}/24"),
         memory_mib: 256,
