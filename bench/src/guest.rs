@@ -538,8 +538,14 @@ pub enum Nic {
 }
 
 impl Nic {
-    /// QEMU's arguments for this NIC with MAC `mac`, in a guest of `memory_mib` MiB.
-    fn qemu_args(&self, mac: &str, memory_mib: u32) -> Vec<String> {
+    /// QEMU's arguments for this NIC with MAC `mac`, in a guest of `memory_mib` MiB run with
+    /// `accel`.
+    ///
+    /// A vhost-user NIC under TCG has no MSI-X (`vectors=0`, legacy INTx): QEMU 7.2 then has
+    /// no KVM irqfds, yet with vhost-user it still routes an unmasked MSI-X vector to one, and
+    /// dies with SIGSEGV (a NULL `vector_irqfd` in `kvm_virtio_pci_irqfd_use`) as soon as the
+    /// guest's driver enables the device.
+    fn qemu_args(&self, mac: &str, memory_mib: u32, accel: Accel) -> Vec<String> {
         let nic = format!("virtio-net-pci,netdev=n0,mac={mac}");
         match self {
             Nic::Tap(tap) => {
@@ -562,7 +568,10 @@ impl Nic {
                 "-netdev".into(),
                 "vhost-user,id=n0,chardev=c0".into(),
                 "-device".into(),
-                nic,
+                match accel {
+                    Accel::Kvm => nic,
+                    Accel::Tcg => format!("{nic},vectors=0"),
+                },
             ],
         }
     }
@@ -644,7 +653,7 @@ impl Guest {
             .arg("-initrd")
             .arg(&spec.initramfs)
             .args(["-append", &append])
-            .args(spec.nic.qemu_args(&spec.mac, spec.memory_mib))
+            .args(spec.nic.qemu_args(&spec.mac, spec.memory_mib, spec.accel))
             .arg("-pidfile")
             .arg(&pidfile)
             .stdin(Stdio::piped())
