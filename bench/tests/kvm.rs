@@ -172,7 +172,6 @@ fn guest_setup(tag: &str) -> Option<(Accel, Topology, Kernel)> {
         kernel.boot_image().display(),
         t0.elapsed()
     );
-    std::fs::copy(dir.join("initramfs.cpio"), "/tmp/h14.initramfs.cpio").unwrap(); // TEMP
     Some((accel, topo, kernel))
 }
 
@@ -280,8 +279,24 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
         &format!("port add vm2 --iface {tap2} --network blue --mac {mac2} --ip {ip2} --sg guest"),
     );
 
-    let mut g1 = Guest::boot(&guest_spec("g1", (&kernel, accel), &dir, Nic::Tap(tap1.clone()), &mac1, ip1)).unwrap();
-    let mut g2 = Guest::boot(&guest_spec("g2", (&kernel, accel), &dir, Nic::Tap(tap2.clone()), &mac2, ip2)).unwrap();
+    let mut g1 = Guest::boot(&guest_spec(
+        "g1",
+        (&kernel, accel),
+        &dir,
+        Nic::Tap(tap1.clone()),
+        &mac1,
+        ip1,
+    ))
+    .unwrap();
+    let mut g2 = Guest::boot(&guest_spec(
+        "g2",
+        (&kernel, accel),
+        &dir,
+        Nic::Tap(tap2.clone()),
+        &mac2,
+        ip2,
+    ))
+    .unwrap();
     let boot1 = g1.wait_ready(BOOT).unwrap();
     let boot2 = g2.wait_ready(BOOT).unwrap();
     eprintln!("guests booted in {boot1:.1?} and {boot2:.1?} (started together)");
@@ -441,9 +456,17 @@ fn vhost_user_guests_ping_stream_and_survive_a_brinkd_restart() {
             break;
         }
     }
-    assert!(resumed, "no ping after the restart; brinkd log:\n{}", d.log_text());
+    assert!(
+        resumed,
+        "no ping after the restart; brinkd log:\n{}",
+        d.log_text()
+    );
     stream(&mut g2, &mut g1, ip1);
-    eprintln!("after the restart: vm1 {}\nvm2 {}", stats(&d, "vm1"), stats(&d, "vm2"));
+    eprintln!(
+        "after the restart: vm1 {}\nvm2 {}",
+        stats(&d, "vm1"),
+        stats(&d, "vm2")
+    );
     g1.stop();
     g2.stop();
     eprintln!("vhost-user guest test done in {:.1?}", t0.elapsed());

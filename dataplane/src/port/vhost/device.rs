@@ -57,7 +57,7 @@ pub struct RingSetup {
     pub call: Option<Arc<File>>,
     /// The frontend started the ring (sent its kick eventfd).
     pub started: bool,
-    /// The ring is enabled (`SET_VRING_ENABLE`, or implied without protocol features).
+    /// The ring is enabled: from its start, until a `SET_VRING_ENABLE` says otherwise.
     pub enabled: bool,
 }
 
@@ -345,14 +345,18 @@ impl VhostUserBackendReqHandlerMut for Device {
         ))
     }
 
+    /// Starts the ring, enabled. The worker polls it: it never waits on the guest's kicks.
+    ///
+    /// With `VHOST_USER_F_PROTOCOL_FEATURES` the spec starts a ring disabled until
+    /// `SET_VRING_ENABLE`, but QEMU (7.2) sends its enables before `SET_FEATURES`, and the
+    /// `vhost` crate refuses any `SET_VRING_ENABLE` until that feature is acknowledged, so they
+    /// never reach the device. A started ring is therefore enabled; a `SET_VRING_ENABLE` after
+    /// `SET_FEATURES` (DPDK's virtio-user, QEMU's multi-queue changes) still turns it off and on.
     fn set_vring_kick(&mut self, index: u8, _fd: Option<File>) -> VuResult<()> {
-        // The worker polls the ring: it never waits on the guest's kicks.
         let i = ring_index(index)?;
         let ring = &mut self.rings[i];
         ring.started = true;
-        if self.features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() == 0 {
-            ring.enabled = true;
-        }
+        ring.enabled = true;
         self.publish();
         Ok(())
     }
