@@ -375,13 +375,33 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
     eprintln!("KVM guest test done in {:.1?}", t0.elapsed());
 }
 
+/// Frames brink received (`rx`) or sent (`tx`) on `port` were on average longer than one
+/// full-size frame: TCP superframes.
+fn superframes(d: &Daemon, port: &str, way: &str) -> bool {
+    let s = stats(d, port);
+    let bytes = s[format!("{way}_bytes")].as_u64().unwrap();
+    let packets = s[format!("{way}_packets")].as_u64().unwrap();
+    packets > 0 && bytes / packets > 1514
+}
+
+/// Segments brink cut from superframes so far.
+fn segmented(d: &Daemon) -> u64 {
+    let all: serde_json::Value =
+        serde_json::from_str(&d.ctl_ok(&["--json", "stats"]).unwrap()).unwrap();
+    all["workers"][0]["segmented"].as_u64().unwrap_or(0)
+}
+
 /// Two guests on vhost-user ports (QEMU owns each socket, `server=on`; brink connects, its
-/// default client mode), with virtio-net's offloads at their defaults: they ping and move
-/// [`STREAM`] bytes intact. Then brinkd is restarted under the live guests: it reconnects to
-/// their sockets by itself, from its saved state, and the stream flows again.
+/// default client mode), with virtio-net's offloads at their defaults: checksum and TCP
+/// segmentation offload both ways and mergeable receive buffers. They ping and move [`STREAM`]
+/// bytes intact, as superframes brink passes whole from guest to guest. The stream from a
+/// guest to a namespace on a veth (AF_XDP) port arrives intact too: brink completes the
+/// guest's checksums and cuts its superframes for it. Then brinkd is restarted under the live
+/// guests: it reconnects to their sockets by itself, from its saved state, and the stream
+/// flows again.
 #[test]
-fn vhost_user_guests_ping_stream_and_survive_a_brinkd_restart() {
-    let Some((accel, topo, kernel)) = guest_setup("Vg") else {
+fn vhost_user_guests_stream_with_offloads_and_survive_a_brinkd_restart() {
+    let Some((accel, mut topo, kernel)) = guest_setup("Vg") else {
         return;
     };
     let t0 = Instant::now();
@@ -392,7 +412,7 @@ fn vhost_user_guests_ping_stream_and_survive_a_brinkd_restart() {
         format!("52:54:00:9c:{pid:02x}:01"),
         format!("52:54:00:9c:{pid:02x}:02"),
     ];
-    let (ip1, ip2) = ("10.91.0.1", "10.91.0.2");
+    let (ip1, ip2, ip3) = ("10.91.0.1", "10.91.0.2", "10.91.0.3");
     let mut g1 = Guest::boot(&guest_spec(
         "g1",
         (&kernel, accel),
@@ -434,16 +454,61 @@ fn vhost_user_guests_ping_stream_and_survive_a_brinkd_restart() {
             ),
         );
     }
+    let ns = topo.add_vm(3, ip3).unwrap();
+    d.add_vm_port("vm3", &ns, "blue", &["--ip", ip3, "--sg", "guest"])
+        .unwrap();
     let boot1 = g1.wait_ready(BOOT).unwrap();
     let boot2 = g2.wait_ready(BOOT).unwrap();
-    eprintln!(
-        "guests booted in {boot1:.1?} and {boot2:.1?}; g1 negotiated [{}]",
-        virtio_features(&mut g1)
+    let features = virtio_features(&mut g1);
+    eprintln!("guests booted in {boot1:.1?} and {boot2:.1?}; g1 negotiated [{features}]");
+    assert_eq!(
+        features, "CSUM GUEST_CSUM GUEST_TSO4 GUEST_TSO6 HOST_TSO4 HOST_TSO6 MRG_RXBUF",
+        "virtio-net offloads at their defaults"
     );
     ping_ok(&mut g1, ip2);
     ping_ok(&mut g2, ip1);
     stream(&mut g1, &mut g2, ip2);
     eprintln!("vm1 {}\nvm2 {}", stats(&d, "vm1"), stats(&d, "vm2"));
+    assert!(superframes(&d, "vm1", "rx"), "g1 sent no superframe");
+    assert!(superframes(&d, "vm2", "tx"), "g2 got no superframe whole");
+
+    // g1 to the namespace: the same data, cut into segments with complete checksums.
+    let sum = sha256(&g1.sh_ok("sha256sum /tmp/data", SHORT).unwrap());
+    let got = dir.join("ns.sha256");
+    let listener = Command::new("ip")
+        .args(["netns", "exec", &ns.netns, "timeout", "120", "sh", "-c"])
+        .arg(format!(
+            "socat -u TCP-LISTEN:5001,reuseaddr - | sha256sum > {}",
+            got.display()
+        ))
+        .spawn()
+        .unwrap();
+    wait_listening(&ns, 5001);
+    let sent = g1
+        .sh(
+            &format!("timeout 100 nc {ip3} 5001 < /tmp/data"),
+            STREAM_LIMIT,
+        )
+        .unwrap();
+    assert_eq!(
+        sent.status,
+        0,
+        "sender failed: {}; vm3 {}; brinkd log:\n{}",
+        sent.output,
+        stats(&d, "vm3"),
+        d.log_text()
+    );
+    assert!(
+        wait_child(listener, Duration::from_secs(30)),
+        "namespace did not finish"
+    );
+    assert_eq!(
+        sha256(&std::fs::read_to_string(&got).unwrap()),
+        sum,
+        "the stream to the namespace arrived changed"
+    );
+    assert!(segmented(&d) > 0, "superframes to an AF_XDP port are cut");
+    eprintln!("to the namespace: vm3 {}", stats(&d, "vm3"));
 
     // Restart brinkd under the live guests: the same state directory, no command.
     assert!(d.stop().unwrap(), "brinkd did not exit cleanly");
