@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod guest;
 pub mod pktgen;
 pub mod scenario;
+pub mod testpmd;
 pub mod topo;
 pub mod traffic;
 
