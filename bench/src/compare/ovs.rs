@@ -16,7 +16,7 @@ const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 const DATAPATH_TAP: &str = "ovs-netdev";
 /// Open vSwitch built with DPDK, as `openvswitch-switch-dpdk` installs it (beside the plain
 /// build, which stays the default `ovs-vswitchd`).
-const VSWITCHD_DPDK: &str = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk";
+pub const VSWITCHD_DPDK: &str = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk";
 /// How long the daemons and ports may take to come up.
 const PATIENCE: Duration = Duration::from_secs(20);
 

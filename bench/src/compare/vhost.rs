@@ -8,12 +8,15 @@
 //!   established ones passed), the ruleset of issue 14's reference figure.
 //!
 //! The switch's poll thread (brink's worker, OVS's PMD) runs on core 1, testpmd's forwarding
-//! core on core 0. The harness reserves the hugepages testpmd and OVS need, and gives them back.
+//! core on core 0. The harness installs testpmd (`dpdk-dev`) and Open vSwitch-DPDK
+//! (`openvswitch-switch-dpdk`) with apt if they are missing, and reserves the hugepages both
+//! need, giving them back after each loop.
 
 use std::path::Path;
 use std::time::Duration;
 
-use super::ovs::Ovs;
+use super::ovs::{Ovs, VSWITCHD_DPDK};
+use super::tools;
 use crate::daemon::Daemon;
 use crate::testpmd::{self, Device, Forwarded, Hugepages, TESTPMD_IP};
 use crate::topo::Topology;
@@ -134,8 +137,18 @@ pub fn run_loop(dir: &Path, system: LoopSystem, seconds: u32) -> Result<LoopResu
     })
 }
 
+/// The programs the loops need, and their packages.
+const NEEDED: [(&str, &str); 2] = [
+    ("dpdk-testpmd", "dpdk-dev"),
+    (VSWITCHD_DPDK, "openvswitch-switch-dpdk"),
+];
+
 /// Runs the loop through each of `systems` in turn; files go under a scratch directory.
 pub fn run_all(systems: &[LoopSystem], seconds: u32) -> Result<Vec<LoopResult>, BenchError> {
+    let missing = tools::ensure_all(&NEEDED);
+    if !missing.is_empty() {
+        return Err(BenchError::Config(format!("missing: {}", missing.join("; "))));
+    }
     let topo = Topology::new("Vb");
     systems
         .iter()
