@@ -8,10 +8,12 @@
 //! partial (`NEEDS_CSUM`) is completed as the frame is taken, so every port downstream gets a
 //! correct one. A TCP superframe (`GSO_TCPV4/6`) keeps its segmentation: a guest that takes
 //! superframes (`GUEST_TSO4/6`) gets it whole, with a header saying how to cut it and that its
-//! checksum is verified (`DATA_VALID`); any other port gets it cut in software (egress). Every descriptor comes from
-//! an untrusted guest: a chain with an address outside its memory, a buffer of the wrong
-//! direction or a frame too long is refused and counted, never followed. `virtio-queue` ends a
-//! chain after as many descriptors as the ring has; a chain cut there (a loop) or at a
+//! checksum is verified (`DATA_VALID`); any other port gets it cut in software (egress).
+//!
+//! Every descriptor comes from an untrusted guest: a chain with an address outside its memory,
+//! a buffer of the wrong direction, a frame too long or a header asking for what brink did not
+//! offer is refused and counted, never followed. `virtio-queue` ends a chain after as many
+//! descriptors as the ring has; a chain cut there (a loop) or at a
 //! descriptor index outside the table still points to a next descriptor, and is refused too.
 //!
 //! The guest is interrupted only when it asks for it (its used-event index with
