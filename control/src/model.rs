@@ -14,7 +14,7 @@ use brink_dataplane::wire::ethernet::MacParseError;
 use brink_dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
 
-use crate::name::{self, BadName};
+use crate::name::{self, BadExternalIds, BadName};
 use crate::sg::{parse_cidr, Members, SecurityGroups, SgError};
 
 /// Why a configuration change was refused.
@@ -23,6 +23,9 @@ pub enum ModelError {
     /// A name with characters or a length that is not allowed.
     #[error(transparent)]
     BadName(#[from] BadName),
+    /// Bad external ids.
+    #[error(transparent)]
+    BadExternalIds(#[from] BadExternalIds),
     /// The network name is taken.
     #[error("network {0:?} already exists")]
     NetworkExists(String),
@@ -243,6 +246,7 @@ impl Model {
     /// Validates a port request against the model and picks a free port id. Nothing changes.
     pub fn check_port(&self, spec: &PortAdd, worker: usize) -> Result<PortRecord, ModelError> {
         name::check(&spec.name)?;
+        name::check_external_ids(&spec.external_ids)?;
         if self.ports.contains_key(&spec.name) {
             return Err(ModelError::PortExists(spec.name.clone()));
         }
@@ -365,6 +369,10 @@ impl Model {
         if let Some(types) = &set.permitted_ethertypes {
             spec.permitted_ethertypes = types.clone();
         }
+        if let Some(ids) = &set.external_ids {
+            name::check_external_ids(ids)?;
+            spec.external_ids = ids.clone();
+        }
         let pairs = self.check_security(&mut spec, mac)?;
         let record = self
             .ports
@@ -394,6 +402,9 @@ impl Model {
             for g in &p.spec.security_groups {
                 members.entry(g.clone()).or_default().extend(&addrs);
             }
+        }
+        for (g, explicit) in self.groups.explicit_members() {
+            members.entry(g.into()).or_default().extend(explicit);
         }
         for list in members.values_mut() {
             list.sort_unstable();
@@ -519,7 +530,7 @@ fn check_attachment(spec: &PortAdd) -> Result<(), ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use brink_api::types::PortKind;
+    use brink_api::types::{ExternalIds, PortKind};
 
     fn spec(name: &str, iface: &str, net: &str, mac: Option<&str>) -> PortAdd {
         PortAdd {
@@ -536,6 +547,7 @@ mod tests {
             security_groups: vec![],
             allowed_pairs: vec![],
             permitted_ethertypes: vec![],
+            external_ids: Default::default(),
         }
     }
 
@@ -626,8 +638,12 @@ mod tests {
         use brink_api::types::{RuleDirection, RuleSpec};
         let mut m = Model::default();
         m.add_network("a", None).unwrap();
-        m.groups.add_group("web", true).unwrap();
-        m.groups.add_group("flat", false).unwrap();
+        m.groups
+            .add_group("web", true, &ExternalIds::new())
+            .unwrap();
+        m.groups
+            .add_group("flat", false, &ExternalIds::new())
+            .unwrap();
         let mut secured = spec("p1", "veth1", "a", None);
         secured.port_security = true;
         let err = m.check_port(&secured, 0).unwrap_err().to_string();
@@ -664,6 +680,29 @@ mod tests {
             .lookup(6, 22, Addr::v4([10, 8, 0, 1]))
             .is_none());
         assert!(filter.egress[0].is_empty());
+        // Members on other hosts, as Neutron's member updates give them, join the local ones.
+        let remote = Addr::v4([10, 20, 0, 7]);
+        let admits = |m: &Model| {
+            let snap = m.snapshot(1, |_| true);
+            let filter = snap.port(p1.id).unwrap().filter.clone().unwrap();
+            filter.ingress[0].lookup(6, 22, remote).is_some()
+        };
+        assert!(!admits(&m));
+        m.groups
+            .set_members("web", &["10.20.0.7".into(), " 10.20.0.7".into()])
+            .unwrap();
+        assert!(admits(&m));
+        assert_eq!(m.groups.group("web").unwrap().members.len(), 1, "deduped");
+        let state = m.state(vec![]);
+        let web = state.groups.iter().find(|g| g.name == "web").unwrap();
+        assert_eq!(web.members, ["10.20.0.7/32"]);
+        assert!(matches!(
+            m.groups.set_members("web", &["10.20.0.300".into()]),
+            Err(SgError::BadMember(_))
+        ));
+        assert!(admits(&m), "a refused set changes nothing");
+        m.groups.set_members("web", &[]).unwrap();
+        assert!(!admits(&m));
         let bad = [
             (
                 PortSet {
@@ -717,6 +756,7 @@ mod tests {
             security_groups: Some(vec![]),
             allowed_pairs: Some(vec![]),
             permitted_ethertypes: None,
+            external_ids: None,
         };
         m.set_port(&off).unwrap();
         assert!(m

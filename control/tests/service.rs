@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use brink_api::call::{Call, NoParams};
+use brink_api::call::Call;
 use brink_api::protocol::code;
-use brink_api::types::{NetworkAdd, PortAdd, PortInfo, PortKind};
+use brink_api::types::{ExternalIds, NetworkAdd, PortAdd, PortFilter, PortInfo, PortKind};
 use brink_control::host::Memory;
 use brink_control::service::Service;
 use brink_control::store::Store;
@@ -38,6 +38,7 @@ fn port(name: &str, iface: &str, mac: &str) -> PortAdd {
         security_groups: vec![],
         allowed_pairs: vec![],
         permitted_ethertypes: vec![],
+        external_ids: Default::default(),
     }
 }
 
@@ -65,7 +66,13 @@ fn delivered(from: &MemLink, to: &MemLink, tag: u8) -> bool {
 }
 
 fn ports(s: &mut Service<Memory>) -> Vec<PortInfo> {
-    serde_json::from_value(s.handle(Call::PortList(NoParams {})).unwrap()).unwrap()
+    ports_with(s, ExternalIds::new())
+}
+
+/// The ports that carry all of `external_ids`.
+fn ports_with(s: &mut Service<Memory>, external_ids: ExternalIds) -> Vec<PortInfo> {
+    let list = s.handle(Call::PortList(PortFilter { external_ids }));
+    serde_json::from_value(list.unwrap()).unwrap()
 }
 
 fn blue(s: &mut Service<Memory>) {
@@ -101,6 +108,41 @@ fn calls_configure_ports_that_forward_frames() {
     }))
     .unwrap();
     assert!(!delivered(&l1, &l2, 2), "a removed port gets nothing");
+}
+
+#[test]
+fn an_agent_finds_its_port_by_external_id_after_a_restart() {
+    let dir = std::env::temp_dir().join(format!("brk-svc-ids-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let host = Memory::default();
+    host.plug("mem1");
+    host.plug("mem2");
+    let uuid = "5b9cfd3c-0a1e-4f4b-9d6e-1c2f3a4b5c6d";
+    let id = |k: &str, v: &str| ExternalIds::from([(k.to_string(), v.to_string())]);
+    {
+        let mut s = service(&host, Some(&dir));
+        blue(&mut s);
+        let mut vm1 = port(uuid, "mem1", MAC1);
+        vm1.external_ids = id("iface-id", uuid);
+        s.handle(Call::PortAdd(vm1)).unwrap();
+        let mut vm2 = port("vm2", "mem2", MAC2);
+        vm2.external_ids = id("iface-id", "other");
+        s.handle(Call::PortAdd(vm2)).unwrap();
+        let mut bad = port("vm3", "mem3", "02:00:00:00:00:03");
+        bad.external_ids = id("k", "line\nbreak");
+        let e = s.handle(Call::PortAdd(bad)).unwrap_err();
+        assert_eq!(e.code, code::INVALID_PARAMS, "{e:?}");
+    }
+    let mut s = service(&host, Some(&dir));
+    s.restore(Store::open(&dir).unwrap().load().unwrap())
+        .unwrap();
+    let found = ports_with(&mut s, id("iface-id", uuid));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].name, uuid, "a UUID is a name");
+    assert_eq!(found[0].external_ids, id("iface-id", uuid));
+    assert!(ports_with(&mut s, id("iface-id", "none")).is_empty());
+    assert_eq!(ports(&mut s).len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::protocol::{code, RpcError};
 use crate::types::{
     CaptureRead, CaptureStart, CtFilter, CtPolicySet, CtPolicyShow, NetworkAdd, NetworkFilter,
-    NetworkName, PortAdd, PortName, PortSet, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel,
-    StatsFilter,
+    NetworkName, PortAdd, PortFilter, PortName, PortSet, SgAdd, SgImport, SgMemberSet, SgName,
+    SgRuleAdd, SgRuleDel, StatsFilter,
 };
 
 /// Params of methods that take none: absent, `null` or `{}`.
@@ -67,8 +67,8 @@ calls! {
     PortAdd(PortAdd) = "port.add",
     /// Remove a port.
     PortDel(PortName) = "port.del",
-    /// List ports.
-    PortList(NoParams) = "port.list",
+    /// List ports (those with given external ids, if any).
+    PortList(PortFilter) = "port.list",
     /// Change a port's security.
     PortSet(PortSet) = "port.set",
     /// Show FDB entries.
@@ -107,6 +107,8 @@ calls! {
     SgRuleAdd(SgRuleAdd) = "sg.rule.add",
     /// Remove a rule.
     SgRuleDel(SgRuleDel) = "sg.rule.del",
+    /// Replace a group's explicit members (members on other hosts).
+    SgMemberSet(SgMemberSet) = "sg.member.set",
     /// Import groups as `openstack security group show -f json` prints them.
     SgImport(SgImport) = "sg.import",
 }
@@ -136,7 +138,7 @@ mod tests {
             Call::decode("network.add", v["params"].clone()).unwrap(),
             call
         );
-        let list = serde_json::to_value(Call::PortList(NoParams {})).unwrap();
+        let list = serde_json::to_value(Call::PortList(PortFilter::default())).unwrap();
         assert_eq!(list, json!({"method": "port.list", "params": {}}));
     }
 
@@ -148,7 +150,7 @@ mod tests {
         );
         assert_eq!(
             Call::decode("port.list", Value::Null).unwrap(),
-            Call::PortList(NoParams {})
+            Call::PortList(PortFilter::default())
         );
         let e = Call::decode("port.list", json!({"x": 1})).unwrap_err();
         assert_eq!(e.code, code::INVALID_PARAMS);
@@ -156,6 +158,6 @@ mod tests {
         let e = Call::decode("nope", Value::Null).unwrap_err();
         assert_eq!(e.code, code::METHOD_NOT_FOUND);
         assert!(e.message.contains("sg.rule.add"), "{e}");
-        assert_eq!(Call::METHODS.len(), 26);
+        assert_eq!(Call::METHODS.len(), 27);
     }
 }

@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Key-value labels an orchestrator attaches to an object, as OVSDB rows carry them (for
+/// example Neutron's `iface-id`): brink stores and shows them, and never reads them.
+pub type ExternalIds = BTreeMap<String, String>;
+
 /// Params of `network.add` and `network.del`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +107,9 @@ pub struct PortAdd {
     /// EtherTypes besides IPv4, IPv6 and ARP the port may send and receive.
     #[serde(default)]
     pub permitted_ethertypes: Vec<u16>,
+    /// The orchestrator's labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_ids: ExternalIds,
 }
 
 fn on() -> bool {
@@ -127,6 +134,9 @@ pub struct PortSet {
     /// Permitted EtherTypes.
     #[serde(default)]
     pub permitted_ethertypes: Option<Vec<u16>>,
+    /// The orchestrator's labels (all of them: the given map replaces the old one).
+    #[serde(default)]
+    pub external_ids: Option<ExternalIds>,
 }
 
 /// Result of a change that can cut connections: what the recheck of every connection admitted
@@ -157,6 +167,20 @@ pub struct SgAdd {
     /// Judge every packet and track nothing (Neutron `stateful=False`).
     #[serde(default)]
     pub stateless: bool,
+    /// The orchestrator's labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_ids: ExternalIds,
+}
+
+/// Params of `sg.member.set`: the group's members on other hosts, all of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgMemberSet {
+    /// Group name.
+    pub group: String,
+    /// Addresses (or CIDRs) that remote-group rules naming the group match, besides the
+    /// addresses of the group's local ports. Replaces the previous set; empty clears it.
+    pub members: Vec<String>,
 }
 
 /// Params of `sg.del` and `sg.show`.
@@ -258,6 +282,12 @@ pub struct SgInfo {
     pub rules: Vec<SgRuleInfo>,
     /// Ports that use it.
     pub ports: Vec<String>,
+    /// Members set by `sg.member.set` (members on other hosts).
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// The orchestrator's labels.
+    #[serde(default)]
+    pub external_ids: ExternalIds,
 }
 
 /// A saved group.
@@ -269,6 +299,12 @@ pub struct SgRecord {
     pub stateful: bool,
     /// Rules with their ids.
     pub rules: Vec<(u32, RuleSpec)>,
+    /// Members set by `sg.member.set`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// The orchestrator's labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_ids: ExternalIds,
 }
 
 /// Params of `sg.import`: what `openstack security group show -f json` prints, one group or a
@@ -326,6 +362,19 @@ pub struct PortInfo {
     pub allowed_pairs: Vec<String>,
     /// Permitted EtherTypes.
     pub permitted_ethertypes: Vec<u16>,
+    /// The orchestrator's labels.
+    #[serde(default)]
+    pub external_ids: ExternalIds,
+}
+
+/// Params of `port.list`: with `external_ids`, only the ports that carry all of them (how an
+/// agent finds its port by Neutron port id).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortFilter {
+    /// Labels a port must carry, each with this value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_ids: ExternalIds,
 }
 
 /// Params of `fdb.show` and `fdb.flush`.

@@ -55,6 +55,7 @@ impl From<ModelError> for RpcError {
             | ModelError::DuplicateMac { .. } => code::IN_USE,
             ModelError::TooManyPorts | ModelError::TooManyNetworks => code::DATAPLANE,
             ModelError::BadName(_)
+            | ModelError::BadExternalIds(_)
             | ModelError::BadMac(_)
             | ModelError::NotUnicast(_)
             | ModelError::BadIp(_)
@@ -183,7 +184,7 @@ impl<H: Host> Service<H> {
             Call::NetworkList(NoParams {}) => reply(&self.model.networks()),
             Call::PortAdd(p) => reply(&self.port_add(p)?),
             Call::PortDel(p) => reply(&self.port_del(&p.name)?),
-            Call::PortList(NoParams {}) => reply(&self.port_list()?),
+            Call::PortList(p) => reply(&self.port_list(&p)?),
             Call::PortSet(p) => reply(&self.port_set(&p)?),
             Call::FdbShow(p) => reply(&self.fdb_show(p)?),
             Call::FdbFlush(p) => reply(&self.fdb_flush(p)?),
@@ -203,6 +204,7 @@ impl<H: Host> Service<H> {
             Call::SgShow(p) => reply(&self.sg_show(&p)?),
             Call::SgRuleAdd(p) => reply(&self.sg_rule_add(&p)?),
             Call::SgRuleDel(p) => reply(&self.sg_rule_del(&p)?),
+            Call::SgMemberSet(p) => reply(&self.sg_member_set(&p)?),
             Call::SgImport(p) => reply(&self.sg_import(&p)?),
         }
     }

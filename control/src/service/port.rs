@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brink_api::protocol::{code, RpcError};
-use brink_api::types::{PortAdd, PortInfo, PortKind, PortSet, PortSetResult};
+use brink_api::types::{
+    ExternalIds, PortAdd, PortFilter, PortInfo, PortKind, PortSet, PortSetResult,
+};
 use brink_dataplane::counters::PortCounters;
 use brink_dataplane::port::PortMode;
 
@@ -95,9 +97,16 @@ impl<H: Host> Service<H> {
         closed
     }
 
-    pub(super) fn port_list(&self) -> Result<Vec<PortInfo>, RpcError> {
+    pub(super) fn port_list(&self, filter: &PortFilter) -> Result<Vec<PortInfo>, RpcError> {
+        let carries = |ids: &ExternalIds| {
+            filter
+                .external_ids
+                .iter()
+                .all(|(k, v)| ids.get(k) == Some(v))
+        };
         self.model
             .ports()
+            .filter(|p| carries(&p.spec.external_ids))
             .map(|p| self.port_info(&p.spec.name))
             .collect()
     }
@@ -233,6 +242,7 @@ impl<H: Host> Service<H> {
             security_groups: p.spec.security_groups.clone(),
             allowed_pairs: p.spec.allowed_pairs.clone(),
             permitted_ethertypes: p.spec.permitted_ethertypes.clone(),
+            external_ids: p.spec.external_ids.clone(),
         })
     }
 }

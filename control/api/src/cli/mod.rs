@@ -28,7 +28,7 @@ pub use ct::{CtCmd, CtFilterArgs, PolicyCmd};
 pub use fdb::FdbCmd;
 pub use network::NetworkCmd;
 pub use port::{KindArg, ModeArg, PortAddArgs, PortCmd, PortSetArgs, SecurityArgs};
-pub use sg::{RuleAddArgs, RuleCmd, SgCmd};
+pub use sg::{MemberCmd, RuleAddArgs, RuleCmd, SgCmd};
 pub use stats::StatsArgs;
 
 /// Control a running brinkd.
@@ -127,16 +127,24 @@ fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ClientError> {
     serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
-/// Counters by name in one cell: `name=n,...`, or `-` for none.
-fn drops_text(drops: &BTreeMap<String, u64>) -> String {
-    if drops.is_empty() {
+/// Values by name in one cell (counters, external ids): `name=value,...`, or `-` for none.
+fn pairs_text<V: std::fmt::Display>(pairs: &BTreeMap<String, V>) -> String {
+    if pairs.is_empty() {
         return "-".into();
     }
-    drops
+    pairs
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Parses a `--external-id KEY=VALUE` argument.
+fn external_id(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("bad external id {s:?}: use KEY=VALUE")),
+    }
 }
 
 /// What a change that rechecked connections did to them.
