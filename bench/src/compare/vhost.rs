@@ -54,6 +54,22 @@ pub struct LoopResult {
     pub pps: u64,
     /// testpmd's totals per port: (received, sent).
     pub totals: Vec<(u64, u64)>,
+    /// brink only: its worker's busy time (polls that moved frames, wall clock) per frame it
+    /// received, in nanoseconds.
+    pub worker_ns_per_frame: Option<f64>,
+}
+
+/// brink's worker busy time per frame received, from `stats`.
+fn worker_ns_per_frame(d: &Daemon) -> Result<Option<f64>, BenchError> {
+    let text = d.ctl_ok(&["--json", "stats"])?;
+    let stats: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| BenchError::Config(format!("stats: {e}")))?;
+    let busy = stats["workers"][0]["busy_ns"].as_u64().unwrap_or(0);
+    let frames: u64 = stats["ports"]
+        .as_array()
+        .map(|ports| ports.iter().filter_map(|p| p["rx_packets"].as_u64()).sum())
+        .unwrap_or(0);
+    Ok((frames > 0).then(|| busy as f64 / frames as f64))
 }
 
 /// Open vSwitch's flows: everything NORMAL, or IP through conntrack zone 1 first.
@@ -114,10 +130,11 @@ pub fn run_loop(dir: &Path, system: LoopSystem, seconds: u32) -> Result<LoopResu
     std::thread::sleep(SETTLE / 4);
     let log = dir.join("testpmd.log");
     // The switch runs until testpmd has stopped and printed its totals.
-    let ports: Vec<Forwarded> = match system {
+    let (ports, worker_ns): (Vec<Forwarded>, _) = match system {
         LoopSystem::Brink => {
-            let _brinkd = brink(&dir.join("brinkd"), &sockets)?;
-            run.finish(devices.len(), &log)?
+            let brinkd = brink(&dir.join("brinkd"), &sockets)?;
+            let ports = run.finish(devices.len(), &log)?;
+            (ports, worker_ns_per_frame(&brinkd)?)
         }
         LoopSystem::OvsNormal | LoopSystem::OvsCt => {
             let _ovs = Ovs::start_dpdk(
@@ -127,13 +144,14 @@ pub fn run_loop(dir: &Path, system: LoopSystem, seconds: u32) -> Result<LoopResu
                 (SWITCH_CORE, &huge.mount),
                 ovs_flows(system),
             )?;
-            run.finish(devices.len(), &log)?
+            (run.finish(devices.len(), &log)?, None)
         }
     };
     Ok(LoopResult {
         system,
         pps: ports.iter().map(|p| p.rx_pps).sum(),
         totals: ports.iter().map(|p| (p.rx, p.tx)).collect(),
+        worker_ns_per_frame: worker_ns,
     })
 }
 
@@ -147,7 +165,10 @@ const NEEDED: [(&str, &str); 2] = [
 pub fn run_all(systems: &[LoopSystem], seconds: u32) -> Result<Vec<LoopResult>, BenchError> {
     let missing = tools::ensure_all(&NEEDED);
     if !missing.is_empty() {
-        return Err(BenchError::Config(format!("missing: {}", missing.join("; "))));
+        return Err(BenchError::Config(format!(
+            "missing: {}",
+            missing.join("; ")
+        )));
     }
     let topo = Topology::new("Vb");
     systems
@@ -158,16 +179,20 @@ pub fn run_all(systems: &[LoopSystem], seconds: u32) -> Result<Vec<LoopResult>, 
 
 /// The results as a Markdown table.
 pub fn markdown(results: &[LoopResult]) -> String {
-    let mut out =
-        String::from("| switch | Mpps | testpmd totals (rx/tx per port) |\n|---|---:|---|\n");
+    let mut out = String::from(
+        "| switch | Mpps | worker ns/frame | testpmd rx/tx per port |\n|---|---:|---:|---|\n",
+    );
     for r in results {
         let totals: Vec<String> = r
             .totals
             .iter()
             .map(|(rx, tx)| format!("{rx}/{tx}"))
             .collect();
+        let ns = r
+            .worker_ns_per_frame
+            .map_or_else(|| "-".to_string(), |ns| format!("{ns:.0}"));
         out.push_str(&format!(
-            "| {:?} | {:.2} | {} |\n",
+            "| {:?} | {:.2} | {ns} | {} |\n",
             r.system,
             r.pps as f64 / 1e6,
             totals.join(", ")
