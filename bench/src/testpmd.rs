@@ -108,6 +108,22 @@ pub struct Device<'a> {
     pub peer: &'a str,
 }
 
+/// Two devices on `sockets` with `macs`, each sending to the other's MAC.
+pub fn pair<'a>(sockets: &'a [PathBuf; 2], macs: [&'a str; 2]) -> [Device<'a>; 2] {
+    [
+        Device {
+            socket: &sockets[0],
+            mac: macs[0],
+            peer: macs[1],
+        },
+        Device {
+            socket: &sockets[1],
+            mac: macs[1],
+            peer: macs[0],
+        },
+    ]
+}
+
 /// One testpmd port's totals, and its last receive rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forwarded {

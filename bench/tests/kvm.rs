@@ -66,6 +66,37 @@ fn guest_spec(
     }
 }
 
+/// Starts guests `g1` and `g2` on `nics`, with `macs` and `ips` (booting, not yet ready).
+fn boot_two(
+    kernel: (&Kernel, Accel),
+    dir: &Path,
+    nics: [Nic; 2],
+    macs: [&str; 2],
+    ips: [&str; 2],
+) -> [Guest; 2] {
+    let mut n = 0;
+    nics.map(|nic| {
+        n += 1;
+        let spec = guest_spec(&format!("g{n}"), kernel, dir, nic, macs[n - 1], ips[n - 1]);
+        Guest::boot(&spec).unwrap()
+    })
+}
+
+/// brinkd with its files in `dir`, network `blue` and group `guest` in Neutron's shape:
+/// everything out; ping and TCP 5001 in.
+fn switch(dir: &Path) -> Daemon {
+    let d = Daemon::start(dir, &["--idle-sleep"]).unwrap();
+    ctl(&d, "network add blue");
+    ctl(&d, "sg add guest");
+    ctl(&d, "sg rule add guest --direction egress");
+    ctl(&d, "sg rule add guest --direction ingress --protocol icmp");
+    ctl(
+        &d,
+        "sg rule add guest --direction ingress --protocol tcp --port 5001",
+    );
+    d
+}
+
 /// Runs `brinkctl` with `args` split at spaces.
 fn ctl(d: &Daemon, args: &str) -> String {
     d.ctl_ok(&args.split_whitespace().collect::<Vec<_>>())
@@ -249,16 +280,7 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
     let mac2 = format!("52:54:00:9b:{pid:02x}:02");
     let (ip1, ip2) = ("10.90.0.1", "10.90.0.2");
 
-    let d = Daemon::start(&dir.join("brinkd"), &["--idle-sleep"]).unwrap();
-    ctl(&d, "network add blue");
-    // Neutron's shape: everything out; ping and one TCP port in.
-    ctl(&d, "sg add guest");
-    ctl(&d, "sg rule add guest --direction egress");
-    ctl(&d, "sg rule add guest --direction ingress --protocol icmp");
-    ctl(
-        &d,
-        "sg rule add guest --direction ingress --protocol tcp --port 5001",
-    );
+    let d = switch(&dir.join("brinkd"));
     // Guest 1 on a tap brink creates; guest 2 on one made as libvirt makes it (vnet_hdr),
     // added as an existing interface.
     ctl(
@@ -279,24 +301,13 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
         &format!("port add vm2 --iface {tap2} --network blue --mac {mac2} --ip {ip2} --sg guest"),
     );
 
-    let mut g1 = Guest::boot(&guest_spec(
-        "g1",
+    let [mut g1, mut g2] = boot_two(
         (&kernel, accel),
         &dir,
-        Nic::Tap(tap1.clone()),
-        &mac1,
-        ip1,
-    ))
-    .unwrap();
-    let mut g2 = Guest::boot(&guest_spec(
-        "g2",
-        (&kernel, accel),
-        &dir,
-        Nic::Tap(tap2.clone()),
-        &mac2,
-        ip2,
-    ))
-    .unwrap();
+        [Nic::Tap(tap1.clone()), Nic::Tap(tap2.clone())],
+        [&mac1, &mac2],
+        [ip1, ip2],
+    );
     let boot1 = g1.wait_ready(BOOT).unwrap();
     let boot2 = g2.wait_ready(BOOT).unwrap();
     eprintln!("guests booted in {boot1:.1?} and {boot2:.1?} (started together)");
@@ -413,35 +424,16 @@ fn vhost_user_guests_stream_with_offloads_and_survive_a_brinkd_restart() {
         format!("52:54:00:9c:{pid:02x}:02"),
     ];
     let (ip1, ip2, ip3) = ("10.91.0.1", "10.91.0.2", "10.91.0.3");
-    let mut g1 = Guest::boot(&guest_spec(
-        "g1",
+    let [mut g1, mut g2] = boot_two(
         (&kernel, accel),
         &dir,
-        Nic::VhostUser(sockets[0].clone()),
-        &macs[0],
-        ip1,
-    ))
-    .unwrap();
-    let mut g2 = Guest::boot(&guest_spec(
-        "g2",
-        (&kernel, accel),
-        &dir,
-        Nic::VhostUser(sockets[1].clone()),
-        &macs[1],
-        ip2,
-    ))
-    .unwrap();
+        sockets.clone().map(Nic::VhostUser),
+        [&macs[0], &macs[1]],
+        [ip1, ip2],
+    );
 
     let daemon_dir = dir.join("brinkd");
-    let mut d = Daemon::start(&daemon_dir, &["--idle-sleep"]).unwrap();
-    ctl(&d, "network add blue");
-    ctl(&d, "sg add guest");
-    ctl(&d, "sg rule add guest --direction egress");
-    ctl(&d, "sg rule add guest --direction ingress --protocol icmp");
-    ctl(
-        &d,
-        "sg rule add guest --direction ingress --protocol tcp --port 5001",
-    );
+    let mut d = switch(&daemon_dir);
     for (n, ip) in [ip1, ip2].into_iter().enumerate() {
         ctl(
             &d,

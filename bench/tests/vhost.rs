@@ -42,18 +42,7 @@ fn testpmd_run(
 
 /// testpmd's two devices on `sockets`, each sending to the other's MAC.
 fn testpmd_loop(dir: &Path, huge: &Hugepages, sockets: &[PathBuf; 2]) -> (Forwarded, Forwarded) {
-    let devices = [
-        Device {
-            socket: &sockets[0],
-            mac: MAC0,
-            peer: MAC1,
-        },
-        Device {
-            socket: &sockets[1],
-            mac: MAC1,
-            peer: MAC0,
-        },
-    ];
+    let devices = testpmd::pair(sockets, [MAC0, MAC1]);
     let ports = testpmd_run(dir, huge, &devices, || {});
     (ports[0], ports[1])
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::ovs::{Ovs, VSWITCHD_DPDK};
 use super::tools;
 use crate::daemon::Daemon;
-use crate::testpmd::{self, Device, Forwarded, Hugepages, TESTPMD_IP};
+use crate::testpmd::{self, Forwarded, Hugepages, TESTPMD_IP};
 use crate::topo::Topology;
 use crate::BenchError;
 
@@ -113,18 +113,7 @@ pub fn run_loop(dir: &Path, system: LoopSystem, seconds: u32) -> Result<LoopResu
         .map_err(|e| BenchError::Config(format!("{}: {e}", dir.display())))?;
     let huge = Hugepages::reserve(&dir.join("huge"), PAGES)?;
     let sockets = [dir.join("vm1.sock"), dir.join("vm2.sock")];
-    let devices = [
-        Device {
-            socket: &sockets[0],
-            mac: MAC0,
-            peer: MAC1,
-        },
-        Device {
-            socket: &sockets[1],
-            mac: MAC1,
-            peer: MAC0,
-        },
-    ];
+    let devices = testpmd::pair(&sockets, [MAC0, MAC1]);
     // testpmd listens first; the switch connects (brink retries, OVS reconnects).
     let run = testpmd::Run::start(&huge, &devices, seconds + 2, (TESTPMD_CORE, SWITCH_CORE))?;
     std::thread::sleep(SETTLE / 4);
