@@ -696,7 +696,7 @@ mod tests {
             header_len: 54,
             size: 1448,
         };
-        // Two buffers of 1,536 bytes: not enough; the frame waits and nothing is used.
+        // Two buffers of 1,536 bytes: not enough; the frame is not taken and nothing is used.
         for k in 0..2u16 {
             let at = DATA + u64::from(k) * 0x1000;
             rx.add_desc_chains(&[desc(at, 1536, VRING_DESC_F_WRITE, 0)], k)
