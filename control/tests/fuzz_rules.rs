@@ -74,7 +74,7 @@ proptest! {
         probes in proptest::collection::vec((any::<u8>(), any::<u16>(), any::<u8>()), 32),
     ) {
         let mut groups = SecurityGroups::default();
-        groups.add_group("g", true).unwrap();
+        groups.add_group("g", true, &BTreeMap::new()).unwrap();
         for s in &specs {
             if let Ok(spec) = serde_json::from_value::<RuleSpec>(s.clone()) {
                 // Refused or accepted, never a panic.

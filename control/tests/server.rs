@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant};
 
-use brink_api::call::{Call, NoParams};
+use brink_api::call::Call;
 use brink_api::client::Client;
 use brink_control::host::Memory;
 use brink_control::server::{Access, Limits, Server};
@@ -54,7 +54,7 @@ impl Served {
     /// A fresh client's `port.list` answers.
     fn answers(&self) -> bool {
         Client::connect(&self.socket)
-            .and_then(|mut c| c.call(&Call::PortList(NoParams {})))
+            .and_then(|mut c| c.call(&Call::PortList(Default::default())))
             .is_ok()
     }
 
@@ -133,7 +133,7 @@ fn a_flood_from_another_user_evicts_its_own_connections_never_roots() {
     );
     // Root's connection, served once and then the least recently served of all.
     let mut root = Client::connect(&served.socket).unwrap();
-    root.call(&Call::PortList(NoParams {})).unwrap();
+    root.call(&Call::PortList(Default::default())).unwrap();
     // 40 half-written requests from nobody (in the socket's group), then how many of them
     // the server closed.
     let flood = format!(
@@ -169,7 +169,7 @@ fn a_flood_from_another_user_evicts_its_own_connections_never_roots() {
         "only {evicted} of nobody's 40 connections were evicted"
     );
     assert!(
-        root.call(&Call::PortList(NoParams {})).is_ok(),
+        root.call(&Call::PortList(Default::default())).is_ok(),
         "root's connection was evicted"
     );
 }

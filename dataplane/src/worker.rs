@@ -323,6 +323,7 @@ impl<B: Backend> Worker<B> {
         stage::parse(b, &self.egress.backend);
         stage::port_security(b, snap);
         stage::l2(b, &mut self.fdb, now, &self.counters);
+        stage::arp_responder(b, &mut self.egress.backend, snap);
         let events = self.shared.events.active();
         stage::conntrack(b, &self.shared.ct, snap, now_ns, events);
         stage::rules(b, snap);
