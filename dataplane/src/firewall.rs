@@ -49,13 +49,14 @@ pub fn recheck(snap: &Snapshot, original: &Tuple, was: &Admission) -> Option<Adm
 }
 
 /// Conntrack's gate for one frame from port `from` of `network` to port `to` (`None`:
-/// flooded).
+/// flooded), on worker `worker` (whose rule-hit counters it writes).
 pub struct FrameGate<'a> {
     snap: &'a Snapshot,
     flow: &'a Flow,
     network: NetworkId,
     from: PortId,
     to: Option<PortId>,
+    worker: usize,
     /// Why the gate refused the frame, if it did.
     pub denied: Option<DropReason>,
     /// The port the frame's connection lets it reach without that port's rules judging it
@@ -64,13 +65,14 @@ pub struct FrameGate<'a> {
 }
 
 impl<'a> FrameGate<'a> {
-    /// The gate for `flow` from `from` (in `network`) to `to`.
+    /// The gate for `flow` from `from` (in `network`) to `to`, on `worker`.
     pub fn new(
         snap: &'a Snapshot,
         flow: &'a Flow,
         network: NetworkId,
         from: PortId,
         to: Option<PortId>,
+        worker: usize,
     ) -> Self {
         FrameGate {
             snap,
@@ -78,6 +80,7 @@ impl<'a> FrameGate<'a> {
             network,
             from,
             to,
+            worker,
             denied: None,
             peer: NO_PORT,
         }
@@ -93,7 +96,7 @@ impl<'a> FrameGate<'a> {
             }
         };
         for allow in [out, into].into_iter().flatten() {
-            allow.count();
+            allow.count(self.worker);
         }
         Ok(Admission {
             rules: [out.map_or(0, Allow::id), into.map_or(0, Allow::id)],
@@ -115,7 +118,7 @@ impl<'a> FrameGate<'a> {
                 Ok(allow) => {
                     admitted = true;
                     if let Some(a) = allow {
-                        a.count();
+                        a.count(self.worker);
                     }
                 }
                 Err(reason) => refused = reason,
@@ -179,7 +182,7 @@ impl Gate for FrameGate<'_> {
                         admission.ports[1] = to;
                         admission.rules[1] = allow.map_or(0, Allow::id);
                         if let Some(a) = allow {
-                            a.count();
+                            a.count(self.worker);
                         }
                         self.peer = to;
                     }
@@ -214,12 +217,14 @@ impl Gate for SnapshotGate<'_> {
 
 /// The per-packet check of one side of a frame that conntrack did not judge: a stateless port,
 /// or a frame that is not tracked (`tracked` false). Stateful sides of tracked frames pass here.
+/// A stateless rule's hit is counted for `worker`.
 pub fn per_packet(
     snap: &Snapshot,
     port: PortId,
     dir: Direction,
     flow: &Flow,
     tracked: bool,
+    worker: usize,
 ) -> Result<(), DropReason> {
     let Some(f) = snap.filter(port) else {
         return Ok(());
@@ -229,7 +234,7 @@ pub fn per_packet(
     }
     let allow = f.allows(dir, flow).ok_or(dir.denied())?;
     if !f.stateful {
-        allow.count();
+        allow.count(worker);
     }
     Ok(())
 }

@@ -131,8 +131,8 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
 /// ports allow it (of a flood: the sender's and some receiver's), a connection admitted under
 /// older rules is rechecked, and a frame sent to a port that is not the admitting end it is
 /// bound for is judged by that port's rules; frames refused any of these ways, and frames
-/// invalid for any connection, are dropped.
-pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u64) {
+/// invalid for any connection, are dropped. Rule hits are counted for `worker`.
+pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u64, worker: usize) {
     if !b.track {
         return;
     }
@@ -145,7 +145,7 @@ pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u6
         let (Some(packet), L3::Ip(flow)) = (&b.ct[i], &b.l3[i]) else {
             continue;
         };
-        let mut gate = FrameGate::new(snap, flow, b.network, b.in_port, to);
+        let mut gate = FrameGate::new(snap, flow, b.network, b.in_port, to, worker);
         let state = table.process_gated(packet, now_ns, &mut gate);
         b.ct_state[i] = state;
         b.peer[i] = gate.peer;
@@ -159,8 +159,8 @@ pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u6
 
 /// The security-group checks conntrack did not make: every packet of stateless ports and of
 /// untracked traffic, and the EtherTypes a port with port security accepts. Flooded frames are
-/// checked per receiving port in `tx`.
-pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
+/// checked per receiving port in `tx`. Stateless rule hits are counted for `worker`.
+pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot, worker: usize) {
     if !snap.is_filtered(b.network) {
         return;
     }
@@ -175,14 +175,12 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
         let checked = match &b.l3[i] {
             L3::Ip(flow) => {
                 let tracked = b.ct_state[i].contains(CtState::TRACKED);
-                firewall::per_packet(snap, b.in_port, Direction::Egress, flow, tracked).and_then(
-                    |()| match to {
-                        Some(to) => {
-                            firewall::per_packet(snap, to, Direction::Ingress, flow, tracked)
-                        }
-                        None => Ok(()),
-                    },
-                )
+                let judge =
+                    |port, dir| firewall::per_packet(snap, port, dir, flow, tracked, worker);
+                judge(b.in_port, Direction::Egress).and_then(|()| match to {
+                    Some(to) => judge(to, Direction::Ingress),
+                    None => Ok(()),
+                })
             }
             l3 => match to {
                 Some(to) => firewall::delivers_to(snap, to, b.keys[i].ethertype, l3, b.peer[i]),

@@ -10,7 +10,7 @@ use brink_conntrack::Table;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::capture::Capture;
-use crate::counters::{PortCounters, WorkerCounters};
+use crate::counters::{PortCounters, WorkerCounters, MAX_WORKERS};
 use crate::fdb::FdbRow;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
@@ -54,6 +54,9 @@ impl<B: Backend + 'static> Switch<B> {
     where
         F: Fn() -> Result<B, PortError> + Send + Clone + 'static,
     {
+        if config.cores.len() > MAX_WORKERS {
+            return Err(PortError::TooManyWorkers(config.cores.len()));
+        }
         let mut switch = Switch {
             workers: Vec::new(),
             shared: Shared {

@@ -166,6 +166,7 @@ impl<S> Wiring<S> {
             Arc::clone(&shared.capture),
         );
         Worker::new(
+            self.id,
             egress,
             self.from_workers,
             self.commands,
@@ -178,6 +179,8 @@ impl<S> Wiring<S> {
 
 /// One poll-mode worker.
 pub struct Worker<B: Backend> {
+    /// This worker's index in the switch (its slot in per-worker counters).
+    id: usize,
     egress: Egress<B>,
     fdb: Fdb,
     batch: Batch<B::Frame>,
@@ -197,6 +200,7 @@ impl<B: Backend> Worker<B> {
     /// A worker around `egress`, reading commands from `commands` and frames other workers
     /// forward to it from `from_workers`.
     fn new(
+        id: usize,
         egress: Egress<B>,
         from_workers: Vec<CrossQueue>,
         commands: Receiver<Command<B::Spec>>,
@@ -205,6 +209,7 @@ impl<B: Backend> Worker<B> {
         config: WorkerConfig,
     ) -> Self {
         Worker {
+            id,
             fdb: Fdb::new(config.fdb_capacity, config.fdb_aging),
             egress,
             batch: Batch::default(),
@@ -312,8 +317,8 @@ impl<B: Backend> Worker<B> {
         stage::parse(b, &self.egress.backend);
         stage::port_security(b, snap);
         stage::l2(b, &mut self.fdb, now, &self.counters);
-        stage::conntrack(b, &self.shared.ct, snap, now_ns);
-        stage::rules(b, snap);
+        stage::conntrack(b, &self.shared.ct, snap, now_ns, self.id);
+        stage::rules(b, snap, self.id);
         stage::finish_checksums(b, &mut self.egress.backend);
         stage::tx(b, &mut self.egress, snap);
         self.counters.batches.add(1);
