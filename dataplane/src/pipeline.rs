@@ -63,9 +63,9 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
                     if b.track {
                         b.ct[i] = ct;
                     }
-                    let header = bytes.len() - eth.payload().len();
+                    let header = (bytes.len() - eth.payload().len()) as u16;
                     b.fix[i] = fix.map(|f| Fixup {
-                        at: header + f.at,
+                        at: f.at.saturating_add(header),
                         ..f
                     });
                 }
@@ -199,7 +199,7 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot, worker: usize) {
 pub fn finish_checksums<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B) {
     for i in 0..b.len {
         if let (Some(fix), false) = (b.fix[i], matches!(b.verdicts[i], Verdict::Drop(_))) {
-            backend.patch(&mut b.frames[i], fix.at, &fix.bytes);
+            backend.patch(&mut b.frames[i], usize::from(fix.at), &fix.bytes);
         }
     }
 }
