@@ -11,6 +11,7 @@
 //! insert waits on work in another shard, and there is no global lock.
 
 pub mod gate;
+pub mod index;
 pub mod key;
 pub mod packet;
 pub mod state;
@@ -22,7 +23,7 @@ pub use gate::{Admission, Connection, Gate, Open, Recheck};
 pub use key::{Addr, ConnKey, Tuple};
 pub use packet::{Packet, L4};
 pub use state::{CtState, Dir, InvalidReason};
-pub use table::{Config, ConnInfo, Filter, StateFilter, Stats, Table};
+pub use table::{Config, ConnInfo, Filter, Prepared, StateFilter, Stats, Table};
 pub use timeout::{Timeouts, ZonePolicy};
 
 pub use tcp::{TcpSegment, TcpState};

@@ -12,7 +12,7 @@ use std::time::Instant;
 use brink_conntrack::{CtState, Table};
 
 use crate::acl::Direction;
-use crate::batch::{Batch, FlowKey, Verdict};
+use crate::batch::{Batch, FlowKey, Verdict, BATCH_SIZE};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::egress::Egress;
 use crate::fdb::{Fdb, Learn};
@@ -136,17 +136,25 @@ pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u6
     if !b.track {
         return;
     }
+    // First every frame's connection is hashed and its index bucket prefetched, then each is
+    // looked up: the buckets' cache misses overlap instead of following one another.
+    let mut prepared = [None; BATCH_SIZE];
+    for i in 0..b.len {
+        if let (Some(packet), false) = (&b.ct[i], matches!(b.verdicts[i], Verdict::Drop(_))) {
+            prepared[i] = Some(table.prepare(packet));
+        }
+    }
     for i in 0..b.len {
         let to = match b.verdicts[i] {
             Verdict::Drop(_) => continue,
             Verdict::Forward(p) => Some(p),
             Verdict::Flood => None,
         };
-        let (Some(packet), L3::Ip(flow)) = (&b.ct[i], &b.l3[i]) else {
+        let (Some(packet), Some(prep), L3::Ip(flow)) = (&b.ct[i], &prepared[i], &b.l3[i]) else {
             continue;
         };
         let mut gate = FrameGate::new(snap, flow, b.network, b.in_port, to, worker);
-        let state = table.process_gated(packet, now_ns, &mut gate);
+        let state = table.process_prepared(packet, prep, now_ns, &mut gate);
         b.ct_state[i] = state;
         b.peer[i] = gate.peer;
         if let Some(reason) = gate.denied {
