@@ -1,11 +1,12 @@
 //! The connection table: sharded, bounded, with per-zone policies and budgeted expiry.
 //!
 //! Each shard keeps its connections in a slab (a `Vec` whose dead slots form a free list threaded
-//! through the slots themselves) and a hash index of slab positions, so a million connections
-//! cost 128 bytes each (two cache lines, see [`Entry`]) plus a few bytes of index, and removing
-//! one touches one index slot.
-//! A packet hashes its canonical key once, locks the one shard the hash picks, and does all of
-//! its work there: lookup, state update, or insert.
+//! through the slots themselves) and an [`Index`] of slab positions, so a million connections
+//! cost 128 bytes each (two cache lines, see [`Entry`]) plus about 8 bytes of index, and
+//! removing one touches one index bucket.
+//! A packet hashes its canonical key once ([`Table::prepare`], which also prefetches its index
+//! bucket), locks the one shard the hash picks, and does all of its work there: lookup, state
+//! update, or insert.
 
 use parking_lot::{Mutex, MutexGuard};
 use std::hash::BuildHasher;

@@ -287,8 +287,8 @@ mod tests {
         }
     }
 
-    fn start<B: Backend<Spec = MemPort> + 'static>(workers: usize, make: fn() -> B) -> Switch<B> {
-        let config = SwitchConfig {
+    fn config(workers: usize) -> SwitchConfig {
+        SwitchConfig {
             cores: vec![None; workers],
             worker: WorkerConfig {
                 idle_sleep: true,
@@ -299,8 +299,17 @@ mod tests {
                 max_connections: 16,
                 shards: 1,
             },
-        };
-        Switch::start(config, move || Ok(make())).unwrap()
+        }
+    }
+
+    fn start<B: Backend<Spec = MemPort> + 'static>(workers: usize, make: fn() -> B) -> Switch<B> {
+        Switch::start(config(workers), move || Ok(make())).unwrap()
+    }
+
+    #[test]
+    fn more_workers_than_counter_slots_are_refused() {
+        let too_many = Switch::start(config(MAX_WORKERS + 1), || Ok(MemBackend::new(16)));
+        assert!(matches!(too_many, Err(PortError::TooManyWorkers(17))));
     }
 
     fn open(switch: &Switch<impl Backend<Spec = MemPort> + 'static>, worker: usize, id: PortId) {
