@@ -798,7 +798,7 @@ impl Table {
 /// `shards`, which neither uses for any shard of fewer than 2^32 buckets.
 #[inline]
 fn shard_of(hash: u64, shards: usize) -> usize {
-    ((hash >> 48) * shards as u64 >> 16) as usize
+    (((hash >> 48) * shards as u64) >> 16) as usize
 }
 
 /// Locks a shard.

@@ -139,18 +139,18 @@ pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u6
     // First every frame's connection is hashed and its index bucket prefetched, then each is
     // looked up: the buckets' cache misses overlap instead of following one another.
     let mut prepared = [None; BATCH_SIZE];
-    for i in 0..b.len {
+    for (i, prep) in prepared.iter_mut().enumerate().take(b.len) {
         if let (Some(packet), false) = (&b.ct[i], matches!(b.verdicts[i], Verdict::Drop(_))) {
-            prepared[i] = Some(table.prepare(packet));
+            *prep = Some(table.prepare(packet));
         }
     }
-    for i in 0..b.len {
+    for (i, prep) in prepared.iter().enumerate().take(b.len) {
         let to = match b.verdicts[i] {
             Verdict::Drop(_) => continue,
             Verdict::Forward(p) => Some(p),
             Verdict::Flood => None,
         };
-        let (Some(packet), Some(prep), L3::Ip(flow)) = (&b.ct[i], &prepared[i], &b.l3[i]) else {
+        let (Some(packet), Some(prep), L3::Ip(flow)) = (&b.ct[i], prep, &b.l3[i]) else {
             continue;
         };
         let mut gate = FrameGate::new(snap, flow, b.network, b.in_port, to, worker);
