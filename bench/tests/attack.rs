@@ -827,14 +827,20 @@ fn rst_in_a_pause(
         .unwrap();
     wait_listening(server, 5201);
     let watch = Capture::start(server);
+    // The sender marks the start of its pause in a file, so a slow start on a loaded machine
+    // does not move the RST out of the pause.
+    let paused = dir.join(format!("rst.{run}.paused"));
+    let _ = std::fs::remove_file(&paused);
     let script = format!(
         "import socket, time\n\
          s = socket.create_connection(('{}', 5201), timeout=5)\n\
-         for i in range({LINES}):\n    s.sendall(b'line%d\\n' % i); time.sleep(2.5 if i == 4 else 0.1)\n\
+         for i in range({LINES}):\n    s.sendall(b'line%d\\n' % i)\n    \
+         if i == 4: open('{}', 'w').close(); time.sleep(2.5)\n    \
+         else: time.sleep(0.1)\n\
          s.close()\n",
-        server.ip
+        server.ip,
+        paused.display()
     );
-    let started = Instant::now();
     let sender = Command::new("ip")
         .args(["netns", "exec", &client.netns, "timeout", "10", PYTHON])
         .args(["-c", &script])
@@ -842,7 +848,13 @@ fn rst_in_a_pause(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    sleep(Duration::from_millis(900));
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while !paused.exists() && Instant::now() < deadline {
+        sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    // Let the pause's first segment reach the capture.
+    sleep(Duration::from_millis(200));
     // The client's next sequence number, from its last segment.
     let seen = watch.finish();
     let last = seen.iter().rev().find_map(|f| {
@@ -860,7 +872,7 @@ fn rst_in_a_pause(
     let rst = make_rst(sport, next);
     let at_server = exchange(client, &[server], std::slice::from_ref(&rst)).remove(0);
     assert!(
-        started.elapsed() < Duration::from_millis(2400),
+        paused.exists() && started.elapsed() < Duration::from_millis(2400),
         "the RST came after the pause"
     );
     let conn = conns_from(d, sport).pop().unwrap_or_default();

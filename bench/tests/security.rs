@@ -327,6 +327,21 @@ fn paced_stream(
     (sender, receiver, dst)
 }
 
+/// Asserts that a [`paced_stream`] was cut: the sender never finishes and the receiver's file
+/// misses data.
+fn assert_stream_cut(sender: Child, receiver: Child, file: &std::path::Path) {
+    assert!(
+        !wait_child(sender, Duration::from_secs(12)),
+        "the cut stream finished"
+    );
+    wait_child(receiver, Duration::from_secs(16));
+    let got = std::fs::metadata(file).unwrap().len();
+    assert!(
+        got < 400_000,
+        "the cut stream delivered everything ({got} bytes)"
+    );
+}
+
 #[test]
 fn removing_a_rule_cuts_only_the_connections_no_other_rule_allows() {
     let (topo, d, vms) = secured("sgc", &[(1, "10.75.0.1", "net"), (2, "10.75.0.2", "net")]);
@@ -353,21 +368,57 @@ fn removing_a_rule_cuts_only_the_connections_no_other_rule_allows() {
     );
     assert!(wait_child(r2, Duration::from_secs(5)));
     assert_eq!(std::fs::metadata(&f2).unwrap().len(), 400_000);
-    assert!(
-        !wait_child(s1, Duration::from_secs(12)),
-        "the cut stream finished"
-    );
-    wait_child(r1, Duration::from_secs(16));
-    let got = std::fs::metadata(&f1).unwrap().len();
-    assert!(
-        got < 400_000,
-        "the cut stream delivered everything ({got} bytes)"
-    );
+    assert_stream_cut(s1, r1, &f1);
     assert!(
         drops(&d, "vm1", "rule_revoked")
             + drops(&d, "vm2", "rule_revoked")
             + drops(&d, "vm1", "ct_invalid")
             > 0
+    );
+}
+
+#[test]
+fn explicit_members_are_admitted_and_removing_one_cuts_its_connection() {
+    // vm1 stands for a member on another host: it is in the group only by `sg member set`.
+    let (topo, d, vms) = secured("sgm", &[(1, "10.76.0.1", "net"), (2, "10.76.0.2", "net")]);
+    ctl(&d, &["sg", "add", "client"]);
+    ctl(&d, &["sg", "add", "web"]);
+    rule(&d, "client", "--direction egress");
+    rule(
+        &d,
+        "web",
+        "--direction ingress --protocol tcp --remote-group web",
+    );
+    ctl(&d, &["port", "set", "vm1", "--sg", "client"]);
+    ctl(&d, &["port", "set", "vm2", "--sg", "web"]);
+    assert!(!tcp_connects(&vms[0], &vms[1], 6101), "not a member yet");
+    let set = json(
+        &d,
+        &["sg", "member", "set", "web", "10.76.0.1", "10.99.0.0/16"],
+    );
+    assert_eq!(set["cut"], 0, "{set}");
+    let shown = json(&d, &["sg", "show", "web"]);
+    assert_eq!(
+        shown["members"],
+        serde_json::json!(["10.76.0.1/32", "10.99.0.0/16"])
+    );
+    assert!(
+        tcp_connects(&vms[0], &vms[1], 6102),
+        "an explicit member gets in"
+    );
+    let (sender, receiver, file) = paced_stream(&topo, &vms[0], &vms[1], 6103);
+    sleep(Duration::from_millis(1500));
+    let cut = json(&d, &["sg", "member", "set", "web", "10.99.0.0/16"]);
+    assert!(cut["cut"].as_u64().unwrap() >= 1, "{cut}");
+    assert_stream_cut(sender, receiver, &file);
+    assert!(!tcp_connects(&vms[0], &vms[1], 6104), "no longer a member");
+    let bad = d.ctl(&["sg", "member", "set", "web", "10.76.0.300"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad member"));
+    assert_eq!(
+        json(&d, &["sg", "show", "web"])["members"],
+        serde_json::json!(["10.99.0.0/16"]),
+        "a refused set changes nothing"
     );
 }
 

@@ -8,13 +8,15 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use brink_api::types::{Ethertype, RuleDirection, RuleSpec, SgInfo, SgRecord, SgRuleInfo};
+use brink_api::types::{
+    Ethertype, ExternalIds, RuleDirection, RuleSpec, SgInfo, SgRecord, SgRuleInfo,
+};
 use brink_conntrack::key::proto;
 use brink_dataplane::acl::{Prefix, Rule, RuleSet};
 use brink_dataplane::counters::RuleHits;
 use serde_json::Value;
 
-use crate::name::{self, BadName};
+use crate::name::{self, BadExternalIds, BadName};
 use crate::protocols;
 
 /// Why a security-group change was refused.
@@ -23,6 +25,12 @@ pub enum SgError {
     /// A bad group name.
     #[error(transparent)]
     BadName(#[from] BadName),
+    /// Bad external ids.
+    #[error(transparent)]
+    BadExternalIds(#[from] BadExternalIds),
+    /// A member that is not an address or CIDR.
+    #[error("bad member {0:?}: expected an IP address or CIDR like 10.0.0.5 or fd00::/64")]
+    BadMember(String),
     /// The name is taken.
     #[error("security group {0:?} already exists")]
     Exists(String),
@@ -171,6 +179,11 @@ pub struct Group {
     pub stateful: bool,
     /// Rules, in the order they were added.
     pub rules: Vec<RuleRecord>,
+    /// Explicit members (on other hosts), sorted: remote-group rules naming the group match
+    /// them besides the addresses of its local ports.
+    pub members: Vec<Prefix>,
+    /// The orchestrator's labels.
+    pub external_ids: ExternalIds,
 }
 
 /// Each group's member addresses, by group name.
@@ -304,8 +317,14 @@ pub fn parse_cidr(s: &str) -> Result<Prefix, SgError> {
 
 impl SecurityGroups {
     /// Creates an empty group.
-    pub fn add_group(&mut self, name: &str, stateful: bool) -> Result<(), SgError> {
+    pub fn add_group(
+        &mut self,
+        name: &str,
+        stateful: bool,
+        external_ids: &ExternalIds,
+    ) -> Result<(), SgError> {
         name::check(name)?;
+        name::check_external_ids(external_ids)?;
         if self.groups.contains_key(name) {
             return Err(SgError::Exists(name.into()));
         }
@@ -314,9 +333,34 @@ impl SecurityGroups {
             Group {
                 stateful,
                 rules: Vec::new(),
+                members: Vec::new(),
+                external_ids: external_ids.clone(),
             },
         );
         Ok(())
+    }
+
+    /// Replaces the explicit members of `group` with `members` (addresses or CIDRs).
+    pub fn set_members(&mut self, group: &str, members: &[String]) -> Result<(), SgError> {
+        let mut parsed = members
+            .iter()
+            .map(|m| parse_cidr(m.trim()).map_err(|_| SgError::BadMember(m.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        parsed.sort_unstable();
+        parsed.dedup();
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| SgError::NoGroup(group.into()))?;
+        g.members = parsed;
+        Ok(())
+    }
+
+    /// Every group's explicit members, by group name.
+    pub fn explicit_members(&self) -> impl Iterator<Item = (&str, &[Prefix])> {
+        self.groups
+            .iter()
+            .map(|(name, g)| (name.as_str(), g.members.as_slice()))
     }
 
     /// Deletes a group that `ports` (its users) is empty for and no other group refers to.
@@ -431,6 +475,8 @@ impl SecurityGroups {
                 name: name.clone(),
                 stateful: g.stateful,
                 rules: g.rules.iter().map(|r| (r.id, r.spec.clone())).collect(),
+                members: g.members.iter().map(Prefix::to_string).collect(),
+                external_ids: g.external_ids.clone(),
             })
             .collect()
     }
@@ -440,7 +486,8 @@ impl SecurityGroups {
     pub fn add_records(&mut self, records: &[SgRecord]) -> Result<(), SgError> {
         let mut next = self.clone();
         for r in records {
-            next.add_group(&r.name, r.stateful)?;
+            next.add_group(&r.name, r.stateful, &r.external_ids)?;
+            next.set_members(&r.name, &r.members)?;
         }
         for r in records {
             for (id, spec) in &r.rules {
@@ -497,6 +544,8 @@ pub fn info(name: &str, g: &Group, ports: Vec<String>) -> SgInfo {
         stateful: g.stateful,
         rules: g.rules.iter().map(rule_info).collect(),
         ports,
+        members: g.members.iter().map(Prefix::to_string).collect(),
+        external_ids: g.external_ids.clone(),
     }
 }
 
@@ -538,6 +587,10 @@ pub fn import(json: &Value) -> Result<Vec<SgRecord>, SgError> {
         for r in rules {
             specs.push((0, import_rule(&name, r, &names_by_id)?));
         }
+        // The Neutron id stays findable on the group, as OVSDB rows carry it.
+        let external_ids = str_field(item, "id")
+            .map(|id| ExternalIds::from([("neutron-id".to_string(), id)]))
+            .unwrap_or_default();
         out.push(SgRecord {
             stateful: item
                 .get("stateful")
@@ -545,6 +598,8 @@ pub fn import(json: &Value) -> Result<Vec<SgRecord>, SgError> {
                 .unwrap_or(true),
             name,
             rules: specs,
+            members: Vec::new(),
+            external_ids,
         });
     }
     Ok(out)
@@ -709,7 +764,7 @@ mod tests {
     #[test]
     fn rules_are_normalized_and_duplicates_rejected() {
         let mut sgs = SecurityGroups::default();
-        sgs.add_group("web", true).unwrap();
+        sgs.add_group("web", true, &ExternalIds::new()).unwrap();
         let r = sgs.add_rule("web", &tcp(80), None).unwrap();
         assert_eq!(r.spec.protocol.as_deref(), Some("tcp"));
         assert_eq!((r.spec.port_min, r.spec.port_max), (Some(80), Some(80)));
@@ -761,9 +816,9 @@ mod tests {
     #[test]
     fn groups_in_use_or_referenced_are_not_deleted() {
         let mut sgs = SecurityGroups::default();
-        sgs.add_group("a", true).unwrap();
-        sgs.add_group("b", true).unwrap();
-        sgs.add_group("c", false).unwrap();
+        sgs.add_group("a", true, &ExternalIds::new()).unwrap();
+        sgs.add_group("b", true, &ExternalIds::new()).unwrap();
+        sgs.add_group("c", false, &ExternalIds::new()).unwrap();
         let from_a = RuleSpec {
             remote_group: Some("a".into()),
             ..spec(RuleDirection::Ingress)

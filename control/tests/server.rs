@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant};
 
-use brink_api::call::{Call, NoParams};
+use brink_api::call::Call;
 use brink_api::client::Client;
 use brink_control::host::Memory;
 use brink_control::server::{Access, Limits, Server};
@@ -49,7 +49,7 @@ impl Served {
     /// A fresh client's `port.list` answers.
     fn answers(&self) -> bool {
         Client::connect(&self.socket)
-            .and_then(|mut c| c.call(&Call::PortList(NoParams {})))
+            .and_then(|mut c| c.call(&Call::PortList(Default::default())))
             .is_ok()
     }
 

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use brink_api::call::{Call, NoParams};
+use brink_api::call::Call;
 use brink_api::protocol::code;
-use brink_api::types::{NetworkAdd, PortAdd, PortInfo, PortKind};
+use brink_api::types::{ExternalIds, NetworkAdd, PortAdd, PortFilter, PortInfo, PortKind};
 use brink_control::host::Memory;
 use brink_control::service::Service;
 use brink_control::store::Store;
@@ -38,6 +38,7 @@ fn port(name: &str, iface: &str, mac: &str) -> PortAdd {
         security_groups: vec![],
         allowed_pairs: vec![],
         permitted_ethertypes: vec![],
+        external_ids: Default::default(),
     }
 }
 
@@ -65,13 +66,21 @@ fn delivered(from: &MemLink, to: &MemLink, tag: u8) -> bool {
 }
 
 fn ports(s: &mut Service<Memory>) -> Vec<PortInfo> {
-    serde_json::from_value(s.handle(Call::PortList(NoParams {})).unwrap()).unwrap()
+    ports_with(s, ExternalIds::new())
+}
+
+/// The ports that carry all of `external_ids`.
+fn ports_with(s: &mut Service<Memory>, external_ids: ExternalIds) -> Vec<PortInfo> {
+    let list = s.handle(Call::PortList(PortFilter { external_ids }));
+    serde_json::from_value(list.unwrap()).unwrap()
 }
 
 fn blue(s: &mut Service<Memory>) {
     let add = Call::NetworkAdd(NetworkAdd {
         name: "blue".into(),
         mtu: None,
+        segment: None,
+        arp_responder: false,
     });
     assert_eq!(s.handle(add).unwrap(), Value::Null);
 }
@@ -101,6 +110,41 @@ fn calls_configure_ports_that_forward_frames() {
     }))
     .unwrap();
     assert!(!delivered(&l1, &l2, 2), "a removed port gets nothing");
+}
+
+#[test]
+fn an_agent_finds_its_port_by_external_id_after_a_restart() {
+    let dir = std::env::temp_dir().join(format!("brk-svc-ids-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let host = Memory::default();
+    host.plug("mem1");
+    host.plug("mem2");
+    let uuid = "5b9cfd3c-0a1e-4f4b-9d6e-1c2f3a4b5c6d";
+    let id = |k: &str, v: &str| ExternalIds::from([(k.to_string(), v.to_string())]);
+    {
+        let mut s = service(&host, Some(&dir));
+        blue(&mut s);
+        let mut vm1 = port(uuid, "mem1", MAC1);
+        vm1.external_ids = id("iface-id", uuid);
+        s.handle(Call::PortAdd(vm1)).unwrap();
+        let mut vm2 = port("vm2", "mem2", MAC2);
+        vm2.external_ids = id("iface-id", "other");
+        s.handle(Call::PortAdd(vm2)).unwrap();
+        let mut bad = port("vm3", "mem3", "02:00:00:00:00:03");
+        bad.external_ids = id("k", "line\nbreak");
+        let e = s.handle(Call::PortAdd(bad)).unwrap_err();
+        assert_eq!(e.code, code::INVALID_PARAMS, "{e:?}");
+    }
+    let mut s = service(&host, Some(&dir));
+    s.restore(Store::open(&dir).unwrap().load().unwrap())
+        .unwrap();
+    let found = ports_with(&mut s, id("iface-id", uuid));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].name, uuid, "a UUID is a name");
+    assert_eq!(found[0].external_ids, id("iface-id", uuid));
+    assert!(ports_with(&mut s, id("iface-id", "none")).is_empty());
+    assert_eq!(ports(&mut s).len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -156,9 +200,89 @@ fn a_change_that_cannot_be_saved_fails() {
     let add = Call::NetworkAdd(NetworkAdd {
         name: "red".into(),
         mtu: None,
+        segment: None,
+        arp_responder: false,
     });
     let err = s.handle(add).unwrap_err();
     assert_eq!(err.code, code::NOT_SAVED, "{err:?}");
     assert!(err.message.contains("state.json"), "{err:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn remote_macs_are_static_entries_on_the_uplink_that_learning_never_moves_and_are_saved() {
+    let dir = std::env::temp_dir().join(format!("brk-svt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let host = Memory::default();
+    host.plug("ul0");
+    let (l1, vx) = (host.plug("mem1"), host.plug("brvx1001"));
+    let call = |s: &mut Service<Memory>, method: &str, params: Value| {
+        s.handle(Call::decode(method, params).unwrap())
+    };
+    {
+        let mut s = service(&host, Some(&dir));
+        let tunnel = serde_json::json!({"local_ip": "192.0.2.1", "dev": "ul0"});
+        call(&mut s, "tunnel.set", tunnel).unwrap();
+        let blue = serde_json::json!({"name": "blue", "segment": {"type": "vxlan", "vni": 1001}});
+        call(&mut s, "network.add", blue).unwrap();
+        s.handle(Call::PortAdd(port("vm1", "mem1", MAC1))).unwrap();
+        let peer = serde_json::json!({"network": "blue", "ip": "192.0.2.2"});
+        call(&mut s, "network.peer.add", peer).unwrap();
+        let remote = serde_json::json!({"network": "blue", "mac": MAC2, "remote": "192.0.2.2"});
+        call(&mut s, "fdb.add", remote).unwrap();
+        let own = serde_json::json!({"network": "blue", "mac": MAC1, "remote": "192.0.2.2"});
+        let err = call(&mut s, "fdb.add", own).unwrap_err();
+        assert_eq!(err.code, code::IN_USE, "a local port's MAC: {err:?}");
+        let uplink = serde_json::json!({"name": "blue.uplink"});
+        assert_eq!(
+            call(&mut s, "port.del", uplink).unwrap_err().code,
+            code::IN_USE
+        );
+
+        assert!(
+            delivered(&l1, &vx, 1),
+            "vm1 -> the remote MAC, through the uplink"
+        );
+        // vm1 (no port security) sends from the remote MAC: learning does not move it.
+        let mut spoofed = frame(2);
+        spoofed[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        spoofed[0..6].copy_from_slice(&[0xff; 6]);
+        l1.send(spoofed).unwrap();
+        sleep(Duration::from_millis(50));
+        while vx.recv().is_some() {}
+        assert!(delivered(&l1, &vx, 3), "still through the uplink");
+    }
+    // Saved with the rest: a restarted service has the tunnel, flood list and remote entry.
+    let mut s = service(&host, Some(&dir));
+    s.restore(Store::open(&dir).unwrap().load().unwrap())
+        .unwrap();
+    let fdb = call(&mut s, "fdb.show", Value::Null).unwrap();
+    let remote = fdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["mac"] == MAC2)
+        .cloned()
+        .unwrap();
+    assert_eq!(remote["port"], "blue.uplink");
+    assert_eq!(remote["remote"], "192.0.2.2");
+    assert!(remote["age_secs"].is_null(), "static: {remote}");
+    let nets = call(&mut s, "network.list", Value::Null).unwrap();
+    assert_eq!(nets[0]["peers"], serde_json::json!(["192.0.2.2"]));
+    assert_eq!(nets[0]["segment"]["vni"], 1001);
+    assert!(delivered(&l1, &vx, 4), "after the restart");
+    let del = serde_json::json!({"network": "blue", "mac": MAC2});
+    call(&mut s, "fdb.del", del.clone()).unwrap();
+    assert_eq!(
+        call(&mut s, "fdb.del", del).unwrap_err().code,
+        code::NOT_FOUND
+    );
+    // The network goes with its uplink.
+    s.handle(Call::PortDel(brink_api::types::PortName {
+        name: "vm1".into(),
+    }))
+    .unwrap();
+    call(&mut s, "network.del", serde_json::json!({"name": "blue"})).unwrap();
+    assert!(ports(&mut s).is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::protocol::{code, RpcError};
 use crate::types::{
-    CaptureRead, CaptureStart, CtFilter, CtPolicySet, CtPolicyShow, NetworkAdd, NetworkFilter,
-    NetworkName, PortAdd, PortName, PortSet, SgAdd, SgImport, SgName, SgRuleAdd, SgRuleDel,
-    StatsFilter,
+    CaptureRead, CaptureStart, CtFilter, CtPolicySet, CtPolicyShow, FdbAdd, FdbDel, NetworkAdd,
+    NetworkFilter, NetworkName, NetworkPeer, PortAdd, PortFilter, PortName, PortSet, SgAdd,
+    SgImport, SgMemberSet, SgName, SgRuleAdd, SgRuleDel, StatsFilter, TunnelSet,
 };
 
 /// Params of methods that take none: absent, `null` or `{}`.
@@ -63,18 +63,30 @@ calls! {
     NetworkDel(NetworkName) = "network.del",
     /// List networks.
     NetworkList(NoParams) = "network.list",
+    /// Add a tunnel endpoint to a network's flood list.
+    NetworkPeerAdd(NetworkPeer) = "network.peer.add",
+    /// Remove a tunnel endpoint from a network's flood list.
+    NetworkPeerDel(NetworkPeer) = "network.peer.del",
+    /// Set this host's tunnel endpoint.
+    TunnelSet(TunnelSet) = "tunnel.set",
+    /// The tunnel endpoint, its remote endpoints and their counters.
+    TunnelShow(NoParams) = "tunnel.show",
     /// Add a port.
     PortAdd(PortAdd) = "port.add",
     /// Remove a port.
     PortDel(PortName) = "port.del",
-    /// List ports.
-    PortList(NoParams) = "port.list",
+    /// List ports (those with given external ids, if any).
+    PortList(PortFilter) = "port.list",
     /// Change a port's security.
     PortSet(PortSet) = "port.set",
     /// Show FDB entries.
     FdbShow(NetworkFilter) = "fdb.show",
     /// Forget learned FDB entries.
     FdbFlush(NetworkFilter) = "fdb.flush",
+    /// Say where a remote MAC lives (l2population).
+    FdbAdd(FdbAdd) = "fdb.add",
+    /// Forget a remote MAC.
+    FdbDel(FdbDel) = "fdb.del",
     /// Port and worker counters.
     Stats(StatsFilter) = "stats",
     /// Every counter as Prometheus text exposition (a string).
@@ -107,6 +119,8 @@ calls! {
     SgRuleAdd(SgRuleAdd) = "sg.rule.add",
     /// Remove a rule.
     SgRuleDel(SgRuleDel) = "sg.rule.del",
+    /// Replace a group's explicit members (members on other hosts).
+    SgMemberSet(SgMemberSet) = "sg.member.set",
     /// Import groups as `openstack security group show -f json` prints them.
     SgImport(SgImport) = "sg.import",
 }
@@ -126,6 +140,8 @@ mod tests {
         let call = Call::NetworkAdd(NetworkAdd {
             name: "blue".into(),
             mtu: None,
+            segment: None,
+            arp_responder: false,
         });
         let v = serde_json::to_value(&call).unwrap();
         assert_eq!(
@@ -136,7 +152,7 @@ mod tests {
             Call::decode("network.add", v["params"].clone()).unwrap(),
             call
         );
-        let list = serde_json::to_value(Call::PortList(NoParams {})).unwrap();
+        let list = serde_json::to_value(Call::PortList(PortFilter::default())).unwrap();
         assert_eq!(list, json!({"method": "port.list", "params": {}}));
     }
 
@@ -148,7 +164,7 @@ mod tests {
         );
         assert_eq!(
             Call::decode("port.list", Value::Null).unwrap(),
-            Call::PortList(NoParams {})
+            Call::PortList(PortFilter::default())
         );
         let e = Call::decode("port.list", json!({"x": 1})).unwrap_err();
         assert_eq!(e.code, code::INVALID_PARAMS);
@@ -156,6 +172,6 @@ mod tests {
         let e = Call::decode("nope", Value::Null).unwrap_err();
         assert_eq!(e.code, code::METHOD_NOT_FOUND);
         assert!(e.message.contains("sg.rule.add"), "{e}");
-        assert_eq!(Call::METHODS.len(), 26);
+        assert_eq!(Call::METHODS.len(), 33);
     }
 }

@@ -190,7 +190,10 @@ mod tests {
         };
         assert_eq!(
             codes(r#"{"jsonrpc":"2.0","id":3,"method":"port.list"}"#),
-            (Some(3.into()), Ok(Call::PortList(crate::call::NoParams {})))
+            (
+                Some(3.into()),
+                Ok(Call::PortList(crate::types::PortFilter::default()))
+            )
         );
         assert_eq!(
             codes("{not json"),

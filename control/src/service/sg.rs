@@ -2,7 +2,7 @@
 
 use brink_api::protocol::RpcError;
 use brink_api::types::{
-    Recheck, SgAdd, SgImport, SgInfo, SgName, SgRuleAdd, SgRuleDel, SgRuleInfo,
+    Recheck, SgAdd, SgImport, SgInfo, SgMemberSet, SgName, SgRuleAdd, SgRuleDel, SgRuleInfo,
 };
 
 use super::Service;
@@ -11,7 +11,9 @@ use crate::sg::{self, SgError};
 
 impl<H: Host> Service<H> {
     pub(super) fn sg_add(&mut self, p: &SgAdd) -> Result<(), RpcError> {
-        self.model.groups.add_group(&p.name, !p.stateless)?;
+        self.model
+            .groups
+            .add_group(&p.name, !p.stateless, &p.external_ids)?;
         self.save()
     }
 
@@ -41,6 +43,13 @@ impl<H: Host> Service<H> {
         self.model.groups.del_rule(&p.group, p.id)?;
         let recheck = self.commit()?;
         tracing::info!(group = %p.group, id = p.id, ?recheck, "rule removed");
+        Ok(recheck)
+    }
+
+    pub(super) fn sg_member_set(&mut self, p: &SgMemberSet) -> Result<Recheck, RpcError> {
+        self.model.groups.set_members(&p.group, &p.members)?;
+        let recheck = self.commit()?;
+        tracing::info!(group = %p.group, members = p.members.len(), ?recheck, "members set");
         Ok(recheck)
     }
 

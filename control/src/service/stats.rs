@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use brink_api::protocol::{code, RpcError};
-use brink_api::types::{PortStats, Stats, StatsFilter, WorkerPoll, WorkerStats, XdpSocketStats};
+use brink_api::types::{
+    PortFilter, PortStats, Stats, StatsFilter, WorkerPoll, WorkerStats, XdpSocketStats,
+};
 use brink_dataplane::counters::{DropCounters, DropReason};
 use brink_dataplane::port::SocketStats;
 
@@ -81,7 +83,7 @@ impl<H: Host> Service<H> {
     /// The Prometheus exposition of every counter (see [`metrics`]).
     pub(super) fn metrics(&self) -> Result<String, RpcError> {
         metrics::render(metrics::Sources {
-            ports: &self.port_list()?,
+            ports: &self.port_list(&PortFilter::default())?,
             stats: &self.stats(&StatsFilter::default())?,
             ct: &self.ct_stats(),
             groups: &self.sg_list(),

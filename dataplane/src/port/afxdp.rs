@@ -323,7 +323,9 @@ impl XdpBackend {
             spec.queues.clone()
         };
         let first_queue = queues.first().copied().unwrap_or(0);
-        let native = if mtu <= NATIVE_MAX_MTU {
+        let native = if let Some(kind) = without_native_xdp(name) {
+            Err(format!("not tried: {kind} devices have no native XDP"))
+        } else if mtu <= NATIVE_MAX_MTU {
             self.bind(&iface, first_queue, XdpFlags::XDP_FLAGS_DRV_MODE)
         } else {
             Err(format!("not tried: MTU {mtu} is above {NATIVE_MAX_MTU}"))
@@ -391,6 +393,19 @@ pub fn rx_queue_count(name: &str) -> u32 {
             .count()
     });
     u32::try_from(count).unwrap_or(u32::MAX).max(1)
+}
+
+/// The kind of `iface` if it is a virtual device without native XDP (a VXLAN device brink
+/// attaches a network's tunnel to, a bridge), from sysfs's `DEVTYPE`. Such devices go straight
+/// to SKB mode: a refused native attempt on a worker's first socket leaves the UMEM's own socket
+/// bound to the queue (libxdp keeps that descriptor, which the UMEM shares), so the SKB attempt
+/// would find the queue busy.
+fn without_native_xdp(iface: &str) -> Option<String> {
+    let uevent = std::fs::read_to_string(format!("/sys/class/net/{iface}/uevent")).ok()?;
+    let kind = uevent.lines().find_map(|l| l.strip_prefix("DEVTYPE="))?;
+    ["vxlan", "geneve", "vlan", "bridge"]
+        .contains(&kind)
+        .then(|| kind.to_string())
 }
 
 /// How often, and how long apart, a bind finding its queue busy is tried again.
@@ -581,10 +596,13 @@ impl Backend for XdpBackend {
             let max = out.len().min(self.free.len());
             let (umem, free, jumbo) = (&self.umem, &mut self.free, &mut self.jumbo);
             let mut n = 0;
-            port.rings().receive(max, |bytes| {
+            port.rings().receive(max, |bytes, gso| {
                 let Some(frame) = copy_frame(umem, free, jumbo, bytes) else {
                     return false;
                 };
+                if let XdpFrame::Jumbo { slot, .. } = frame {
+                    jumbo.set_gso(slot, gso);
+                }
                 out[n] = frame;
                 n += 1;
                 true
@@ -678,7 +696,11 @@ impl Backend for XdpBackend {
             let rings = port.rings();
             let mut taken = 0;
             for frame in frames {
-                if !rings.send(frame_bytes(&self.umem, &self.jumbo, frame)) {
+                let gso = match *frame {
+                    XdpFrame::Jumbo { slot, .. } => self.jumbo.gso(slot),
+                    XdpFrame::Umem(_) => None,
+                };
+                if !rings.send(frame_bytes(&self.umem, &self.jumbo, frame), gso) {
                     break;
                 }
                 taken += 1;
@@ -776,6 +798,15 @@ impl Backend for XdpBackend {
                 Some(XdpFrame::Jumbo { slot: copy, len })
             }
         }
+    }
+
+    fn takes_superframe(&self, id: PortId, frame: &XdpFrame) -> bool {
+        let (Some(port), XdpFrame::Jumbo { slot, .. }) = (self.vhost.get(id), frame) else {
+            return false;
+        };
+        self.jumbo
+            .gso(*slot)
+            .is_some_and(|gso| port.takes_superframe(&gso))
     }
 
     fn full_reason(&self, id: PortId) -> DropReason {

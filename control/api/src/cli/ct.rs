@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::{decode, drops_text, table};
+use super::{decode, pairs_text, table};
 use crate::call::{Call, NoParams};
 use crate::client::ClientError;
 use crate::types::{CtEntry, CtFilter, CtFlushed, CtPolicy, CtPolicySet, CtPolicyShow, CtStats};
@@ -173,7 +173,7 @@ fn stats_text(s: &CtStats) -> String {
         s.early_drops,
         s.expired,
         s.flushed,
-        drops_text(&s.invalid)
+        pairs_text(&s.invalid)
     );
     if !s.zones.is_empty() {
         out.push_str("\n\n");

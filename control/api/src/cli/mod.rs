@@ -22,14 +22,16 @@ mod network;
 mod port;
 mod sg;
 mod stats;
+mod tunnel;
 
 pub use capture::CaptureArgs;
 pub use ct::{CtCmd, CtFilterArgs, PolicyCmd};
 pub use fdb::FdbCmd;
-pub use network::NetworkCmd;
+pub use network::{NetworkCmd, PeerCmd};
 pub use port::{KindArg, ModeArg, PortAddArgs, PortCmd, PortSetArgs, SecurityArgs};
-pub use sg::{RuleAddArgs, RuleCmd, SgCmd};
+pub use sg::{MemberCmd, RuleAddArgs, RuleCmd, SgCmd};
 pub use stats::StatsArgs;
+pub use tunnel::TunnelCmd;
 
 /// Control a running brinkd.
 #[derive(Debug, Parser)]
@@ -55,6 +57,9 @@ pub enum Command {
     /// Ports: VM attachments.
     #[command(subcommand)]
     Port(PortCmd),
+    /// This host's VXLAN tunnel endpoint.
+    #[command(subcommand)]
+    Tunnel(TunnelCmd),
     /// The forwarding database.
     #[command(subcommand)]
     Fdb(FdbCmd),
@@ -100,6 +105,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
         Command::Capture(a) => return capture::run(&mut Client::connect(&cli.socket)?, a),
         Command::Network(cmd) => network::call(cmd),
         Command::Port(cmd) => port::call(cmd),
+        Command::Tunnel(cmd) => tunnel::call(cmd),
         Command::Fdb(cmd) => fdb::call(cmd),
         Command::Stats(a) => stats::call(a),
         Command::Metrics => Call::Metrics(NoParams {}),
@@ -114,6 +120,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
     match &cli.command {
         Command::Network(cmd) => network::render(cmd, result),
         Command::Port(cmd) => port::render(cmd, result),
+        Command::Tunnel(cmd) => tunnel::render(cmd, result),
         Command::Fdb(cmd) => fdb::render(cmd, result),
         Command::Stats(a) => stats::render(a, result),
         Command::Metrics => metrics::render(result),
@@ -127,16 +134,24 @@ fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ClientError> {
     serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
-/// Counters by name in one cell: `name=n,...`, or `-` for none.
-fn drops_text(drops: &BTreeMap<String, u64>) -> String {
-    if drops.is_empty() {
+/// Values by name in one cell (counters, external ids): `name=value,...`, or `-` for none.
+fn pairs_text<V: std::fmt::Display>(pairs: &BTreeMap<String, V>) -> String {
+    if pairs.is_empty() {
         return "-".into();
     }
-    drops
+    pairs
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Parses a `--external-id KEY=VALUE` argument.
+fn external_id(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("bad external id {s:?}: use KEY=VALUE")),
+    }
 }
 
 /// What a change that rechecked connections did to them.

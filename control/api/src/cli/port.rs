@@ -3,10 +3,12 @@
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::{decode, recheck_text, table};
-use crate::call::{Call, NoParams};
+use super::{decode, external_id, pairs_text, recheck_text, table};
+use crate::call::Call;
 use crate::client::ClientError;
-use crate::types::{PortAdd, PortInfo, PortKind, PortName, PortSet, PortSetResult, VhostMode};
+use crate::types::{
+    PortAdd, PortFilter, PortInfo, PortKind, PortName, PortSet, PortSetResult, VhostMode,
+};
 
 /// `port` subcommands.
 #[derive(Debug, Subcommand)]
@@ -21,7 +23,12 @@ pub enum PortCmd {
         name: String,
     },
     /// List ports.
-    List,
+    List {
+        /// Only ports carrying this label (KEY=VALUE, e.g. `iface-id=<Neutron port id>`);
+        /// repeat to require several.
+        #[arg(long = "external-id", value_parser = external_id)]
+        external_ids: Vec<(String, String)>,
+    },
 }
 
 /// Arguments of `port add`.
@@ -57,6 +64,10 @@ pub struct PortAddArgs {
     /// Do not track this port's connections.
     #[arg(long)]
     pub no_conntrack: bool,
+    /// An orchestrator's label, KEY=VALUE (e.g. `iface-id=<Neutron port id>`); repeat for
+    /// several.
+    #[arg(long = "external-id", value_parser = external_id)]
+    pub external_ids: Vec<(String, String)>,
     /// Port security (default on).
     #[command(flatten)]
     pub security: SecurityArgs,
@@ -116,6 +127,12 @@ pub struct PortSetArgs {
     /// Remove every permitted EtherType.
     #[arg(long, conflicts_with = "ethertypes")]
     pub no_permitted_ethertypes: bool,
+    /// The port's labels, KEY=VALUE; given ones replace all the old ones.
+    #[arg(long = "external-id", value_parser = external_id)]
+    pub external_ids: Vec<(String, String)>,
+    /// Remove every label.
+    #[arg(long, conflicts_with = "external_ids")]
+    pub no_external_ids: bool,
 }
 
 fn ethertype(s: &str) -> Result<u16, String> {
@@ -168,6 +185,7 @@ pub fn call(cmd: &PortCmd) -> Call {
             security_groups: a.security.groups.clone(),
             allowed_pairs: a.security.pairs.clone(),
             permitted_ethertypes: a.security.ethertypes.clone(),
+            external_ids: a.external_ids.iter().cloned().collect(),
         }),
         PortCmd::Set(a) => {
             let s = &a.security;
@@ -177,10 +195,14 @@ pub fn call(cmd: &PortCmd) -> Call {
                 security_groups: replace(&s.groups, a.no_sg),
                 allowed_pairs: replace(&s.pairs, a.no_allowed_pairs),
                 permitted_ethertypes: replace(&s.ethertypes, a.no_permitted_ethertypes),
+                external_ids: replace(&a.external_ids, a.no_external_ids)
+                    .map(|ids| ids.into_iter().collect()),
             })
         }
         PortCmd::Del { name } => Call::PortDel(PortName { name: name.clone() }),
-        PortCmd::List => Call::PortList(NoParams {}),
+        PortCmd::List { external_ids } => Call::PortList(PortFilter {
+            external_ids: external_ids.iter().cloned().collect(),
+        }),
     }
 }
 
@@ -188,7 +210,7 @@ pub fn call(cmd: &PortCmd) -> Call {
 pub fn render(cmd: &PortCmd, result: Value) -> Result<String, ClientError> {
     Ok(match cmd {
         PortCmd::Del { .. } => String::new(),
-        PortCmd::List => port_table(&decode::<Vec<PortInfo>>(result)?),
+        PortCmd::List { .. } => port_table(&decode::<Vec<PortInfo>>(result)?),
         PortCmd::Add(_) => {
             let p: PortInfo = decode(result)?;
             format!(
@@ -216,13 +238,24 @@ fn kind_name(kind: PortKind) -> &'static str {
         PortKind::Afxdp => "afxdp",
         PortKind::Tap => "tap",
         PortKind::VhostUser => "vhost-user",
+        PortKind::Uplink => "uplink",
     }
 }
 
 fn port_table(ports: &[PortInfo]) -> String {
     table(
         &[
-            "PORT", "ID", "IFACE", "NETWORK", "TYPE", "MODE", "WORKER", "MAC", "IPS", "SECURITY",
+            "PORT",
+            "ID",
+            "IFACE",
+            "NETWORK",
+            "TYPE",
+            "MODE",
+            "WORKER",
+            "MAC",
+            "IPS",
+            "SECURITY",
+            "EXTERNAL-IDS",
         ],
         ports
             .iter()
@@ -249,6 +282,7 @@ fn port_table(ports: &[PortInfo]) -> String {
                         (true, true) => "on, no groups".into(),
                         (true, false) => format!("sg {}", p.security_groups.join(",")),
                     },
+                    pairs_text(&p.external_ids),
                 ]
             })
             .collect(),

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::{decode, recheck_text, table};
+use super::{decode, external_id, pairs_text, recheck_text, table};
 use crate::call::{Call, NoParams};
 use crate::client::ClientError;
 use crate::types::{
-    Ethertype, RuleDirection, RuleSpec, SgAdd, SgImport, SgInfo, SgName, SgRuleAdd, SgRuleDel,
-    SgRuleInfo,
+    Ethertype, RuleDirection, RuleSpec, SgAdd, SgImport, SgInfo, SgMemberSet, SgName, SgRuleAdd,
+    SgRuleDel, SgRuleInfo,
 };
 
 /// `sg` subcommands.
@@ -23,6 +23,10 @@ pub enum SgCmd {
         /// Judge every packet and track nothing (Neutron `stateful=False`).
         #[arg(long)]
         stateless: bool,
+        /// An orchestrator's label, KEY=VALUE (e.g. `neutron-id=<group id>`); repeat for
+        /// several.
+        #[arg(long = "external-id", value_parser = external_id)]
+        external_ids: Vec<(String, String)>,
     },
     /// Delete a group no port uses.
     Del {
@@ -39,6 +43,9 @@ pub enum SgCmd {
     /// Add or remove rules.
     #[command(subcommand)]
     Rule(RuleCmd),
+    /// Set the group's members on other hosts.
+    #[command(subcommand)]
+    Member(MemberCmd),
     /// Import groups from the JSON `openstack security group show -f json` prints (one group
     /// or a list).
     Import {
@@ -58,6 +65,20 @@ pub enum RuleCmd {
         group: String,
         /// Rule id.
         id: u32,
+    },
+}
+
+/// `sg member` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MemberCmd {
+    /// Replace the group's explicit members: the addresses, besides those of its local ports,
+    /// that remote-group rules naming it match (Neutron's `security_group_member_updated`).
+    /// None clears them; connections no rule allows any more are cut.
+    Set {
+        /// Group name.
+        group: String,
+        /// Member IP addresses or CIDRs.
+        members: Vec<String>,
     },
 }
 
@@ -101,9 +122,18 @@ pub struct RuleAddArgs {
 /// The call an `sg` command makes.
 pub fn call(cmd: &SgCmd) -> Result<Call, ClientError> {
     Ok(match cmd {
-        SgCmd::Add { name, stateless } => Call::SgAdd(SgAdd {
+        SgCmd::Add {
+            name,
+            stateless,
+            external_ids,
+        } => Call::SgAdd(SgAdd {
             name: name.clone(),
             stateless: *stateless,
+            external_ids: external_ids.iter().cloned().collect(),
+        }),
+        SgCmd::Member(MemberCmd::Set { group, members }) => Call::SgMemberSet(SgMemberSet {
+            group: group.clone(),
+            members: members.clone(),
         }),
         SgCmd::Del { name } => Call::SgDel(SgName { name: name.clone() }),
         SgCmd::List => Call::SgList(NoParams {}),
@@ -181,7 +211,9 @@ fn rule_row(r: &SgRuleInfo) -> Vec<String> {
 pub fn render(cmd: &SgCmd, result: Value) -> Result<String, ClientError> {
     Ok(match cmd {
         SgCmd::Add { .. } => String::new(),
-        SgCmd::Del { .. } | SgCmd::Rule(RuleCmd::Del { .. }) => recheck_text(&decode(result)?),
+        SgCmd::Del { .. }
+        | SgCmd::Rule(RuleCmd::Del { .. })
+        | SgCmd::Member(MemberCmd::Set { .. }) => recheck_text(&decode(result)?),
         SgCmd::List => {
             let groups: Vec<SgInfo> = decode(result)?;
             table(
@@ -206,10 +238,16 @@ pub fn render(cmd: &SgCmd, result: Value) -> Result<String, ClientError> {
             } else {
                 g.ports.join(",")
             };
+            let members = if g.members.is_empty() {
+                "-".to_string()
+            } else {
+                g.members.join(",")
+            };
             let state = if g.stateful { "stateful" } else { "stateless" };
             format!(
-                "group {} ({state}), ports: {ports}\n{}",
+                "group {} ({state}), ports: {ports}, members: {members}, external ids: {}\n{}",
                 g.name,
+                pairs_text(&g.external_ids),
                 table(
                     &[
                         "ID",

@@ -3,7 +3,7 @@
 use clap::Args;
 use serde_json::Value;
 
-use super::{decode, drops_text, table};
+use super::{decode, pairs_text, table};
 use crate::call::Call;
 use crate::client::ClientError;
 use crate::types::{Stats, StatsFilter, WorkerStats, XdpSocketStats};
@@ -81,7 +81,7 @@ fn tables(s: &Stats) -> String {
                     p.rx_bytes.to_string(),
                     p.tx_packets.to_string(),
                     p.tx_bytes.to_string(),
-                    drops_text(&p.drops),
+                    pairs_text(&p.drops),
                     xdp_socket_text(p.xdp_socket.as_ref()),
                 ]
             })
@@ -118,7 +118,7 @@ fn tables(s: &Stats) -> String {
                         w.cross_rx.to_string(),
                         w.segmented.to_string(),
                         w.fdb_learned.to_string(),
-                        drops_text(&w.drops),
+                        pairs_text(&w.drops),
                     ]
                 })
                 .collect(),
