@@ -12,6 +12,7 @@
 
 pub mod event;
 pub mod gate;
+pub mod index;
 pub mod key;
 pub mod packet;
 pub mod state;
@@ -24,7 +25,9 @@ pub use gate::{Admission, Connection, Gate, Open, Recheck};
 pub use key::{Addr, ConnKey, Tuple};
 pub use packet::{Packet, L4};
 pub use state::{CtState, Dir, InvalidReason};
-pub use table::{Config, ConnInfo, Filter, NotImported, Peek, Saved, StateFilter, Stats, Table};
+pub use table::{
+    Config, ConnInfo, Filter, NotImported, Peek, Prepared, Saved, StateFilter, Stats, Table,
+};
 pub use timeout::{Timeouts, ZonePolicy};
 
 pub use tcp::{TcpSegment, TcpState};

@@ -33,7 +33,8 @@ pub struct Args {
     /// Where the configuration is saved and restored from.
     #[arg(long, default_value = "/var/lib/brink")]
     pub state_dir: PathBuf,
-    /// Cores to run one worker each on, e.g. "1", "0,1" or "0-3" (default: the last core).
+    /// Cores to run one worker each on, e.g. "1", "0,1" or "0-3" (default: the last core; at
+    /// most 16).
     #[arg(long)]
     pub cores: Option<String>,
     /// Sleep when idle instead of busy polling (saves the core, adds up to 200 us latency).

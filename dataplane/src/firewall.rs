@@ -50,13 +50,14 @@ pub fn recheck(snap: &Snapshot, original: &Tuple, was: &Admission) -> Option<Adm
 }
 
 /// Conntrack's gate for one frame from port `from` of `network` to port `to` (`None`:
-/// flooded).
+/// flooded), on worker `worker` (whose rule-hit counters it writes).
 pub struct FrameGate<'a> {
     snap: &'a Snapshot,
     flow: &'a Flow,
     network: NetworkId,
     from: PortId,
     to: Option<PortId>,
+    worker: usize,
     /// Why the gate refused the frame, if it did.
     pub denied: Option<DropReason>,
     /// The port the frame's connection lets it reach without that port's rules judging it
@@ -69,13 +70,14 @@ pub struct FrameGate<'a> {
 }
 
 impl<'a> FrameGate<'a> {
-    /// The gate for `flow` from `from` (in `network`) to `to`.
+    /// The gate for `flow` from `from` (in `network`) to `to`, on `worker`.
     pub fn new(
         snap: &'a Snapshot,
         flow: &'a Flow,
         network: NetworkId,
         from: PortId,
         to: Option<PortId>,
+        worker: usize,
     ) -> Self {
         FrameGate {
             snap,
@@ -83,6 +85,7 @@ impl<'a> FrameGate<'a> {
             network,
             from,
             to,
+            worker,
             denied: None,
             peer: NO_PORT,
             counting: true,
@@ -105,14 +108,15 @@ impl<'a> FrameGate<'a> {
     ) -> Self {
         FrameGate {
             counting: false,
-            ..FrameGate::new(snap, flow, network, from, to)
+            // The worker only matters for counting, which this gate does not do.
+            ..FrameGate::new(snap, flow, network, from, to, 0)
         }
     }
 
     /// Counts a hit on the rule behind `allow`, unless this gate counts nothing.
     fn hit(&self, allow: Allow<'_>) {
         if self.counting {
-            allow.count();
+            allow.count(self.worker);
         }
     }
 
@@ -258,16 +262,17 @@ impl Gate for SnapshotGate<'_> {
 
 /// The per-packet check of one side of a frame that conntrack did not judge: a stateless port,
 /// or a frame that is not tracked (`tracked` false). Stateful sides of tracked frames pass here.
-/// A stateless port's admitting rule is counted.
+/// A stateless port's admitting rule is counted for `worker`.
 pub fn per_packet(
     snap: &Snapshot,
     port: PortId,
     dir: Direction,
     flow: &Flow,
     tracked: bool,
+    worker: usize,
 ) -> Result<(), DropReason> {
     if let Some(allow) = judge_packet(snap, port, dir, flow, tracked)? {
-        allow.count();
+        allow.count(worker);
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use brink_conntrack::{CtState, Table};
 
 use crate::acl::Direction;
-use crate::batch::{Batch, FlowKey, Verdict};
+use crate::batch::{Batch, FlowKey, Verdict, BATCH_SIZE};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::ct_events::CtEvents;
 use crate::egress::Egress;
@@ -64,9 +64,9 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
                     if b.track {
                         b.ct[i] = ct;
                     }
-                    let header = bytes.len() - eth.payload().len();
+                    let header = (bytes.len() - eth.payload().len()) as u16;
                     b.fix[i] = fix.map(|f| Fixup {
-                        at: header + f.at,
+                        at: f.at.saturating_add(header),
                         ..f
                     });
                 }
@@ -175,28 +175,39 @@ pub fn arp_responder<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B, snap:
 /// ports allow it (of a flood: the sender's and some receiver's), a connection admitted under
 /// older rules is rechecked, and a frame sent to a port that is not the admitting end it is
 /// bound for is judged by that port's rules; frames refused any of these ways, and frames
-/// invalid for any connection, are dropped. Connection events go to `events` if given.
+/// invalid for any connection, are dropped. Rule hits are counted for `worker`; connection
+/// events go to `events` if given.
 pub fn conntrack<F>(
     b: &mut Batch<F>,
     table: &Table,
     snap: &Snapshot,
     now_ns: u64,
+    worker: usize,
     events: Option<&CtEvents>,
 ) {
     if !b.track {
         return;
     }
-    for i in 0..b.len {
+    // First every frame's connection is hashed and its index bucket prefetched, then each is
+    // looked up: the buckets' cache misses overlap instead of following one another.
+    let mut prepared = [None; BATCH_SIZE];
+    for (i, prep) in prepared.iter_mut().enumerate().take(b.len) {
+        if let (Some(packet), false) = (&b.ct[i], matches!(b.verdicts[i], Verdict::Drop(_))) {
+            *prep = Some(table.prepare(packet));
+        }
+    }
+    for (i, prep) in prepared.iter().enumerate().take(b.len) {
         let to = match b.verdicts[i] {
             Verdict::Drop(_) => continue,
             Verdict::Forward(p) => Some(p),
             Verdict::Flood => None,
         };
-        let (Some(packet), L3::Ip(flow)) = (&b.ct[i], &b.l3[i]) else {
+        let (Some(packet), Some(prep), L3::Ip(flow)) = (&b.ct[i], prep, &b.l3[i]) else {
             continue;
         };
-        let mut gate = FrameGate::new(snap, flow, b.network, b.in_port, to).with_events(events);
-        let state = table.process_gated(packet, now_ns, &mut gate);
+        let mut gate =
+            FrameGate::new(snap, flow, b.network, b.in_port, to, worker).with_events(events);
+        let state = table.process_prepared(packet, prep, now_ns, &mut gate);
         b.ct_state[i] = state;
         b.peer[i] = gate.peer;
         if let Some(reason) = gate.denied {
@@ -209,8 +220,8 @@ pub fn conntrack<F>(
 
 /// The security-group checks conntrack did not make: every packet of stateless ports and of
 /// untracked traffic, and the EtherTypes a port with port security accepts. Flooded frames are
-/// checked per receiving port in `tx`.
-pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
+/// checked per receiving port in `tx`. Stateless rule hits are counted for `worker`.
+pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot, worker: usize) {
     if !snap.is_filtered(b.network) {
         return;
     }
@@ -225,14 +236,12 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
         let checked = match &b.l3[i] {
             L3::Ip(flow) => {
                 let tracked = b.ct_state[i].contains(CtState::TRACKED);
-                firewall::per_packet(snap, b.in_port, Direction::Egress, flow, tracked).and_then(
-                    |()| match to {
-                        Some(to) => {
-                            firewall::per_packet(snap, to, Direction::Ingress, flow, tracked)
-                        }
-                        None => Ok(()),
-                    },
-                )
+                let judge =
+                    |port, dir| firewall::per_packet(snap, port, dir, flow, tracked, worker);
+                judge(b.in_port, Direction::Egress).and_then(|()| match to {
+                    Some(to) => judge(to, Direction::Ingress),
+                    None => Ok(()),
+                })
             }
             l3 => match to {
                 Some(to) => firewall::delivers_to(snap, to, b.keys[i].ethertype, l3, b.peer[i]),
@@ -251,7 +260,7 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
 pub fn finish_checksums<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B) {
     for i in 0..b.len {
         if let (Some(fix), false) = (b.fix[i], matches!(b.verdicts[i], Verdict::Drop(_))) {
-            backend.patch(&mut b.frames[i], fix.at, &fix.bytes);
+            backend.patch(&mut b.frames[i], usize::from(fix.at), &fix.bytes);
         }
     }
 }

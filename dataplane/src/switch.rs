@@ -10,7 +10,7 @@ use brink_conntrack::Table;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::capture::Capture;
-use crate::counters::{PortCounters, WorkerCounters};
+use crate::counters::{PortCounters, WorkerCounters, MAX_WORKERS};
 use crate::ct_events::CtEvents;
 use crate::fdb::FdbRow;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
@@ -55,6 +55,9 @@ impl<B: Backend + 'static> Switch<B> {
     where
         F: Fn() -> Result<B, PortError> + Send + Clone + 'static,
     {
+        if config.cores.len() > MAX_WORKERS {
+            return Err(PortError::TooManyWorkers(config.cores.len()));
+        }
         let mut switch = Switch {
             workers: Vec::new(),
             shared: Shared {
@@ -304,8 +307,8 @@ mod tests {
         }
     }
 
-    fn start<B: Backend<Spec = MemPort> + 'static>(workers: usize, make: fn() -> B) -> Switch<B> {
-        let config = SwitchConfig {
+    fn config(workers: usize) -> SwitchConfig {
+        SwitchConfig {
             cores: vec![None; workers],
             worker: WorkerConfig {
                 idle_sleep: true,
@@ -316,8 +319,17 @@ mod tests {
                 max_connections: 16,
                 shards: 1,
             },
-        };
-        Switch::start(config, move || Ok(make())).unwrap()
+        }
+    }
+
+    fn start<B: Backend<Spec = MemPort> + 'static>(workers: usize, make: fn() -> B) -> Switch<B> {
+        Switch::start(config(workers), move || Ok(make())).unwrap()
+    }
+
+    #[test]
+    fn more_workers_than_counter_slots_are_refused() {
+        let too_many = Switch::start(config(MAX_WORKERS + 1), || Ok(MemBackend::new(16)));
+        assert!(matches!(too_many, Err(PortError::TooManyWorkers(17))));
     }
 
     fn open(switch: &Switch<impl Backend<Spec = MemPort> + 'static>, worker: usize, id: PortId) {

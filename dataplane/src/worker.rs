@@ -169,6 +169,7 @@ impl<S> Wiring<S> {
             Arc::clone(&shared.capture),
         );
         Worker::new(
+            self.id,
             egress,
             self.from_workers,
             self.commands,
@@ -181,6 +182,8 @@ impl<S> Wiring<S> {
 
 /// One poll-mode worker.
 pub struct Worker<B: Backend> {
+    /// This worker's index in the switch (its slot in per-worker counters).
+    id: usize,
     egress: Egress<B>,
     fdb: Fdb,
     batch: Batch<B::Frame>,
@@ -200,6 +203,7 @@ impl<B: Backend> Worker<B> {
     /// A worker around `egress`, reading commands from `commands` and frames other workers
     /// forward to it from `from_workers`.
     fn new(
+        id: usize,
         egress: Egress<B>,
         from_workers: Vec<CrossQueue>,
         commands: Receiver<Command<B::Spec>>,
@@ -208,6 +212,7 @@ impl<B: Backend> Worker<B> {
         config: WorkerConfig,
     ) -> Self {
         Worker {
+            id,
             fdb: Fdb::new(config.fdb_capacity, config.fdb_aging),
             egress,
             batch: Batch::default(),
@@ -325,8 +330,8 @@ impl<B: Backend> Worker<B> {
         stage::l2(b, &mut self.fdb, now, &self.counters);
         stage::arp_responder(b, &mut self.egress.backend, snap);
         let events = self.shared.events.active();
-        stage::conntrack(b, &self.shared.ct, snap, now_ns, events);
-        stage::rules(b, snap);
+        stage::conntrack(b, &self.shared.ct, snap, now_ns, self.id, events);
+        stage::rules(b, snap, self.id);
         stage::finish_checksums(b, &mut self.egress.backend);
         stage::tx(b, &mut self.egress, snap);
         self.counters.batches.add(1);

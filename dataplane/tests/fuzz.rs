@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,7 +98,7 @@ fn any() -> RuleSet {
         proto: None,
         ports: (0, u16::MAX),
         remotes: vec![Prefix::ANY],
-        hits: Arc::new(AtomicU64::new(0)),
+        hits: Arc::default(),
     }])
 }
 
