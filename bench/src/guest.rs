@@ -14,7 +14,8 @@
 //! static busybox (`scripts/deps` installs them).
 //!
 //! Every guest is bounded in time: QEMU runs under `timeout`, and [`Guest`] stops it on drop.
-//! A guest talks only to its tap: no user networking, no host address.
+//! A guest talks only to its NIC's tap or vhost-user socket: no user networking, no host
+//! address.
 //!
 //! Thread-safety: a [`Guest`] is owned by one test; a reader thread of its own copies the
 //! console into a shared buffer.
@@ -525,6 +526,57 @@ pub fn build_initramfs(kernel: &Kernel, busybox: &Path, out: &Path) -> Result<()
     fs::write(out, cpio.finish()).map_err(io_error(format!("write {}", out.display())))
 }
 
+/// What a guest's virtio-net NIC is attached to.
+#[derive(Debug, Clone)]
+pub enum Nic {
+    /// An existing tap, as libvirt and Nova attach one (with vhost-net where the host has it).
+    Tap(String),
+    /// A vhost-user socket: QEMU creates it and waits for the switch to connect (server mode,
+    /// what Nova and os-vif use with Open vSwitch's `dpdkvhostuserclient`). The guest's memory
+    /// is then a shared memfd, so the switch can map it.
+    VhostUser(PathBuf),
+}
+
+impl Nic {
+    /// QEMU's arguments for this NIC with MAC `mac`, in a guest of `memory_mib` MiB run with
+    /// `accel`.
+    ///
+    /// A vhost-user NIC under TCG has no MSI-X (`vectors=0`, legacy INTx): QEMU 7.2 then has
+    /// no KVM irqfds, yet with vhost-user it still routes an unmasked MSI-X vector to one, and
+    /// dies with SIGSEGV (a NULL `vector_irqfd` in `kvm_virtio_pci_irqfd_use`) as soon as the
+    /// guest's driver enables the device.
+    fn qemu_args(&self, mac: &str, memory_mib: u32, accel: Accel) -> Vec<String> {
+        let nic = format!("virtio-net-pci,netdev=n0,mac={mac}");
+        match self {
+            Nic::Tap(tap) => {
+                let vhost = if Path::new("/dev/vhost-net").exists() {
+                    "on"
+                } else {
+                    "off"
+                };
+                let netdev =
+                    format!("tap,id=n0,ifname={tap},script=no,downscript=no,vhost={vhost}");
+                vec!["-netdev".into(), netdev, "-device".into(), nic]
+            }
+            Nic::VhostUser(socket) => vec![
+                "-object".into(),
+                format!("memory-backend-memfd,id=mem,size={memory_mib}M,share=on"),
+                "-numa".into(),
+                "node,memdev=mem".into(),
+                "-chardev".into(),
+                format!("socket,id=c0,path={},server=on,wait=off", socket.display()),
+                "-netdev".into(),
+                "vhost-user,id=n0,chardev=c0".into(),
+                "-device".into(),
+                match accel {
+                    Accel::Kvm => nic,
+                    Accel::Tcg => format!("{nic},vectors=0"),
+                },
+            ],
+        }
+    }
+}
+
 /// How to start one guest.
 #[derive(Debug, Clone)]
 pub struct GuestSpec {
@@ -534,8 +586,8 @@ pub struct GuestSpec {
     pub kernel: PathBuf,
     /// The initramfs ([`build_initramfs`]).
     pub initramfs: PathBuf,
-    /// The existing tap the NIC is attached to.
-    pub tap: String,
+    /// What the NIC is attached to.
+    pub nic: Nic,
     /// The NIC's MAC.
     pub mac: String,
     /// `eth0`'s address with prefix length, e.g. `10.90.0.1/24`.
@@ -575,8 +627,8 @@ pub struct Guest {
 }
 
 impl Guest {
-    /// Starts QEMU for `spec` (one vCPU, virtio-net on the tap with vhost-net where the host
-    /// has it, serial console on stdio). Returns at once: [`Guest::wait_ready`] waits for init.
+    /// Starts QEMU for `spec` (one vCPU, virtio-net as `spec.nic` says, serial console on
+    /// stdio). Returns at once: [`Guest::wait_ready`] waits for init.
     pub fn boot(spec: &GuestSpec) -> Result<Guest, BenchError> {
         fs::create_dir_all(&spec.dir).map_err(io_error(format!("mkdir {}", spec.dir.display())))?;
         let log = spec.dir.join(format!("{}.qemu.log", spec.name));
@@ -584,16 +636,6 @@ impl Guest {
         let _ = fs::remove_file(&pidfile);
         let log_file =
             fs::File::create(&log).map_err(io_error(format!("create {}", log.display())))?;
-        let vhost = if Path::new("/dev/vhost-net").exists() {
-            "on"
-        } else {
-            "off"
-        };
-        let netdev = format!(
-            "tap,id=n0,ifname={},script=no,downscript=no,vhost={vhost}",
-            spec.tap
-        );
-        let nic = format!("virtio-net-pci,netdev=n0,mac={}", spec.mac);
         let append = format!(
             "console=ttyS0 quiet panic=-1 ipv6.disable=1 brink.ip={}",
             spec.ip
@@ -611,7 +653,7 @@ impl Guest {
             .arg("-initrd")
             .arg(&spec.initramfs)
             .args(["-append", &append])
-            .args(["-netdev", &netdev, "-device", &nic])
+            .args(spec.nic.qemu_args(&spec.mac, spec.memory_mib, spec.accel))
             .arg("-pidfile")
             .arg(&pidfile)
             .stdin(Stdio::piped())

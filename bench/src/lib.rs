@@ -13,6 +13,7 @@ pub mod guest;
 pub mod hosts;
 pub mod pktgen;
 pub mod scenario;
+pub mod testpmd;
 pub mod topo;
 pub mod traffic;
 pub mod tunnel;

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use brink_bench::daemon::Daemon;
-use brink_bench::guest::{self, Accel, Guest, GuestSpec, Kernel};
+use brink_bench::guest::{self, Accel, Guest, GuestSpec, Kernel, Nic};
 use brink_bench::run;
 use common::*;
 
@@ -48,7 +48,7 @@ fn guest_spec(
     name: &str,
     (kernel, accel): (&Kernel, Accel),
     dir: &Path,
-    tap: &str,
+    nic: Nic,
     mac: &str,
     ip: &str,
 ) -> GuestSpec {
@@ -57,13 +57,44 @@ fn guest_spec(
         kernel: kernel.boot_image().to_path_buf(),
         accel,
         initramfs: dir.join("initramfs.cpio"),
-        tap: tap.into(),
+        nic,
         mac: mac.into(),
         ip: format!("{ip}/24"),
         memory_mib: 256,
         dir: dir.to_path_buf(),
         lifetime: GUEST_LIFETIME,
     }
+}
+
+/// Starts guests `g1` and `g2` on `nics`, with `macs` and `ips` (booting, not yet ready).
+fn boot_two(
+    kernel: (&Kernel, Accel),
+    dir: &Path,
+    nics: [Nic; 2],
+    macs: [&str; 2],
+    ips: [&str; 2],
+) -> [Guest; 2] {
+    let mut n = 0;
+    nics.map(|nic| {
+        n += 1;
+        let spec = guest_spec(&format!("g{n}"), kernel, dir, nic, macs[n - 1], ips[n - 1]);
+        Guest::boot(&spec).unwrap()
+    })
+}
+
+/// brinkd with its files in `dir`, network `blue` and group `guest` in Neutron's shape:
+/// everything out; ping and TCP 5001 in.
+fn switch(dir: &Path) -> Daemon {
+    let d = Daemon::start(dir, &["--idle-sleep"]).unwrap();
+    ctl(&d, "network add blue");
+    ctl(&d, "sg add guest");
+    ctl(&d, "sg rule add guest --direction egress");
+    ctl(&d, "sg rule add guest --direction ingress --protocol icmp");
+    ctl(
+        &d,
+        "sg rule add guest --direction ingress --protocol tcp --port 5001",
+    );
+    d
 }
 
 /// Runs `brinkctl` with `args` split at spaces.
@@ -145,11 +176,13 @@ fn tcp_connects(client: &mut Guest, server: &mut Guest, server_ip: &str, port: u
     sent.status == 0 && received.output.contains(&format!("hello-{port}"))
 }
 
-#[test]
-fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
+/// What a guest test starts from: the accelerator, the topology (names and scratch directory)
+/// and the kernel with an initramfs in the scratch directory. `None` (with the reason printed)
+/// where no KVM guest can run.
+fn guest_setup(tag: &str) -> Option<(Accel, Topology, Kernel)> {
     let Some((accel, why)) = Accel::detect() else {
         eprintln!("SKIPPED: /dev/kvm is missing or not usable, so no KVM guest can run here");
-        return;
+        return None;
     };
     assert!(
         Command::new("id").arg("-u").output().unwrap().stdout == b"0\n",
@@ -157,11 +190,10 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
     );
     eprintln!("guests run with {accel:?}: {why}");
     let t0 = Instant::now();
-    let topo = Topology::new("kvm");
+    let topo = Topology::new(tag);
     let dir = topo.scratch();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-
     let kernel = Kernel::distro(&guest::cache_dir()).unwrap();
     let busybox = Path::new("/bin/busybox");
     guest::build_initramfs(&kernel, busybox, &dir.join("initramfs.cpio")).unwrap();
@@ -171,6 +203,74 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
         kernel.boot_image().display(),
         t0.elapsed()
     );
+    Some((accel, topo, kernel))
+}
+
+/// Sends [`STREAM`] random bytes over TCP 5001 from `from` to `to` (listening at `to_ip`) and
+/// asserts they arrived intact. Returns how long it took and how many segments `from`
+/// retransmitted.
+fn stream(from: &mut Guest, to: &mut Guest, to_ip: &str) -> (Duration, u64) {
+    let sent = from
+        .sh_ok(
+            &format!("head -c {STREAM} /dev/urandom > /tmp/data && sha256sum /tmp/data"),
+            STREAM_LIMIT,
+        )
+        .unwrap();
+    let limit = STREAM_LIMIT.as_secs();
+    to.sh_ok(
+        &format!(
+            "rm -f /tmp/recv.sum; sleep {limit} | timeout {limit} nc -l -p 5001 \
+             | (sha256sum > /tmp/recv.part; mv /tmp/recv.part /tmp/recv.sum) &"
+        ),
+        SHORT,
+    )
+    .unwrap();
+    to.sh_ok("sleep 0.3", SHORT).unwrap();
+    let retrans = guest_tcp(from, "RetransSegs");
+    let started = Instant::now();
+    let send = from
+        .sh(
+            &format!("timeout {limit} nc {to_ip} 5001 < /tmp/data"),
+            STREAM_LIMIT + SHORT,
+        )
+        .unwrap();
+    let took = started.elapsed();
+    let received = to
+        .sh(
+            "i=0; while [ ! -e /tmp/recv.sum ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; \
+             cat /tmp/recv.sum",
+            SHORT,
+        )
+        .unwrap();
+    let retrans = guest_tcp(from, "RetransSegs").saturating_sub(retrans);
+    eprintln!(
+        "stream of {STREAM} bytes: {took:.1?}, {:.1} Mbit/s, {retrans} segments retransmitted",
+        STREAM as f64 * 8.0 / took.as_secs_f64() / 1e6,
+    );
+    assert_eq!(send.status, 0, "sender failed: {}", send.output);
+    assert_eq!(
+        sha256(&received.output),
+        sha256(&sent),
+        "the stream arrived changed"
+    );
+    (took, retrans)
+}
+
+/// Pings `to` from `from` three times; asserts it answered.
+fn ping_ok(from: &mut Guest, to: &str) {
+    let out = from
+        .sh(&format!("ping -c 3 -i 0.2 -W 2 {to}"), SHORT)
+        .unwrap();
+    assert_eq!(out.status, 0, "ping {to} failed: {}", out.output);
+}
+
+#[test]
+fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
+    let Some((accel, topo, kernel)) = guest_setup("kvm") else {
+        return;
+    };
+    let t0 = Instant::now();
+    let dir = topo.scratch();
 
     let prefix = topo.prefix();
     let (tap1, tap2) = (format!("{prefix}t1"), format!("{prefix}t2"));
@@ -180,16 +280,7 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
     let mac2 = format!("52:54:00:9b:{pid:02x}:02");
     let (ip1, ip2) = ("10.90.0.1", "10.90.0.2");
 
-    let d = Daemon::start(&dir.join("brinkd"), &["--idle-sleep"]).unwrap();
-    ctl(&d, "network add blue");
-    // Neutron's shape: everything out; ping and one TCP port in.
-    ctl(&d, "sg add guest");
-    ctl(&d, "sg rule add guest --direction egress");
-    ctl(&d, "sg rule add guest --direction ingress --protocol icmp");
-    ctl(
-        &d,
-        "sg rule add guest --direction ingress --protocol tcp --port 5001",
-    );
+    let d = switch(&dir.join("brinkd"));
     // Guest 1 on a tap brink creates; guest 2 on one made as libvirt makes it (vnet_hdr),
     // added as an existing interface.
     ctl(
@@ -210,8 +301,13 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
         &format!("port add vm2 --iface {tap2} --network blue --mac {mac2} --ip {ip2} --sg guest"),
     );
 
-    let mut g1 = Guest::boot(&guest_spec("g1", (&kernel, accel), &dir, &tap1, &mac1, ip1)).unwrap();
-    let mut g2 = Guest::boot(&guest_spec("g2", (&kernel, accel), &dir, &tap2, &mac2, ip2)).unwrap();
+    let [mut g1, mut g2] = boot_two(
+        (&kernel, accel),
+        &dir,
+        [Nic::Tap(tap1.clone()), Nic::Tap(tap2.clone())],
+        [&mac1, &mac2],
+        [ip1, ip2],
+    );
     let boot1 = g1.wait_ready(BOOT).unwrap();
     let boot2 = g2.wait_ready(BOOT).unwrap();
     eprintln!("guests booted in {boot1:.1?} and {boot2:.1?} (started together)");
@@ -231,56 +327,15 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
     }
 
     // Ping both ways.
-    for (from, to) in [(&mut g1, ip2), (&mut g2, ip1)] {
-        let out = from
-            .sh(&format!("ping -c 3 -i 0.2 -W 2 {to}"), SHORT)
-            .unwrap();
-        assert_eq!(out.status, 0, "ping {to} failed: {}", out.output);
-    }
+    ping_ok(&mut g1, ip2);
+    ping_ok(&mut g2, ip1);
 
-    // 16 MB over TCP 5001, g1 -> g2: the receiver's sha256 must be the sender's.
-    let sent = g1
-        .sh_ok(
-            &format!("head -c {STREAM} /dev/urandom > /tmp/data && sha256sum /tmp/data"),
-            STREAM_LIMIT,
-        )
-        .unwrap();
-    let limit = STREAM_LIMIT.as_secs();
-    g2.sh_ok(
-        &format!(
-            "rm -f /tmp/recv.sum; sleep {limit} | timeout {limit} nc -l -p 5001 \
-             | (sha256sum > /tmp/recv.part; mv /tmp/recv.part /tmp/recv.sum) &"
-        ),
-        SHORT,
-    )
-    .unwrap();
-    g2.sh_ok("sleep 0.3", SHORT).unwrap();
-    let retrans = guest_tcp(&mut g1, "RetransSegs");
-    let started = Instant::now();
-    let send = g1
-        .sh(
-            &format!("timeout {limit} nc {ip2} 5001 < /tmp/data"),
-            STREAM_LIMIT + SHORT,
-        )
-        .unwrap();
-    let took = started.elapsed();
-    let received = g2
-        .sh(
-            "i=0; while [ ! -e /tmp/recv.sum ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; \
-             cat /tmp/recv.sum",
-            SHORT,
-        )
-        .unwrap();
-    let retrans = guest_tcp(&mut g1, "RetransSegs").saturating_sub(retrans);
+    // 16 MB over TCP 5001, g1 -> g2, intact.
+    stream(&mut g1, &mut g2, ip2);
     let (s1, s2) = (stats(&d, "vm1"), stats(&d, "vm2"));
     eprintln!(
-        "stream of {STREAM} bytes: {took:.1?}, {:.1} Mbit/s, {retrans} segments retransmitted by \
-         the sender; vm1 drops {} socket {}; vm2 drops {} socket {}",
-        STREAM as f64 * 8.0 / took.as_secs_f64() / 1e6,
-        s1["drops"],
-        s1["xdp_socket"],
-        s2["drops"],
-        s2["xdp_socket"],
+        "vm1 drops {} socket {}; vm2 drops {} socket {}",
+        s1["drops"], s1["xdp_socket"], s2["drops"], s2["xdp_socket"],
     );
     // The guest sends TSO superframes (up to 64 KiB): they arrive as multi-buffer frames and
     // leave as segments that fit the network's MTU.
@@ -291,12 +346,6 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
     assert!(
         segmented > 0,
         "the guest sent no TSO superframe through brink"
-    );
-    assert_eq!(send.status, 0, "sender failed: {}", send.output);
-    assert_eq!(
-        sha256(&received.output),
-        sha256(&sent),
-        "the stream arrived changed"
     );
 
     // The group admits TCP 5001 but not 5002. A refused SYN is counted at the port it arrived
@@ -335,4 +384,147 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
     ctl(&d, "port del vm2");
     assert!(!iface_exists(&tap1), "brink did not delete its tap");
     eprintln!("KVM guest test done in {:.1?}", t0.elapsed());
+}
+
+/// Frames brink received (`rx`) or sent (`tx`) on `port` were on average longer than one
+/// full-size frame: TCP superframes.
+fn superframes(d: &Daemon, port: &str, way: &str) -> bool {
+    let s = stats(d, port);
+    let bytes = s[format!("{way}_bytes")].as_u64().unwrap();
+    let packets = s[format!("{way}_packets")].as_u64().unwrap();
+    packets > 0 && bytes / packets > 1514
+}
+
+/// Segments brink cut from superframes so far.
+fn segmented(d: &Daemon) -> u64 {
+    let all: serde_json::Value =
+        serde_json::from_str(&d.ctl_ok(&["--json", "stats"]).unwrap()).unwrap();
+    all["workers"][0]["segmented"].as_u64().unwrap_or(0)
+}
+
+/// Two guests on vhost-user ports (QEMU owns each socket, `server=on`; brink connects, its
+/// default client mode), with virtio-net's offloads at their defaults: checksum and TCP
+/// segmentation offload both ways and mergeable receive buffers. They ping and move [`STREAM`]
+/// bytes intact, as superframes brink passes whole from guest to guest. The stream from a
+/// guest to a namespace on a veth (AF_XDP) port arrives intact too: brink completes the
+/// guest's checksums and cuts its superframes for it. Then brinkd is restarted under the live
+/// guests: it reconnects to their sockets by itself, from its saved state, and the stream
+/// flows again.
+#[test]
+fn vhost_user_guests_stream_with_offloads_and_survive_a_brinkd_restart() {
+    let Some((accel, mut topo, kernel)) = guest_setup("Vg") else {
+        return;
+    };
+    let t0 = Instant::now();
+    let dir = topo.scratch();
+    let sockets = [dir.join("g1.sock"), dir.join("g2.sock")];
+    let pid = std::process::id() % 256;
+    let macs = [
+        format!("52:54:00:9c:{pid:02x}:01"),
+        format!("52:54:00:9c:{pid:02x}:02"),
+    ];
+    let (ip1, ip2, ip3) = ("10.91.0.1", "10.91.0.2", "10.91.0.3");
+    let [mut g1, mut g2] = boot_two(
+        (&kernel, accel),
+        &dir,
+        sockets.clone().map(Nic::VhostUser),
+        [&macs[0], &macs[1]],
+        [ip1, ip2],
+    );
+
+    let daemon_dir = dir.join("brinkd");
+    let mut d = switch(&daemon_dir);
+    for (n, ip) in [ip1, ip2].into_iter().enumerate() {
+        ctl(
+            &d,
+            &format!(
+                "port add vm{} --network blue --type vhost-user --vhost-socket {} --mac {} \
+                 --ip {ip} --sg guest",
+                n + 1,
+                sockets[n].display(),
+                macs[n]
+            ),
+        );
+    }
+    let ns = topo.add_vm(3, ip3).unwrap();
+    d.add_vm_port("vm3", &ns, "blue", &["--ip", ip3, "--sg", "guest"])
+        .unwrap();
+    let boot1 = g1.wait_ready(BOOT).unwrap();
+    let boot2 = g2.wait_ready(BOOT).unwrap();
+    let features = virtio_features(&mut g1);
+    eprintln!("guests booted in {boot1:.1?} and {boot2:.1?}; g1 negotiated [{features}]");
+    assert_eq!(
+        features, "CSUM GUEST_CSUM GUEST_TSO4 GUEST_TSO6 HOST_TSO4 HOST_TSO6 MRG_RXBUF",
+        "virtio-net offloads at their defaults"
+    );
+    ping_ok(&mut g1, ip2);
+    ping_ok(&mut g2, ip1);
+    stream(&mut g1, &mut g2, ip2);
+    eprintln!("vm1 {}\nvm2 {}", stats(&d, "vm1"), stats(&d, "vm2"));
+    assert!(superframes(&d, "vm1", "rx"), "g1 sent no superframe");
+    assert!(superframes(&d, "vm2", "tx"), "g2 got no superframe whole");
+
+    // g1 to the namespace: the same data, cut into segments with complete checksums.
+    let sum = sha256(&g1.sh_ok("sha256sum /tmp/data", SHORT).unwrap());
+    let got = dir.join("ns.sha256");
+    let listener = Command::new("ip")
+        .args(["netns", "exec", &ns.netns, "timeout", "120", "sh", "-c"])
+        .arg(format!(
+            "socat -u TCP-LISTEN:5001,reuseaddr - | sha256sum > {}",
+            got.display()
+        ))
+        .spawn()
+        .unwrap();
+    wait_listening(&ns, 5001);
+    let sent = g1
+        .sh(
+            &format!("timeout 100 nc {ip3} 5001 < /tmp/data"),
+            STREAM_LIMIT,
+        )
+        .unwrap();
+    assert_eq!(
+        sent.status,
+        0,
+        "sender failed: {}; vm3 {}; brinkd log:\n{}",
+        sent.output,
+        stats(&d, "vm3"),
+        d.log_text()
+    );
+    assert!(
+        wait_child(listener, Duration::from_secs(30)),
+        "namespace did not finish"
+    );
+    assert_eq!(
+        sha256(&std::fs::read_to_string(&got).unwrap()),
+        sum,
+        "the stream to the namespace arrived changed"
+    );
+    assert!(segmented(&d) > 0, "superframes to an AF_XDP port are cut");
+    eprintln!("to the namespace: vm3 {}", stats(&d, "vm3"));
+
+    // Restart brinkd under the live guests: the same state directory, no command.
+    assert!(d.stop().unwrap(), "brinkd did not exit cleanly");
+    let d = Daemon::start(&daemon_dir, &["--idle-sleep"]).unwrap();
+    let mut resumed = false;
+    for _ in 0..20 {
+        let out = g1.sh(&format!("ping -c 1 -W 1 {ip2}"), SHORT).unwrap();
+        if out.status == 0 {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(
+        resumed,
+        "no ping after the restart; brinkd log:\n{}",
+        d.log_text()
+    );
+    stream(&mut g2, &mut g1, ip1);
+    eprintln!(
+        "after the restart: vm1 {}\nvm2 {}",
+        stats(&d, "vm1"),
+        stats(&d, "vm2")
+    );
+    g1.stop();
+    g2.stop();
+    eprintln!("vhost-user guest test done in {:.1?}", t0.elapsed());
 }

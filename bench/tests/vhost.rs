@@ -13,189 +13,36 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use brink_bench::daemon::Daemon;
-use brink_bench::run;
+use brink_bench::testpmd::{self, Device, Forwarded, Hugepages, TESTPMD_IP};
 use common::*;
 
 /// Hugepages (2 MiB) the test adds to the system's pool.
 const PAGES: u64 = 192;
-/// Memory testpmd takes from them, in MiB.
-const TESTPMD_MIB: &str = "256";
 /// Seconds each testpmd run lasts (it is stopped with SIGINT and prints its totals).
-const RUN_SECONDS: &str = "8";
+const RUN_SECONDS: u32 = 8;
 const MAC0: &str = "02:00:00:00:00:01";
 const MAC1: &str = "02:00:00:00:00:02";
-/// testpmd's default source address of the UDP frames it sends first (`--tx-first`).
-const TESTPMD_IP: &str = "198.18.0.1";
 
-const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
-
-fn nr_hugepages() -> u64 {
-    std::fs::read_to_string(NR_HUGEPAGES)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// 2 MiB hugepages added to the pool and a hugetlbfs mount for them; both undone on drop.
-struct Hugepages {
-    mount: PathBuf,
-}
-
-impl Hugepages {
-    fn reserve(mount: &Path) -> Self {
-        std::fs::create_dir_all(mount).unwrap();
-        let opts = ["-t", "hugetlbfs", "-o", "pagesize=2M", "nodev"];
-        run("mount", &[&opts[..], &[mount.to_str().unwrap()]].concat()).unwrap();
-        let guard = Hugepages {
-            mount: mount.to_path_buf(),
-        };
-        std::fs::write(NR_HUGEPAGES, (nr_hugepages() + PAGES).to_string()).unwrap();
-        guard
-    }
-}
-
-impl Drop for Hugepages {
-    fn drop(&mut self) {
-        let _ = run("umount", &[self.mount.to_str().unwrap_or_default()]);
-        let _ = std::fs::remove_dir(&self.mount);
-        let _ = std::fs::write(
-            NR_HUGEPAGES,
-            nr_hugepages().saturating_sub(PAGES).to_string(),
-        );
-    }
-}
-
-/// `dpdk-testpmd`, installed from apt if missing.
-fn testpmd() -> &'static str {
-    let found = |_: ()| {
-        Command::new("dpdk-testpmd")
-            .arg("--version")
-            .output()
-            .is_ok()
-    };
-    if !found(()) {
-        run(
-            "apt-get",
-            &["install", "-y", "--no-install-recommends", "dpdk-dev"],
-        )
-        .unwrap();
-        assert!(found(()), "dpdk-dev did not install dpdk-testpmd");
-    }
-    "dpdk-testpmd"
-}
-
-/// One testpmd port's totals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Forwarded {
-    rx: u64,
-    tx: u64,
-}
-
-/// The totals testpmd prints for `port` when it stops.
-fn forwarded(out: &str, port: u8) -> Forwarded {
-    let section = out
-        .split(&format!("Forward statistics for port {port}"))
-        .nth(1)
-        .unwrap_or_else(|| panic!("no statistics for port {port} in:\n{out}"));
-    let count = |label: &str| -> u64 {
-        let at = section.find(label).unwrap() + label.len();
-        section[at..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    Forwarded {
-        rx: count("RX-packets:"),
-        tx: count("TX-packets:"),
-    }
-}
-
-/// A testpmd `net_virtio_user` device: it listens on `socket`, sends from `mac` to `peer`.
-struct Device<'a> {
-    socket: &'a Path,
-    mac: &'a str,
-    peer: &'a str,
-}
-
-/// Runs testpmd for [`RUN_SECONDS`] on `devices`, forwarding in mac mode (what port N receives
-/// leaves on port N+1, or port 0 itself when alone) after a first burst of 32 frames on each;
-/// `during` runs meanwhile. Returns each port's totals.
+/// Runs testpmd for [`RUN_SECONDS`] on `devices` (its forwarding core 0, brinkd's worker core
+/// 1); `during` runs meanwhile. Returns each port's totals.
 fn testpmd_run(
     dir: &Path,
     huge: &Hugepages,
     devices: &[Device<'_>],
     during: impl FnOnce(),
 ) -> Vec<Forwarded> {
-    let prefix = format!("brkvhost{}", std::process::id());
-    let mut cmd = Command::new("timeout");
-    // testpmd's forwarding core is core 0, brinkd's worker core 1.
-    cmd.args(["-s", "INT", RUN_SECONDS, testpmd()])
-        .args([
-            "-l",
-            "0-1",
-            "--main-lcore",
-            "1",
-            "--no-pci",
-            "--single-file-segments",
-        ])
-        .args(["-m", TESTPMD_MIB, "--file-prefix", &prefix, "--huge-dir"])
-        .arg(&huge.mount);
-    for (n, dev) in devices.iter().enumerate() {
-        let vdev = format!(
-            "net_virtio_user{n},path={},server=1,queues=1,mac={}",
-            dev.socket.display(),
-            dev.mac
-        );
-        cmd.args(["--vdev", &vdev]);
-    }
-    cmd.args([
-        "--",
-        "--nb-cores=1",
-        "--forward-mode=mac",
-        "--tx-first",
-        "--stats-period=2",
-    ])
-    .arg("--total-num-mbufs=4096");
-    for (n, dev) in devices.iter().enumerate() {
-        cmd.arg(format!("--eth-peer={n},{}", dev.peer));
-    }
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = testpmd::Run::start(huge, devices, RUN_SECONDS, (0, 1)).unwrap();
     during();
-    let out = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&prefix));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let log = [out.stdout.as_slice(), &out.stderr].concat();
-    std::fs::write(dir.join("testpmd.log"), log).unwrap();
-    (0..devices.len() as u8)
-        .map(|n| forwarded(&text, n))
-        .collect()
+    run.finish(devices.len(), &dir.join("testpmd.log")).unwrap()
 }
 
 /// testpmd's two devices on `sockets`, each sending to the other's MAC.
 fn testpmd_loop(dir: &Path, huge: &Hugepages, sockets: &[PathBuf; 2]) -> (Forwarded, Forwarded) {
-    let devices = [
-        Device {
-            socket: &sockets[0],
-            mac: MAC0,
-            peer: MAC1,
-        },
-        Device {
-            socket: &sockets[1],
-            mac: MAC1,
-            peer: MAC0,
-        },
-    ];
+    let devices = testpmd::pair(sockets, [MAC0, MAC1]);
     let ports = testpmd_run(dir, huge, &devices, || {});
     (ports[0], ports[1])
 }
@@ -234,7 +81,7 @@ fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction()
     let dir = topo.scratch();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let huge = Hugepages::reserve(&dir.join("huge"));
+    let huge = Hugepages::reserve(&dir.join("huge"), PAGES).unwrap();
     let sockets = [dir.join("vm1.sock"), dir.join("vm2.sock")];
     let d = Daemon::start(&dir, &["--cores", "1"]).unwrap();
     ctl(&d, "network add blue");
@@ -305,7 +152,7 @@ fn a_vhost_user_port_and_an_af_xdp_port_exchange_frames() {
     let dir = topo.scratch();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let huge = Hugepages::reserve(&dir.join("huge"));
+    let huge = Hugepages::reserve(&dir.join("huge"), PAGES).unwrap();
     let socket = dir.join("vm1.sock");
     let d = Daemon::start(&dir, &["--cores", "1"]).unwrap();
     ctl(&d, "network add blue");

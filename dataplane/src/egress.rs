@@ -144,7 +144,7 @@ impl<B: Backend> Egress<B> {
         };
         let mtu = usize::from(snap.mtu(network));
         let len = self.backend.bytes(&frame).len();
-        if len > EthernetFrame::HEADER_LEN + mtu {
+        if len > EthernetFrame::HEADER_LEN + mtu && !self.backend.takes_superframe(to, &frame) {
             self.send_segments(in_port, to, frame, snap, mtu);
             return;
         }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use brink_bench::compare::{self, plot, report, scenario::Settings, System};
+use brink_bench::compare::{self, plot, report, scenario::Settings, vhost, System};
 use brink_bench::scenario::{self, ScenarioConfig};
 use clap::Parser;
 
@@ -22,6 +22,27 @@ enum Args {
     /// One-way UDP between hosts through VXLAN (brink and Linux ends) next to one brink host,
     /// and TCP through the tunnel.
     Tunnel(OneWay),
+    /// testpmd's vhost-user mac loop through brink (port security, stateful group, conntrack)
+    /// and through Open vSwitch-DPDK (NORMAL, and conntrack), one after the other.
+    Vhost(Vhost),
+}
+
+#[derive(Debug, clap::Args)]
+struct Vhost {
+    /// Seconds of each loop (the rate is testpmd's last 2-second stats period).
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// The switches, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "brink,ovs-normal,ovs-ct"
+    )]
+    systems: Vec<vhost::LoopSystem>,
+    /// Write the JSON results here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -216,6 +237,14 @@ fn main() -> anyhow::Result<()> {
         Args::OneWay(a) => one_way(a),
         Args::Compare(a) => compare(a),
         Args::Tunnel(a) => tunnel(a),
+        Args::Vhost(a) => {
+            let results = vhost::run_all(&a.systems, a.seconds.clamp(4, 60))?;
+            if let Some(path) = &a.json {
+                std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;
+            }
+            println!("{}", vhost::markdown(&results));
+            Ok(())
+        }
         Args::Report(a) => {
             let text = std::fs::read(&a.json)
                 .with_context(|| format!("cannot read {}", a.json.display()))?;

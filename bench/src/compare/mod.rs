@@ -19,6 +19,7 @@ pub mod report;
 pub mod scenario;
 pub mod sg;
 pub mod tools;
+pub mod vhost;
 
 use serde::{Deserialize, Serialize};
 

@@ -14,6 +14,9 @@ use crate::{run, BenchError};
 const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 /// The tap the userspace datapath creates for itself, whatever the bridge's name.
 const DATAPATH_TAP: &str = "ovs-netdev";
+/// Open vSwitch built with DPDK, as `openvswitch-switch-dpdk` installs it (beside the plain
+/// build, which stays the default `ovs-vswitchd`).
+pub const VSWITCHD_DPDK: &str = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk";
 /// How long the daemons and ports may take to come up.
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -51,35 +54,13 @@ impl Ovs {
                 "another userspace datapath runs here ({DATAPATH_TAP} exists)"
             )));
         }
-        let dir = rig.topo.scratch().join("ovs");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| BenchError::Config(format!("{}: {e}", dir.display())))?;
-        let mut ovs = Ovs {
-            bridge: format!("{}ov", rig.topo.prefix()),
-            dir,
-            daemons: Vec::new(),
-        };
-        let db = ovs.path("conf.db");
-        run("ovsdb-tool", &["create", &db, SCHEMA])?;
-        let remote = format!("--remote=punix:{}", ovs.path("db.sock"));
-        ovs.spawn("ovsdb-server", &[&db, &remote], "ovsdb")?;
-        ovs.wait_for(|o| Path::new(&o.path("db.sock")).exists(), "ovsdb-server")?;
-        ovs.vsctl(&["--no-wait", "init"])?;
-        let mask = format!("other_config:pmd-cpu-mask={:#x}", 1u64 << core);
-        ovs.vsctl(&["--no-wait", "set", "Open_vSwitch", ".", &mask])?;
-        let db_sock = format!("unix:{}", ovs.path("db.sock"));
-        ovs.spawn("ovs-vswitchd", &[&db_sock], "vswitchd")?;
-        ovs.wait_for(|o| o.appctl(&["version"]).is_ok(), "ovs-vswitchd")?;
+        let ovs = Ovs::launch(
+            &rig.topo.scratch().join("ovs"),
+            format!("{}ov", rig.topo.prefix()),
+            "ovs-vswitchd",
+            &[format!("other_config:pmd-cpu-mask={:#x}", 1u64 << core)],
+        )?;
         let br = ovs.bridge.clone();
-        ovs.vsctl(&[
-            "add-br",
-            &br,
-            "--",
-            "set",
-            "bridge",
-            &br,
-            "datapath_type=netdev",
-        ])?;
         let mut ports = Vec::new();
         for (n, vm) in rig.vms.iter().enumerate() {
             let ofport = n as u16 + 1;
@@ -115,6 +96,98 @@ impl Ovs {
             .map_err(|e| BenchError::Config(format!("{}: {e}", flows.display())))?;
         ovs.ofctl(&["del-flows", &br])?;
         ovs.ofctl(&["add-flows", &br, &flows.to_string_lossy()])?;
+        Ok(ovs)
+    }
+
+    /// Starts Open vSwitch built with DPDK (`openvswitch-switch-dpdk`) with a netdev bridge
+    /// of one `dpdkvhostuserclient` port per socket (the frontends listen there), its PMD on
+    /// `core` and DPDK's memory from the hugetlbfs at `huge`. `flows` is an `ovs-ofctl
+    /// add-flows` file's text.
+    pub fn start_dpdk(
+        dir: &Path,
+        bridge: String,
+        sockets: &[PathBuf],
+        (core, huge): (usize, &Path),
+        flows: &str,
+    ) -> Result<Ovs, BenchError> {
+        if !Path::new(VSWITCHD_DPDK).exists() {
+            return Err(BenchError::Config(format!(
+                "{VSWITCHD_DPDK} is missing (openvswitch-switch-dpdk)"
+            )));
+        }
+        let prefix = format!("--file-prefix={bridge} --no-pci");
+        let ovs = Ovs::launch(
+            dir,
+            bridge,
+            VSWITCHD_DPDK,
+            &[
+                "other_config:dpdk-init=true".into(),
+                format!("other_config:dpdk-hugepage-dir={}", huge.display()),
+                "other_config:dpdk-socket-mem=256".into(),
+                format!("other_config:dpdk-extra=\"{prefix}\""),
+                format!("other_config:pmd-cpu-mask={:#x}", 1u64 << core),
+            ],
+        )?;
+        for (n, socket) in sockets.iter().enumerate() {
+            let port = format!("vhu{n}");
+            ovs.vsctl(&[
+                "add-port",
+                &ovs.bridge,
+                &port,
+                "--",
+                "set",
+                "interface",
+                &port,
+                "type=dpdkvhostuserclient",
+                &format!("options:vhost-server-path={}", socket.display()),
+                &format!("ofport_request={}", n + 1),
+            ])?;
+        }
+        let file = ovs.dir.join("flows.txt");
+        std::fs::write(&file, flows)
+            .map_err(|e| BenchError::Config(format!("{}: {e}", file.display())))?;
+        ovs.ofctl(&["del-flows", &ovs.bridge])?;
+        ovs.ofctl(&["add-flows", &ovs.bridge, &file.to_string_lossy()])?;
+        Ok(ovs)
+    }
+
+    /// Starts `ovsdb-server` and `vswitchd` (the program) on files in `dir`, with `config`
+    /// (`other_config:KEY=VALUE`) set first, and adds the netdev bridge `bridge`.
+    fn launch(
+        dir: &Path,
+        bridge: String,
+        vswitchd: &str,
+        config: &[String],
+    ) -> Result<Ovs, BenchError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BenchError::Config(format!("{}: {e}", dir.display())))?;
+        let mut ovs = Ovs {
+            bridge,
+            dir: dir.to_path_buf(),
+            daemons: Vec::new(),
+        };
+        let db = ovs.path("conf.db");
+        run("ovsdb-tool", &["create", &db, SCHEMA])?;
+        let remote = format!("--remote=punix:{}", ovs.path("db.sock"));
+        ovs.spawn("ovsdb-server", &[&db, &remote], "ovsdb")?;
+        ovs.wait_for(|o| Path::new(&o.path("db.sock")).exists(), "ovsdb-server")?;
+        ovs.vsctl(&["--no-wait", "init"])?;
+        for c in config {
+            ovs.vsctl(&["--no-wait", "set", "Open_vSwitch", ".", c])?;
+        }
+        let db_sock = format!("unix:{}", ovs.path("db.sock"));
+        ovs.spawn(vswitchd, &[&db_sock], "vswitchd")?;
+        ovs.wait_for(|o| o.appctl(&["version"]).is_ok(), "ovs-vswitchd")?;
+        let br = ovs.bridge.clone();
+        ovs.vsctl(&[
+            "add-br",
+            &br,
+            "--",
+            "set",
+            "bridge",
+            &br,
+            "datapath_type=netdev",
+        ])?;
         Ok(ovs)
     }
 

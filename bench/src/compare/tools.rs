@@ -24,7 +24,12 @@ pub fn installed(program: &str) -> bool {
 /// Installs the packages of the [`NEEDED`] programs that are missing; returns what is still
 /// missing afterwards, with apt's complaint.
 pub fn ensure() -> Vec<String> {
-    let missing: Vec<&str> = NEEDED
+    ensure_all(&NEEDED)
+}
+
+/// [`ensure`] for the programs of `needed` (names on the PATH, or absolute paths).
+pub fn ensure_all(needed: &[(&str, &str)]) -> Vec<String> {
+    let missing: Vec<&str> = needed
         .iter()
         .filter(|(program, _)| !installed(program))
         .map(|&(_, package)| package)
@@ -44,7 +49,7 @@ pub fn ensure() -> Vec<String> {
         Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
         Err(e) => e.to_string(),
     };
-    NEEDED
+    needed
         .iter()
         .filter(|(program, _)| !installed(program))
         .map(|(program, package)| format!("{program} (package {package}): {complaint}"))

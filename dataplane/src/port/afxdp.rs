@@ -596,10 +596,13 @@ impl Backend for XdpBackend {
             let max = out.len().min(self.free.len());
             let (umem, free, jumbo) = (&self.umem, &mut self.free, &mut self.jumbo);
             let mut n = 0;
-            port.rings().receive(max, |bytes| {
+            port.rings().receive(max, |bytes, gso| {
                 let Some(frame) = copy_frame(umem, free, jumbo, bytes) else {
                     return false;
                 };
+                if let XdpFrame::Jumbo { slot, .. } = frame {
+                    jumbo.set_gso(slot, gso);
+                }
                 out[n] = frame;
                 n += 1;
                 true
@@ -693,7 +696,11 @@ impl Backend for XdpBackend {
             let rings = port.rings();
             let mut taken = 0;
             for frame in frames {
-                if !rings.send(frame_bytes(&self.umem, &self.jumbo, frame)) {
+                let gso = match *frame {
+                    XdpFrame::Jumbo { slot, .. } => self.jumbo.gso(slot),
+                    XdpFrame::Umem(_) => None,
+                };
+                if !rings.send(frame_bytes(&self.umem, &self.jumbo, frame), gso) {
                     break;
                 }
                 taken += 1;
@@ -791,6 +798,15 @@ impl Backend for XdpBackend {
                 Some(XdpFrame::Jumbo { slot: copy, len })
             }
         }
+    }
+
+    fn takes_superframe(&self, id: PortId, frame: &XdpFrame) -> bool {
+        let (Some(port), XdpFrame::Jumbo { slot, .. }) = (self.vhost.get(id), frame) else {
+            return false;
+        };
+        self.jumbo
+            .gso(*slot)
+            .is_some_and(|gso| port.takes_superframe(&gso))
     }
 
     fn full_reason(&self, id: PortId) -> DropReason {

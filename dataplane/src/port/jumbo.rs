@@ -5,15 +5,31 @@
 //! The backend copies the chain into one jumbo buffer, so every stage reads a frame as one slice;
 //! the extra copy is small next to the kernel's own copy of every buffer. A worker has a fixed
 //! number of them, taken and given back without allocating.
+//!
+//! A superframe a vhost-user guest sent keeps its segmentation ([`Gso`], from its virtio-net
+//! header) beside its buffer, so it can reach another guest that takes superframes whole.
 
 /// Bytes in one jumbo buffer: an Ethernet header, a VLAN tag and the largest IP packet.
 pub const JUMBO_LEN: usize = 14 + 4 + u16::MAX as usize;
+
+/// How a TCP superframe is to be cut into segments, as its sender's virtio-net header said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gso {
+    /// `VIRTIO_NET_HDR_GSO_TCPV4` or `VIRTIO_NET_HDR_GSO_TCPV6`.
+    pub kind: u8,
+    /// Bytes of Ethernet, IP and TCP headers.
+    pub header_len: u16,
+    /// Payload bytes of each segment (the MSS).
+    pub size: u16,
+}
 
 /// A worker's jumbo buffers, each free or held by one frame.
 #[derive(Debug)]
 pub struct JumboPool {
     bytes: Vec<u8>,
     free: Vec<u16>,
+    /// Each buffer's segmentation, if it holds a guest's superframe.
+    gso: Vec<Option<Gso>>,
 }
 
 impl JumboPool {
@@ -22,12 +38,27 @@ impl JumboPool {
         JumboPool {
             bytes: vec![0; usize::from(slots) * JUMBO_LEN],
             free: (0..slots).rev().collect(),
+            gso: vec![None; usize::from(slots)],
         }
     }
 
-    /// Takes a free buffer.
+    /// Takes a free buffer (with no segmentation).
     pub fn take(&mut self) -> Option<u16> {
-        self.free.pop()
+        let slot = self.free.pop()?;
+        self.set_gso(slot, None);
+        Some(slot)
+    }
+
+    /// The segmentation of the superframe in buffer `slot`, if it has one.
+    pub fn gso(&self, slot: u16) -> Option<Gso> {
+        self.gso.get(usize::from(slot)).copied().flatten()
+    }
+
+    /// Records the segmentation of the superframe in buffer `slot`.
+    pub fn set_gso(&mut self, slot: u16, gso: Option<Gso>) {
+        if let Some(g) = self.gso.get_mut(usize::from(slot)) {
+            *g = gso;
+        }
     }
 
     /// Gives buffer `slot` back.
@@ -51,13 +82,14 @@ impl JumboPool {
             .unwrap_or(&mut [])
     }
 
-    /// Copies the first `len` bytes of buffer `from` into buffer `to`.
+    /// Copies the first `len` bytes of buffer `from`, and its segmentation, into buffer `to`.
     pub fn copy_within(&mut self, from: u16, to: u16, len: usize) {
         let (src, dst) = (usize::from(from) * JUMBO_LEN, usize::from(to) * JUMBO_LEN);
         let len = len.min(JUMBO_LEN);
         if src.max(dst) + len <= self.bytes.len() {
             self.bytes.copy_within(src..src + len, dst);
         }
+        self.set_gso(to, self.gso(from));
     }
 
     /// A new buffer holding a copy of `bytes`, or `None` if none is free or `bytes` is too long.

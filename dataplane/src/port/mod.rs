@@ -146,6 +146,11 @@ pub trait Backend {
     fn alloc_copy(&mut self, bytes: &[u8]) -> Option<Self::Frame>;
     /// A new frame holding a copy of `frame`, for flooding.
     fn clone_frame(&mut self, frame: &Self::Frame) -> Option<Self::Frame>;
+    /// Whether port `id` takes `frame`, a TCP superframe longer than the network's MTU, whole
+    /// (a vhost-user guest with segmentation offload), so it is not cut into segments first.
+    fn takes_superframe(&self, _id: PortId, _frame: &Self::Frame) -> bool {
+        false
+    }
     /// Why port `id` did not take the frames `tx` left: its transmit ring was full, unless the
     /// backend knows better (a guest that posted no receive buffer).
     fn full_reason(&self, _id: PortId) -> DropReason {

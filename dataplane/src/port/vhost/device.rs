@@ -22,6 +22,10 @@ use vhost::vhost_user::{
 };
 use vhost::VhostUserMemoryRegionBase;
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_net::{
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
+    VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MRG_RXBUF,
+};
 use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
@@ -33,10 +37,20 @@ pub const TX_QUEUE: usize = 1;
 pub const QUEUES: usize = 2;
 /// Bit of `VIRTIO_RING_F_EVENT_IDX` in the feature word.
 pub const EVENT_IDX: u64 = 1 << VIRTIO_RING_F_EVENT_IDX;
-/// The virtio features brink offers: version 1 rings, event-index notification suppression and
-/// vhost-user protocol features. No offloads and no mergeable receive buffers yet.
-pub const FEATURES: u64 =
-    1 << VIRTIO_F_VERSION_1 | EVENT_IDX | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+/// The virtio features brink offers: version 1 rings, event-index notification suppression,
+/// vhost-user protocol features, mergeable receive buffers, and checksum and TCP segmentation
+/// offload both ways (the guest may leave checksums partial and send superframes; it takes
+/// superframes whose checksum brink verified).
+pub const FEATURES: u64 = 1 << VIRTIO_F_VERSION_1
+    | EVENT_IDX
+    | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+    | 1 << VIRTIO_NET_F_MRG_RXBUF
+    | 1 << VIRTIO_NET_F_CSUM
+    | 1 << VIRTIO_NET_F_GUEST_CSUM
+    | 1 << VIRTIO_NET_F_HOST_TSO4
+    | 1 << VIRTIO_NET_F_HOST_TSO6
+    | 1 << VIRTIO_NET_F_GUEST_TSO4
+    | 1 << VIRTIO_NET_F_GUEST_TSO6;
 /// How long `GET_VRING_BASE` waits for the worker to stop using a ring.
 const STOP_WAIT: Duration = Duration::from_millis(200);
 /// Steps of that wait.
@@ -57,7 +71,7 @@ pub struct RingSetup {
     pub call: Option<Arc<File>>,
     /// The frontend started the ring (sent its kick eventfd).
     pub started: bool,
-    /// The ring is enabled (`SET_VRING_ENABLE`, or implied without protocol features).
+    /// The ring is enabled: from its start, until a `SET_VRING_ENABLE` says otherwise.
     pub enabled: bool,
 }
 
@@ -77,6 +91,8 @@ pub struct Layout {
     pub rings: [RingSetup; QUEUES],
     /// `VIRTIO_RING_F_EVENT_IDX` was negotiated.
     pub event_idx: bool,
+    /// The features the frontend set.
+    pub features: u64,
 }
 
 /// What the protocol thread and the worker share for one port.
@@ -208,6 +224,7 @@ impl Device {
                 mem: Arc::clone(mem),
                 rings: self.rings.clone(),
                 event_idx: self.features & EVENT_IDX != 0,
+                features: self.features,
             })
         });
         self.link.publish(layout)
@@ -345,14 +362,18 @@ impl VhostUserBackendReqHandlerMut for Device {
         ))
     }
 
+    /// Starts the ring, enabled. The worker polls it: it never waits on the guest's kicks.
+    ///
+    /// With `VHOST_USER_F_PROTOCOL_FEATURES` the spec starts a ring disabled until
+    /// `SET_VRING_ENABLE`, but QEMU (7.2) sends its enables before `SET_FEATURES`, and the
+    /// `vhost` crate refuses any `SET_VRING_ENABLE` until that feature is acknowledged, so they
+    /// never reach the device. A started ring is therefore enabled; a `SET_VRING_ENABLE` after
+    /// `SET_FEATURES` (DPDK's virtio-user, QEMU's multi-queue changes) still turns it off and on.
     fn set_vring_kick(&mut self, index: u8, _fd: Option<File>) -> VuResult<()> {
-        // The worker polls the ring: it never waits on the guest's kicks.
         let i = ring_index(index)?;
         let ring = &mut self.rings[i];
         ring.started = true;
-        if self.features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() == 0 {
-            ring.enabled = true;
-        }
+        ring.enabled = true;
         self.publish();
         Ok(())
     }
@@ -467,8 +488,9 @@ mod tests {
         let (mut d, _) = device();
         assert_eq!(d.get_features().unwrap(), FEATURES);
         assert!(
-            d.set_features(FEATURES | 1 << 0).is_err(),
-            "VIRTIO_NET_F_CSUM"
+            d.set_features(FEATURES | 1 << virtio_bindings::virtio_net::VIRTIO_NET_F_MQ)
+                .is_err(),
+            "VIRTIO_NET_F_MQ"
         );
         assert!(d.set_vring_num(2, 256).is_err(), "one queue pair only");
         assert!(d.set_vring_num(0, 100).is_err(), "not a power of two");

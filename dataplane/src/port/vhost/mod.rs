@@ -21,6 +21,7 @@ use vhost::vhost_user::{BackendReqHandler, Error as VuError, Listener};
 
 use self::device::{Device, Link};
 use self::rings::Rings;
+use super::jumbo::Gso;
 use super::PortError;
 use crate::snapshot::{PortId, MAX_PORTS};
 
@@ -87,6 +88,11 @@ impl VhostPort {
     /// The rings, for the worker.
     pub fn rings(&mut self) -> &mut Rings {
         &mut self.rings
+    }
+
+    /// Whether the guest takes a superframe cut as `gso` whole.
+    pub fn takes_superframe(&self, gso: &Gso) -> bool {
+        self.rings.takes_superframe(gso)
     }
 
     /// Counts of what the rings refused or dropped.

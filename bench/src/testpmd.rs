@@ -1,0 +1,230 @@
+//! DPDK's testpmd as vhost-user "VMs": `net_virtio_user` devices that listen on a socket
+//! (`server=1`) for a switch to connect to, forwarding in a mac loop (`--forward-mode=mac
+//! --tx-first`): what port N receives leaves on port N+1 (port 0 itself when alone), after a
+//! first burst of 32 frames on each. Used by the vhost-user tests and by `brink-bench vhost`.
+//!
+//! testpmd needs 2 MiB hugepages: [`Hugepages`] adds them to the system's pool on a private
+//! hugetlbfs mount and gives both back on drop. `dpdk-dev` has `dpdk-testpmd`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::{run, BenchError};
+
+/// Memory testpmd takes from the hugepages, in MiB.
+const TESTPMD_MIB: &str = "256";
+/// testpmd's mbufs: enough for two rings of 1,024 and the bursts in flight.
+const MBUFS: &str = "--total-num-mbufs=4096";
+/// testpmd's default source address of the UDP frames it sends first (`--tx-first`).
+pub const TESTPMD_IP: &str = "198.18.0.1";
+/// testpmd's default destination address.
+pub const TESTPMD_PEER_IP: &str = "198.18.0.2";
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+fn nr_hugepages() -> Result<u64, BenchError> {
+    let text = std::fs::read_to_string(NR_HUGEPAGES).map_err(|e| BenchError::Command {
+        command: format!("read {NR_HUGEPAGES}"),
+        output: e.to_string(),
+    })?;
+    text.trim()
+        .parse()
+        .map_err(|_| BenchError::Config(format!("{NR_HUGEPAGES}: {text:?}")))
+}
+
+/// 2 MiB hugepages added to the pool and a hugetlbfs mount for them; both undone on drop.
+#[derive(Debug)]
+pub struct Hugepages {
+    /// The hugetlbfs mount.
+    pub mount: PathBuf,
+    pages: u64,
+}
+
+impl Hugepages {
+    /// Mounts hugetlbfs at `mount` (created) and adds `pages` pages to the system's pool.
+    pub fn reserve(mount: &Path, pages: u64) -> Result<Self, BenchError> {
+        std::fs::create_dir_all(mount).map_err(|e| BenchError::Command {
+            command: format!("mkdir {}", mount.display()),
+            output: e.to_string(),
+        })?;
+        let at = mount.to_string_lossy();
+        run(
+            "mount",
+            &["-t", "hugetlbfs", "-o", "pagesize=2M", "nodev", &at],
+        )?;
+        let guard = Hugepages {
+            mount: mount.to_path_buf(),
+            pages,
+        };
+        let want = nr_hugepages()? + pages;
+        std::fs::write(NR_HUGEPAGES, want.to_string()).map_err(|e| BenchError::Command {
+            command: format!("write {NR_HUGEPAGES}"),
+            output: e.to_string(),
+        })?;
+        Ok(guard)
+    }
+}
+
+impl Drop for Hugepages {
+    fn drop(&mut self) {
+        let _ = run("umount", &[&self.mount.to_string_lossy()]);
+        let _ = std::fs::remove_dir(&self.mount);
+        if let Ok(n) = nr_hugepages() {
+            let _ = std::fs::write(NR_HUGEPAGES, n.saturating_sub(self.pages).to_string());
+        }
+    }
+}
+
+/// `dpdk-testpmd`, installed with apt (`dpdk-dev`) if missing.
+pub fn binary() -> Result<&'static str, BenchError> {
+    let found = || {
+        Command::new("dpdk-testpmd")
+            .arg("--version")
+            .output()
+            .is_ok()
+    };
+    if !found() {
+        run(
+            "apt-get",
+            &["install", "-y", "--no-install-recommends", "dpdk-dev"],
+        )?;
+    }
+    if found() {
+        Ok("dpdk-testpmd")
+    } else {
+        Err(BenchError::Config(
+            "dpdk-dev did not install dpdk-testpmd".into(),
+        ))
+    }
+}
+
+/// One testpmd device: it listens on `socket` and sends from `mac` to `peer`.
+#[derive(Debug, Clone, Copy)]
+pub struct Device<'a> {
+    /// The vhost-user socket testpmd creates.
+    pub socket: &'a Path,
+    /// Its MAC.
+    pub mac: &'a str,
+    /// The MAC it sends to.
+    pub peer: &'a str,
+}
+
+/// Two devices on `sockets` with `macs`, each sending to the other's MAC.
+pub fn pair<'a>(sockets: &'a [PathBuf; 2], macs: [&'a str; 2]) -> [Device<'a>; 2] {
+    [
+        Device {
+            socket: &sockets[0],
+            mac: macs[0],
+            peer: macs[1],
+        },
+        Device {
+            socket: &sockets[1],
+            mac: macs[1],
+            peer: macs[0],
+        },
+    ]
+}
+
+/// One testpmd port's totals, and its last receive rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Frames received.
+    pub rx: u64,
+    /// Frames sent.
+    pub tx: u64,
+    /// Frames per second received in the last stats period.
+    pub rx_pps: u64,
+}
+
+/// A testpmd run, stopped (SIGINT, then it prints its totals) after its time.
+#[derive(Debug)]
+pub struct Run {
+    child: Child,
+    prefix: String,
+}
+
+impl Run {
+    /// Starts testpmd for `seconds` on `devices`, with its forwarding core `core` and its main
+    /// thread on `main_core`, files in `huge`.
+    pub fn start(
+        huge: &Hugepages,
+        devices: &[Device<'_>],
+        seconds: u32,
+        (core, main_core): (usize, usize),
+    ) -> Result<Run, BenchError> {
+        let prefix = format!("brkVpmd{}", std::process::id());
+        let mut cmd = Command::new("timeout");
+        let cores = format!("{},{}", core.min(main_core), core.max(main_core));
+        cmd.args(["-s", "INT", &seconds.to_string(), binary()?])
+            .args(["-l", &cores, "--main-lcore", &main_core.to_string()])
+            .args(["--no-pci", "--single-file-segments", "-m", TESTPMD_MIB])
+            .args(["--file-prefix", &prefix, "--huge-dir"])
+            .arg(&huge.mount);
+        for (n, dev) in devices.iter().enumerate() {
+            let vdev = format!(
+                "net_virtio_user{n},path={},server=1,queues=1,mac={}",
+                dev.socket.display(),
+                dev.mac
+            );
+            cmd.args(["--vdev", &vdev]);
+        }
+        cmd.args([
+            "--",
+            "--nb-cores=1",
+            "--forward-mode=mac",
+            "--tx-first",
+            "--stats-period=2",
+            MBUFS,
+        ]);
+        for (n, dev) in devices.iter().enumerate() {
+            cmd.arg(format!("--eth-peer={n},{}", dev.peer));
+        }
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| BenchError::Command {
+                command: "dpdk-testpmd".into(),
+                output: e.to_string(),
+            })?;
+        Ok(Run { child, prefix })
+    }
+
+    /// Waits for the end; writes testpmd's output to `log` and returns each port's totals.
+    pub fn finish(self, ports: usize, log: &Path) -> Result<Vec<Forwarded>, BenchError> {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| BenchError::Command {
+                command: "dpdk-testpmd".into(),
+                output: e.to_string(),
+            })?;
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
+        let _ = std::fs::write(log, [out.stdout.as_slice(), &out.stderr].concat());
+        let text = String::from_utf8_lossy(&out.stdout);
+        (0..ports).map(|n| forwarded(&text, n)).collect()
+    }
+}
+
+/// The first number after `label` in `text`.
+fn number_after(text: &str, label: &str) -> Option<u64> {
+    let at = text.find(label)? + label.len();
+    text[at..].split_whitespace().next()?.parse().ok()
+}
+
+/// The totals testpmd printed for `port` when it stopped, and its last receive rate.
+fn forwarded(out: &str, port: usize) -> Result<Forwarded, BenchError> {
+    let missing = || BenchError::Config(format!("no statistics for testpmd port {port}"));
+    let totals = out
+        .split(&format!("Forward statistics for port {port}"))
+        .nth(1)
+        .ok_or_else(missing)?;
+    let rates = out
+        .rsplit(&format!("NIC statistics for port {port}"))
+        .next()
+        .unwrap_or_default();
+    Ok(Forwarded {
+        rx: number_after(totals, "RX-packets:").ok_or_else(missing)?,
+        tx: number_after(totals, "TX-packets:").ok_or_else(missing)?,
+        rx_pps: number_after(rates, "Rx-pps:").unwrap_or(0),
+    })
+}
