@@ -59,11 +59,15 @@ pub enum DropReason {
     IngressDenied,
     /// The connection was admitted by a rule that is gone, and no current rule allows it.
     RuleRevoked,
+    /// Received on a VLAN trunk with a tag no network on it has, or untagged.
+    UnknownVlan,
+    /// No room in the frame buffer for a VLAN tag.
+    NoTagRoom,
 }
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Runt,
         DropReason::BadSourceMac,
         DropReason::Hairpin,
@@ -88,6 +92,8 @@ impl DropReason {
         DropReason::EgressDenied,
         DropReason::IngressDenied,
         DropReason::RuleRevoked,
+        DropReason::UnknownVlan,
+        DropReason::NoTagRoom,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -119,6 +125,8 @@ impl DropReason {
             DropReason::EgressDenied => "egress_denied",
             DropReason::IngressDenied => "ingress_denied",
             DropReason::RuleRevoked => "rule_revoked",
+            DropReason::UnknownVlan => "unknown_vlan",
+            DropReason::NoTagRoom => "no_tag_room",
         }
     }
 }

@@ -13,6 +13,8 @@ use crate::counters::{DropReason, PortCounters, WorkerCounters};
 use crate::cross::CrossQueue;
 use crate::port::Backend;
 use crate::snapshot::{NetworkId, PortId, Snapshot, MAX_PORTS};
+use crate::trunk::{self, VlanPort};
+use crate::wire::vlan::TAG_LEN;
 use crate::wire::segment;
 use crate::wire::EthernetFrame;
 
@@ -29,6 +31,8 @@ struct LocalPort<F> {
     staged_bytes: u64,
     /// Listed in `Egress::dirty`.
     dirty: bool,
+    /// A logical VLAN port: its frames are tagged and staged on its trunk instead.
+    vlan: Option<VlanPort>,
 }
 
 /// A worker's backend, its ports and its queues to other workers.
@@ -82,8 +86,9 @@ impl<B: Backend> Egress<B> {
         self.now_ns = now_ns;
     }
 
-    /// Starts transmitting on port `id` (the backend has opened it).
-    pub fn attach(&mut self, id: PortId, counters: Arc<PortCounters>) {
+    /// Starts transmitting on port `id`: one the backend has opened, or (with `vlan`) a
+    /// logical VLAN port whose frames leave tagged on its trunk.
+    pub fn attach(&mut self, id: PortId, counters: Arc<PortCounters>, vlan: Option<VlanPort>) {
         if let Some(slot) = self.ports.get_mut(usize::from(id)) {
             *slot = Some(LocalPort {
                 counters,
@@ -91,6 +96,7 @@ impl<B: Backend> Egress<B> {
                 staged_len: 0,
                 staged_bytes: 0,
                 dirty: false,
+                vlan,
             });
         }
     }
@@ -248,8 +254,9 @@ impl<B: Backend> Egress<B> {
     }
 
     #[inline]
-    /// Stages `frame`, `len` bytes long, for local port `to`.
-    fn stage(&mut self, to: PortId, frame: B::Frame, len: usize) {
+    /// Stages `frame`, `len` bytes long, for local port `to`; for a logical VLAN port, tagged
+    /// on its trunk.
+    fn stage(&mut self, to: PortId, mut frame: B::Frame, len: usize) {
         if self.target.traffic_of(to) {
             let bytes = self.backend.bytes(&frame);
             self.capture.record(self.now_ns, Way::Out, bytes);
@@ -259,6 +266,17 @@ impl<B: Backend> Egress<B> {
             self.backend.free(frame);
             return;
         };
+        if let Some(v) = port.vlan {
+            // Counted as sent once handed to the trunk, whose counters see what it sends.
+            port.counters.tx_packets.add_shared(1);
+            port.counters.tx_bytes.add_shared(len as u64);
+            if !trunk::tag(&mut self.backend, &mut frame, v.vid) {
+                self.counters.drops.add(DropReason::NoTagRoom, 1);
+                self.backend.free(frame);
+                return;
+            }
+            return self.stage(v.trunk, frame, len + TAG_LEN);
+        }
         if port.staged_len == BATCH_SIZE {
             flush_staged(&mut self.backend, &self.counters, to, port);
         }

@@ -27,5 +27,6 @@ pub mod port;
 pub mod snapshot;
 pub mod switch;
 pub mod trace;
+pub mod trunk;
 pub mod wire;
 pub mod worker;

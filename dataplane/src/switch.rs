@@ -15,6 +15,7 @@ use crate::ct_events::CtEvents;
 use crate::fdb::FdbRow;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
+use crate::trunk::VlanPort;
 use crate::worker::{self, Command, Polled, Shared, WorkerConfig};
 
 /// How long the control thread waits for a worker to answer a command.
@@ -168,6 +169,23 @@ impl<B: Backend + 'static> Switch<B> {
         })?
     }
 
+    /// Adds logical VLAN port `id` on `worker`, the owner of its trunk `at.trunk`. Publish a
+    /// snapshot listing it for traffic to flow.
+    pub fn open_vlan(
+        &self,
+        worker: usize,
+        id: PortId,
+        at: VlanPort,
+        counters: Arc<PortCounters>,
+    ) -> Result<(), PortError> {
+        self.ask(worker, |reply| Command::AddVlan {
+            id,
+            at,
+            counters,
+            reply,
+        })
+    }
+
     /// Closes port `id` on `worker`. Publish a snapshot without it first.
     pub fn close_port(&self, worker: usize, id: PortId) -> Result<(), PortError> {
         self.ask(worker, |reply| Command::RemovePort { id, reply })
@@ -283,6 +301,9 @@ mod tests {
         }
         fn patch(&mut self, frame: &mut MemFrame, at: usize, bytes: &[u8]) {
             self.0.patch(frame, at, bytes)
+        }
+        fn reshape(&mut self, f: &mut MemFrame, len: usize, edit: impl FnOnce(&mut [u8])) -> bool {
+            self.0.reshape(f, len, edit)
         }
         fn tx(&mut self, id: PortId, frames: &[MemFrame]) -> usize {
             self.0.tx(id, frames)

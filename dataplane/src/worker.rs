@@ -14,14 +14,15 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::batch::{Batch, BATCH_SIZE};
 use crate::capture::{Capture, Way};
-use crate::counters::{PortCounters, WorkerCounters};
+use crate::counters::{DropReason, PortCounters, WorkerCounters};
 use crate::cross::{self, CrossQueue};
 use crate::ct_events::CtEvents;
 use crate::egress::Egress;
 use crate::fdb::{Fdb, FdbRow};
 use crate::pipeline as stage;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
-use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
+use crate::snapshot::{NetworkId, PortEntry, PortId, Snapshot, SnapshotCell};
+use crate::trunk::{Demux, Trunks, VlanPort};
 
 /// How long an idle worker sleeps when idle sleeping is on.
 pub const IDLE_SLEEP: Duration = Duration::from_micros(200);
@@ -48,7 +49,19 @@ pub enum Command<S> {
         /// Receives the outcome.
         reply: Sender<Result<PortMode, PortError>>,
     },
-    /// Stop polling a port and close it.
+    /// Start sending to logical VLAN port `id`, tagged on trunk `at.trunk` (a port this
+    /// worker polls), and taking frames of VLAN `at.vid` from it.
+    AddVlan {
+        /// Port id of the logical port.
+        id: PortId,
+        /// Its trunk and VLAN id.
+        at: VlanPort,
+        /// Where to count its traffic.
+        counters: Arc<PortCounters>,
+        /// Answered once done.
+        reply: Sender<()>,
+    },
+    /// Stop polling a port (or a logical VLAN port) and close it.
     RemovePort {
         /// Port id.
         id: PortId,
@@ -189,6 +202,10 @@ pub struct Worker<B: Backend> {
     batch: Batch<B::Frame>,
     /// Ports this worker owns, in the order they were added.
     owned: Vec<PortId>,
+    /// Logical VLAN ports on the trunks among `owned`.
+    trunks: Trunks,
+    /// A trunk's batch, split by VLAN.
+    demux: Demux<B::Frame>,
     from_workers: Vec<CrossQueue>,
     commands: Receiver<Command<B::Spec>>,
     shared: Shared,
@@ -217,6 +234,8 @@ impl<B: Backend> Worker<B> {
             egress,
             batch: Batch::default(),
             owned: Vec::with_capacity(crate::snapshot::MAX_PORTS),
+            trunks: Trunks::default(),
+            demux: Demux::default(),
             from_workers,
             commands,
             shared,
@@ -279,8 +298,11 @@ impl<B: Backend> Worker<B> {
         let mut moved = 0;
         for i in 0..self.owned.len() {
             let port = self.owned[i];
-            // A port is polled only once the snapshot knows its network.
+            // A port is polled only once the snapshot knows its network; a trunk is in none.
             let Some(entry) = snap.port(port) else {
+                if self.trunks.carries(port) {
+                    moved += self.poll_trunk(port, &snap, now, now_ns, capture.traffic_of(port));
+                }
                 continue;
             };
             let n = self.egress.backend.rx(port, &mut self.batch.frames);
@@ -288,16 +310,9 @@ impl<B: Backend> Worker<B> {
                 continue;
             }
             if capture.traffic_of(port) {
-                for f in &self.batch.frames[..n] {
-                    let bytes = self.egress.backend.bytes(f);
-                    self.shared.capture.record(now_ns, Way::In, bytes);
-                }
+                self.record_in(&self.batch.frames[..n], now_ns);
             }
-            self.batch.len = n;
-            self.batch.in_port = port;
-            self.batch.network = entry.network;
-            self.batch.track = entry.tracks();
-            self.batch.inspect = self.batch.track || snap.is_filtered(entry.network);
+            self.start_batch(port, entry, n, &snap);
             self.run_batch(&snap, now, now_ns);
             moved += n;
         }
@@ -321,6 +336,66 @@ impl<B: Backend> Worker<B> {
             self.counters.fdb_aged.add(aged as u64);
         }
         moved
+    }
+
+    /// Receives a batch on VLAN trunk `trunk` and runs each VLAN's frames, untagged, as a batch
+    /// from that VLAN's logical port; frames of no known VLAN are dropped on the trunk.
+    /// `captured`: the trunk's traffic is being captured (as received, tagged).
+    fn poll_trunk(
+        &mut self,
+        trunk: PortId,
+        snap: &Snapshot,
+        now: Instant,
+        now_ns: u64,
+        captured: bool,
+    ) -> usize {
+        let n = self.egress.backend.rx(trunk, &mut self.demux.frames);
+        if n == 0 {
+            return 0;
+        }
+        if captured {
+            self.record_in(&self.demux.frames[..n], now_ns);
+        }
+        if let Some(c) = self.egress.port_counters(trunk) {
+            let backend = &self.egress.backend;
+            let bytes: usize = self.demux.frames[..n]
+                .iter()
+                .map(|f| backend.bytes(f).len())
+                .sum();
+            c.rx_packets.add_shared(n as u64);
+            c.rx_bytes.add_shared(bytes as u64);
+        }
+        let up = |p| snap.port(p).is_some();
+        let backend = &mut self.egress.backend;
+        let aside = self.demux.split(backend, &self.trunks, trunk, n, up);
+        for &f in aside {
+            self.egress.drop_rx(trunk, DropReason::UnknownVlan, f);
+        }
+        while let Some((port, len)) = self.demux.next_group(&mut self.batch.frames) {
+            // `split` kept only frames of ports the snapshot has.
+            if let Some(entry) = snap.port(port) {
+                self.start_batch(port, entry, len, snap);
+                self.run_batch(snap, now, now_ns);
+            }
+        }
+        n
+    }
+
+    /// Records received `frames` in the capture.
+    fn record_in(&self, frames: &[B::Frame], now_ns: u64) {
+        for f in frames {
+            let bytes = self.egress.backend.bytes(f);
+            self.shared.capture.record(now_ns, Way::In, bytes);
+        }
+    }
+
+    /// Makes the batch `n` frames received on `port`, described by `entry`.
+    fn start_batch(&mut self, port: PortId, entry: &PortEntry, n: usize, snap: &Snapshot) {
+        self.batch.len = n;
+        self.batch.in_port = port;
+        self.batch.network = entry.network;
+        self.batch.track = entry.tracks();
+        self.batch.inspect = self.batch.track || snap.is_filtered(entry.network);
     }
 
     fn run_batch(&mut self, snap: &Snapshot, now: Instant, now_ns: u64) {
@@ -366,13 +441,27 @@ impl<B: Backend> Worker<B> {
             } => {
                 let opened = self.egress.backend.open(id, spec);
                 if opened.is_ok() {
-                    self.egress.attach(id, counters);
+                    self.egress.attach(id, counters, None);
                     self.owned.push(id);
                 }
                 let _ = reply.send(opened);
             }
+            Command::AddVlan {
+                id,
+                at,
+                counters,
+                reply,
+            } => {
+                // A port cannot be its own trunk.
+                if at.trunk != id {
+                    self.trunks.add(id, at);
+                    self.egress.attach(id, counters, Some(at));
+                }
+                let _ = reply.send(());
+            }
             Command::RemovePort { id, reply } => {
                 self.owned.retain(|&p| p != id);
+                self.trunks.remove(id);
                 self.egress.detach(id);
                 self.egress.backend.close(id);
                 let _ = reply.send(());

@@ -690,6 +690,36 @@ impl Backend for XdpBackend {
         }
     }
 
+    fn reshape(&mut self, frame: &mut XdpFrame, len: usize, edit: impl FnOnce(&mut [u8])) -> bool {
+        match frame {
+            XdpFrame::Umem(desc) => {
+                // SAFETY: as in `patch`: `frame` is held by this backend, so no ring and no
+                // other reader or writer touches it while it is written.
+                let mut data = unsafe { self.umem.data_mut(desc) };
+                let old = data.contents().len();
+                if len > data.cursor().buf_len() {
+                    return false;
+                }
+                data.cursor().set_pos(len.max(old));
+                edit(data.contents_mut());
+                data.cursor().set_pos(len);
+                true
+            }
+            XdpFrame::Jumbo { slot, len: old } => {
+                let Ok(new_len) = u32::try_from(len) else {
+                    return false;
+                };
+                let buf = self.jumbo.get_mut(*slot);
+                let Some(bytes) = buf.get_mut(..len.max(*old as usize)) else {
+                    return false;
+                };
+                edit(bytes);
+                *old = new_len;
+                true
+            }
+        }
+    }
+
     #[inline]
     fn tx(&mut self, id: PortId, frames: &[XdpFrame]) -> usize {
         if let Some(port) = self.vhost.get_mut(id) {

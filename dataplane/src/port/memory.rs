@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::jumbo::JumboPool;
+use super::jumbo::{JumboPool, JUMBO_LEN};
 use super::{Backend, PortError, PortMode, BUFFER_LEN};
 use crate::snapshot::{PortId, MAX_PORTS};
 
@@ -221,6 +221,28 @@ impl Backend for MemBackend {
         if let Some(dst) = dst {
             dst.copy_from_slice(bytes);
         }
+    }
+
+    fn reshape(&mut self, frame: &mut MemFrame, len: usize, edit: impl FnOnce(&mut [u8])) -> bool {
+        let (buf, capacity) = match Self::jumbo_slot(frame) {
+            Some(slot) => (self.jumbo.get_mut(slot), JUMBO_LEN),
+            None => {
+                let start = frame.index as usize * CHUNK;
+                (self.pool.get_mut(start..start + CHUNK).unwrap_or(&mut []), CHUNK)
+            }
+        };
+        let Ok(new_len) = u32::try_from(len) else {
+            return false;
+        };
+        if len > capacity {
+            return false;
+        }
+        let seen = len.max(frame.len as usize);
+        if let Some(bytes) = buf.get_mut(..seen) {
+            edit(bytes);
+        }
+        frame.len = new_len;
+        true
     }
 
     fn tx(&mut self, id: PortId, frames: &[MemFrame]) -> usize {

@@ -139,6 +139,12 @@ pub trait Backend {
     /// Overwrites the bytes at `at..at + bytes.len()` of a frame this worker holds (a checksum
     /// the switch completes); a range outside the frame changes nothing.
     fn patch(&mut self, frame: &mut Self::Frame, at: usize, bytes: &[u8]);
+    /// Gives a frame this worker holds the length `len`, running `edit` over its bytes while
+    /// they are the longer of the two lengths: a frame grows before `edit` sees it (the new
+    /// bytes unspecified) and shrinks after. Returns `false`, with nothing done, when `len` is
+    /// more than the frame's buffer holds.
+    fn reshape(&mut self, frame: &mut Self::Frame, len: usize, edit: impl FnOnce(&mut [u8]))
+        -> bool;
     /// Queues frames for transmission on port `id`; returns how many were taken. The caller
     /// still owns the rest.
     fn tx(&mut self, id: PortId, frames: &[Self::Frame]) -> usize;

@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod ip;
 pub mod segment;
+pub mod vlan;
 
 pub use ethernet::{EtherType, EthernetFrame, MacAddr, WireError};
 

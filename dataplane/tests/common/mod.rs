@@ -11,6 +11,7 @@ use brink_dataplane::acl::PortFilter;
 use brink_dataplane::counters::{DropReason, PortCounters, WorkerCounters};
 use brink_dataplane::port::memory::{MemBackend, MemLink, MemPort};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, SnapshotCell};
+use brink_dataplane::trunk::VlanPort;
 use brink_dataplane::wire::ethernet::emit_header;
 use brink_dataplane::wire::{EtherType, MacAddr};
 use brink_dataplane::worker::{self, Command, Shared, Worker, WorkerConfig};
@@ -32,6 +33,8 @@ pub struct Port {
     pub link: Arc<MemLink>,
     pub counters: Arc<PortCounters>,
     pub entry: PortEntry,
+    /// In the snapshot (a VLAN trunk is not: it is in no network).
+    pub listed: bool,
 }
 
 /// A switch of `n` workers on in-memory ports, polled by hand.
@@ -131,6 +134,45 @@ impl Rig {
             link,
             counters,
             entry,
+            listed: true,
+        });
+        self.publish();
+    }
+
+    /// Adds port `id` on `worker` as a VLAN trunk: polled, but in no network.
+    pub fn add_trunk(&mut self, id: PortId, worker: usize) {
+        self.add(id, worker, 0, None);
+        self.ports[usize::from(id)].as_mut().unwrap().listed = false;
+        self.publish();
+    }
+
+    /// Adds logical port `id` of VLAN `vid` on `trunk` (on `worker`) in `network`, no conntrack.
+    pub fn add_vlan(&mut self, id: PortId, worker: usize, network: u16, trunk: PortId, vid: u16) {
+        let counters = Arc::new(PortCounters::default());
+        let (reply, answer) = bounded(1);
+        let at = VlanPort { trunk, vid };
+        let counters2 = Arc::clone(&counters);
+        self.commands[worker]
+            .send(Command::AddVlan { id, at, counters: counters2, reply })
+            .unwrap();
+        self.poll();
+        answer.try_recv().unwrap();
+        let entry = PortEntry {
+            network: NetworkId(network),
+            worker,
+            mac: None,
+            conntrack: false,
+            filter: None,
+        };
+        let id = usize::from(id);
+        if self.ports.len() <= id {
+            self.ports.resize_with(id + 1, || None);
+        }
+        self.ports[id] = Some(Port {
+            link: MemLink::new(1),
+            counters,
+            entry,
+            listed: true,
         });
         self.publish();
     }
@@ -152,7 +194,7 @@ impl Rig {
             .ports
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.as_ref().map(|p| (i as PortId, p.entry.clone())));
+            .filter_map(|(i, p)| Some((i as PortId, p.as_ref().filter(|p| p.listed)?.entry.clone())));
         self.shared.snapshot.publish(
             Snapshot::new(self.generation, entries)
                 .with_mtus(self.mtus.clone())
