@@ -161,6 +161,19 @@ pub struct Model {
     tunnel: Option<Tunnel>,
     /// Segments of the networks that leave the host, by network name.
     overlays: BTreeMap<String, Overlay>,
+    /// The trunks of uplinks that carry VLAN networks, by interface. Derived from the VLAN
+    /// networks, so not saved: their uplinks make them again after a restart.
+    trunks: BTreeMap<String, Trunk>,
+}
+
+/// The one socket on an uplink interface that its VLAN networks share: a dataplane port in no
+/// network, polled by one worker, which also owns the VLAN networks' uplink ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trunk {
+    /// Its dataplane port id.
+    pub id: PortId,
+    /// The worker that polls it.
+    pub worker: usize,
 }
 
 /// An allowed address pair `IP[/LEN][,MAC]`.
@@ -279,6 +292,65 @@ impl Model {
             .collect()
     }
 
+    /// The lowest port id no port, no trunk and not `pending` (a port not yet inserted) has.
+    fn free_port_id(&self, pending: Option<PortId>) -> Result<PortId, ModelError> {
+        (0..MAX_PORTS as PortId)
+            .find(|i| {
+                Some(*i) != pending
+                    && self.ports.values().all(|p| p.id != *i)
+                    && self.trunks.values().all(|t| t.id != *i)
+            })
+            .ok_or(ModelError::TooManyPorts)
+    }
+
+    /// Whether `spec` is the uplink port of a VLAN network.
+    pub fn is_vlan_uplink(&self, spec: &PortAdd) -> bool {
+        spec.kind == PortKind::Uplink && self.vlan_of(&spec.network).is_some()
+    }
+
+    /// The VLAN id and uplink interface of VLAN network `network`.
+    pub fn vlan_of(&self, network: &str) -> Option<(u16, String)> {
+        let o = self.overlays.get(network)?;
+        Some((o.vlan()?, o.uplink_iface()))
+    }
+
+    /// The trunk on uplink `iface`, if it has one.
+    pub fn trunk(&self, iface: &str) -> Option<Trunk> {
+        self.trunks.get(iface).copied()
+    }
+
+    /// The trunks, by interface.
+    pub fn trunks(&self) -> impl Iterator<Item = (&str, Trunk)> {
+        self.trunks.iter().map(|(i, t)| (i.as_str(), *t))
+    }
+
+    /// Picks a port id for a new trunk polled by `worker`, opened for port `first` (checked,
+    /// not yet inserted). Nothing changes.
+    pub fn check_trunk(&self, worker: usize, first: PortId) -> Result<Trunk, ModelError> {
+        Ok(Trunk {
+            id: self.free_port_id(Some(first))?,
+            worker,
+        })
+    }
+
+    /// Records `trunk`, checked by [`Model::check_trunk`], as the trunk on `iface`.
+    pub fn insert_trunk(&mut self, iface: &str, trunk: Trunk) {
+        self.trunks.insert(iface.into(), trunk);
+    }
+
+    /// Forgets the trunk on `iface`.
+    pub fn remove_trunk(&mut self, iface: &str) -> Option<Trunk> {
+        self.trunks.remove(iface)
+    }
+
+    /// The VLAN networks on uplink `iface`, with their MTUs.
+    pub fn vlan_networks<'a>(&'a self, iface: &'a str) -> impl Iterator<Item = (&'a str, u16)> {
+        self.overlays
+            .iter()
+            .filter(move |(_, o)| o.vlan().is_some() && o.uplink_iface() == iface)
+            .map(|(n, _)| (n.as_str(), self.network_mtu(n)))
+    }
+
     /// Validates a port request against the model and picks a free port id. Nothing changes.
     pub fn check_port(&self, spec: &PortAdd, worker: usize) -> Result<PortRecord, ModelError> {
         name::check(&spec.name)?;
@@ -296,11 +368,13 @@ impl Model {
                 });
             }
         }
-        if let Some(other) = self
-            .ports
-            .values()
-            .find(|p| !spec.iface.is_empty() && p.spec.iface == spec.iface)
-        {
+        // The VLAN networks of a trunk all have an uplink port on its interface.
+        let vlan = self.is_vlan_uplink(spec);
+        if let Some(other) = self.ports.values().find(|p| {
+            !spec.iface.is_empty()
+                && p.spec.iface == spec.iface
+                && !(vlan && self.is_vlan_uplink(&p.spec))
+        }) {
             return Err(ModelError::IfaceInUse {
                 iface: spec.iface.clone(),
                 port: other.spec.name.clone(),
@@ -335,9 +409,7 @@ impl Model {
                     .map_err(|_| ModelError::BadIp(s.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let id = (0..MAX_PORTS as PortId)
-            .find(|i| self.ports.values().all(|p| p.id != *i))
-            .ok_or(ModelError::TooManyPorts)?;
+        let id = self.free_port_id(None)?;
         let mut spec = spec.clone();
         spec.mac = mac.map(|m| m.to_string());
         spec.ips = ips.iter().map(IpAddr::to_string).collect();
@@ -614,27 +686,52 @@ impl Model {
                     return Err(OverlayError::VniInUse { vni: *vni, network }.into());
                 }
             }
-            Segment::Flat { uplink } => {
-                let user = self
+            Segment::Flat { uplink } => self.check_uplink_free(uplink, false)?,
+            Segment::Vlan { vlan, uplink } => {
+                if let Some((network, _)) = self
                     .overlays
                     .iter()
-                    .find(|(_, x)| x.uplink_iface() == *uplink)
-                    .map(|(n, _)| format!("network {n:?}"))
-                    .or_else(|| {
-                        let port = self.ports.values().find(|p| p.spec.iface == *uplink)?;
-                        Some(format!("port {:?}", port.spec.name))
-                    })
-                    .or_else(|| {
-                        let t = self.tunnel.as_ref().filter(|t| t.dev == *uplink)?;
-                        Some(format!("the tunnel endpoint {}", t.local_ip))
-                    });
-                if let Some(user) = user {
-                    let uplink = uplink.clone();
-                    return Err(OverlayError::UplinkInUse { uplink, user }.into());
+                    .find(|(_, x)| x.vlan() == Some(*vlan) && x.uplink_iface() == *uplink)
+                {
+                    return Err(OverlayError::VlanInUse {
+                        vlan: *vlan,
+                        uplink: uplink.clone(),
+                        network: network.clone(),
+                    }
+                    .into());
                 }
+                self.check_uplink_free(uplink, true)?;
             }
         }
         Ok(())
+    }
+
+    /// Fails if a network, a port or the tunnel endpoint uses `uplink`; with `vlan`, other VLAN
+    /// networks (and their uplink ports) may, as they share its trunk.
+    fn check_uplink_free(&self, uplink: &str, vlan: bool) -> Result<(), ModelError> {
+        let user =
+            self.overlays
+                .iter()
+                .find(|(_, x)| x.uplink_iface() == uplink && !(vlan && x.vlan().is_some()))
+                .map(|(n, _)| format!("network {n:?}"))
+                .or_else(|| {
+                    let port = self.ports.values().find(|p| {
+                        p.spec.iface == uplink && !(vlan && self.is_vlan_uplink(&p.spec))
+                    })?;
+                    Some(format!("port {:?}", port.spec.name))
+                })
+                .or_else(|| {
+                    let t = self.tunnel.as_ref().filter(|t| t.dev == uplink)?;
+                    Some(format!("the tunnel endpoint {}", t.local_ip))
+                });
+        match user {
+            Some(user) => Err(OverlayError::UplinkInUse {
+                uplink: uplink.into(),
+                user,
+            }
+            .into()),
+            None => Ok(()),
+        }
     }
 
     /// Gives network `name` segment `o`, checked by [`Model::check_overlay`].

@@ -1,5 +1,5 @@
-//! Networks that leave the host: the tunnel endpoint, each network's segment (a VXLAN VNI or a
-//! flat uplink), and what Neutron's l2population tells an agent: the flood list and where each
+//! Networks that leave the host: the tunnel endpoint, each network's segment (a VXLAN VNI, a
+//! flat uplink or a VLAN on an uplink trunk), and what Neutron's l2population tells an agent: the flood list and where each
 //! remote MAC lives.
 //!
 //! Pure data, like the rest of the model: the kernel devices these describe are made by
@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use brink_api::types::{Segment, TunnelSet};
+use brink_dataplane::wire::vlan::MAX_VID;
 use brink_dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,19 @@ pub const MAX_VNI: u32 = (1 << 24) - 1;
 /// Why a tunnel or segment change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OverlayError {
+    /// A VLAN id outside 1..=4094.
+    #[error("VLAN {0} is out of range: use 1 to {MAX_VID}")]
+    BadVlan(u16),
+    /// Another network has the VLAN on the uplink.
+    #[error("VLAN {vlan} on uplink {uplink:?} is already used by network {network:?}")]
+    VlanInUse {
+        /// The VLAN id.
+        vlan: u16,
+        /// The uplink interface.
+        uplink: String,
+        /// The network that has it.
+        network: String,
+    },
     /// A VNI outside 1..=2^24-1.
     #[error("VNI {0} is out of range: use 1 to {MAX_VNI}")]
     BadVni(u32),
@@ -167,7 +181,12 @@ impl Overlay {
             Segment::Vxlan { vni } if !(1..=MAX_VNI).contains(&vni) => {
                 return Err(OverlayError::BadVni(vni))
             }
-            Segment::Flat { .. } if arp_responder => return Err(OverlayError::ArpNeedsVxlan),
+            Segment::Vlan { vlan, .. } if !(1..=MAX_VID).contains(&vlan) => {
+                return Err(OverlayError::BadVlan(vlan))
+            }
+            Segment::Flat { .. } | Segment::Vlan { .. } if arp_responder => {
+                return Err(OverlayError::ArpNeedsVxlan)
+            }
             _ => {}
         }
         Ok(Overlay {
@@ -182,16 +201,24 @@ impl Overlay {
     pub fn vni(&self) -> Option<u32> {
         match self.segment {
             Segment::Vxlan { vni } => Some(vni),
-            Segment::Flat { .. } => None,
+            Segment::Flat { .. } | Segment::Vlan { .. } => None,
+        }
+    }
+
+    /// The VLAN id of a VLAN network.
+    pub fn vlan(&self) -> Option<u16> {
+        match self.segment {
+            Segment::Vlan { vlan, .. } => Some(vlan),
+            Segment::Vxlan { .. } | Segment::Flat { .. } => None,
         }
     }
 
     /// The interface brink attaches to as the network's uplink port: the VXLAN device it makes,
-    /// or the flat uplink.
+    /// or the flat or VLAN uplink (for VLAN networks, the trunk they share).
     pub fn uplink_iface(&self) -> String {
         match &self.segment {
             Segment::Vxlan { vni } => vxlan_device(*vni),
-            Segment::Flat { uplink } => uplink.clone(),
+            Segment::Flat { uplink } | Segment::Vlan { uplink, .. } => uplink.clone(),
         }
     }
 
@@ -247,6 +274,22 @@ mod tests {
             Err(OverlayError::ArpNeedsVxlan)
         );
         assert_eq!(Overlay::new(flat, false).unwrap().uplink_iface(), "eth2");
+        for vlan in [0, MAX_VID + 1] {
+            let uplink = "eth2".into();
+            let bad = Overlay::new(Segment::Vlan { vlan, uplink }, false);
+            assert_eq!(bad, Err(OverlayError::BadVlan(vlan)));
+        }
+        let vlan = Segment::Vlan {
+            vlan: 4094,
+            uplink: "eth2".into(),
+        };
+        let arp = Overlay::new(vlan.clone(), true);
+        assert_eq!(arp, Err(OverlayError::ArpNeedsVxlan));
+        let vlan = Overlay::new(vlan, false).unwrap();
+        assert_eq!(
+            (vlan.vlan(), vlan.uplink_iface().as_str()),
+            (Some(4094), "eth2")
+        );
         let vx = Overlay::new(Segment::Vxlan { vni: 16_777_215 }, true).unwrap();
         assert_eq!(vx.uplink_iface(), "brvx16777215");
         assert!(vx.uplink_iface().len() < 16, "fits an interface name");

@@ -14,8 +14,8 @@ use crate::cross::CrossQueue;
 use crate::port::Backend;
 use crate::snapshot::{NetworkId, PortId, Snapshot, MAX_PORTS};
 use crate::trunk::{self, VlanPort};
-use crate::wire::vlan::TAG_LEN;
 use crate::wire::segment;
+use crate::wire::vlan::TAG_LEN;
 use crate::wire::EthernetFrame;
 
 /// Longest frame segmentation reads: an Ethernet header and the largest IP packet.

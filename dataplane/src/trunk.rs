@@ -177,8 +177,20 @@ mod tests {
 
     fn trunks() -> Trunks {
         let mut t = Trunks::default();
-        t.add(1, VlanPort { trunk: TRUNK, vid: 100 });
-        t.add(2, VlanPort { trunk: TRUNK, vid: 200 });
+        t.add(
+            1,
+            VlanPort {
+                trunk: TRUNK,
+                vid: 100,
+            },
+        );
+        t.add(
+            2,
+            VlanPort {
+                trunk: TRUNK,
+                vid: 200,
+            },
+        );
         t.add(3, VlanPort { trunk: 8, vid: 300 });
         t
     }

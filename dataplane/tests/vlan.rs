@@ -67,7 +67,10 @@ fn a_tagged_frame_enters_only_its_vlans_network_untagged() {
     rig.poll();
     assert_eq!(rig.received(VM_A), vec![to_a, to_b.clone()]);
     assert_eq!(rig.received(VM_B), vec![to_b]);
-    assert!(rig.received(TRUNK).is_empty(), "no frame goes back out on the trunk");
+    assert!(
+        rig.received(TRUNK).is_empty(),
+        "no frame goes back out on the trunk"
+    );
     assert_eq!(rig.port(11).counters.rx_packets.get(), 2);
     assert_eq!(rig.port(12).counters.rx_packets.get(), 1);
     assert_eq!(rig.port(TRUNK).counters.rx_packets.get(), 3);

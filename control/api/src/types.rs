@@ -48,6 +48,14 @@ pub enum Segment {
         /// The uplink interface.
         uplink: String,
     },
+    /// Tagged with an 802.1Q VLAN id on an uplink interface, which many VLAN networks share
+    /// (a trunk). brink pushes and pops the tags itself.
+    Vlan {
+        /// The VLAN id, 1-4094.
+        vlan: u16,
+        /// The uplink interface.
+        uplink: String,
+    },
 }
 
 /// One network in `network.list`.

@@ -12,6 +12,7 @@ mod restart;
 mod sg;
 mod stats;
 mod trace;
+mod trunk;
 mod tunnel;
 
 use std::collections::{BTreeMap, HashMap};
@@ -127,6 +128,8 @@ pub struct Service<H: Host> {
     switch: Switch<H::Backend>,
     host: H,
     running: HashMap<String, Running>,
+    /// The VLAN trunks that are open, by their stats name.
+    trunks: HashMap<String, Running>,
     /// Ports configured but not running, with the reason (an interface missing at start-up).
     down: BTreeMap<String, String>,
     /// The table's configured maximum, for `ct.stats`.
@@ -147,6 +150,7 @@ impl<H: Host> Service<H> {
             switch,
             host,
             running: HashMap::new(),
+            trunks: HashMap::new(),
             down: BTreeMap::new(),
             ct_max,
             store,

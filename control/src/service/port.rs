@@ -149,9 +149,14 @@ impl<H: Host> Service<H> {
     }
 
     /// Validates a port request and assigns it to the worker with the fewest ports.
+    /// A VLAN network's uplink port goes to the worker of its trunk, if that is open.
     pub(super) fn check_port(&self, spec: &PortAdd) -> Result<PortRecord, RpcError> {
         let load = self.model.ports_per_worker(self.switch.worker_count());
-        let worker = (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0);
+        let trunk = Some(spec)
+            .filter(|s| self.model.is_vlan_uplink(s))
+            .and_then(|s| self.model.trunk(&s.iface));
+        let least_loaded = (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0);
+        let worker = trunk.map_or(least_loaded, |t| t.worker);
         Ok(self.model.check_port(spec, worker)?)
     }
 
@@ -175,6 +180,9 @@ impl<H: Host> Service<H> {
         let counters = Arc::new(PortCounters::default());
         let mut workers = Vec::new();
         let opened = match record.spec.kind {
+            PortKind::Uplink if self.model.is_vlan_uplink(&record.spec) => {
+                self.open_vlan(record, &counters, &mut workers)
+            }
             PortKind::VhostUser => self.open_vhost(record, &counters, &mut workers),
             PortKind::Afxdp | PortKind::Tap | PortKind::Uplink => {
                 self.open_queues(record, &counters, &mut workers)

@@ -6,9 +6,10 @@ use brink_api::protocol::{code, RpcError};
 use brink_api::types::{
     PortFilter, PortStats, Stats, StatsFilter, WorkerPoll, WorkerStats, XdpSocketStats,
 };
-use brink_dataplane::counters::{DropCounters, DropReason};
+use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
 use brink_dataplane::port::SocketStats;
 
+use super::trunk::trunk_name;
 use super::{dataplane_error, Service};
 use crate::host::Host;
 use crate::metrics;
@@ -24,23 +25,34 @@ impl<H: Host> Service<H> {
             .map_err(dataplane_error)?
             .into_iter()
             .collect();
+        let port_stats = |name: String, id, c: &PortCounters| PortStats {
+            name,
+            rx_packets: c.rx_packets.get(),
+            rx_bytes: c.rx_bytes.get(),
+            tx_packets: c.tx_packets.get(),
+            tx_bytes: c.tx_bytes.get(),
+            drops: drop_map(&c.drops),
+            xdp_socket: sockets.get(&id).map(xdp_socket_stats),
+        };
         let ports = self
             .model
             .ports()
             .filter(|p| filter.port.as_ref().is_none_or(|n| *n == p.spec.name))
             .filter_map(|p| {
                 let c = &self.running.get(&p.spec.name)?.counters;
-                Some(PortStats {
-                    name: p.spec.name.clone(),
-                    rx_packets: c.rx_packets.get(),
-                    rx_bytes: c.rx_bytes.get(),
-                    tx_packets: c.tx_packets.get(),
-                    tx_bytes: c.tx_bytes.get(),
-                    drops: drop_map(&c.drops),
-                    xdp_socket: sockets.get(&p.id).map(xdp_socket_stats),
-                })
-            })
-            .collect();
+                Some(port_stats(p.spec.name.clone(), p.id, c))
+            });
+        // The VLAN trunks, which are in no network, after the ports.
+        let trunks = self
+            .model
+            .trunks()
+            .filter(|_| filter.port.is_none())
+            .filter_map(|(iface, t)| {
+                let name = trunk_name(iface);
+                let c = &self.trunks.get(&name)?.counters;
+                Some(port_stats(name, t.id, c))
+            });
+        let ports = ports.chain(trunks).collect();
         let workers = if filter.port.is_some() {
             vec![]
         } else {

@@ -213,6 +213,9 @@ impl<H: Host> Service<H> {
         let record = self.check_port(&spec)?;
         if let Err(e) = self.bring_up(&record, false) {
             self.detach_device(&o);
+            if o.vlan().is_some() {
+                self.close_unused_trunk(&o.uplink_iface());
+            }
             return Err(e);
         }
         self.model.insert_port(record);
@@ -226,6 +229,9 @@ impl<H: Host> Service<H> {
         };
         self.remove_port(&overlay::uplink_port(name))?;
         self.detach_device(&o);
+        if o.vlan().is_some() {
+            self.close_unused_trunk(&o.uplink_iface());
+        }
         Ok(())
     }
 

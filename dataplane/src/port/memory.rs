@@ -228,7 +228,10 @@ impl Backend for MemBackend {
             Some(slot) => (self.jumbo.get_mut(slot), JUMBO_LEN),
             None => {
                 let start = frame.index as usize * CHUNK;
-                (self.pool.get_mut(start..start + CHUNK).unwrap_or(&mut []), CHUNK)
+                (
+                    self.pool.get_mut(start..start + CHUNK).unwrap_or(&mut []),
+                    CHUNK,
+                )
             }
         };
         let Ok(new_len) = u32::try_from(len) else {

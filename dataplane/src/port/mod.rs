@@ -143,8 +143,12 @@ pub trait Backend {
     /// they are the longer of the two lengths: a frame grows before `edit` sees it (the new
     /// bytes unspecified) and shrinks after. Returns `false`, with nothing done, when `len` is
     /// more than the frame's buffer holds.
-    fn reshape(&mut self, frame: &mut Self::Frame, len: usize, edit: impl FnOnce(&mut [u8]))
-        -> bool;
+    fn reshape(
+        &mut self,
+        frame: &mut Self::Frame,
+        len: usize,
+        edit: impl FnOnce(&mut [u8]),
+    ) -> bool;
     /// Queues frames for transmission on port `id`; returns how many were taken. The caller
     /// still owns the rest.
     fn tx(&mut self, id: PortId, frames: &[Self::Frame]) -> usize;

@@ -153,7 +153,12 @@ impl Rig {
         let at = VlanPort { trunk, vid };
         let counters2 = Arc::clone(&counters);
         self.commands[worker]
-            .send(Command::AddVlan { id, at, counters: counters2, reply })
+            .send(Command::AddVlan {
+                id,
+                at,
+                counters: counters2,
+                reply,
+            })
             .unwrap();
         self.poll();
         answer.try_recv().unwrap();
@@ -190,11 +195,9 @@ impl Rig {
 
     pub fn publish(&mut self) {
         self.generation += 1;
-        let entries = self
-            .ports
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| Some((i as PortId, p.as_ref().filter(|p| p.listed)?.entry.clone())));
+        let entries = self.ports.iter().enumerate().filter_map(|(i, p)| {
+            Some((i as PortId, p.as_ref().filter(|p| p.listed)?.entry.clone()))
+        });
         self.shared.snapshot.publish(
             Snapshot::new(self.generation, entries)
                 .with_mtus(self.mtus.clone())

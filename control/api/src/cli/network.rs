@@ -12,6 +12,7 @@ use crate::types::{NetworkAdd, NetworkInfo, NetworkName, NetworkPeer, Segment};
 #[derive(Debug, Subcommand)]
 pub enum NetworkCmd {
     /// Create a network.
+    #[command(group(clap::ArgGroup::new("provider").args(["flat", "vlan"])))]
     Add {
         /// Network name.
         name: String,
@@ -21,13 +22,17 @@ pub enum NetworkCmd {
         mtu: Option<u16>,
         /// Carry the network to other hosts as this VXLAN VNI (needs `tunnel set`). The
         /// underlay's MTU must be at least the network's plus 50 bytes.
-        #[arg(long, conflicts_with_all = ["flat", "uplink"])]
+        #[arg(long, conflicts_with_all = ["flat", "vlan", "uplink"])]
         vxlan: Option<u32>,
         /// Put the network untagged on `--uplink`.
-        #[arg(long, requires = "uplink")]
+        #[arg(long, requires = "uplink", conflicts_with = "vlan")]
         flat: bool,
-        /// The uplink interface of a `--flat` network.
-        #[arg(long, requires = "flat")]
+        /// Put the network on `--uplink` tagged with this 802.1Q VLAN id (1-4094); many VLAN
+        /// networks share one uplink. Its MTU must leave 4 bytes for the tag.
+        #[arg(long, requires = "uplink")]
+        vlan: Option<u16>,
+        /// The uplink interface of a `--flat` or `--vlan` network.
+        #[arg(long, requires = "provider")]
         uplink: Option<String>,
         /// Answer ARP for the remote IPs `fdb add --ip` gives, instead of flooding it to every
         /// host (VXLAN networks).
@@ -73,17 +78,22 @@ pub fn call(cmd: &NetworkCmd) -> Call {
             mtu,
             vxlan,
             flat: _,
+            vlan,
             uplink,
             arp_responder,
         } => Call::NetworkAdd(NetworkAdd {
             name: name.clone(),
             mtu: *mtu,
-            segment: match (vxlan, uplink) {
-                (Some(vni), _) => Some(Segment::Vxlan { vni: *vni }),
-                (None, Some(uplink)) => Some(Segment::Flat {
+            segment: match (vxlan, vlan, uplink) {
+                (Some(vni), _, _) => Some(Segment::Vxlan { vni: *vni }),
+                (None, Some(vlan), Some(uplink)) => Some(Segment::Vlan {
+                    vlan: *vlan,
                     uplink: uplink.clone(),
                 }),
-                (None, None) => None,
+                (None, _, Some(uplink)) => Some(Segment::Flat {
+                    uplink: uplink.clone(),
+                }),
+                (None, _, None) => None,
             },
             arp_responder: *arp_responder,
         }),
@@ -125,11 +135,13 @@ pub fn render(cmd: &NetworkCmd, result: Value) -> Result<String, ClientError> {
     })
 }
 
-/// `vxlan 1001`, `flat eth2` or `local`, with `+arp` when the ARP responder is on.
+/// `vxlan 1001`, `flat eth2`, `vlan 100 eth2` or `local`, with `+arp` when the ARP responder is
+/// on.
 fn segment_text(n: &NetworkInfo) -> String {
     let segment = match &n.segment {
         Some(Segment::Vxlan { vni }) => format!("vxlan {vni}"),
         Some(Segment::Flat { uplink }) => format!("flat {uplink}"),
+        Some(Segment::Vlan { vlan, uplink }) => format!("vlan {vlan} {uplink}"),
         None => "local".into(),
     };
     if n.arp_responder {
