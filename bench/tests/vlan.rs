@@ -202,6 +202,19 @@ fn vlan_networks_share_an_uplink_tagged_and_apart() {
     assert!(uplink["tx_packets"].as_u64().unwrap() >= 4, "{uplink}");
     assert!(uplink["rx_packets"].as_u64().unwrap() >= 8, "{uplink}");
 
+    // Saved and restored: after a restart the trunk is back and tagged frames still enter.
+    s.restart(0, &["--idle-sleep"]).unwrap();
+    let d = s.daemon(0).unwrap();
+    let list = d.ctl_ok(&["network", "list"]).unwrap();
+    assert!(
+        list.contains("vlan 100 up0") && list.contains("vlan 200 up0"),
+        "{list}"
+    );
+    send(&outside, "100", 3, &a.mac, &a.ip, "after-restart");
+    let a4 = rx_packets(&a.netns);
+    assert_eq!(a4 - a3, 3, "tagged 100 after the restart");
+    assert_eq!(rx_packets(&b.netns), b3);
+
     // The networks go with their uplink ports, the trunk with the last of them.
     for vm in ["vm1", "vm2"] {
         d.ctl_ok(&["port", "del", vm]).unwrap();

@@ -877,6 +877,66 @@ mod tests {
     }
 
     #[test]
+    fn vlan_networks_share_an_uplink_with_their_own_ids_and_no_flat_network() {
+        let mut m = Model::default();
+        let vlan = |vlan, uplink: &str| {
+            let uplink = uplink.into();
+            Overlay::new(Segment::Vlan { vlan, uplink }, false).unwrap()
+        };
+        let uplink_of = |net: &str| PortAdd {
+            kind: PortKind::Uplink,
+            ..spec(&overlay::uplink_port(net), "eth2", net, None)
+        };
+        for (net, id) in [("v100", 100), ("v200", 200)] {
+            m.add_network(net, None).unwrap();
+            m.check_overlay(&vlan(id, "eth2")).unwrap();
+            m.insert_overlay(net, vlan(id, "eth2"));
+            add(&mut m, uplink_of(net)).unwrap();
+        }
+        assert!(matches!(
+            m.check_overlay(&vlan(200, "eth2")),
+            Err(ModelError::Overlay(OverlayError::VlanInUse {
+                vlan: 200,
+                ..
+            }))
+        ));
+        m.check_overlay(&vlan(200, "eth3")).unwrap();
+        let flat = Overlay::new(
+            Segment::Flat {
+                uplink: "eth2".into(),
+            },
+            false,
+        )
+        .unwrap();
+        assert!(matches!(
+            m.check_overlay(&flat),
+            Err(ModelError::Overlay(OverlayError::UplinkInUse { .. }))
+        ));
+        add(&mut m, spec("vm", "eth3", "v100", None)).unwrap();
+        assert!(
+            matches!(
+                m.check_overlay(&vlan(300, "eth3")),
+                Err(ModelError::Overlay(OverlayError::UplinkInUse { .. }))
+            ),
+            "a VM's interface is no trunk"
+        );
+        let nets: Vec<_> = m.vlan_networks("eth2").collect();
+        assert_eq!(nets, [("v100", DEFAULT_MTU), ("v200", DEFAULT_MTU)]);
+        // A trunk's id is no port's, nor the one of the port it is opened for.
+        let first = m
+            .check_port(&spec("next", "eth4", "v100", None), 0)
+            .unwrap();
+        let trunk = m.check_trunk(1, first.id).unwrap();
+        assert!(trunk.id != first.id && m.port_by_id(trunk.id).is_none());
+        m.insert_trunk("eth2", trunk);
+        let after = m
+            .check_port(&spec("next", "eth4", "v100", None), 0)
+            .unwrap();
+        assert_ne!(after.id, trunk.id);
+        assert_eq!(m.remove_trunk("eth2"), Some(trunk));
+    }
+
+    #[test]
     fn networks_get_distinct_ids_and_cannot_be_deleted_while_used() {
         let mut m = Model::default();
         let a = m.add_network("a", None).unwrap();

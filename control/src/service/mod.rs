@@ -72,6 +72,7 @@ impl From<ModelError> for RpcError {
             ModelError::Overlay(ref o) => match o {
                 OverlayError::NoPeer { .. } | OverlayError::NoRemote { .. } => code::NOT_FOUND,
                 OverlayError::VniInUse { .. }
+                | OverlayError::VlanInUse { .. }
                 | OverlayError::TunnelInUse(_)
                 | OverlayError::UplinkInUse { .. }
                 | OverlayError::LocalMac { .. } => code::IN_USE,

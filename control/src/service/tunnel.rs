@@ -2,7 +2,7 @@
 //! network's uplink port is a kernel VXLAN device brink makes and attaches to like any port;
 //! l2population's flood list and remote MACs program that device's forwarding table, and the
 //! remote MACs are static FDB entries on the uplink port. A flat network's uplink port is the
-//! uplink interface itself.
+//! uplink interface itself; a VLAN network's is a logical port on its uplink's trunk (`trunk`).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
