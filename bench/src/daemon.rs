@@ -43,6 +43,13 @@ impl Daemon {
     /// Starts `brinkd` with its socket and state in `dir` (created), plus `extra` arguments, and
     /// waits until it answers.
     pub fn start(dir: &Path, extra: &[&str]) -> Result<Self, BenchError> {
+        Self::start_in(None, dir, extra)
+    }
+
+    /// [`Daemon::start`] inside network namespace `netns` if given: a "host" of a multi-host
+    /// test, with its own interfaces (the socket and state stay on the shared filesystem). The
+    /// shell in between execs brinkd, so the child's pid is brinkd's.
+    pub fn start_in(netns: Option<&str>, dir: &Path, extra: &[&str]) -> Result<Self, BenchError> {
         std::fs::create_dir_all(dir).map_err(|e| BenchError::Command {
             command: format!("mkdir {}", dir.display()),
             output: e.to_string(),
@@ -62,7 +69,19 @@ impl Daemon {
             output: e.to_string(),
         })?;
         let brinkd = bin_dir().join("brinkd");
-        let child = Command::new(&brinkd)
+        let mut command = match netns {
+            // `ip netns exec` gives brinkd its own mount namespace with the namespace's /sys,
+            // which hides bpffs: libxdp needs it mounted there.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                let script = "mount -t bpf bpf /sys/fs/bpf; exec \"$0\" \"$@\"";
+                c.args(["netns", "exec", ns, "sh", "-c", script])
+                    .arg(&brinkd);
+                c
+            }
+            None => Command::new(&brinkd),
+        };
+        let child = command
             .arg("--socket")
             .arg(&socket)
             .arg("--state-dir")

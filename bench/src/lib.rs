@@ -10,11 +10,13 @@
 pub mod compare;
 pub mod daemon;
 pub mod guest;
+pub mod hosts;
 pub mod pktgen;
 pub mod scenario;
 pub mod testpmd;
 pub mod topo;
 pub mod traffic;
+pub mod tunnel;
 
 use std::process::{Command, Output};
 

@@ -63,7 +63,7 @@ pub struct Variant {
 impl RunResult {
     /// A run that sent `sent` and delivered `delivered` frames in `seconds`, with `busy_ns` of
     /// switch worker time (0 without a switch).
-    fn new(sent: u64, delivered: u64, seconds: f64, busy_ns: u64) -> Self {
+    pub(crate) fn new(sent: u64, delivered: u64, seconds: f64, busy_ns: u64) -> Self {
         RunResult {
             sent,
             delivered,
@@ -76,7 +76,7 @@ impl RunResult {
 }
 
 /// Runs the generator in `from` towards `to` for the configured time, pinned to its core.
-fn generate(cfg: &ScenarioConfig, from: &Vm, to: &Vm) -> Result<(u64, f64), BenchError> {
+pub(crate) fn generate(cfg: &ScenarioConfig, from: &Vm, to: &Vm) -> Result<(u64, f64), BenchError> {
     let offer = Offer {
         mode: Mode::Udp,
         size: cfg.size,
@@ -96,7 +96,7 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     quantile(&values.collect::<Vec<_>>(), 0.5)
 }
 
-fn variant(name: &str, runs: Vec<RunResult>) -> Variant {
+pub(crate) fn variant(name: &str, runs: Vec<RunResult>) -> Variant {
     Variant {
         name: name.into(),
         median_delivered_pps: median(runs.iter().map(|r| r.delivered_pps)),

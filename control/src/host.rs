@@ -2,6 +2,7 @@
 //! or memory (in-memory links, so the whole service runs in tests without root).
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use brink_api::types::VhostMode;
@@ -11,6 +12,7 @@ use brink_dataplane::port::vhost::{self, VhostSpec};
 use brink_dataplane::port::{Backend, PortSpec};
 
 use crate::iface::{self, IfaceError};
+use crate::vxlan::{self, DeviceCounters, TunnelCounters, VxlanOp};
 
 /// The interfaces ports attach to, and the dataplane backend that opens them.
 pub trait Host {
@@ -41,6 +43,14 @@ pub trait Host {
         socket: &str,
         mode: VhostMode,
     ) -> Result<<Self::Backend as Backend>::Spec, IfaceError>;
+    /// The MTU of `iface`, if the host has one for it.
+    fn mtu(&self, iface: &str) -> Option<u16>;
+    /// Changes the kernel's VXLAN state: devices, their forwarding tables, the tunnel filter.
+    fn vxlan(&self, op: VxlanOp<'_>) -> Result<(), IfaceError>;
+    /// What the tunnel filter counted, for `endpoints`.
+    fn tunnel_counters(&self, endpoints: &[Ipv4Addr]) -> TunnelCounters;
+    /// What VXLAN device `dev` counted.
+    fn device_counters(&self, dev: &str) -> DeviceCounters;
 }
 
 /// The kernel's interfaces, opened with AF_XDP.
@@ -77,6 +87,22 @@ impl Host for Kernel {
             mtu,
             queues,
         }))
+    }
+
+    fn mtu(&self, name: &str) -> Option<u16> {
+        iface::mtu(name)
+    }
+
+    fn vxlan(&self, op: VxlanOp<'_>) -> Result<(), IfaceError> {
+        vxlan::apply(op)
+    }
+
+    fn tunnel_counters(&self, endpoints: &[Ipv4Addr]) -> TunnelCounters {
+        vxlan::counters(endpoints)
+    }
+
+    fn device_counters(&self, dev: &str) -> DeviceCounters {
+        vxlan::device_counters(dev)
     }
 
     fn vhost_spec(&self, socket: &str, mode: VhostMode) -> Result<PortSpec, IfaceError> {
@@ -148,6 +174,34 @@ impl Host for Memory {
     /// An in-memory link is one queue.
     fn rx_queues(&self, _name: &str) -> u32 {
         1
+    }
+
+    /// In-memory links have no MTU.
+    fn mtu(&self, _name: &str) -> Option<u16> {
+        None
+    }
+
+    /// A VXLAN device is an in-memory link: the one a test plugged in under its name, else a
+    /// new one. Its forwarding table and the filter are the kernel's business: nothing to do.
+    fn vxlan(&self, op: VxlanOp<'_>) -> Result<(), IfaceError> {
+        match op {
+            VxlanOp::Create { dev, .. } if !self.exists(dev) => {
+                self.plug(dev);
+            }
+            VxlanOp::Delete { dev } => self.unplug(dev),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// No kernel, no tunnel counters.
+    fn tunnel_counters(&self, _endpoints: &[Ipv4Addr]) -> TunnelCounters {
+        TunnelCounters::default()
+    }
+
+    /// No kernel, no device counters.
+    fn device_counters(&self, _dev: &str) -> DeviceCounters {
+        DeviceCounters::default()
     }
 
     /// In-memory hosts have no vhost-user sockets.

@@ -3,8 +3,9 @@
 //! Taps are made with iproute2 (`ip tuntap`), persistent and owned by no process, so a VM
 //! (QEMU) can open them and brinkd can restart without tearing its VMs' links down.
 
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// Why an interface operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,9 +79,7 @@ pub fn create_tap(name: &str) -> Result<(), IfaceError> {
 /// Sets the MTU of interface `name` (unless it has it already).
 pub fn set_mtu(name: &str, mtu: u16) -> Result<(), IfaceError> {
     check_name(name)?;
-    let path = Path::new("/sys/class/net").join(name).join("mtu");
-    let current = std::fs::read_to_string(path).ok();
-    if current.is_some_and(|m| m.trim() == mtu.to_string()) {
+    if self::mtu(name) == Some(mtu) {
         return Ok(());
     }
     ip(&["link", "set", "dev", name, "mtu", &mtu.to_string()])
@@ -92,17 +91,39 @@ pub fn delete(name: &str) -> Result<(), IfaceError> {
     ip(&["link", "del", "dev", name])
 }
 
-fn ip(args: &[&str]) -> Result<(), IfaceError> {
-    let command = format!("ip {}", args.join(" "));
-    let out = Command::new("ip")
+/// The MTU of interface `name`, if it exists.
+pub fn mtu(name: &str) -> Option<u16> {
+    check_name(name).ok()?;
+    let path = Path::new("/sys/class/net").join(name).join("mtu");
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Runs iproute2's `ip`.
+pub(crate) fn ip(args: &[&str]) -> Result<(), IfaceError> {
+    run("ip", args, None).map(drop)
+}
+
+/// Runs `program` with `args` (and `input` on its stdin); returns its stdout, or what it printed
+/// on stderr as the error.
+pub(crate) fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, IfaceError> {
+    let command = format!("{program} {}", args.join(" "));
+    let failed = |e: std::io::Error| IfaceError::Command {
+        command: command.clone(),
+        output: e.to_string(),
+    };
+    let mut child = Command::new(program)
         .args(args)
-        .output()
-        .map_err(|e| IfaceError::Command {
-            command: command.clone(),
-            output: e.to_string(),
-        })?;
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(failed)?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(text.as_bytes()).map_err(failed)?;
+    }
+    let out = child.wait_with_output().map_err(failed)?;
     if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(IfaceError::Command {
             command,

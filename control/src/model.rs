@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use brink_api::types::{CtPolicySet, NetworkInfo, PortAdd, PortKind, PortSet, SgRecord};
+use brink_api::types::{CtPolicySet, NetworkInfo, PortAdd, PortKind, PortSet, Segment, SgRecord};
 use brink_conntrack::Addr;
 use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, DEFAULT_MTU, MAX_PORTS};
@@ -15,6 +15,7 @@ use brink_dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::name::{self, BadExternalIds, BadName};
+use crate::overlay::{self, Overlay, OverlayError, Remote, Tunnel};
 use crate::sg::{parse_cidr, Members, SecurityGroups, SgError};
 
 /// Why a configuration change was refused.
@@ -96,6 +97,9 @@ pub enum ModelError {
     /// A security group or port security setting was refused.
     #[error(transparent)]
     Security(#[from] SgError),
+    /// A tunnel, segment or l2population change was refused.
+    #[error(transparent)]
+    Overlay(#[from] OverlayError),
 }
 
 /// A port as configured, with the ids the dataplane knows it by.
@@ -136,6 +140,12 @@ pub struct State {
     /// Security groups.
     #[serde(default)]
     pub groups: Vec<SgRecord>,
+    /// The tunnel endpoint, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
+    /// Segments and l2population state of the networks that leave the host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overlays: BTreeMap<String, Overlay>,
 }
 
 /// Networks, ports and security groups by name.
@@ -147,6 +157,10 @@ pub struct Model {
     ports: BTreeMap<String, PortRecord>,
     /// Security groups.
     pub groups: SecurityGroups,
+    /// This host's tunnel endpoint.
+    tunnel: Option<Tunnel>,
+    /// Segments of the networks that leave the host, by network name.
+    overlays: BTreeMap<String, Overlay>,
 }
 
 /// An allowed address pair `IP[/LEN][,MAC]`.
@@ -184,11 +198,27 @@ impl Model {
         Ok(NetworkId(id))
     }
 
-    /// Deletes a network that has no ports.
-    pub fn del_network(&mut self, name: &str) -> Result<(), ModelError> {
-        if !self.networks.contains_key(name) {
-            return Err(ModelError::NoNetwork(name.into()));
+    /// Fails unless network `name` exists and has no ports but its uplink.
+    pub fn check_network_unused(&self, name: &str) -> Result<(), ModelError> {
+        self.network_id(name)?;
+        let ports: Vec<String> = self
+            .ports
+            .values()
+            .filter(|p| p.spec.network == name && p.spec.kind != PortKind::Uplink)
+            .map(|p| p.spec.name.clone())
+            .collect();
+        if !ports.is_empty() {
+            return Err(ModelError::NetworkInUse {
+                name: name.into(),
+                ports: ports.join(","),
+            });
         }
+        Ok(())
+    }
+
+    /// Deletes a network that has no ports (remove its uplink first).
+    pub fn del_network(&mut self, name: &str) -> Result<(), ModelError> {
+        self.check_network_unused(name)?;
         let ports = self.ports_of(name);
         if !ports.is_empty() {
             return Err(ModelError::NetworkInUse {
@@ -198,6 +228,7 @@ impl Model {
         }
         self.networks.remove(name);
         self.mtus.remove(name);
+        self.overlays.remove(name);
         Ok(())
     }
 
@@ -210,6 +241,11 @@ impl Model {
                 id: id.0,
                 mtu: self.network_mtu(name),
                 ports: self.ports_of(name),
+                segment: self.overlays.get(name).map(|o| o.segment.clone()),
+                arp_responder: self.overlays.get(name).is_some_and(|o| o.arp_responder),
+                peers: self.overlays.get(name).map_or(vec![], |o| {
+                    o.peers.iter().map(ToString::to_string).collect()
+                }),
             })
             .collect()
     }
@@ -496,6 +532,32 @@ impl Model {
                 .iter()
                 .filter_map(|(name, &mtu)| Some((*self.networks.get(name)?, mtu))),
         )
+        .with_remote_macs(self.remotes(&up).map(|(n, mac, _, port)| (n, mac, port)))
+        .with_arp_answers(self.remotes(&up).filter_map(|(n, mac, remote, port)| {
+            let answers = self.overlays.get(self.network_name(n)?)?.arp_responder;
+            match remote.ip {
+                Some(IpAddr::V4(ip)) if answers => Some((n, ip.octets(), mac, port)),
+                _ => None,
+            }
+        }))
+    }
+
+    /// Every remote MAC as `(network, MAC, where, uplink port)`, for networks whose uplink is
+    /// up.
+    fn remotes<'a>(
+        &'a self,
+        up: &'a impl Fn(&PortRecord) -> bool,
+    ) -> impl Iterator<Item = (NetworkId, MacAddr, &'a Remote, PortId)> + 'a {
+        self.overlays.iter().flat_map(move |(name, o)| {
+            let network = self.networks.get(name).copied();
+            let uplink = self
+                .ports
+                .get(&overlay::uplink_port(name))
+                .filter(|p| up(p))
+                .map(|p| p.id);
+            let macs = network.zip(uplink).into_iter();
+            macs.flat_map(move |(n, port)| o.remote_macs().map(move |(mac, r)| (n, mac, r, port)))
+        })
     }
 
     /// What to save, with the conntrack `policies` of networks that have one.
@@ -505,10 +567,170 @@ impl Model {
         State {
             networks: self.networks.keys().cloned().collect(),
             network_mtus: self.mtus.clone(),
-            ports: ports.into_iter().map(|p| p.spec.clone()).collect(),
+            ports: ports
+                .into_iter()
+                .filter(|p| p.spec.kind != PortKind::Uplink)
+                .map(|p| p.spec.clone())
+                .collect(),
             policies,
             groups: self.groups.records(),
+            tunnel: self.tunnel.clone(),
+            overlays: self.overlays.clone(),
         }
+    }
+
+    /// The tunnel endpoint, if set.
+    pub fn tunnel(&self) -> Option<&Tunnel> {
+        self.tunnel.as_ref()
+    }
+
+    /// Sets the tunnel endpoint; refused while VXLAN networks use another.
+    pub fn set_tunnel(&mut self, tunnel: Tunnel) -> Result<(), ModelError> {
+        let users: Vec<&str> = self
+            .overlays
+            .iter()
+            .filter(|(_, o)| o.vni().is_some())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if !users.is_empty() && self.tunnel.as_ref() != Some(&tunnel) {
+            return Err(OverlayError::TunnelInUse(users.join(",")).into());
+        }
+        self.tunnel = Some(tunnel);
+        Ok(())
+    }
+
+    /// Checks that a new network may have segment `o`: a VXLAN network needs the tunnel and
+    /// a VNI of its own, a flat one an uplink nothing else uses. Nothing changes.
+    pub fn check_overlay(&self, o: &Overlay) -> Result<(), ModelError> {
+        match &o.segment {
+            Segment::Vxlan { vni } => {
+                if self.tunnel.is_none() {
+                    return Err(OverlayError::NoTunnel.into());
+                }
+                if let Some((network, _)) =
+                    self.overlays.iter().find(|(_, x)| x.vni() == Some(*vni))
+                {
+                    let network = network.clone();
+                    return Err(OverlayError::VniInUse { vni: *vni, network }.into());
+                }
+            }
+            Segment::Flat { uplink } => {
+                let user = self
+                    .overlays
+                    .iter()
+                    .find(|(_, x)| x.uplink_iface() == *uplink)
+                    .map(|(n, _)| format!("network {n:?}"))
+                    .or_else(|| {
+                        let port = self.ports.values().find(|p| p.spec.iface == *uplink)?;
+                        Some(format!("port {:?}", port.spec.name))
+                    })
+                    .or_else(|| {
+                        let t = self.tunnel.as_ref().filter(|t| t.dev == *uplink)?;
+                        Some(format!("the tunnel endpoint {}", t.local_ip))
+                    });
+                if let Some(user) = user {
+                    let uplink = uplink.clone();
+                    return Err(OverlayError::UplinkInUse { uplink, user }.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives network `name` segment `o`, checked by [`Model::check_overlay`].
+    pub fn insert_overlay(&mut self, name: &str, o: Overlay) {
+        self.overlays.insert(name.to_string(), o);
+    }
+
+    /// The segment of network `name`, if it has one.
+    pub fn overlay(&self, name: &str) -> Option<&Overlay> {
+        self.overlays.get(name)
+    }
+
+    /// Every network's segment, by network name.
+    pub fn overlays(&self) -> impl Iterator<Item = (&str, &Overlay)> {
+        self.overlays.iter().map(|(n, o)| (n.as_str(), o))
+    }
+
+    /// The VXLAN segment of network `name`, to change.
+    fn vxlan_mut(&mut self, name: &str) -> Result<&mut Overlay, ModelError> {
+        self.network_id(name)?;
+        self.overlays
+            .get_mut(name)
+            .filter(|o| o.vni().is_some())
+            .ok_or_else(|| OverlayError::NotVxlan(name.into()).into())
+    }
+
+    /// Parses a remote endpoint address; the local one is refused.
+    fn remote_endpoint(&self, ip: &str) -> Result<std::net::Ipv4Addr, ModelError> {
+        let ip = overlay::parse_endpoint(ip)?;
+        if self.tunnel.as_ref().is_some_and(|t| t.local_ip == ip) {
+            return Err(OverlayError::OwnEndpoint(ip).into());
+        }
+        Ok(ip)
+    }
+
+    /// Adds `ip` to network `name`'s flood list; returns it, or `None` if it was there.
+    pub fn add_peer(
+        &mut self,
+        name: &str,
+        ip: &str,
+    ) -> Result<Option<std::net::Ipv4Addr>, ModelError> {
+        let ip = self.remote_endpoint(ip)?;
+        Ok(self.vxlan_mut(name)?.peers.insert(ip).then_some(ip))
+    }
+
+    /// Removes `ip` from network `name`'s flood list; returns it.
+    pub fn del_peer(&mut self, name: &str, ip: &str) -> Result<std::net::Ipv4Addr, ModelError> {
+        let ip = overlay::parse_endpoint(ip)?;
+        if !self.vxlan_mut(name)?.peers.remove(&ip) {
+            let network = name.to_string();
+            return Err(OverlayError::NoPeer { network, ip }.into());
+        }
+        Ok(ip)
+    }
+
+    /// Records that `mac` of network `name` lives behind endpoint `remote` (with IP `ip`);
+    /// returns the parsed MAC and the entry.
+    pub fn add_remote(
+        &mut self,
+        name: &str,
+        mac: &str,
+        remote: &str,
+        ip: Option<&str>,
+    ) -> Result<(MacAddr, Remote), ModelError> {
+        let endpoint = self.remote_endpoint(remote)?;
+        let mac: MacAddr = mac.parse()?;
+        if mac.is_multicast() || mac.is_zero() {
+            return Err(ModelError::NotUnicast(mac));
+        }
+        let ip = ip
+            .map(|s| s.parse::<IpAddr>().map_err(|_| ModelError::BadIp(s.into())))
+            .transpose()?;
+        if let Some(p) = self
+            .ports
+            .values()
+            .find(|p| p.spec.network == name && p.mac == Some(mac))
+        {
+            let port = p.spec.name.clone();
+            return Err(OverlayError::LocalMac { mac, port }.into());
+        }
+        let entry = Remote { endpoint, ip };
+        self.vxlan_mut(name)?.remotes.insert(mac.to_string(), entry);
+        Ok((mac, entry))
+    }
+
+    /// Forgets remote `mac` of network `name`; returns the parsed MAC.
+    pub fn del_remote(&mut self, name: &str, mac: &str) -> Result<MacAddr, ModelError> {
+        let mac: MacAddr = mac.parse()?;
+        self.vxlan_mut(name)?
+            .remotes
+            .remove(&mac.to_string())
+            .map(|_| mac)
+            .ok_or_else(|| {
+                let network = name.to_string();
+                OverlayError::NoRemote { network, mac }.into()
+            })
     }
 }
 
@@ -522,7 +744,7 @@ fn check_attachment(spec: &PortAdd) -> Result<(), ModelError> {
         )),
         (false, false, None) => Ok(()),
         (false, _, _) => Err(ModelError::BadAttachment(
-            "an afxdp or tap port needs an interface and no socket",
+            "an afxdp, tap or uplink port needs an interface and no socket",
         )),
     }
 }

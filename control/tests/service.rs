@@ -79,6 +79,8 @@ fn blue(s: &mut Service<Memory>) {
     let add = Call::NetworkAdd(NetworkAdd {
         name: "blue".into(),
         mtu: None,
+        segment: None,
+        arp_responder: false,
     });
     assert_eq!(s.handle(add).unwrap(), Value::Null);
 }
@@ -198,9 +200,89 @@ fn a_change_that_cannot_be_saved_fails() {
     let add = Call::NetworkAdd(NetworkAdd {
         name: "red".into(),
         mtu: None,
+        segment: None,
+        arp_responder: false,
     });
     let err = s.handle(add).unwrap_err();
     assert_eq!(err.code, code::NOT_SAVED, "{err:?}");
     assert!(err.message.contains("state.json"), "{err:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn remote_macs_are_static_entries_on_the_uplink_that_learning_never_moves_and_are_saved() {
+    let dir = std::env::temp_dir().join(format!("brk-svt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let host = Memory::default();
+    host.plug("ul0");
+    let (l1, vx) = (host.plug("mem1"), host.plug("brvx1001"));
+    let call = |s: &mut Service<Memory>, method: &str, params: Value| {
+        s.handle(Call::decode(method, params).unwrap())
+    };
+    {
+        let mut s = service(&host, Some(&dir));
+        let tunnel = serde_json::json!({"local_ip": "192.0.2.1", "dev": "ul0"});
+        call(&mut s, "tunnel.set", tunnel).unwrap();
+        let blue = serde_json::json!({"name": "blue", "segment": {"type": "vxlan", "vni": 1001}});
+        call(&mut s, "network.add", blue).unwrap();
+        s.handle(Call::PortAdd(port("vm1", "mem1", MAC1))).unwrap();
+        let peer = serde_json::json!({"network": "blue", "ip": "192.0.2.2"});
+        call(&mut s, "network.peer.add", peer).unwrap();
+        let remote = serde_json::json!({"network": "blue", "mac": MAC2, "remote": "192.0.2.2"});
+        call(&mut s, "fdb.add", remote).unwrap();
+        let own = serde_json::json!({"network": "blue", "mac": MAC1, "remote": "192.0.2.2"});
+        let err = call(&mut s, "fdb.add", own).unwrap_err();
+        assert_eq!(err.code, code::IN_USE, "a local port's MAC: {err:?}");
+        let uplink = serde_json::json!({"name": "blue.uplink"});
+        assert_eq!(
+            call(&mut s, "port.del", uplink).unwrap_err().code,
+            code::IN_USE
+        );
+
+        assert!(
+            delivered(&l1, &vx, 1),
+            "vm1 -> the remote MAC, through the uplink"
+        );
+        // vm1 (no port security) sends from the remote MAC: learning does not move it.
+        let mut spoofed = frame(2);
+        spoofed[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        spoofed[0..6].copy_from_slice(&[0xff; 6]);
+        l1.send(spoofed).unwrap();
+        sleep(Duration::from_millis(50));
+        while vx.recv().is_some() {}
+        assert!(delivered(&l1, &vx, 3), "still through the uplink");
+    }
+    // Saved with the rest: a restarted service has the tunnel, flood list and remote entry.
+    let mut s = service(&host, Some(&dir));
+    s.restore(Store::open(&dir).unwrap().load().unwrap())
+        .unwrap();
+    let fdb = call(&mut s, "fdb.show", Value::Null).unwrap();
+    let remote = fdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["mac"] == MAC2)
+        .cloned()
+        .unwrap();
+    assert_eq!(remote["port"], "blue.uplink");
+    assert_eq!(remote["remote"], "192.0.2.2");
+    assert!(remote["age_secs"].is_null(), "static: {remote}");
+    let nets = call(&mut s, "network.list", Value::Null).unwrap();
+    assert_eq!(nets[0]["peers"], serde_json::json!(["192.0.2.2"]));
+    assert_eq!(nets[0]["segment"]["vni"], 1001);
+    assert!(delivered(&l1, &vx, 4), "after the restart");
+    let del = serde_json::json!({"network": "blue", "mac": MAC2});
+    call(&mut s, "fdb.del", del.clone()).unwrap();
+    assert_eq!(
+        call(&mut s, "fdb.del", del).unwrap_err().code,
+        code::NOT_FOUND
+    );
+    // The network goes with its uplink.
+    s.handle(Call::PortDel(brink_api::types::PortName {
+        name: "vm1".into(),
+    }))
+    .unwrap();
+    call(&mut s, "network.del", serde_json::json!({"name": "blue"})).unwrap();
+    assert!(ports(&mut s).is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }

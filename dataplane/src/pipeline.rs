@@ -126,6 +126,32 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
     }
 }
 
+/// Answers ARP requests for remote VMs of networks with an ARP responder (Neutron's
+/// `arp_responder`): the request becomes the reply, sent back to the port it came from, instead
+/// of a flood to every host. Requests that arrive from the uplink the answer lives behind are
+/// left to their network.
+pub fn arp_responder<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B, snap: &Snapshot) {
+    for i in 0..b.len {
+        if b.verdicts[i] != Verdict::Flood || b.keys[i].ethertype != u16::from(EtherType::Arp) {
+            continue;
+        }
+        let bytes = backend.bytes(&b.frames[i]);
+        let Some(target) = arp::request_target(bytes) else {
+            continue;
+        };
+        let Some((mac, uplink)) = snap.arp_answer(b.network, target) else {
+            continue;
+        };
+        if uplink == b.in_port {
+            continue;
+        }
+        if let Some(reply) = arp::reply(bytes, mac) {
+            backend.patch(&mut b.frames[i], 0, &reply);
+            b.verdicts[i] = Verdict::Forward(b.in_port);
+        }
+    }
+}
+
 /// On ports that track connections, tracks every IP frame still on its way in its network's
 /// zone at time `now_ns`. A new connection is created only if the security groups of both its
 /// ports allow it (of a flood: the sender's and some receiver's), a connection admitted under

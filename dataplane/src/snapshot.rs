@@ -81,6 +81,8 @@ pub struct Snapshot {
     filtered: Vec<NetworkId>,
     /// MTUs of networks that do not use [`DEFAULT_MTU`].
     mtus: HashMap<NetworkId, u16>,
+    /// ARP responder answers: (network, IPv4) -> the remote MAC and the uplink it lives behind.
+    arp: HashMap<(NetworkId, [u8; 4]), (MacAddr, PortId)>,
 }
 
 /// A port id no port has: the receiver recorded for a connection whose first packet was flooded,
@@ -125,6 +127,45 @@ impl Snapshot {
             .filter(|&(_, m)| m != DEFAULT_MTU)
             .collect();
         self
+    }
+
+    /// This snapshot with static FDB entries for MACs that live behind another host: each
+    /// `(network, mac, port)` names the network's uplink port. Entries whose port is not in
+    /// the snapshot or not in that network are ignored; a local port's MAC keeps its port.
+    pub fn with_remote_macs(
+        mut self,
+        macs: impl IntoIterator<Item = (NetworkId, MacAddr, PortId)>,
+    ) -> Self {
+        for (network, mac, port) in macs {
+            if self.port(port).is_some_and(|p| p.network == network) {
+                self.static_macs
+                    .entry(MacKey::new(network, mac))
+                    .or_insert(port);
+            }
+        }
+        self
+    }
+
+    /// This snapshot with ARP responder answers: each `(network, ip, mac, uplink)` says that
+    /// `ip` is at remote `mac`, behind port `uplink`.
+    pub fn with_arp_answers(
+        mut self,
+        answers: impl IntoIterator<Item = (NetworkId, [u8; 4], MacAddr, PortId)>,
+    ) -> Self {
+        self.arp = answers
+            .into_iter()
+            .map(|(n, ip, mac, uplink)| ((n, ip), (mac, uplink)))
+            .collect();
+        self
+    }
+
+    /// The MAC the ARP responder gives for `ip` in `network` and the uplink it lives behind.
+    #[inline]
+    pub fn arp_answer(&self, network: NetworkId, ip: [u8; 4]) -> Option<(MacAddr, PortId)> {
+        if self.arp.is_empty() {
+            return None;
+        }
+        self.arp.get(&(network, ip)).copied()
     }
 
     /// The MTU of `network`: the largest IP packet its ports carry.

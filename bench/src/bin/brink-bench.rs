@@ -19,6 +19,9 @@ enum Args {
     Compare(Compare),
     /// Renders the Markdown report and the plots again from a `compare --json` file.
     Report(Report),
+    /// One-way UDP between hosts through VXLAN (brink and Linux ends) next to one brink host,
+    /// and TCP through the tunnel.
+    Tunnel(OneWay),
     /// testpmd's vhost-user mac loop through brink (port security, stateful group, conntrack)
     /// and through Open vSwitch-DPDK (NORMAL, and conntrack), one after the other.
     Vhost(Vhost),
@@ -116,36 +119,59 @@ fn write(path: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn one_way(a: OneWay) -> anyhow::Result<()> {
+/// The scenario settings `a` asks for.
+fn scenario_config(a: &OneWay) -> anyhow::Result<ScenarioConfig> {
     anyhow::ensure!((1..=20).contains(&a.runs), "--runs must be 1-20");
     anyhow::ensure!(
         a.seconds > 0.0 && a.seconds <= 60.0,
         "--seconds must be in (0, 60]"
     );
-    let cfg = ScenarioConfig {
+    Ok(ScenarioConfig {
         runs: a.runs,
         seconds: a.seconds,
         size: a.size,
         flows: a.flows,
         switch_core: 1,
         generator_core: 0,
-    };
-    let variants = scenario::udp_one_way(&cfg)?;
+    })
+}
+
+/// Writes `report` (plus the git revision) as JSON if asked, and prints `markdown`.
+fn publish(a: &OneWay, mut report: serde_json::Value, markdown: &str) -> anyhow::Result<()> {
     let revision = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     if let Some(path) = &a.json {
-        let report =
-            serde_json::json!({ "revision": revision, "config": cfg, "variants": variants });
+        report["revision"] = serde_json::json!(revision);
         write(path, &serde_json::to_vec_pretty(&report)?)?;
     }
-    println!(
-        "revision {revision}\n\n{}",
-        scenario::markdown(&cfg, &variants)
-    );
+    println!("revision {revision}\n\n{markdown}");
     Ok(())
+}
+
+fn one_way(a: OneWay) -> anyhow::Result<()> {
+    let cfg = scenario_config(&a)?;
+    let variants = scenario::udp_one_way(&cfg)?;
+    let report = serde_json::json!({ "config": cfg, "variants": variants });
+    publish(&a, report, &scenario::markdown(&cfg, &variants))
+}
+
+fn tunnel(a: OneWay) -> anyhow::Result<()> {
+    let cfg = scenario_config(&a)?;
+    let (variants, bps, retransmits) = brink_bench::tunnel::udp_tunnel(&cfg)?;
+    let report = serde_json::json!({
+        "config": cfg, "variants": variants, "tcp_bps": bps, "tcp_retransmits": retransmits,
+    });
+    let tcp = format!(
+        "\nTCP through brink -> VXLAN -> brink (iperf3, one stream, {} s): {:.2} Gbit/s, {} \
+         retransmits\n",
+        cfg.seconds,
+        bps / 1e9,
+        retransmits
+    );
+    publish(&a, report, &(scenario::markdown(&cfg, &variants) + &tcp))
 }
 
 fn compare(a: Compare) -> anyhow::Result<()> {
@@ -210,6 +236,7 @@ fn main() -> anyhow::Result<()> {
     match Args::parse() {
         Args::OneWay(a) => one_way(a),
         Args::Compare(a) => compare(a),
+        Args::Tunnel(a) => tunnel(a),
         Args::Vhost(a) => {
             let results = vhost::run_all(&a.systems, a.seconds.clamp(4, 60))?;
             if let Some(path) = &a.json {

@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::protocol::{code, RpcError};
 use crate::types::{
-    CaptureRead, CaptureStart, CtFilter, CtPolicySet, CtPolicyShow, NetworkAdd, NetworkFilter,
-    NetworkName, PortAdd, PortFilter, PortName, PortSet, SgAdd, SgImport, SgMemberSet, SgName,
-    SgRuleAdd, SgRuleDel, StatsFilter,
+    CaptureRead, CaptureStart, CtFilter, CtPolicySet, CtPolicyShow, FdbAdd, FdbDel, NetworkAdd,
+    NetworkFilter, NetworkName, NetworkPeer, PortAdd, PortFilter, PortName, PortSet, SgAdd,
+    SgImport, SgMemberSet, SgName, SgRuleAdd, SgRuleDel, StatsFilter, TunnelSet,
 };
 
 /// Params of methods that take none: absent, `null` or `{}`.
@@ -63,6 +63,14 @@ calls! {
     NetworkDel(NetworkName) = "network.del",
     /// List networks.
     NetworkList(NoParams) = "network.list",
+    /// Add a tunnel endpoint to a network's flood list.
+    NetworkPeerAdd(NetworkPeer) = "network.peer.add",
+    /// Remove a tunnel endpoint from a network's flood list.
+    NetworkPeerDel(NetworkPeer) = "network.peer.del",
+    /// Set this host's tunnel endpoint.
+    TunnelSet(TunnelSet) = "tunnel.set",
+    /// The tunnel endpoint, its remote endpoints and their counters.
+    TunnelShow(NoParams) = "tunnel.show",
     /// Add a port.
     PortAdd(PortAdd) = "port.add",
     /// Remove a port.
@@ -75,6 +83,10 @@ calls! {
     FdbShow(NetworkFilter) = "fdb.show",
     /// Forget learned FDB entries.
     FdbFlush(NetworkFilter) = "fdb.flush",
+    /// Say where a remote MAC lives (l2population).
+    FdbAdd(FdbAdd) = "fdb.add",
+    /// Forget a remote MAC.
+    FdbDel(FdbDel) = "fdb.del",
     /// Port and worker counters.
     Stats(StatsFilter) = "stats",
     /// Every counter as Prometheus text exposition (a string).
@@ -128,6 +140,8 @@ mod tests {
         let call = Call::NetworkAdd(NetworkAdd {
             name: "blue".into(),
             mtu: None,
+            segment: None,
+            arp_responder: false,
         });
         let v = serde_json::to_value(&call).unwrap();
         assert_eq!(
@@ -158,6 +172,6 @@ mod tests {
         let e = Call::decode("nope", Value::Null).unwrap_err();
         assert_eq!(e.code, code::METHOD_NOT_FOUND);
         assert!(e.message.contains("sg.rule.add"), "{e}");
-        assert_eq!(Call::METHODS.len(), 27);
+        assert_eq!(Call::METHODS.len(), 33);
     }
 }

@@ -25,6 +25,29 @@ pub struct NetworkAdd {
     /// The largest IP packet its ports carry, 68-9000 (default 1500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u16>,
+    /// How the network reaches other hosts; absent: it stays on this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
+    /// Answer ARP for the remote IPs `fdb.add` gives, instead of flooding it to every host
+    /// (Neutron's `arp_responder`). VXLAN networks only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub arp_responder: bool,
+}
+
+/// How a network leaves the host: what Neutron calls its provider segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Segment {
+    /// A VXLAN VNI (RFC 7348, UDP 4789) on the host's tunnel endpoint (`tunnel.set`).
+    Vxlan {
+        /// The VXLAN network identifier, 1-16777215.
+        vni: u32,
+    },
+    /// Untagged on an uplink interface.
+    Flat {
+        /// The uplink interface.
+        uplink: String,
+    },
 }
 
 /// One network in `network.list`.
@@ -38,6 +61,15 @@ pub struct NetworkInfo {
     pub mtu: u16,
     /// Names of its ports.
     pub ports: Vec<String>,
+    /// How it reaches other hosts, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
+    /// Whether ARP for remote IPs is answered locally.
+    #[serde(default)]
+    pub arp_responder: bool,
+    /// Its flood list: the tunnel endpoints broadcast and unknown unicast go to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
 }
 
 /// How a port reaches its VM.
@@ -52,6 +84,9 @@ pub enum PortKind {
     /// A vhost-user socket shared with QEMU or DPDK: the guest's virtio rings, no kernel.
     #[serde(rename = "vhost-user")]
     VhostUser,
+    /// The uplink of a network that leaves the host (its VXLAN device or flat uplink), added
+    /// and removed by brink with the network.
+    Uplink,
 }
 
 /// Who creates a vhost-user port's socket.
@@ -397,6 +432,106 @@ pub struct FdbEntry {
     pub port: String,
     /// Seconds since last seen; absent for static (configured) entries.
     pub age_secs: Option<f64>,
+    /// The tunnel endpoint behind which the MAC lives, for an `fdb.add` entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// Its IP address, if `fdb.add` gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+/// Params of `fdb.add`: where a remote VM's MAC lives (Neutron l2population's `fdb_add`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FdbAdd {
+    /// Network name (a VXLAN network).
+    pub network: String,
+    /// The remote VM's MAC.
+    pub mac: String,
+    /// The tunnel endpoint (IP) of the host it is on.
+    pub remote: String,
+    /// The VM's IP address, for the ARP responder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+/// Params of `fdb.del`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FdbDel {
+    /// Network name.
+    pub network: String,
+    /// The remote MAC to forget.
+    pub mac: String,
+}
+
+/// Params of `network.peer.add` and `network.peer.del`: one flood-list entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPeer {
+    /// Network name (a VXLAN network).
+    pub network: String,
+    /// The remote tunnel endpoint (IP).
+    pub ip: String,
+}
+
+/// Params of `tunnel.set`: this host's VXLAN tunnel endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSet {
+    /// The local tunnel IP (an address of `dev`).
+    pub local_ip: String,
+    /// The underlay interface.
+    pub dev: String,
+}
+
+/// Result of `tunnel.show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TunnelInfo {
+    /// The endpoint, if one is set.
+    pub local: Option<TunnelSet>,
+    /// Frames with a VNI no network has, dropped.
+    pub unknown_vni: u64,
+    /// Every remote endpoint a network floods to or an FDB entry names.
+    pub endpoints: Vec<EndpointInfo>,
+    /// Each VXLAN network's traffic through the tunnel.
+    pub networks: Vec<TunnelNetwork>,
+}
+
+/// One remote tunnel endpoint in `tunnel.show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    /// Its IP.
+    pub ip: String,
+    /// Networks whose flood list has it.
+    pub flood: Vec<String>,
+    /// How many remote MACs live behind it.
+    pub macs: usize,
+    /// Encapsulated packets received from it.
+    pub rx_packets: u64,
+    /// Their bytes (outer IP packets).
+    pub rx_bytes: u64,
+    /// Encapsulated packets sent to it.
+    pub tx_packets: u64,
+    /// Their bytes (outer IP packets).
+    pub tx_bytes: u64,
+}
+
+/// One VXLAN network in `tunnel.show`: what its VXLAN device counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TunnelNetwork {
+    /// Network name.
+    pub network: String,
+    /// Its VNI.
+    pub vni: u32,
+    /// The kernel VXLAN device brink made for it.
+    pub device: String,
+    /// Frames decapsulated into the network.
+    pub rx_packets: u64,
+    /// Frames encapsulated out of it (each flood copy counts once).
+    pub tx_packets: u64,
+    /// Frames the device dropped by reason (`no_endpoint`: nowhere to send, ...).
+    pub drops: BTreeMap<String, u64>,
 }
 
 /// Params of `stats`.

@@ -18,11 +18,21 @@ impl<H: Host> Service<H> {
             .into_iter()
             .filter(|r| only.is_none_or(|n| n == r.network))
             .filter_map(|r| {
+                let network = self.model.network_name(r.network)?;
+                let mac = r.mac.to_string();
+                // Only static entries can be l2population's.
+                let remote = r
+                    .age
+                    .is_none()
+                    .then(|| self.model.overlay(network)?.remotes.get(&mac))
+                    .flatten();
                 Some(FdbEntry {
-                    network: self.model.network_name(r.network)?.to_string(),
-                    mac: r.mac.to_string(),
+                    network: network.to_string(),
                     port: self.model.port_by_id(r.port)?.spec.name.clone(),
                     age_secs: r.age.map(|a| a.as_secs_f64()),
+                    remote: remote.map(|r| r.endpoint.to_string()),
+                    ip: remote.and_then(|r| r.ip).map(|ip| ip.to_string()),
+                    mac,
                 })
             })
             .collect())

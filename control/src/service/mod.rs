@@ -9,6 +9,7 @@ mod network;
 mod port;
 mod sg;
 mod stats;
+mod tunnel;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use serde_json::Value;
 use crate::host::Host;
 use crate::iface::IfaceError;
 use crate::model::{Model, ModelError, State};
+use crate::overlay::OverlayError;
 use crate::sg::SgError;
 use crate::store::Store;
 
@@ -62,6 +64,14 @@ impl From<ModelError> for RpcError {
             | ModelError::BadAttachment(_)
             | ModelError::BadMtu(_) => code::INVALID_PARAMS,
             ModelError::Security(e) => return e.into(),
+            ModelError::Overlay(ref o) => match o {
+                OverlayError::NoPeer { .. } | OverlayError::NoRemote { .. } => code::NOT_FOUND,
+                OverlayError::VniInUse { .. }
+                | OverlayError::TunnelInUse(_)
+                | OverlayError::UplinkInUse { .. }
+                | OverlayError::LocalMac { .. } => code::IN_USE,
+                _ => code::INVALID_PARAMS,
+            },
         };
         RpcError::new(code, e.to_string())
     }
@@ -87,7 +97,8 @@ fn dataplane_error(e: PortError) -> RpcError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("saved {kind} {name:?} cannot be restored: {reason}")]
 pub struct RestoreError {
-    /// "network", "port", "security groups" or "conntrack policy of network".
+    /// "network", "port", "security groups", "conntrack policy of network", "tunnel endpoint"
+    /// or "uplink".
     pub kind: &'static str,
     /// Its name.
     pub name: String,
@@ -143,11 +154,22 @@ impl<H: Host> Service<H> {
             name: name.to_string(),
             reason,
         };
+        if let Some(tunnel) = state.tunnel {
+            self.model
+                .set_tunnel(tunnel)
+                .map_err(|e| refused("tunnel endpoint", "", e.to_string()))?;
+        }
         for name in &state.networks {
             let mtu = state.network_mtus.get(name).copied();
             self.model
                 .add_network(name, mtu)
                 .map_err(|e| refused("network", name, e.to_string()))?;
+            if let Some(overlay) = state.overlays.get(name) {
+                self.model
+                    .check_overlay(overlay)
+                    .map_err(|e| refused("network", name, e.to_string()))?;
+                self.model.insert_overlay(name, overlay.clone());
+            }
         }
         self.model
             .groups
@@ -162,6 +184,8 @@ impl<H: Host> Service<H> {
             self.restore_port(spec)
                 .map_err(|e| refused("port", &name, e.message))?;
         }
+        self.restore_uplinks()
+            .map_err(|e| refused("uplink", "", e.message))?;
         self.publish();
         Ok(())
     }
@@ -182,12 +206,18 @@ impl<H: Host> Service<H> {
             Call::NetworkAdd(p) => reply(&self.network_add(&p)?),
             Call::NetworkDel(p) => reply(&self.network_del(&p)?),
             Call::NetworkList(NoParams {}) => reply(&self.model.networks()),
+            Call::NetworkPeerAdd(p) => reply(&self.network_peer_add(&p)?),
+            Call::NetworkPeerDel(p) => reply(&self.network_peer_del(&p)?),
+            Call::TunnelSet(p) => reply(&self.tunnel_set(&p)?),
+            Call::TunnelShow(NoParams {}) => reply(&self.tunnel_show()),
             Call::PortAdd(p) => reply(&self.port_add(p)?),
             Call::PortDel(p) => reply(&self.port_del(&p.name)?),
             Call::PortList(p) => reply(&self.port_list(&p)?),
             Call::PortSet(p) => reply(&self.port_set(&p)?),
             Call::FdbShow(p) => reply(&self.fdb_show(p)?),
             Call::FdbFlush(p) => reply(&self.fdb_flush(p)?),
+            Call::FdbAdd(p) => reply(&self.fdb_add(&p)?),
+            Call::FdbDel(p) => reply(&self.fdb_del(&p)?),
             Call::Stats(p) => reply(&self.stats(&p)?),
             Call::Metrics(NoParams {}) => reply(&self.metrics()?),
             Call::CaptureStart(p) => reply(&self.capture_start(&p)?),

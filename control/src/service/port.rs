@@ -56,7 +56,8 @@ impl<H: Host> Service<H> {
         let mut up = 0;
         for record in down {
             let name = &record.spec.name;
-            if record.spec.kind == PortKind::Afxdp && !self.host.exists(&record.spec.iface) {
+            let kernel = matches!(record.spec.kind, PortKind::Afxdp | PortKind::Uplink);
+            if kernel && !self.host.exists(&record.spec.iface) {
                 continue;
             }
             match self.bring_up(&record, true) {
@@ -78,6 +79,18 @@ impl<H: Host> Service<H> {
     }
 
     pub(super) fn port_del(&mut self, name: &str) -> Result<(), RpcError> {
+        if self.model.port(name)?.spec.kind == PortKind::Uplink {
+            let network = &self.model.port(name)?.spec.network;
+            return Err(RpcError::new(
+                code::IN_USE,
+                format!("port {name:?} is network {network:?}'s uplink: it goes with the network"),
+            ));
+        }
+        self.remove_port(name)
+    }
+
+    /// Removes port `name` (any kind), closing its sockets.
+    pub(super) fn remove_port(&mut self, name: &str) -> Result<(), RpcError> {
         let record = self.model.remove_port(name)?;
         self.down.remove(name);
         // Workers stop forwarding to the port before its socket closes.
@@ -122,7 +135,7 @@ impl<H: Host> Service<H> {
     }
 
     /// Validates a port request and assigns it to the worker with the fewest ports.
-    fn check_port(&self, spec: &PortAdd) -> Result<PortRecord, RpcError> {
+    pub(super) fn check_port(&self, spec: &PortAdd) -> Result<PortRecord, RpcError> {
         let load = self.model.ports_per_worker(self.switch.worker_count());
         let worker = (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0);
         Ok(self.model.check_port(spec, worker)?)
@@ -131,10 +144,14 @@ impl<H: Host> Service<H> {
     /// Opens `record`'s port, its receive queues spread over the workers from its own, creating
     /// the tap of a tap port first. When `restoring`, a tap that exists is the one brink created
     /// before a restart, and is reused.
-    fn bring_up(&mut self, record: &PortRecord, restoring: bool) -> Result<(), RpcError> {
+    pub(super) fn bring_up(
+        &mut self,
+        record: &PortRecord,
+        restoring: bool,
+    ) -> Result<(), RpcError> {
         let iface = &record.spec.iface;
         let created_tap = match record.spec.kind {
-            PortKind::Afxdp | PortKind::VhostUser => false,
+            PortKind::Afxdp | PortKind::VhostUser | PortKind::Uplink => false,
             PortKind::Tap if restoring && self.host.exists(iface) => false,
             PortKind::Tap => {
                 self.host.create_tap(iface)?;
@@ -145,7 +162,9 @@ impl<H: Host> Service<H> {
         let mut workers = Vec::new();
         let opened = match record.spec.kind {
             PortKind::VhostUser => self.open_vhost(record, &counters, &mut workers),
-            PortKind::Afxdp | PortKind::Tap => self.open_queues(record, &counters, &mut workers),
+            PortKind::Afxdp | PortKind::Tap | PortKind::Uplink => {
+                self.open_queues(record, &counters, &mut workers)
+            }
         };
         let mode = match opened {
             Ok(mode) => mode,

@@ -323,7 +323,9 @@ impl XdpBackend {
             spec.queues.clone()
         };
         let first_queue = queues.first().copied().unwrap_or(0);
-        let native = if mtu <= NATIVE_MAX_MTU {
+        let native = if let Some(kind) = without_native_xdp(name) {
+            Err(format!("not tried: {kind} devices have no native XDP"))
+        } else if mtu <= NATIVE_MAX_MTU {
             self.bind(&iface, first_queue, XdpFlags::XDP_FLAGS_DRV_MODE)
         } else {
             Err(format!("not tried: MTU {mtu} is above {NATIVE_MAX_MTU}"))
@@ -391,6 +393,19 @@ pub fn rx_queue_count(name: &str) -> u32 {
             .count()
     });
     u32::try_from(count).unwrap_or(u32::MAX).max(1)
+}
+
+/// The kind of `iface` if it is a virtual device without native XDP (a VXLAN device brink
+/// attaches a network's tunnel to, a bridge), from sysfs's `DEVTYPE`. Such devices go straight
+/// to SKB mode: a refused native attempt on a worker's first socket leaves the UMEM's own socket
+/// bound to the queue (libxdp keeps that descriptor, which the UMEM shares), so the SKB attempt
+/// would find the queue busy.
+fn without_native_xdp(iface: &str) -> Option<String> {
+    let uevent = std::fs::read_to_string(format!("/sys/class/net/{iface}/uevent")).ok()?;
+    let kind = uevent.lines().find_map(|l| l.strip_prefix("DEVTYPE="))?;
+    ["vxlan", "geneve", "vlan", "bridge"]
+        .contains(&kind)
+        .then(|| kind.to_string())
 }
 
 /// How often, and how long apart, a bind finding its queue busy is tried again.

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{decode, table};
 use crate::call::Call;
 use crate::client::ClientError;
-use crate::types::{FdbEntry, NetworkFilter};
+use crate::types::{FdbAdd, FdbDel, FdbEntry, NetworkFilter};
 
 /// `fdb` subcommands.
 #[derive(Debug, Subcommand)]
@@ -23,6 +23,26 @@ pub enum FdbCmd {
         #[arg(long)]
         network: Option<String>,
     },
+    /// Say where a remote VM's MAC lives (Neutron l2population): a static entry.
+    Add {
+        /// Network name (a VXLAN network).
+        network: String,
+        /// The remote VM's MAC.
+        mac: String,
+        /// The tunnel IP of the host it is on.
+        #[arg(long)]
+        remote: String,
+        /// The VM's IP address, for the network's ARP responder.
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    /// Forget a remote MAC.
+    Del {
+        /// Network name.
+        network: String,
+        /// The remote VM's MAC.
+        mac: String,
+    },
 }
 
 /// The call an `fdb` command makes.
@@ -34,22 +54,45 @@ pub fn call(cmd: &FdbCmd) -> Call {
         FdbCmd::Flush { network } => Call::FdbFlush(NetworkFilter {
             network: network.clone(),
         }),
+        FdbCmd::Add {
+            network,
+            mac,
+            remote,
+            ip,
+        } => Call::FdbAdd(FdbAdd {
+            network: network.clone(),
+            mac: mac.clone(),
+            remote: remote.clone(),
+            ip: ip.clone(),
+        }),
+        FdbCmd::Del { network, mac } => Call::FdbDel(FdbDel {
+            network: network.clone(),
+            mac: mac.clone(),
+        }),
     }
 }
 
 /// Formats the result of an `fdb` command for people.
 pub fn render(cmd: &FdbCmd, result: Value) -> Result<String, ClientError> {
     Ok(match cmd {
-        FdbCmd::Flush { .. } => String::new(),
+        FdbCmd::Flush { .. } | FdbCmd::Add { .. } | FdbCmd::Del { .. } => String::new(),
         FdbCmd::Show { .. } => {
             let entries: Vec<FdbEntry> = decode(result)?;
             table(
-                &["NETWORK", "MAC", "PORT", "AGE"],
+                &["NETWORK", "MAC", "PORT", "AGE", "REMOTE", "IP"],
                 entries
                     .iter()
                     .map(|e| {
                         let age = e.age_secs.map_or("static".into(), |a| format!("{a:.0}s"));
-                        vec![e.network.clone(), e.mac.clone(), e.port.clone(), age]
+                        let dash = || "-".to_string();
+                        vec![
+                            e.network.clone(),
+                            e.mac.clone(),
+                            e.port.clone(),
+                            age,
+                            e.remote.clone().unwrap_or_else(dash),
+                            e.ip.clone().unwrap_or_else(dash),
+                        ]
                     })
                     .collect(),
             )

@@ -22,14 +22,16 @@ mod network;
 mod port;
 mod sg;
 mod stats;
+mod tunnel;
 
 pub use capture::CaptureArgs;
 pub use ct::{CtCmd, CtFilterArgs, PolicyCmd};
 pub use fdb::FdbCmd;
-pub use network::NetworkCmd;
+pub use network::{NetworkCmd, PeerCmd};
 pub use port::{KindArg, ModeArg, PortAddArgs, PortCmd, PortSetArgs, SecurityArgs};
 pub use sg::{MemberCmd, RuleAddArgs, RuleCmd, SgCmd};
 pub use stats::StatsArgs;
+pub use tunnel::TunnelCmd;
 
 /// Control a running brinkd.
 #[derive(Debug, Parser)]
@@ -55,6 +57,9 @@ pub enum Command {
     /// Ports: VM attachments.
     #[command(subcommand)]
     Port(PortCmd),
+    /// This host's VXLAN tunnel endpoint.
+    #[command(subcommand)]
+    Tunnel(TunnelCmd),
     /// The forwarding database.
     #[command(subcommand)]
     Fdb(FdbCmd),
@@ -100,6 +105,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
         Command::Capture(a) => return capture::run(&mut Client::connect(&cli.socket)?, a),
         Command::Network(cmd) => network::call(cmd),
         Command::Port(cmd) => port::call(cmd),
+        Command::Tunnel(cmd) => tunnel::call(cmd),
         Command::Fdb(cmd) => fdb::call(cmd),
         Command::Stats(a) => stats::call(a),
         Command::Metrics => Call::Metrics(NoParams {}),
@@ -114,6 +120,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
     match &cli.command {
         Command::Network(cmd) => network::render(cmd, result),
         Command::Port(cmd) => port::render(cmd, result),
+        Command::Tunnel(cmd) => tunnel::render(cmd, result),
         Command::Fdb(cmd) => fdb::render(cmd, result),
         Command::Stats(a) => stats::render(a, result),
         Command::Metrics => metrics::render(result),

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{decode, table};
 use crate::call::{Call, NoParams};
 use crate::client::ClientError;
-use crate::types::{NetworkAdd, NetworkInfo, NetworkName};
+use crate::types::{NetworkAdd, NetworkInfo, NetworkName, NetworkPeer, Segment};
 
 /// `network` subcommands.
 #[derive(Debug, Subcommand)]
@@ -19,7 +19,24 @@ pub enum NetworkCmd {
         /// its ports' interfaces to it; set the VMs' MTU to match.
         #[arg(long)]
         mtu: Option<u16>,
+        /// Carry the network to other hosts as this VXLAN VNI (needs `tunnel set`). The
+        /// underlay's MTU must be at least the network's plus 50 bytes.
+        #[arg(long, conflicts_with_all = ["flat", "uplink"])]
+        vxlan: Option<u32>,
+        /// Put the network untagged on `--uplink`.
+        #[arg(long, requires = "uplink")]
+        flat: bool,
+        /// The uplink interface of a `--flat` network.
+        #[arg(long, requires = "flat")]
+        uplink: Option<String>,
+        /// Answer ARP for the remote IPs `fdb add --ip` gives, instead of flooding it to every
+        /// host (VXLAN networks).
+        #[arg(long)]
+        arp_responder: bool,
     },
+    /// The flood list of a VXLAN network: the hosts broadcast and unknown unicast go to.
+    #[command(subcommand)]
+    Peer(PeerCmd),
     /// Delete a network that has no ports.
     Del {
         /// Network name.
@@ -29,12 +46,54 @@ pub enum NetworkCmd {
     List,
 }
 
+/// `network peer` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PeerCmd {
+    /// Add a tunnel endpoint to the network's flood list.
+    Add {
+        /// Network name.
+        network: String,
+        /// The remote host's tunnel IP.
+        ip: String,
+    },
+    /// Remove a tunnel endpoint from the network's flood list.
+    Del {
+        /// Network name.
+        network: String,
+        /// The remote host's tunnel IP.
+        ip: String,
+    },
+}
+
 /// The call a `network` command makes.
 pub fn call(cmd: &NetworkCmd) -> Call {
     match cmd {
-        NetworkCmd::Add { name, mtu } => Call::NetworkAdd(NetworkAdd {
+        NetworkCmd::Add {
+            name,
+            mtu,
+            vxlan,
+            flat: _,
+            uplink,
+            arp_responder,
+        } => Call::NetworkAdd(NetworkAdd {
             name: name.clone(),
             mtu: *mtu,
+            segment: match (vxlan, uplink) {
+                (Some(vni), _) => Some(Segment::Vxlan { vni: *vni }),
+                (None, Some(uplink)) => Some(Segment::Flat {
+                    uplink: uplink.clone(),
+                }),
+                (None, None) => None,
+            },
+            arp_responder: *arp_responder,
+        }),
+        NetworkCmd::Peer(PeerCmd::Add { network, ip }) => Call::NetworkPeerAdd(NetworkPeer {
+            network: network.clone(),
+            ip: ip.clone(),
+        }),
+        NetworkCmd::Peer(PeerCmd::Del { network, ip }) => Call::NetworkPeerDel(NetworkPeer {
+            network: network.clone(),
+            ip: ip.clone(),
         }),
         NetworkCmd::Del { name } => Call::NetworkDel(NetworkName { name: name.clone() }),
         NetworkCmd::List => Call::NetworkList(NoParams {}),
@@ -44,22 +103,46 @@ pub fn call(cmd: &NetworkCmd) -> Call {
 /// Formats the result of a `network` command for people.
 pub fn render(cmd: &NetworkCmd, result: Value) -> Result<String, ClientError> {
     Ok(match cmd {
-        NetworkCmd::Add { .. } | NetworkCmd::Del { .. } => String::new(),
+        NetworkCmd::Add { .. } | NetworkCmd::Del { .. } | NetworkCmd::Peer(_) => String::new(),
         NetworkCmd::List => {
             let nets: Vec<NetworkInfo> = decode(result)?;
             table(
-                &["NETWORK", "ID", "MTU", "PORTS"],
+                &["NETWORK", "ID", "MTU", "SEGMENT", "PEERS", "PORTS"],
                 nets.iter()
                     .map(|n| {
                         vec![
                             n.name.clone(),
                             n.id.to_string(),
                             n.mtu.to_string(),
-                            n.ports.join(","),
+                            segment_text(n),
+                            or_dash(n.peers.join(",")),
+                            or_dash(n.ports.join(",")),
                         ]
                     })
                     .collect(),
             )
         }
     })
+}
+
+/// `vxlan 1001`, `flat eth2` or `local`, with `+arp` when the ARP responder is on.
+fn segment_text(n: &NetworkInfo) -> String {
+    let segment = match &n.segment {
+        Some(Segment::Vxlan { vni }) => format!("vxlan {vni}"),
+        Some(Segment::Flat { uplink }) => format!("flat {uplink}"),
+        None => "local".into(),
+    };
+    if n.arp_responder {
+        format!("{segment} +arp")
+    } else {
+        segment
+    }
+}
+
+fn or_dash(s: String) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s
+    }
 }

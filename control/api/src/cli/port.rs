@@ -238,6 +238,7 @@ fn kind_name(kind: PortKind) -> &'static str {
         PortKind::Afxdp => "afxdp",
         PortKind::Tap => "tap",
         PortKind::VhostUser => "vhost-user",
+        PortKind::Uplink => "uplink",
     }
 }
 

@@ -1,0 +1,248 @@
+//! Multi-host topologies: each "host" is a network namespace with an underlay veth (`ul`,
+//! tunnel IP `192.0.2.<h+1>`) plugged into a shared wire (a Linux bridge in a namespace of its
+//! own), running either its own brinkd or a Linux `vxlan` device in a bridge. VMs are
+//! [`Topology`] VMs whose veth host end is moved into their host.
+
+use std::process::Output;
+
+use crate::daemon::Daemon;
+use crate::topo::{Topology, Vm};
+use crate::{run, BenchError};
+
+/// The underlay's MTU; VXLAN networks get 50 bytes less, [`INNER_MTU`].
+pub const UNDERLAY_MTU: &str = "1500";
+/// The MTU of VXLAN networks and their VMs on a [`UNDERLAY_MTU`] underlay.
+pub const INNER_MTU: &str = "1450";
+
+/// Runs `program args` inside `netns` and fails unless it exits 0.
+pub fn exec(netns: &str, program: &str, args: &[&str]) -> Result<Output, BenchError> {
+    run(
+        "ip",
+        &[&["netns", "exec", netns, program][..], args].concat(),
+    )
+}
+
+/// Namespaces, deleted on drop.
+#[derive(Debug, Default)]
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = run("ip", &["netns", "del", ns]);
+        }
+    }
+}
+
+/// Hosts on a wire, their daemons and VMs. Dropping it stops the daemons, then removes the
+/// VMs and namespaces.
+#[derive(Debug)]
+pub struct Hosts {
+    /// brinkd of each brink host, by host index (declared first: stopped first).
+    daemons: Vec<Option<Daemon>>,
+    /// The VMs.
+    pub topo: Topology,
+    spaces: Namespaces,
+    wire: String,
+}
+
+impl Hosts {
+    /// An empty wire, with names from `tag` (see [`Topology::new`]).
+    pub fn new(tag: &str) -> Result<Hosts, BenchError> {
+        let topo = Topology::new(tag);
+        let wire = format!("{}-w", topo.prefix());
+        let hosts = Hosts {
+            daemons: vec![],
+            topo,
+            spaces: Namespaces(vec![wire.clone()]),
+            wire,
+        };
+        run("ip", &["netns", "add", &hosts.wire])?;
+        exec(&hosts.wire, "ip", &["link", "add", "br0", "type", "bridge"])?;
+        exec(&hosts.wire, "ip", &["link", "set", "br0", "up"])?;
+        Ok(hosts)
+    }
+
+    /// The namespace of host `h`.
+    pub fn host(&self, h: usize) -> String {
+        format!("{}-h{h}", self.topo.prefix())
+    }
+
+    /// The tunnel IP of host `h`.
+    pub fn tunnel_ip(h: usize) -> String {
+        format!("192.0.2.{}", h + 1)
+    }
+
+    /// Adds a namespace that is removed with the hosts; returns its name.
+    pub fn add_namespace(&mut self, suffix: &str) -> Result<String, BenchError> {
+        let ns = format!("{}-{suffix}", self.topo.prefix());
+        self.spaces.0.push(ns.clone());
+        run("ip", &["netns", "add", &ns])?;
+        Ok(ns)
+    }
+
+    /// Adds host `h` with its underlay on the wire; returns its namespace.
+    pub fn add_host(&mut self, h: usize) -> Result<String, BenchError> {
+        let ns = self.add_namespace(&format!("h{h}"))?;
+        let port = format!("p{h}");
+        let link = [
+            "link",
+            "add",
+            "ul",
+            "netns",
+            &ns,
+            "mtu",
+            UNDERLAY_MTU,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &self.wire,
+        ];
+        run("ip", &link)?;
+        exec(
+            &self.wire,
+            "ip",
+            &["link", "set", &port, "master", "br0", "up"],
+        )?;
+        let addr = format!("{}/24", Hosts::tunnel_ip(h));
+        exec(&ns, "ip", &["addr", "add", &addr, "dev", "ul"])?;
+        exec(&ns, "ip", &["link", "set", "ul", "up"])?;
+        exec(&ns, "ip", &["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Adds host `h` running brinkd with `args`, its tunnel endpoint set.
+    pub fn add_brink_host(&mut self, h: usize, args: &[&str]) -> Result<(), BenchError> {
+        let ns = self.add_host(h)?;
+        let dir = self.topo.scratch().join(format!("h{h}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = Daemon::start_in(Some(&ns), &dir, args)?;
+        let local = Hosts::tunnel_ip(h);
+        d.ctl_ok(&["tunnel", "set", "--local-ip", &local, "--dev", "ul"])?;
+        if self.daemons.len() <= h {
+            self.daemons.resize_with(h + 1, || None);
+        }
+        self.daemons[h] = Some(d);
+        Ok(())
+    }
+
+    /// The brinkd of host `h`.
+    pub fn daemon(&self, h: usize) -> Result<&Daemon, BenchError> {
+        let d = self.daemons.get(h).and_then(Option::as_ref);
+        d.ok_or_else(|| BenchError::Config(format!("host {h} runs no brinkd")))
+    }
+
+    /// Stops the brinkd of host `h` and starts it again with `args` on its saved state.
+    pub fn restart(&mut self, h: usize, args: &[&str]) -> Result<(), BenchError> {
+        let dir = self.daemon(h)?.dir().to_path_buf();
+        self.daemons[h] = None;
+        self.daemons[h] = Some(Daemon::start_in(Some(&self.host(h)), &dir, args)?);
+        Ok(())
+    }
+
+    /// VM `n` with address `addr` (MTU [`INNER_MTU`]), its veth host end in host `h`.
+    pub fn add_vm(&mut self, h: usize, n: u8, addr: &str) -> Result<Vm, BenchError> {
+        let vm = self.topo.add_vm(n, addr)?;
+        let ns = self.host(h);
+        run("ip", &["link", "set", &vm.host_if, "netns", &ns])?;
+        exec(&ns, "ip", &["link", "set", &vm.host_if, "up"])?;
+        vm.run("ip", &["link", "set", "eth0", "mtu", INNER_MTU])?;
+        Ok(vm)
+    }
+
+    /// VM `n` on brink host `h`, port `vmN` of `network` (port security off).
+    pub fn add_brink_vm(
+        &mut self,
+        h: usize,
+        n: u8,
+        addr: &str,
+        network: &str,
+    ) -> Result<Vm, BenchError> {
+        let vm = self.add_vm(h, n, addr)?;
+        let args = ["--ip", addr, "--port-security", "off"];
+        self.daemon(h)?
+            .add_vm_port(&format!("vm{n}"), &vm, network, &args)?;
+        Ok(vm)
+    }
+
+    /// Host `h` as Linux does it: a `vxlan` device `vx` for `vni` (no learning) in bridge
+    /// `br0`; returns its namespace.
+    pub fn add_linux_host(&mut self, h: usize, vni: u32) -> Result<String, BenchError> {
+        let ns = self.add_host(h)?;
+        let (vni, local) = (vni.to_string(), Hosts::tunnel_ip(h));
+        let vx = [
+            "link",
+            "add",
+            "vx",
+            "type",
+            "vxlan",
+            "id",
+            &vni,
+            "local",
+            &local,
+            "dev",
+            "ul",
+            "dstport",
+            "4789",
+            "nolearning",
+        ];
+        exec(&ns, "ip", &vx)?;
+        exec(&ns, "ip", &["link", "add", "br0", "type", "bridge"])?;
+        exec(&ns, "ip", &["link", "set", "vx", "master", "br0", "up"])?;
+        exec(&ns, "ip", &["link", "set", "br0", "up"])?;
+        Ok(ns)
+    }
+
+    /// A VM on Linux host `h`, in its bridge.
+    pub fn add_linux_vm(&mut self, h: usize, n: u8, addr: &str) -> Result<Vm, BenchError> {
+        let vm = self.add_vm(h, n, addr)?;
+        exec(
+            &self.host(h),
+            "ip",
+            &["link", "set", &vm.host_if, "master", "br0"],
+        )?;
+        Ok(vm)
+    }
+
+    /// Tells Linux host `h` that it floods to host `to` and that `vm` lives there.
+    pub fn linux_remote(&self, h: usize, to: usize, vm: &Vm) -> Result<(), BenchError> {
+        let (ns, dst) = (self.host(h), Hosts::tunnel_ip(to));
+        let flood = [
+            "fdb",
+            "append",
+            "00:00:00:00:00:00",
+            "dev",
+            "vx",
+            "dst",
+            &dst,
+        ];
+        exec(&ns, "bridge", &flood)?;
+        exec(
+            &ns,
+            "bridge",
+            &["fdb", "add", &vm.mac, "dev", "vx", "dst", &dst],
+        )?;
+        Ok(())
+    }
+
+    /// Tells brink host `h` what l2population would: `network` floods to host `to`, where
+    /// `vm` lives.
+    pub fn brink_remote(
+        &self,
+        h: usize,
+        network: &str,
+        to: usize,
+        vm: &Vm,
+    ) -> Result<(), BenchError> {
+        let (d, at) = (self.daemon(h)?, Hosts::tunnel_ip(to));
+        d.ctl_ok(&["network", "peer", "add", network, &at])?;
+        let add = [
+            "fdb", "add", network, &vm.mac, "--remote", &at, "--ip", &vm.ip,
+        ];
+        d.ctl_ok(&add)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,298 @@
+//! Networks across hosts (`brink_bench::hosts`): each "host" is a network namespace with its
+//! own underlay veth on a shared wire, and either its own brinkd or a Linux `vxlan` device in a
+//! bridge.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+use brink_bench::daemon::Daemon;
+use brink_bench::hosts::{self, Hosts, INNER_MTU};
+use common::{payload, ping, tcp_transfer};
+use serde_json::Value;
+
+fn exec(netns: &str, program: &str, args: &[&str]) -> String {
+    let out = hosts::exec(netns, program, args).unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip(args: &[&str]) {
+    brink_bench::run("ip", args).unwrap();
+}
+
+/// Hosts `brink` running brinkd and `linux` with a Linux vxlan device for VNI 1001.
+fn site(tag: &str, brink: &[usize], linux: &[usize]) -> Hosts {
+    let mut s = Hosts::new(tag).unwrap();
+    for &h in brink {
+        s.add_brink_host(h, &["--idle-sleep"]).unwrap();
+    }
+    for &h in linux {
+        s.add_linux_host(h, 1001).unwrap();
+    }
+    s
+}
+
+fn vxlan_net(s: &Hosts, h: usize, name: &str, vni: &str, extra: &[&str]) {
+    let add = ["network", "add", name, "--vxlan", vni, "--mtu", INNER_MTU];
+    s.daemon(h)
+        .unwrap()
+        .ctl_ok(&[&add[..], extra].concat())
+        .unwrap();
+}
+
+/// `brinkctl --json ...` on `d`, parsed.
+fn json(d: &Daemon, args: &[&str]) -> Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    serde_json::from_str(&d.ctl_ok(&full).unwrap()).unwrap()
+}
+
+/// Packets host `d` received from tunnel endpoint `ip`, as `tunnel show` counts them.
+fn rx_from(d: &Daemon, ip: &str) -> u64 {
+    let t = json(d, &["tunnel", "show"]);
+    let eps = t["endpoints"].as_array().unwrap();
+    let ep = eps.iter().find(|e| e["ip"] == ip);
+    ep.map_or(0, |e| e["rx_packets"].as_u64().unwrap())
+}
+
+/// Frames a Linux host's `vx` device decapsulated.
+fn vx_rx(ns: &str) -> u64 {
+    let text = exec(ns, "cat", &["/sys/class/net/vx/statistics/rx_packets"]);
+    text.trim().parse().unwrap()
+}
+
+#[test]
+fn brink_to_brink_carries_ping_and_tcp_and_keeps_vnis_apart() {
+    let mut s = site("Tbb", &[0, 1], &[]);
+    // The default MTU does not fit the 1500-byte underlay with VXLAN's 50 bytes: refused.
+    let d0 = s.daemon(0).unwrap();
+    let err = d0.ctl_ok(&["network", "add", "blue", "--vxlan", "1001"]);
+    let err = err.unwrap_err().to_string();
+    assert!(err.contains("--mtu 1450"), "{err}");
+    for h in 0..2 {
+        vxlan_net(&s, h, "blue", "1001", &[]);
+        vxlan_net(&s, h, "red", "1002", &[]);
+    }
+    let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
+    let b1 = s.add_brink_vm(1, 2, "10.0.0.2", "blue").unwrap();
+    let a2 = s.add_brink_vm(0, 3, "10.0.0.3", "red").unwrap();
+    let b2 = s.add_brink_vm(1, 4, "10.0.0.4", "red").unwrap();
+    // What Neutron's l2pop sends each agent: the flood lists and the remote VMs.
+    s.brink_remote(0, "blue", 1, &b1).unwrap();
+    s.brink_remote(1, "blue", 0, &a1).unwrap();
+    s.brink_remote(0, "red", 1, &b2).unwrap();
+    s.brink_remote(1, "red", 0, &a2).unwrap();
+
+    assert!(ping(&a1, &b1, 3), "blue: host 0 -> host 1");
+    assert!(ping(&b2, &a2, 3), "red: host 1 -> host 0");
+    let data = payload(16 << 20);
+    let got = tcp_transfer(&s.topo, &a1, &b1, &data);
+    assert!(got == data, "16 MB across the tunnel: {} bytes", got.len());
+    // Isolation: red's VM has blue's subnet but never reaches blue's VMs, here or there.
+    assert!(!ping(&a2, &b1, 2), "red reached blue across the tunnel");
+    assert!(!ping(&a2, &a1, 1), "red reached blue on the same host");
+
+    // The remote entry is static, with its endpoint and IP.
+    let d0 = s.daemon(0).unwrap();
+    let fdb = json(d0, &["fdb", "show", "--network", "blue"]);
+    let entries = fdb.as_array().unwrap();
+    let entry = entries
+        .iter()
+        .find(|e| e["mac"] == b1.mac.as_str())
+        .unwrap();
+    assert_eq!(entry["port"], "blue.uplink");
+    assert_eq!(entry["remote"], "192.0.2.2");
+    assert_eq!(entry["ip"], "10.0.0.2");
+    assert!(entry["age_secs"].is_null(), "{entry}");
+    // Per-endpoint counters saw the traffic both ways.
+    let t = json(d0, &["tunnel", "show"]);
+    let ep = &t["endpoints"][0];
+    assert_eq!(ep["ip"], "192.0.2.2");
+    assert!(ep["tx_packets"].as_u64().unwrap() > 1000, "{t}");
+    assert!(ep["rx_packets"].as_u64().unwrap() > 100, "{t}");
+    assert_eq!(ep["macs"], 2);
+
+    // Restart host 0's brinkd: the tunnel, networks, flood lists and remote entries come back.
+    s.restart(0, &["--idle-sleep"]).unwrap();
+    assert!(ping(&a1, &b1, 3), "blue after host 0's brinkd restarted");
+    let t = json(s.daemon(0).unwrap(), &["tunnel", "show"]);
+    assert_eq!(t["local"]["local_ip"], "192.0.2.1", "{t}");
+    let flood = &t["endpoints"][0]["flood"];
+    assert_eq!(*flood, serde_json::json!(["blue", "red"]));
+}
+
+#[test]
+fn brink_to_linux_vxlan_and_bridge_both_ways_and_unknown_vnis_are_dropped() {
+    let mut s = site("Tbl", &[0], &[1]);
+    vxlan_net(&s, 0, "blue", "1001", &[]);
+    let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
+    let b1 = s.add_linux_vm(1, 2, "10.0.0.2").unwrap();
+    // brink's side from l2pop; Linux's side by hand, as the linuxbridge agent did.
+    s.brink_remote(0, "blue", 1, &b1).unwrap();
+    s.linux_remote(1, 0, &a1).unwrap();
+
+    assert!(ping(&a1, &b1, 3), "brink -> Linux");
+    assert!(ping(&b1, &a1, 3), "Linux -> brink");
+    let data = payload(4 << 20);
+    assert!(
+        tcp_transfer(&s.topo, &a1, &b1, &data) == data,
+        "TCP brink -> Linux"
+    );
+    assert!(
+        tcp_transfer(&s.topo, &b1, &a1, &data) == data,
+        "TCP Linux -> brink"
+    );
+
+    // A VNI no brink network has: dropped before the kernel's VXLAN socket, and counted.
+    let linux = s.host(1);
+    let vx = [
+        "link",
+        "add",
+        "vx9",
+        "type",
+        "vxlan",
+        "id",
+        "1009",
+        "local",
+        "192.0.2.2",
+        "dev",
+        "ul",
+        "dstport",
+        "4789",
+        "remote",
+        "192.0.2.1",
+    ];
+    exec(&linux, "ip", &vx);
+    exec(&linux, "ip", &["addr", "add", "10.9.0.2/24", "dev", "vx9"]);
+    exec(&linux, "ip", &["link", "set", "vx9", "up"]);
+    let ping9 = [
+        "netns", "exec", &linux, "ping", "-c", "3", "-i", "0.2", "-W", "1",
+    ];
+    let _ = Command::new("ip").args(ping9).arg("10.9.0.1").output();
+    let t = json(s.daemon(0).unwrap(), &["tunnel", "show"]);
+    assert!(t["unknown_vni"].as_u64().unwrap() >= 1, "{t}");
+}
+
+#[test]
+fn flooding_reaches_the_flood_list_only_and_arp_works_through_it() {
+    let mut s = site("Tfl", &[0, 1], &[2]);
+    for h in 0..2 {
+        vxlan_net(&s, h, "blue", "1001", &[]);
+    }
+    let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
+    let b1 = s.add_brink_vm(1, 2, "10.0.0.2", "blue").unwrap();
+    let (d0, d1) = (s.daemon(0).unwrap(), s.daemon(1).unwrap());
+    // Flood lists only, no remote MACs: ARP is flooded, the kernel learns the rest.
+    d0.ctl_ok(&["network", "peer", "add", "blue", "192.0.2.2"])
+        .unwrap();
+    d1.ctl_ok(&["network", "peer", "add", "blue", "192.0.2.1"])
+        .unwrap();
+    assert!(ping(&a1, &b1, 3), "ARP through the flood list");
+
+    // Unknown unicast: a MAC no one has. It goes to host 1 (in the flood list), not host 2.
+    let ghost = [
+        "neigh",
+        "replace",
+        "10.0.0.99",
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "eth0",
+    ];
+    a1.run("ip", &ghost).unwrap();
+    let third = s.host(2);
+    let (b_before, c_before) = (rx_from(d1, "192.0.2.1"), vx_rx(&third));
+    let ghost_ping = || {
+        let args = ["-c", "10", "-i", "0.05", "-W", "1", "10.0.0.99"];
+        let _ = a1.exec("ping", &args);
+    };
+    ghost_ping();
+    let b_got = rx_from(d1, "192.0.2.1") - b_before;
+    assert!(
+        b_got >= 10,
+        "host 1 got {b_got} of 10 unknown-unicast frames"
+    );
+    assert_eq!(
+        vx_rx(&third) - c_before,
+        0,
+        "host 2 is not in the flood list"
+    );
+    // With host 2 in the flood list, it gets them too; without, again not.
+    d0.ctl_ok(&["network", "peer", "add", "blue", "192.0.2.3"])
+        .unwrap();
+    ghost_ping();
+    assert!(vx_rx(&third) - c_before >= 10, "host 2 after peer add");
+    d0.ctl_ok(&["network", "peer", "del", "blue", "192.0.2.3"])
+        .unwrap();
+    let c_after = vx_rx(&third);
+    ghost_ping();
+    assert_eq!(vx_rx(&third) - c_after, 0, "host 2 after peer del");
+}
+
+#[test]
+fn the_arp_responder_answers_for_remote_vms_without_flooding() {
+    let mut s = site("Tar", &[0, 1], &[]);
+    for h in 0..2 {
+        vxlan_net(&s, h, "blue", "1001", &["--arp-responder"]);
+    }
+    let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
+    let b1 = s.add_brink_vm(1, 2, "10.0.0.2", "blue").unwrap();
+    // No flood list at all: nothing broadcast crosses the tunnel.
+    assert!(!ping(&a1, &b1, 1), "without l2pop entries nothing is known");
+    for (h, vm, on) in [(0, &b1, 1), (1, &a1, 0)] {
+        let at = Hosts::tunnel_ip(on);
+        let add = [
+            "fdb", "add", "blue", &vm.mac, "--remote", &at, "--ip", &vm.ip,
+        ];
+        s.daemon(h).unwrap().ctl_ok(&add).unwrap();
+    }
+    let _ = a1.exec("ip", &["neigh", "flush", "dev", "eth0"]);
+    assert!(
+        ping(&a1, &b1, 3),
+        "ARP answered on host 0, ICMP to the remote entry"
+    );
+    let neigh = a1.exec("ip", &["neigh", "show", &b1.ip]).unwrap();
+    let neigh = String::from_utf8_lossy(&neigh.stdout).to_lowercase();
+    assert!(neigh.contains(&b1.mac), "{neigh}");
+}
+
+#[test]
+fn a_flat_network_is_the_uplink_untagged() {
+    let mut s = site("Tft", &[0], &[]);
+    // The provider network outside: a namespace at the other end of the uplink.
+    let outside = s.add_namespace("o").unwrap();
+    let host = s.host(0);
+    ip(&[
+        "link", "add", "up0", "netns", &host, "type", "veth", "peer", "name", "eth0", "netns",
+        &outside,
+    ]);
+    exec(&host, "ip", &["link", "set", "up0", "up"]);
+    exec(
+        &outside,
+        "ip",
+        &["addr", "add", "10.1.0.100/24", "dev", "eth0"],
+    );
+    exec(&outside, "ip", &["link", "set", "eth0", "up"]);
+    let d0 = s.daemon(0).unwrap();
+    let used = d0.ctl_ok(&["network", "add", "x", "--flat", "--uplink", "ul"]);
+    let used = used.unwrap_err().to_string();
+    assert!(
+        used.contains("tunnel endpoint"),
+        "the underlay is taken: {used}"
+    );
+    d0.ctl_ok(&["network", "add", "ext", "--flat", "--uplink", "up0"])
+        .unwrap();
+    let a1 = s.add_brink_vm(0, 1, "10.1.0.1", "ext").unwrap();
+    let out = exec(
+        &a1.netns,
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "1", "10.1.0.100"],
+    );
+    assert!(out.contains("3 received"), "{out}");
+    let ports = json(s.daemon(0).unwrap(), &["port", "list"]);
+    let ports = ports.as_array().unwrap();
+    let uplink = ports.iter().find(|p| p["name"] == "ext.uplink").unwrap();
+    assert_eq!(uplink["iface"], "up0");
+}

@@ -1,0 +1,271 @@
+//! Networks that leave the host: the tunnel endpoint, each network's segment (a VXLAN VNI or a
+//! flat uplink), and what Neutron's l2population tells an agent: the flood list and where each
+//! remote MAC lives.
+//!
+//! Pure data, like the rest of the model: the kernel devices these describe are made by
+//! [`crate::vxlan`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use brink_api::types::{Segment, TunnelSet};
+use brink_dataplane::wire::MacAddr;
+use serde::{Deserialize, Serialize};
+
+/// Bytes VXLAN adds in front of a frame on an IPv4 underlay: outer Ethernet 14, IPv4 20,
+/// UDP 8, VXLAN 8. A network's MTU plus this must fit the underlay's MTU.
+pub const VXLAN_OVERHEAD: u16 = 50;
+
+/// The largest VNI (24 bits).
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+
+/// Why a tunnel or segment change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverlayError {
+    /// A VNI outside 1..=2^24-1.
+    #[error("VNI {0} is out of range: use 1 to {MAX_VNI}")]
+    BadVni(u32),
+    /// Another network has the VNI.
+    #[error("VNI {vni} is already used by network {network:?}")]
+    VniInUse {
+        /// The VNI.
+        vni: u32,
+        /// The network that has it.
+        network: String,
+    },
+    /// A VXLAN network without a tunnel endpoint.
+    #[error("no tunnel endpoint: run `tunnel set --local-ip IP --dev IFACE` first")]
+    NoTunnel,
+    /// The endpoint cannot change while VXLAN networks use it.
+    #[error("the tunnel endpoint is used by VXLAN networks {0}; delete them first")]
+    TunnelInUse(String),
+    /// Not an IPv4 address.
+    #[error("bad tunnel endpoint {0:?}: expected an IPv4 address like 192.0.2.1")]
+    BadEndpoint(String),
+    /// The network has no VXLAN segment.
+    #[error("network {0:?} is not a VXLAN network")]
+    NotVxlan(String),
+    /// A flood-list or FDB entry names the local endpoint.
+    #[error("{0} is this host's own tunnel endpoint")]
+    OwnEndpoint(Ipv4Addr),
+    /// The flood list has no such entry.
+    #[error("network {network:?} does not flood to {ip}")]
+    NoPeer {
+        /// Network name.
+        network: String,
+        /// The endpoint.
+        ip: Ipv4Addr,
+    },
+    /// No remote entry for the MAC.
+    #[error("network {network:?} has no remote entry for {mac}")]
+    NoRemote {
+        /// Network name.
+        network: String,
+        /// The MAC.
+        mac: MacAddr,
+    },
+    /// A remote MAC that is a local port's.
+    #[error("MAC {mac} is configured on local port {port:?}")]
+    LocalMac {
+        /// The MAC.
+        mac: MacAddr,
+        /// The local port that has it.
+        port: String,
+    },
+    /// An uplink another network or a port uses.
+    #[error("uplink {uplink:?} is already used by {user}")]
+    UplinkInUse {
+        /// The interface.
+        uplink: String,
+        /// Who uses it.
+        user: String,
+    },
+    /// The ARP responder needs a VXLAN network.
+    #[error("--arp-responder needs a VXLAN network")]
+    ArpNeedsVxlan,
+    /// The network's frames plus VXLAN's headers do not fit the underlay.
+    #[error(
+        "network MTU {mtu} plus {VXLAN_OVERHEAD} bytes of VXLAN headers exceeds the MTU {underlay} \
+         of underlay {dev:?}: give the network --mtu {fit} or raise the underlay's MTU to {need}",
+        fit = underlay.saturating_sub(VXLAN_OVERHEAD),
+        need = mtu + VXLAN_OVERHEAD
+    )]
+    MtuTooLarge {
+        /// The network's MTU.
+        mtu: u16,
+        /// The underlay interface.
+        dev: String,
+        /// Its MTU.
+        underlay: u16,
+    },
+}
+
+/// This host's VXLAN tunnel endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tunnel {
+    /// The local tunnel IP.
+    pub local_ip: Ipv4Addr,
+    /// The underlay interface.
+    pub dev: String,
+}
+
+impl Tunnel {
+    /// Parses a `tunnel.set` request.
+    pub fn parse(set: &TunnelSet) -> Result<Tunnel, OverlayError> {
+        Ok(Tunnel {
+            local_ip: parse_endpoint(&set.local_ip)?,
+            dev: set.dev.clone(),
+        })
+    }
+
+    /// As the API shows it.
+    pub fn to_api(&self) -> TunnelSet {
+        TunnelSet {
+            local_ip: self.local_ip.to_string(),
+            dev: self.dev.clone(),
+        }
+    }
+}
+
+/// Parses a tunnel endpoint address.
+pub fn parse_endpoint(s: &str) -> Result<Ipv4Addr, OverlayError> {
+    s.trim()
+        .parse()
+        .map_err(|_| OverlayError::BadEndpoint(s.into()))
+}
+
+/// Where a remote MAC lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remote {
+    /// The endpoint of its host.
+    pub endpoint: Ipv4Addr,
+    /// Its IP, for the ARP responder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+}
+
+/// A network's segment and, for VXLAN, its l2population state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlay {
+    /// How the network leaves the host.
+    pub segment: Segment,
+    /// Answer ARP for remote IPs locally.
+    #[serde(default)]
+    pub arp_responder: bool,
+    /// The flood list.
+    #[serde(default)]
+    pub peers: BTreeSet<Ipv4Addr>,
+    /// Remote MACs (as [`MacAddr`] prints them) and where they live.
+    #[serde(default)]
+    pub remotes: BTreeMap<String, Remote>,
+}
+
+impl Overlay {
+    /// A new segment with no flood list and no remote MACs.
+    pub fn new(segment: Segment, arp_responder: bool) -> Result<Self, OverlayError> {
+        match segment {
+            Segment::Vxlan { vni } if !(1..=MAX_VNI).contains(&vni) => {
+                return Err(OverlayError::BadVni(vni))
+            }
+            Segment::Flat { .. } if arp_responder => return Err(OverlayError::ArpNeedsVxlan),
+            _ => {}
+        }
+        Ok(Overlay {
+            segment,
+            arp_responder,
+            peers: BTreeSet::new(),
+            remotes: BTreeMap::new(),
+        })
+    }
+
+    /// The VNI of a VXLAN network.
+    pub fn vni(&self) -> Option<u32> {
+        match self.segment {
+            Segment::Vxlan { vni } => Some(vni),
+            Segment::Flat { .. } => None,
+        }
+    }
+
+    /// The interface brink attaches to as the network's uplink port: the VXLAN device it makes,
+    /// or the flat uplink.
+    pub fn uplink_iface(&self) -> String {
+        match &self.segment {
+            Segment::Vxlan { vni } => vxlan_device(*vni),
+            Segment::Flat { uplink } => uplink.clone(),
+        }
+    }
+
+    /// The remote MACs with where they live.
+    pub fn remote_macs(&self) -> impl Iterator<Item = (MacAddr, &Remote)> {
+        self.remotes
+            .iter()
+            .filter_map(|(mac, r)| Some((mac.parse().ok()?, r)))
+    }
+
+    /// Every endpoint this network names: its flood list and its remote MACs' hosts.
+    pub fn endpoints(&self) -> BTreeSet<Ipv4Addr> {
+        let remotes = self.remotes.values().map(|r| r.endpoint);
+        self.peers.iter().copied().chain(remotes).collect()
+    }
+
+    /// Whether the kernel should learn remote MACs from tunnel traffic: only while
+    /// l2population has given none (Neutron's l2pop turns learning off).
+    pub fn learns(&self) -> bool {
+        self.remotes.is_empty()
+    }
+}
+
+/// The name of the VXLAN device brink makes for `vni`.
+pub fn vxlan_device(vni: u32) -> String {
+    format!("brvx{vni}")
+}
+
+/// The name of the uplink port brink adds to `network`.
+pub fn uplink_port(network: &str) -> String {
+    format!("{network}.uplink")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_validated() {
+        assert_eq!(
+            Overlay::new(Segment::Vxlan { vni: 0 }, false),
+            Err(OverlayError::BadVni(0))
+        );
+        assert_eq!(
+            Overlay::new(Segment::Vxlan { vni: MAX_VNI + 1 }, false),
+            Err(OverlayError::BadVni(MAX_VNI + 1))
+        );
+        let flat = Segment::Flat {
+            uplink: "eth2".into(),
+        };
+        assert_eq!(
+            Overlay::new(flat.clone(), true),
+            Err(OverlayError::ArpNeedsVxlan)
+        );
+        assert_eq!(Overlay::new(flat, false).unwrap().uplink_iface(), "eth2");
+        let vx = Overlay::new(Segment::Vxlan { vni: 16_777_215 }, true).unwrap();
+        assert_eq!(vx.uplink_iface(), "brvx16777215");
+        assert!(vx.uplink_iface().len() < 16, "fits an interface name");
+        assert!(vx.learns());
+    }
+
+    #[test]
+    fn the_mtu_error_says_what_to_set() {
+        let e = OverlayError::MtuTooLarge {
+            mtu: 1500,
+            dev: "eth1".into(),
+            underlay: 1500,
+        };
+        let text = e.to_string();
+        assert!(text.contains("--mtu 1450"), "{text}");
+        assert!(text.contains("to 1550"), "{text}");
+        assert_eq!(
+            parse_endpoint("fd00::1"),
+            Err(OverlayError::BadEndpoint("fd00::1".into()))
+        );
+    }
+}
