@@ -1,5 +1,6 @@
 //! Conntrack micro-benchmarks: established lookups in a 1M-entry table (UDP and TCP, on one
-//! thread and on two, including connections whose two directions run on different threads),
+//! thread and on two, including connections whose two directions run on different threads;
+//! random lookups one by one and in prepared batches of 32),
 //! and new-connection inserts on one and on two threads.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -8,7 +9,7 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use brink_conntrack::{Config, Packet, Table};
+use brink_conntrack::{Config, Open, Packet, Table};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flows::{tcp_established, tcp_handshake, udp};
 
@@ -44,6 +45,27 @@ fn run(t: &Table, packets: &[Packet], n: u64) -> Duration {
     let start = Instant::now();
     for k in 0..n as usize {
         black_box(t.process(&packets[k % packets.len()], SEC));
+    }
+    start.elapsed()
+}
+
+/// Runs `packets` in turn, `n` of them, on one thread, in batches of 32 as the pipeline does:
+/// each batch is prepared (hashed, its buckets prefetched) before any of it is processed.
+fn run_batched(t: &Table, packets: &[Packet], n: u64) -> Duration {
+    const BATCH: usize = 32;
+    let start = Instant::now();
+    for b in 0..(n as usize).div_ceil(BATCH) {
+        let at = (b * BATCH) % packets.len();
+        let batch = &packets[at..(at + BATCH).min(packets.len())];
+        let mut prepared = [None; BATCH];
+        for (p, prep) in batch.iter().zip(&mut prepared) {
+            *prep = Some(t.prepare(p));
+        }
+        for (p, prep) in batch.iter().zip(&prepared) {
+            if let Some(prep) = prep {
+                black_box(t.process_prepared(p, prep, SEC, &mut Open));
+            }
+        }
     }
     start.elapsed()
 }
@@ -93,6 +115,9 @@ fn established(c: &mut Criterion) {
         .collect();
     g.bench_function("random_over_1M", |b| {
         b.iter_custom(|iters| run(&table, &random, iters))
+    });
+    g.bench_function("random_over_1M_batched", |b| {
+        b.iter_custom(|iters| run_batched(&table, &random, iters))
     });
     // Two pinned threads, each with its own hot UDP connections; time per packet of both.
     g.bench_function("two_threads_own_flows", |b| {

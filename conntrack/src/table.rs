@@ -1,24 +1,33 @@
 //! The connection table: sharded, bounded, with per-zone policies and budgeted expiry.
 //!
 //! Each shard keeps its connections in a slab (a `Vec` whose dead slots form a free list threaded
-//! through the slots themselves) and a hash index of slab positions, so a million connections
-//! cost 128 bytes each (two cache lines, see [`Entry`]) plus a few bytes of index, and removing
-//! one touches one index slot.
-//! A packet hashes its canonical key once, locks the one shard the hash picks, and does all of
-//! its work there: lookup, state update, or insert.
+//! through the slots themselves) and an [`Index`] of slab positions, so a million connections
+//! cost 128 bytes each (two cache lines, see [`Entry`]) plus about 8 bytes of index, and
+//! removing one touches one index bucket.
+//! A packet hashes its canonical key once ([`Table::prepare`], which also prefetches its index
+//! bucket), locks the one shard the hash picks, and does all of its work there: lookup, state
+//! update, or insert.
 
 use parking_lot::{Mutex, MutexGuard};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap};
 
+use crate::event::{Event, EventKind};
 use crate::gate::{Admission, Connection, Gate, Open, Recheck};
+use crate::index::{Index, Lines};
 use crate::key::{proto, Addr, ConnKey, Side, Tuple};
 use crate::packet::{Packet, L4};
 use crate::state::{CtState, Dir, InvalidReason};
 use crate::tcp::{TcpConn, TcpState, TcpVerdict};
 use crate::timeout::ZonePolicy;
+
+mod peek;
+mod persist;
+
+pub use peek::Peek;
+pub use persist::{NotImported, Saved};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// Entries one [`Table::expire`] call looks at unless told otherwise.
@@ -103,6 +112,33 @@ impl Entry {
 
     fn expires(&self, policy: &ZonePolicy) -> u64 {
         (u64::from(self.last_seen) + u64::from(self.timeout_secs(policy))) * NS_PER_SEC
+    }
+
+    /// Event `kind` of this entry at time `now`.
+    fn event(&self, kind: EventKind, now: u64) -> Event {
+        Event {
+            kind,
+            original: self.key.tuple_from(self.opener),
+            tcp_state: self.tcp.map(|t| t.state()),
+            at: now,
+        }
+    }
+
+    /// The entry as [`Table::dump`] reports it.
+    fn info(&self, policy: &ZonePolicy) -> ConnInfo {
+        ConnInfo {
+            original: self.key.tuple_from(self.opener),
+            tcp_state: self.tcp.map(|t| t.state()),
+            seen_reply: self.seen_reply,
+            assured: self.assured,
+            packets: self.packets.map(u64::from),
+            bytes: self.bytes,
+            created: self.created,
+            last_seen: u64::from(self.last_seen) * NS_PER_SEC,
+            expires: self.expires(policy),
+            mark: self.mark,
+            admission: self.admission,
+        }
     }
 
     fn state(&self, dir: Dir) -> CtState {
@@ -240,7 +276,7 @@ const NO_SLOT: u32 = u32::MAX;
 
 struct Shard {
     slab: Vec<Entry>,
-    index: HashTable<u32>,
+    index: Index,
     /// First free slot in `slab`, or [`NO_SLOT`].
     free: u32,
     /// Live entries.
@@ -263,8 +299,8 @@ impl Shard {
     fn find(&self, hash: u64, key: &ConnKey) -> Option<usize> {
         let slab = &self.slab;
         self.index
-            .find(hash, |&i| slab[i as usize].key == *key)
-            .map(|&i| i as usize)
+            .find(hash, |i| slab[i as usize].key == *key)
+            .map(|i| i as usize)
     }
 
     fn invalid(&mut self, reason: InvalidReason) -> CtState {
@@ -294,12 +330,7 @@ impl Shard {
         e.mark = self.free;
         self.free = pos as u32;
         self.live -= 1;
-        if let Ok(slot) = self
-            .index
-            .find_entry(hasher.hash_one(key), |&i| i as usize == pos)
-        {
-            slot.remove();
-        }
+        self.index.remove(hasher.hash_one(key), pos as u32);
         if self.policy(key.zone()).limit.is_some() {
             zones.dec(key.zone());
         }
@@ -352,17 +383,21 @@ impl Shard {
             .count() as u32
     }
 
-    /// Finds an unreplied connection near `hash`'s slab position to evict.
-    fn early_drop(&mut self, hash: u64, hasher: &DefaultHashBuilder, zones: &ZoneCounts) -> bool {
+    /// An unreplied connection near `hash`'s slab position that early drop would evict.
+    fn early_drop_victim(&self, hash: u64) -> Option<usize> {
         let len = self.slab.len();
         if len == 0 {
-            return false;
+            return None;
         }
         let start = (hash as usize) % len;
-        let victim = (0..EARLY_DROP_SCAN.min(len))
+        (0..EARLY_DROP_SCAN.min(len))
             .map(|i| (start + i) % len)
-            .find(|&p| self.slab[p].live && !self.slab[p].assured);
-        match victim {
+            .find(|&p| self.slab[p].live && !self.slab[p].assured)
+    }
+
+    /// Evicts an unreplied connection near `hash`'s slab position, if there is one.
+    fn early_drop(&mut self, hash: u64, hasher: &DefaultHashBuilder, zones: &ZoneCounts) -> bool {
+        match self.early_drop_victim(hash) {
             Some(p) => {
                 self.remove(p, hasher, zones);
                 self.stats.early_drops += 1;
@@ -399,9 +434,20 @@ impl ZoneCounts {
     }
 }
 
+/// A packet's connection key, which end of it the packet comes from, and the key's hash, as
+/// [`Table::prepare`] computed them.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared {
+    key: ConnKey,
+    side: Side,
+    hash: u64,
+}
+
 /// The connection table. See the crate docs for the threading contract.
 pub struct Table {
     shards: Box<[Mutex<Shard>]>,
+    /// Where each shard's index buckets are, to prefetch them without the lock.
+    lines: Box<[Lines]>,
     hasher: DefaultHashBuilder,
     zones: ZoneCounts,
     /// Shard the next [`Table::expire`] call sweeps.
@@ -422,22 +468,24 @@ impl Table {
     pub fn new(config: Config) -> Self {
         let shards = config.shards.max(1);
         let cap = config.max_connections.div_ceil(shards);
-        Table {
-            shards: (0..shards)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        slab: Vec::with_capacity(cap),
-                        index: HashTable::with_capacity(cap),
-                        free: NO_SLOT,
-                        live: 0,
-                        cap,
-                        cursor: 0,
-                        default_policy: ZonePolicy::default(),
-                        policies: HashMap::new(),
-                        stats: Stats::default(),
-                    })
+        let shards: Box<[Mutex<Shard>]> = (0..shards)
+            .map(|_| {
+                Mutex::new(Shard {
+                    slab: Vec::with_capacity(cap),
+                    index: Index::with_capacity(cap),
+                    free: NO_SLOT,
+                    live: 0,
+                    cap,
+                    cursor: 0,
+                    default_policy: ZonePolicy::default(),
+                    policies: HashMap::new(),
+                    stats: Stats::default(),
                 })
-                .collect(),
+            })
+            .collect();
+        Table {
+            lines: shards.iter().map(|s| lock(s).index.lines()).collect(),
+            shards,
             hasher: DefaultHashBuilder::default(),
             zones: ZoneCounts::new(),
             next_expire: AtomicUsize::new(0),
@@ -460,11 +508,38 @@ impl Table {
     /// refused or removed connection yields the empty state (nothing tracked); an invalid
     /// packet changes nothing.
     pub fn process_gated(&self, pkt: &Packet, now: u64, gate: &mut impl Gate) -> CtState {
-        if let L4::IcmpError { quoted } = pkt.l4 {
-            return self.related(&quoted, now, gate);
-        }
-        let (key, side) = ConnKey::of(&pkt.tuple);
+        self.process_prepared(pkt, &self.prepare(pkt), now, gate)
+    }
+
+    /// Hashes the connection `pkt` belongs to (for an ICMP error, the one it quotes) and starts
+    /// loading its index bucket. A batch prepares all its packets before it processes any
+    /// ([`Table::process_prepared`]), so that their cache misses overlap.
+    #[inline]
+    pub fn prepare(&self, pkt: &Packet) -> Prepared {
+        let tuple = match &pkt.l4 {
+            L4::IcmpError { quoted } => quoted,
+            _ => &pkt.tuple,
+        };
+        let (key, side) = ConnKey::of(tuple);
         let hash = self.hasher.hash_one(key);
+        if let Some(lines) = self.lines.get(shard_of(hash, self.lines.len())) {
+            lines.prefetch(hash);
+        }
+        Prepared { key, side, hash }
+    }
+
+    /// [`Table::process_gated`] for a packet that [`Table::prepare`] prepared as `prep`.
+    pub fn process_prepared(
+        &self,
+        pkt: &Packet,
+        prep: &Prepared,
+        now: u64,
+        gate: &mut impl Gate,
+    ) -> CtState {
+        if let L4::IcmpError { .. } = pkt.l4 {
+            return self.related(prep, now, gate);
+        }
+        let Prepared { key, side, hash } = *prep;
         let mut shard = self.shard(hash);
         if pkt.l4 == L4::Fragment {
             return shard.invalid(InvalidReason::Fragment);
@@ -479,6 +554,9 @@ impl Table {
                     return CtState::default();
                 }
                 return self.update(&mut shard, pos, hash, side, pkt, now, gate);
+            }
+            if gate.wants_events() {
+                gate.event(&shard.slab[pos].event(EventKind::Expired, now));
             }
             shard.remove(pos, &self.hasher, &self.zones);
             shard.stats.expired += 1;
@@ -501,10 +579,16 @@ impl Table {
         let e = &mut shard.slab[pos];
         let dir = e.dir(side);
         if let (L4::Tcp(seg), Some(tcp)) = (&pkt.l4, &mut e.tcp) {
+            let before = tcp.state();
             match tcp.update(dir, seg) {
                 TcpVerdict::Valid(state) => {
                     if !e.assured && state >= TcpState::Established {
                         e.assured = true;
+                    }
+                    if gate.wants_events() {
+                        if let Some(kind) = tcp_event(before, state) {
+                            gate.event(&e.event(kind, now));
+                        }
                     }
                 }
                 TcpVerdict::Ignored => {}
@@ -527,6 +611,9 @@ impl Table {
         if dir == Dir::Reply && !e.seen_reply {
             e.seen_reply = true;
             e.assured |= e.tcp.is_none();
+            if e.tcp.is_none() && gate.wants_events() {
+                gate.event(&e.event(EventKind::Established, now));
+            }
         }
         e.state(dir)
     }
@@ -578,21 +665,33 @@ impl Table {
             created: now,
             last_seen: second(now),
         };
-        let pos = shard.alloc(entry);
-        let Shard { slab, index, .. } = shard;
-        index.insert_unique(hash, pos, |&i| self.hasher.hash_one(slab[i as usize].key));
-        if policy.limit.is_some() {
-            self.zones.inc(key.zone());
-        }
+        self.place(shard, hash, entry, policy.limit.is_some());
         shard.stats.inserts += 1;
+        if gate.wants_events() {
+            gate.event(&entry.event(EventKind::New, now));
+        }
         entry.state(Dir::Original)
+    }
+
+    /// Stores `entry`, whose key hashes to `hash`, in `shard`, and counts it in its zone if
+    /// the zone is `limited`.
+    fn place(&self, shard: &mut Shard, hash: u64, entry: Entry, limited: bool) {
+        let pos = shard.alloc(entry);
+        // The shard holds at most `cap` entries and the index has room for them all.
+        shard.index.insert(hash, pos);
+        if limited {
+            self.zones.inc(entry.key.zone());
+        }
     }
 
     /// An ICMP error is related if the packet it quotes belongs to a tracked connection and
     /// `gate` lets it travel that connection.
-    fn related(&self, quoted: &Tuple, now: u64, gate: &mut impl Gate) -> CtState {
-        let (key, quoted_side) = ConnKey::of(quoted);
-        let hash = self.hasher.hash_one(key);
+    fn related(&self, quoted: &Prepared, now: u64, gate: &mut impl Gate) -> CtState {
+        let Prepared {
+            key,
+            side: quoted_side,
+            hash,
+        } = *quoted;
         let mut shard = self.shard(hash);
         match shard.find(hash, &key) {
             Some(pos) if shard.slab[pos].expires(shard.policy(key.zone())) > now => {
@@ -615,6 +714,11 @@ impl Table {
     /// Removes timed-out connections from one shard (the next in turn), looking at no more than
     /// `budget` slots; returns how many were removed.
     pub fn expire(&self, now: u64, budget: usize) -> usize {
+        self.expire_with(now, budget, |_| {})
+    }
+
+    /// [`Table::expire`], calling `expired` with the event of each connection removed.
+    pub fn expire_with(&self, now: u64, budget: usize, mut expired: impl FnMut(&Event)) -> usize {
         let i = self.next_expire.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         let mut shard = lock(&self.shards[i]);
         let mut removed = 0;
@@ -626,6 +730,7 @@ impl Table {
             shard.cursor += 1;
             let e = &shard.slab[pos];
             if e.live && e.expires(shard.policy(e.key.zone())) <= now {
+                expired(&e.event(EventKind::Expired, now));
                 shard.remove(pos, &self.hasher, &self.zones);
                 shard.stats.expired += 1;
                 removed += 1;
@@ -664,19 +769,7 @@ impl Table {
                 if out.len() >= limit {
                     return out;
                 }
-                out.push(ConnInfo {
-                    original: e.key.tuple_from(e.opener),
-                    tcp_state: e.tcp.map(|t| t.state()),
-                    seen_reply: e.seen_reply,
-                    assured: e.assured,
-                    packets: e.packets.map(u64::from),
-                    bytes: e.bytes,
-                    created: e.created,
-                    last_seen: u64::from(e.last_seen) * NS_PER_SEC,
-                    expires: e.expires(shard.policy(e.key.zone())),
-                    mark: e.mark,
-                    admission: e.admission,
-                });
+                out.push(e.info(shard.policy(e.key.zone())));
             }
         }
         out
@@ -749,17 +842,31 @@ impl Table {
     }
 }
 
+/// The event of a TCP connection going from state `before` to `now`: established when the
+/// handshake completes, closed when it enters TIME_WAIT or CLOSE.
+fn tcp_event(before: TcpState, now: TcpState) -> Option<EventKind> {
+    if before == now {
+        return None;
+    }
+    match now {
+        TcpState::Established => Some(EventKind::Established),
+        TcpState::TimeWait | TcpState::Close if before < TcpState::TimeWait => {
+            Some(EventKind::Closed)
+        }
+        _ => None,
+    }
+}
+
 /// The shard, of `shards`, that a key hashing to `hash` lives in.
 ///
-/// The shard's hash index uses the same hash: hashbrown takes a slot's 7-bit tag from its top
-/// bits (`hash >> 57`) and the bucket from its low bits. A shard picked from either would give
-/// every key in it the same tag (so the tag filter never rejects a slot and each probe loads
-/// entries) or crowd its keys into a few buckets. So the shard comes from bits 25 to 56, which
-/// neither uses for any shard of fewer than 2^25 buckets: their top bits, scaled to `shards`.
+/// The shard's index uses the same hash: its home bucket from the low bits and its 16-bit tag
+/// from bits 32 to 47 (see [`crate::index`]). A shard picked from either would give every key
+/// in it the same tag (so the tag filter never rejects a way and each probe loads entries) or
+/// crowd its keys into a few buckets. So the shard comes from the top 16 bits, scaled to
+/// `shards`, which neither uses for any shard of fewer than 2^32 buckets.
 #[inline]
 fn shard_of(hash: u64, shards: usize) -> usize {
-    let bits = u64::from((hash >> 25) as u32);
-    ((bits * shards as u64) >> 32) as usize
+    (((hash >> 48) * shards as u64) >> 16) as usize
 }
 
 /// Locks a shard.
@@ -790,24 +897,17 @@ mod tests {
 
     #[test]
     fn tags_inside_one_shard_are_spread() {
-        // hashbrown's tag of a hash: its top 7 bits.
-        let tag = |h: u64| (h >> 57) as usize;
-        let mut tags = [0u32; 128];
-        let in_shard: Vec<u64> = hashes(512_000)
+        let mut in_shard: Vec<u64> = hashes(512_000)
             .into_iter()
             .filter(|&h| shard_of(h, 256) == 7)
             .collect();
-        for &h in &in_shard {
-            tags[tag(h)] += 1;
-        }
-        // About 2,000 keys over 128 tags, about 16 each: every tag is used, none by more than
-        // three times its share.
-        let expected = in_shard.len() as u32 / 128;
         assert!(in_shard.len() > 1_500, "{} keys in shard 7", in_shard.len());
-        assert!(
-            tags.iter().all(|&n| n > 0 && n < 3 * expected),
-            "tags in one shard: {tags:?}"
-        );
+        // About 2,000 keys over 65,535 tags: a few share one by chance (about 30). Tags taken
+        // from the shard's own bits would all be the same.
+        in_shard.sort_unstable_by_key(|&h| crate::index::tag(h));
+        in_shard.dedup_by_key(|h| crate::index::tag(*h));
+        let keys = in_shard.len();
+        assert!(keys > 1_450, "only {keys} distinct tags in one shard");
     }
 
     #[test]

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use brink_api::types::{
@@ -14,6 +13,7 @@ use brink_api::types::{
 };
 use brink_conntrack::key::proto;
 use brink_dataplane::acl::{Prefix, Rule, RuleSet};
+use brink_dataplane::counters::RuleHits;
 use serde_json::Value;
 
 use crate::name::{self, BadExternalIds, BadName};
@@ -169,7 +169,7 @@ pub struct RuleRecord {
     /// The rule, parsed.
     pub parsed: ParsedRule,
     /// Connections (packets if stateless) admitted.
-    pub hits: Arc<AtomicU64>,
+    pub hits: Arc<RuleHits>,
 }
 
 /// A security group.
@@ -423,7 +423,7 @@ impl SecurityGroups {
             id,
             spec,
             parsed,
-            hits: Arc::new(AtomicU64::new(0)),
+            hits: Arc::default(),
         };
         g.rules.push(record.clone());
         Ok(record)
@@ -533,7 +533,7 @@ pub fn rule_info(r: &RuleRecord) -> SgRuleInfo {
     SgRuleInfo {
         id: r.id,
         rule: r.spec.clone(),
-        hits: r.hits.load(Ordering::Relaxed),
+        hits: r.hits.get(),
     }
 }
 

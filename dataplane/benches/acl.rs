@@ -6,7 +6,6 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use brink_conntrack::Addr;
@@ -66,7 +65,7 @@ fn rules(n: usize, rng: &mut Rng) -> Vec<Rule> {
                 proto,
                 ports,
                 remotes,
-                hits: Arc::new(AtomicU64::new(0)),
+                hits: Arc::default(),
             }
         })
         .collect()

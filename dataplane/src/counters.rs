@@ -148,6 +148,34 @@ impl Counter {
     }
 }
 
+/// Most workers a switch runs: per-worker counter arrays ([`RuleHits`]) have this many slots.
+pub const MAX_WORKERS: usize = 16;
+
+/// One worker's counter, alone in its cache line.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+struct Line(Counter);
+
+/// Hits of one security-group rule: one single-writer counter per worker, each in its own cache
+/// line (so workers never write a line another one writes), summed on read. 1 KiB per rule.
+#[derive(Debug, Default)]
+pub struct RuleHits([Line; MAX_WORKERS]);
+
+impl RuleHits {
+    /// Counts `n` hits by `worker` (below [`MAX_WORKERS`]). Only that worker may call this.
+    #[inline]
+    pub fn add(&self, worker: usize, n: u64) {
+        if let Some(line) = self.0.get(worker) {
+            line.0.add(n);
+        }
+    }
+
+    /// Hits summed over the workers.
+    pub fn get(&self) -> u64 {
+        self.0.iter().map(|l| l.0.get()).sum()
+    }
+}
+
 /// Drop counters indexed by [`DropReason`].
 #[derive(Debug, Default)]
 pub struct DropCounters([Counter; DropReason::COUNT]);
@@ -240,5 +268,15 @@ mod tests {
         d.add(DropReason::Runt, 1);
         assert_eq!(d.get(DropReason::TooBig), 3);
         assert_eq!(d.total(), 4);
+    }
+
+    #[test]
+    fn rule_hits_are_summed_over_workers() {
+        let h = RuleHits::default();
+        h.add(0, 2);
+        h.add(MAX_WORKERS - 1, 3);
+        h.add(1, 1);
+        assert_eq!(h.get(), 6);
+        assert_eq!(std::mem::size_of::<RuleHits>(), 64 * MAX_WORKERS);
     }
 }

@@ -8,10 +8,11 @@
 //! it is created if some port of the network admits it, each flood copy is judged by its port,
 //! and the receiver is recorded when a later packet is sent to one port whose rules admit it.
 
-use brink_conntrack::{Admission, Connection, Dir, Gate, Packet, Tuple};
+use brink_conntrack::{Admission, Connection, Dir, Event, Gate, Packet, Tuple};
 
 use crate::acl::filter::{Allow, Direction, PortFilter};
 use crate::counters::DropReason;
+use crate::ct_events::CtEvents;
 use crate::snapshot::{NetworkId, PortId, Snapshot, NO_PORT};
 use crate::wire::ip::Flow;
 use crate::wire::L3;
@@ -49,28 +50,34 @@ pub fn recheck(snap: &Snapshot, original: &Tuple, was: &Admission) -> Option<Adm
 }
 
 /// Conntrack's gate for one frame from port `from` of `network` to port `to` (`None`:
-/// flooded).
+/// flooded), on worker `worker` (whose rule-hit counters it writes).
 pub struct FrameGate<'a> {
     snap: &'a Snapshot,
     flow: &'a Flow,
     network: NetworkId,
     from: PortId,
     to: Option<PortId>,
+    worker: usize,
     /// Why the gate refused the frame, if it did.
     pub denied: Option<DropReason>,
     /// The port the frame's connection lets it reach without that port's rules judging it
     /// (the end it is bound for), or [`NO_PORT`].
     pub peer: PortId,
+    /// Count hits on the rules that admit (off for a trace).
+    counting: bool,
+    /// Where connection events go, if a reader is subscribed.
+    events: Option<&'a CtEvents>,
 }
 
 impl<'a> FrameGate<'a> {
-    /// The gate for `flow` from `from` (in `network`) to `to`.
+    /// The gate for `flow` from `from` (in `network`) to `to`, on `worker`.
     pub fn new(
         snap: &'a Snapshot,
         flow: &'a Flow,
         network: NetworkId,
         from: PortId,
         to: Option<PortId>,
+        worker: usize,
     ) -> Self {
         FrameGate {
             snap,
@@ -78,8 +85,38 @@ impl<'a> FrameGate<'a> {
             network,
             from,
             to,
+            worker,
             denied: None,
             peer: NO_PORT,
+            counting: true,
+            events: None,
+        }
+    }
+
+    /// This gate, sending the connection events of its frame to `events`.
+    pub fn with_events(self, events: Option<&'a CtEvents>) -> Self {
+        FrameGate { events, ..self }
+    }
+
+    /// The gate for a traced frame: it judges as [`FrameGate::new`]'s does, and counts nothing.
+    pub fn uncounted(
+        snap: &'a Snapshot,
+        flow: &'a Flow,
+        network: NetworkId,
+        from: PortId,
+        to: Option<PortId>,
+    ) -> Self {
+        FrameGate {
+            counting: false,
+            // The worker only matters for counting, which this gate does not do.
+            ..FrameGate::new(snap, flow, network, from, to, 0)
+        }
+    }
+
+    /// Counts a hit on the rule behind `allow`, unless this gate counts nothing.
+    fn hit(&self, allow: Allow<'_>) {
+        if self.counting {
+            allow.count(self.worker);
         }
     }
 
@@ -93,7 +130,7 @@ impl<'a> FrameGate<'a> {
             }
         };
         for allow in [out, into].into_iter().flatten() {
-            allow.count();
+            self.hit(allow);
         }
         Ok(Admission {
             rules: [out.map_or(0, Allow::id), into.map_or(0, Allow::id)],
@@ -115,7 +152,7 @@ impl<'a> FrameGate<'a> {
                 Ok(allow) => {
                     admitted = true;
                     if let Some(a) = allow {
-                        a.count();
+                        self.hit(a);
                     }
                 }
                 Err(reason) => refused = reason,
@@ -132,6 +169,17 @@ impl<'a> FrameGate<'a> {
 impl Gate for FrameGate<'_> {
     fn generation(&self) -> u32 {
         self.snap.rules_generation()
+    }
+
+    #[inline]
+    fn wants_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    fn event(&mut self, event: &Event) {
+        if let Some(events) = self.events {
+            events.push(event);
+        }
     }
 
     fn admit(&mut self, _: &Packet) -> Option<Admission> {
@@ -179,7 +227,7 @@ impl Gate for FrameGate<'_> {
                         admission.ports[1] = to;
                         admission.rules[1] = allow.map_or(0, Allow::id);
                         if let Some(a) = allow {
-                            a.count();
+                            self.hit(a);
                         }
                         self.peer = to;
                     }
@@ -214,24 +262,38 @@ impl Gate for SnapshotGate<'_> {
 
 /// The per-packet check of one side of a frame that conntrack did not judge: a stateless port,
 /// or a frame that is not tracked (`tracked` false). Stateful sides of tracked frames pass here.
+/// A stateless port's admitting rule is counted for `worker`.
 pub fn per_packet(
     snap: &Snapshot,
     port: PortId,
     dir: Direction,
     flow: &Flow,
     tracked: bool,
+    worker: usize,
 ) -> Result<(), DropReason> {
-    let Some(f) = snap.filter(port) else {
-        return Ok(());
-    };
-    if tracked && f.stateful {
-        return Ok(());
-    }
-    let allow = f.allows(dir, flow).ok_or(dir.denied())?;
-    if !f.stateful {
-        allow.count();
+    if let Some(allow) = judge_packet(snap, port, dir, flow, tracked)? {
+        allow.count(worker);
     }
     Ok(())
+}
+
+/// [`per_packet`]'s judgement, counting nothing: the stateless rule that allows the packet
+/// (`None`: no stateless rule needed), or why it is dropped.
+pub fn judge_packet<'s>(
+    snap: &'s Snapshot,
+    port: PortId,
+    dir: Direction,
+    flow: &Flow,
+    tracked: bool,
+) -> Result<Option<Allow<'s>>, DropReason> {
+    let Some(f) = snap.filter(port) else {
+        return Ok(None);
+    };
+    if tracked && f.stateful {
+        return Ok(None);
+    }
+    let allow = f.allows(dir, flow).ok_or(dir.denied())?;
+    Ok((!f.stateful).then_some(allow))
 }
 
 /// Whether a frame of `ethertype` carrying `l3` may be delivered to port `to` without

@@ -12,13 +12,14 @@ use std::time::Instant;
 use brink_conntrack::{CtState, Table};
 
 use crate::acl::Direction;
-use crate::batch::{Batch, FlowKey, Verdict};
+use crate::batch::{Batch, FlowKey, Verdict, BATCH_SIZE};
 use crate::counters::{DropReason, WorkerCounters};
+use crate::ct_events::CtEvents;
 use crate::egress::Egress;
 use crate::fdb::{Fdb, Learn};
 use crate::firewall::{self, FrameGate};
 use crate::port::Backend;
-use crate::snapshot::{Snapshot, NO_PORT};
+use crate::snapshot::{PortId, Snapshot, NO_PORT};
 use crate::wire::ip::{self, Fixup, Parsed};
 use crate::wire::{arp, EtherType, EthernetFrame, L3};
 
@@ -63,9 +64,9 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
                     if b.track {
                         b.ct[i] = ct;
                     }
-                    let header = bytes.len() - eth.payload().len();
+                    let header = (bytes.len() - eth.payload().len()) as u16;
                     b.fix[i] = fix.map(|f| Fixup {
-                        at: header + f.at,
+                        at: f.at.saturating_add(header),
                         ..f
                     });
                 }
@@ -105,7 +106,7 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
             continue;
         }
         let k = b.keys[i];
-        if k.src.is_multicast() || k.src.is_zero() {
+        if bad_source(&k) {
             b.verdicts[i] = Verdict::Drop(DropReason::BadSourceMac);
             continue;
         }
@@ -114,15 +115,32 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
             Learn::Full => wc.fdb_full.add(1),
             Learn::Refreshed => {}
         }
-        b.verdicts[i] = if k.dst.is_multicast() {
-            Verdict::Flood
-        } else {
-            match fdb.lookup(k.network, k.dst, now) {
-                Some(p) if p == in_port => Verdict::Drop(DropReason::Hairpin),
-                Some(p) => Verdict::Forward(p),
-                None => Verdict::Flood,
-            }
-        };
+        b.verdicts[i] = destination(&k, in_port, || fdb.lookup(k.network, k.dst, now));
+    }
+}
+
+/// A source MAC no frame may come from: a group address, or zero.
+#[inline]
+pub fn bad_source(k: &FlowKey) -> bool {
+    k.src.is_multicast() || k.src.is_zero()
+}
+
+/// Where L2 sends a frame with key `k` from `in_port`: a flood for group destinations, else the
+/// port `lookup` finds its destination MAC on (a hairpin back to `in_port` is dropped), or a
+/// flood if it finds none.
+#[inline]
+pub fn destination(
+    k: &FlowKey,
+    in_port: PortId,
+    lookup: impl FnOnce() -> Option<PortId>,
+) -> Verdict {
+    if k.dst.is_multicast() {
+        return Verdict::Flood;
+    }
+    match lookup() {
+        Some(p) if p == in_port => Verdict::Drop(DropReason::Hairpin),
+        Some(p) => Verdict::Forward(p),
+        None => Verdict::Flood,
     }
 }
 
@@ -157,22 +175,39 @@ pub fn arp_responder<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B, snap:
 /// ports allow it (of a flood: the sender's and some receiver's), a connection admitted under
 /// older rules is rechecked, and a frame sent to a port that is not the admitting end it is
 /// bound for is judged by that port's rules; frames refused any of these ways, and frames
-/// invalid for any connection, are dropped.
-pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u64) {
+/// invalid for any connection, are dropped. Rule hits are counted for `worker`; connection
+/// events go to `events` if given.
+pub fn conntrack<F>(
+    b: &mut Batch<F>,
+    table: &Table,
+    snap: &Snapshot,
+    now_ns: u64,
+    worker: usize,
+    events: Option<&CtEvents>,
+) {
     if !b.track {
         return;
     }
-    for i in 0..b.len {
+    // First every frame's connection is hashed and its index bucket prefetched, then each is
+    // looked up: the buckets' cache misses overlap instead of following one another.
+    let mut prepared = [None; BATCH_SIZE];
+    for (i, prep) in prepared.iter_mut().enumerate().take(b.len) {
+        if let (Some(packet), false) = (&b.ct[i], matches!(b.verdicts[i], Verdict::Drop(_))) {
+            *prep = Some(table.prepare(packet));
+        }
+    }
+    for (i, prep) in prepared.iter().enumerate().take(b.len) {
         let to = match b.verdicts[i] {
             Verdict::Drop(_) => continue,
             Verdict::Forward(p) => Some(p),
             Verdict::Flood => None,
         };
-        let (Some(packet), L3::Ip(flow)) = (&b.ct[i], &b.l3[i]) else {
+        let (Some(packet), Some(prep), L3::Ip(flow)) = (&b.ct[i], prep, &b.l3[i]) else {
             continue;
         };
-        let mut gate = FrameGate::new(snap, flow, b.network, b.in_port, to);
-        let state = table.process_gated(packet, now_ns, &mut gate);
+        let mut gate =
+            FrameGate::new(snap, flow, b.network, b.in_port, to, worker).with_events(events);
+        let state = table.process_prepared(packet, prep, now_ns, &mut gate);
         b.ct_state[i] = state;
         b.peer[i] = gate.peer;
         if let Some(reason) = gate.denied {
@@ -185,8 +220,8 @@ pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u6
 
 /// The security-group checks conntrack did not make: every packet of stateless ports and of
 /// untracked traffic, and the EtherTypes a port with port security accepts. Flooded frames are
-/// checked per receiving port in `tx`.
-pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
+/// checked per receiving port in `tx`. Stateless rule hits are counted for `worker`.
+pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot, worker: usize) {
     if !snap.is_filtered(b.network) {
         return;
     }
@@ -201,14 +236,12 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
         let checked = match &b.l3[i] {
             L3::Ip(flow) => {
                 let tracked = b.ct_state[i].contains(CtState::TRACKED);
-                firewall::per_packet(snap, b.in_port, Direction::Egress, flow, tracked).and_then(
-                    |()| match to {
-                        Some(to) => {
-                            firewall::per_packet(snap, to, Direction::Ingress, flow, tracked)
-                        }
-                        None => Ok(()),
-                    },
-                )
+                let judge =
+                    |port, dir| firewall::per_packet(snap, port, dir, flow, tracked, worker);
+                judge(b.in_port, Direction::Egress).and_then(|()| match to {
+                    Some(to) => judge(to, Direction::Ingress),
+                    None => Ok(()),
+                })
             }
             l3 => match to {
                 Some(to) => firewall::delivers_to(snap, to, b.keys[i].ethertype, l3, b.peer[i]),
@@ -227,7 +260,7 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot) {
 pub fn finish_checksums<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B) {
     for i in 0..b.len {
         if let (Some(fix), false) = (b.fix[i], matches!(b.verdicts[i], Verdict::Drop(_))) {
-            backend.patch(&mut b.frames[i], fix.at, &fix.bytes);
+            backend.patch(&mut b.frames[i], usize::from(fix.at), &fix.bytes);
         }
     }
 }

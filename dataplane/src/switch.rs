@@ -10,7 +10,8 @@ use brink_conntrack::Table;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::capture::Capture;
-use crate::counters::{PortCounters, WorkerCounters};
+use crate::counters::{PortCounters, WorkerCounters, MAX_WORKERS};
+use crate::ct_events::CtEvents;
 use crate::fdb::FdbRow;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
@@ -54,6 +55,9 @@ impl<B: Backend + 'static> Switch<B> {
     where
         F: Fn() -> Result<B, PortError> + Send + Clone + 'static,
     {
+        if config.cores.len() > MAX_WORKERS {
+            return Err(PortError::TooManyWorkers(config.cores.len()));
+        }
         let mut switch = Switch {
             workers: Vec::new(),
             shared: Shared {
@@ -61,6 +65,7 @@ impl<B: Backend + 'static> Switch<B> {
                 ct: Arc::new(Table::new(config.conntrack)),
                 epoch: std::time::Instant::now(),
                 capture: Arc::default(),
+                events: Arc::default(),
             },
             stop: Arc::new(AtomicBool::new(false)),
         };
@@ -114,14 +119,32 @@ impl<B: Backend + 'static> Switch<B> {
         self.shared.snapshot.publish(snap)
     }
 
+    /// The snapshot the workers use now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        arc_swap::Guard::into_inner(self.shared.snapshot.load())
+    }
+
     /// The connection table.
     pub fn conntrack(&self) -> &Table {
         &self.shared.ct
     }
 
+    /// Stops every worker (each closes its ports) and hands back the connection table, which
+    /// no packet changes any more.
+    pub fn stop(self) -> Arc<Table> {
+        let table = Arc::clone(&self.shared.ct);
+        drop(self);
+        table
+    }
+
     /// The packet capture.
     pub fn capture(&self) -> &Capture {
         &self.shared.capture
+    }
+
+    /// The connection events queue.
+    pub fn ct_events(&self) -> &CtEvents {
+        &self.shared.events
     }
 
     /// Conntrack's clock: nanoseconds since the switch started.
@@ -284,8 +307,8 @@ mod tests {
         }
     }
 
-    fn start<B: Backend<Spec = MemPort> + 'static>(workers: usize, make: fn() -> B) -> Switch<B> {
-        let config = SwitchConfig {
+    fn config(workers: usize) -> SwitchConfig {
+        SwitchConfig {
             cores: vec![None; workers],
             worker: WorkerConfig {
                 idle_sleep: true,
@@ -296,8 +319,17 @@ mod tests {
                 max_connections: 16,
                 shards: 1,
             },
-        };
-        Switch::start(config, move || Ok(make())).unwrap()
+        }
+    }
+
+    fn start<B: Backend<Spec = MemPort> + 'static>(workers: usize, make: fn() -> B) -> Switch<B> {
+        Switch::start(config(workers), move || Ok(make())).unwrap()
+    }
+
+    #[test]
+    fn more_workers_than_counter_slots_are_refused() {
+        let too_many = Switch::start(config(MAX_WORKERS + 1), || Ok(MemBackend::new(16)));
+        assert!(matches!(too_many, Err(PortError::TooManyWorkers(17))));
     }
 
     fn open(switch: &Switch<impl Backend<Spec = MemPort> + 'static>, worker: usize, id: PortId) {

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +36,7 @@ fn allow(id: u32, proto: Option<u8>, ports: (u16, u16)) -> Rule {
         proto,
         ports,
         remotes: vec![Prefix::ANY],
-        hits: Arc::new(AtomicU64::new(0)),
+        hits: Arc::default(),
     }
 }
 

@@ -1,7 +1,6 @@
 //! A one-worker switch on in-memory replay ports, shared by the benchmark and the allocation test.
 //! Its connection table has the default configuration (256 shards, 1M connections).
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,7 +122,7 @@ fn rule(id: u32, proto: Option<u8>, ports: (u16, u16), remote: Prefix) -> Rule {
         proto,
         ports,
         remotes: vec![remote],
-        hits: Arc::new(AtomicU64::new(0)),
+        hits: Arc::default(),
     }
 }
 
@@ -211,6 +210,7 @@ pub fn worker(flows: usize, setup: Setup, traffic: Traffic) -> Rig {
         ct: Arc::clone(&ct),
         epoch: std::time::Instant::now(),
         capture: Arc::default(),
+        events: Arc::default(),
     };
     let pool = 2 * flows as u32 + 4096;
     let config = WorkerConfig {
@@ -276,7 +276,7 @@ pub fn worker(flows: usize, setup: Setup, traffic: Traffic) -> Rig {
     for frames in tracked_tcp {
         for (frame, from, to) in [(&frames[0], 0, 1), (&frames[1], 1, 0), (&frames[2], 0, 1)] {
             let (packet, flow) = conntrack_view(frame);
-            let mut gate = FrameGate::new(&snap, &flow, NetworkId(1), from, Some(to));
+            let mut gate = FrameGate::new(&snap, &flow, NetworkId(1), from, Some(to), 0);
             let state = ct.process_gated(&packet, now, &mut gate);
             assert!(
                 state.contains(CtState::TRACKED),

@@ -42,10 +42,10 @@ impl Allow<'_> {
         }
     }
 
-    /// Counts a hit on the admitting rule.
-    pub fn count(self) {
+    /// Counts a hit by `worker` on the admitting rule.
+    pub fn count(self, worker: usize) {
         if let Allow::Rule(h) = self {
-            h.count();
+            h.count(worker);
         }
     }
 }

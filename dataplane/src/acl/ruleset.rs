@@ -8,13 +8,13 @@
 //! address space, found by binary search).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use brink_conntrack::Addr;
 use hashbrown::HashMap;
 
 use super::prefix::Prefix;
+use crate::counters::RuleHits;
 
 /// One allow rule, as the compiler takes it.
 #[derive(Debug, Clone)]
@@ -29,8 +29,8 @@ pub struct Rule {
     /// Remote addresses that match: a prefix, or a remote group's member addresses. Empty
     /// matches nothing (a remote group without members).
     pub remotes: Vec<Prefix>,
-    /// Connections (stateful) or packets (stateless) the rule admitted.
-    pub hits: Arc<AtomicU64>,
+    /// Connections (stateful) or packets (stateless) the rule admitted, per worker.
+    pub hits: Arc<RuleHits>,
 }
 
 impl Rule {
@@ -48,14 +48,14 @@ impl Rule {
 pub struct Hit {
     /// Rule id.
     pub id: u32,
-    hits: Arc<AtomicU64>,
+    hits: Arc<RuleHits>,
 }
 
 impl Hit {
-    /// Counts one admission.
+    /// Counts one admission by `worker`.
     #[inline]
-    pub fn count(&self) {
-        self.hits.fetch_add(1, Ordering::Relaxed);
+    pub fn count(&self, worker: usize) {
+        self.hits.add(worker, 1);
     }
 }
 

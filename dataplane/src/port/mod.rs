@@ -116,6 +116,9 @@ pub enum PortError {
     /// The worker did not answer (stopped or stuck).
     #[error("worker {0} did not answer")]
     WorkerGone(usize),
+    /// More workers asked for than per-worker counters have slots for.
+    #[error("{0} workers asked for; at most {max}", max = crate::counters::MAX_WORKERS)]
+    TooManyWorkers(usize),
 }
 
 /// One worker's frame pool and ports. Used only by the worker thread that created it.

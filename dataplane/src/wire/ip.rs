@@ -93,8 +93,9 @@ impl Flow {
 /// left the pseudo-header sum. `bytes` go at offset `at` from the start of the IP header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fixup {
-    /// Offset of the checksum field from the start of the IP header.
-    pub at: usize,
+    /// Offset of the checksum field from the start of the IP header (frames are shorter than
+    /// 64 KiB; an offset past the frame patches nothing).
+    pub at: u16,
     /// The complete checksum, as on the wire.
     pub bytes: [u8; 2],
 }
@@ -165,33 +166,29 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at + 4)?;
-    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
 fn addr<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
     b.get(at..at + N)?.try_into().ok()
 }
 
 /// An IPv4 header; `buf` may be longer than the packet (Ethernet padding) or, for a packet
-/// quoted in an ICMP error, shorter (then `payload` is what is there).
+/// quoted in an ICMP error, shorter (then `payload` is what is there). The fixed 20 bytes are
+/// read from one array after one length check.
 fn ipv4(buf: &[u8]) -> Option<L3<'_>> {
-    let vihl = *buf.first()?;
-    let ihl = usize::from(vihl & 0x0f) * 4;
-    if vihl >> 4 != 4 || ihl < 20 || buf.len() < ihl {
+    let h: &[u8; 20] = buf.first_chunk()?;
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    if h[0] >> 4 != 4 || ihl < 20 || buf.len() < ihl {
         return None;
     }
-    let total = usize::from(be16(buf, 2)?);
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
     if total < ihl {
         return None;
     }
     let end = total.min(buf.len());
-    let frag = be16(buf, 6)?;
+    let frag = u16::from_be_bytes([h[6], h[7]]);
     Some(L3 {
-        src: Addr::v4(addr(buf, 12)?),
-        dst: Addr::v4(addr(buf, 16)?),
-        proto: buf[9],
+        src: Addr::v4([h[12], h[13], h[14], h[15]]),
+        dst: Addr::v4([h[16], h[17], h[18], h[19]]),
+        proto: h[9],
         fragment: frag & 0x3fff != 0, // more-fragments bit or a fragment offset
         later_fragment: frag & 0x1fff != 0,
         v6: false,
@@ -382,20 +379,22 @@ fn checksum(l3: &L3<'_>) -> Result<Option<Fixup>, BadChecksum> {
     match l3.checksum(field, pseudo) {
         Verdict::Valid => Ok(None),
         Verdict::Partial(bytes) if offloadable => Ok(Some(Fixup {
-            at: l3.payload_at + field,
+            at: u16::try_from(l3.payload_at + field).unwrap_or(u16::MAX),
             bytes,
         })),
         _ => Err(BadChecksum),
     }
 }
 
-/// Source port, destination port and the segment facts conntrack tracks.
+/// Source port, destination port and the segment facts conntrack tracks. The fixed 20 bytes
+/// are read from one array after one length check.
 fn tcp(p: &[u8]) -> Option<(u16, u16, TcpSegment)> {
-    let doff = usize::from(*p.get(12)? >> 4) * 4;
+    let h: &[u8; 20] = p.first_chunk()?;
+    let doff = usize::from(h[12] >> 4) * 4;
     if doff < 20 || p.len() < doff {
         return None;
     }
-    let flags = p[13];
+    let flags = h[13];
     let mut wscale = None;
     // Options: only window scale matters, and only on SYNs.
     if flags & brink_conntrack::tcp::flags::SYN != 0 {
@@ -418,14 +417,15 @@ fn tcp(p: &[u8]) -> Option<(u16, u16, TcpSegment)> {
         }
     }
     let seg = TcpSegment {
-        seq: be32(p, 4)?,
-        ack: be32(p, 8)?,
-        window: be16(p, 14)?,
+        seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+        ack: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+        window: u16::from_be_bytes([h[14], h[15]]),
         flags,
         payload_len: (p.len() - doff) as u32,
         wscale,
     };
-    Some((be16(p, 0)?, be16(p, 2)?, seg))
+    let port = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    Some((port(0), port(2), seg))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,238 @@
+//! A shard's hash index: slab positions by key hash, in buckets of one cache line each.
+//!
+//! A key's hash picks its home bucket (low bits) and a 16-bit tag (bits 32 to 47, which the
+//! shard choice does not use, see `table::shard_of`). A bucket holds [`WAYS`] tags and their
+//! slab positions, so a lookup reads one line, compares tags, and loads only the entries whose
+//! tag matches. A bucket that is full sends further keys on to the next bucket and counts them
+//! (`overflow`, as in folly's F14): a lookup stops at the first bucket that sent nothing on,
+//! and a removal takes its count back from every bucket the key had passed, so no tombstones
+//! build up. Because the home bucket's address follows from the hash alone, a batch can
+//! prefetch every key's bucket ([`Lines::prefetch`]) before it looks any key up.
+
+/// Keys one bucket holds.
+pub const WAYS: usize = 10;
+/// The tag of an empty way.
+const EMPTY: u16 = 0;
+/// Buckets are sized so that at most this share of ways is in use when the shard is full.
+const MAX_LOAD: f64 = 0.8;
+
+/// Ten ways in one cache line: 20 bytes of tags, 2 of overflow count, 40 of slab positions.
+#[repr(C, align(64))]
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    tags: [u16; WAYS],
+    /// Keys stored past this bucket whose probe passed through it.
+    overflow: u16,
+    slots: [u32; WAYS],
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
+
+/// The 16-bit tag of a hash, never [`EMPTY`].
+#[inline]
+pub fn tag(hash: u64) -> u16 {
+    ((hash >> 32) as u16).max(1)
+}
+
+/// The address of an index's buckets, to prefetch a hash's home bucket with. It is only an
+/// address: nothing is ever read through it.
+#[derive(Debug, Clone, Copy)]
+pub struct Lines {
+    base: usize,
+    mask: usize,
+}
+
+impl Lines {
+    /// Asks the CPU to start loading the home bucket of `hash`, so that a lookup a little later
+    /// finds it in cache. Changes nothing.
+    #[inline]
+    pub fn prefetch(self, hash: u64) {
+        let line = self.base + (hash as usize & self.mask) * std::mem::size_of::<Bucket>();
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: SSE is part of x86_64, so the instruction exists; a prefetch reads nothing
+            // into the program and cannot fault, whatever the address (it is a live bucket's).
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = line;
+    }
+}
+
+/// A fixed-size index of up to `capacity` slab positions.
+#[derive(Debug)]
+pub struct Index {
+    buckets: Box<[Bucket]>,
+    mask: usize,
+}
+
+impl Index {
+    /// An empty index with room for `capacity` keys; it never grows.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let want = (capacity as f64 / (WAYS as f64 * MAX_LOAD)).ceil() as usize;
+        let n = want.max(1).next_power_of_two();
+        Index {
+            buckets: vec![Bucket::default(); n].into_boxed_slice(),
+            mask: n - 1,
+        }
+    }
+
+    #[inline]
+    fn home(&self, hash: u64) -> usize {
+        hash as usize & self.mask
+    }
+
+    /// Where the buckets are, for prefetching them without access to the index (it lives
+    /// behind its shard's lock, its buckets never move).
+    pub fn lines(&self) -> Lines {
+        Lines {
+            base: self.buckets.as_ptr() as usize,
+            mask: self.mask,
+        }
+    }
+
+    /// The position stored for `hash` that `is` accepts (the caller compares the keys).
+    #[inline]
+    pub fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = tag(hash);
+        let mut at = self.home(hash);
+        for _ in 0..self.buckets.len() {
+            let b = &self.buckets[at];
+            for w in 0..WAYS {
+                if b.tags[w] == tag && is(b.slots[w]) {
+                    return Some(b.slots[w]);
+                }
+            }
+            if b.overflow == 0 {
+                return None;
+            }
+            at = (at + 1) & self.mask;
+        }
+        None
+    }
+
+    /// Stores `pos` for `hash`. Returns false only if every way is taken, which a shard that
+    /// holds no more than the index's capacity never sees.
+    pub fn insert(&mut self, hash: u64, pos: u32) -> bool {
+        let tag = tag(hash);
+        let home = self.home(hash);
+        let mut at = home;
+        for step in 0..self.buckets.len() {
+            let b = &mut self.buckets[at];
+            if let Some(w) = b.tags.iter().position(|&t| t == EMPTY) {
+                b.tags[w] = tag;
+                b.slots[w] = pos;
+                self.count_passed(home, step, true);
+                return true;
+            }
+            at = (at + 1) & self.mask;
+        }
+        false
+    }
+
+    /// Removes `pos`, stored for `hash`. Returns whether it was there.
+    pub fn remove(&mut self, hash: u64, pos: u32) -> bool {
+        let tag = tag(hash);
+        let home = self.home(hash);
+        let mut at = home;
+        for step in 0..self.buckets.len() {
+            let b = &mut self.buckets[at];
+            if let Some(w) = (0..WAYS).find(|&w| b.tags[w] == tag && b.slots[w] == pos) {
+                b.tags[w] = EMPTY;
+                self.count_passed(home, step, false);
+                return true;
+            }
+            if b.overflow == 0 {
+                return false;
+            }
+            at = (at + 1) & self.mask;
+        }
+        false
+    }
+
+    /// Adds one to (or takes one from) the overflow count of the `steps` buckets from `home`
+    /// that a key stored `steps` buckets on passed through.
+    fn count_passed(&mut self, home: usize, steps: usize, add: bool) {
+        for i in 0..steps {
+            let b = &mut self.buckets[(home + i) & self.mask];
+            b.overflow = if add {
+                b.overflow.saturating_add(1)
+            } else {
+                b.overflow.saturating_sub(1)
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A hash whose home bucket is `bucket` and whose tag is `tag`.
+    fn h(bucket: u64, tag: u16) -> u64 {
+        (u64::from(tag) << 32) | bucket
+    }
+
+    #[test]
+    fn a_full_bucket_overflows_into_the_next_and_takes_its_count_back() {
+        let mut ix = Index::with_capacity(4 * WAYS);
+        // WAYS + 3 keys with the same home bucket and tag: the last three go to bucket 1.
+        for pos in 0..WAYS as u32 + 3 {
+            assert!(ix.insert(h(0, 7), pos));
+        }
+        assert_eq!(ix.buckets[0].overflow, 3);
+        for pos in 0..WAYS as u32 + 3 {
+            assert_eq!(ix.find(h(0, 7), |p| p == pos), Some(pos));
+        }
+        assert_eq!(ix.find(h(0, 7), |p| p == 99), None);
+        assert!(ix.remove(h(0, 7), WAYS as u32 + 1), "one of the overflowed");
+        assert_eq!(ix.buckets[0].overflow, 2);
+        assert!(!ix.remove(h(0, 7), WAYS as u32 + 1), "already gone");
+        assert_eq!(
+            ix.find(h(0, 7), |p| p == WAYS as u32 + 2),
+            Some(WAYS as u32 + 2)
+        );
+        // A key at home in bucket 1 is found there without its bucket overflowing.
+        assert!(ix.insert(h(1, 9), 50));
+        assert_eq!(ix.find(h(1, 9), |p| p == 50), Some(50));
+        assert_eq!(ix.buckets[1].overflow, 0);
+    }
+
+    proptest::proptest! {
+        /// Under any sequence of inserts and removes the index finds exactly what a map holds.
+        #[test]
+        fn agrees_with_a_map(ops in proptest::collection::vec((0u64..64, 0u32..200, proptest::prelude::any::<bool>()), 0..400)) {
+            let mut ix = Index::with_capacity(200);
+            let mut model: HashMap<u32, u64> = HashMap::new();
+            for (hash_seed, pos, insert) in ops {
+                // Few distinct hashes, many collisions: tags and buckets repeat.
+                let hash = h(hash_seed % 8, (hash_seed % 5) as u16 + 1);
+                match (insert, model.get(&pos).copied()) {
+                    (true, None) => {
+                        proptest::prop_assert!(ix.insert(hash, pos));
+                        model.insert(pos, hash);
+                    }
+                    (false, Some(was)) => {
+                        proptest::prop_assert!(ix.remove(was, pos));
+                        model.remove(&pos);
+                    }
+                    _ => {}
+                }
+            }
+            for pos in 0..200 {
+                let found = model.get(&pos).map(|&hash| ix.find(hash, |p| p == pos));
+                proptest::prop_assert_eq!(found.unwrap_or(None), model.get(&pos).map(|_| pos));
+            }
+            // Emptied, the index has taken back every overflow count it gave.
+            for (&pos, &hash) in &model {
+                proptest::prop_assert!(ix.remove(hash, pos));
+            }
+            proptest::prop_assert!(ix.buckets.iter().all(|b| b.overflow == 0 && b.tags == [EMPTY; WAYS]));
+        }
+    }
+}
