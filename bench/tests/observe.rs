@@ -234,3 +234,203 @@ fn captures_open_with_tcpdump_and_drops_carry_their_reason() {
         .unwrap();
     assert!(String::from_utf8_lossy(&read.stdout).contains(".5002: Flags [S]"));
 }
+
+/// What `trace` must not change: connections (without their clocks), FDB entries, port
+/// counters and rule hits.
+fn live_state(d: &Daemon) -> Vec<serde_json::Value> {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&d.ctl_ok(&all).unwrap()).unwrap()
+    };
+    let mut conns = json(&["ct", "show"]);
+    for c in conns.as_array_mut().unwrap() {
+        let c = c.as_object_mut().unwrap();
+        c.remove("age_secs");
+        c.remove("expires_secs");
+    }
+    let mut fdb = json(&["fdb", "show"]);
+    for e in fdb.as_array_mut().unwrap() {
+        e.as_object_mut().unwrap().remove("age_secs");
+    }
+    let ports = json(&["stats"])["ports"].clone();
+    vec![conns, fdb, ports, json(&["sg", "show", "web"])]
+}
+
+#[test]
+fn a_trace_shows_the_live_connection_and_changes_nothing() {
+    let (_topo, d, vms) = guarded("Otr");
+    let (client, server) = (&vms[0], &vms[1]);
+    let listener = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &server.netns,
+            "timeout",
+            "20",
+            "socat",
+            "-u",
+        ])
+        .args(["TCP-LISTEN:5001", "/dev/null"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(server, 5001);
+    // A connection that stays open and quiet for a while.
+    let hold = format!(
+        "import socket, time\n\
+         s = socket.socket(); s.bind(({:?}, 40123)); s.connect(({:?}, 5001))\n\
+         s.sendall(b'x' * 100); time.sleep(8); s.close()\n",
+        client.ip, server.ip
+    );
+    let holder = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &client.netns,
+            "timeout",
+            "20",
+            "python3",
+            "-c",
+        ])
+        .arg(hold)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut before = live_state(&d);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = live_state(&d);
+        let established = now[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["sport"] == 40123 && c["tcp_state"] == "ESTABLISHED");
+        if established && now == before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no quiet established connection: {now:?}"
+        );
+        before = now;
+    }
+
+    let trace = |packet: &str| -> serde_json::Value {
+        let out = d
+            .ctl_ok(&["--json", "trace", "--port", "vm1", "--packet", packet])
+            .unwrap();
+        serde_json::from_str(&out).unwrap()
+    };
+    let live = trace("tcp,src=10.0.67.1,dst=10.0.67.2,sport=40123,dport=5001,flags=A");
+    let conn = &live["connection"];
+    assert_eq!(conn["tcp_state"], "ESTABLISHED", "{live:#}");
+    assert_eq!(
+        (conn["sport"].clone(), conn["dport"].clone()),
+        (40123.into(), 5001.into())
+    );
+    let shown = before[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["sport"] == 40123)
+        .unwrap();
+    assert_eq!(
+        conn["packets_orig"], shown["packets_orig"],
+        "the real entry"
+    );
+    assert!(conn["expires_secs"].as_f64().unwrap() > 80_000.0, "{conn}");
+    let stages = live["stages"].as_array().unwrap();
+    let ct = stages.iter().find(|s| s["stage"] == "conntrack").unwrap();
+    assert!(
+        ct["detail"].as_str().unwrap().contains("connection found"),
+        "{live:#}"
+    );
+    let l2 = stages.iter().find(|s| s["stage"] == "l2").unwrap();
+    assert!(
+        l2["detail"].as_str().unwrap().contains("on port vm2"),
+        "{live:#}"
+    );
+
+    // A new connection the rules admit, and one they refuse.
+    let syn = trace("tcp,src=10.0.67.1,dst=10.0.67.2,sport=40999,dport=5001,flags=S");
+    assert_eq!(syn["out"], serde_json::json!(["vm2"]), "{syn:#}");
+    assert!(syn["connection"].is_null());
+    assert!(
+        syn.to_string().contains("would create a connection"),
+        "{syn:#}"
+    );
+    let denied = trace("tcp,src=10.0.67.1,dst=10.0.67.2,sport=40999,dport=5002,flags=S");
+    assert_eq!(denied["drop"], "conntrack: ingress_denied", "{denied:#}");
+    let text = d
+        .ctl_ok(&[
+            "trace",
+            "--port",
+            "vm1",
+            "--packet",
+            "tcp,src=10.0.67.1,dst=10.0.67.2,sport=40123,dport=5001,flags=A",
+        ])
+        .unwrap();
+    assert!(
+        text.contains("connection     tcp 10.0.67.1:40123"),
+        "{text}"
+    );
+
+    assert_eq!(live_state(&d), before, "the trace changed live state");
+    assert!(
+        wait_child(holder, Duration::from_secs(15)),
+        "the connection failed"
+    );
+    let _ = wait_child(listener, Duration::from_secs(5));
+}
+
+#[test]
+fn ct_events_stream_a_connections_life_as_json_lines() {
+    let (topo, d, vms) = rig(
+        "Oev",
+        &[(1, "10.0.68.1", "blue"), (2, "10.0.68.2", "blue")],
+        &[],
+    );
+    d.ctl_ok(&["ct", "policy", "set", "blue", "udp_unreplied=1"])
+        .unwrap();
+    let reader = Command::new(brink_bench::daemon::bin_dir().join("brinkctl"))
+        .arg("--socket")
+        .arg(d.dir().join("brink.sock"))
+        .args(["ct", "events", "--count", "5", "--seconds", "15"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first read subscribes.
+    std::thread::sleep(Duration::from_millis(500));
+    let data = payload(10_000);
+    assert_eq!(tcp_transfer(&topo, &vms[0], &vms[1], &data), data);
+    let udp = vms[0]
+        .exec("sh", &["-c", "echo hi | socat -u - UDP:10.0.68.2:9999"])
+        .unwrap();
+    assert!(udp.status.success());
+    let out = reader.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |dport: u64| -> Vec<&str> {
+        events
+            .iter()
+            .filter(|e| e["dport"] == dport && e["network"] == "blue")
+            .map(|e| e["event"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(of(5001), ["new", "established", "closed"], "{events:#?}");
+    assert_eq!(of(9999), ["new", "expired"], "{events:#?}");
+    let new = events.iter().find(|e| e["dport"] == 5001).unwrap();
+    assert_eq!(
+        (new["src"].as_str(), new["proto"].as_str()),
+        (Some("10.0.68.1"), Some("tcp"))
+    );
+    assert_eq!(new["tcp_state"], "SYN_SENT");
+}

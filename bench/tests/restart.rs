@@ -183,3 +183,105 @@ fn after_kill_9_traffic_stops_and_a_restart_restores_it() {
     );
     assert_eq!(port_list(&d2), before, "configuration restored");
 }
+
+#[test]
+fn a_sigterm_restart_keeps_a_live_tcp_transfer_going_byte_for_byte() {
+    let (topo, mut d, vms) = rig(
+        "Ost",
+        &[(1, "10.94.0.1", "blue"), (2, "10.94.0.2", "blue")],
+        &[],
+    );
+    let policy = d.ctl_ok(&["ct", "policy", "show", "blue"]).unwrap();
+    assert!(policy.contains("tcp pickup off"), "{policy}");
+    let (sender, receiver) = (&vms[0], &vms[1]);
+    let dir = topo.scratch();
+    let (src, dst) = (dir.join("tcp.src"), dir.join("tcp.dst"));
+    let data = payload(6 << 20);
+    std::fs::write(&src, &data).unwrap();
+    let listener = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &receiver.netns,
+            "timeout",
+            "60",
+            "socat",
+            "-u",
+        ])
+        .arg("TCP-LISTEN:5001,reuseaddr")
+        .arg(format!("OPEN:{},creat,trunc", dst.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(receiver, 5001);
+    // 6 MiB in 64 KiB pieces, 50 ms apart: about 5 s, across the restart.
+    let paced = format!(
+        "import socket, time\n\
+         data = open({src:?}, 'rb').read()\n\
+         s = socket.create_connection(({ip:?}, 5001))\n\
+         for i in range(0, len(data), 65536):\n    s.sendall(data[i:i + 65536]); time.sleep(0.05)\n\
+         s.close()\n",
+        src = src.display().to_string(),
+        ip = receiver.ip,
+    );
+    let sending = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &sender.netns,
+            "timeout",
+            "60",
+            "python3",
+            "-c",
+        ])
+        .arg(paced)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(1500));
+    let before: Vec<Value> = serde_json::from_str(
+        &d.ctl_ok(&["--json", "ct", "show", "--port", "5001"])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(before.len(), 1, "the transfer's connection: {before:?}");
+    assert!(d.stop().unwrap(), "brinkd did not stop cleanly");
+    let saved = d.dir().join("state").join("conntrack.bin");
+    assert!(saved.exists(), "no saved table\n{}", d.log_text());
+    let d2 = Daemon::start(d.dir(), &["--idle-sleep"]).unwrap();
+    // Calls are served once the table is back.
+    let after: Vec<Value> = serde_json::from_str(
+        &d2.ctl_ok(&["--json", "ct", "show", "--port", "5001"])
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(!saved.exists(), "the saved table is removed once read");
+    assert_eq!(after.len(), 1, "carried over: {after:?}\n{}", d2.log_text());
+    assert_eq!(after[0]["state"], before[0]["state"], "{after:?}");
+    let sent = sending.wait_with_output().unwrap();
+    assert!(
+        sent.status.success(),
+        "sender failed: {}\n{}",
+        String::from_utf8_lossy(&sent.stderr),
+        d2.log_text()
+    );
+    assert!(
+        wait_child(listener, Duration::from_secs(30)),
+        "receiver did not finish"
+    );
+    let got = std::fs::read(&dst).unwrap();
+    assert!(
+        got == data,
+        "{} of {} bytes arrived intact\n{}",
+        got.iter().zip(&data).take_while(|(a, b)| a == b).count(),
+        data.len(),
+        d2.log_text()
+    );
+    assert!(
+        d2.log_text().contains("connections carried over"),
+        "{}",
+        d2.log_text()
+    );
+}

@@ -10,6 +10,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use brink_bench::daemon::Daemon;
+use brink_bench::hosts::{Hosts, INNER_MTU};
 use common::*;
 use serde_json::Value;
 
@@ -572,4 +573,47 @@ fn stateless_groups_judge_every_packet_so_replies_need_rules() {
             .all(|c| c["src"] != "10.78.0.2"),
         "{conns}"
     );
+}
+
+#[test]
+fn a_member_on_another_host_gets_in_through_the_tunnel_and_loses_it_with_its_membership() {
+    let mut s = Hosts::new("sgx").unwrap();
+    for h in 0..2 {
+        s.add_brink_host(h, &["--idle-sleep"]).unwrap();
+        let add = [
+            "network", "add", "blue", "--vxlan", "1001", "--mtu", INNER_MTU,
+        ];
+        ctl(s.daemon(h).unwrap(), &add);
+    }
+    // Host 0: the server, in group web, which admits TCP from web's members only. Host 1: a
+    // member and a non-member, known to host 0 only as addresses (what Neutron sends).
+    let srv = s.add_vm(0, 1, "10.77.0.1").unwrap();
+    let member = s.add_brink_vm(1, 2, "10.77.0.2", "blue").unwrap();
+    let other = s.add_brink_vm(1, 3, "10.77.0.3", "blue").unwrap();
+    let d0 = s.daemon(0).unwrap();
+    ctl(d0, &["sg", "add", "web"]);
+    rule(d0, "web", "--direction egress");
+    rule(
+        d0,
+        "web",
+        "--direction ingress --protocol tcp --remote-group web",
+    );
+    let port = ["--ip", "10.77.0.1", "--sg", "web"];
+    d0.add_vm_port("vm1", &srv, "blue", &port).unwrap();
+    ctl(d0, &["sg", "member", "set", "web", "10.77.0.2"]);
+    s.brink_remote(0, "blue", 1, &member).unwrap();
+    s.brink_remote(0, "blue", 1, &other).unwrap();
+    s.brink_remote(1, "blue", 0, &srv).unwrap();
+
+    assert!(
+        tcp_connects(&member, &srv, 6201),
+        "the remote member gets in"
+    );
+    assert!(!tcp_connects(&other, &srv, 6202), "the non-member does not");
+    let (sender, receiver, file) = paced_stream(&s.topo, &member, &srv, 6203);
+    sleep(Duration::from_millis(1500));
+    let cut = json(d0, &["sg", "member", "set", "web", "10.99.0.1"]);
+    assert!(cut["cut"].as_u64().unwrap() >= 1, "{cut}");
+    assert_stream_cut(sender, receiver, &file);
+    assert!(!tcp_connects(&member, &srv, 6204), "no longer a member");
 }

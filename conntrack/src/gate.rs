@@ -6,12 +6,15 @@
 //! that a packet bound for a port that never admitted the connection is judged there. The table
 //! knows nothing about rules; it only stores what the gate returns.
 
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
 use crate::key::{ConnKey, Side, Tuple};
 use crate::packet::Packet;
 use crate::state::Dir;
 
 /// How a connection was admitted, as recorded in its entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Admission {
     /// The rules that admitted it on the opener's side (egress) and the receiver's side
     /// (ingress); 0 where no rule was needed.
@@ -67,6 +70,12 @@ pub trait Gate {
     /// `admission`, may go on. Called for every packet of a tracked connection. The gate may
     /// complete the admission (record a receiver that now admits the connection).
     fn pass(&mut self, conn: &Connection<'_>, dir: Dir, admission: &mut Admission) -> bool;
+    /// Whether the gate takes connection [`Event`]s (none are built otherwise).
+    fn wants_events(&self) -> bool {
+        false
+    }
+    /// Takes an event of a connection this gate's packet created or changed.
+    fn event(&mut self, _event: &Event) {}
 }
 
 /// The gate of plain connection tracking: admits everything, under generation 0.

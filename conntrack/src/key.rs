@@ -4,6 +4,8 @@
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv6Addr};
 
+use serde::{Deserialize, Serialize};
+
 /// IP protocol numbers brink tracks specially.
 pub mod proto {
     /// ICMP.
@@ -19,7 +21,9 @@ pub mod proto {
 }
 
 /// An IPv4 or IPv6 address in 16 bytes (IPv4 as an IPv4-mapped IPv6 address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 pub struct Addr(pub [u8; 16]);
 
 impl Addr {
@@ -57,7 +61,7 @@ impl From<IpAddr> for Addr {
 /// A packet's addresses and ports as it travels, in its zone.
 ///
 /// For ICMP echo, both ports hold the echo identifier; for protocols without ports, both are 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Tuple {
     /// Conntrack zone (brink: the network id).
     pub zone: u16,

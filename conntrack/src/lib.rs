@@ -1,6 +1,6 @@
 //! brink's connection tracking: a sharded connection table with TCP, UDP and ICMP state
 //! tracking, timeouts, zones, limits, marks, firewall admission records (see [`gate`]) and
-//! bounded expiry.
+//! bounded expiry, and connection [`event`]s for those who ask.
 //!
 //! Sans-I/O: no clock, no threads, no sockets. Time is an argument (`now`, nanoseconds on any
 //! monotonic clock the caller keeps), packets arrive already parsed as [`Packet`]s, and expiry
@@ -10,6 +10,7 @@
 //! shards by key hash, each behind its own lock; a packet locks exactly one shard, so no lookup or
 //! insert waits on work in another shard, and there is no global lock.
 
+pub mod event;
 pub mod gate;
 pub mod index;
 pub mod key;
@@ -19,11 +20,14 @@ pub mod table;
 pub mod tcp;
 pub mod timeout;
 
+pub use event::{Event, EventKind};
 pub use gate::{Admission, Connection, Gate, Open, Recheck};
 pub use key::{Addr, ConnKey, Tuple};
 pub use packet::{Packet, L4};
 pub use state::{CtState, Dir, InvalidReason};
-pub use table::{Config, ConnInfo, Filter, Prepared, StateFilter, Stats, Table};
+pub use table::{
+    Config, ConnInfo, Filter, NotImported, Peek, Prepared, Saved, StateFilter, Stats, Table,
+};
 pub use timeout::{Timeouts, ZonePolicy};
 
 pub use tcp::{TcpSegment, TcpState};

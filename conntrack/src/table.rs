@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use hashbrown::{DefaultHashBuilder, HashMap};
 
+use crate::event::{Event, EventKind};
 use crate::gate::{Admission, Connection, Gate, Open, Recheck};
 use crate::index::{Index, Lines};
 use crate::key::{proto, Addr, ConnKey, Side, Tuple};
@@ -21,6 +22,12 @@ use crate::packet::{Packet, L4};
 use crate::state::{CtState, Dir, InvalidReason};
 use crate::tcp::{TcpConn, TcpState, TcpVerdict};
 use crate::timeout::ZonePolicy;
+
+mod peek;
+mod persist;
+
+pub use peek::Peek;
+pub use persist::{NotImported, Saved};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// Entries one [`Table::expire`] call looks at unless told otherwise.
@@ -105,6 +112,33 @@ impl Entry {
 
     fn expires(&self, policy: &ZonePolicy) -> u64 {
         (u64::from(self.last_seen) + u64::from(self.timeout_secs(policy))) * NS_PER_SEC
+    }
+
+    /// Event `kind` of this entry at time `now`.
+    fn event(&self, kind: EventKind, now: u64) -> Event {
+        Event {
+            kind,
+            original: self.key.tuple_from(self.opener),
+            tcp_state: self.tcp.map(|t| t.state()),
+            at: now,
+        }
+    }
+
+    /// The entry as [`Table::dump`] reports it.
+    fn info(&self, policy: &ZonePolicy) -> ConnInfo {
+        ConnInfo {
+            original: self.key.tuple_from(self.opener),
+            tcp_state: self.tcp.map(|t| t.state()),
+            seen_reply: self.seen_reply,
+            assured: self.assured,
+            packets: self.packets.map(u64::from),
+            bytes: self.bytes,
+            created: self.created,
+            last_seen: u64::from(self.last_seen) * NS_PER_SEC,
+            expires: self.expires(policy),
+            mark: self.mark,
+            admission: self.admission,
+        }
     }
 
     fn state(&self, dir: Dir) -> CtState {
@@ -349,17 +383,21 @@ impl Shard {
             .count() as u32
     }
 
-    /// Finds an unreplied connection near `hash`'s slab position to evict.
-    fn early_drop(&mut self, hash: u64, hasher: &DefaultHashBuilder, zones: &ZoneCounts) -> bool {
+    /// An unreplied connection near `hash`'s slab position that early drop would evict.
+    fn early_drop_victim(&self, hash: u64) -> Option<usize> {
         let len = self.slab.len();
         if len == 0 {
-            return false;
+            return None;
         }
         let start = (hash as usize) % len;
-        let victim = (0..EARLY_DROP_SCAN.min(len))
+        (0..EARLY_DROP_SCAN.min(len))
             .map(|i| (start + i) % len)
-            .find(|&p| self.slab[p].live && !self.slab[p].assured);
-        match victim {
+            .find(|&p| self.slab[p].live && !self.slab[p].assured)
+    }
+
+    /// Evicts an unreplied connection near `hash`'s slab position, if there is one.
+    fn early_drop(&mut self, hash: u64, hasher: &DefaultHashBuilder, zones: &ZoneCounts) -> bool {
+        match self.early_drop_victim(hash) {
             Some(p) => {
                 self.remove(p, hasher, zones);
                 self.stats.early_drops += 1;
@@ -517,6 +555,9 @@ impl Table {
                 }
                 return self.update(&mut shard, pos, hash, side, pkt, now, gate);
             }
+            if gate.wants_events() {
+                gate.event(&shard.slab[pos].event(EventKind::Expired, now));
+            }
             shard.remove(pos, &self.hasher, &self.zones);
             shard.stats.expired += 1;
         }
@@ -538,10 +579,16 @@ impl Table {
         let e = &mut shard.slab[pos];
         let dir = e.dir(side);
         if let (L4::Tcp(seg), Some(tcp)) = (&pkt.l4, &mut e.tcp) {
+            let before = tcp.state();
             match tcp.update(dir, seg) {
                 TcpVerdict::Valid(state) => {
                     if !e.assured && state >= TcpState::Established {
                         e.assured = true;
+                    }
+                    if gate.wants_events() {
+                        if let Some(kind) = tcp_event(before, state) {
+                            gate.event(&e.event(kind, now));
+                        }
                     }
                 }
                 TcpVerdict::Ignored => {}
@@ -564,6 +611,9 @@ impl Table {
         if dir == Dir::Reply && !e.seen_reply {
             e.seen_reply = true;
             e.assured |= e.tcp.is_none();
+            if e.tcp.is_none() && gate.wants_events() {
+                gate.event(&e.event(EventKind::Established, now));
+            }
         }
         e.state(dir)
     }
@@ -615,14 +665,23 @@ impl Table {
             created: now,
             last_seen: second(now),
         };
+        self.place(shard, hash, entry, policy.limit.is_some());
+        shard.stats.inserts += 1;
+        if gate.wants_events() {
+            gate.event(&entry.event(EventKind::New, now));
+        }
+        entry.state(Dir::Original)
+    }
+
+    /// Stores `entry`, whose key hashes to `hash`, in `shard`, and counts it in its zone if
+    /// the zone is `limited`.
+    fn place(&self, shard: &mut Shard, hash: u64, entry: Entry, limited: bool) {
         let pos = shard.alloc(entry);
         // The shard holds at most `cap` entries and the index has room for them all.
         shard.index.insert(hash, pos);
-        if policy.limit.is_some() {
-            self.zones.inc(key.zone());
+        if limited {
+            self.zones.inc(entry.key.zone());
         }
-        shard.stats.inserts += 1;
-        entry.state(Dir::Original)
     }
 
     /// An ICMP error is related if the packet it quotes belongs to a tracked connection and
@@ -655,6 +714,11 @@ impl Table {
     /// Removes timed-out connections from one shard (the next in turn), looking at no more than
     /// `budget` slots; returns how many were removed.
     pub fn expire(&self, now: u64, budget: usize) -> usize {
+        self.expire_with(now, budget, |_| {})
+    }
+
+    /// [`Table::expire`], calling `expired` with the event of each connection removed.
+    pub fn expire_with(&self, now: u64, budget: usize, mut expired: impl FnMut(&Event)) -> usize {
         let i = self.next_expire.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         let mut shard = lock(&self.shards[i]);
         let mut removed = 0;
@@ -666,6 +730,7 @@ impl Table {
             shard.cursor += 1;
             let e = &shard.slab[pos];
             if e.live && e.expires(shard.policy(e.key.zone())) <= now {
+                expired(&e.event(EventKind::Expired, now));
                 shard.remove(pos, &self.hasher, &self.zones);
                 shard.stats.expired += 1;
                 removed += 1;
@@ -704,19 +769,7 @@ impl Table {
                 if out.len() >= limit {
                     return out;
                 }
-                out.push(ConnInfo {
-                    original: e.key.tuple_from(e.opener),
-                    tcp_state: e.tcp.map(|t| t.state()),
-                    seen_reply: e.seen_reply,
-                    assured: e.assured,
-                    packets: e.packets.map(u64::from),
-                    bytes: e.bytes,
-                    created: e.created,
-                    last_seen: u64::from(e.last_seen) * NS_PER_SEC,
-                    expires: e.expires(shard.policy(e.key.zone())),
-                    mark: e.mark,
-                    admission: e.admission,
-                });
+                out.push(e.info(shard.policy(e.key.zone())));
             }
         }
         out
@@ -786,6 +839,21 @@ impl Table {
             total.entries += shard.live as u64;
         }
         total
+    }
+}
+
+/// The event of a TCP connection going from state `before` to `now`: established when the
+/// handshake completes, closed when it enters TIME_WAIT or CLOSE.
+fn tcp_event(before: TcpState, now: TcpState) -> Option<EventKind> {
+    if before == now {
+        return None;
+    }
+    match now {
+        TcpState::Established => Some(EventKind::Established),
+        TcpState::TimeWait | TcpState::Close if before < TcpState::TimeWait => {
+            Some(EventKind::Closed)
+        }
+        _ => None,
     }
 }
 

@@ -5,6 +5,8 @@
 //! range lies within what the receiver could have advertised and its ACK acknowledges only data
 //! that was sent. States, packet classes and checks are named as in that algorithm.
 
+use serde::{Deserialize, Serialize};
+
 use crate::state::{Dir, InvalidReason};
 
 /// TCP header flags.
@@ -47,7 +49,7 @@ pub struct TcpSegment {
 
 /// Connection states.
 #[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TcpState {
     /// SYN seen from the opener.
     SynSent = 1,
@@ -229,7 +231,7 @@ pub enum TcpVerdict {
 
 /// A [`Window`] in 13 bytes, as stored in the table (a million of them must fit in memory).
 #[repr(C, packed)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct PackedWindow {
     end: u32,
     maxend: u32,
@@ -263,7 +265,7 @@ impl From<PackedWindow> for Window {
 }
 
 /// The TCP part of a connection entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TcpConn {
     state: TcpState,
     /// Per direction, indexed by [`Dir`].

@@ -770,3 +770,106 @@ fn an_ipv6_packet_with_mapped_addresses_never_matches_an_ipv4_connection() {
     let info = t.dump(&Filter::default(), 10);
     assert!(info.iter().any(|c| c.original.v6) && info.iter().any(|c| !c.original.v6));
 }
+
+#[test]
+fn a_peek_shows_the_live_entry_and_what_a_packet_would_do_without_changing_anything() {
+    let t = small();
+    let c = client();
+    t.process(&tcp(c, SYN, 1000, 0, 0), 0);
+    t.process(&tcp(c.reversed(), SYN | ACK, 5000, 1001, 0), 0);
+    t.process(&tcp(c, ACK, 1001, 5001, 0), SEC);
+    let (table_before, stats_before) = (t.dump(&Filter::default(), 10), t.stats());
+
+    let next = t.peek(&tcp(c, ACK, 1001, 5001, 100), 2 * SEC, &mut Open);
+    assert_eq!(next.entry.as_ref(), table_before.first());
+    assert_eq!(next.entry.unwrap().tcp_state, Some(TcpState::Established));
+    assert_eq!((next.state, next.invalid, next.creates), (EST, None, None));
+    let back = t.peek(&tcp(c.reversed(), ACK, 5001, 1001, 0), 2 * SEC, &mut Open);
+    assert_eq!(back.state, EST_RPL);
+    let wild = t.peek(&tcp(c, ACK, 900_000_000, 5001, 100), 2 * SEC, &mut Open);
+    assert_eq!(
+        (wild.state, wild.invalid),
+        (INV, Some(InvalidReason::TcpWindow))
+    );
+
+    let other = Tuple { sport: 40001, ..c };
+    let syn = t.peek(&tcp(other, SYN, 1, 0, 0), 2 * SEC, &mut Open);
+    assert_eq!((syn.entry, syn.state), (None, NEW));
+    assert!(syn.creates.is_some());
+    let midstream = t.peek(&tcp(other, ACK, 1, 1, 0), 2 * SEC, &mut Open);
+    assert_eq!(midstream.invalid, Some(InvalidReason::TcpNoConnection));
+
+    assert_eq!(
+        t.dump(&Filter::default(), 10),
+        table_before,
+        "entries unchanged"
+    );
+    assert_eq!(t.stats(), stats_before, "counters unchanged");
+}
+
+/// A gate that admits everything and keeps the events it is given.
+#[derive(Default)]
+struct Recorder(Vec<(EventKind, Option<TcpState>)>);
+
+impl Gate for Recorder {
+    fn generation(&self) -> u32 {
+        0
+    }
+    fn admit(&mut self, p: &Packet) -> Option<Admission> {
+        Open.admit(p)
+    }
+    fn recheck(&mut self, t: &Tuple, was: &Admission) -> Option<Admission> {
+        Open.recheck(t, was)
+    }
+    fn pass(&mut self, _: &Connection<'_>, _: Dir, _: &mut Admission) -> bool {
+        true
+    }
+    fn wants_events(&self) -> bool {
+        true
+    }
+    fn event(&mut self, e: &Event) {
+        self.0.push((e.kind, e.tcp_state));
+    }
+}
+
+#[test]
+fn events_follow_a_connection_from_new_to_expired() {
+    use EventKind::*;
+    let t = small();
+    let mut rec = Recorder::default();
+    let c = client();
+    for (p, at) in [
+        (tcp(c, SYN, 1000, 0, 0), 0),
+        (tcp(c.reversed(), SYN | ACK, 5000, 1001, 0), 0),
+        (tcp(c, ACK, 1001, 5001, 0), 0),
+        (tcp(c, ACK, 1001, 5001, 10), 0),
+        (tcp(c, FIN | ACK, 1011, 5001, 0), SEC),
+        (tcp(c.reversed(), FIN | ACK, 5001, 1012, 0), SEC),
+        (tcp(c, ACK, 1012, 5002, 0), SEC),
+    ] {
+        t.process_gated(&p, at, &mut rec);
+    }
+    let u = udp(1, 1, 5000, 2, 53);
+    t.process_gated(&u, 0, &mut rec);
+    t.process_gated(&reply(&u), 0, &mut rec);
+    assert_eq!(
+        rec.0,
+        [
+            (New, Some(TcpState::SynSent)),
+            (Established, Some(TcpState::Established)),
+            (Closed, Some(TcpState::TimeWait)),
+            (New, None),
+            (Established, None),
+        ]
+    );
+    // The sweep reports what it removes; an entry found expired by a packet is reported too.
+    let mut swept = vec![];
+    for _ in 0..4 {
+        t.expire_with(200 * SEC, 1000, |e| swept.push(e.kind));
+    }
+    assert_eq!(swept, [Expired, Expired]);
+    t.process_gated(&u, 300 * SEC, &mut rec);
+    t.process_gated(&u, 400 * SEC, &mut rec);
+    assert_eq!(rec.0[5..], [(New, None), (Expired, None), (New, None)]);
+    assert!(!Open.wants_events(), "plain tracking builds no events");
+}

@@ -1,9 +1,9 @@
 //! `capture.*` methods: what the dataplane's packet capture queued, as the API returns it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use brink_api::types::{CaptureChunk, CapturedFrame};
 use brink_dataplane::capture::{Capture, Way};
+
+use crate::clock;
 
 /// Most frames one `capture.read` returns.
 pub const MAX_READ: usize = 1000;
@@ -11,10 +11,7 @@ pub const MAX_READ: usize = 1000;
 /// Takes up to `max` (at most [`MAX_READ`]) captured frames. `now_ns` is the switch's clock
 /// now, so that capture times can be given as wall-clock times.
 pub fn read(capture: &Capture, max: Option<usize>, now_ns: u64) -> CaptureChunk {
-    let unix_now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let unix_at_zero = unix_now.saturating_sub(now_ns);
+    let unix_at_zero = clock::unix_at_zero(now_ns);
     let frames = capture
         .take(max.unwrap_or(MAX_READ).min(MAX_READ))
         .into_iter()

@@ -13,6 +13,7 @@ use brink_dataplane::switch::{Switch, SwitchConfig};
 use brink_dataplane::worker::WorkerConfig;
 use clap::Parser;
 
+use crate::connections;
 use crate::host::Kernel;
 use crate::server::{Access, Limits, Server};
 use crate::service::{self, Service};
@@ -82,7 +83,8 @@ pub fn parse_cores(list: &str, available: usize) -> anyhow::Result<Vec<usize>> {
     Ok(cores)
 }
 
-/// Runs the daemon until SIGINT or SIGTERM. SIGHUP is logged and ignored: nothing is re-read.
+/// Runs the daemon until SIGINT or SIGTERM, then saves the connection table for the next start.
+/// SIGHUP is logged and ignored: nothing is re-read.
 pub fn run(args: Args) -> anyhow::Result<()> {
     // A subscriber installed by an embedding program wins; ours is only the default. Logs go to
     // stderr, coloured only when it is a terminal (not a file or journald).
@@ -144,6 +146,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     service
         .restore(state)
         .with_context(|| format!("{state_file}: refusing to start"))?;
+    let saved_connections = args.state_dir.join(connections::FILE);
+    let started = Instant::now();
+    match service.load_connections(&saved_connections) {
+        Ok(Some(c)) => tracing::info!(
+            imported = c.imported,
+            gone = c.gone,
+            expired = c.expired,
+            refused = c.refused,
+            ms = started.elapsed().as_millis() as u64,
+            "connections carried over from the last run"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "saved connections not restored (the file is kept as .bad)")
+        }
+    }
     let mut systemd = Notifier::from_env();
     if let Some(addr) = &args.metrics_listen {
         crate::metrics::serve(addr, args.socket.clone())?;
@@ -159,11 +177,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if now >= next_retry {
             next_retry = now + service::RETRY_INTERVAL;
             service.retry_down_ports();
+            service.end_idle_subscriptions(now);
         }
     });
     systemd.stopping();
     tracing::info!("shutting down");
-    drop(service);
+    let started = Instant::now();
+    match service.stop_and_save_connections(&saved_connections) {
+        Ok(n) => tracing::info!(
+            connections = n,
+            ms = started.elapsed().as_millis() as u64,
+            path = %saved_connections.display(),
+            "connection table saved"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "connection table not saved: a restart cuts the connections")
+        }
+    }
     drop(server);
     tracing::info!("stopped");
     Ok(())

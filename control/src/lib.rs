@@ -14,6 +14,8 @@
 //! their interfaces behind a mutex, so a test thread can plug one in while the service runs.
 
 pub mod capture;
+pub mod clock;
+pub mod connections;
 pub mod daemon;
 pub mod host;
 pub mod iface;
@@ -21,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod name;
 pub mod overlay;
+pub mod packet_spec;
 pub mod protocols;
 pub mod server;
 pub mod service;

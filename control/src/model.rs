@@ -149,7 +149,7 @@ pub struct State {
 }
 
 /// Networks, ports and security groups by name.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Model {
     networks: BTreeMap<String, NetworkId>,
     /// MTUs of the networks that do not use [`DEFAULT_MTU`].

@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,10 +29,14 @@ struct Served {
 
 impl Served {
     fn new(tag: &str, limits: Limits) -> Self {
+        Served::with_access(tag, limits, Access::owner_only())
+    }
+
+    fn with_access(tag: &str, limits: Limits, access: Access) -> Self {
         let dir = std::env::temp_dir().join(format!("brk-srv-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let socket = dir.join("brink.sock");
-        let mut server = Server::bind(&socket, Access::owner_only(), limits).unwrap();
+        let mut server = Server::bind(&socket, access, limits).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -113,6 +118,59 @@ fn a_flood_of_connections_never_locks_out_a_fresh_client() {
     assert!(
         closed_within(&mut flood[0], Duration::from_secs(2)),
         "the least recently served connection is evicted"
+    );
+}
+
+#[test]
+fn a_flood_from_another_user_evicts_its_own_connections_never_roots() {
+    let served = Served::with_access(
+        "root",
+        Limits {
+            max_connections: 8,
+            ..Limits::default()
+        },
+        Access::with_group("nogroup").unwrap(),
+    );
+    // Root's connection, served once and then the least recently served of all.
+    let mut root = Client::connect(&served.socket).unwrap();
+    root.call(&Call::PortList(Default::default())).unwrap();
+    // 40 half-written requests from nobody (in the socket's group), then how many of them
+    // the server closed.
+    let flood = format!(
+        "import socket, time\n\
+         held = []\n\
+         for i in range(40):\n\
+         \x20   s = socket.socket(socket.AF_UNIX); s.connect({:?}); s.send(b'{{\"jsonrpc\":')\n\
+         \x20   s.settimeout(0.05); held.append(s); time.sleep(0.01)\n\
+         def closed(s):\n\
+         \x20   try:\n\
+         \x20       return s.recv(1) == b''\n\
+         \x20   except socket.timeout:\n\
+         \x20       return False\n\
+         \x20   except OSError:\n\
+         \x20       return True\n\
+         print(sum(closed(s) for s in held))\n",
+        served.socket.display().to_string()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &flood])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evicted: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(
+        evicted >= 30,
+        "only {evicted} of nobody's 40 connections were evicted"
+    );
+    assert!(
+        root.call(&Call::PortList(Default::default())).is_ok(),
+        "root's connection was evicted"
     );
 }
 

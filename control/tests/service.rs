@@ -10,13 +10,13 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use brink_api::call::Call;
-use brink_api::protocol::code;
+use brink_api::protocol::{code, RpcError};
 use brink_api::types::{ExternalIds, NetworkAdd, PortAdd, PortFilter, PortInfo, PortKind};
 use brink_control::host::Memory;
 use brink_control::service::Service;
 use brink_control::store::Store;
 use brink_dataplane::port::memory::MemLink;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn service(host: &Memory, state_dir: Option<&PathBuf>) -> Service<Memory> {
     let store = state_dir.map(|d| Store::open(d).unwrap());
@@ -188,24 +188,69 @@ fn a_port_whose_interface_is_missing_at_restart_is_kept_down_and_comes_back() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Serves `method` with `params` (JSON).
+fn call(s: &mut Service<Memory>, method: &str, params: Value) -> Result<Value, RpcError> {
+    s.handle(Call::decode(method, params).unwrap())
+}
+
 #[test]
-fn a_change_that_cannot_be_saved_fails() {
+fn a_change_that_cannot_be_saved_fails_and_is_undone() {
     let dir = std::env::temp_dir().join(format!("brk-svs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let host = Memory::default();
+    let (l1, l2) = (host.plug("mem1"), host.plug("mem2"));
     let mut s = service(&host, Some(&dir));
     blue(&mut s);
-    // The temporary file's name is taken by a directory: the save fails, even for root.
-    std::fs::create_dir(dir.join("state.json.tmp")).unwrap();
-    let add = Call::NetworkAdd(NetworkAdd {
-        name: "red".into(),
-        mtu: None,
-        segment: None,
-        arp_responder: false,
-    });
-    let err = s.handle(add).unwrap_err();
-    assert_eq!(err.code, code::NOT_SAVED, "{err:?}");
-    assert!(err.message.contains("state.json"), "{err:?}");
+    s.handle(Call::PortAdd(port("vm1", "mem1", MAC1))).unwrap();
+    call(&mut s, "sg.add", json!({"name": "web"})).unwrap();
+    call(&mut s, "network.add", json!({"name": "green"})).unwrap();
+    let shown = |s: &mut Service<Memory>| -> [Value; 4] {
+        [
+            call(s, "network.list", Value::Null).unwrap(),
+            call(s, "port.list", Value::Null).unwrap(),
+            call(s, "sg.show", json!({"name": "web"})).unwrap(),
+            call(s, "ct.policy.show", json!({"network": "blue"})).unwrap(),
+        ]
+    };
+    let before = shown(&mut s);
+
+    // The state directory becomes unwritable: a file now stands where it was.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"").unwrap();
+    let changes = [
+        ("network.add", json!({"name": "red"})),
+        ("network.del", json!({"name": "green"})),
+        (
+            "port.add",
+            serde_json::to_value(port("vm2", "mem2", MAC2)).unwrap(),
+        ),
+        ("port.del", json!({"name": "vm1"})),
+        (
+            "port.set",
+            json!({"name": "vm1", "port_security": true, "security_groups": ["web"]}),
+        ),
+        ("sg.add", json!({"name": "db"})),
+        ("sg.del", json!({"name": "web"})),
+        (
+            "sg.rule.add",
+            json!({"group": "web", "rule": {"direction": "ingress"}}),
+        ),
+        ("ct.policy.set", json!({"network": "blue", "limit": 10})),
+    ];
+    for (method, params) in changes {
+        let err = call(&mut s, method, params).unwrap_err();
+        assert_eq!(err.code, code::NOT_SAVED, "{method}: {err:?}");
+        assert!(err.message.contains("state.json"), "{method}: {err:?}");
+        assert_eq!(shown(&mut s), before, "{method} changed something");
+    }
+    assert!(!delivered(&l2, &l1, 1), "the unsaved vm2 was opened");
+
+    // Writable again: the same changes go through (vm2's interface was let go).
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    s.handle(Call::PortAdd(port("vm2", "mem2", MAC2))).unwrap();
+    assert!(delivered(&l1, &l2, 3), "vm1 still forwards, to the new vm2");
+    call(&mut s, "network.add", json!({"name": "red"})).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

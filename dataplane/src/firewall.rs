@@ -8,10 +8,11 @@
 //! it is created if some port of the network admits it, each flood copy is judged by its port,
 //! and the receiver is recorded when a later packet is sent to one port whose rules admit it.
 
-use brink_conntrack::{Admission, Connection, Dir, Gate, Packet, Tuple};
+use brink_conntrack::{Admission, Connection, Dir, Event, Gate, Packet, Tuple};
 
 use crate::acl::filter::{Allow, Direction, PortFilter};
 use crate::counters::DropReason;
+use crate::ct_events::CtEvents;
 use crate::snapshot::{NetworkId, PortId, Snapshot, NO_PORT};
 use crate::wire::ip::Flow;
 use crate::wire::L3;
@@ -62,6 +63,10 @@ pub struct FrameGate<'a> {
     /// The port the frame's connection lets it reach without that port's rules judging it
     /// (the end it is bound for), or [`NO_PORT`].
     pub peer: PortId,
+    /// Count hits on the rules that admit (off for a trace).
+    counting: bool,
+    /// Where connection events go, if a reader is subscribed.
+    events: Option<&'a CtEvents>,
 }
 
 impl<'a> FrameGate<'a> {
@@ -83,6 +88,35 @@ impl<'a> FrameGate<'a> {
             worker,
             denied: None,
             peer: NO_PORT,
+            counting: true,
+            events: None,
+        }
+    }
+
+    /// This gate, sending the connection events of its frame to `events`.
+    pub fn with_events(self, events: Option<&'a CtEvents>) -> Self {
+        FrameGate { events, ..self }
+    }
+
+    /// The gate for a traced frame: it judges as [`FrameGate::new`]'s does, and counts nothing.
+    pub fn uncounted(
+        snap: &'a Snapshot,
+        flow: &'a Flow,
+        network: NetworkId,
+        from: PortId,
+        to: Option<PortId>,
+    ) -> Self {
+        FrameGate {
+            counting: false,
+            // The worker only matters for counting, which this gate does not do.
+            ..FrameGate::new(snap, flow, network, from, to, 0)
+        }
+    }
+
+    /// Counts a hit on the rule behind `allow`, unless this gate counts nothing.
+    fn hit(&self, allow: Allow<'_>) {
+        if self.counting {
+            allow.count(self.worker);
         }
     }
 
@@ -96,7 +130,7 @@ impl<'a> FrameGate<'a> {
             }
         };
         for allow in [out, into].into_iter().flatten() {
-            allow.count(self.worker);
+            self.hit(allow);
         }
         Ok(Admission {
             rules: [out.map_or(0, Allow::id), into.map_or(0, Allow::id)],
@@ -118,7 +152,7 @@ impl<'a> FrameGate<'a> {
                 Ok(allow) => {
                     admitted = true;
                     if let Some(a) = allow {
-                        a.count(self.worker);
+                        self.hit(a);
                     }
                 }
                 Err(reason) => refused = reason,
@@ -135,6 +169,17 @@ impl<'a> FrameGate<'a> {
 impl Gate for FrameGate<'_> {
     fn generation(&self) -> u32 {
         self.snap.rules_generation()
+    }
+
+    #[inline]
+    fn wants_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    fn event(&mut self, event: &Event) {
+        if let Some(events) = self.events {
+            events.push(event);
+        }
     }
 
     fn admit(&mut self, _: &Packet) -> Option<Admission> {
@@ -182,7 +227,7 @@ impl Gate for FrameGate<'_> {
                         admission.ports[1] = to;
                         admission.rules[1] = allow.map_or(0, Allow::id);
                         if let Some(a) = allow {
-                            a.count(self.worker);
+                            self.hit(a);
                         }
                         self.peer = to;
                     }
@@ -217,7 +262,7 @@ impl Gate for SnapshotGate<'_> {
 
 /// The per-packet check of one side of a frame that conntrack did not judge: a stateless port,
 /// or a frame that is not tracked (`tracked` false). Stateful sides of tracked frames pass here.
-/// A stateless rule's hit is counted for `worker`.
+/// A stateless port's admitting rule is counted for `worker`.
 pub fn per_packet(
     snap: &Snapshot,
     port: PortId,
@@ -226,17 +271,29 @@ pub fn per_packet(
     tracked: bool,
     worker: usize,
 ) -> Result<(), DropReason> {
-    let Some(f) = snap.filter(port) else {
-        return Ok(());
-    };
-    if tracked && f.stateful {
-        return Ok(());
-    }
-    let allow = f.allows(dir, flow).ok_or(dir.denied())?;
-    if !f.stateful {
+    if let Some(allow) = judge_packet(snap, port, dir, flow, tracked)? {
         allow.count(worker);
     }
     Ok(())
+}
+
+/// [`per_packet`]'s judgement, counting nothing: the stateless rule that allows the packet
+/// (`None`: no stateless rule needed), or why it is dropped.
+pub fn judge_packet<'s>(
+    snap: &'s Snapshot,
+    port: PortId,
+    dir: Direction,
+    flow: &Flow,
+    tracked: bool,
+) -> Result<Option<Allow<'s>>, DropReason> {
+    let Some(f) = snap.filter(port) else {
+        return Ok(None);
+    };
+    if tracked && f.stateful {
+        return Ok(None);
+    }
+    let allow = f.allows(dir, flow).ok_or(dir.denied())?;
+    Ok((!f.stateful).then_some(allow))
 }
 
 /// Whether a frame of `ethertype` carrying `l3` may be delivered to port `to` without

@@ -14,11 +14,12 @@ use brink_conntrack::{CtState, Table};
 use crate::acl::Direction;
 use crate::batch::{Batch, FlowKey, Verdict, BATCH_SIZE};
 use crate::counters::{DropReason, WorkerCounters};
+use crate::ct_events::CtEvents;
 use crate::egress::Egress;
 use crate::fdb::{Fdb, Learn};
 use crate::firewall::{self, FrameGate};
 use crate::port::Backend;
-use crate::snapshot::{Snapshot, NO_PORT};
+use crate::snapshot::{PortId, Snapshot, NO_PORT};
 use crate::wire::ip::{self, Fixup, Parsed};
 use crate::wire::{arp, EtherType, EthernetFrame, L3};
 
@@ -105,7 +106,7 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
             continue;
         }
         let k = b.keys[i];
-        if k.src.is_multicast() || k.src.is_zero() {
+        if bad_source(&k) {
             b.verdicts[i] = Verdict::Drop(DropReason::BadSourceMac);
             continue;
         }
@@ -114,15 +115,32 @@ pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters)
             Learn::Full => wc.fdb_full.add(1),
             Learn::Refreshed => {}
         }
-        b.verdicts[i] = if k.dst.is_multicast() {
-            Verdict::Flood
-        } else {
-            match fdb.lookup(k.network, k.dst, now) {
-                Some(p) if p == in_port => Verdict::Drop(DropReason::Hairpin),
-                Some(p) => Verdict::Forward(p),
-                None => Verdict::Flood,
-            }
-        };
+        b.verdicts[i] = destination(&k, in_port, || fdb.lookup(k.network, k.dst, now));
+    }
+}
+
+/// A source MAC no frame may come from: a group address, or zero.
+#[inline]
+pub fn bad_source(k: &FlowKey) -> bool {
+    k.src.is_multicast() || k.src.is_zero()
+}
+
+/// Where L2 sends a frame with key `k` from `in_port`: a flood for group destinations, else the
+/// port `lookup` finds its destination MAC on (a hairpin back to `in_port` is dropped), or a
+/// flood if it finds none.
+#[inline]
+pub fn destination(
+    k: &FlowKey,
+    in_port: PortId,
+    lookup: impl FnOnce() -> Option<PortId>,
+) -> Verdict {
+    if k.dst.is_multicast() {
+        return Verdict::Flood;
+    }
+    match lookup() {
+        Some(p) if p == in_port => Verdict::Drop(DropReason::Hairpin),
+        Some(p) => Verdict::Forward(p),
+        None => Verdict::Flood,
     }
 }
 
@@ -157,8 +175,16 @@ pub fn arp_responder<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B, snap:
 /// ports allow it (of a flood: the sender's and some receiver's), a connection admitted under
 /// older rules is rechecked, and a frame sent to a port that is not the admitting end it is
 /// bound for is judged by that port's rules; frames refused any of these ways, and frames
-/// invalid for any connection, are dropped. Rule hits are counted for `worker`.
-pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u64, worker: usize) {
+/// invalid for any connection, are dropped. Rule hits are counted for `worker`; connection
+/// events go to `events` if given.
+pub fn conntrack<F>(
+    b: &mut Batch<F>,
+    table: &Table,
+    snap: &Snapshot,
+    now_ns: u64,
+    worker: usize,
+    events: Option<&CtEvents>,
+) {
     if !b.track {
         return;
     }
@@ -179,7 +205,8 @@ pub fn conntrack<F>(b: &mut Batch<F>, table: &Table, snap: &Snapshot, now_ns: u6
         let (Some(packet), Some(prep), L3::Ip(flow)) = (&b.ct[i], prep, &b.l3[i]) else {
             continue;
         };
-        let mut gate = FrameGate::new(snap, flow, b.network, b.in_port, to, worker);
+        let mut gate =
+            FrameGate::new(snap, flow, b.network, b.in_port, to, worker).with_events(events);
         let state = table.process_prepared(packet, prep, now_ns, &mut gate);
         b.ct_state[i] = state;
         b.peer[i] = gate.peer;

@@ -11,6 +11,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::capture::Capture;
 use crate::counters::{PortCounters, WorkerCounters, MAX_WORKERS};
+use crate::ct_events::CtEvents;
 use crate::fdb::FdbRow;
 use crate::port::{Backend, PortError, PortMode, SocketStats};
 use crate::snapshot::{NetworkId, PortId, Snapshot, SnapshotCell};
@@ -64,6 +65,7 @@ impl<B: Backend + 'static> Switch<B> {
                 ct: Arc::new(Table::new(config.conntrack)),
                 epoch: std::time::Instant::now(),
                 capture: Arc::default(),
+                events: Arc::default(),
             },
             stop: Arc::new(AtomicBool::new(false)),
         };
@@ -117,14 +119,32 @@ impl<B: Backend + 'static> Switch<B> {
         self.shared.snapshot.publish(snap)
     }
 
+    /// The snapshot the workers use now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        arc_swap::Guard::into_inner(self.shared.snapshot.load())
+    }
+
     /// The connection table.
     pub fn conntrack(&self) -> &Table {
         &self.shared.ct
     }
 
+    /// Stops every worker (each closes its ports) and hands back the connection table, which
+    /// no packet changes any more.
+    pub fn stop(self) -> Arc<Table> {
+        let table = Arc::clone(&self.shared.ct);
+        drop(self);
+        table
+    }
+
     /// The packet capture.
     pub fn capture(&self) -> &Capture {
         &self.shared.capture
+    }
+
+    /// The connection events queue.
+    pub fn ct_events(&self) -> &CtEvents {
+        &self.shared.events
     }
 
     /// Conntrack's clock: nanoseconds since the switch started.

@@ -16,6 +16,7 @@ use crate::batch::{Batch, BATCH_SIZE};
 use crate::capture::{Capture, Way};
 use crate::counters::{PortCounters, WorkerCounters};
 use crate::cross::{self, CrossQueue};
+use crate::ct_events::CtEvents;
 use crate::egress::Egress;
 use crate::fdb::{Fdb, FdbRow};
 use crate::pipeline as stage;
@@ -89,8 +90,8 @@ pub struct WorkerConfig {
     pub fdb_aging: Duration,
 }
 
-/// What every worker shares: the published snapshot, the connection table, and the time origin
-/// conntrack's nanosecond clock counts from.
+/// What every worker shares: the published snapshot, the connection table, the time origin
+/// conntrack's nanosecond clock counts from, the capture and the connection events.
 #[derive(Debug, Clone)]
 pub struct Shared {
     /// Ports and networks.
@@ -101,6 +102,8 @@ pub struct Shared {
     pub epoch: Instant,
     /// The packet capture, off unless the control thread starts one.
     pub capture: Arc<Capture>,
+    /// Connection events, off unless the control thread subscribes.
+    pub events: Arc<CtEvents>,
 }
 
 impl Shared {
@@ -302,7 +305,15 @@ impl<B: Backend> Worker<B> {
         moved += self.egress.backend.service();
         if now.duration_since(self.last_ct_expire) >= CT_EXPIRE_EVERY {
             self.last_ct_expire = now;
-            self.shared.ct.expire(now_ns, DEFAULT_EXPIRE_BUDGET);
+            match self.shared.events.active() {
+                Some(events) => {
+                    let ct = &self.shared.ct;
+                    ct.expire_with(now_ns, DEFAULT_EXPIRE_BUDGET, |e| events.push(e));
+                }
+                None => {
+                    self.shared.ct.expire(now_ns, DEFAULT_EXPIRE_BUDGET);
+                }
+            }
         }
         if now.duration_since(self.last_aging) >= AGING_SWEEP {
             self.last_aging = now;
@@ -318,7 +329,8 @@ impl<B: Backend> Worker<B> {
         stage::port_security(b, snap);
         stage::l2(b, &mut self.fdb, now, &self.counters);
         stage::arp_responder(b, &mut self.egress.backend, snap);
-        stage::conntrack(b, &self.shared.ct, snap, now_ns, self.id);
+        let events = self.shared.events.active();
+        stage::conntrack(b, &self.shared.ct, snap, now_ns, self.id, events);
         stage::rules(b, snap, self.id);
         stage::finish_checksums(b, &mut self.egress.backend);
         stage::tx(b, &mut self.egress, snap);

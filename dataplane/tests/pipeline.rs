@@ -268,3 +268,47 @@ fn ports_without_conntrack_and_non_ip_frames_are_not_tracked() {
     assert_eq!(rig.received(2).len(), 1, "ARP passes untracked");
     assert_eq!(rig.shared.ct.stats().entries, 0);
 }
+
+/// An ARP request from MAC `mac(from)`, IP 10.0.0.`from`, for 10.0.0.`target`.
+fn arp_request(from: u8, target: u8) -> Vec<u8> {
+    let mut f = frame(MacAddr::BROADCAST, mac(from), 42);
+    f[12..22].copy_from_slice(&[8, 6, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&mac(from).0);
+    f[28..32].copy_from_slice(&[10, 0, 0, from]);
+    f[32..38].fill(0);
+    f[38..42].copy_from_slice(&[10, 0, 0, target]);
+    f
+}
+
+#[test]
+fn the_arp_responder_answers_local_requests_for_remote_ips_only() {
+    // Port 1 a VM, port 2 the network's uplink; 10.0.0.9 lives behind the uplink.
+    let mut rig = Rig::new(1, Duration::from_secs(300));
+    rig.add(1, 0, 1, Some(mac(1)));
+    rig.add(2, 0, 1, None);
+    rig.arp = vec![(
+        brink_dataplane::snapshot::NetworkId(1),
+        [10, 0, 0, 9],
+        mac(9),
+        2,
+    )];
+    rig.publish();
+
+    rig.send(1, arp_request(1, 9));
+    rig.poll();
+    let replies = rig.received(1);
+    assert_eq!(replies.len(), 1, "answered to the asking port");
+    let r = &replies[0];
+    assert_eq!(&r[0..6], &mac(1).0, "to the requester");
+    assert_eq!(&r[20..22], &[0, 2], "a reply");
+    assert_eq!(&r[22..32], &[&mac(9).0[..], &[10, 0, 0, 9]].concat()[..]);
+    assert!(rig.received(2).is_empty(), "nothing crosses the tunnel");
+
+    // Another IP is flooded as usual; a request arriving from the uplink is not answered.
+    rig.send(1, arp_request(1, 8));
+    rig.send(2, arp_request(7, 9));
+    rig.poll();
+    assert_eq!(rig.received(2), vec![arp_request(1, 8)]);
+    assert_eq!(rig.received(1), vec![arp_request(7, 9)]);
+    rig.assert_pools_full();
+}

@@ -10,9 +10,10 @@ use serde_json::Value;
 
 use crate::protocol::{code, RpcError};
 use crate::types::{
-    CaptureRead, CaptureStart, CtFilter, CtPolicySet, CtPolicyShow, FdbAdd, FdbDel, NetworkAdd,
-    NetworkFilter, NetworkName, NetworkPeer, PortAdd, PortFilter, PortName, PortSet, SgAdd,
-    SgImport, SgMemberSet, SgName, SgRuleAdd, SgRuleDel, StatsFilter, TunnelSet,
+    CaptureRead, CaptureStart, CtEventsRead, CtFilter, CtPolicySet, CtPolicyShow, FdbAdd, FdbDel,
+    NetworkAdd, NetworkFilter, NetworkName, NetworkPeer, PortAdd, PortFilter, PortName, PortSet,
+    SgAdd, SgImport, SgMemberSet, SgName, SgRuleAdd, SgRuleDel, StatsFilter, TraceRequest,
+    TunnelSet,
 };
 
 /// Params of methods that take none: absent, `null` or `{}`.
@@ -107,6 +108,9 @@ calls! {
     CtPolicySet(CtPolicySet) = "ct.policy.set",
     /// A network's conntrack policy.
     CtPolicyShow(CtPolicyShow) = "ct.policy.show",
+    /// Connection events since the last read; the first read subscribes, and the
+    /// subscription ends when reads stop.
+    CtEvents(CtEventsRead) = "ct.events",
     /// Create a security group.
     SgAdd(SgAdd) = "sg.add",
     /// Delete an unused security group.
@@ -123,6 +127,8 @@ calls! {
     SgMemberSet(SgMemberSet) = "sg.member.set",
     /// Import groups as `openstack security group show -f json` prints them.
     SgImport(SgImport) = "sg.import",
+    /// One packet through the pipeline against live state, changing nothing.
+    Trace(TraceRequest) = "trace",
 }
 
 fn from_params<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
@@ -172,6 +178,6 @@ mod tests {
         let e = Call::decode("nope", Value::Null).unwrap_err();
         assert_eq!(e.code, code::METHOD_NOT_FOUND);
         assert!(e.message.contains("sg.rule.add"), "{e}");
-        assert_eq!(Call::METHODS.len(), 33);
+        assert_eq!(Call::METHODS.len(), 35);
     }
 }

@@ -28,7 +28,7 @@ pub mod code {
     pub const IN_USE: i64 = -32003;
     /// The kernel or the dataplane refused (AF_XDP attach failed, no free port id, ...).
     pub const DATAPLANE: i64 = -32004;
-    /// The change is in force but could not be saved to the state file.
+    /// The change could not be saved to the state file, so it was not made.
     pub const NOT_SAVED: i64 = -32005;
 }
 

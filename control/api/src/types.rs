@@ -841,3 +841,81 @@ pub struct CaptureChunk {
     /// Frames lost since the capture started because the reader was too slow.
     pub lost: u64,
 }
+
+/// Params of `trace`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceRequest {
+    /// The port the packet arrives on.
+    pub port: String,
+    /// The packet: `PROTO,key=value,...` (PROTO `tcp`, `udp`, `icmp` or `icmpv6`; keys `src`,
+    /// `dst`, `sport`, `dport`, `flags`, `seq`, `ack`, `win`, `len`, `id`, `type`, `smac`,
+    /// `dmac`) or an Ethernet frame in hex.
+    pub packet: String,
+}
+
+/// One stage's decision in a trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStage {
+    /// `parse`, `port_security`, `l2`, `conntrack`, `rules` or `tx`.
+    pub stage: String,
+    /// What it found and decided.
+    pub detail: String,
+}
+
+/// Result of `trace`: one packet through the pipeline against live state, with nothing
+/// changed and nothing sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceResult {
+    /// The frame traced, in hex.
+    pub frame: String,
+    /// Each stage's decision, in order, up to the one that dropped it.
+    pub stages: Vec<TraceStage>,
+    /// The tracked connection the packet belongs to, as it is (unchanged by the trace).
+    pub connection: Option<CtEntry>,
+    /// The ports it would leave on (empty if dropped).
+    pub out: Vec<String>,
+    /// Why it would be dropped, if it would.
+    pub drop: Option<String>,
+}
+
+/// Params of `ct.events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtEventsRead {
+    /// Most events to return (default and cap 1000).
+    #[serde(default)]
+    pub max: Option<usize>,
+}
+
+/// One connection event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtEvent {
+    /// `new`, `established`, `closed` or `expired`.
+    pub event: String,
+    /// When, in nanoseconds since the Unix epoch.
+    pub unix_ns: u64,
+    /// Network (zone).
+    pub network: String,
+    /// Protocol name or number.
+    pub proto: String,
+    /// Source of the original direction.
+    pub src: String,
+    /// Source port (ICMP: echo id).
+    pub sport: u16,
+    /// Destination of the original direction.
+    pub dst: String,
+    /// Destination port (ICMP: echo id).
+    pub dport: u16,
+    /// TCP state after the event, for TCP.
+    pub tcp_state: Option<String>,
+}
+
+/// Result of `ct.events`: the events since the last read (the first read subscribes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtEvents {
+    /// Events, oldest first.
+    pub events: Vec<CtEvent>,
+    /// Events lost because the reader was too slow, since brinkd started.
+    pub lost: u64,
+}

@@ -3,16 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use brink_api::protocol::{code, RpcError};
 use brink_api::types::{
-    CtEntry, CtFilter, CtFlushed, CtPolicy, CtPolicySet, CtPolicyShow, CtStats, CtZone,
+    CtEntry, CtEvent, CtEvents, CtEventsRead, CtFilter, CtFlushed, CtPolicy, CtPolicySet,
+    CtPolicyShow, CtStats, CtZone,
 };
 use brink_conntrack::table::StateFilter;
 use brink_conntrack::{Addr, ConnInfo, Filter, InvalidReason, TcpState, Timeouts, ZonePolicy};
 use brink_dataplane::snapshot::NetworkId;
 
 use super::Service;
+use crate::clock;
 use crate::host::Host;
 use crate::model::Model;
 use crate::protocols::{self, proto_name};
@@ -64,9 +67,62 @@ impl<H: Host> Service<H> {
         }
     }
 
+    /// The connection events since the last read; the first read subscribes.
+    pub(super) fn ct_events(&mut self, p: &CtEventsRead) -> CtEvents {
+        let queue = self.switch.ct_events();
+        if self.events_read.is_none() {
+            queue.set(true);
+            tracing::info!("connection events subscribed");
+        }
+        self.events_read = Some(Instant::now());
+        let unix_at_zero = clock::unix_at_zero(self.switch.now_ns());
+        let max = p.max.unwrap_or(MAX_EVENTS).min(MAX_EVENTS);
+        let events = queue
+            .take(max)
+            .iter()
+            .map(|e| {
+                let t = &e.original;
+                CtEvent {
+                    event: e.kind.name().into(),
+                    unix_ns: unix_at_zero + e.at,
+                    network: network_name(&self.model, t.zone),
+                    proto: proto_name(t.proto),
+                    src: t.src.ip().to_string(),
+                    sport: t.sport,
+                    dst: t.dst.ip().to_string(),
+                    dport: t.dport,
+                    tcp_state: e.tcp_state.map(|s| s.name().to_string()),
+                }
+            })
+            .collect();
+        CtEvents {
+            events,
+            lost: queue.lost(),
+        }
+    }
+
+    /// Ends the event subscription if nobody read it for [`EVENTS_IDLE`], so that a reader
+    /// that went away leaves the workers building no events.
+    pub fn end_idle_subscriptions(&mut self, now: Instant) {
+        if self
+            .events_read
+            .is_some_and(|t| now.saturating_duration_since(t) > EVENTS_IDLE)
+        {
+            self.events_read = None;
+            self.switch.ct_events().set(false);
+            tracing::info!("connection events unsubscribed: no reader");
+        }
+    }
+
     pub(super) fn ct_policy_set(&mut self, p: &CtPolicySet) -> Result<CtPolicy, RpcError> {
+        let zone = self.model.network_id(&p.network)?.0;
+        let was = self.switch.conntrack().policy(zone);
         let policy = self.ct_policy_apply(p)?;
-        self.save()?;
+        // The table holds the policy that is saved: a failed save puts the old one back.
+        if let Err(e) = self.save() {
+            self.switch.conntrack().set_policy(zone, Some(was));
+            return Err(e);
+        }
         Ok(view(&p.network, &policy))
     }
 
@@ -92,6 +148,11 @@ fn network_name(model: &Model, zone: u16) -> String {
         .network_name(NetworkId(zone))
         .map_or_else(|| format!("zone {zone}"), str::to_string)
 }
+
+/// Most events one `ct.events` returns.
+const MAX_EVENTS: usize = 1000;
+/// How long a subscription to events lasts without a read.
+pub const EVENTS_IDLE: Duration = Duration::from_secs(5);
 
 /// Connections `ct.show` returns unless asked for another limit.
 const DEFAULT_SHOW_LIMIT: usize = 1000;
@@ -164,7 +225,8 @@ fn secs(ns: u64) -> f64 {
 }
 
 /// A connection for `ct.show`, with times relative to `now`.
-fn entry(model: &Model, c: &ConnInfo, now: u64) -> CtEntry {
+/// A connection as `ct.show` reports it, at conntrack time `now`.
+pub(super) fn entry(model: &Model, c: &ConnInfo, now: u64) -> CtEntry {
     let t = &c.original;
     CtEntry {
         network: network_name(model, t.zone),

@@ -1,14 +1,17 @@
-//! The API service: each [`Call`] is validated against the model, applied to the dataplane,
-//! published as a new snapshot and saved. A refused request changes nothing; a request whose
-//! change cannot be saved fails. One handler module per noun of the API.
+//! The API service: each [`Call`] is validated against the model, saved, applied to the
+//! dataplane and published as a new snapshot. A refused request changes nothing, and neither
+//! does a request whose change cannot be saved: it fails, and the model goes back to what was
+//! saved last. One handler module per noun of the API.
 
 mod capture;
 mod ct;
 mod fdb;
 mod network;
 mod port;
+mod restart;
 mod sg;
 mod stats;
+mod trace;
 mod tunnel;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +36,7 @@ use crate::sg::SgError;
 use crate::store::Store;
 
 pub use port::RETRY_INTERVAL;
+pub use restart::Carried;
 
 impl From<SgError> for RpcError {
     fn from(e: SgError) -> Self {
@@ -118,6 +122,8 @@ struct Running {
 /// save.
 pub struct Service<H: Host> {
     model: Model,
+    /// The model as last saved (or restored), which a failed save goes back to.
+    saved: Model,
     switch: Switch<H::Backend>,
     host: H,
     running: HashMap<String, Running>,
@@ -127,6 +133,8 @@ pub struct Service<H: Host> {
     ct_max: u64,
     store: Option<Store>,
     generation: u64,
+    /// When connection events were last read (`None`: nobody is subscribed).
+    events_read: Option<std::time::Instant>,
 }
 
 impl<H: Host> Service<H> {
@@ -135,6 +143,7 @@ impl<H: Host> Service<H> {
     pub fn new(switch: Switch<H::Backend>, host: H, ct_max: u64, store: Option<Store>) -> Self {
         Service {
             model: Model::default(),
+            saved: Model::default(),
             switch,
             host,
             running: HashMap::new(),
@@ -142,6 +151,7 @@ impl<H: Host> Service<H> {
             ct_max,
             store,
             generation: 0,
+            events_read: None,
         }
     }
 
@@ -186,6 +196,7 @@ impl<H: Host> Service<H> {
         }
         self.restore_uplinks()
             .map_err(|e| refused("uplink", "", e.message))?;
+        self.saved = self.model.clone();
         self.publish();
         Ok(())
     }
@@ -228,6 +239,7 @@ impl<H: Host> Service<H> {
             Call::CtStats(NoParams {}) => reply(&self.ct_stats()),
             Call::CtPolicySet(p) => reply(&self.ct_policy_set(&p)?),
             Call::CtPolicyShow(p) => reply(&self.ct_policy_show(&p)?),
+            Call::CtEvents(p) => reply(&self.ct_events(&p)),
             Call::SgAdd(p) => reply(&self.sg_add(&p)?),
             Call::SgDel(p) => reply(&self.sg_del(&p)?),
             Call::SgList(NoParams {}) => reply(&self.sg_list()),
@@ -236,15 +248,16 @@ impl<H: Host> Service<H> {
             Call::SgRuleDel(p) => reply(&self.sg_rule_del(&p)?),
             Call::SgMemberSet(p) => reply(&self.sg_member_set(&p)?),
             Call::SgImport(p) => reply(&self.sg_import(&p)?),
+            Call::Trace(p) => reply(&self.trace(&p)?),
         }
     }
 
-    /// Publishes the model to the dataplane and saves it; returns what rechecking the
-    /// connections admitted under the old rules found.
+    /// Saves the model and publishes it to the dataplane; returns what rechecking the
+    /// connections admitted under the old rules found. If the save fails, nothing is published
+    /// and the model goes back to what was saved last.
     fn commit(&mut self) -> Result<Recheck, RpcError> {
-        let recheck = self.publish();
         self.save()?;
-        Ok(recheck)
+        Ok(self.publish())
     }
 
     /// Publishes the model as a new snapshot, then sweeps the connection table: connections
@@ -267,10 +280,12 @@ impl<H: Host> Service<H> {
         }
     }
 
-    /// Saves the whole configuration. A failure fails the request that made the change: it
-    /// is in force, but a restart would lose it (the next successful save writes it).
-    fn save(&self) -> Result<(), RpcError> {
+    /// Saves the whole configuration. A failure fails the request that made the change, and
+    /// the model goes back to what was saved last; a handler undoes what it did to the
+    /// dataplane before the save itself.
+    fn save(&mut self) -> Result<(), RpcError> {
         let Some(store) = &self.store else {
+            self.saved = self.model.clone();
             return Ok(());
         };
         // The table holds the policies; networks still on the defaults need no entry.
@@ -284,13 +299,20 @@ impl<H: Host> Service<H> {
                 (policy != ZonePolicy::default()).then(|| ct::as_request(&n.name, &policy))
             })
             .collect();
-        store.save(&self.model.state(policies)).map_err(|e| {
-            tracing::error!(error = %e, "could not save state");
-            RpcError::new(
-                code::NOT_SAVED,
-                format!("the change is in force but not saved, so a restart would lose it: {e}"),
-            )
-        })
+        match store.save(&self.model.state(policies)) {
+            Ok(()) => {
+                self.saved = self.model.clone();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not save state; the change is undone");
+                self.model = self.saved.clone();
+                Err(RpcError::new(
+                    code::NOT_SAVED,
+                    format!("the change is not made: it could not be saved: {e}"),
+                ))
+            }
+        }
     }
 }
 

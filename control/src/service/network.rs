@@ -43,6 +43,8 @@ impl<H: Host> Service<H> {
         self.model.check_network_unused(&p.name)?;
         self.detach_uplink(&p.name)?;
         self.model.del_network(&p.name)?;
+        self.refilter()?;
+        self.commit()?;
         // A later network may get the same zone: it starts clean.
         let ct = self.switch.conntrack();
         ct.set_policy(zone, None);
@@ -50,8 +52,6 @@ impl<H: Host> Service<H> {
             zone: Some(zone),
             ..Filter::default()
         });
-        self.refilter()?;
-        self.commit()?;
         Ok(())
     }
 }

@@ -24,9 +24,15 @@ impl<H: Host> Service<H> {
         let record = self.check_port(&spec)?;
         self.bring_up(&record, false)?;
         let name = record.spec.name.clone();
-        self.model.insert_port(record);
+        self.model.insert_port(record.clone());
+        // Not yet published, so no worker polls it: closing it undoes everything.
+        if let Err(e) = self.save() {
+            if let Err(closing) = self.tear_down(&record) {
+                tracing::warn!(port = %name, error = %closing.message, "could not close the unsaved port");
+            }
+            return Err(e);
+        }
         self.publish();
-        self.save()?;
         self.port_info(&name)
     }
 
@@ -92,9 +98,19 @@ impl<H: Host> Service<H> {
     /// Removes port `name` (any kind), closing its sockets.
     pub(super) fn remove_port(&mut self, name: &str) -> Result<(), RpcError> {
         let record = self.model.remove_port(name)?;
+        self.save()?;
         self.down.remove(name);
         // Workers stop forwarding to the port before its socket closes.
         self.publish();
+        let closed = self.tear_down(&record);
+        tracing::info!(port = %name, "port removed");
+        closed
+    }
+
+    /// Closes a port that no published snapshot lists (any more) on every worker that opened
+    /// it, and deletes its tap if brink made one.
+    fn tear_down(&mut self, record: &PortRecord) -> Result<(), RpcError> {
+        let name = &record.spec.name;
         let workers = self.running.remove(name).map_or(vec![], |r| r.workers);
         let closed = workers
             .iter()
@@ -105,8 +121,6 @@ impl<H: Host> Service<H> {
                 tracing::warn!(port = %name, error = %e, "could not delete tap");
             }
         }
-        self.save()?;
-        tracing::info!(port = %name, "port removed");
         closed
     }
 

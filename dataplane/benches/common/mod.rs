@@ -210,6 +210,7 @@ pub fn worker(flows: usize, setup: Setup, traffic: Traffic) -> Rig {
         ct: Arc::clone(&ct),
         epoch: std::time::Instant::now(),
         capture: Arc::default(),
+        events: Arc::default(),
     };
     let pool = 2 * flows as u32 + 4096;
     let config = WorkerConfig {

@@ -45,6 +45,8 @@ pub struct Rig {
     pub now: Instant,
     /// Network MTUs other than the default, published with the ports.
     pub mtus: Vec<(NetworkId, u16)>,
+    /// ARP responder answers `(network, ip, mac, uplink)`, published with the ports.
+    pub arp: Vec<(NetworkId, [u8; 4], MacAddr, PortId)>,
 }
 
 impl Rig {
@@ -58,6 +60,7 @@ impl Rig {
             })),
             epoch: now,
             capture: Arc::default(),
+            events: Arc::default(),
         };
         let mut rig = Rig {
             workers: vec![],
@@ -67,6 +70,7 @@ impl Rig {
             ports: vec![],
             generation: 0,
             mtus: Vec::new(),
+            arp: Vec::new(),
             now,
         };
         let config = WorkerConfig {
@@ -149,9 +153,11 @@ impl Rig {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().map(|p| (i as PortId, p.entry.clone())));
-        self.shared
-            .snapshot
-            .publish(Snapshot::new(self.generation, entries).with_mtus(self.mtus.clone()));
+        self.shared.snapshot.publish(
+            Snapshot::new(self.generation, entries)
+                .with_mtus(self.mtus.clone())
+                .with_arp_answers(self.arp.clone()),
+        );
     }
 
     pub fn port(&self, id: PortId) -> &Port {

@@ -1,12 +1,18 @@
 //! `brinkctl ct ...`: connection tracking.
 
+use std::io::Write;
+use std::time::{Duration, Instant};
+
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::{decode, pairs_text, table};
 use crate::call::{Call, NoParams};
-use crate::client::ClientError;
-use crate::types::{CtEntry, CtFilter, CtFlushed, CtPolicy, CtPolicySet, CtPolicyShow, CtStats};
+use crate::client::{Client, ClientError};
+use crate::types::{
+    CtEntry, CtEvents, CtEventsRead, CtFilter, CtFlushed, CtPolicy, CtPolicySet, CtPolicyShow,
+    CtStats,
+};
 
 /// `ct` subcommands.
 #[derive(Debug, Subcommand)]
@@ -20,6 +26,57 @@ pub enum CtCmd {
     /// A network's timeouts, connection limit and mid-stream pickup.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Stream connection events (new, established, closed, expired) as JSON lines.
+    Events(EventsArgs),
+}
+
+/// `ct events` arguments.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Stop after this many events (default: never).
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Stop after this many seconds (default: never).
+    #[arg(long)]
+    pub seconds: Option<u64>,
+}
+
+/// How often `ct events` reads (brinkd ends a subscription not read for 5 s).
+const READ_EVERY: Duration = Duration::from_millis(100);
+
+/// Streams events to stdout, one JSON object a line, until `a` says stop; a growing count of
+/// lost events goes to stderr.
+pub fn events(client: &mut Client, a: &EventsArgs) -> Result<String, ClientError> {
+    let deadline = a.seconds.map(|s| Instant::now() + Duration::from_secs(s));
+    let mut left = a.count.unwrap_or(usize::MAX);
+    let mut lost = None;
+    let mut out = std::io::stdout().lock();
+    while left > 0 && deadline.is_none_or(|d| Instant::now() < d) {
+        let max = left.min(1000);
+        let read: CtEvents =
+            decode(client.call(&Call::CtEvents(CtEventsRead { max: Some(max) }))?)?;
+        // Events lost before this subscription are not this reader's.
+        let before = *lost.get_or_insert(read.lost);
+        if read.lost > before {
+            eprintln!(
+                "brinkctl: {} events lost (reading too slowly)",
+                read.lost - before
+            );
+            lost = Some(read.lost);
+        }
+        for e in read.events.iter().take(left) {
+            let line =
+                serde_json::to_string(e).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            writeln!(out, "{line}").map_err(|e| ClientError::Protocol(e.to_string()))?;
+        }
+        out.flush()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        left -= read.events.len().min(left);
+        if read.events.is_empty() {
+            std::thread::sleep(READ_EVERY);
+        }
+    }
+    Ok(String::new())
 }
 
 /// Filters of `ct show` and `ct flush`.
@@ -80,6 +137,8 @@ pub fn call(cmd: &CtCmd) -> Result<Call, ClientError> {
         CtCmd::Show(f) => Call::CtShow(filter(f)),
         CtCmd::Flush(f) => Call::CtFlush(filter(f)),
         CtCmd::Stats => Call::CtStats(NoParams {}),
+        // One read; `events` streams.
+        CtCmd::Events(_) => Call::CtEvents(CtEventsRead::default()),
         CtCmd::Policy(PolicyCmd::Show { network }) => Call::CtPolicyShow(CtPolicyShow {
             network: network.clone(),
         }),
@@ -135,6 +194,14 @@ pub fn render(cmd: &CtCmd, result: Value) -> Result<String, ClientError> {
         }
         CtCmd::Stats => stats_text(&decode(result)?),
         CtCmd::Policy(_) => policy_text(&decode(result)?),
+        CtCmd::Events(_) => {
+            let read: CtEvents = decode(result)?;
+            let lines: Result<Vec<String>, _> =
+                read.events.iter().map(serde_json::to_string).collect();
+            lines
+                .map_err(|e| ClientError::Protocol(e.to_string()))?
+                .join("\n")
+        }
     })
 }
 

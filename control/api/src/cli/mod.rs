@@ -22,15 +22,17 @@ mod network;
 mod port;
 mod sg;
 mod stats;
+mod trace;
 mod tunnel;
 
 pub use capture::CaptureArgs;
-pub use ct::{CtCmd, CtFilterArgs, PolicyCmd};
+pub use ct::{CtCmd, CtFilterArgs, EventsArgs, PolicyCmd};
 pub use fdb::FdbCmd;
 pub use network::{NetworkCmd, PeerCmd};
 pub use port::{KindArg, ModeArg, PortAddArgs, PortCmd, PortSetArgs, SecurityArgs};
 pub use sg::{MemberCmd, RuleAddArgs, RuleCmd, SgCmd};
 pub use stats::StatsArgs;
+pub use trace::TraceArgs;
 pub use tunnel::TunnelCmd;
 
 /// Control a running brinkd.
@@ -75,6 +77,9 @@ pub enum Command {
     /// Security groups and their rules.
     #[command(subcommand)]
     Sg(SgCmd),
+    /// Run one packet through the pipeline against live state, without sending it or
+    /// changing anything, and show each stage's decision.
+    Trace(TraceArgs),
 }
 
 /// Runs `brinkctl` with the process arguments.
@@ -103,6 +108,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
     let call = match &cli.command {
         // Several calls, and a file rather than a result to print.
         Command::Capture(a) => return capture::run(&mut Client::connect(&cli.socket)?, a),
+        Command::Ct(CtCmd::Events(a)) => return ct::events(&mut Client::connect(&cli.socket)?, a),
         Command::Network(cmd) => network::call(cmd),
         Command::Port(cmd) => port::call(cmd),
         Command::Tunnel(cmd) => tunnel::call(cmd),
@@ -111,6 +117,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
         Command::Metrics => Call::Metrics(NoParams {}),
         Command::Ct(cmd) => ct::call(cmd)?,
         Command::Sg(cmd) => sg::call(cmd)?,
+        Command::Trace(a) => trace::call(a),
     };
     let result = Client::connect(&cli.socket)?.call(&call)?;
     if cli.json {
@@ -127,6 +134,7 @@ pub fn run(cli: &Cli) -> Result<String, ClientError> {
         Command::Capture(_) => Ok(result.to_string()),
         Command::Ct(cmd) => ct::render(cmd, result),
         Command::Sg(cmd) => sg::render(cmd, result),
+        Command::Trace(_) => trace::render(result),
     }
 }
 
