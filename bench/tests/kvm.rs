@@ -5,7 +5,9 @@
 //! one (`ip tuntap add ... vnet_hdr`) and added as a plain interface. Needs root and `/dev/kvm`
 //! (without it the test prints why and passes); where `/dev/kvm` is PVM, which cannot run a stock
 //! kernel, the guests run under QEMU's TCG (`guest::Accel::detect`). `scripts/deps` installs
-//! QEMU, busybox and xz. docs/TESTING.md describes the test and what it found.
+//! QEMU, busybox and xz. A second test attaches two guests to vhost-user ports instead, with
+//! their offloads, a namespace on an AF_XDP port beside them, and a brinkd restart under them.
+//! docs/TESTING.md describes the tests and what they found.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -198,23 +198,7 @@ fn a_sigterm_restart_keeps_a_live_tcp_transfer_going_byte_for_byte() {
     let (src, dst) = (dir.join("tcp.src"), dir.join("tcp.dst"));
     let data = payload(6 << 20);
     std::fs::write(&src, &data).unwrap();
-    let listener = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &receiver.netns,
-            "timeout",
-            "60",
-            "socat",
-            "-u",
-        ])
-        .arg("TCP-LISTEN:5001,reuseaddr")
-        .arg(format!("OPEN:{},creat,trunc", dst.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(receiver, 5001);
+    let listener = receive_tcp(receiver, &dst);
     // 6 MiB in 64 KiB pieces, 50 ms apart: about 5 s, across the restart.
     let paced = format!(
         "import socket, time\n\

@@ -95,12 +95,19 @@ impl Index {
         }
     }
 
+    /// The buckets a probe for `hash` visits, in order: its home bucket, then each next one,
+    /// once round the index at most.
+    #[inline]
+    fn probe(&self, hash: u64) -> impl Iterator<Item = usize> {
+        let (home, mask) = (self.home(hash), self.mask);
+        (0..self.buckets.len()).map(move |i| (home + i) & mask)
+    }
+
     /// The position stored for `hash` that `is` accepts (the caller compares the keys).
     #[inline]
     pub fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = tag(hash);
-        let mut at = self.home(hash);
-        for _ in 0..self.buckets.len() {
+        for at in self.probe(hash) {
             let b = &self.buckets[at];
             for w in 0..WAYS {
                 if b.tags[w] == tag && is(b.slots[w]) {
@@ -110,7 +117,6 @@ impl Index {
             if b.overflow == 0 {
                 return None;
             }
-            at = (at + 1) & self.mask;
         }
         None
     }
@@ -119,17 +125,14 @@ impl Index {
     /// holds no more than the index's capacity never sees.
     pub fn insert(&mut self, hash: u64, pos: u32) -> bool {
         let tag = tag(hash);
-        let home = self.home(hash);
-        let mut at = home;
-        for step in 0..self.buckets.len() {
+        for (step, at) in self.probe(hash).enumerate() {
             let b = &mut self.buckets[at];
             if let Some(w) = b.tags.iter().position(|&t| t == EMPTY) {
                 b.tags[w] = tag;
                 b.slots[w] = pos;
-                self.count_passed(home, step, true);
+                self.count_passed(hash, step, true);
                 return true;
             }
-            at = (at + 1) & self.mask;
         }
         false
     }
@@ -137,28 +140,25 @@ impl Index {
     /// Removes `pos`, stored for `hash`. Returns whether it was there.
     pub fn remove(&mut self, hash: u64, pos: u32) -> bool {
         let tag = tag(hash);
-        let home = self.home(hash);
-        let mut at = home;
-        for step in 0..self.buckets.len() {
+        for (step, at) in self.probe(hash).enumerate() {
             let b = &mut self.buckets[at];
             if let Some(w) = (0..WAYS).find(|&w| b.tags[w] == tag && b.slots[w] == pos) {
                 b.tags[w] = EMPTY;
-                self.count_passed(home, step, false);
+                self.count_passed(hash, step, false);
                 return true;
             }
             if b.overflow == 0 {
                 return false;
             }
-            at = (at + 1) & self.mask;
         }
         false
     }
 
-    /// Adds one to (or takes one from) the overflow count of the `steps` buckets from `home`
-    /// that a key stored `steps` buckets on passed through.
-    fn count_passed(&mut self, home: usize, steps: usize, add: bool) {
-        for i in 0..steps {
-            let b = &mut self.buckets[(home + i) & self.mask];
+    /// Adds one to (or takes one from) the overflow count of the first `steps` buckets of
+    /// `hash`'s probe, which a key stored `steps` buckets on passed through.
+    fn count_passed(&mut self, hash: u64, steps: usize, add: bool) {
+        for at in self.probe(hash).take(steps) {
+            let b = &mut self.buckets[at];
             b.overflow = if add {
                 b.overflow.saturating_add(1)
             } else {

@@ -1,5 +1,6 @@
 //! Connection table behaviour under virtual time: states, expiry, capacity, zones, filters,
-//! a reference-model property test and a multi-threaded stress test.
+//! export and import across a restart, peeks, events, a reference-model property test and a
+//! multi-threaded stress test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -872,4 +873,126 @@ fn events_follow_a_connection_from_new_to_expired() {
     t.process_gated(&u, 400 * SEC, &mut rec);
     assert_eq!(rec.0[5..], [(New, None), (Expired, None), (New, None)]);
     assert!(!Open.wants_events(), "plain tracking builds no events");
+}
+
+/// A table of one shard holding `max` connections, for exact capacity.
+fn one_shard(max: usize) -> Table {
+    Table::new(Config {
+        max_connections: max,
+        shards: 1,
+    })
+}
+
+/// An established connection from `sport` at time `now`, with 100 bytes sent by the client.
+fn established(t: &Table, sport: u16, now: u64) {
+    let c = Tuple { sport, ..client() };
+    t.process(&tcp(c, SYN, 1000, 0, 0), now);
+    t.process(&tcp(c.reversed(), SYN | ACK, 5000, 1001, 0), now);
+    t.process(&tcp(c, ACK, 1001, 5001, 0), now);
+    t.process(&tcp(c, ACK | PSH, 1001, 5001, 100), now);
+}
+
+fn saved(t: &Table, now: u64) -> Vec<Saved> {
+    let mut out = Vec::new();
+    t.export(now, |s| out.push(*s));
+    out
+}
+
+#[test]
+fn an_exported_connection_goes_on_in_the_importing_table_mid_stream() {
+    let old = one_shard(16);
+    established(&old, 40000, 100 * SEC);
+    let all = saved(&old, 103 * SEC);
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].age, all[0].idle), (3 * SEC, 3 * SEC));
+
+    // The new process's clock starts again; pickup is off, so only the imported entry lets a
+    // mid-stream segment through.
+    let new = one_shard(16);
+    let c = client();
+    let next = tcp(c, ACK | PSH, 1101, 5001, 100);
+    assert!(new.process(&next, 5 * SEC).contains(CtState::INVALID));
+    new.import(&all[0], 5 * SEC).unwrap();
+    let info = &new.dump(&Filter::default(), 1)[0];
+    assert_eq!(info.tcp_state, Some(TcpState::Established));
+    assert_eq!((info.packets, info.bytes), ([3, 1], [220, 40]));
+    assert_eq!((info.created, info.last_seen), (2 * SEC, 2 * SEC));
+    let est = CtState::TRACKED | CtState::ESTABLISHED;
+    assert_eq!(new.process(&next, 6 * SEC), est);
+    // Its windows came along: a segment far outside them is still refused.
+    let wild = tcp(c, ACK, 900_000_000, 5001, 100);
+    assert!(new.process(&wild, 6 * SEC).contains(CtState::INVALID));
+    assert_eq!(new.stats().inserts, 0, "an import is not an insert");
+}
+
+#[test]
+fn expired_duplicate_and_overflowing_connections_are_not_imported() {
+    let old = one_shard(16);
+    for sport in [1, 2, 3] {
+        established(&old, sport, 0);
+    }
+    let all = saved(&old, 10 * SEC);
+    assert_eq!(all.len(), 3);
+
+    let new = one_shard(2);
+    new.import(&all[0], 0).unwrap();
+    assert_eq!(new.import(&all[0], 0), Err(NotImported::Exists));
+    new.import(&all[1], 0).unwrap();
+    assert_eq!(new.import(&all[2], 0), Err(NotImported::Full));
+
+    // Idle past its timeout (a short ESTABLISHED timeout in the new table's zone).
+    let short = one_shard(16);
+    let mut policy = ZonePolicy::default();
+    policy.timeouts.tcp_established = 10;
+    short.set_policy(1, Some(policy));
+    assert_eq!(short.import(&all[0], 0), Err(NotImported::Expired));
+    assert_eq!(short.stats().entries, 0);
+}
+
+#[test]
+fn a_zone_limit_holds_for_imports_and_counts_them() {
+    let old = one_shard(16);
+    for sport in [1, 2, 3] {
+        established(&old, sport, 0);
+    }
+    let all = saved(&old, 0);
+    let new = one_shard(16);
+    let policy = ZonePolicy {
+        limit: Some(2),
+        ..ZonePolicy::default()
+    };
+    new.set_policy(1, Some(policy));
+    new.import(&all[0], 0).unwrap();
+    new.import(&all[1], 0).unwrap();
+    assert_eq!(new.import(&all[2], 0), Err(NotImported::Full));
+    // The imported two count against the limit for new connections too.
+    let syn = tcp(
+        Tuple {
+            sport: 9,
+            ..client()
+        },
+        SYN,
+        1,
+        0,
+        0,
+    );
+    assert!(new.process(&syn, 0).contains(CtState::INVALID));
+}
+
+#[test]
+fn timed_out_connections_are_not_exported() {
+    let old = one_shard(16);
+    established(&old, 1, 0);
+    let udp = Packet {
+        tuple: Tuple {
+            proto: proto::UDP,
+            sport: 2,
+            ..client()
+        },
+        l4: L4::Udp,
+        len: 60,
+    };
+    old.process(&udp, 0);
+    // Unreplied UDP lives 30 s; the TCP connection a day.
+    assert_eq!(saved(&old, 31 * SEC).len(), 1);
 }

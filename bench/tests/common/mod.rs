@@ -131,13 +131,9 @@ pub fn wait_child(mut child: Child, limit: Duration) -> bool {
     }
 }
 
-/// Sends `data` over TCP from `from` to `to` port 5001 through the switch; returns what arrived.
-pub fn tcp_transfer(topo: &Topology, from: &Vm, to: &Vm, data: &[u8]) -> Vec<u8> {
-    let dir = topo.scratch();
-    std::fs::create_dir_all(&dir).unwrap();
-    let (src, dst): (PathBuf, PathBuf) = (dir.join("tcp.src"), dir.join("tcp.dst"));
-    std::fs::write(&src, data).unwrap();
-    let _ = std::fs::remove_file(&dst);
+/// Listens on `to`'s TCP port 5001 (for at most 60 s) and writes what one connection sends into
+/// `dst`; returns once it listens.
+pub fn receive_tcp(to: &Vm, dst: &std::path::Path) -> Child {
     let listener = Command::new("ip")
         .args(["netns", "exec", &to.netns, "timeout", "60", "socat", "-u"])
         .arg("TCP-LISTEN:5001,reuseaddr")
@@ -147,6 +143,17 @@ pub fn tcp_transfer(topo: &Topology, from: &Vm, to: &Vm, data: &[u8]) -> Vec<u8>
         .spawn()
         .unwrap();
     wait_listening(to, 5001);
+    listener
+}
+
+/// Sends `data` over TCP from `from` to `to` port 5001 through the switch; returns what arrived.
+pub fn tcp_transfer(topo: &Topology, from: &Vm, to: &Vm, data: &[u8]) -> Vec<u8> {
+    let dir = topo.scratch();
+    std::fs::create_dir_all(&dir).unwrap();
+    let (src, dst): (PathBuf, PathBuf) = (dir.join("tcp.src"), dir.join("tcp.dst"));
+    std::fs::write(&src, data).unwrap();
+    let _ = std::fs::remove_file(&dst);
+    let listener = receive_tcp(to, &dst);
     let sent = from
         .exec(
             "timeout",
