@@ -10,6 +10,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
+use brink_dataplane::batch::BATCH_SIZE;
+use brink_dataplane::port::memory::{MemBackend, MemFrame};
+use brink_dataplane::port::Backend;
+use brink_dataplane::trunk::{self, Demux, Trunks, VlanPort};
+
 struct Counting;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
@@ -45,6 +50,49 @@ fn forwarding_does_not_allocate() {
             forward_without_allocating(setup, traffic);
         }
     }
+    // In the same test: the counter is global, and tests run in parallel.
+    trunk_split_without_allocating();
+}
+
+/// A VLAN trunk's batch split by tag and the frames tagged again, over and over: the demux's
+/// arrays are fixed, and tagging moves bytes in the frame's own buffer.
+fn trunk_split_without_allocating() {
+    const TRUNK: u16 = 9;
+    let mut backend = MemBackend::new(64);
+    let mut trunks = Trunks::default();
+    for (port, vid) in [(1, 100), (2, 200)] {
+        trunks.add(port, VlanPort { trunk: TRUNK, vid });
+    }
+    let mut demux = Demux::default();
+    for (i, f) in demux.frames.iter_mut().enumerate() {
+        let mut bytes = vec![0xab; 64];
+        bytes[12..16].copy_from_slice(&[0x81, 0, 0, if i % 3 == 0 { 100 } else { 200 }]);
+        *f = backend.alloc_copy(&bytes).unwrap();
+    }
+    let mut group = [MemFrame::default(); BATCH_SIZE];
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    ARMED.store(true, Ordering::Relaxed);
+    for _ in 0..1000 {
+        let aside = demux
+            .split(&mut backend, &trunks, TRUNK, BATCH_SIZE, |_| true)
+            .len();
+        assert_eq!(aside, 0);
+        let mut back = 0;
+        while let Some((port, n)) = demux.next_group(&mut group) {
+            for f in &mut group[..n] {
+                assert!(trunk::tag(&mut backend, f, port * 100));
+                demux.frames[back] = *f;
+                back += 1;
+            }
+        }
+        assert_eq!(back, BATCH_SIZE);
+    }
+    ARMED.store(false, Ordering::Relaxed);
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        0,
+        "splitting a trunk's batch allocated"
+    );
 }
 
 fn forward_without_allocating(setup: common::Setup, traffic: common::Traffic) {
