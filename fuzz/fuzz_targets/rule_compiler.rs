@@ -39,7 +39,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             let remote = Addr::from(IpAddr::V4(Ipv4Addr::new(10, 0, b % 8, b)));
             let (proto, port) = (b, u16::from(b) << 8 | i as u16);
             if let Some(hit) = set.lookup(proto, port, remote) {
-                assert!(accepted.contains(&hit.id), "rule {} was not accepted", hit.id);
+                assert!(
+                    accepted.contains(&hit.id),
+                    "rule {} was not accepted",
+                    hit.id
+                );
             }
         }
     }
