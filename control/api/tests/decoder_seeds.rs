@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../fuzz/check.rs"]
+#[path = "../../../fuzz/check.rs"]
 mod check;
 
 #[test]
 fn every_seed_keeps_the_decoder_contract() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/api_decoder");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/api_decoder");
     let mut seeds = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         check::decoder_contract(&std::fs::read(entry.unwrap().path()).unwrap());
