@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use brink_api::types::{CtPolicySet, NetworkInfo, PortAdd, PortKind, PortSet, Segment, SgRecord};
+use brink_api::types::{
+    CtPolicySet, ExternalIds, NetworkInfo, PortAdd, PortKind, PortSet, Segment, SgRecord,
+};
 use brink_conntrack::Addr;
 use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, PortId, Snapshot, DEFAULT_MTU, MAX_PORTS};
@@ -132,6 +134,9 @@ pub struct State {
     /// MTUs of the networks that do not use the default.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub network_mtus: BTreeMap<String, u16>,
+    /// External ids of the networks that have any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_external_ids: BTreeMap<String, ExternalIds>,
     /// Port requests.
     pub ports: Vec<PortAdd>,
     /// Conntrack policies of networks that have one.
@@ -154,6 +159,8 @@ pub struct Model {
     networks: BTreeMap<String, NetworkId>,
     /// MTUs of the networks that do not use [`DEFAULT_MTU`].
     mtus: BTreeMap<String, u16>,
+    /// External ids of the networks that have any.
+    network_ids: BTreeMap<String, ExternalIds>,
     ports: BTreeMap<String, PortRecord>,
     /// Security groups.
     pub groups: SecurityGroups,
@@ -211,6 +218,22 @@ impl Model {
         Ok(NetworkId(id))
     }
 
+    /// Replaces the external ids of network `name`.
+    pub fn set_network_external_ids(
+        &mut self,
+        name: &str,
+        ids: &ExternalIds,
+    ) -> Result<(), ModelError> {
+        self.network_id(name)?;
+        name::check_external_ids(ids)?;
+        if ids.is_empty() {
+            self.network_ids.remove(name);
+        } else {
+            self.network_ids.insert(name.into(), ids.clone());
+        }
+        Ok(())
+    }
+
     /// Fails unless network `name` exists and has no ports but its uplink.
     pub fn check_network_unused(&self, name: &str) -> Result<(), ModelError> {
         self.network_id(name)?;
@@ -241,6 +264,7 @@ impl Model {
         }
         self.networks.remove(name);
         self.mtus.remove(name);
+        self.network_ids.remove(name);
         self.overlays.remove(name);
         Ok(())
     }
@@ -259,6 +283,7 @@ impl Model {
                 peers: self.overlays.get(name).map_or(vec![], |o| {
                     o.peers.iter().map(ToString::to_string).collect()
                 }),
+                external_ids: self.network_ids.get(name).cloned().unwrap_or_default(),
             })
             .collect()
     }
@@ -639,6 +664,7 @@ impl Model {
         State {
             networks: self.networks.keys().cloned().collect(),
             network_mtus: self.mtus.clone(),
+            network_external_ids: self.network_ids.clone(),
             ports: ports
                 .into_iter()
                 .filter(|p| p.spec.kind != PortKind::Uplink)

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use brink_api::call::Call;
 use brink_api::protocol::{code, RpcError};
-use brink_api::types::{ExternalIds, NetworkAdd, PortAdd, PortFilter, PortInfo, PortKind};
+use brink_api::types::{
+    ExternalIds, NetworkAdd, NetworkInfo, PortAdd, PortFilter, PortInfo, PortKind,
+};
 use brink_control::host::Memory;
 use brink_control::service::Service;
 use brink_control::store::Store;
@@ -77,6 +79,7 @@ fn ports_with(s: &mut Service<Memory>, external_ids: ExternalIds) -> Vec<PortInf
 
 fn blue(s: &mut Service<Memory>) {
     let add = Call::NetworkAdd(NetworkAdd {
+        external_ids: Default::default(),
         name: "blue".into(),
         mtu: None,
         segment: None,
@@ -130,6 +133,18 @@ fn an_agent_finds_its_port_by_external_id_after_a_restart() {
         let mut vm2 = port("vm2", "mem2", MAC2);
         vm2.external_ids = id("iface-id", "other");
         s.handle(Call::PortAdd(vm2)).unwrap();
+        let net = |name: &str, external_ids| {
+            Call::NetworkAdd(NetworkAdd {
+                external_ids,
+                name: name.into(),
+                mtu: None,
+                segment: None,
+                arp_responder: false,
+            })
+        };
+        s.handle(net(uuid, id("neutron-id", uuid))).unwrap();
+        let e = s.handle(net("bad", id("", "x"))).unwrap_err();
+        assert_eq!(e.code, code::INVALID_PARAMS, "{e:?}");
         let mut bad = port("vm3", "mem3", "02:00:00:00:00:03");
         bad.external_ids = id("k", "line\nbreak");
         let e = s.handle(Call::PortAdd(bad)).unwrap_err();
@@ -144,6 +159,12 @@ fn an_agent_finds_its_port_by_external_id_after_a_restart() {
     assert_eq!(found[0].external_ids, id("iface-id", uuid));
     assert!(ports_with(&mut s, id("iface-id", "none")).is_empty());
     assert_eq!(ports(&mut s).len(), 2);
+    let nets: Vec<NetworkInfo> =
+        serde_json::from_value(s.handle(Call::NetworkList(Default::default())).unwrap()).unwrap();
+    let names: Vec<&str> = nets.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, [uuid, "blue"], "the refused network was not made");
+    assert_eq!(nets[0].external_ids, id("neutron-id", uuid));
+    assert!(nets[1].external_ids.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

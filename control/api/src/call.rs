@@ -148,6 +148,7 @@ mod tests {
             mtu: None,
             segment: None,
             arp_responder: false,
+            external_ids: Default::default(),
         });
         let v = serde_json::to_value(&call).unwrap();
         assert_eq!(

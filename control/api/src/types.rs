@@ -32,6 +32,9 @@ pub struct NetworkAdd {
     /// (Neutron's `arp_responder`). VXLAN networks only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub arp_responder: bool,
+    /// The orchestrator's labels (for example Neutron's network id).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_ids: ExternalIds,
 }
 
 /// How a network leaves the host: what Neutron calls its provider segment.
@@ -78,6 +81,9 @@ pub struct NetworkInfo {
     /// Its flood list: the tunnel endpoints broadcast and unknown unicast go to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<String>,
+    /// The orchestrator's labels.
+    #[serde(default)]
+    pub external_ids: ExternalIds,
 }
 
 /// How a port reaches its VM.

@@ -179,6 +179,11 @@ impl<H: Host> Service<H> {
             self.model
                 .add_network(name, mtu)
                 .map_err(|e| refused("network", name, e.to_string()))?;
+            if let Some(ids) = state.network_external_ids.get(name) {
+                self.model
+                    .set_network_external_ids(name, ids)
+                    .map_err(|e| refused("network", name, e.to_string()))?;
+            }
             if let Some(overlay) = state.overlays.get(name) {
                 self.model
                     .check_overlay(overlay)

@@ -8,10 +8,12 @@ use brink_dataplane::snapshot::DEFAULT_MTU;
 use super::Service;
 use crate::host::Host;
 use crate::model::ModelError;
+use crate::name;
 use crate::overlay::{Overlay, OverlayError};
 
 impl<H: Host> Service<H> {
     pub(super) fn network_add(&mut self, p: &NetworkAdd) -> Result<(), RpcError> {
+        name::check_external_ids(&p.external_ids).map_err(ModelError::from)?;
         let overlay = match &p.segment {
             Some(segment) => {
                 let o = Overlay::new(segment.clone(), p.arp_responder).map_err(ModelError::from)?;
@@ -25,6 +27,8 @@ impl<H: Host> Service<H> {
             None => None,
         };
         self.model.add_network(&p.name, p.mtu)?;
+        self.model
+            .set_network_external_ids(&p.name, &p.external_ids)?;
         if let Some(o) = overlay {
             self.model.insert_overlay(&p.name, o);
             if let Err(e) = self.attach_uplink(&p.name, false) {

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{decode, table};
+use super::{decode, external_id, pairs_text, table};
 use crate::call::{Call, NoParams};
 use crate::client::ClientError;
 use crate::types::{NetworkAdd, NetworkInfo, NetworkName, NetworkPeer, Segment};
@@ -38,6 +38,10 @@ pub enum NetworkCmd {
         /// host (VXLAN networks).
         #[arg(long)]
         arp_responder: bool,
+        /// An orchestrator's label, KEY=VALUE (e.g. `neutron-id=<network id>`); repeat for
+        /// several.
+        #[arg(long = "external-id", value_parser = external_id)]
+        external_ids: Vec<(String, String)>,
     },
     /// The flood list of a VXLAN network: the hosts broadcast and unknown unicast go to.
     #[command(subcommand)]
@@ -81,6 +85,7 @@ pub fn call(cmd: &NetworkCmd) -> Call {
             vlan,
             uplink,
             arp_responder,
+            external_ids,
         } => Call::NetworkAdd(NetworkAdd {
             name: name.clone(),
             mtu: *mtu,
@@ -96,6 +101,7 @@ pub fn call(cmd: &NetworkCmd) -> Call {
                 (None, _, None) => None,
             },
             arp_responder: *arp_responder,
+            external_ids: external_ids.iter().cloned().collect(),
         }),
         NetworkCmd::Peer(PeerCmd::Add { network, ip }) => Call::NetworkPeerAdd(NetworkPeer {
             network: network.clone(),
@@ -117,7 +123,15 @@ pub fn render(cmd: &NetworkCmd, result: Value) -> Result<String, ClientError> {
         NetworkCmd::List => {
             let nets: Vec<NetworkInfo> = decode(result)?;
             table(
-                &["NETWORK", "ID", "MTU", "SEGMENT", "PEERS", "PORTS"],
+                &[
+                    "NETWORK",
+                    "ID",
+                    "MTU",
+                    "SEGMENT",
+                    "PEERS",
+                    "PORTS",
+                    "EXTERNAL-IDS",
+                ],
                 nets.iter()
                     .map(|n| {
                         vec![
@@ -127,6 +141,7 @@ pub fn render(cmd: &NetworkCmd, result: Value) -> Result<String, ClientError> {
                             segment_text(n),
                             or_dash(n.peers.join(",")),
                             or_dash(n.ports.join(",")),
+                            pairs_text(&n.external_ids),
                         ]
                     })
                     .collect(),
