@@ -142,6 +142,14 @@ fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ClientError> {
     serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
+/// Names in one cell: `a,b,...`, or `-` for none.
+fn list_text(items: &[String]) -> String {
+    if items.is_empty() {
+        return "-".into();
+    }
+    items.join(",")
+}
+
 /// Values by name in one cell (counters, external ids): `name=value,...`, or `-` for none.
 fn pairs_text<V: std::fmt::Display>(pairs: &BTreeMap<String, V>) -> String {
     if pairs.is_empty() {

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{decode, external_id, pairs_text, table};
+use super::{decode, external_id, list_text, pairs_text, table};
 use crate::call::{Call, NoParams};
 use crate::client::ClientError;
 use crate::types::{NetworkAdd, NetworkInfo, NetworkName, NetworkPeer, Segment};
@@ -139,8 +139,8 @@ pub fn render(cmd: &NetworkCmd, result: Value) -> Result<String, ClientError> {
                             n.id.to_string(),
                             n.mtu.to_string(),
                             segment_text(n),
-                            or_dash(n.peers.join(",")),
-                            or_dash(n.ports.join(",")),
+                            list_text(&n.peers),
+                            list_text(&n.ports),
                             pairs_text(&n.external_ids),
                         ]
                     })
@@ -163,13 +163,5 @@ fn segment_text(n: &NetworkInfo) -> String {
         format!("{segment} +arp")
     } else {
         segment
-    }
-}
-
-fn or_dash(s: String) -> String {
-    if s.is_empty() {
-        "-".into()
-    } else {
-        s
     }
 }

@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::{decode, external_id, pairs_text, recheck_text, table};
+use super::{decode, external_id, list_text, pairs_text, recheck_text, table};
 use crate::call::Call;
 use crate::client::ClientError;
 use crate::types::{
@@ -272,11 +272,7 @@ fn port_table(ports: &[PortInfo]) -> String {
                     },
                     p.worker.to_string(),
                     p.mac.clone().unwrap_or_else(|| "-".into()),
-                    if p.ips.is_empty() {
-                        "-".into()
-                    } else {
-                        p.ips.join(",")
-                    },
+                    list_text(&p.ips),
                     match (p.port_security, p.security_groups.is_empty()) {
                         (false, _) => "off".into(),
                         (true, true) => "on, no groups".into(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::{decode, external_id, pairs_text, recheck_text, table};
+use super::{decode, external_id, list_text, pairs_text, recheck_text, table};
 use crate::call::{Call, NoParams};
 use crate::client::ClientError;
 use crate::types::{
@@ -233,20 +233,12 @@ pub fn render(cmd: &SgCmd, result: Value) -> Result<String, ClientError> {
         }
         SgCmd::Show { .. } => {
             let g: SgInfo = decode(result)?;
-            let ports = if g.ports.is_empty() {
-                "-".to_string()
-            } else {
-                g.ports.join(",")
-            };
-            let members = if g.members.is_empty() {
-                "-".to_string()
-            } else {
-                g.members.join(",")
-            };
             let state = if g.stateful { "stateful" } else { "stateless" };
             format!(
-                "group {} ({state}), ports: {ports}, members: {members}, external ids: {}\n{}",
+                "group {} ({state}), ports: {}, members: {}, external ids: {}\n{}",
                 g.name,
+                list_text(&g.ports),
+                list_text(&g.members),
                 pairs_text(&g.external_ids),
                 table(
                     &[
