@@ -681,9 +681,9 @@ pub struct CtFilter {
     pub limit: Option<usize>,
 }
 
-/// One connection in `ct.show`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CtEntry {
+/// A connection's network and original direction, as `ct.show` and `ct.events` give them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtTuple {
     /// Network (zone).
     pub network: String,
     /// Protocol name or number.
@@ -696,6 +696,14 @@ pub struct CtEntry {
     pub dst: String,
     /// Destination port (ICMP: echo id).
     pub dport: u16,
+}
+
+/// One connection in `ct.show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CtEntry {
+    /// The connection's network and original direction.
+    #[serde(flatten)]
+    pub tuple: CtTuple,
     /// `new` (no reply yet) or `established`.
     pub state: String,
     /// TCP state, for TCP.
@@ -909,18 +917,9 @@ pub struct CtEvent {
     pub event: String,
     /// When, in nanoseconds since the Unix epoch.
     pub unix_ns: u64,
-    /// Network (zone).
-    pub network: String,
-    /// Protocol name or number.
-    pub proto: String,
-    /// Source of the original direction.
-    pub src: String,
-    /// Source port (ICMP: echo id).
-    pub sport: u16,
-    /// Destination of the original direction.
-    pub dst: String,
-    /// Destination port (ICMP: echo id).
-    pub dport: u16,
+    /// The connection's network and original direction.
+    #[serde(flatten)]
+    pub tuple: CtTuple,
     /// TCP state after the event, for TCP.
     pub tcp_state: Option<String>,
 }

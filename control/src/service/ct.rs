@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use brink_api::protocol::{code, RpcError};
 use brink_api::types::{
     CtEntry, CtEvent, CtEvents, CtEventsRead, CtFilter, CtFlushed, CtPolicy, CtPolicySet,
-    CtPolicyShow, CtStats, CtZone,
+    CtPolicyShow, CtStats, CtTuple, CtZone,
 };
 use brink_conntrack::table::StateFilter;
-use brink_conntrack::{Addr, ConnInfo, Filter, InvalidReason, TcpState, Timeouts, ZonePolicy};
+use brink_conntrack::{
+    Addr, ConnInfo, Filter, InvalidReason, TcpState, Timeouts, Tuple, ZonePolicy,
+};
 use brink_dataplane::snapshot::NetworkId;
 
 use super::Service;
@@ -80,19 +82,11 @@ impl<H: Host> Service<H> {
         let events = queue
             .take(max)
             .iter()
-            .map(|e| {
-                let t = &e.original;
-                CtEvent {
-                    event: e.kind.name().into(),
-                    unix_ns: unix_at_zero + e.at,
-                    network: network_name(&self.model, t.zone),
-                    proto: proto_name(t.proto),
-                    src: t.src.ip().to_string(),
-                    sport: t.sport,
-                    dst: t.dst.ip().to_string(),
-                    dport: t.dport,
-                    tcp_state: e.tcp_state.map(|s| s.name().to_string()),
-                }
+            .map(|e| CtEvent {
+                event: e.kind.name().into(),
+                unix_ns: unix_at_zero + e.at,
+                tuple: tuple(&self.model, &e.original),
+                tcp_state: e.tcp_state.map(|s| s.name().to_string()),
             })
             .collect();
         CtEvents {
@@ -224,17 +218,22 @@ fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-/// A connection for `ct.show`, with times relative to `now`.
-/// A connection as `ct.show` reports it, at conntrack time `now`.
-pub(super) fn entry(model: &Model, c: &ConnInfo, now: u64) -> CtEntry {
-    let t = &c.original;
-    CtEntry {
+/// The network and original direction `t` of a connection, by name.
+fn tuple(model: &Model, t: &Tuple) -> CtTuple {
+    CtTuple {
         network: network_name(model, t.zone),
         proto: proto_name(t.proto),
         src: t.src.ip().to_string(),
         sport: t.sport,
         dst: t.dst.ip().to_string(),
         dport: t.dport,
+    }
+}
+
+/// A connection as `ct.show` reports it, at conntrack time `now`.
+pub(super) fn entry(model: &Model, c: &ConnInfo, now: u64) -> CtEntry {
+    CtEntry {
+        tuple: tuple(model, &c.original),
         state: if c.seen_reply { "established" } else { "new" }.into(),
         tcp_state: c.tcp_state.map(|s| s.name().to_string()),
         assured: c.assured,

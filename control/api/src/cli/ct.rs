@@ -214,10 +214,11 @@ fn connections(conns: &[CtEntry]) -> String {
             .iter()
             .map(|c| {
                 let state = c.tcp_state.clone().unwrap_or_else(|| c.state.clone());
+                let t = &c.tuple;
                 vec![
-                    c.network.clone(),
-                    c.proto.clone(),
-                    format!("{}:{} -> {}:{}", c.src, c.sport, c.dst, c.dport),
+                    t.network.clone(),
+                    t.proto.clone(),
+                    format!("{}:{} -> {}:{}", t.src, t.sport, t.dst, t.dport),
                     state,
                     format!("{}/{}", c.packets_orig, c.packets_reply),
                     format!("{}/{}", c.bytes_orig, c.bytes_reply),

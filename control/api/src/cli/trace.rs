@@ -40,11 +40,11 @@ pub fn render(result: Value) -> Result<String, ClientError> {
     if let Some(c) = &t.connection {
         lines.push(format!(
             "connection     {} {}:{} -> {}:{} {} {}, age {:.0}s, expires in {:.0}s, packets {}/{}",
-            c.proto,
-            c.src,
-            c.sport,
-            c.dst,
-            c.dport,
+            c.tuple.proto,
+            c.tuple.src,
+            c.tuple.sport,
+            c.tuple.dst,
+            c.tuple.dport,
             c.state,
             c.tcp_state.as_deref().unwrap_or(""),
             c.age_secs,
