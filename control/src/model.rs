@@ -879,20 +879,9 @@ mod tests {
 
     fn spec(name: &str, iface: &str, net: &str, mac: Option<&str>) -> PortAdd {
         PortAdd {
-            name: name.into(),
-            iface: iface.into(),
-            network: net.into(),
-            kind: PortKind::Afxdp,
-            socket: None,
-            vhost_mode: Default::default(),
             mac: mac.map(Into::into),
-            ips: vec![],
-            conntrack: true,
             port_security: false,
-            security_groups: vec![],
-            allowed_pairs: vec![],
-            permitted_ethertypes: vec![],
-            external_ids: Default::default(),
+            ..PortAdd::new(name, iface, net)
         }
     }
 

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use brink_api::call::Call;
 use brink_api::protocol::{code, RpcError};
-use brink_api::types::{
-    ExternalIds, NetworkAdd, NetworkInfo, PortAdd, PortFilter, PortInfo, PortKind,
-};
+use brink_api::types::{ExternalIds, NetworkAdd, NetworkInfo, PortAdd, PortFilter, PortInfo};
 use brink_control::host::Memory;
 use brink_control::service::Service;
 use brink_control::store::Store;
@@ -27,20 +25,10 @@ fn service(host: &Memory, state_dir: Option<&PathBuf>) -> Service<Memory> {
 
 fn port(name: &str, iface: &str, mac: &str) -> PortAdd {
     PortAdd {
-        name: name.into(),
-        iface: iface.into(),
-        network: "blue".into(),
-        kind: PortKind::Afxdp,
-        socket: None,
-        vhost_mode: Default::default(),
         mac: Some(mac.into()),
-        ips: vec![],
         conntrack: false,
         port_security: false,
-        security_groups: vec![],
-        allowed_pairs: vec![],
-        permitted_ethertypes: vec![],
-        external_ids: Default::default(),
+        ..PortAdd::new(name, iface, "blue")
     }
 }
 

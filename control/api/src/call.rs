@@ -164,6 +164,15 @@ mod tests {
     }
 
     #[test]
+    fn a_port_request_with_only_its_names_is_port_add_new() {
+        let params = json!({"name": "vm1", "iface": "veth1", "network": "blue"});
+        assert_eq!(
+            Call::decode("port.add", params).unwrap(),
+            Call::PortAdd(PortAdd::new("vm1", "veth1", "blue"))
+        );
+    }
+
+    #[test]
     fn absent_params_are_empty_and_bad_ones_are_named() {
         assert_eq!(
             Call::decode("stats", Value::Null).unwrap(),

@@ -165,6 +165,29 @@ fn on() -> bool {
     true
 }
 
+impl PortAdd {
+    /// The request for port `name` on `iface` in `network` with every other field at its
+    /// default: what `{name, iface, network}` decodes to.
+    pub fn new(name: &str, iface: &str, network: &str) -> PortAdd {
+        PortAdd {
+            name: name.into(),
+            iface: iface.into(),
+            network: network.into(),
+            kind: PortKind::default(),
+            socket: None,
+            vhost_mode: VhostMode::default(),
+            mac: None,
+            ips: vec![],
+            conntrack: on(),
+            port_security: on(),
+            security_groups: vec![],
+            allowed_pairs: vec![],
+            permitted_ethertypes: vec![],
+            external_ids: ExternalIds::new(),
+        }
+    }
+}
+
 /// Params of `port.set`; absent fields stay as they are, given ones replace the old value.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

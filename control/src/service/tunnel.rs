@@ -192,20 +192,9 @@ impl<H: Host> Service<H> {
             }
         }
         let spec = PortAdd {
-            name: overlay::uplink_port(name),
-            iface,
-            network: name.to_string(),
             kind: PortKind::Uplink,
-            socket: None,
-            vhost_mode: Default::default(),
-            mac: None,
-            ips: vec![],
-            conntrack: true,
             port_security: false,
-            security_groups: vec![],
-            allowed_pairs: vec![],
-            permitted_ethertypes: vec![],
-            external_ids: Default::default(),
+            ..PortAdd::new(&overlay::uplink_port(name), &iface, name)
         };
         if restoring {
             return self.restore_port(spec);
