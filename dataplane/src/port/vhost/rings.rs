@@ -275,10 +275,12 @@ impl Rings {
             }
         }
         let counted = !bad
-            // The header must lie in the first buffer (Linux posts one buffer per chain).
+            // The header must lie in the first buffer (Linux posts one buffer per chain); it
+            // says one buffer already.
             && first.is_some_and(|(addr, len)| {
                 let buffers = (count as u16).to_le_bytes();
-                len >= NET_HDR_LEN && map.write(addr + NUM_BUFFERS_AT as u64, &buffers)
+                len >= NET_HDR_LEN
+                    && (count == 1 || map.write(addr + NUM_BUFFERS_AT as u64, &buffers))
             });
         if !counted {
             self.stats.rx_refused += 1;
