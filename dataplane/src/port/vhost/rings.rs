@@ -44,6 +44,9 @@ use crate::wire::checksum;
 
 /// Bytes of the virtio-net header in front of every frame (`struct virtio_net_hdr_v1`).
 pub const NET_HDR_LEN: usize = 12;
+/// Frames sent to a guest between publications of its used index within one batch, so that the
+/// guest can start on the first frames while the worker copies the rest.
+pub const PUBLISH_EVERY: usize = 8;
 /// Where the header's buffer count (`num_buffers`) is.
 const NUM_BUFFERS_AT: usize = 10;
 /// Most receive buffers one frame may span with mergeable buffers: a 64 KiB superframe in
