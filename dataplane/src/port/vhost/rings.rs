@@ -283,7 +283,10 @@ impl Rings {
             && first.is_some_and(|(addr, len)| {
                 let buffers = (count as u16).to_le_bytes();
                 len >= NET_HDR_LEN
-                    && (count == 1 || map.write(addr + NUM_BUFFERS_AT as u64, &buffers))
+                    && (count == 1
+                        || addr
+                            .checked_add(NUM_BUFFERS_AT as u64)
+                            .is_some_and(|at| map.write(at, &buffers)))
             });
         if !counted {
             self.stats.rx_refused += 1;
@@ -406,7 +409,10 @@ fn copy_out(
             let from = skip.saturating_sub(at);
             let to = (skip + dst.len()).min(end) - at;
             let into = at + from - skip;
-            ok = map.read(d.addr + from as u64, &mut dst[into..into + to - from]);
+            ok = d
+                .addr
+                .checked_add(from as u64)
+                .is_some_and(|addr| map.read(addr, &mut dst[into..into + to - from]));
         }
         at = end;
         ok
