@@ -5,7 +5,7 @@
 //! receive queue: one chain per frame, or as many as the frame needs with mergeable receive
 //! buffers (`VIRTIO_NET_F_MRG_RXBUF`). The rings are read and written in place ([`vring`]),
 //! guest addresses through [`guest`]'s region table; the used index is published, and the guest
-//! interrupted, once per batch.
+//! interrupted, once per batch (every [`PUBLISH_EVERY`] frames sent to the guest).
 //!
 //! Offloads ride on the virtio-net header in front of every frame. A checksum the guest left
 //! partial (`NEEDS_CSUM`) is completed as the frame is taken, so every port downstream gets a
