@@ -108,8 +108,8 @@ impl<const N: usize> Slot<N> {
                     .compare_exchange_weak(v, v + 1, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
-                fence(Ordering::Release);
                 let words = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
+                fence(Ordering::Release);
                 return Claim {
                     slot: self,
                     version: v,
