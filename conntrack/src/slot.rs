@@ -96,6 +96,13 @@ impl<const N: usize> Slot<N> {
         }
     }
 
+    /// Word `i` as last stored, without a copy of the others: for a word that no one can be
+    /// writing (its writers hold a lock the caller holds too).
+    #[inline]
+    pub fn word(&self, i: usize) -> u64 {
+        self.words[i].load(Ordering::Relaxed)
+    }
+
     /// Waits until no one else holds the slot, then holds it until the claim is dropped.
     #[inline]
     pub fn claim(&self) -> Claim<'_, N> {

@@ -243,7 +243,7 @@ impl Locked<'_> {
     fn find(&self, hash: u64, key: &ConnKey) -> Option<usize> {
         let slab = self.slab;
         self.index
-            .find(hash, |i| slab.get(i as usize).key == *key)
+            .find(hash, |i| slab.key(i as usize) == *key)
             .map(|i| i as usize)
     }
 
@@ -291,16 +291,16 @@ impl Locked<'_> {
         }
     }
 
-    /// Makes sure the live entry at `pos` is admitted under `gate`'s generation: rechecks it if
-    /// not, and removes it if the gate refuses. Returns whether it is still there.
+    /// Makes sure the live entry `e` at `pos` is admitted under `gate`'s generation: rechecks it
+    /// if not, and removes it if the gate refuses. Returns whether it is still there.
     fn recheck(
         &mut self,
         pos: usize,
+        e: &Entry,
         gate: &mut impl Gate,
         hasher: &DefaultHashBuilder,
         zones: &ZoneCounts,
     ) -> bool {
-        let e = self.slab.get(pos);
         if e.admission.generation == gate.generation() {
             return true;
         }
@@ -318,17 +318,26 @@ impl Locked<'_> {
         }
     }
 
-    /// Asks `gate` whether a packet from `side` of the live entry at `pos` may go on; counts a
-    /// refusal as denied. The packet has not touched the entry's state.
-    fn pass(&mut self, pos: usize, side: Side, gate: &mut impl Gate) -> bool {
-        let passed = self.slab.update(pos, |e| {
+    /// Asks `gate` whether a packet from `side` of the live entry at `pos` may go on, and if so
+    /// applies `then` to the entry, holding its slot throughout; counts a refusal as denied.
+    fn pass<R>(
+        &mut self,
+        pos: usize,
+        side: Side,
+        gate: &mut impl Gate,
+        then: impl FnOnce(&mut Entry, &mut dyn FnMut(&Event)) -> R,
+    ) -> Option<R> {
+        let done = self.slab.update(pos, |e| {
             let conn = Connection::new(&e.key, e.opener);
-            gate.pass(&conn, e.dir(side), &mut e.admission)
+            if !gate.pass(&conn, e.dir(side), &mut e.admission) {
+                return None;
+            }
+            Some(then(e, &mut |event| gate.event(event)))
         });
-        if !passed {
+        if done.is_none() {
             self.books.stats.denied += 1;
         }
-        passed
+        done
     }
 
     /// Live entries of `zone` in this shard.
@@ -507,10 +516,7 @@ impl Table {
         if let Some(pos) = shard.find(hash, &key) {
             let e = shard.slab.get(pos);
             if e.expires(shard.books.policy(key.zone())) > now {
-                if !shard.recheck(pos, gate, &self.hasher, &self.zones) {
-                    return CtState::default();
-                }
-                if !shard.pass(pos, side, gate) {
+                if !shard.recheck(pos, &e, gate, &self.hasher, &self.zones) {
                     return CtState::default();
                 }
                 return self.update(&mut shard, pos, hash, side, pkt, now, gate);
@@ -560,7 +566,8 @@ impl Table {
         Some(e.state(dir))
     }
 
-    /// Applies `pkt` to the live entry at `pos`, whose key hashes to `hash`.
+    /// Asks `gate` whether `pkt` may travel the live entry at `pos` (whose key hashes to
+    /// `hash`), and if so applies it.
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
@@ -572,16 +579,20 @@ impl Table {
         now: u64,
         gate: &mut impl Gate,
     ) -> CtState {
-        let (step, e) = shard.slab.update(pos, |e| {
+        let wants_events = gate.wants_events();
+        let applied = shard.pass(pos, side, gate, |e, event| {
             let was = *e;
             let step = e.apply(e.dir(side), pkt, now);
-            if step == Step::Taken && gate.wants_events() {
+            if step == Step::Taken && wants_events {
                 if let Some(kind) = e.event_since(&was) {
-                    gate.event(&e.event(kind, now));
+                    event(&e.event(kind, now));
                 }
             }
             (step, *e)
         });
+        let Some((step, e)) = applied else {
+            return CtState::default();
+        };
         match step {
             Step::Taken => e.state(e.dir(side)),
             Step::Invalid(reason) => shard.invalid(reason),
@@ -673,7 +684,7 @@ impl Table {
             Some((pos, e)) if e.expires(shard.books.policy(key.zone())) > now => {
                 // The error travels against the quoted packet, as if sent from its other end.
                 let side = quoted_side.other();
-                if !shard.pass(pos, side, gate) {
+                if shard.pass(pos, side, gate, |_, _| ()).is_none() {
                     return CtState::default();
                 }
                 let rpl = if e.dir(side) == Dir::Reply {
@@ -726,7 +737,7 @@ impl Table {
                 if !e.live || e.admission.generation == gate.generation() {
                     continue;
                 }
-                if shard.recheck(pos, gate, &self.hasher, &self.zones) {
+                if shard.recheck(pos, &e, gate, &self.hasher, &self.zones) {
                     done.kept += 1;
                 } else {
                     done.cut += 1;

@@ -304,6 +304,15 @@ impl Slab {
         self.0.get(pos)
     }
 
+    /// The key of the entry at `pos`, for a caller that holds the shard's lock: keys are
+    /// written only under it (a packet without the lock changes counters, windows and the
+    /// admission, never the key), so no copy of the whole slot is needed.
+    #[inline]
+    pub fn key(&self, pos: usize) -> ConnKey {
+        let slot = &self.0[pos];
+        ConnKey::from_words(std::array::from_fn(|i| slot.word(i)))
+    }
+
     /// A whole copy of the entry at `pos`.
     pub fn get(&self, pos: usize) -> Entry {
         Entry::from_words(&self.0[pos].look())
