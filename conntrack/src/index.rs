@@ -121,7 +121,8 @@ impl Index {
         for (step, at) in self.probe(hash).enumerate() {
             let b = &self.buckets[at];
             if let Some(w) = b.tags.iter().position(|t| t.load(Relaxed) == EMPTY) {
-                // The position first, so that a lookup that sees the tag finds it.
+                // A lookup racing this may see the tag with an older position: it then finds
+                // another key, or a dead entry, under the entry's claim.
                 b.slots[w].store(pos, Relaxed);
                 b.tags[w].store(tag, Relaxed);
                 self.count_passed(hash, step, true);

@@ -292,7 +292,9 @@ impl Locked<'_> {
     }
 
     /// Makes sure the live entry `e` at `pos` is admitted under `gate`'s generation: rechecks it
-    /// if not, and removes it if the gate refuses. Returns whether it is still there.
+    /// if not, and removes it if the gate refuses. Returns whether it is still there. (The
+    /// generation changes only under the lock, so the copy tells; the recheck itself reads the
+    /// admission under the slot's claim, which a packet may have completed since the copy.)
     fn recheck(
         &mut self,
         pos: usize,
@@ -304,18 +306,20 @@ impl Locked<'_> {
         if e.admission.generation == gate.generation() {
             return true;
         }
-        match gate.recheck(&e.key.tuple_from(e.opener), &e.admission) {
-            Some(a) => {
-                self.slab.update(pos, |e| e.admission = a);
-                self.books.stats.recheck_kept += 1;
-                true
+        let kept = self.slab.update(pos, |e| {
+            let kept = gate.recheck(&e.key.tuple_from(e.opener), &e.admission);
+            if let Some(a) = kept {
+                e.admission = a;
             }
-            None => {
-                self.remove(pos, hasher, zones);
-                self.books.stats.recheck_cut += 1;
-                false
-            }
+            kept.is_some()
+        });
+        if kept {
+            self.books.stats.recheck_kept += 1;
+        } else {
+            self.remove(pos, hasher, zones);
+            self.books.stats.recheck_cut += 1;
         }
+        kept
     }
 
     /// Asks `gate` whether a packet from `side` of the live entry at `pos` may go on, and if so
