@@ -329,6 +329,7 @@ impl TcpConn {
     /// The connection as the table stores it: its state's index in [`TcpState::ALL`], each
     /// direction's window flag bits, and the six window fields (end, maxend, maxwin of the
     /// original direction, then of the reply direction).
+    #[inline]
     pub(crate) fn to_parts(self) -> ([u8; 3], [u32; 6]) {
         let [o, r] = self.win;
         (
@@ -338,6 +339,7 @@ impl TcpConn {
     }
 
     /// The connection [`TcpConn::to_parts`] made `parts` of.
+    #[inline]
     pub(crate) fn from_parts(bytes: [u8; 3], words: [u32; 6]) -> TcpConn {
         let [state, o_bits, r_bits] = bytes;
         let [o_end, o_maxend, o_maxwin, r_end, r_maxend, r_maxwin] = words;

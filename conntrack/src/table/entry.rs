@@ -85,6 +85,7 @@ impl Entry {
     /// The entry as its slot stores it: key (words 0-4), admission (5-6), last seen, flags,
     /// TCP state and window flags (7), TCP windows (8-10), packets (11), bytes (12-13),
     /// created and mark (14).
+    #[inline]
     pub fn to_words(self) -> [u64; WORDS] {
         let k = self.key.words();
         let a = &self.admission;
@@ -122,6 +123,7 @@ impl Entry {
     }
 
     /// The entry that [`Entry::to_words`] made `w` of.
+    #[inline]
     pub fn from_words(w: &[u64; WORDS]) -> Entry {
         let (rule_out, rule_in) = halves(w[5]);
         let (generation, ports) = halves(w[6]);
@@ -188,6 +190,7 @@ impl Entry {
 
     /// Whether the second of its last packet is still running at `now`: then it cannot have
     /// timed out, whatever its zone's policy.
+    #[inline]
     pub fn fresh(&self, now: u64) -> bool {
         u64::from(self.last_seen) * NS_PER_SEC > now
     }
@@ -234,6 +237,7 @@ impl Entry {
 
     /// Applies `pkt`, travelling in `dir` at `now`: its TCP segment, its counters, the second
     /// it was seen in and whether it is the first reply. An invalid packet changes nothing.
+    #[inline]
     pub fn apply(&mut self, dir: Dir, pkt: &Packet, now: u64) -> Step {
         if let (L4::Tcp(seg), Some(tcp)) = (&pkt.l4, &mut self.tcp) {
             match tcp.update(dir, seg) {
@@ -256,6 +260,7 @@ impl Entry {
 
     /// Whether a packet that made `before` into this entry changed only its counters and TCP
     /// windows: no state, no flag, not the second it was seen in.
+    #[inline]
     pub fn only_counted(&self, before: &Entry) -> bool {
         self.last_seen == before.last_seen
             && self.seen_reply == before.seen_reply
