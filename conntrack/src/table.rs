@@ -3,8 +3,8 @@
 //! Each shard keeps its connections in a slab of versioned slots (see [`crate::slot`]),
 //! allocated once and never freed while the table lives, with dead slots on a free list threaded
 //! through the slots themselves, and an [`Index`] of slab positions. A million connections cost
-//! 128 bytes each (two cache lines, see [`entry`]) plus about 8 bytes of index, and removing one
-//! touches one index bucket.
+//! 128 bytes each (two cache lines, see `table/entry.rs`) plus about 8 bytes of index, and
+//! removing one touches one index bucket.
 //!
 //! A packet hashes its canonical key once ([`Table::prepare`], which also prefetches its index
 //! bucket). Then:
@@ -129,7 +129,7 @@ pub struct ConnInfo {
     pub packets: [u64; 2],
     /// Bytes (original, reply).
     pub bytes: [u64; 2],
-    /// When it was created.
+    /// When it was created, to the second (rounded down).
     pub created: u64,
     /// When a packet was last seen, to the second (rounded up).
     pub last_seen: u64,

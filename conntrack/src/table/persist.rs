@@ -33,7 +33,7 @@ pub struct Saved {
     pub packets: [u32; 2],
     /// Bytes (original, reply).
     pub bytes: [u64; 2],
-    /// Nanoseconds from its creation to the save.
+    /// Nanoseconds from its creation (to the second) to the save.
     pub age: u64,
     /// Nanoseconds from its last packet to the save, to the second.
     pub idle: u64,
