@@ -28,7 +28,7 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::jumbo::{Gso, JumboPool};
-use super::vhost::rings::{Sink, Taken};
+use super::vhost::rings::{Sink, Taken, PUBLISH_EVERY};
 use super::vhost::{VhostMode, VhostPort, VhostPorts};
 use super::{Backend, PortError, PortMode, PortSpec, SocketStats, BUFFER_LEN};
 use crate::counters::DropReason;
@@ -800,6 +800,9 @@ impl Backend for XdpBackend {
                     break;
                 }
                 taken += 1;
+                if taken % PUBLISH_EVERY == 0 {
+                    rings.flush_sent();
+                }
             }
             rings.flush_sent();
             for &frame in &frames[..taken] {
