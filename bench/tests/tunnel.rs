@@ -1,6 +1,6 @@
 //! Networks across hosts (`brink_bench::hosts`): each "host" is a network namespace with its
-//! own underlay veth on a shared wire, and either its own brinkd or a Linux `vxlan` device in a
-//! bridge.
+//! own underlay veth on a shared wire, and its own brinkd, a Linux `vxlan` device in a bridge
+//! or Open vSwitch's userspace datapath.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -173,6 +173,38 @@ fn brink_to_linux_vxlan_and_bridge_both_ways_and_unknown_vnis_are_dropped() {
     let _ = Command::new("ip").args(ping9).arg("10.9.0.1").output();
     let t = json(s.daemon(0).unwrap(), &["tunnel", "show"]);
     assert!(t["unknown_vni"].as_u64().unwrap() >= 1, "{t}");
+}
+
+#[test]
+fn brink_to_open_vswitch_userspace_vxlan_both_ways() {
+    let mut s = site("Oov", &[0], &[]);
+    s.add_ovs_host(1).unwrap();
+    vxlan_net(&s, 0, "blue", "1001", &[]);
+    let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
+    let b1 = s.add_ovs_vm(1, 2, "10.0.0.2").unwrap();
+    // brink's side from l2pop; OVS's side as Neutron's OVS agent sets it: a VXLAN port per
+    // remote host, NORMAL flooding to it and learning from it.
+    s.brink_remote(0, "blue", 1, &b1).unwrap();
+    s.ovs_remote(1, 0, 1001).unwrap();
+
+    assert!(ping(&b1, &a1, 3), "OVS -> brink");
+    assert!(ping(&a1, &b1, 3), "brink -> OVS");
+    let data = payload(4 << 20);
+    assert!(
+        tcp_transfer(&s.topo, &a1, &b1, &data) == data,
+        "TCP brink -> OVS"
+    );
+    assert!(
+        tcp_transfer(&s.topo, &b1, &a1, &data) == data,
+        "TCP OVS -> brink"
+    );
+    // The OVS VM's only way out is br-int's VXLAN port: brink counted what it sent.
+    let d0 = s.daemon(0).unwrap();
+    assert!(
+        rx_from(d0, "192.0.2.2") > 1000,
+        "{}",
+        json(d0, &["tunnel", "show"])
+    );
 }
 
 #[test]
