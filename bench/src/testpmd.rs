@@ -160,11 +160,9 @@ impl Run {
             .args(["--file-prefix", &prefix, "--huge-dir"])
             .arg(&huge.mount);
         for (n, dev) in devices.iter().enumerate() {
-            // Without mergeable receive buffers: with them (DPDK 22.11 negotiates them from brink),
-            // testpmd receives none of the frames brink reports delivered; not understood yet
-            // (Linux guests take them). See docs/ARCHITECTURE.md, vhost-user ports.
+            // Mergeable receive buffers on, as DPDK's virtio-user has them by default.
             let vdev = format!(
-                "net_virtio_user{n},path={},server=1,queues=1,mrg_rxbuf=0,mac={}",
+                "net_virtio_user{n},path={},server=1,queues=1,mrg_rxbuf=1,mac={}",
                 dev.socket.display(),
                 dev.mac
             );

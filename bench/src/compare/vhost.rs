@@ -38,6 +38,9 @@ const SETTLE: Duration = Duration::from_secs(2);
 pub enum LoopSystem {
     /// brink with port security, a stateful group and conntrack.
     Brink,
+    /// brink switching only (no port security, no group, no conntrack): the rings' share of
+    /// the cost.
+    BrinkL2,
     /// Open vSwitch-DPDK, `actions=NORMAL`.
     OvsNormal,
     /// Open vSwitch-DPDK with conntrack.
@@ -86,19 +89,28 @@ fn ovs_flows(system: LoopSystem) -> &'static str {
     }
 }
 
-/// brinkd with the two vhost-user ports, each allowed testpmd's address with its own MAC, in a
-/// stateful group that lets UDP in.
-fn brink(dir: &Path, sockets: &[std::path::PathBuf; 2]) -> Result<Daemon, BenchError> {
+/// brinkd with the two vhost-user ports; `filtered`: each allowed testpmd's address with its own
+/// MAC, in a stateful group that lets UDP in (else plain switching, conntrack off).
+fn brink(
+    dir: &Path,
+    sockets: &[std::path::PathBuf; 2],
+    filtered: bool,
+) -> Result<Daemon, BenchError> {
     let d = Daemon::start(dir, &["--cores", &SWITCH_CORE.to_string()])?;
     let ctl = |args: &str| d.ctl_ok(&args.split_whitespace().collect::<Vec<_>>());
     ctl("network add blue")?;
-    ctl("sg add loop")?;
-    ctl("sg rule add loop --direction egress")?;
-    ctl("sg rule add loop --direction ingress --protocol udp")?;
+    if filtered {
+        ctl("sg add loop")?;
+        ctl("sg rule add loop --direction egress")?;
+        ctl("sg rule add loop --direction ingress --protocol udp")?;
+    }
     for (n, (socket, mac)) in sockets.iter().zip([MAC0, MAC1]).enumerate() {
+        let filter = match filtered {
+            true => format!("--sg loop --allowed-pair {TESTPMD_IP},{mac}"),
+            false => "--port-security off --no-conntrack".to_string(),
+        };
         ctl(&format!(
-            "port add vm{} --network blue --type vhost-user --vhost-socket {} --mac {mac} \
-             --sg loop --allowed-pair {TESTPMD_IP},{mac}",
+            "port add vm{} --network blue --type vhost-user --vhost-socket {} --mac {mac} {filter}",
             n + 1,
             socket.display()
         ))?;
@@ -120,8 +132,8 @@ pub fn run_loop(dir: &Path, system: LoopSystem, seconds: u32) -> Result<LoopResu
     let log = dir.join("testpmd.log");
     // The switch runs until testpmd has stopped and printed its totals.
     let (ports, worker_ns): (Vec<Forwarded>, _) = match system {
-        LoopSystem::Brink => {
-            let brinkd = brink(&dir.join("brinkd"), &sockets)?;
+        LoopSystem::Brink | LoopSystem::BrinkL2 => {
+            let brinkd = brink(&dir.join("brinkd"), &sockets, system == LoopSystem::Brink)?;
             let ports = run.finish(devices.len(), &log)?;
             (ports, worker_ns_per_frame(&brinkd)?)
         }

@@ -27,7 +27,8 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use super::jumbo::JumboPool;
+use super::jumbo::{Gso, JumboPool};
+use super::vhost::rings::{Sink, Taken, PUBLISH_EVERY};
 use super::vhost::{VhostMode, VhostPort, VhostPorts};
 use super::{Backend, PortError, PortMode, PortSpec, SocketStats, BUFFER_LEN};
 use crate::counters::DropReason;
@@ -456,14 +457,83 @@ fn copy_frame(
     jumbo: &mut JumboPool,
     bytes: &[u8],
 ) -> Option<XdpFrame> {
-    if bytes.len() <= BUFFER_LEN {
-        return copy_into(umem, free, bytes).map(XdpFrame::Umem);
-    }
-    let slot = jumbo.copy_of(bytes)?;
-    Some(XdpFrame::Jumbo {
-        slot,
-        len: bytes.len() as u32,
+    fill_frame(umem, free, jumbo, bytes.len(), |dst| {
+        dst.copy_from_slice(bytes);
+        true
     })
+    .ok()
+}
+
+/// A new frame of `len` bytes that `fill` writes: a UMEM frame, or a jumbo buffer if it is
+/// longer. Errs, with the buffer given back, if there is none or `fill` returns `false`.
+fn fill_frame(
+    umem: &Umem,
+    free: &mut Vec<FrameDesc>,
+    jumbo: &mut JumboPool,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> bool,
+) -> Result<XdpFrame, Taken> {
+    if len <= BUFFER_LEN {
+        let mut desc = free.pop().ok_or(Taken::NoBuffer)?;
+        desc.set_options(0);
+        let filled = {
+            // SAFETY: `desc` came from the free list, so neither the kernel nor any batch uses
+            // it.
+            let mut data = unsafe { umem.data_mut(&mut desc) };
+            data.cursor().set_pos(len);
+            let bytes = data.contents_mut();
+            bytes.len() == len && fill(bytes)
+        };
+        if !filled {
+            free.push(desc);
+            return Err(Taken::Refused);
+        }
+        return Ok(XdpFrame::Umem(desc));
+    }
+    let slot = jumbo.take().ok_or(Taken::NoBuffer)?;
+    let filled = jumbo.get_mut(slot).get_mut(..len).is_some_and(fill);
+    if !filled {
+        jumbo.give(slot);
+        return Err(Taken::Refused);
+    }
+    Ok(XdpFrame::Jumbo {
+        slot,
+        len: len as u32,
+    })
+}
+
+/// The worker's pool as the place frames from a guest land in: each in a new frame, put in
+/// `out`.
+struct PoolSink<'a> {
+    umem: &'a Umem,
+    free: &'a mut Vec<FrameDesc>,
+    jumbo: &'a mut JumboPool,
+    out: &'a mut [XdpFrame],
+    n: usize,
+}
+
+impl Sink for PoolSink<'_> {
+    fn take(
+        &mut self,
+        len: usize,
+        gso: Option<Gso>,
+        fill: impl FnOnce(&mut [u8]) -> bool,
+    ) -> Taken {
+        let Some(slot) = self.out.get_mut(self.n) else {
+            return Taken::NoBuffer;
+        };
+        match fill_frame(self.umem, self.free, self.jumbo, len, fill) {
+            Ok(frame) => {
+                if let XdpFrame::Jumbo { slot, .. } = frame {
+                    self.jumbo.set_gso(slot, gso);
+                }
+                *slot = frame;
+                self.n += 1;
+                Taken::Kept
+            }
+            Err(why) => why,
+        }
+    }
 }
 
 /// The bytes of a frame this worker holds.
@@ -594,20 +664,15 @@ impl Backend for XdpBackend {
             // given back to the guest, so one without a frame to copy into would be lost. These
             // frames are the batch's, which the reserve is for.
             let max = out.len().min(self.free.len());
-            let (umem, free, jumbo) = (&self.umem, &mut self.free, &mut self.jumbo);
-            let mut n = 0;
-            port.rings().receive(max, |bytes, gso| {
-                let Some(frame) = copy_frame(umem, free, jumbo, bytes) else {
-                    return false;
-                };
-                if let XdpFrame::Jumbo { slot, .. } = frame {
-                    jumbo.set_gso(slot, gso);
-                }
-                out[n] = frame;
-                n += 1;
-                true
-            });
-            return n;
+            let mut sink = PoolSink {
+                umem: &self.umem,
+                free: &mut self.free,
+                jumbo: &mut self.jumbo,
+                out,
+                n: 0,
+            };
+            port.rings().receive(max, &mut sink);
+            return sink.n;
         }
         let Some(Some(port)) = self.ports.get_mut(usize::from(id)) else {
             return 0;
@@ -724,6 +789,7 @@ impl Backend for XdpBackend {
     fn tx(&mut self, id: PortId, frames: &[XdpFrame]) -> usize {
         if let Some(port) = self.vhost.get_mut(id) {
             let rings = port.rings();
+            rings.prepare_send(frames.len());
             let mut taken = 0;
             for frame in frames {
                 let gso = match *frame {
@@ -734,6 +800,9 @@ impl Backend for XdpBackend {
                     break;
                 }
                 taken += 1;
+                if taken % PUBLISH_EVERY == 0 {
+                    rings.flush_sent();
+                }
             }
             rings.flush_sent();
             for &frame in &frames[..taken] {

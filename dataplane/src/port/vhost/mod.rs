@@ -8,7 +8,9 @@
 //! between both kinds through the worker's one frame pool.
 
 pub mod device;
+pub mod guest;
 pub mod rings;
+pub mod vring;
 
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;

@@ -1,8 +1,11 @@
 //! The worker's side of a vhost-user port: it polls the guest's rings itself.
 //!
-//! Frames from the guest's transmit queue are copied out of guest memory, and frames for the
-//! guest are copied into the buffers it posted on its receive queue: one chain per frame, or
-//! as many as the frame needs with mergeable receive buffers (`VIRTIO_NET_F_MRG_RXBUF`).
+//! Frames from the guest's transmit queue are copied out of guest memory straight into a frame
+//! of the worker's pool, and frames for the guest are copied into the buffers it posted on its
+//! receive queue: one chain per frame, or as many as the frame needs with mergeable receive
+//! buffers (`VIRTIO_NET_F_MRG_RXBUF`). The rings are read and written in place ([`vring`]),
+//! guest addresses through [`guest`]'s region table; the used index is published, and the guest
+//! interrupted, once per batch.
 //!
 //! Offloads ride on the virtio-net header in front of every frame. A checksum the guest left
 //! partial (`NEEDS_CSUM`) is completed as the frame is taken, so every port downstream gets a
@@ -11,18 +14,19 @@
 //! checksum is verified (`DATA_VALID`); any other port gets it cut in software (egress).
 //!
 //! Every descriptor comes from an untrusted guest: a chain with an address outside its memory,
-//! a buffer of the wrong direction, a frame too long or a header asking for what brink did not
-//! offer is refused and counted, never followed. `virtio-queue` ends a chain after as many
-//! descriptors as the ring has; a chain cut there (a loop) or at a
-//! descriptor index outside the table still points to a next descriptor, and is refused too.
+//! a buffer of the wrong direction, a frame too long, a header asking for what brink did not
+//! offer, a descriptor index outside the table or a chain longer than the ring (a loop) is
+//! refused and counted, never followed.
 //!
 //! The guest is interrupted only when it asks for it (its used-event index with
 //! `VIRTIO_RING_F_EVENT_IDX`, else the absence of `VRING_AVAIL_F_NO_INTERRUPT`), at most once per
 //! batch; brink never asks the guest to kick (it polls).
+//!
+//! [`vring`]: super::vring
+//! [`guest`]: super::guest
 
 use std::fs::File;
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use etherparse::checksum::Sum16BitWords;
@@ -31,15 +35,18 @@ use virtio_bindings::virtio_net::{
     VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
     VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
 };
-use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::super::jumbo::{Gso, JUMBO_LEN};
-use super::device::{Layout, Link, RingSetup, QUEUES, RX_QUEUE, TX_QUEUE};
+use super::device::{Layout, Link, QUEUES, RX_QUEUE, TX_QUEUE};
+use super::guest::GuestMap;
+use super::vring::SplitRing;
 use crate::wire::checksum;
 
 /// Bytes of the virtio-net header in front of every frame (`struct virtio_net_hdr_v1`).
 pub const NET_HDR_LEN: usize = 12;
+/// Frames sent to a guest between publications of its used index within one batch, so that the
+/// guest can start on the first frames while the worker copies the rest.
+pub const PUBLISH_EVERY: usize = 8;
 /// Where the header's buffer count (`num_buffers`) is.
 const NUM_BUFFERS_AT: usize = 10;
 /// Most receive buffers one frame may span with mergeable buffers: a 64 KiB superframe in
@@ -90,7 +97,24 @@ impl Offloads {
     }
 }
 
-type Chain<'a> = DescriptorChain<&'a GuestMemoryMmap>;
+/// What became of a frame handed to a [`Sink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// It is in a pool frame now.
+    Kept,
+    /// The pool had no buffer for it.
+    NoBuffer,
+    /// Its bytes could not be read whole (the guest's chain changed or left its memory).
+    Refused,
+}
+
+/// Where the frames a guest sends go: the worker's frame pool.
+pub trait Sink {
+    /// Fills a new buffer of `len` bytes with `fill` and keeps it as a frame cut as `gso`, if
+    /// `fill` returns `true`; gives the buffer back otherwise.
+    fn take(&mut self, len: usize, gso: Option<Gso>, fill: impl FnOnce(&mut [u8]) -> bool)
+        -> Taken;
+}
 
 /// One port's rings as the worker sees them.
 #[derive(Debug)]
@@ -98,10 +122,10 @@ pub struct Rings {
     link: Arc<Link>,
     generation: u64,
     layout: Option<Arc<Layout>>,
-    queues: [Option<Queue>; QUEUES],
+    queues: [Option<SplitRing>; QUEUES],
+    /// The guest memory the rings lie in (declared after them: it keeps their memory mapped).
+    map: Option<GuestMap>,
     offloads: Offloads,
-    /// One frame read out of guest memory.
-    scratch: Vec<u8>,
     /// The receive chains one frame is being written into (mergeable buffers).
     merged: [(u16, u32); MAX_MERGED],
     stats: RingStats,
@@ -115,8 +139,8 @@ impl Rings {
             generation: 0,
             layout: None,
             queues: [None, None],
+            map: None,
             offloads: Offloads::default(),
-            scratch: vec![0; NET_HDR_LEN + JUMBO_LEN],
             merged: [(0, 0); MAX_MERGED],
             stats: RingStats::default(),
         }
@@ -135,27 +159,26 @@ impl Rings {
         }
         self.save_positions();
         self.generation = generation;
-        self.layout = self.link.take(generation);
         self.queues = [None, None];
+        self.map = None;
         self.offloads = Offloads::default();
+        self.layout = self.link.take(generation);
         if let Some(layout) = &self.layout {
+            let map = GuestMap::new(Arc::clone(&layout.mem));
             self.offloads = Offloads::new(layout.features);
             for (q, setup) in layout.rings.iter().enumerate() {
-                self.queues[q] = ring(
-                    &layout.mem,
-                    setup,
-                    layout.event_idx,
-                    self.link.next_avail(q),
-                );
+                let next = self.link.next_avail(q);
+                self.queues[q] = SplitRing::new(&layout.mem, &map, setup, layout.event_idx, next);
             }
+            self.map = Some(map);
         }
     }
 
     /// Records where each running ring continues, for `GET_VRING_BASE`.
     fn save_positions(&self) {
-        for (q, queue) in self.queues.iter().enumerate() {
-            if let Some(queue) = queue {
-                self.link.set_next_avail(q, queue.next_avail());
+        for (q, ring) in self.queues.iter().enumerate() {
+            if let Some(ring) = ring {
+                self.link.set_next_avail(q, ring.next_avail());
             }
         }
     }
@@ -165,48 +188,37 @@ impl Rings {
         self.offloads.takes(gso)
     }
 
-    /// Reads up to `max` frames the guest sent, handing each one's bytes (its checksum
-    /// completed) and segmentation to `take`, which says whether it kept them. Returns how many
-    /// it kept.
-    pub fn receive(
-        &mut self,
-        max: usize,
-        mut take: impl FnMut(&[u8], Option<Gso>) -> bool,
-    ) -> usize {
-        let (Some(layout), Some(queue)) = (&self.layout, &mut self.queues[TX_QUEUE]) else {
+    /// Reads up to `max` frames the guest sent into `sink`, each one's checksum completed and
+    /// its segmentation with it. Returns how many `sink` kept.
+    pub fn receive(&mut self, max: usize, sink: &mut impl Sink) -> usize {
+        let (Some(layout), Some(map), Some(ring)) =
+            (&self.layout, &self.map, &mut self.queues[TX_QUEUE])
+        else {
             return 0;
         };
-        let mem = &*layout.mem;
+        ring.prefetch(map, max);
         let (mut frames, mut used) = (0, 0);
         while used < max {
-            let Some(chain) = queue.pop_descriptor_chain(mem) else {
+            let Some(head) = ring.pop() else {
                 break;
             };
-            let head = chain.head_index();
-            let offered = read_chain(mem, chain, &mut self.scratch)
-                .filter(|&len| len > NET_HDR_LEN)
-                .and_then(|len| {
-                    let (header, frame) = self.scratch[..len].split_at_mut(NET_HDR_LEN);
-                    offload(header, frame).map(|gso| (len, gso))
-                });
-            match offered {
-                Some((len, gso)) => {
-                    if take(&self.scratch[NET_HDR_LEN..len], gso) {
-                        frames += 1;
-                    } else {
-                        self.stats.dropped += 1;
-                    }
-                }
-                None => self.stats.tx_refused += 1,
-            }
-            if queue.add_used(mem, head, 0).is_err() {
-                self.stats.tx_refused += 1;
-            }
             used += 1;
+            let taken = offered(ring, map, head).map(|(len, header)| {
+                sink.take(len - NET_HDR_LEN, header.gso, |frame| {
+                    copy_out(ring, map, head, NET_HDR_LEN, frame) == Some(len)
+                        && header.complete_checksum(frame)
+                })
+            });
+            match taken {
+                Some(Taken::Kept) => frames += 1,
+                Some(Taken::NoBuffer) => self.stats.dropped += 1,
+                Some(Taken::Refused) | None => self.stats.tx_refused += 1,
+            }
+            ring.push_used(head, 0);
         }
         if used > 0 {
-            self.link.set_next_avail(TX_QUEUE, queue.next_avail());
-            notify(queue, mem, &layout.rings[TX_QUEUE]);
+            self.link.set_next_avail(TX_QUEUE, ring.next_avail());
+            publish(ring, &layout.rings[TX_QUEUE].call);
         }
         frames
     }
@@ -214,30 +226,27 @@ impl Rings {
     /// Copies `frame` into the next buffer the guest posted (or the next ones, with mergeable
     /// buffers), with `gso` in its header if the guest takes the superframe whole. Returns
     /// `false` if the guest has no room (the frame is the caller's to drop); a buffer that
-    /// cannot hold the frame is given back empty and the frame counted in `rx_refused`.
+    /// cannot hold the frame is given back empty and the frame counted in `rx_refused`. The
+    /// guest sees the frames at [`flush_sent`](Self::flush_sent).
     pub fn send(&mut self, frame: &[u8], gso: Option<Gso>) -> bool {
-        let (Some(layout), Some(queue)) = (&self.layout, &mut self.queues[RX_QUEUE]) else {
+        let (Some(map), Some(ring)) = (&self.map, &mut self.queues[RX_QUEUE]) else {
             return false;
         };
-        let mem = &*layout.mem;
         let header = rx_header(gso.filter(|g| self.offloads.takes(g)));
         let parts = [&header[..], frame];
         let total = NET_HDR_LEN + frame.len();
         if !self.offloads.mergeable {
-            let Some(chain) = queue.pop_descriptor_chain(mem) else {
+            let Some(head) = ring.pop() else {
                 return false;
             };
-            let head = chain.head_index();
-            let written = match write_chain(mem, chain, parts, 0) {
+            let written = match write_chain(ring, map, head, parts, 0) {
                 Some((n, _)) if n == total => n as u32,
                 _ => {
                     self.stats.rx_refused += 1;
                     0
                 }
             };
-            if queue.add_used(mem, head, written).is_err() {
-                self.stats.rx_refused += 1;
-            }
+            ring.push_used(head, written);
             return true;
         }
         // Mergeable buffers: fill chains until the frame is written, then tell the guest in
@@ -250,15 +259,13 @@ impl Rings {
                 bad = true;
                 break;
             }
-            let Some(chain) = queue.pop_descriptor_chain(mem) else {
-                for _ in 0..count {
-                    queue.go_to_previous_position();
-                }
+            let Some(head) = ring.pop() else {
+                ring.unpop(count as u16);
                 return false;
             };
-            self.merged[count] = (chain.head_index(), 0);
+            self.merged[count] = (head, 0);
             count += 1;
-            match write_chain(mem, chain, parts, done) {
+            match write_chain(ring, map, head, parts, done) {
                 Some((n, addr)) if n > 0 => {
                     first = first.or(Some(addr));
                     self.merged[count - 1].1 = n as u32;
@@ -271,13 +278,12 @@ impl Rings {
             }
         }
         let counted = !bad
-            // The header must lie in the first buffer (Linux posts one buffer per chain).
-            && first.is_some_and(|(a, len)| {
+            // The header must lie in the first buffer (Linux posts one buffer per chain); it
+            // says one buffer already.
+            && first.is_some_and(|(addr, len)| {
                 let buffers = (count as u16).to_le_bytes();
-                (len >= NET_HDR_LEN)
-                    .then(|| a.checked_add(NUM_BUFFERS_AT as u64))
-                    .flatten()
-                    .is_some_and(|at| mem.write_slice(&buffers, at).is_ok())
+                len >= NET_HDR_LEN
+                    && (count == 1 || map.write(addr + NUM_BUFFERS_AT as u64, &buffers))
             });
         if !counted {
             self.stats.rx_refused += 1;
@@ -286,111 +292,126 @@ impl Rings {
             }
         }
         for &(head, len) in &self.merged[..count] {
-            if queue.add_used(mem, head, len).is_err() {
-                self.stats.rx_refused += 1;
-            }
+            ring.push_used(head, len);
         }
         true
     }
 
-    /// Interrupts the guest after `send`s, if it asked to be.
+    /// Starts loading the guest's next `n` receive buffers, before as many `send`s.
+    pub fn prepare_send(&mut self, n: usize) {
+        if let (Some(map), Some(ring)) = (&self.map, &mut self.queues[RX_QUEUE]) {
+            ring.prefetch(map, n);
+        }
+    }
+
+    /// Publishes the frames `send` wrote, and interrupts the guest if it asked to be.
     pub fn flush_sent(&mut self) {
-        let (Some(layout), Some(queue)) = (&self.layout, &mut self.queues[RX_QUEUE]) else {
+        let (Some(layout), Some(ring)) = (&self.layout, &mut self.queues[RX_QUEUE]) else {
             return;
         };
-        self.link.set_next_avail(RX_QUEUE, queue.next_avail());
-        notify(queue, &layout.mem, &layout.rings[RX_QUEUE]);
+        self.link.set_next_avail(RX_QUEUE, ring.next_avail());
+        publish(ring, &layout.rings[RX_QUEUE].call);
     }
 }
 
-/// A queue over `setup` if it is running and lies in guest memory.
-fn ring(
-    mem: &GuestMemoryMmap,
-    setup: &RingSetup,
-    event_idx: bool,
-    next_avail: u16,
-) -> Option<Queue> {
-    if !setup.running() {
-        return None;
-    }
-    let mut q = Queue::new(setup.size).ok()?;
-    q.set_size(setup.size);
-    let split = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
-    let (lo, hi) = split(setup.desc);
-    q.set_desc_table_address(lo, hi);
-    let (lo, hi) = split(setup.avail);
-    q.set_avail_ring_address(lo, hi);
-    let (lo, hi) = split(setup.used);
-    q.set_used_ring_address(lo, hi);
-    q.set_event_idx(event_idx);
-    q.set_ready(true);
-    if !q.is_valid(mem) {
-        tracing::warn!(
-            size = setup.size,
-            "vhost-user ring outside guest memory: not polled"
-        );
-        return None;
-    }
-    // brink polls: a guest without event-index suppression is told not to kick
-    // (`VRING_USED_F_NO_NOTIFY`); with it, brink never moves the avail-event index it waits for.
-    q.disable_notification(mem).ok()?;
-    q.set_next_avail(next_avail);
-    let used = q.used_idx(mem, Ordering::Acquire).ok()?;
-    q.set_next_used(used.0);
-    Some(q)
-}
-
-/// Writes the guest's call eventfd if the guest wants an interrupt for what was just used.
-fn notify(queue: &mut Queue, mem: &GuestMemoryMmap, setup: &RingSetup) {
-    let Some(call) = &setup.call else {
-        return;
-    };
-    if queue.needs_notification(mem).unwrap_or(true) {
-        // A failed write only delays the guest until the next interrupt.
-        let _ = (&**call as &File).write(&1u64.to_ne_bytes());
-    }
-}
-
-/// Copies the readable chain into `dst`; `None` if it is not readable, leaves guest memory, is
-/// cut or is longer than `dst`.
-fn read_chain(mem: &GuestMemoryMmap, chain: Chain<'_>, dst: &mut [u8]) -> Option<usize> {
-    let (mut len, mut cut) = (0usize, false);
-    for desc in chain {
-        if desc.is_write_only() {
-            return None;
+/// Publishes `ring`'s used entries, and writes the guest's `call` eventfd if it wants an
+/// interrupt for them.
+fn publish(ring: &mut SplitRing, call: &Option<Arc<File>>) {
+    if ring.publish() {
+        if let Some(call) = call {
+            // A failed write only delays the guest until the next interrupt.
+            let _ = (&**call as &File).write(&1u64.to_ne_bytes());
         }
-        let end = len.checked_add(desc.len() as usize)?;
-        mem.read_slice(dst.get_mut(len..end)?, desc.addr()).ok()?;
-        len = end;
-        cut = desc.has_next();
     }
-    (!cut).then_some(len)
 }
 
-/// Checks the virtio-net header of a frame the guest sent and carries out what it asks:
-/// completes a partial checksum. Returns the frame's segmentation if it is a TCP superframe;
-/// `None` (refused) if the header asks for what brink did not offer or points outside the frame.
-fn offload(header: &[u8], frame: &mut [u8]) -> Option<Option<Gso>> {
-    let word = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
-    let (flags, kind) = (u32::from(header[0]), u32::from(header[1]));
-    if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-        let (start, field) = (usize::from(word(6)), usize::from(word(8)));
-        let at = start.checked_add(field)?;
-        frame.get(at..at + 2)?;
-        let sum = checksum::sum(Sum16BitWords::new(), frame.get(start..)?).ones_complement();
-        frame[at..at + 2].copy_from_slice(&sum.to_ne_bytes());
+/// What the virtio-net header of a frame the guest sent asks for.
+#[derive(Debug, Clone, Copy)]
+struct TxHeader {
+    /// Complete the checksum over the frame from `.0` on into the field at `.1`.
+    checksum: Option<(usize, usize)>,
+    /// The frame is a TCP superframe cut like this.
+    gso: Option<Gso>,
+}
+
+impl TxHeader {
+    /// The header's requests; `None` (refused) if it asks for what brink did not offer.
+    fn parse(header: &[u8; NET_HDR_LEN]) -> Option<TxHeader> {
+        let word = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
+        let (flags, kind) = (u32::from(header[0]), u32::from(header[1]));
+        let checksum = (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0).then(|| {
+            let start = usize::from(word(6));
+            (start, start + usize::from(word(8)))
+        });
+        let gso = match kind & !VIRTIO_NET_HDR_GSO_ECN {
+            0 => None,
+            VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_TCPV6 => Some(Gso {
+                kind: header[1] & !(VIRTIO_NET_HDR_GSO_ECN as u8),
+                header_len: word(2),
+                size: word(4),
+            })
+            .filter(|g| g.size > 0),
+            _ => return None,
+        };
+        Some(TxHeader { checksum, gso })
     }
-    let gso = match kind & !VIRTIO_NET_HDR_GSO_ECN {
-        0 => None,
-        VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_TCPV6 => Some(Gso {
-            kind: header[1] & !(VIRTIO_NET_HDR_GSO_ECN as u8),
-            header_len: word(2),
-            size: word(4),
-        })
-        .filter(|g| g.size > 0),
-        _ => return None,
-    };
-    Some(gso)
+
+    /// Completes the partial checksum the header asks for, in `frame`; `false` if its field or
+    /// start lies outside the frame.
+    fn complete_checksum(&self, frame: &mut [u8]) -> bool {
+        let Some((start, at)) = self.checksum else {
+            return true;
+        };
+        if frame.get(at..at + 2).is_none() {
+            return false;
+        }
+        let Some(covered) = frame.get(start..) else {
+            return false;
+        };
+        let sum = checksum::sum(Sum16BitWords::new(), covered).ones_complement();
+        frame[at..at + 2].copy_from_slice(&sum.to_ne_bytes());
+        true
+    }
+}
+
+/// The length of the transmit chain at `head` and its virtio-net header's requests, if the
+/// chain is readable, holds a header and a frame no longer than a jumbo buffer, and the header
+/// asks for nothing brink did not offer.
+fn offered(ring: &SplitRing, map: &GuestMap, head: u16) -> Option<(usize, TxHeader)> {
+    let mut header = [0u8; NET_HDR_LEN];
+    let len = copy_out(ring, map, head, 0, &mut header)?;
+    if len <= NET_HDR_LEN || len - NET_HDR_LEN > JUMBO_LEN {
+        return None;
+    }
+    Some((len, TxHeader::parse(&header)?))
+}
+
+/// Copies the bytes of the readable chain at `head` from offset `skip` on into `dst`, as many
+/// as `dst` holds, and returns the chain's whole length; `None` if the chain is broken, has a
+/// writable buffer, or the bytes copied leave guest memory.
+fn copy_out(
+    ring: &SplitRing,
+    map: &GuestMap,
+    head: u16,
+    skip: usize,
+    dst: &mut [u8],
+) -> Option<usize> {
+    let (mut at, mut ok) = (0usize, true);
+    let whole = ring.walk(head, |d| {
+        let len = d.len as usize;
+        let end = at.saturating_add(len);
+        ok = !d.writable() && end <= NET_HDR_LEN + JUMBO_LEN;
+        if ok && end > skip && at < skip + dst.len() {
+            // The part of this buffer that falls in `skip..skip + dst.len()`.
+            let from = skip.saturating_sub(at);
+            let to = (skip + dst.len()).min(end) - at;
+            let into = at + from - skip;
+            ok = map.read(d.addr + from as u64, &mut dst[into..into + to - from]);
+        }
+        at = end;
+        ok
+    });
+    (whole && ok).then_some(at)
 }
 
 /// The header brink writes in front of a frame for the guest: one buffer (mergeable buffers
@@ -409,51 +430,74 @@ fn rx_header(gso: Option<Gso>) -> [u8; NET_HDR_LEN] {
 }
 
 /// Writes the bytes of `parts`, one after the other, from offset `from` on into the writable
-/// chain, as many as it holds. Returns how many, and the address and length of the chain's
-/// first buffer; `None` if the chain is not writable or leaves guest memory (a looping chain ends where the
-/// bytes do).
+/// chain at `head`, as many as it holds. Returns how many, and the guest address and length of
+/// the chain's first buffer; `None` if the chain is broken, not writable or leaves guest memory.
 fn write_chain(
-    mem: &GuestMemoryMmap,
-    chain: Chain<'_>,
+    ring: &SplitRing,
+    map: &GuestMap,
+    head: u16,
     parts: [&[u8]; 2],
     from: usize,
-) -> Option<(usize, (GuestAddress, usize))> {
+) -> Option<(usize, (u64, usize))> {
     let total = parts[0].len() + parts[1].len();
-    let (mut done, mut first) = (from, None);
-    for desc in chain {
+    let (mut done, mut first, mut ok) = (from, None, true);
+    let whole = ring.walk(head, |d| {
         if done == total {
-            break;
+            return false;
         }
-        if !desc.is_write_only() {
-            return None;
-        }
-        let (mut addr, mut room): (GuestAddress, usize) = (desc.addr(), desc.len() as usize);
+        ok = d.writable();
+        let (mut addr, mut room) = (d.addr, d.len as usize);
         first = first.or(Some((addr, room)));
-        while room > 0 && done < total {
+        while ok && room > 0 && done < total {
             let src = match done.checked_sub(parts[0].len()) {
                 None => &parts[0][done..],
                 Some(at) => &parts[1][at..],
             };
             let n = src.len().min(room);
-            mem.write_slice(&src[..n], addr).ok()?;
-            addr = addr.checked_add(n as u64)?;
+            ok = map.write(addr, &src[..n]);
+            addr += n as u64;
             room -= n;
             done += n;
         }
-    }
-    Some((done - from, first?))
+        ok
+    });
+    (whole && ok).then_some((done - from, first?))
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+    use virtio_bindings::virtio_ring::{
+        VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+    };
     use virtio_queue::desc::split::Descriptor;
     use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
+    use super::super::device::RingSetup;
     use super::*;
+
+    /// Frames as they arrive, with their segmentation.
+    #[derive(Default)]
+    struct Collect(Vec<(Vec<u8>, Option<Gso>)>);
+
+    impl Sink for Collect {
+        fn take(
+            &mut self,
+            len: usize,
+            gso: Option<Gso>,
+            fill: impl FnOnce(&mut [u8]) -> bool,
+        ) -> Taken {
+            let mut frame = vec![0; len];
+            if !fill(&mut frame) {
+                return Taken::Refused;
+            }
+            self.0.push((frame, gso));
+            Taken::Kept
+        }
+    }
 
     const SIZE: u16 = 16;
     /// Where the guest keeps its packet buffers.
@@ -494,6 +538,26 @@ mod tests {
         rings_with(mem, rx, tx, 0)
     }
 
+    /// [`rings_with`] with event indexes negotiated or not.
+    fn rings_events(
+        mem: &Arc<GuestMemoryMmap>,
+        rx: RingSetup,
+        tx: RingSetup,
+        features: u64,
+        event_idx: bool,
+    ) -> Rings {
+        let link = Arc::new(Link::default());
+        link.publish(Some(Arc::new(Layout {
+            mem: Arc::clone(mem),
+            rings: [rx, tx],
+            event_idx,
+            features,
+        })));
+        let mut rings = Rings::new(link);
+        rings.sync();
+        rings
+    }
+
     /// [`rings`] with `features` negotiated.
     fn rings_with(
         mem: &Arc<GuestMemoryMmap>,
@@ -501,16 +565,7 @@ mod tests {
         tx: RingSetup,
         features: u64,
     ) -> Rings {
-        let link = Arc::new(Link::default());
-        link.publish(Some(Arc::new(Layout {
-            mem: Arc::clone(mem),
-            rings: [rx, tx],
-            event_idx: true,
-            features,
-        })));
-        let mut rings = Rings::new(link);
-        rings.sync();
-        rings
+        rings_events(mem, rx, tx, features, true)
     }
 
     fn used_len(mem: &GuestMemoryMmap, q: &Mock<'_>, i: u64) -> u32 {
@@ -520,12 +575,9 @@ mod tests {
     }
 
     fn received(rings: &mut Rings) -> Vec<Vec<u8>> {
-        let mut got = Vec::new();
-        rings.receive(32, |b, _| {
-            got.push(b.to_vec());
-            true
-        });
-        got
+        let mut got = Collect::default();
+        rings.receive(32, &mut got);
+        got.0.into_iter().map(|(frame, _)| frame).collect()
     }
 
     #[test]
@@ -558,7 +610,8 @@ mod tests {
         let mem = memory();
         let (rx, tx) = queues(&mem);
         let mut r = rings(&mem, setup(&rx), setup(&tx));
-        // Outside guest memory; write-only; shorter than the header; a loop.
+        // Outside guest memory; write-only; shorter than the header; a loop; a next index
+        // outside the table; an indirect table (not offered).
         tx.add_desc_chains(&[desc(0xffff_0000, 64, 0, 0)], 0)
             .unwrap();
         tx.add_desc_chains(&[desc(DATA, 64, VRING_DESC_F_WRITE, 0)], 1)
@@ -566,9 +619,13 @@ mod tests {
         tx.add_desc_chains(&[desc(DATA, 8, 0, 0)], 2).unwrap();
         tx.add_desc_chains(&[desc(DATA, 64, VRING_DESC_F_NEXT, 3)], 3)
             .unwrap();
+        tx.add_desc_chains(&[desc(DATA, 64, VRING_DESC_F_NEXT, 100)], 4)
+            .unwrap();
+        tx.add_desc_chains(&[desc(DATA, 64, VRING_DESC_F_INDIRECT, 0)], 5)
+            .unwrap();
         assert!(received(&mut r).is_empty());
-        assert_eq!(r.stats().tx_refused, 4);
-        assert_eq!(tx.used().idx().load(), 4);
+        assert_eq!(r.stats().tx_refused, 6);
+        assert_eq!(tx.used().idx().load(), 6);
     }
 
     #[test]
@@ -598,6 +655,55 @@ mod tests {
     }
 
     #[test]
+    fn the_guest_is_interrupted_only_when_it_asks() {
+        let mem = memory();
+        let (rx, tx) = queues(&mem);
+        let path = std::env::temp_dir().join(format!("brink-call-{}", std::process::id()));
+        let call = Arc::new(File::create(&path).unwrap());
+        let interrupts = || std::fs::metadata(&path).unwrap().len() / 8;
+        for k in 0..4u16 {
+            let at = DATA + u64::from(k) * 0x1000;
+            rx.add_desc_chains(&[desc(at, 2048, VRING_DESC_F_WRITE, 0)], k)
+                .unwrap();
+        }
+        let with_call = RingSetup {
+            call: Some(Arc::clone(&call)),
+            ..setup(&rx)
+        };
+        let frame = [0x5a; 60];
+        let send = |r: &mut Rings| {
+            assert!(r.send(&frame, None));
+            r.flush_sent();
+        };
+        // Without event indexes: the avail ring's NO_INTERRUPT flag says it.
+        let mut r = rings_events(&mem, with_call.clone(), setup(&tx), 0, false);
+        let flags = rx.avail_addr();
+        mem.write_obj(VRING_AVAIL_F_NO_INTERRUPT as u16, flags)
+            .unwrap();
+        send(&mut r);
+        assert_eq!(interrupts(), 0, "the guest asked for no interrupt");
+        mem.write_obj(0u16, flags).unwrap();
+        send(&mut r);
+        assert_eq!(interrupts(), 1);
+        r.flush_sent();
+        assert_eq!(interrupts(), 1, "nothing new used, no interrupt");
+        // With them: only once the used index passes the guest's used-event index.
+        let mut r = rings_events(&mem, with_call, setup(&tx), 0, true);
+        let used_event = rx.avail_addr().unchecked_add(4 + 2 * u64::from(SIZE));
+        mem.write_obj(3u16, used_event).unwrap();
+        send(&mut r);
+        assert_eq!(
+            interrupts(),
+            1,
+            "used index 3 is not past the event index 3"
+        );
+        send(&mut r);
+        assert_eq!(interrupts(), 2);
+        assert_eq!(rx.used().idx().load(), 4);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn rings_not_enabled_are_not_polled() {
         let mem = memory();
         let (rx, tx) = queues(&mem);
@@ -608,7 +714,7 @@ mod tests {
             ..setup(&tx)
         };
         let mut r = rings(&mem, setup(&rx), disabled);
-        assert_eq!(r.receive(32, |_, _| true), 0);
+        assert_eq!(r.receive(32, &mut Collect::default()), 0);
         assert_eq!(tx.used().idx().load(), 0);
     }
 
@@ -658,13 +764,10 @@ mod tests {
             0,
         )
         .unwrap();
-        let mut got = Vec::new();
-        r.receive(32, |b, gso| {
-            got.push((b.to_vec(), gso));
-            true
-        });
-        let [(bytes, gso)] = &got[..] else {
-            panic!("{} frames", got.len())
+        let mut got = Collect::default();
+        r.receive(32, &mut got);
+        let [(bytes, gso)] = &got.0[..] else {
+            panic!("{} frames", got.0.len())
         };
         let gso = gso.expect("a superframe");
         assert_eq!((gso.kind, gso.header_len, gso.size), (1, 54, 1448));
@@ -732,5 +835,56 @@ mod tests {
         .unwrap();
         assert_eq!(tail, frame[frame.len() - 100..]);
         assert_eq!(r.stats(), RingStats::default());
+    }
+
+    /// A ring of `SIZE` entries laid out from `base`: table, then available ring, then used
+    /// ring, a page apart (the mock's own layout packs the used ring into the available one
+    /// when all of its entries are written).
+    fn spread(base: u64) -> RingSetup {
+        RingSetup {
+            size: SIZE,
+            desc: base,
+            avail: base + 0x1000,
+            used: base + 0x2000,
+            call: None,
+            started: true,
+            enabled: true,
+        }
+    }
+
+    proptest::proptest! {
+        /// A guest that writes anything at all into its descriptor tables and rings: the worker
+        /// neither crashes nor reads outside guest memory, and gives back every transmit chain
+        /// it takes, frame or not.
+        #[test]
+        fn a_hostile_guest_gets_its_chains_back_and_nothing_else(
+            table in proptest::collection::vec(proptest::num::u8::ANY, 16 * SIZE as usize),
+            heads in proptest::collection::vec(0u16..24, SIZE as usize),
+            offered in 0u16..=SIZE,
+            features in proptest::num::u64::ANY,
+        ) {
+            let mem = memory();
+            let (rx, tx) = (spread(0), spread(0x8000));
+            for q in [&rx, &tx] {
+                mem.write_slice(&table, GuestAddress(q.desc)).unwrap();
+                for (i, h) in heads.iter().enumerate() {
+                    mem.write_obj(*h, GuestAddress(q.avail + 4 + 2 * i as u64)).unwrap();
+                }
+                mem.write_obj(offered, GuestAddress(q.avail + 2)).unwrap();
+            }
+            let used = |q: &RingSetup| mem.read_obj::<u16>(GuestAddress(q.used + 2)).unwrap();
+            let mut r = rings_with(&mem, rx.clone(), tx.clone(), features);
+            let got = received(&mut r);
+            let stats = r.stats();
+            proptest::prop_assert_eq!(
+                got.len() as u64 + stats.tx_refused + stats.dropped,
+                u64::from(offered)
+            );
+            proptest::prop_assert_eq!(used(&tx), offered);
+            let frame = [0x11; 200];
+            while r.send(&frame, None) {}
+            r.flush_sent();
+            proptest::prop_assert!(used(&rx) <= offered);
+        }
     }
 }

@@ -1,0 +1,343 @@
+//! One split virtqueue (virtio 1.1, section 2.6) as the device side polls it, in place in the
+//! guest's memory.
+//!
+//! The three parts of the ring (descriptor table, available ring, used ring) are translated
+//! to host addresses once, when the ring starts; `virtio-queue` checks their layout then
+//! (sizes, alignment, inside guest memory). Per frame the worker then reads an available
+//! entry and the chain's descriptors and writes a used entry, with no address translation;
+//! per batch it reads the available index once and publishes the used index once. DPDK's
+//! vhost library and Open vSwitch-DPDK work the same way. Only the ring indexes are shared
+//! with the guest's concurrent writes, so only they are atomics (acquire on the available
+//! index before the entries it covers are read, release on the used index after the entries
+//! it covers are written).
+//!
+//! Every descriptor is read once into a local copy and checked there: a guest that rewrites
+//! its ring meanwhile can only hurt its own frames.
+
+// Guest memory is shared with another process: it is reached through raw host addresses.
+#![allow(unsafe_code)]
+
+use std::num::Wrapping;
+use std::sync::atomic::{fence, AtomicU16, Ordering};
+
+use virtio_bindings::virtio_ring::{
+    VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+    VRING_USED_F_NO_NOTIFY,
+};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+use super::device::RingSetup;
+use super::guest::GuestMap;
+
+/// Bytes of one descriptor.
+const DESC_LEN: usize = 16;
+/// Bytes of one used-ring element (`id: u32, len: u32`).
+const USED_ELEM_LEN: usize = 8;
+/// Bytes of a ring's `flags` and `idx` header.
+const RING_HEADER: usize = 4;
+/// Bytes of a cache line.
+const CACHE_LINE: usize = 64;
+/// How much of a buffer [`SplitRing::prefetch`] loads: a virtio-net header and a small frame.
+const PREFETCH_BYTES: usize = 2 * CACHE_LINE;
+
+/// One descriptor, as read from the guest.
+#[derive(Debug, Clone, Copy)]
+pub struct Desc {
+    /// Guest address of the buffer.
+    pub addr: u64,
+    /// Its length.
+    pub len: u32,
+    flags: u16,
+    next: u16,
+}
+
+impl Desc {
+    /// The device writes this buffer (a receive buffer).
+    pub fn writable(&self) -> bool {
+        u32::from(self.flags) & VRING_DESC_F_WRITE != 0
+    }
+}
+
+/// A split ring in guest memory, with the device's positions in it.
+#[derive(Debug)]
+pub struct SplitRing {
+    desc: *const u8,
+    avail: *const u8,
+    used: *mut u8,
+    size: u16,
+    event_idx: bool,
+    /// The next available entry to take.
+    next_avail: Wrapping<u16>,
+    /// The guest's available index as last read.
+    avail_idx: Wrapping<u16>,
+    /// The next used entry to write.
+    next_used: Wrapping<u16>,
+    /// The used index the guest was last told about (published).
+    published: Wrapping<u16>,
+    /// The used index at the last interrupt decision.
+    signalled: Wrapping<u16>,
+}
+
+// SAFETY: the pointers point into guest memory that the port's `GuestMap` keeps mapped for as
+// long as the ring is used (the ring is dropped with or before it); only the owning worker uses
+// the ring.
+unsafe impl Send for SplitRing {}
+
+impl SplitRing {
+    /// The ring `setup` describes, continuing at available index `next_avail`, if it is running
+    /// and laid out inside guest memory. The guest is told not to kick: brink polls.
+    pub fn new(
+        mem: &GuestMemoryMmap,
+        map: &GuestMap,
+        setup: &RingSetup,
+        event_idx: bool,
+        next_avail: u16,
+    ) -> Option<SplitRing> {
+        if !setup.running() || !valid(mem, setup) {
+            return None;
+        }
+        let size = usize::from(setup.size);
+        // Both rings end with a 16-bit event index.
+        let desc = map.contiguous(setup.desc, DESC_LEN * size)?;
+        let avail = map.contiguous(setup.avail, RING_HEADER + 2 * size + 2)?;
+        let used = map.contiguous(setup.used, RING_HEADER + USED_ELEM_LEN * size + 2)?;
+        let mut ring = SplitRing {
+            desc,
+            avail,
+            used,
+            size: setup.size,
+            event_idx,
+            next_avail: Wrapping(next_avail),
+            avail_idx: Wrapping(next_avail),
+            next_used: Wrapping(0),
+            published: Wrapping(0),
+            signalled: Wrapping(0),
+        };
+        let used_idx = Wrapping(ring.used_index().load(Ordering::Acquire));
+        (ring.next_used, ring.published, ring.signalled) = (used_idx, used_idx, used_idx);
+        if !event_idx {
+            // With event indexes the guest kicks only when the available event index (which
+            // brink never moves) is passed; without, this flag asks it not to.
+            ring.used_flags()
+                .store(VRING_USED_F_NO_NOTIFY as u16, Ordering::Release);
+        }
+        Some(ring)
+    }
+
+    /// Where the device continues in the available ring.
+    pub fn next_avail(&self) -> u16 {
+        self.next_avail.0
+    }
+
+    fn avail_index(&self) -> &AtomicU16 {
+        // SAFETY: `avail + 2` is the available ring's 2-byte aligned `idx` (checked at setup),
+        // inside guest memory that stays mapped while the ring lives.
+        unsafe { AtomicU16::from_ptr(self.avail.add(2) as *mut u16) }
+    }
+
+    fn used_flags(&self) -> &AtomicU16 {
+        // SAFETY: as in `avail_index`, the used ring's `flags` (4-byte aligned).
+        unsafe { AtomicU16::from_ptr(self.used as *mut u16) }
+    }
+
+    fn used_index(&self) -> &AtomicU16 {
+        // SAFETY: as in `avail_index`, the used ring's `idx`.
+        unsafe { AtomicU16::from_ptr(self.used.add(2) as *mut u16) }
+    }
+
+    /// Reads the 16-bit little-endian word `at` bytes into the available ring.
+    fn avail_word(&self, at: usize) -> u16 {
+        // SAFETY: callers pass `at` within the available ring's `4 + 2 * size + 2` bytes.
+        u16::from_le(unsafe { std::ptr::read_volatile(self.avail.add(at) as *const u16) })
+    }
+
+    /// How many chains the guest made available that the device has not taken. The guest's
+    /// index is read again only once all of them are taken; one that claims more entries than
+    /// the ring has is not followed (none are available).
+    #[inline]
+    fn available(&mut self) -> u16 {
+        if self.next_avail == self.avail_idx {
+            self.avail_idx = Wrapping(self.avail_index().load(Ordering::Acquire));
+            if (self.avail_idx - self.next_avail).0 > self.size {
+                self.avail_idx = self.next_avail;
+            }
+        }
+        (self.avail_idx - self.next_avail).0
+    }
+
+    /// The head of the `k`-th available chain from the next one (`k` below `available()`).
+    #[inline]
+    fn peek(&self, k: u16) -> u16 {
+        let slot = usize::from((self.next_avail.0.wrapping_add(k)) & (self.size - 1));
+        self.avail_word(RING_HEADER + 2 * slot)
+    }
+
+    /// The head of the next chain the guest made available, if any.
+    #[inline]
+    pub fn pop(&mut self) -> Option<u16> {
+        if self.available() == 0 {
+            return None;
+        }
+        let head = self.peek(0);
+        self.next_avail += 1;
+        Some(head)
+    }
+
+    /// Starts loading what the next `n` chains will touch (their head descriptors, then the
+    /// first bytes of their buffers), so that a batch's cache misses on memory the guest wrote
+    /// last overlap instead of coming one after the other. Takes nothing from the ring.
+    pub fn prefetch(&mut self, map: &GuestMap, n: usize) {
+        let n = self.available().min(u16::try_from(n).unwrap_or(u16::MAX));
+        for k in 0..n {
+            let head = usize::from(self.peek(k) & (self.size - 1));
+            prefetch(self.desc.wrapping_add(DESC_LEN * head), false);
+        }
+        for k in 0..n {
+            let Some(d) = self.descriptor(self.peek(k)) else {
+                continue;
+            };
+            if let Some(at) = map.contiguous(d.addr, 1) {
+                let end = at.wrapping_add((d.len as usize).clamp(1, PREFETCH_BYTES) - 1);
+                prefetch(at, d.writable());
+                if (end as usize) / CACHE_LINE != (at as usize) / CACHE_LINE {
+                    prefetch(end, d.writable());
+                }
+            }
+        }
+    }
+
+    /// Puts the last `n` chains taken back, as if they had not been taken.
+    pub fn unpop(&mut self, n: u16) {
+        self.next_avail -= n;
+    }
+
+    /// Descriptor `index` of the table, if it is one.
+    #[inline]
+    fn descriptor(&self, index: u16) -> Option<Desc> {
+        if index >= self.size {
+            return None;
+        }
+        // SAFETY: `index < size`, so the 16 bytes lie in the descriptor table (16-byte
+        // aligned, checked at setup).
+        let raw: [u8; DESC_LEN] = unsafe {
+            std::ptr::read_volatile(self.desc.add(DESC_LEN * usize::from(index)) as *const _)
+        };
+        let word = |at: usize| u16::from_le_bytes([raw[at], raw[at + 1]]);
+        let mut addr = [0; 8];
+        addr.copy_from_slice(&raw[..8]);
+        Some(Desc {
+            addr: u64::from_le_bytes(addr),
+            len: u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]),
+            flags: word(12),
+            next: word(14),
+        })
+    }
+
+    /// Calls `each` with the descriptors of the chain at `head`, in order, until it returns
+    /// `false`. Returns `false` if the chain is broken: an index outside the table, an indirect
+    /// descriptor (not offered) or more links than the ring has entries (a loop).
+    #[inline]
+    pub fn walk(&self, head: u16, mut each: impl FnMut(Desc) -> bool) -> bool {
+        let mut index = head;
+        for _ in 0..self.size {
+            let Some(d) = self.descriptor(index) else {
+                return false;
+            };
+            if u32::from(d.flags) & VRING_DESC_F_INDIRECT != 0 {
+                return false;
+            }
+            if !each(d) {
+                return true;
+            }
+            if u32::from(d.flags) & VRING_DESC_F_NEXT == 0 {
+                return true;
+            }
+            index = d.next;
+        }
+        false
+    }
+
+    /// Returns chain `head` to the guest with `len` bytes written into it; the guest sees it
+    /// once [`publish`](Self::publish) runs.
+    #[inline]
+    pub fn push_used(&mut self, head: u16, len: u32) {
+        let slot = usize::from(self.next_used.0 & (self.size - 1));
+        let mut elem = [0u8; USED_ELEM_LEN];
+        elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
+        elem[4..].copy_from_slice(&len.to_le_bytes());
+        // SAFETY: `slot < size`, so the element lies in the used ring (checked at setup).
+        unsafe {
+            std::ptr::write_volatile(
+                self.used.add(RING_HEADER + USED_ELEM_LEN * slot) as *mut [u8; USED_ELEM_LEN],
+                elem,
+            );
+        }
+        self.next_used += 1;
+    }
+
+    /// Publishes the used entries pushed since the last call; returns whether the guest asked to
+    /// be interrupted for them (its used event index, or the absence of `NO_INTERRUPT`).
+    pub fn publish(&mut self) -> bool {
+        if self.next_used == self.published {
+            return false;
+        }
+        self.used_index().store(self.next_used.0, Ordering::Release);
+        self.published = self.next_used;
+        // The guest may be setting its event index or flags while it checks the used index:
+        // order the store above before the loads below (the spec's full barrier).
+        fence(Ordering::SeqCst);
+        let (new, old) = (self.next_used, self.signalled);
+        self.signalled = new;
+        if self.event_idx {
+            let event = Wrapping(self.avail_word(RING_HEADER + 2 * usize::from(self.size)));
+            return new - event - Wrapping(1) < new - old;
+        }
+        u32::from(self.avail_word(0)) & VRING_AVAIL_F_NO_INTERRUPT == 0
+    }
+}
+
+/// Asks the CPU to start loading the cache line at `at` (to write it, if `write`). Reads
+/// nothing into the program and cannot fault, whatever the address.
+#[inline]
+fn prefetch(at: *const u8, write: bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
+        // SAFETY: SSE is part of x86_64, so the instruction exists; a prefetch has no effect
+        // but on the cache, for any address.
+        unsafe {
+            if write {
+                _mm_prefetch::<_MM_HINT_ET0>(at as *const i8);
+            } else {
+                _mm_prefetch::<_MM_HINT_T0>(at as *const i8);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (at, write);
+}
+
+/// Whether `virtio-queue` finds the ring's layout valid in `mem`: a power-of-two size, aligned
+/// parts, all inside guest memory.
+fn valid(mem: &GuestMemoryMmap, setup: &RingSetup) -> bool {
+    let laid_out = Queue::new(setup.size).is_ok_and(|mut q| {
+        q.try_set_desc_table_address(GuestAddress(setup.desc))
+            .is_ok()
+            && q.try_set_avail_ring_address(GuestAddress(setup.avail))
+                .is_ok()
+            && q.try_set_used_ring_address(GuestAddress(setup.used))
+                .is_ok()
+            && {
+                q.set_ready(true);
+                q.is_valid(mem)
+            }
+    });
+    if !laid_out {
+        tracing::warn!(
+            size = setup.size,
+            "vhost-user ring misaligned or outside guest memory: not polled"
+        );
+    }
+    laid_out
+}
