@@ -10,6 +10,7 @@ use std::process::Command;
 
 use brink_bench::daemon::Daemon;
 use brink_bench::hosts::{self, Hosts, INNER_MTU};
+use brink_bench::topo::Vm;
 use common::{payload, ping, tcp_transfer};
 use serde_json::Value;
 
@@ -61,6 +62,17 @@ fn rx_from(d: &Daemon, ip: &str) -> u64 {
 fn vx_rx(ns: &str) -> u64 {
     let text = exec(ns, "cat", &["/sys/class/net/vx/statistics/rx_packets"]);
     text.trim().parse().unwrap()
+}
+
+/// Ping, then 4 MiB of TCP, each way between brink's VM `a` and VM `b` on the `peer` host.
+fn ping_and_tcp_both_ways(s: &Hosts, a: &Vm, b: &Vm, peer: &str) {
+    assert!(ping(a, b, 3), "brink -> {peer}");
+    assert!(ping(b, a, 3), "{peer} -> brink");
+    let data = payload(4 << 20);
+    for (from, to, way) in [(a, b, "brink ->"), (b, a, "<- brink")] {
+        let got = tcp_transfer(&s.topo, from, to, &data);
+        assert!(got == data, "TCP {way} {peer}: {} bytes", got.len());
+    }
 }
 
 #[test]
@@ -133,17 +145,7 @@ fn brink_to_linux_vxlan_and_bridge_both_ways_and_unknown_vnis_are_dropped() {
     s.brink_remote(0, "blue", 1, &b1).unwrap();
     s.linux_remote(1, 0, &a1).unwrap();
 
-    assert!(ping(&a1, &b1, 3), "brink -> Linux");
-    assert!(ping(&b1, &a1, 3), "Linux -> brink");
-    let data = payload(4 << 20);
-    assert!(
-        tcp_transfer(&s.topo, &a1, &b1, &data) == data,
-        "TCP brink -> Linux"
-    );
-    assert!(
-        tcp_transfer(&s.topo, &b1, &a1, &data) == data,
-        "TCP Linux -> brink"
-    );
+    ping_and_tcp_both_ways(&s, &a1, &b1, "Linux");
 
     // A VNI no brink network has: dropped before the kernel's VXLAN socket, and counted.
     let linux = s.host(1);
@@ -187,17 +189,7 @@ fn brink_to_open_vswitch_userspace_vxlan_both_ways() {
     s.brink_remote(0, "blue", 1, &b1).unwrap();
     s.ovs_remote(1, 0, 1001).unwrap();
 
-    assert!(ping(&b1, &a1, 3), "OVS -> brink");
-    assert!(ping(&a1, &b1, 3), "brink -> OVS");
-    let data = payload(4 << 20);
-    assert!(
-        tcp_transfer(&s.topo, &a1, &b1, &data) == data,
-        "TCP brink -> OVS"
-    );
-    assert!(
-        tcp_transfer(&s.topo, &b1, &a1, &data) == data,
-        "TCP OVS -> brink"
-    );
+    ping_and_tcp_both_ways(&s, &a1, &b1, "OVS");
     // The OVS VM's only way out is br-int's VXLAN port: brink counted what it sent.
     let d0 = s.daemon(0).unwrap();
     assert!(
