@@ -24,6 +24,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The bridge of [`Ovs::start_vtep`] that holds the underlay port and the tunnel IP.
 pub const PHYSICAL_BRIDGE: &str = "br-phy";
+/// The bridge of [`Ovs::start_vtep`] that holds the VMs and the tunnels.
+pub const INTEGRATION_BRIDGE: &str = "br-int";
 
 /// A private `ovsdb-server` and `ovs-vswitchd`, stopped on drop.
 #[derive(Debug)]
@@ -163,7 +165,7 @@ impl Ovs {
     /// Starts a hypervisor's Open vSwitch inside `netns`, as OVS's userspace tunnelling wants
     /// it: the underlay interface `underlay` becomes a port of the netdev bridge
     /// [`PHYSICAL_BRIDGE`], whose internal port takes over the tunnel address `addr`
-    /// (`IP/LEN`) from it, and VMs and tunnels go on the integration bridge `br-int`
+    /// (`IP/LEN`) from it, and VMs and tunnels go on [`INTEGRATION_BRIDGE`]
     /// ([`Ovs::add_port`], [`Ovs::add_vxlan_port`]). Files and logs are kept in `dir`.
     pub fn start_vtep(
         netns: &str,
@@ -171,7 +173,13 @@ impl Ovs {
         underlay: &str,
         addr: &str,
     ) -> Result<Ovs, BenchError> {
-        let ovs = Ovs::launch(dir, "br-int".into(), Some(netns), "ovs-vswitchd", &[])?;
+        let ovs = Ovs::launch(
+            dir,
+            INTEGRATION_BRIDGE.into(),
+            Some(netns),
+            "ovs-vswitchd",
+            &[],
+        )?;
         let phy = PHYSICAL_BRIDGE;
         ovs.vsctl(&[
             "add-br",
