@@ -5,7 +5,7 @@
 //! receive queue: one chain per frame, or as many as the frame needs with mergeable receive
 //! buffers (`VIRTIO_NET_F_MRG_RXBUF`). The rings are read and written in place ([`vring`]),
 //! guest addresses through [`guest`]'s region table; the used index is published, and the guest
-//! interrupted, once per batch.
+//! interrupted, once per batch (every [`PUBLISH_EVERY`] frames sent to the guest).
 //!
 //! Offloads ride on the virtio-net header in front of every frame. A checksum the guest left
 //! partial (`NEEDS_CSUM`) is completed as the frame is taken, so every port downstream gets a
@@ -283,7 +283,10 @@ impl Rings {
             && first.is_some_and(|(addr, len)| {
                 let buffers = (count as u16).to_le_bytes();
                 len >= NET_HDR_LEN
-                    && (count == 1 || map.write(addr + NUM_BUFFERS_AT as u64, &buffers))
+                    && (count == 1
+                        || addr
+                            .checked_add(NUM_BUFFERS_AT as u64)
+                            .is_some_and(|at| map.write(at, &buffers)))
             });
         if !counted {
             self.stats.rx_refused += 1;
@@ -406,7 +409,10 @@ fn copy_out(
             let from = skip.saturating_sub(at);
             let to = (skip + dst.len()).min(end) - at;
             let into = at + from - skip;
-            ok = map.read(d.addr + from as u64, &mut dst[into..into + to - from]);
+            ok = d
+                .addr
+                .checked_add(from as u64)
+                .is_some_and(|addr| map.read(addr, &mut dst[into..into + to - from]));
         }
         at = end;
         ok
