@@ -7,7 +7,15 @@
 //! (`overflow`, as in folly's F14): a lookup stops at the first bucket that sent nothing on,
 //! and a removal takes its count back from every bucket the key had passed, so no tombstones
 //! build up. Because the home bucket's address follows from the hash alone, a batch can
-//! prefetch every key's bucket ([`Lines::prefetch`]) before it looks any key up.
+//! prefetch every key's bucket ([`Index::prefetch`]) before it looks any key up.
+//!
+//! Tags, counts and positions are atomics: one writer at a time (the shard's lock) changes
+//! them, while packets look positions up without the lock. Such a lookup may see a bucket
+//! half changed, so it may miss a key or find a position that holds another key by now; its
+//! caller checks the key under the entry's claim ([`crate::slot`]) and takes the locked path
+//! when it finds nothing.
+
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering::Relaxed};
 
 /// Keys one bucket holds.
 pub const WAYS: usize = 10;
@@ -18,12 +26,12 @@ const MAX_LOAD: f64 = 0.8;
 
 /// Ten ways in one cache line: 20 bytes of tags, 2 of overflow count, 40 of slab positions.
 #[repr(C, align(64))]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 struct Bucket {
-    tags: [u16; WAYS],
+    tags: [AtomicU16; WAYS],
     /// Keys stored past this bucket whose probe passed through it.
-    overflow: u16,
-    slots: [u32; WAYS],
+    overflow: AtomicU16,
+    slots: [AtomicU32; WAYS],
 }
 
 const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
@@ -32,35 +40,6 @@ const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
 #[inline]
 pub fn tag(hash: u64) -> u16 {
     ((hash >> 32) as u16).max(1)
-}
-
-/// The address of an index's buckets, to prefetch a hash's home bucket with. It is only an
-/// address: nothing is ever read through it.
-#[derive(Debug, Clone, Copy)]
-pub struct Lines {
-    base: usize,
-    mask: usize,
-}
-
-impl Lines {
-    /// Asks the CPU to start loading the home bucket of `hash`, so that a lookup a little later
-    /// finds it in cache. Changes nothing.
-    #[inline]
-    pub fn prefetch(self, hash: u64) {
-        let line = self.base + (hash as usize & self.mask) * std::mem::size_of::<Bucket>();
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            // SAFETY: SSE is part of x86_64, so the instruction exists; a prefetch reads nothing
-            // into the program and cannot fault, whatever the address (it is a live bucket's).
-            #[allow(unsafe_code)]
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = line;
-    }
 }
 
 /// A fixed-size index of up to `capacity` slab positions.
@@ -76,7 +55,7 @@ impl Index {
         let want = (capacity as f64 / (WAYS as f64 * MAX_LOAD)).ceil() as usize;
         let n = want.max(1).next_power_of_two();
         Index {
-            buckets: vec![Bucket::default(); n].into_boxed_slice(),
+            buckets: (0..n).map(|_| Bucket::default()).collect(),
             mask: n - 1,
         }
     }
@@ -86,13 +65,23 @@ impl Index {
         hash as usize & self.mask
     }
 
-    /// Where the buckets are, for prefetching them without access to the index (it lives
-    /// behind its shard's lock, its buckets never move).
-    pub fn lines(&self) -> Lines {
-        Lines {
-            base: self.buckets.as_ptr() as usize,
-            mask: self.mask,
+    /// Asks the CPU to start loading the home bucket of `hash`, so that a lookup a little later
+    /// finds it in cache. Changes nothing.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let line: *const Bucket = &self.buckets[self.home(hash)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: SSE is part of x86_64, so the instruction exists; a prefetch reads nothing
+            // into the program and cannot fault, whatever the address (it is a live bucket's).
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(line.cast());
+            }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = line;
     }
 
     /// The buckets a probe for `hash` visits, in order: its home bucket, then each next one,
@@ -110,11 +99,14 @@ impl Index {
         for at in self.probe(hash) {
             let b = &self.buckets[at];
             for w in 0..WAYS {
-                if b.tags[w] == tag && is(b.slots[w]) {
-                    return Some(b.slots[w]);
+                if b.tags[w].load(Relaxed) == tag {
+                    let pos = b.slots[w].load(Relaxed);
+                    if is(pos) {
+                        return Some(pos);
+                    }
                 }
             }
-            if b.overflow == 0 {
+            if b.overflow.load(Relaxed) == 0 {
                 return None;
             }
         }
@@ -122,14 +114,17 @@ impl Index {
     }
 
     /// Stores `pos` for `hash`. Returns false only if every way is taken, which a shard that
-    /// holds no more than the index's capacity never sees.
-    pub fn insert(&mut self, hash: u64, pos: u32) -> bool {
+    /// holds no more than the index's capacity never sees. Writers take turns (the caller
+    /// holds the shard's lock).
+    pub fn insert(&self, hash: u64, pos: u32) -> bool {
         let tag = tag(hash);
         for (step, at) in self.probe(hash).enumerate() {
-            let b = &mut self.buckets[at];
-            if let Some(w) = b.tags.iter().position(|&t| t == EMPTY) {
-                b.tags[w] = tag;
-                b.slots[w] = pos;
+            let b = &self.buckets[at];
+            if let Some(w) = b.tags.iter().position(|t| t.load(Relaxed) == EMPTY) {
+                // A lookup racing this may see the tag with an older position: it then finds
+                // another key, or a dead entry, under the entry's claim.
+                b.slots[w].store(pos, Relaxed);
+                b.tags[w].store(tag, Relaxed);
                 self.count_passed(hash, step, true);
                 return true;
             }
@@ -137,17 +132,19 @@ impl Index {
         false
     }
 
-    /// Removes `pos`, stored for `hash`. Returns whether it was there.
-    pub fn remove(&mut self, hash: u64, pos: u32) -> bool {
+    /// Removes `pos`, stored for `hash`. Returns whether it was there. Writers take turns.
+    pub fn remove(&self, hash: u64, pos: u32) -> bool {
         let tag = tag(hash);
         for (step, at) in self.probe(hash).enumerate() {
-            let b = &mut self.buckets[at];
-            if let Some(w) = (0..WAYS).find(|&w| b.tags[w] == tag && b.slots[w] == pos) {
-                b.tags[w] = EMPTY;
+            let b = &self.buckets[at];
+            let stored =
+                |w: &usize| b.tags[*w].load(Relaxed) == tag && b.slots[*w].load(Relaxed) == pos;
+            if let Some(w) = (0..WAYS).find(stored) {
+                b.tags[w].store(EMPTY, Relaxed);
                 self.count_passed(hash, step, false);
                 return true;
             }
-            if b.overflow == 0 {
+            if b.overflow.load(Relaxed) == 0 {
                 return false;
             }
         }
@@ -156,14 +153,18 @@ impl Index {
 
     /// Adds one to (or takes one from) the overflow count of the first `steps` buckets of
     /// `hash`'s probe, which a key stored `steps` buckets on passed through.
-    fn count_passed(&mut self, hash: u64, steps: usize, add: bool) {
+    fn count_passed(&self, hash: u64, steps: usize, add: bool) {
         for at in self.probe(hash).take(steps) {
-            let b = &mut self.buckets[at];
-            b.overflow = if add {
-                b.overflow.saturating_add(1)
-            } else {
-                b.overflow.saturating_sub(1)
-            };
+            let count = &self.buckets[at].overflow;
+            let n = count.load(Relaxed);
+            count.store(
+                if add {
+                    n.saturating_add(1)
+                } else {
+                    n.saturating_sub(1)
+                },
+                Relaxed,
+            );
         }
     }
 }
@@ -180,18 +181,18 @@ mod tests {
 
     #[test]
     fn a_full_bucket_overflows_into_the_next_and_takes_its_count_back() {
-        let mut ix = Index::with_capacity(4 * WAYS);
+        let ix = Index::with_capacity(4 * WAYS);
         // WAYS + 3 keys with the same home bucket and tag: the last three go to bucket 1.
         for pos in 0..WAYS as u32 + 3 {
             assert!(ix.insert(h(0, 7), pos));
         }
-        assert_eq!(ix.buckets[0].overflow, 3);
+        assert_eq!(ix.buckets[0].overflow.load(Relaxed), 3);
         for pos in 0..WAYS as u32 + 3 {
             assert_eq!(ix.find(h(0, 7), |p| p == pos), Some(pos));
         }
         assert_eq!(ix.find(h(0, 7), |p| p == 99), None);
         assert!(ix.remove(h(0, 7), WAYS as u32 + 1), "one of the overflowed");
-        assert_eq!(ix.buckets[0].overflow, 2);
+        assert_eq!(ix.buckets[0].overflow.load(Relaxed), 2);
         assert!(!ix.remove(h(0, 7), WAYS as u32 + 1), "already gone");
         assert_eq!(
             ix.find(h(0, 7), |p| p == WAYS as u32 + 2),
@@ -200,14 +201,14 @@ mod tests {
         // A key at home in bucket 1 is found there without its bucket overflowing.
         assert!(ix.insert(h(1, 9), 50));
         assert_eq!(ix.find(h(1, 9), |p| p == 50), Some(50));
-        assert_eq!(ix.buckets[1].overflow, 0);
+        assert_eq!(ix.buckets[1].overflow.load(Relaxed), 0);
     }
 
     proptest::proptest! {
         /// Under any sequence of inserts and removes the index finds exactly what a map holds.
         #[test]
         fn agrees_with_a_map(ops in proptest::collection::vec((0u64..64, 0u32..200, proptest::prelude::any::<bool>()), 0..400)) {
-            let mut ix = Index::with_capacity(200);
+            let ix = Index::with_capacity(200);
             let mut model: HashMap<u32, u64> = HashMap::new();
             for (hash_seed, pos, insert) in ops {
                 // Few distinct hashes, many collisions: tags and buckets repeat.
@@ -232,7 +233,10 @@ mod tests {
             for (&pos, &hash) in &model {
                 proptest::prop_assert!(ix.remove(hash, pos));
             }
-            proptest::prop_assert!(ix.buckets.iter().all(|b| b.overflow == 0 && b.tags == [EMPTY; WAYS]));
+            let empty = |b: &Bucket| {
+                b.overflow.load(Relaxed) == 0 && b.tags.iter().all(|t| t.load(Relaxed) == EMPTY)
+            };
+            proptest::prop_assert!(ix.buckets.iter().all(empty));
         }
     }
 }

@@ -173,6 +173,18 @@ impl ConnKey {
         (ConnKey([lo.0, lo.1, hi.0, hi.1, meta]), side)
     }
 
+    /// The key's five words, as a table stores them.
+    #[inline]
+    pub(crate) fn words(&self) -> [u64; 5] {
+        self.0
+    }
+
+    /// The key [`ConnKey::words`] gave `words`.
+    #[inline]
+    pub(crate) fn from_words(words: [u64; 5]) -> ConnKey {
+        ConnKey(words)
+    }
+
     /// Lower (address, port) end's address.
     pub fn lo(&self) -> Addr {
         addr_of(self.0[0], self.0[1])

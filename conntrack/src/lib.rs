@@ -7,14 +7,17 @@
 //! runs in bounded slices when the caller asks. Tests drive it with synthetic time.
 //!
 //! Thread-safety: a [`Table`] is `Sync` and is shared by every worker thread. It is split into
-//! shards by key hash, each behind its own lock; a packet locks exactly one shard, so no lookup or
-//! insert waits on work in another shard, and there is no global lock.
+//! shards by key hash, each behind its own lock, and there is no global lock. A plain packet of
+//! an established connection takes no lock at all: it claims its entry's versioned [`slot`]
+//! (one compare-and-swap) and updates it there; any other packet locks exactly one shard, so no
+//! lookup or insert waits on work in another shard. See [`table`] for the protocol.
 
 pub mod event;
 pub mod gate;
 pub mod index;
 pub mod key;
 pub mod packet;
+pub mod slot;
 pub mod state;
 pub mod table;
 pub mod tcp;

@@ -1,12 +1,29 @@
 //! The connection table: sharded, bounded, with per-zone policies and budgeted expiry.
 //!
-//! Each shard keeps its connections in a slab (a `Vec` whose dead slots form a free list threaded
-//! through the slots themselves) and an [`Index`] of slab positions, so a million connections
-//! cost 128 bytes each (two cache lines, see [`Entry`]) plus about 8 bytes of index, and
+//! Each shard keeps its connections in a slab of versioned slots (see [`crate::slot`]),
+//! allocated once and never freed while the table lives, with dead slots on a free list threaded
+//! through the slots themselves, and an [`Index`] of slab positions. A million connections cost
+//! 128 bytes each (two cache lines, see `table/entry.rs`) plus about 8 bytes of index, and
 //! removing one touches one index bucket.
+//!
 //! A packet hashes its canonical key once ([`Table::prepare`], which also prefetches its index
-//! bucket), locks the one shard the hash picks, and does all of its work there: lookup, state
-//! update, or insert.
+//! bucket). Then:
+//! - **A plain established packet takes no lock.** It looks its key up in the index, claims
+//!   the entry's slot (one compare-and-swap on the slot's version), checks under the claim that
+//!   the slot still holds its live connection, seen this very second and admitted under the
+//!   gate's rule generation, and applies itself to a copy. If that changed nothing but counters
+//!   and TCP windows (no TCP state, no first reply, no new second, not invalid), it asks the gate
+//!   and writes the changed words back; releasing the claim bumps the version.
+//! - **Anything else takes the shard's lock** and does all of its work there: a miss, a new
+//!   connection, a TCP state change, a first reply, the first packet of a second (which moves
+//!   `last_seen`: so the locked path, which knows the zone's timeouts, is the one to decide a
+//!   connection has not timed out), an expired or rechecked connection, an invalid packet, an
+//!   ICMP error or a fragment. A packet sent to the locked path has not asked the gate yet.
+//! - **Writers** (insert, removal, the locked path's updates, expiry, flush, recheck, import)
+//!   hold the shard's lock, which orders them among themselves and guards the free list and
+//!   the index, and claim each slot they write, so a lock-free packet never sees an entry
+//!   half written and never updates one that was removed or reused: it checks the key and the
+//!   live flag under its own claim. Readers of the control path copy entries whole.
 
 use parking_lot::{Mutex, MutexGuard};
 use std::hash::BuildHasher;
@@ -16,20 +33,21 @@ use hashbrown::{DefaultHashBuilder, HashMap};
 
 use crate::event::{Event, EventKind};
 use crate::gate::{Admission, Connection, Gate, Open, Recheck};
-use crate::index::{Index, Lines};
-use crate::key::{proto, Addr, ConnKey, Side, Tuple};
+use crate::index::Index;
+use crate::key::{Addr, ConnKey, Side, Tuple};
 use crate::packet::{Packet, L4};
 use crate::state::{CtState, Dir, InvalidReason};
-use crate::tcp::{TcpConn, TcpState, TcpVerdict};
+use crate::tcp::{TcpConn, TcpState};
 use crate::timeout::ZonePolicy;
+use entry::{second, second_begun, Entry, Slab, Step};
 
+mod entry;
 mod peek;
 mod persist;
 
 pub use peek::Peek;
 pub use persist::{NotImported, Saved};
 
-const NS_PER_SEC: u64 = 1_000_000_000;
 /// Entries one [`Table::expire`] call looks at unless told otherwise.
 pub const DEFAULT_EXPIRE_BUDGET: usize = 128;
 /// Slab positions looked at, from a new key's position, for an unreplied entry to evict.
@@ -50,108 +68,6 @@ impl Default for Config {
             max_connections: 1_000_000,
             shards: 256,
         }
-    }
-}
-
-/// One tracked connection, in two cache lines. The first holds what every packet reads: the
-/// key, the admission, when it was last seen and the flags; an established packet writes it
-/// only when its second or a flag changes. The second holds TCP's windows, the counters, and
-/// what only the control path reads.
-#[repr(C, align(64))]
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    key: ConnKey,
-    admission: Admission,
-    /// The second (of `now`) of the last packet.
-    last_seen: u32,
-    /// Which end of `key` opened the connection.
-    opener: Side,
-    /// False for a free slot, whose `mark` then links to the next free slot.
-    live: bool,
-    seen_reply: bool,
-    /// Past the point where early drop may evict it (TCP established, or replied).
-    assured: bool,
-    // The second cache line.
-    tcp: Option<TcpConn>,
-    mark: u32,
-    /// Packets per direction, wrapping at 2^32.
-    packets: [u32; 2],
-    bytes: [u64; 2],
-    created: u64,
-}
-
-const _: () = assert!(std::mem::size_of::<Entry>() == 128);
-const _: () = assert!(std::mem::offset_of!(Entry, tcp) == 64);
-
-/// `now` (nanoseconds) in whole seconds as entries record it, rounded up, so that a connection
-/// never times out before its timeout (and at most a second after).
-fn second(now: u64) -> u32 {
-    u32::try_from(now.div_ceil(NS_PER_SEC)).unwrap_or(u32::MAX)
-}
-
-impl Entry {
-    fn dir(&self, side: Side) -> Dir {
-        if side == self.opener {
-            Dir::Original
-        } else {
-            Dir::Reply
-        }
-    }
-
-    fn timeout_secs(&self, policy: &ZonePolicy) -> u32 {
-        let t = &policy.timeouts;
-        match (self.key.proto(), self.tcp) {
-            (_, Some(tcp)) => t.tcp(tcp.state()),
-            (proto::UDP, _) if self.seen_reply => t.udp_replied,
-            (proto::UDP, _) => t.udp_unreplied,
-            (proto::ICMP | proto::ICMPV6, _) => t.icmp,
-            _ if self.seen_reply => t.other_replied,
-            _ => t.other_unreplied,
-        }
-    }
-
-    fn expires(&self, policy: &ZonePolicy) -> u64 {
-        (u64::from(self.last_seen) + u64::from(self.timeout_secs(policy))) * NS_PER_SEC
-    }
-
-    /// Event `kind` of this entry at time `now`.
-    fn event(&self, kind: EventKind, now: u64) -> Event {
-        Event {
-            kind,
-            original: self.key.tuple_from(self.opener),
-            tcp_state: self.tcp.map(|t| t.state()),
-            at: now,
-        }
-    }
-
-    /// The entry as [`Table::dump`] reports it.
-    fn info(&self, policy: &ZonePolicy) -> ConnInfo {
-        ConnInfo {
-            original: self.key.tuple_from(self.opener),
-            tcp_state: self.tcp.map(|t| t.state()),
-            seen_reply: self.seen_reply,
-            assured: self.assured,
-            packets: self.packets.map(u64::from),
-            bytes: self.bytes,
-            created: self.created,
-            last_seen: u64::from(self.last_seen) * NS_PER_SEC,
-            expires: self.expires(policy),
-            mark: self.mark,
-            admission: self.admission,
-        }
-    }
-
-    fn state(&self, dir: Dir) -> CtState {
-        let mut s = CtState::TRACKED;
-        s = s | if self.seen_reply {
-            CtState::ESTABLISHED
-        } else {
-            CtState::NEW
-        };
-        if dir == Dir::Reply {
-            s = s | CtState::REPLY;
-        }
-        s
     }
 }
 
@@ -213,7 +129,7 @@ pub struct ConnInfo {
     pub packets: [u64; 2],
     /// Bytes (original, reply).
     pub bytes: [u64; 2],
-    /// When it was created.
+    /// When it was created, to the second (rounded down).
     pub created: u64,
     /// When a packet was last seen, to the second (rounded up).
     pub last_seen: u64,
@@ -274,11 +190,20 @@ impl Filter {
 /// End of a shard's free list.
 const NO_SLOT: u32 = u32::MAX;
 
+/// One shard: its entries and their index, which packets read without the lock, and the lock
+/// over its bookkeeping, which every writer takes.
 struct Shard {
-    slab: Vec<Entry>,
+    slab: Slab,
     index: Index,
-    /// First free slot in `slab`, or [`NO_SLOT`].
+    books: Mutex<Books>,
+}
+
+/// What a shard's writers keep behind its lock.
+struct Books {
+    /// First free slot in the slab, or [`NO_SLOT`].
     free: u32,
+    /// Slots ever used: those past it have never held an entry.
+    used: usize,
     /// Live entries.
     live: usize,
     cap: usize,
@@ -291,108 +216,152 @@ struct Shard {
     stats: Stats,
 }
 
-impl Shard {
+impl Books {
     fn policy(&self, zone: u16) -> &ZonePolicy {
         self.policies.get(&zone).unwrap_or(&self.default_policy)
     }
+}
 
+impl Shard {
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            slab: &self.slab,
+            index: &self.index,
+            books: self.books.lock(),
+        }
+    }
+}
+
+/// A shard whose lock is held: only one of these exists per shard at a time.
+struct Locked<'a> {
+    slab: &'a Slab,
+    index: &'a Index,
+    books: MutexGuard<'a, Books>,
+}
+
+impl Locked<'_> {
     fn find(&self, hash: u64, key: &ConnKey) -> Option<usize> {
-        let slab = &self.slab;
+        let slab = self.slab;
         self.index
-            .find(hash, |i| slab[i as usize].key == *key)
+            .find(hash, |i| slab.key(i as usize) == *key)
             .map(|i| i as usize)
     }
 
+    /// Live entries at slab positions `0..used`, with their positions.
+    fn live(&self) -> impl Iterator<Item = (usize, Entry)> + '_ {
+        (0..self.books.used)
+            .map(|pos| (pos, self.slab.get(pos)))
+            .filter(|(_, e)| e.live)
+    }
+
     fn invalid(&mut self, reason: InvalidReason) -> CtState {
-        self.stats.invalid[reason as usize] += 1;
+        self.books.stats.invalid[reason as usize] += 1;
         CtState::TRACKED | CtState::INVALID
     }
 
     /// Stores `entry` in a free slot; returns its position.
-    fn alloc(&mut self, entry: Entry) -> u32 {
-        self.live += 1;
-        if self.free == NO_SLOT {
-            self.slab.push(entry);
-            return (self.slab.len() - 1) as u32;
-        }
-        let pos = self.free;
-        let slot = &mut self.slab[pos as usize];
-        self.free = slot.mark;
-        *slot = entry;
+    fn alloc(&mut self, entry: &Entry) -> u32 {
+        let b = &mut *self.books;
+        b.live += 1;
+        let pos = if b.free == NO_SLOT {
+            b.used += 1;
+            (b.used - 1) as u32
+        } else {
+            let pos = b.free;
+            b.free = self.slab.get(pos as usize).mark;
+            pos
+        };
+        self.slab.set(pos as usize, entry);
         pos
     }
 
     /// Removes the live entry at slab position `pos`.
     fn remove(&mut self, pos: usize, hasher: &DefaultHashBuilder, zones: &ZoneCounts) {
-        let e = &mut self.slab[pos];
-        let key = e.key;
-        e.live = false;
-        e.mark = self.free;
-        self.free = pos as u32;
-        self.live -= 1;
+        let next = self.books.free;
+        let key = self.slab.update(pos, |e| {
+            e.live = false;
+            e.mark = next;
+            e.key
+        });
+        self.books.free = pos as u32;
+        self.books.live -= 1;
         self.index.remove(hasher.hash_one(key), pos as u32);
-        if self.policy(key.zone()).limit.is_some() {
+        if self.books.policy(key.zone()).limit.is_some() {
             zones.dec(key.zone());
         }
     }
 
-    /// Makes sure the live entry at `pos` is admitted under `gate`'s generation: rechecks it if
-    /// not, and removes it if the gate refuses. Returns whether it is still there.
+    /// Makes sure the live entry `e` at `pos` is admitted under `gate`'s generation: rechecks it
+    /// if not, and removes it if the gate refuses. Returns whether it is still there. (The
+    /// generation changes only under the lock, so the copy tells; the recheck itself reads the
+    /// admission under the slot's claim, which a packet may have completed since the copy.)
     fn recheck(
         &mut self,
         pos: usize,
+        e: &Entry,
         gate: &mut impl Gate,
         hasher: &DefaultHashBuilder,
         zones: &ZoneCounts,
     ) -> bool {
-        let e = &mut self.slab[pos];
         if e.admission.generation == gate.generation() {
             return true;
         }
-        match gate.recheck(&e.key.tuple_from(e.opener), &e.admission) {
-            Some(a) => {
+        let kept = self.slab.update(pos, |e| {
+            let kept = gate.recheck(&e.key.tuple_from(e.opener), &e.admission);
+            if let Some(a) = kept {
                 e.admission = a;
-                self.stats.recheck_kept += 1;
-                true
             }
-            None => {
-                self.remove(pos, hasher, zones);
-                self.stats.recheck_cut += 1;
-                false
-            }
+            kept.is_some()
+        });
+        if kept {
+            self.books.stats.recheck_kept += 1;
+        } else {
+            self.remove(pos, hasher, zones);
+            self.books.stats.recheck_cut += 1;
         }
+        kept
     }
 
-    /// Asks `gate` whether a packet from `side` of the live entry at `pos` may go on; counts a
-    /// refusal as denied. The packet has not touched the entry's state.
-    fn pass(&mut self, pos: usize, side: Side, gate: &mut impl Gate) -> bool {
-        let e = &mut self.slab[pos];
-        let conn = Connection::new(&e.key, e.opener);
-        let passed = gate.pass(&conn, e.dir(side), &mut e.admission);
-        if !passed {
-            self.stats.denied += 1;
+    /// Asks `gate` whether a packet from `side` of the live entry at `pos` may go on, and if so
+    /// applies `then` to the entry, holding its slot throughout; counts a refusal as denied.
+    fn pass<R>(
+        &mut self,
+        pos: usize,
+        side: Side,
+        gate: &mut impl Gate,
+        then: impl FnOnce(&mut Entry, &mut dyn FnMut(&Event)) -> R,
+    ) -> Option<R> {
+        let done = self.slab.update(pos, |e| {
+            let conn = Connection::new(&e.key, e.opener);
+            if !gate.pass(&conn, e.dir(side), &mut e.admission) {
+                return None;
+            }
+            Some(then(e, &mut |event| gate.event(event)))
+        });
+        if done.is_none() {
+            self.books.stats.denied += 1;
         }
-        passed
+        done
     }
 
     /// Live entries of `zone` in this shard.
     fn count_zone(&self, zone: u16) -> u32 {
-        self.slab
-            .iter()
-            .filter(|e| e.live && e.key.zone() == zone)
-            .count() as u32
+        self.live().filter(|(_, e)| e.key.zone() == zone).count() as u32
     }
 
     /// An unreplied connection near `hash`'s slab position that early drop would evict.
     fn early_drop_victim(&self, hash: u64) -> Option<usize> {
-        let len = self.slab.len();
+        let len = self.books.used;
         if len == 0 {
             return None;
         }
         let start = (hash as usize) % len;
         (0..EARLY_DROP_SCAN.min(len))
             .map(|i| (start + i) % len)
-            .find(|&p| self.slab[p].live && !self.slab[p].assured)
+            .find(|&p| {
+                let e = self.slab.get(p);
+                e.live && !e.assured
+            })
     }
 
     /// Evicts an unreplied connection near `hash`'s slab position, if there is one.
@@ -400,7 +369,7 @@ impl Shard {
         match self.early_drop_victim(hash) {
             Some(p) => {
                 self.remove(p, hasher, zones);
-                self.stats.early_drops += 1;
+                self.books.stats.early_drops += 1;
                 true
             }
             None => false,
@@ -445,9 +414,7 @@ pub struct Prepared {
 
 /// The connection table. See the crate docs for the threading contract.
 pub struct Table {
-    shards: Box<[Mutex<Shard>]>,
-    /// Where each shard's index buckets are, to prefetch them without the lock.
-    lines: Box<[Lines]>,
+    shards: Box<[Shard]>,
     hasher: DefaultHashBuilder,
     zones: ZoneCounts,
     /// Shard the next [`Table::expire`] call sweeps.
@@ -464,36 +431,42 @@ impl std::fmt::Debug for Table {
 
 impl Table {
     /// An empty table. Memory for `max_connections` is reserved up front, so inserts never
-    /// grow anything.
+    /// grow anything (the kernel maps its pages as connections first touch them).
     pub fn new(config: Config) -> Self {
         let shards = config.shards.max(1);
         let cap = config.max_connections.div_ceil(shards);
-        let shards: Box<[Mutex<Shard>]> = (0..shards)
-            .map(|_| {
-                Mutex::new(Shard {
-                    slab: Vec::with_capacity(cap),
-                    index: Index::with_capacity(cap),
-                    free: NO_SLOT,
-                    live: 0,
-                    cap,
-                    cursor: 0,
-                    default_policy: ZonePolicy::default(),
-                    policies: HashMap::new(),
-                    stats: Stats::default(),
-                })
-            })
-            .collect();
         Table {
-            lines: shards.iter().map(|s| lock(s).index.lines()).collect(),
-            shards,
+            shards: (0..shards)
+                .map(|_| Shard {
+                    slab: Slab::new(cap),
+                    index: Index::with_capacity(cap),
+                    books: Mutex::new(Books {
+                        free: NO_SLOT,
+                        used: 0,
+                        live: 0,
+                        cap,
+                        cursor: 0,
+                        default_policy: ZonePolicy::default(),
+                        policies: HashMap::new(),
+                        stats: Stats::default(),
+                    }),
+                })
+                .collect(),
             hasher: DefaultHashBuilder::default(),
             zones: ZoneCounts::new(),
             next_expire: AtomicUsize::new(0),
         }
     }
 
-    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
-        lock(&self.shards[shard_of(hash, self.shards.len())])
+    /// The shard a key hashing to `hash` lives in.
+    #[inline]
+    fn shard_of(&self, hash: u64) -> &Shard {
+        &self.shards[shard_of(hash, self.shards.len())]
+    }
+
+    /// The shard a key hashing to `hash` lives in, locked.
+    fn shard(&self, hash: u64) -> Locked<'_> {
+        self.shard_of(hash).lock()
     }
 
     /// Tracks one packet at time `now` (nanoseconds) and says what it is, admitting every new
@@ -522,9 +495,7 @@ impl Table {
         };
         let (key, side) = ConnKey::of(tuple);
         let hash = self.hasher.hash_one(key);
-        if let Some(lines) = self.lines.get(shard_of(hash, self.lines.len())) {
-            lines.prefetch(hash);
-        }
+        self.shard_of(hash).index.prefetch(hash);
         Prepared { key, side, hash }
     }
 
@@ -536,39 +507,75 @@ impl Table {
         now: u64,
         gate: &mut impl Gate,
     ) -> CtState {
-        if let L4::IcmpError { .. } = pkt.l4 {
-            return self.related(prep, now, gate);
+        match pkt.l4 {
+            L4::IcmpError { .. } => return self.related(prep, now, gate),
+            L4::Fragment => return self.shard(prep.hash).invalid(InvalidReason::Fragment),
+            _ => {}
+        }
+        if let Some(state) = self.established(pkt, prep, now, gate) {
+            return state;
         }
         let Prepared { key, side, hash } = *prep;
         let mut shard = self.shard(hash);
-        if pkt.l4 == L4::Fragment {
-            return shard.invalid(InvalidReason::Fragment);
-        }
         if let Some(pos) = shard.find(hash, &key) {
-            let policy = shard.policy(key.zone());
-            if shard.slab[pos].expires(policy) > now {
-                if !shard.recheck(pos, gate, &self.hasher, &self.zones) {
-                    return CtState::default();
-                }
-                if !shard.pass(pos, side, gate) {
+            let e = shard.slab.get(pos);
+            if e.expires(shard.books.policy(key.zone())) > now {
+                if !shard.recheck(pos, &e, gate, &self.hasher, &self.zones) {
                     return CtState::default();
                 }
                 return self.update(&mut shard, pos, hash, side, pkt, now, gate);
             }
             if gate.wants_events() {
-                gate.event(&shard.slab[pos].event(EventKind::Expired, now));
+                gate.event(&e.event(EventKind::Expired, now));
             }
             shard.remove(pos, &self.hasher, &self.zones);
-            shard.stats.expired += 1;
+            shard.books.stats.expired += 1;
         }
         self.insert(&mut shard, hash, key, side, pkt, now, gate)
     }
 
-    /// Applies `pkt` to the live entry at `pos`, whose key hashes to `hash`.
+    /// A plain established packet, without the shard's lock (see the module docs): its state,
+    /// or `None` to take the locked path, which then does all the work (the gate was not asked).
+    #[inline]
+    fn established(
+        &self,
+        pkt: &Packet,
+        prep: &Prepared,
+        now: u64,
+        gate: &mut impl Gate,
+    ) -> Option<CtState> {
+        let shard = self.shard_of(prep.hash);
+        // The first position with the key's tag; a tag shared by two keys goes the locked way.
+        let pos = shard.index.find(prep.hash, |_| true)?;
+        let mut claim = shard.slab.slot(pos as usize)?.claim();
+        let was = Entry::from_words(claim.words());
+        if !(was.live
+            && was.key == prep.key
+            && was.fresh(now)
+            && was.admission.generation == gate.generation())
+        {
+            return None;
+        }
+        let dir = was.dir(prep.side);
+        let mut e = was;
+        if e.apply(dir, pkt, now) != Step::Taken || !e.only_counted(&was) {
+            return None;
+        }
+        if !gate.pass(&Connection::new(&e.key, e.opener), dir, &mut e.admission) {
+            drop(claim);
+            shard.lock().books.stats.denied += 1;
+            return Some(CtState::default());
+        }
+        claim.store(&e.to_words());
+        Some(e.state(dir))
+    }
+
+    /// Asks `gate` whether `pkt` may travel the live entry at `pos` (whose key hashes to
+    /// `hash`), and if so applies it.
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
-        shard: &mut Shard,
+        shard: &mut Locked<'_>,
         pos: usize,
         hash: u64,
         side: Side,
@@ -576,52 +583,34 @@ impl Table {
         now: u64,
         gate: &mut impl Gate,
     ) -> CtState {
-        let e = &mut shard.slab[pos];
-        let dir = e.dir(side);
-        if let (L4::Tcp(seg), Some(tcp)) = (&pkt.l4, &mut e.tcp) {
-            let before = tcp.state();
-            match tcp.update(dir, seg) {
-                TcpVerdict::Valid(state) => {
-                    if !e.assured && state >= TcpState::Established {
-                        e.assured = true;
-                    }
-                    if gate.wants_events() {
-                        if let Some(kind) = tcp_event(before, state) {
-                            gate.event(&e.event(kind, now));
-                        }
-                    }
+        let wants_events = gate.wants_events();
+        let applied = shard.pass(pos, side, gate, |e, event| {
+            let was = *e;
+            let step = e.apply(e.dir(side), pkt, now);
+            if step == Step::Taken && wants_events {
+                if let Some(kind) = e.event_since(&was) {
+                    event(&e.event(kind, now));
                 }
-                TcpVerdict::Ignored => {}
-                TcpVerdict::Reopen => {
-                    let key = e.key;
-                    shard.remove(pos, &self.hasher, &self.zones);
-                    return self.insert(shard, hash, key, side, pkt, now, gate);
-                }
-                TcpVerdict::Invalid(reason) => return shard.invalid(reason),
+            }
+            (step, *e)
+        });
+        let Some((step, e)) = applied else {
+            return CtState::default();
+        };
+        match step {
+            Step::Taken => e.state(e.dir(side)),
+            Step::Invalid(reason) => shard.invalid(reason),
+            Step::Reopen => {
+                shard.remove(pos, &self.hasher, &self.zones);
+                self.insert(shard, hash, e.key, side, pkt, now, gate)
             }
         }
-        let d = dir as usize;
-        e.packets[d] = e.packets[d].wrapping_add(1);
-        e.bytes[d] += u64::from(pkt.len);
-        // The first line is written only when something in it changes.
-        let now_s = second(now);
-        if e.last_seen != now_s {
-            e.last_seen = now_s;
-        }
-        if dir == Dir::Reply && !e.seen_reply {
-            e.seen_reply = true;
-            e.assured |= e.tcp.is_none();
-            if e.tcp.is_none() && gate.wants_events() {
-                gate.event(&e.event(EventKind::Established, now));
-            }
-        }
-        e.state(dir)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn insert(
         &self,
-        shard: &mut Shard,
+        shard: &mut Locked<'_>,
         hash: u64,
         key: ConnKey,
         side: Side,
@@ -629,7 +618,7 @@ impl Table {
         now: u64,
         gate: &mut impl Gate,
     ) -> CtState {
-        let policy = *shard.policy(key.zone());
+        let policy = *shard.books.policy(key.zone());
         let tcp = match pkt.l4 {
             L4::Tcp(seg) => match TcpConn::new(&seg, policy.tcp_pickup) {
                 Ok(c) => Some(c),
@@ -639,16 +628,17 @@ impl Table {
             _ => None,
         };
         let Some(admission) = gate.admit(pkt) else {
-            shard.stats.denied += 1;
+            shard.books.stats.denied += 1;
             return CtState::default();
         };
         let zone_full = policy
             .limit
             .is_some_and(|l| self.zones.get(key.zone()) >= l);
         if zone_full
-            || (shard.live >= shard.cap && !shard.early_drop(hash, &self.hasher, &self.zones))
+            || (shard.books.live >= shard.books.cap
+                && !shard.early_drop(hash, &self.hasher, &self.zones))
         {
-            shard.stats.refused += 1;
+            shard.books.stats.refused += 1;
             return shard.invalid(InvalidReason::TableFull);
         }
         let entry = Entry {
@@ -662,11 +652,11 @@ impl Table {
             admission,
             packets: [1, 0],
             bytes: [u64::from(pkt.len), 0],
-            created: now,
+            created: second_begun(now),
             last_seen: second(now),
         };
-        self.place(shard, hash, entry, policy.limit.is_some());
-        shard.stats.inserts += 1;
+        self.place(shard, hash, &entry, policy.limit.is_some());
+        shard.books.stats.inserts += 1;
         if gate.wants_events() {
             gate.event(&entry.event(EventKind::New, now));
         }
@@ -675,7 +665,7 @@ impl Table {
 
     /// Stores `entry`, whose key hashes to `hash`, in `shard`, and counts it in its zone if
     /// the zone is `limited`.
-    fn place(&self, shard: &mut Shard, hash: u64, entry: Entry, limited: bool) {
+    fn place(&self, shard: &mut Locked<'_>, hash: u64, entry: &Entry, limited: bool) {
         let pos = shard.alloc(entry);
         // The shard holds at most `cap` entries and the index has room for them all.
         shard.index.insert(hash, pos);
@@ -693,14 +683,15 @@ impl Table {
             hash,
         } = *quoted;
         let mut shard = self.shard(hash);
-        match shard.find(hash, &key) {
-            Some(pos) if shard.slab[pos].expires(shard.policy(key.zone())) > now => {
+        let found = shard.find(hash, &key).map(|pos| (pos, shard.slab.get(pos)));
+        match found {
+            Some((pos, e)) if e.expires(shard.books.policy(key.zone())) > now => {
                 // The error travels against the quoted packet, as if sent from its other end.
                 let side = quoted_side.other();
-                if !shard.pass(pos, side, gate) {
+                if shard.pass(pos, side, gate, |_, _| ()).is_none() {
                     return CtState::default();
                 }
-                let rpl = if shard.slab[pos].dir(side) == Dir::Reply {
+                let rpl = if e.dir(side) == Dir::Reply {
                     CtState::REPLY
                 } else {
                     CtState::default()
@@ -720,19 +711,19 @@ impl Table {
     /// [`Table::expire`], calling `expired` with the event of each connection removed.
     pub fn expire_with(&self, now: u64, budget: usize, mut expired: impl FnMut(&Event)) -> usize {
         let i = self.next_expire.fetch_add(1, Ordering::Relaxed) % self.shards.len();
-        let mut shard = lock(&self.shards[i]);
+        let mut shard = self.shards[i].lock();
         let mut removed = 0;
-        for _ in 0..budget.min(shard.slab.len()) {
-            if shard.cursor >= shard.slab.len() {
-                shard.cursor = 0;
+        for _ in 0..budget.min(shard.books.used) {
+            if shard.books.cursor >= shard.books.used {
+                shard.books.cursor = 0;
             }
-            let pos = shard.cursor;
-            shard.cursor += 1;
-            let e = &shard.slab[pos];
-            if e.live && e.expires(shard.policy(e.key.zone())) <= now {
+            let pos = shard.books.cursor;
+            shard.books.cursor += 1;
+            let e = shard.slab.get(pos);
+            if e.live && e.expires(shard.books.policy(e.key.zone())) <= now {
                 expired(&e.event(EventKind::Expired, now));
                 shard.remove(pos, &self.hasher, &self.zones);
-                shard.stats.expired += 1;
+                shard.books.stats.expired += 1;
                 removed += 1;
             }
         }
@@ -744,13 +735,13 @@ impl Table {
     pub fn recheck(&self, gate: &mut impl Gate) -> Recheck {
         let mut done = Recheck::default();
         for s in self.shards.iter() {
-            let mut shard = lock(s);
-            for pos in 0..shard.slab.len() {
-                let e = &shard.slab[pos];
+            let mut shard = s.lock();
+            for pos in 0..shard.books.used {
+                let e = shard.slab.get(pos);
                 if !e.live || e.admission.generation == gate.generation() {
                     continue;
                 }
-                if shard.recheck(pos, gate, &self.hasher, &self.zones) {
+                if shard.recheck(pos, &e, gate, &self.hasher, &self.zones) {
                     done.kept += 1;
                 } else {
                     done.cut += 1;
@@ -764,12 +755,12 @@ impl Table {
     pub fn dump(&self, filter: &Filter, limit: usize) -> Vec<ConnInfo> {
         let mut out = Vec::new();
         for s in self.shards.iter() {
-            let shard = lock(s);
-            for e in shard.slab.iter().filter(|e| e.live && filter.matches(e)) {
+            let shard = s.lock();
+            for (_, e) in shard.live().filter(|(_, e)| filter.matches(e)) {
                 if out.len() >= limit {
                     return out;
                 }
-                out.push(e.info(shard.policy(e.key.zone())));
+                out.push(e.info(shard.books.policy(e.key.zone())));
             }
         }
         out
@@ -779,11 +770,12 @@ impl Table {
     pub fn flush(&self, filter: &Filter) -> usize {
         let mut removed = 0;
         for s in self.shards.iter() {
-            let mut shard = lock(s);
-            for pos in 0..shard.slab.len() {
-                if shard.slab[pos].live && filter.matches(&shard.slab[pos]) {
+            let mut shard = s.lock();
+            for pos in 0..shard.books.used {
+                let e = shard.slab.get(pos);
+                if e.live && filter.matches(&e) {
                     shard.remove(pos, &self.hasher, &self.zones);
-                    shard.stats.flushed += 1;
+                    shard.books.stats.flushed += 1;
                     removed += 1;
                 }
             }
@@ -795,8 +787,8 @@ impl Table {
     pub fn set_policy(&self, zone: u16, policy: Option<ZonePolicy>) {
         let limited = policy.is_some_and(|p| p.limit.is_some());
         for s in self.shards.iter() {
-            let mut shard = lock(s);
-            let was_limited = shard.policy(zone).limit.is_some();
+            let mut shard = s.lock();
+            let was_limited = shard.books.policy(zone).limit.is_some();
             if limited != was_limited {
                 let n = shard.count_zone(zone);
                 if limited {
@@ -806,22 +798,22 @@ impl Table {
                 }
             }
             match policy {
-                Some(p) => shard.policies.insert(zone, p),
-                None => shard.policies.remove(&zone),
+                Some(p) => shard.books.policies.insert(zone, p),
+                None => shard.books.policies.remove(&zone),
             };
         }
     }
 
     /// The policy in force for `zone`.
     pub fn policy(&self, zone: u16) -> ZonePolicy {
-        *lock(&self.shards[0]).policy(zone)
+        *self.shards[0].books.lock().policy(zone)
     }
 
     /// Connections per zone, for zones that have any. Scans the table: for the control path.
     pub fn zone_counts(&self) -> Vec<(u16, u32)> {
         let mut counts: HashMap<u16, u32> = HashMap::new();
         for s in self.shards.iter() {
-            for e in lock(s).slab.iter().filter(|e| e.live) {
+            for (_, e) in s.lock().live() {
                 *counts.entry(e.key.zone()).or_default() += 1;
             }
         }
@@ -834,26 +826,11 @@ impl Table {
     pub fn stats(&self) -> Stats {
         let mut total = Stats::default();
         for s in self.shards.iter() {
-            let shard = lock(s);
-            total.add(&shard.stats);
-            total.entries += shard.live as u64;
+            let books = s.books.lock();
+            total.add(&books.stats);
+            total.entries += books.live as u64;
         }
         total
-    }
-}
-
-/// The event of a TCP connection going from state `before` to `now`: established when the
-/// handshake completes, closed when it enters TIME_WAIT or CLOSE.
-fn tcp_event(before: TcpState, now: TcpState) -> Option<EventKind> {
-    if before == now {
-        return None;
-    }
-    match now {
-        TcpState::Established => Some(EventKind::Established),
-        TcpState::TimeWait | TcpState::Close if before < TcpState::TimeWait => {
-            Some(EventKind::Closed)
-        }
-        _ => None,
     }
 }
 
@@ -869,15 +846,10 @@ fn shard_of(hash: u64, shards: usize) -> usize {
     (((hash >> 48) * shards as u64) >> 16) as usize
 }
 
-/// Locks a shard.
-#[inline]
-fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    m.lock()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::proto;
 
     /// The hashes of `n` distinct keys, as the table computes them.
     fn hashes(n: u32) -> Vec<u64> {
@@ -893,6 +865,72 @@ mod tests {
                 hasher.hash_one(ConnKey::of(&t).0)
             })
             .collect()
+    }
+
+    #[test]
+    fn an_established_packet_takes_no_lock_and_any_other_waits_for_it() {
+        use std::sync::{mpsc, Arc};
+        use std::time::Duration;
+        let udp = |sport, reply| {
+            let t = Tuple {
+                src: Addr::v4([10, 0, 0, 1]),
+                dst: Addr::v4([10, 0, 0, 2]),
+                sport,
+                dport: 53,
+                proto: proto::UDP,
+                ..Tuple::default()
+            };
+            Packet {
+                tuple: if reply { t.reversed() } else { t },
+                l4: L4::Udp,
+                len: 100,
+            }
+        };
+        let t = Arc::new(Table::new(Config {
+            max_connections: 100,
+            shards: 1,
+        }));
+        // Inside second 1.
+        let now = entry::NS_PER_SEC / 2;
+        t.process(&udp(1, false), now);
+        t.process(&udp(1, true), now);
+        // A worker sends a packet each time it is told to.
+        let (go, told) = mpsc::channel::<(Packet, u64)>();
+        let (tx, rx) = mpsc::channel();
+        let worker = {
+            let t = Arc::clone(&t);
+            std::thread::spawn(move || {
+                for (p, at) in told {
+                    let _ = tx.send(t.process(&p, at));
+                }
+            })
+        };
+        let (wait, a_while) = (Duration::from_secs(10), Duration::from_millis(200));
+        let held = t.shards[0].books.lock();
+        assert!(go.send((udp(1, false), now)).is_ok());
+        assert_eq!(
+            rx.recv_timeout(wait).ok(),
+            Some(CtState::TRACKED | CtState::ESTABLISHED)
+        );
+        // A new connection needs the lock.
+        assert!(go.send((udp(2, false), now)).is_ok());
+        assert!(rx.recv_timeout(a_while).is_err());
+        drop(held);
+        assert!(rx
+            .recv_timeout(wait)
+            .is_ok_and(|s| s.contains(CtState::NEW)));
+        // So does the first packet of a new second (it moves `last_seen`).
+        let held = t.shards[0].books.lock();
+        assert!(go.send((udp(1, false), 3 * now)).is_ok());
+        assert!(rx.recv_timeout(a_while).is_err());
+        drop(held);
+        assert!(rx
+            .recv_timeout(wait)
+            .is_ok_and(|s| s.contains(CtState::ESTABLISHED)));
+        drop(go);
+        assert!(worker.join().is_ok());
+        let info = t.dump(&Filter::default(), 1);
+        assert_eq!(info[0].packets, [3, 1], "every packet counted");
     }
 
     #[test]

@@ -326,6 +326,39 @@ impl TcpConn {
         self.state
     }
 
+    /// The connection as the table stores it: its state's index in [`TcpState::ALL`], each
+    /// direction's window flag bits, and the six window fields (end, maxend, maxwin of the
+    /// original direction, then of the reply direction).
+    #[inline]
+    pub(crate) fn to_parts(self) -> ([u8; 3], [u32; 6]) {
+        let [o, r] = self.win;
+        (
+            [self.state as u8 - 1, o.bits, r.bits],
+            [o.end, o.maxend, o.maxwin, r.end, r.maxend, r.maxwin],
+        )
+    }
+
+    /// The connection [`TcpConn::to_parts`] made `parts` of.
+    #[inline]
+    pub(crate) fn from_parts(bytes: [u8; 3], words: [u32; 6]) -> TcpConn {
+        let [state, o_bits, r_bits] = bytes;
+        let [o_end, o_maxend, o_maxwin, r_end, r_maxend, r_maxwin] = words;
+        let window = |end, maxend, maxwin, bits| PackedWindow {
+            end,
+            maxend,
+            maxwin,
+            bits,
+        };
+        TcpConn {
+            // Always a valid index, as `to_parts` wrote it; the modulo only keeps it in range.
+            state: TcpState::ALL[usize::from(state) % TcpState::ALL.len()],
+            win: [
+                window(o_end, o_maxend, o_maxwin, o_bits),
+                window(r_end, r_maxend, r_maxwin, r_bits),
+            ],
+        }
+    }
+
     /// Applies a segment travelling in `dir`.
     pub fn update(&mut self, dir: Dir, seg: &TcpSegment) -> TcpVerdict {
         if !valid_flags(seg.flags) {

@@ -512,12 +512,14 @@ impl Model {
         let mut ends = [(t.src, t.sport), (t.dst, t.dport)];
         ends.sort();
         let key = (t.zone, ends);
+        // A packet is recorded as seen at the end of its second.
+        let seen = now.div_ceil(SEC) * SEC;
         if let Some(&(oa, op, replied, last)) = self.0.get(&key) {
             let timeout = if replied { 120 } else { 30 } * SEC;
             if last + timeout > now {
                 let is_reply = (t.src, t.sport) != (oa, op);
                 let replied = replied || is_reply;
-                self.0.insert(key, (oa, op, replied, now));
+                self.0.insert(key, (oa, op, replied, seen));
                 let s = if replied { EST } else { NEW };
                 return if is_reply {
                     CtState(s.0 | CtState::REPLY.0)
@@ -526,21 +528,23 @@ impl Model {
                 };
             }
         }
-        self.0.insert(key, (t.src, t.sport, false, now));
+        self.0.insert(key, (t.src, t.sport, false, seen));
         NEW
     }
 }
 
 proptest! {
     #[test]
+    /// Steps of 0 to 50 s in milliseconds: many packets share a second, so the lock-free path
+    /// of established packets (which takes packets of a second already seen) is checked too.
     fn udp_tracking_agrees_with_a_reference_model(
-        events in proptest::collection::vec((0u8..3, 0u16..3, any::<bool>(), 0u64..50), 1..200)
+        events in proptest::collection::vec((0u8..3, 0u16..3, any::<bool>(), 0u64..50_000), 1..200)
     ) {
         let t = small();
         let mut m = Model::default();
         let mut now = 0;
         for (zone_pick, port, rev, dt) in events {
-            now += dt * SEC;
+            now += dt * (SEC / 1000);
             let p = udp(u16::from(zone_pick % 2), 1, 1000 + port, 2, 53);
             let p = if rev { reply(&p) } else { p };
             prop_assert_eq!(t.process(&p, now), m.process(&p, now), "at {}s: {:?}", now / SEC, p.tuple);
@@ -560,14 +564,17 @@ fn many_threads_insert_and_look_up_without_losing_or_doubling_anything() {
         .map(|th| {
             let t = Arc::clone(&t);
             std::thread::spawn(move || {
+                // Inside a second, so established packets take the lock-free path.
+                let now = SEC / 2;
                 for i in 0..PER_THREAD {
                     // Every thread also touches the same shared flows, in both directions.
                     let own = udp(1, 10 + th as u8, i, 2, 53);
-                    assert_eq!(t.process(&own, 0), NEW);
+                    assert_eq!(t.process(&own, now), NEW);
                     let shared = udp(1, 1, i % 100, 2, 53);
                     let shared = if th % 2 == 0 { shared } else { reply(&shared) };
-                    t.process(&shared, 0);
-                    assert!(t.process(&reply(&own), 0).contains(CtState::ESTABLISHED));
+                    t.process(&shared, now);
+                    assert!(t.process(&reply(&own), now).contains(CtState::ESTABLISHED));
+                    assert_eq!(t.process(&own, now), EST);
                 }
             })
         })
@@ -586,11 +593,11 @@ fn many_threads_insert_and_look_up_without_losing_or_doubling_anything() {
     for c in &all {
         assert!(c.seen_reply, "{:?} lost its reply", c.original);
     }
-    let shared_packets: u64 = all
+    let (shared, own): (Vec<_>, Vec<_>) = all
         .iter()
-        .filter(|c| c.original.src == v4(1) || c.original.dst == v4(1))
-        .map(|c| c.packets[0] + c.packets[1])
-        .sum();
+        .partition(|c| c.original.src == v4(1) || c.original.dst == v4(1));
+    assert!(own.iter().all(|c| c.packets == [2, 1]), "no packet lost");
+    let shared_packets: u64 = shared.iter().map(|c| c.packets[0] + c.packets[1]).sum();
     assert_eq!(
         shared_packets,
         u64::from(THREADS) * u64::from(PER_THREAD),
@@ -749,6 +756,22 @@ fn a_packet_the_gate_does_not_pass_changes_nothing_and_is_counted() {
         .process_gated(&error, SEC, &mut gate)
         .contains(CtState::RELATED));
     assert_eq!(t.process_gated(&dns, SEC, &mut gate), NEW);
+    // The same on the lock-free path, which takes packets inside the second the connection was
+    // last seen in: refused, counted, and the entry untouched.
+    let inside = SEC + SEC / 2;
+    assert_eq!(t.process_gated(&dns, inside, &mut gate), NEW);
+    gate.to = 3;
+    assert_eq!(
+        t.process_gated(&dns, inside + 1, &mut gate),
+        CtState::default()
+    );
+    assert_eq!(t.stats().denied, 3);
+    let info = &t.dump(&Filter::default(), 1)[0];
+    assert_eq!(
+        (info.packets, info.last_seen),
+        ([3, 0], 2 * SEC),
+        "untouched"
+    );
 }
 
 #[test]

@@ -37,10 +37,10 @@ impl Table {
         let (key, side) = ConnKey::of(&quoted.unwrap_or(pkt.tuple));
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let policy = *shard.policy(key.zone());
+        let policy = *shard.books.policy(key.zone());
         let live = shard
             .find(hash, &key)
-            .map(|pos| shard.slab[pos])
+            .map(|pos| shard.slab.get(pos))
             .filter(|e| e.expires(&policy) > now);
         let mut peek = Peek {
             entry: live.map(|e| e.info(&policy)),
@@ -109,7 +109,9 @@ impl Table {
             .is_some_and(|l| self.zones.get(key.zone()) >= l);
         let replaced = live.is_some();
         if zone_full
-            || (!replaced && shard.live >= shard.cap && shard.early_drop_victim(hash).is_none())
+            || (!replaced
+                && shard.books.live >= shard.books.cap
+                && shard.early_drop_victim(hash).is_none())
         {
             return invalid(peek, InvalidReason::TableFull);
         }

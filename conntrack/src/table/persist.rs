@@ -8,7 +8,8 @@ use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
 
-use super::{lock, second, Entry, Table, NS_PER_SEC};
+use super::entry::NS_PER_SEC;
+use super::{second, second_begun, Entry, Table};
 use crate::gate::Admission;
 use crate::key::{ConnKey, Tuple};
 use crate::tcp::TcpConn;
@@ -32,7 +33,7 @@ pub struct Saved {
     pub packets: [u32; 2],
     /// Bytes (original, reply).
     pub bytes: [u64; 2],
-    /// Nanoseconds from its creation to the save.
+    /// Nanoseconds from its creation (to the second) to the save.
     pub age: u64,
     /// Nanoseconds from its last packet to the save, to the second.
     pub idle: u64,
@@ -54,9 +55,9 @@ impl Table {
     /// that shard's lock meanwhile (packets of that shard wait).
     pub fn export(&self, now: u64, mut each: impl FnMut(&Saved)) {
         for s in self.shards.iter() {
-            let shard = lock(s);
-            for e in shard.slab.iter().filter(|e| e.live) {
-                if e.expires(shard.policy(e.key.zone())) <= now {
+            let shard = s.lock();
+            for (_, e) in shard.live() {
+                if e.expires(shard.books.policy(e.key.zone())) <= now {
                     continue;
                 }
                 each(&Saved {
@@ -68,7 +69,7 @@ impl Table {
                     admission: e.admission,
                     packets: e.packets,
                     bytes: e.bytes,
-                    age: now.saturating_sub(e.created),
+                    age: now.saturating_sub(u64::from(e.created) * NS_PER_SEC),
                     idle: now.saturating_sub(u64::from(e.last_seen) * NS_PER_SEC),
                 });
             }
@@ -92,11 +93,11 @@ impl Table {
             mark: saved.mark,
             packets: saved.packets,
             bytes: saved.bytes,
-            created: now.saturating_sub(saved.age),
+            created: second_begun(now.saturating_sub(saved.age)),
         };
         let hash = self.hasher.hash_one(key);
         let mut shard = self.shard(hash);
-        let policy = *shard.policy(key.zone());
+        let policy = *shard.books.policy(key.zone());
         if u64::from(entry.timeout_secs(&policy)) * NS_PER_SEC <= saved.idle {
             return Err(NotImported::Expired);
         }
@@ -106,10 +107,10 @@ impl Table {
         let zone_full = policy
             .limit
             .is_some_and(|l| self.zones.get(key.zone()) >= l);
-        if zone_full || shard.live >= shard.cap {
+        if zone_full || shard.books.live >= shard.books.cap {
             return Err(NotImported::Full);
         }
-        self.place(&mut shard, hash, entry, policy.limit.is_some());
+        self.place(&mut shard, hash, &entry, policy.limit.is_some());
         Ok(())
     }
 }

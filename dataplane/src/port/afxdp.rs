@@ -801,7 +801,7 @@ impl Backend for XdpBackend {
                 }
                 taken += 1;
                 if taken % PUBLISH_EVERY == 0 {
-                    rings.flush_sent();
+                    rings.show_sent();
                 }
             }
             rings.flush_sent();

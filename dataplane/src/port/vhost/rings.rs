@@ -44,8 +44,9 @@ use crate::wire::checksum;
 
 /// Bytes of the virtio-net header in front of every frame (`struct virtio_net_hdr_v1`).
 pub const NET_HDR_LEN: usize = 12;
-/// Frames sent to a guest between publications of its used index within one batch, so that the
-/// guest can start on the first frames while the worker copies the rest.
+/// Frames sent to a guest between showings of its used index within one batch
+/// ([`Rings::show_sent`]), so that the guest can start on the first frames while the worker
+/// copies the rest.
 pub const PUBLISH_EVERY: usize = 8;
 /// Where the header's buffer count (`num_buffers`) is.
 const NUM_BUFFERS_AT: usize = 10;
@@ -304,6 +305,14 @@ impl Rings {
     pub fn prepare_send(&mut self, n: usize) {
         if let (Some(map), Some(ring)) = (&self.map, &mut self.queues[RX_QUEUE]) {
             ring.prefetch(map, n);
+        }
+    }
+
+    /// Makes the frames `send` wrote so far visible to the guest, within a batch; the guest is
+    /// interrupted, if it asked, at [`flush_sent`](Self::flush_sent).
+    pub fn show_sent(&mut self) {
+        if let Some(ring) = &mut self.queues[RX_QUEUE] {
+            ring.show();
         }
     }
 

@@ -276,14 +276,24 @@ impl SplitRing {
         self.next_used += 1;
     }
 
-    /// Publishes the used entries pushed since the last call; returns whether the guest asked to
-    /// be interrupted for them (its used event index, or the absence of `NO_INTERRUPT`).
+    /// Makes the used entries pushed so far visible to the guest, without asking whether it
+    /// wants an interrupt for them ([`publish`](Self::publish) does, for all of them since the
+    /// last interrupt decision).
+    pub fn show(&mut self) {
+        if self.next_used != self.published {
+            self.used_index().store(self.next_used.0, Ordering::Release);
+            self.published = self.next_used;
+        }
+    }
+
+    /// Publishes the used entries pushed since the last interrupt decision; returns whether the
+    /// guest asked to be interrupted for them (its used event index, or the absence of
+    /// `NO_INTERRUPT`).
     pub fn publish(&mut self) -> bool {
-        if self.next_used == self.published {
+        if self.next_used == self.signalled {
             return false;
         }
-        self.used_index().store(self.next_used.0, Ordering::Release);
-        self.published = self.next_used;
+        self.show();
         // The guest may be setting its event index or flags while it checks the used index:
         // order the store above before the loads below (the spec's full barrier).
         fence(Ordering::SeqCst);
