@@ -1,10 +1,12 @@
 //! Multi-host topologies: each "host" is a network namespace with an underlay veth (`ul`,
 //! tunnel IP `192.0.2.<h+1>`) plugged into a shared wire (a Linux bridge in a namespace of its
-//! own), running either its own brinkd or a Linux `vxlan` device in a bridge. VMs are
-//! [`Topology`] VMs whose veth host end is moved into their host.
+//! own), running its own brinkd, a Linux `vxlan` device in a bridge, or Open vSwitch's userspace
+//! datapath with a VXLAN port. VMs are [`Topology`] VMs whose veth host end is moved into their
+//! host.
 
 use std::process::Output;
 
+use crate::compare::ovs::Ovs;
 use crate::daemon::Daemon;
 use crate::topo::{Topology, Vm};
 use crate::{run, BenchError};
@@ -13,6 +15,13 @@ use crate::{run, BenchError};
 pub const UNDERLAY_MTU: &str = "1500";
 /// The MTU of VXLAN networks and their VMs on a [`UNDERLAY_MTU`] underlay.
 pub const INNER_MTU: &str = "1450";
+
+/// The per-namespace switches of br_netfilter (absent while it is not loaded).
+const BRIDGE_NETFILTER: [&str; 3] = [
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.bridge.bridge-nf-call-arptables",
+];
 
 /// Runs `program args` inside `netns` and fails unless it exits 0.
 pub fn exec(netns: &str, program: &str, args: &[&str]) -> Result<Output, BenchError> {
@@ -34,12 +43,14 @@ impl Drop for Namespaces {
     }
 }
 
-/// Hosts on a wire, their daemons and VMs. Dropping it stops the daemons, then removes the
-/// VMs and namespaces.
+/// Hosts on a wire, their daemons, switches and VMs. Dropping it stops the daemons and
+/// switches, then removes the VMs and namespaces.
 #[derive(Debug)]
 pub struct Hosts {
     /// brinkd of each brink host, by host index (declared first: stopped first).
     daemons: Vec<Option<Daemon>>,
+    /// Open vSwitch of each OVS host, with its host index.
+    switches: Vec<(usize, Ovs)>,
     /// The VMs.
     pub topo: Topology,
     spaces: Namespaces,
@@ -53,11 +64,23 @@ impl Hosts {
         let wire = format!("{}-w", topo.prefix());
         let hosts = Hosts {
             daemons: vec![],
+            switches: vec![],
             topo,
             spaces: Namespaces(vec![wire.clone()]),
             wire,
         };
         run("ip", &["netns", "add", &hosts.wire])?;
+        // The wire stands for the physical network, so no iptables on it: where br_netfilter
+        // is loaded (brink-bench compare's hybrid path loads it), a new namespace's bridges
+        // call iptables by default, which would charge every tunnelled frame a few
+        // microseconds more, or not, depending on what ran on the machine before.
+        let no_netfilter = BRIDGE_NETFILTER.map(|key| format!("{key}=0"));
+        let no_netfilter: Vec<&str> = no_netfilter.iter().map(String::as_str).collect();
+        exec(
+            &hosts.wire,
+            "sysctl",
+            &[&["-qew"][..], &no_netfilter].concat(),
+        )?;
         exec(&hosts.wire, "ip", &["link", "add", "br0", "type", "bridge"])?;
         exec(&hosts.wire, "ip", &["link", "set", "br0", "up"])?;
         Ok(hosts)
@@ -226,6 +249,42 @@ impl Hosts {
             &["fdb", "add", &vm.mac, "dev", "vx", "dst", &dst],
         )?;
         Ok(())
+    }
+
+    /// Host `h` as Open vSwitch's userspace datapath does it (see [`Ovs::start_vtep`]): the
+    /// underlay on `br-phy` with the tunnel IP, VMs and tunnels on `br-int`, NORMAL switching.
+    pub fn add_ovs_host(&mut self, h: usize) -> Result<(), BenchError> {
+        let ns = self.add_host(h)?;
+        let dir = self.topo.scratch().join(format!("ovs{h}"));
+        let addr = format!("{}/24", Hosts::tunnel_ip(h));
+        let ovs = Ovs::start_vtep(&ns, &dir, "ul", &addr)?;
+        self.switches.push((h, ovs));
+        Ok(())
+    }
+
+    /// The Open vSwitch of host `h`.
+    fn ovs(&self, h: usize) -> Result<&Ovs, BenchError> {
+        let ovs = self.switches.iter().find(|(at, _)| *at == h);
+        let ovs = ovs.map(|(_, ovs)| ovs);
+        ovs.ok_or_else(|| BenchError::Config(format!("host {h} runs no Open vSwitch")))
+    }
+
+    /// A VM on OVS host `h`, a port of its `br-int`. OVS reads that port through a packet
+    /// socket, which carries no checksum metadata, so the VM's transmit checksum offload is
+    /// off: otherwise its TCP and UDP checksums would leave the host unfinished.
+    pub fn add_ovs_vm(&mut self, h: usize, n: u8, addr: &str) -> Result<Vm, BenchError> {
+        let vm = self.add_vm(h, n, addr)?;
+        vm.run("ethtool", &["-K", "eth0", "tx", "off"])?;
+        self.ovs(h)?.add_port(&vm.host_if)?;
+        Ok(vm)
+    }
+
+    /// Gives OVS host `h` a VXLAN port `vxTO` for `vni` to host `to`, as Neutron's OVS agent
+    /// does for each remote host; NORMAL floods to it and learns from it.
+    pub fn ovs_remote(&self, h: usize, to: usize, vni: u32) -> Result<(), BenchError> {
+        let port = format!("vx{to}");
+        self.ovs(h)?
+            .add_vxlan_port(&port, &Hosts::tunnel_ip(to), vni)
     }
 
     /// Tells brink host `h` what l2population would: `network` floods to host `to`, where

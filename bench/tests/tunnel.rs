@@ -1,6 +1,6 @@
 //! Networks across hosts (`brink_bench::hosts`): each "host" is a network namespace with its
-//! own underlay veth on a shared wire, and either its own brinkd or a Linux `vxlan` device in a
-//! bridge.
+//! own underlay veth on a shared wire, and its own brinkd, a Linux `vxlan` device in a bridge
+//! or Open vSwitch's userspace datapath.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,6 +10,7 @@ use std::process::Command;
 
 use brink_bench::daemon::Daemon;
 use brink_bench::hosts::{self, Hosts, INNER_MTU};
+use brink_bench::topo::Vm;
 use common::{payload, ping, tcp_transfer};
 use serde_json::Value;
 
@@ -61,6 +62,17 @@ fn rx_from(d: &Daemon, ip: &str) -> u64 {
 fn vx_rx(ns: &str) -> u64 {
     let text = exec(ns, "cat", &["/sys/class/net/vx/statistics/rx_packets"]);
     text.trim().parse().unwrap()
+}
+
+/// Ping, then 4 MiB of TCP, each way between brink's VM `a` and VM `b` on the `peer` host.
+fn ping_and_tcp_both_ways(s: &Hosts, a: &Vm, b: &Vm, peer: &str) {
+    assert!(ping(a, b, 3), "brink -> {peer}");
+    assert!(ping(b, a, 3), "{peer} -> brink");
+    let data = payload(4 << 20);
+    for (from, to, way) in [(a, b, "brink ->"), (b, a, "<- brink")] {
+        let got = tcp_transfer(&s.topo, from, to, &data);
+        assert!(got == data, "TCP {way} {peer}: {} bytes", got.len());
+    }
 }
 
 #[test]
@@ -116,7 +128,8 @@ fn brink_to_brink_carries_ping_and_tcp_and_keeps_vnis_apart() {
 
     // Restart host 0's brinkd: the tunnel, networks, flood lists and remote entries come back.
     s.restart(0, &["--idle-sleep"]).unwrap();
-    assert!(ping(&a1, &b1, 3), "blue after host 0's brinkd restarted");
+    // The restarted brinkd reattaches its ports while the first pings are out: up to 3 s.
+    assert!(ping(&a1, &b1, 15), "blue after host 0's brinkd restarted");
     let t = json(s.daemon(0).unwrap(), &["tunnel", "show"]);
     assert_eq!(t["local"]["local_ip"], "192.0.2.1", "{t}");
     let flood = &t["endpoints"][0]["flood"];
@@ -133,17 +146,7 @@ fn brink_to_linux_vxlan_and_bridge_both_ways_and_unknown_vnis_are_dropped() {
     s.brink_remote(0, "blue", 1, &b1).unwrap();
     s.linux_remote(1, 0, &a1).unwrap();
 
-    assert!(ping(&a1, &b1, 3), "brink -> Linux");
-    assert!(ping(&b1, &a1, 3), "Linux -> brink");
-    let data = payload(4 << 20);
-    assert!(
-        tcp_transfer(&s.topo, &a1, &b1, &data) == data,
-        "TCP brink -> Linux"
-    );
-    assert!(
-        tcp_transfer(&s.topo, &b1, &a1, &data) == data,
-        "TCP Linux -> brink"
-    );
+    ping_and_tcp_both_ways(&s, &a1, &b1, "Linux");
 
     // A VNI no brink network has: dropped before the kernel's VXLAN socket, and counted.
     let linux = s.host(1);
@@ -173,6 +176,28 @@ fn brink_to_linux_vxlan_and_bridge_both_ways_and_unknown_vnis_are_dropped() {
     let _ = Command::new("ip").args(ping9).arg("10.9.0.1").output();
     let t = json(s.daemon(0).unwrap(), &["tunnel", "show"]);
     assert!(t["unknown_vni"].as_u64().unwrap() >= 1, "{t}");
+}
+
+#[test]
+fn brink_to_open_vswitch_userspace_vxlan_both_ways() {
+    let mut s = site("Oov", &[0], &[]);
+    s.add_ovs_host(1).unwrap();
+    vxlan_net(&s, 0, "blue", "1001", &[]);
+    let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
+    let b1 = s.add_ovs_vm(1, 2, "10.0.0.2").unwrap();
+    // brink's side from l2pop; OVS's side as Neutron's OVS agent sets it: a VXLAN port per
+    // remote host, NORMAL flooding to it and learning from it.
+    s.brink_remote(0, "blue", 1, &b1).unwrap();
+    s.ovs_remote(1, 0, 1001).unwrap();
+
+    ping_and_tcp_both_ways(&s, &a1, &b1, "OVS");
+    // The OVS VM's only way out is br-int's VXLAN port: brink counted what it sent.
+    let d0 = s.daemon(0).unwrap();
+    assert!(
+        rx_from(d0, "192.0.2.2") > 1000,
+        "{}",
+        json(d0, &["tunnel", "show"])
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Open vSwitch: the userspace datapath (`netdev`) with AF_XDP ports and Neutron-ovsfw-shaped
 //! conntrack flows, from the distribution's `openvswitch-switch`, run with a database, run
-//! directory and logs of its own and its PMD thread pinned to the switch core.
+//! directory and logs of its own and its PMD thread pinned to the switch core. The same
+//! daemons also run inside a namespace as a VXLAN host of [`crate::hosts`]
+//! ([`Ovs::start_vtep`]), with OVS's userspace tunnelling.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,11 +22,18 @@ pub const VSWITCHD_DPDK: &str = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-d
 /// How long the daemons and ports may take to come up.
 const PATIENCE: Duration = Duration::from_secs(20);
 
+/// The bridge of [`Ovs::start_vtep`] that holds the underlay port and the tunnel IP.
+pub const PHYSICAL_BRIDGE: &str = "br-phy";
+/// The bridge of [`Ovs::start_vtep`] that holds the VMs and the tunnels.
+pub const INTEGRATION_BRIDGE: &str = "br-int";
+
 /// A private `ovsdb-server` and `ovs-vswitchd`, stopped on drop.
 #[derive(Debug)]
 pub struct Ovs {
     dir: PathBuf,
     bridge: String,
+    /// The namespace the daemons run in; `None` for the caller's own.
+    netns: Option<String>,
     daemons: Vec<Child>,
 }
 
@@ -57,6 +66,7 @@ impl Ovs {
         let ovs = Ovs::launch(
             &rig.topo.scratch().join("ovs"),
             format!("{}ov", rig.topo.prefix()),
+            None,
             "ovs-vswitchd",
             &[format!("other_config:pmd-cpu-mask={:#x}", 1u64 << core)],
         )?;
@@ -119,6 +129,7 @@ impl Ovs {
         let ovs = Ovs::launch(
             dir,
             bridge,
+            None,
             VSWITCHD_DPDK,
             &[
                 "other_config:dpdk-init=true".into(),
@@ -151,11 +162,71 @@ impl Ovs {
         Ok(ovs)
     }
 
-    /// Starts `ovsdb-server` and `vswitchd` (the program) on files in `dir`, with `config`
-    /// (`other_config:KEY=VALUE`) set first, and adds the netdev bridge `bridge`.
+    /// Starts a hypervisor's Open vSwitch inside `netns`, as OVS's userspace tunnelling wants
+    /// it: the underlay interface `underlay` becomes a port of the netdev bridge
+    /// [`PHYSICAL_BRIDGE`], whose internal port takes over the tunnel address `addr`
+    /// (`IP/LEN`) from it, and VMs and tunnels go on [`INTEGRATION_BRIDGE`]
+    /// ([`Ovs::add_port`], [`Ovs::add_vxlan_port`]). Files and logs are kept in `dir`.
+    pub fn start_vtep(
+        netns: &str,
+        dir: &Path,
+        underlay: &str,
+        addr: &str,
+    ) -> Result<Ovs, BenchError> {
+        let ovs = Ovs::launch(
+            dir,
+            INTEGRATION_BRIDGE.into(),
+            Some(netns),
+            "ovs-vswitchd",
+            &[],
+        )?;
+        let phy = PHYSICAL_BRIDGE;
+        ovs.vsctl(&[
+            "add-br",
+            phy,
+            "--",
+            "set",
+            "bridge",
+            phy,
+            "datapath_type=netdev",
+        ])?;
+        ovs.vsctl(&["add-port", phy, underlay])?;
+        ovs.ip(&["addr", "flush", "dev", underlay])?;
+        ovs.ip(&["addr", "add", addr, "dev", phy])?;
+        ovs.ip(&["link", "set", phy, "up"])?;
+        Ok(ovs)
+    }
+
+    /// Adds interface `iface` (in the daemons' namespace) to the bridge as a plain port.
+    pub fn add_port(&self, iface: &str) -> Result<(), BenchError> {
+        self.vsctl(&["add-port", &self.bridge, iface]).map(drop)
+    }
+
+    /// Adds the VXLAN port `name` to the bridge: VNI `vni` to and from `remote_ip`, as
+    /// Neutron's OVS agent adds one port per remote host.
+    pub fn add_vxlan_port(&self, name: &str, remote_ip: &str, vni: u32) -> Result<(), BenchError> {
+        self.vsctl(&[
+            "add-port",
+            &self.bridge,
+            name,
+            "--",
+            "set",
+            "interface",
+            name,
+            "type=vxlan",
+            &format!("options:remote_ip={remote_ip}"),
+            &format!("options:key={vni}"),
+        ])
+        .map(drop)
+    }
+
+    /// Starts `ovsdb-server` and `vswitchd` (the program) on files in `dir`, inside `netns` if
+    /// given, with `config` (`other_config:KEY=VALUE`) set first, and adds the netdev bridge
+    /// `bridge`.
     fn launch(
         dir: &Path,
         bridge: String,
+        netns: Option<&str>,
         vswitchd: &str,
         config: &[String],
     ) -> Result<Ovs, BenchError> {
@@ -164,6 +235,7 @@ impl Ovs {
         let mut ovs = Ovs {
             bridge,
             dir: dir.to_path_buf(),
+            netns: netns.map(str::to_string),
             daemons: Vec::new(),
         };
         let db = ovs.path("conf.db");
@@ -195,6 +267,15 @@ impl Ovs {
         self.dir.join(name).to_string_lossy().into_owned()
     }
 
+    /// Runs `ip args` in the daemons' namespace.
+    fn ip(&self, args: &[&str]) -> Result<(), BenchError> {
+        match &self.netns {
+            Some(ns) => run("ip", &[&["-n", ns.as_str()][..], args].concat()),
+            None => run("ip", args),
+        }
+        .map(drop)
+    }
+
     /// Environment that keeps every OVS tool on this instance's files.
     fn env(&self, c: &mut Command) {
         for var in ["OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVS_SYSCONFDIR"] {
@@ -202,8 +283,17 @@ impl Ovs {
         }
     }
 
+    /// Starts daemon `program` of this instance, in its namespace.
     fn spawn(&mut self, program: &str, args: &[&str], name: &str) -> Result<(), BenchError> {
-        let mut c = Command::new(program);
+        // `ip netns exec` execs the program in place, so the child is the daemon itself.
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+            None => Command::new(program),
+        };
         self.env(&mut c);
         c.args(args)
             .arg(format!("--unixctl={}", self.path(&format!("{name}.ctl"))))
@@ -317,6 +407,6 @@ impl Drop for Ovs {
             let _ = d.kill();
             let _ = d.wait();
         }
-        let _ = run("ip", &["link", "del", DATAPATH_TAP]);
+        let _ = self.ip(&["link", "del", DATAPATH_TAP]);
     }
 }
