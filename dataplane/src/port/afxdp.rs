@@ -19,7 +19,6 @@
 //! freed, so AF_XDP and vhost-user ports of one network talk through the same pool.
 #![allow(unsafe_code)]
 
-use std::io::Write;
 use std::num::NonZeroU32;
 
 use xsk_rs::config::{
@@ -430,24 +429,39 @@ fn is_tun(name: &str) -> bool {
 
 /// Copies `bytes` into a frame taken from `free`.
 fn copy_into(umem: &Umem, free: &mut Vec<FrameDesc>, bytes: &[u8]) -> Option<FrameDesc> {
-    if bytes.len() > BUFFER_LEN {
-        return None;
+    fill_umem(umem, free, bytes.len(), |dst| {
+        dst.copy_from_slice(bytes);
+        true
+    })
+    .ok()
+}
+
+/// A frame taken from `free` holding `len` bytes that `fill` writes. Errs, with the frame given
+/// back, if `free` is empty, `len` is more than a frame holds, or `fill` returns `false`.
+fn fill_umem(
+    umem: &Umem,
+    free: &mut Vec<FrameDesc>,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> bool,
+) -> Result<FrameDesc, Taken> {
+    if len > BUFFER_LEN {
+        return Err(Taken::Refused);
     }
-    let mut desc = free.pop()?;
+    let mut desc = free.pop().ok_or(Taken::NoBuffer)?;
     desc.set_options(0);
-    // SAFETY: `desc` came from the free list, so neither the kernel nor any batch uses it, and
-    // `bytes` lies in another frame or outside the UMEM.
-    let mut data = unsafe { umem.data_mut(&mut desc) };
-    let mut cursor = data.cursor();
-    cursor.set_pos(0);
-    let written = cursor.write_all(bytes);
-    match written {
-        Ok(()) => Some(desc),
-        Err(_) => {
-            free.push(desc);
-            None
-        }
+    let filled = {
+        // SAFETY: `desc` came from the free list, so neither the kernel nor any batch uses it,
+        // and what `fill` copies from lies in another frame or outside the UMEM.
+        let mut data = unsafe { umem.data_mut(&mut desc) };
+        data.cursor().set_pos(len);
+        let bytes = data.contents_mut();
+        bytes.len() == len && fill(bytes)
+    };
+    if !filled {
+        free.push(desc);
+        return Err(Taken::Refused);
     }
+    Ok(desc)
 }
 
 /// A new frame holding a copy of `bytes`: a UMEM frame, or a jumbo buffer if it is longer.
@@ -474,21 +488,7 @@ fn fill_frame(
     fill: impl FnOnce(&mut [u8]) -> bool,
 ) -> Result<XdpFrame, Taken> {
     if len <= BUFFER_LEN {
-        let mut desc = free.pop().ok_or(Taken::NoBuffer)?;
-        desc.set_options(0);
-        let filled = {
-            // SAFETY: `desc` came from the free list, so neither the kernel nor any batch uses
-            // it.
-            let mut data = unsafe { umem.data_mut(&mut desc) };
-            data.cursor().set_pos(len);
-            let bytes = data.contents_mut();
-            bytes.len() == len && fill(bytes)
-        };
-        if !filled {
-            free.push(desc);
-            return Err(Taken::Refused);
-        }
-        return Ok(XdpFrame::Umem(desc));
+        return fill_umem(umem, free, len, fill).map(XdpFrame::Umem);
     }
     let slot = jumbo.take().ok_or(Taken::NoBuffer)?;
     let filled = jumbo.get_mut(slot).get_mut(..len).is_some_and(fill);
