@@ -169,7 +169,7 @@ impl Rings {
             self.offloads = Offloads::new(layout.features);
             for (q, setup) in layout.rings.iter().enumerate() {
                 let next = self.link.next_avail(q);
-                self.queues[q] = SplitRing::new(&layout.mem, &map, setup, layout.event_idx, next);
+                self.queues[q] = SplitRing::new(&map, setup, layout.event_idx, next);
             }
             self.map = Some(map);
         }
@@ -716,6 +716,29 @@ mod tests {
         assert_eq!(interrupts(), 2);
         assert_eq!(rx.used().idx().load(), 4);
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn rings_misaligned_or_outside_guest_memory_are_not_polled() {
+        let mem = memory();
+        let (rx, tx) = queues(&mem);
+        tx.add_desc_chains(&[desc(DATA + 0x1000, 64, 0, 0)], 0)
+            .unwrap();
+        let misaligned = RingSetup {
+            avail: setup(&tx).avail + 1,
+            ..setup(&tx)
+        };
+        let outside = RingSetup {
+            used: 0x20_0000 - 8,
+            ..setup(&tx)
+        };
+        for bad in [misaligned, outside] {
+            let mut r = rings(&mem, setup(&rx), bad);
+            assert_eq!(r.receive(32, &mut Collect::default()), 0);
+        }
+        assert_eq!(tx.used().idx().load(), 0);
+        let mut r = rings(&mem, setup(&rx), setup(&tx));
+        assert_eq!(received(&mut r).len(), 1, "the same ring laid out right");
     }
 
     #[test]

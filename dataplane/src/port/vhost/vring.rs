@@ -2,8 +2,8 @@
 //! guest's memory.
 //!
 //! The three parts of the ring (descriptor table, available ring, used ring) are translated
-//! to host addresses once, when the ring starts; `virtio-queue` checks their layout then
-//! (sizes, alignment, inside guest memory). Per frame the worker then reads an available
+//! to host addresses once, when the ring starts: `virtio-queue` checks the size and the parts'
+//! alignment, and each part must lie in one region of guest memory. Per frame the worker then reads an available
 //! entry and the chain's descriptors and writes a used entry, with no address translation;
 //! per batch it reads the available index once and publishes the used index once. DPDK's
 //! vhost library and Open vSwitch-DPDK work the same way. Only the ring indexes are shared
@@ -25,7 +25,7 @@ use virtio_bindings::virtio_ring::{
     VRING_USED_F_NO_NOTIFY,
 };
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestAddress;
 
 use super::device::RingSetup;
 use super::guest::GuestMap;
@@ -86,22 +86,33 @@ unsafe impl Send for SplitRing {}
 
 impl SplitRing {
     /// The ring `setup` describes, continuing at available index `next_avail`, if it is running
-    /// and laid out inside guest memory. The guest is told not to kick: brink polls.
+    /// and laid out inside guest memory (each part in one region). The guest is told not to
+    /// kick: brink polls.
     pub fn new(
-        mem: &GuestMemoryMmap,
         map: &GuestMap,
         setup: &RingSetup,
         event_idx: bool,
         next_avail: u16,
     ) -> Option<SplitRing> {
-        if !setup.running() || !valid(mem, setup) {
+        if !setup.running() {
             return None;
         }
         let size = usize::from(setup.size);
         // Both rings end with a 16-bit event index.
-        let desc = map.contiguous(setup.desc, DESC_LEN * size)?;
-        let avail = map.contiguous(setup.avail, RING_HEADER + 2 * size + 2)?;
-        let used = map.contiguous(setup.used, RING_HEADER + USED_ELEM_LEN * size + 2)?;
+        let parts = aligned(setup).then(|| {
+            (
+                map.contiguous(setup.desc, DESC_LEN * size),
+                map.contiguous(setup.avail, RING_HEADER + 2 * size + 2),
+                map.contiguous(setup.used, RING_HEADER + USED_ELEM_LEN * size + 2),
+            )
+        });
+        let Some((Some(desc), Some(avail), Some(used))) = parts else {
+            tracing::warn!(
+                size = setup.size,
+                "vhost-user ring misaligned or outside guest memory: not polled"
+            );
+            return None;
+        };
         let mut ring = SplitRing {
             desc,
             avail,
@@ -328,26 +339,15 @@ fn prefetch(at: *const u8, write: bool) {
     let _ = (at, write);
 }
 
-/// Whether `virtio-queue` finds the ring's layout valid in `mem`: a power-of-two size, aligned
-/// parts, all inside guest memory.
-fn valid(mem: &GuestMemoryMmap, setup: &RingSetup) -> bool {
-    let laid_out = Queue::new(setup.size).is_ok_and(|mut q| {
+/// Whether `virtio-queue` accepts the ring's size (a power of two) and the alignment of its
+/// three parts.
+fn aligned(setup: &RingSetup) -> bool {
+    Queue::new(setup.size).is_ok_and(|mut q| {
         q.try_set_desc_table_address(GuestAddress(setup.desc))
             .is_ok()
             && q.try_set_avail_ring_address(GuestAddress(setup.avail))
                 .is_ok()
             && q.try_set_used_ring_address(GuestAddress(setup.used))
                 .is_ok()
-            && {
-                q.set_ready(true);
-                q.is_valid(mem)
-            }
-    });
-    if !laid_out {
-        tracing::warn!(
-            size = setup.size,
-            "vhost-user ring misaligned or outside guest memory: not polled"
-        );
-    }
-    laid_out
+    })
 }
