@@ -261,21 +261,17 @@ fn live_state(d: &Daemon) -> Vec<serde_json::Value> {
 fn a_trace_shows_the_live_connection_and_changes_nothing() {
     let (_topo, d, vms) = guarded("Otr");
     let (client, server) = (&vms[0], &vms[1]);
-    let listener = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &server.netns,
+    let listener = spawn_in(
+        server,
+        &[
             "timeout",
             "20",
             "socat",
             "-u",
-        ])
-        .args(["TCP-LISTEN:5001", "/dev/null"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+            "TCP-LISTEN:5001",
+            "/dev/null",
+        ],
+    );
     wait_listening(server, 5001);
     // A connection that stays open and quiet for a while.
     let hold = format!(
@@ -284,21 +280,7 @@ fn a_trace_shows_the_live_connection_and_changes_nothing() {
          s.sendall(b'x' * 100); time.sleep(8); s.close()\n",
         client.ip, server.ip
     );
-    let holder = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &client.netns,
-            "timeout",
-            "20",
-            "python3",
-            "-c",
-        ])
-        .arg(hold)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let holder = spawn_in(client, &["timeout", "20", "python3", "-c", &hold]);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let mut before = live_state(&d);
     loop {

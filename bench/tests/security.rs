@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -60,16 +60,6 @@ fn json(d: &Daemon, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     serde_json::from_str(&ctl(d, &all)).unwrap()
-}
-
-fn spawn_in(vm: &Vm, args: &[&str]) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", &vm.netns])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 /// Whether a TCP connection from `from` to `to`:`port` is accepted within 2 s.

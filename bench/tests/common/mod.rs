@@ -131,6 +131,17 @@ pub fn wait_child(mut child: Child, limit: Duration) -> bool {
     }
 }
 
+/// Starts `args` inside `vm`'s namespace, its output discarded.
+pub fn spawn_in(vm: &Vm, args: &[&str]) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", &vm.netns])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Listens on `to`'s TCP port 5001 (for at most 60 s) and writes what one connection sends into
 /// `dst`; returns once it listens.
 pub fn receive_tcp(to: &Vm, dst: &std::path::Path) -> Child {
