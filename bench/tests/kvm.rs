@@ -397,19 +397,20 @@ fn superframes(d: &Daemon, port: &str, way: &str) -> bool {
     packets > 0 && bytes / packets > 1514
 }
 
-/// Segments brink cut from superframes so far.
-fn segmented(d: &Daemon) -> u64 {
+/// Counter `name` of the (one) worker so far.
+fn worker_counter(d: &Daemon, name: &str) -> u64 {
     let all: serde_json::Value =
         serde_json::from_str(&d.ctl_ok(&["--json", "stats"]).unwrap()).unwrap();
-    all["workers"][0]["segmented"].as_u64().unwrap_or(0)
+    all["workers"][0][name].as_u64().unwrap_or(0)
 }
 
 /// Two guests on vhost-user ports (QEMU owns each socket, `server=on`; brink connects, its
 /// default client mode), with virtio-net's offloads at their defaults: checksum and TCP
 /// segmentation offload both ways and mergeable receive buffers. They ping and move [`STREAM`]
-/// bytes intact, as superframes brink passes whole from guest to guest. The stream from a
-/// guest to a namespace on a veth (AF_XDP) port arrives intact too: brink completes the
-/// guest's checksums and cuts its superframes for it. Then brinkd is restarted under the live
+/// bytes intact, as superframes brink passes whole from guest to guest, their checksums left
+/// partial (brink completes none). The stream from a guest to a namespace on a veth (AF_XDP)
+/// port arrives intact too: brink completes the guest's checksums and cuts its superframes for
+/// it. Then brinkd is restarted under the live
 /// guests: it reconnects to their sockets by itself, from its saved state, and the stream
 /// flows again.
 #[test]
@@ -465,6 +466,11 @@ fn vhost_user_guests_stream_with_offloads_and_survive_a_brinkd_restart() {
     eprintln!("vm1 {}\nvm2 {}", stats(&d, "vm1"), stats(&d, "vm2"));
     assert!(superframes(&d, "vm1", "rx"), "g1 sent no superframe");
     assert!(superframes(&d, "vm2", "tx"), "g2 got no superframe whole");
+    assert_eq!(
+        worker_counter(&d, "checksums_completed"),
+        0,
+        "guest to guest, every checksum travels partial"
+    );
 
     // g1 to the namespace: the same data, cut into segments with complete checksums.
     let sum = sha256(&g1.sh_ok("sha256sum /tmp/data", SHORT).unwrap());
@@ -501,7 +507,14 @@ fn vhost_user_guests_stream_with_offloads_and_survive_a_brinkd_restart() {
         sum,
         "the stream to the namespace arrived changed"
     );
-    assert!(segmented(&d) > 0, "superframes to an AF_XDP port are cut");
+    assert!(
+        worker_counter(&d, "segmented") > 0,
+        "superframes to an AF_XDP port are cut"
+    );
+    assert!(
+        worker_counter(&d, "checksums_completed") > 0,
+        "the guest's partial checksums in frames that are not cut are completed for veth"
+    );
     eprintln!("to the namespace: vm3 {}", stats(&d, "vm3"));
 
     // Restart brinkd under the live guests: the same state directory, no command.

@@ -145,6 +145,11 @@ fn workers(r: &mut Registry, stats: &Stats) {
         "Frames from other workers",
     );
     let segmented = Counters::new(r, "worker_segments", "Segments cut from TCP superframes");
+    let completed = Counters::new(
+        r,
+        "worker_checksums_completed",
+        "Partial checksums completed in software",
+    );
     let learned = Counters::new(r, "worker_fdb_learned", "MAC addresses learned");
     let drops = Counters::new(r, "worker_drops", "Transmit-side drops, by reason");
     for w in &stats.workers {
@@ -158,6 +163,7 @@ fn workers(r: &mut Registry, stats: &Stats) {
         cross_tx.set(&worker, w.cross_tx);
         cross_rx.set(&worker, w.cross_rx);
         segmented.set(&worker, w.segmented);
+        completed.set(&worker, w.checksums_completed);
         learned.set(&worker, w.fdb_learned);
         for (reason, &n) in &w.drops {
             drops.set(&[worker[0], ("reason", reason)], n);

@@ -37,6 +37,9 @@ pub enum DropReason {
     /// A wrong IPv4 header, TCP, UDP, ICMP or ICMPv6 checksum (a partial, offloaded TCP or UDP
     /// checksum is not wrong).
     BadChecksum,
+    /// A vhost-user guest said it left a checksum partial (`NEEDS_CSUM`) outside the frame, or
+    /// elsewhere than in the checksum field of the TCP or UDP header parse found.
+    BadOffload,
     /// Conntrack found the packet invalid for any connection (reason in `ct stats`).
     CtInvalid,
     /// Port security: sent from a MAC that is not the port's or an allowed pair's.
@@ -67,7 +70,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 26] = [
+    pub const ALL: [DropReason; 27] = [
         DropReason::Runt,
         DropReason::BadSourceMac,
         DropReason::Hairpin,
@@ -81,6 +84,7 @@ impl DropReason {
         DropReason::MtuExceeded,
         DropReason::MalformedIp,
         DropReason::BadChecksum,
+        DropReason::BadOffload,
         DropReason::CtInvalid,
         DropReason::SpoofedMac,
         DropReason::SpoofedIp,
@@ -114,6 +118,7 @@ impl DropReason {
             DropReason::MtuExceeded => "mtu_exceeded",
             DropReason::MalformedIp => "malformed_ip",
             DropReason::BadChecksum => "bad_checksum",
+            DropReason::BadOffload => "bad_offload",
             DropReason::CtInvalid => "ct_invalid",
             DropReason::SpoofedMac => "spoofed_mac",
             DropReason::SpoofedIp => "spoofed_ip",
@@ -252,6 +257,9 @@ pub struct WorkerCounters {
     pub cross_rx: Counter,
     /// Segments cut from TCP superframes larger than their network's MTU.
     pub segmented: Counter,
+    /// Checksums a sender left partial that were completed in software, for destinations that
+    /// need them complete.
+    pub checksums_completed: Counter,
     /// MAC addresses learned (new entries and moves).
     pub fdb_learned: Counter,
     /// Learning skipped because the FDB was full.

@@ -3,7 +3,9 @@
 //! Frames for one port are staged and handed to the backend together at the end of a batch, so
 //! the kernel is kicked once per port per batch, not once per frame. A frame larger than its
 //! network's MTU is cut into segments here if it is a TCP superframe (segmentation offload,
-//! [`segment`]), and dropped as `mtu_exceeded` otherwise.
+//! [`segment`]), and dropped as `mtu_exceeded` otherwise. A frame whose checksum its sender
+//! left partial has it completed here, once, unless its destination takes it partial (a
+//! vhost-user guest with `GUEST_CSUM`); segments get complete checksums as they are cut.
 
 use std::sync::Arc;
 
@@ -11,9 +13,11 @@ use crate::batch::BATCH_SIZE;
 use crate::capture::{Capture, Target, Way};
 use crate::counters::{DropReason, PortCounters, WorkerCounters};
 use crate::cross::CrossQueue;
+use crate::port::offload::Checksum;
 use crate::port::Backend;
 use crate::snapshot::{NetworkId, PortId, Snapshot, MAX_PORTS};
 use crate::trunk::{self, VlanPort};
+use crate::wire::checksum::Partial;
 use crate::wire::segment;
 use crate::wire::vlan::TAG_LEN;
 use crate::wire::EthernetFrame;
@@ -154,6 +158,14 @@ impl<B: Backend> Egress<B> {
             self.send_segments(in_port, to, frame, snap, mtu);
             return;
         }
+        // Only a port of this backend can take a partial checksum: another worker's gets the
+        // bytes alone.
+        let mut frame = frame;
+        if let Some(partial) = self.backend.checksum(&frame).partial() {
+            if !self.backend.takes_partial(to) {
+                self.complete(&mut frame, partial);
+            }
+        }
         // A port whose queues are spread over workers has a socket on each: send on ours.
         if owner == self.worker || self.is_local(to) {
             self.stage(to, frame, len);
@@ -170,6 +182,17 @@ impl<B: Backend> Egress<B> {
             }
             Err(reason) => self.drop_rx(in_port, reason, frame),
         }
+    }
+
+    /// Completes the checksum `frame`'s sender left `partial`, in software. Parse checked that it
+    /// lies inside the frame.
+    fn complete(&mut self, frame: &mut B::Frame, partial: Partial) {
+        let len = self.backend.bytes(frame).len();
+        self.backend.reshape(frame, len, |bytes| {
+            partial.complete(bytes);
+        });
+        self.backend.set_checksum(frame, Checksum::Valid);
+        self.counters.checksums_completed.add(1);
     }
 
     /// Sends `frame`, larger than `mtu`, to `to` as TCP segments that fit, or drops it.

@@ -18,8 +18,10 @@ use crate::ct_events::CtEvents;
 use crate::egress::Egress;
 use crate::fdb::{Fdb, Learn};
 use crate::firewall::{self, FrameGate};
+use crate::port::offload::Checksum;
 use crate::port::Backend;
 use crate::snapshot::{PortId, Snapshot, NO_PORT};
+use crate::wire::checksum::Partial;
 use crate::wire::ip::{self, Fixup, Parsed};
 use crate::wire::{arp, EtherType, EthernetFrame, L3};
 
@@ -27,7 +29,9 @@ use crate::wire::{arp, EtherType, EthernetFrame, L3};
 /// IP headers into its [`L3`] (with the checksum to complete if the sender offloaded it) and, on
 /// ports that track connections, what conntrack needs. Short frames are dropped as runts,
 /// inspected IP frames with broken headers as malformed and those with wrong checksums as bad
-/// checksums.
+/// checksums. A checksum the port says its sender left partial is not summed; it is dropped as
+/// a bad offload if it lies outside the frame or, in an inspected frame, anywhere but in the
+/// TCP or UDP header.
 pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
     b.rx_bytes = 0;
     for i in 0..b.len {
@@ -46,25 +50,39 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
         };
         b.verdicts[i] = Verdict::Flood;
         b.fix[i] = None;
+        let partial = backend.checksum(&b.frames[i]).partial();
+        if partial.is_some_and(|p| !p.fits(bytes.len())) {
+            b.verdicts[i] = Verdict::Drop(DropReason::BadOffload);
+            continue;
+        }
         if !b.inspect {
             continue;
         }
         b.ct[i] = None;
         b.ct_state[i] = CtState::default();
         b.peer[i] = NO_PORT;
+        let header = (bytes.len() - eth.payload().len()) as u16;
+        // Where the partial checksum lies from the start of the IP header (one starting before
+        // it wraps round to where no header can be).
+        let partial = partial.map(|p| Partial {
+            start: p.start.wrapping_sub(header),
+            ..p
+        });
         match eth.ethertype() {
+            EtherType::Arp if partial.is_some() => {
+                b.verdicts[i] = Verdict::Drop(DropReason::BadOffload);
+            }
             EtherType::Arp => {
                 if let Some(sender) = arp::sender(eth.payload()) {
                     b.l3[i] = L3::Arp(sender);
                 }
             }
-            et => match ip::parse(et, eth.payload(), b.network.0) {
+            et => match ip::parse(et, eth.payload(), b.network.0, partial) {
                 Some(Parsed::Ip(flow, ct, fix)) => {
                     b.l3[i] = L3::Ip(flow);
                     if b.track {
                         b.ct[i] = ct;
                     }
-                    let header = (bytes.len() - eth.payload().len()) as u16;
                     b.fix[i] = fix.map(|f| Fixup {
                         at: f.at.saturating_add(header),
                         ..f
@@ -72,6 +90,8 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
                 }
                 Some(Parsed::Malformed) => b.verdicts[i] = Verdict::Drop(DropReason::MalformedIp),
                 Some(Parsed::BadChecksum) => b.verdicts[i] = Verdict::Drop(DropReason::BadChecksum),
+                Some(Parsed::BadOffload) => b.verdicts[i] = Verdict::Drop(DropReason::BadOffload),
+                None if partial.is_some() => b.verdicts[i] = Verdict::Drop(DropReason::BadOffload),
                 None => {}
             },
         }
@@ -254,13 +274,15 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot, worker: usize) {
     }
 }
 
-/// Completes the checksums that senders left partial (transmit checksum offload) in every
-/// inspected frame still on its way, so receivers get correct ones whatever their offload
-/// settings.
+/// Completes the checksums that senders left partial (transmit checksum offload) and parse
+/// found by the sum in every inspected frame still on its way, so receivers get correct ones
+/// whatever their offload settings. (A checksum the port said was partial is completed at
+/// egress, only for the destinations that need it.)
 pub fn finish_checksums<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B) {
     for i in 0..b.len {
         if let (Some(fix), false) = (b.fix[i], matches!(b.verdicts[i], Verdict::Drop(_))) {
             backend.patch(&mut b.frames[i], usize::from(fix.at), &fix.bytes);
+            backend.set_checksum(&mut b.frames[i], Checksum::Valid);
         }
     }
 }

@@ -655,6 +655,10 @@ pub struct WorkerStats {
     /// Segments cut from TCP superframes larger than their network's MTU.
     #[serde(default)]
     pub segmented: u64,
+    /// Checksums senders left partial, completed in software for destinations that need them
+    /// complete.
+    #[serde(default)]
+    pub checksums_completed: u64,
     /// MACs learned.
     pub fdb_learned: u64,
     /// Learning skipped, FDB full.

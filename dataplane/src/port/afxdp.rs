@@ -27,6 +27,7 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::jumbo::{Gso, JumboPool};
+use super::offload::Checksum;
 use super::vhost::rings::{Sink, Taken, PUBLISH_EVERY};
 use super::vhost::{VhostMode, VhostPort, VhostPorts};
 use super::{Backend, PortError, PortMode, PortSpec, SocketStats, BUFFER_LEN};
@@ -94,23 +95,36 @@ pub struct XdpSpec {
     pub queues: Vec<u32>,
 }
 
-/// A frame an AF_XDP worker holds: one UMEM buffer, or a jumbo buffer for a longer frame.
+/// A frame an AF_XDP worker holds: one UMEM buffer, or a jumbo buffer for a longer frame, with
+/// how its transport checksum stands (partial only in a frame a vhost-user guest sent).
 #[derive(Debug, Clone, Copy)]
 pub enum XdpFrame {
     /// A frame in one UMEM buffer.
-    Umem(FrameDesc),
+    Umem(FrameDesc, Checksum),
     /// A frame of `len` bytes in jumbo buffer `slot`.
     Jumbo {
         /// The buffer.
         slot: u16,
         /// Frame length.
         len: u32,
+        /// Its transport checksum.
+        checksum: Checksum,
     },
 }
 
 impl Default for XdpFrame {
     fn default() -> Self {
-        XdpFrame::Umem(FrameDesc::default())
+        XdpFrame::Umem(FrameDesc::default(), Checksum::AsIs)
+    }
+}
+
+impl XdpFrame {
+    /// How its transport checksum stands.
+    #[inline]
+    fn checksum(&self) -> Checksum {
+        match self {
+            XdpFrame::Umem(_, checksum) | XdpFrame::Jumbo { checksum, .. } => *checksum,
+        }
     }
 }
 
@@ -471,24 +485,25 @@ fn copy_frame(
     jumbo: &mut JumboPool,
     bytes: &[u8],
 ) -> Option<XdpFrame> {
-    fill_frame(umem, free, jumbo, bytes.len(), |dst| {
+    fill_frame(umem, free, jumbo, (bytes.len(), Checksum::AsIs), |dst| {
         dst.copy_from_slice(bytes);
         true
     })
     .ok()
 }
 
-/// A new frame of `len` bytes that `fill` writes: a UMEM frame, or a jumbo buffer if it is
-/// longer. Errs, with the buffer given back, if there is none or `fill` returns `false`.
+/// A new frame of `len` bytes that `fill` writes, its checksum standing as `checksum`: a UMEM
+/// frame, or a jumbo buffer if it is longer. Errs, with the buffer given back, if there is none
+/// or `fill` returns `false`.
 fn fill_frame(
     umem: &Umem,
     free: &mut Vec<FrameDesc>,
     jumbo: &mut JumboPool,
-    len: usize,
+    (len, checksum): (usize, Checksum),
     fill: impl FnOnce(&mut [u8]) -> bool,
 ) -> Result<XdpFrame, Taken> {
     if len <= BUFFER_LEN {
-        return fill_umem(umem, free, len, fill).map(XdpFrame::Umem);
+        return fill_umem(umem, free, len, fill).map(|desc| XdpFrame::Umem(desc, checksum));
     }
     let slot = jumbo.take().ok_or(Taken::NoBuffer)?;
     let filled = jumbo.get_mut(slot).get_mut(..len).is_some_and(fill);
@@ -499,6 +514,7 @@ fn fill_frame(
     Ok(XdpFrame::Jumbo {
         slot,
         len: len as u32,
+        checksum,
     })
 }
 
@@ -516,13 +532,13 @@ impl Sink for PoolSink<'_> {
     fn take(
         &mut self,
         len: usize,
-        gso: Option<Gso>,
+        (gso, checksum): (Option<Gso>, Checksum),
         fill: impl FnOnce(&mut [u8]) -> bool,
     ) -> Taken {
         let Some(slot) = self.out.get_mut(self.n) else {
             return Taken::NoBuffer;
         };
-        match fill_frame(self.umem, self.free, self.jumbo, len, fill) {
+        match fill_frame(self.umem, self.free, self.jumbo, (len, checksum), fill) {
             Ok(frame) => {
                 if let XdpFrame::Jumbo { slot, .. } = frame {
                     self.jumbo.set_gso(slot, gso);
@@ -541,8 +557,8 @@ fn frame_bytes<'a>(umem: &'a Umem, jumbo: &'a JumboPool, frame: &XdpFrame) -> &'
     match frame {
         // SAFETY: a `Frame` handed to the pipeline is held by this backend (received or
         // copied into), so no ring and no writer touches it while it is read.
-        XdpFrame::Umem(desc) => unsafe { umem.data(desc) }.contents(),
-        XdpFrame::Jumbo { slot, len } => jumbo.get(*slot, *len as usize),
+        XdpFrame::Umem(desc, _) => unsafe { umem.data(desc) }.contents(),
+        XdpFrame::Jumbo { slot, len, .. } => jumbo.get(*slot, *len as usize),
     }
 }
 
@@ -578,6 +594,7 @@ fn gather(
     Some(XdpFrame::Jumbo {
         slot: done.slot?,
         len: done.len as u32,
+        checksum: Checksum::AsIs,
     })
 }
 
@@ -698,7 +715,7 @@ impl Backend for XdpBackend {
                         *h = HELD;
                     }
                     if s.partial.is_none() && !desc.has_more_frames() {
-                        out[n] = XdpFrame::Umem(*desc);
+                        out[n] = XdpFrame::Umem(*desc, Checksum::AsIs);
                         n += 1;
                         continue;
                     }
@@ -739,7 +756,7 @@ impl Backend for XdpBackend {
 
     fn patch(&mut self, frame: &mut XdpFrame, at: usize, bytes: &[u8]) {
         let dst = match frame {
-            XdpFrame::Umem(desc) => {
+            XdpFrame::Umem(desc, _) => {
                 // SAFETY: as in `bytes`: `frame` is held by this backend, so no ring and no
                 // other reader or writer touches it while it is written.
                 let mut data = unsafe { self.umem.data_mut(desc) };
@@ -748,7 +765,7 @@ impl Backend for XdpBackend {
                 }
                 return;
             }
-            XdpFrame::Jumbo { slot, len } => &mut self.jumbo.get_mut(*slot)[..*len as usize],
+            XdpFrame::Jumbo { slot, len, .. } => &mut self.jumbo.get_mut(*slot)[..*len as usize],
         };
         if let Some(dst) = dst.get_mut(at..at + bytes.len()) {
             dst.copy_from_slice(bytes);
@@ -757,7 +774,7 @@ impl Backend for XdpBackend {
 
     fn reshape(&mut self, frame: &mut XdpFrame, len: usize, edit: impl FnOnce(&mut [u8])) -> bool {
         match frame {
-            XdpFrame::Umem(desc) => {
+            XdpFrame::Umem(desc, _) => {
                 // SAFETY: as in `patch`: `frame` is held by this backend, so no ring and no
                 // other reader or writer touches it while it is written.
                 let mut data = unsafe { self.umem.data_mut(desc) };
@@ -770,7 +787,7 @@ impl Backend for XdpBackend {
                 data.cursor().set_pos(len);
                 true
             }
-            XdpFrame::Jumbo { slot, len: old } => {
+            XdpFrame::Jumbo { slot, len: old, .. } => {
                 let Ok(new_len) = u32::try_from(len) else {
                     return false;
                 };
@@ -794,9 +811,10 @@ impl Backend for XdpBackend {
             for frame in frames {
                 let gso = match *frame {
                     XdpFrame::Jumbo { slot, .. } => self.jumbo.gso(slot),
-                    XdpFrame::Umem(_) => None,
+                    XdpFrame::Umem(..) => None,
                 };
-                if !rings.send(frame_bytes(&self.umem, &self.jumbo, frame), gso) {
+                let bytes = frame_bytes(&self.umem, &self.jumbo, frame);
+                if !rings.send(bytes, gso, frame.checksum()) {
                     break;
                 }
                 taken += 1;
@@ -822,11 +840,11 @@ impl Backend for XdpBackend {
         let mut taken = 0;
         for frame in frames {
             match *frame {
-                XdpFrame::Umem(desc) if room > 0 => {
+                XdpFrame::Umem(desc, _) if room > 0 => {
                     self.descs.push(desc);
                     room -= 1;
                 }
-                XdpFrame::Jumbo { slot, len } => {
+                XdpFrame::Jumbo { slot, len, .. } => {
                     let bytes = self.jumbo.get(slot, len as usize);
                     let parts = bytes.len().div_ceil(BUFFER_LEN);
                     if !s.multi_buffer || parts > room.min(MAX_TX_PARTS) || parts > self.free.len()
@@ -854,7 +872,7 @@ impl Backend for XdpBackend {
                     self.jumbo.give(slot);
                     room -= parts;
                 }
-                XdpFrame::Umem(_) => break,
+                XdpFrame::Umem(..) => break,
             }
             taken += 1;
         }
@@ -875,7 +893,7 @@ impl Backend for XdpBackend {
     #[inline]
     fn free(&mut self, frame: XdpFrame) {
         match frame {
-            XdpFrame::Umem(desc) => self.free.push(desc),
+            XdpFrame::Umem(desc, _) => self.free.push(desc),
             XdpFrame::Jumbo { slot, .. } => self.jumbo.give(slot),
         }
     }
@@ -886,15 +904,24 @@ impl Backend for XdpBackend {
 
     fn clone_frame(&mut self, frame: &XdpFrame) -> Option<XdpFrame> {
         match *frame {
-            XdpFrame::Umem(desc) => {
+            XdpFrame::Umem(desc, checksum) => {
                 // SAFETY: as in `bytes`: `frame` is held by this backend.
                 let src = unsafe { self.umem.data(&desc) }.contents();
-                copy_into(&self.umem, &mut self.free, src).map(XdpFrame::Umem)
+                copy_into(&self.umem, &mut self.free, src)
+                    .map(|copy| XdpFrame::Umem(copy, checksum))
             }
-            XdpFrame::Jumbo { slot, len } => {
+            XdpFrame::Jumbo {
+                slot,
+                len,
+                checksum,
+            } => {
                 let copy = self.jumbo.take()?;
                 self.jumbo.copy_within(slot, copy, len as usize);
-                Some(XdpFrame::Jumbo { slot: copy, len })
+                Some(XdpFrame::Jumbo {
+                    slot: copy,
+                    len,
+                    checksum,
+                })
             }
         }
     }
@@ -906,6 +933,21 @@ impl Backend for XdpBackend {
         self.jumbo
             .gso(*slot)
             .is_some_and(|gso| port.takes_superframe(&gso))
+    }
+
+    #[inline]
+    fn checksum(&self, frame: &XdpFrame) -> Checksum {
+        frame.checksum()
+    }
+
+    fn set_checksum(&mut self, frame: &mut XdpFrame, to: Checksum) {
+        match frame {
+            XdpFrame::Umem(_, checksum) | XdpFrame::Jumbo { checksum, .. } => *checksum = to,
+        }
+    }
+
+    fn takes_partial(&self, id: PortId) -> bool {
+        self.vhost.get(id).is_some_and(VhostPort::takes_partial)
     }
 
     fn full_reason(&self, id: PortId) -> DropReason {

@@ -1,40 +1,63 @@
 //! In-memory ports for deterministic tests and benchmarks.
 //!
 //! A [`MemPort::Link`] is a pair of bounded queues that a test thread pushes frames into and
-//! reads frames out of. A [`MemPort::Replay`] yields the same prepared frames forever without
-//! copying them and discards whatever is sent to it: a traffic source and sink for benchmarks.
+//! reads frames out of, each with how its checksum stands (a link may stand for a vhost-user
+//! guest with checksum offload both ways). A [`MemPort::Replay`] yields the same prepared frames
+//! forever without copying them and discards whatever is sent to it: a traffic source and sink
+//! for benchmarks.
 
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
 use super::jumbo::{JumboPool, JUMBO_LEN};
+use super::offload::Checksum;
 use super::{Backend, PortError, PortMode, BUFFER_LEN};
 use crate::snapshot::{PortId, MAX_PORTS};
 
 /// The test side of an in-memory port.
 #[derive(Debug)]
 pub struct MemLink {
-    to_switch: ArrayQueue<Vec<u8>>,
-    from_switch: ArrayQueue<Vec<u8>>,
+    to_switch: ArrayQueue<(Vec<u8>, Checksum)>,
+    from_switch: ArrayQueue<(Vec<u8>, Checksum)>,
+    /// The port takes frames whose checksum is partial, as a guest with `GUEST_CSUM` does.
+    takes_partial: bool,
 }
 
 impl MemLink {
     /// A link whose queues hold up to `depth` frames each way.
     pub fn new(depth: usize) -> Arc<Self> {
+        Self::with_offload(depth, false)
+    }
+
+    /// A link that takes partial checksums (`takes_partial`) or not.
+    pub fn with_offload(depth: usize, takes_partial: bool) -> Arc<Self> {
         Arc::new(MemLink {
             to_switch: ArrayQueue::new(depth.max(1)),
             from_switch: ArrayQueue::new(depth.max(1)),
+            takes_partial,
         })
     }
 
     /// Offers a frame to the switch; returns it back if the queue is full.
     pub fn send(&self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
-        self.to_switch.push(frame)
+        self.send_with(frame, Checksum::AsIs)
+    }
+
+    /// Offers a frame whose checksum stands as `checksum` (a guest's offload) to the switch.
+    pub fn send_with(&self, frame: Vec<u8>, checksum: Checksum) -> Result<(), Vec<u8>> {
+        self.to_switch
+            .push((frame, checksum))
+            .map_err(|(frame, _)| frame)
     }
 
     /// Takes the next frame the switch transmitted on this port.
     pub fn recv(&self) -> Option<Vec<u8>> {
+        self.recv_with().map(|(frame, _)| frame)
+    }
+
+    /// Takes the next frame the switch transmitted on this port, with how its checksum stands.
+    pub fn recv_with(&self) -> Option<(Vec<u8>, Checksum)> {
         self.from_switch.pop()
     }
 }
@@ -64,6 +87,7 @@ pub struct MemFrame {
     index: u32,
     len: u32,
     jumbo: bool,
+    checksum: Checksum,
 }
 
 /// A frame pool in plain memory plus the in-memory ports of one worker.
@@ -106,6 +130,7 @@ impl MemBackend {
                 index: u32::from(slot),
                 len,
                 jumbo: true,
+                checksum: Checksum::AsIs,
             });
         }
         let index = self.free.pop()?;
@@ -115,6 +140,7 @@ impl MemBackend {
             index,
             len,
             jumbo: false,
+            checksum: Checksum::AsIs,
         })
     }
 
@@ -182,12 +208,12 @@ impl Backend for MemBackend {
                 let link = Arc::clone(link);
                 let mut n = 0;
                 while n < out.len() && !self.free.is_empty() {
-                    let Some(bytes) = link.to_switch.pop() else {
+                    let Some((bytes, checksum)) = link.to_switch.pop() else {
                         break;
                     };
                     // A frame too long for a buffer is lost here, as a NIC would drop it.
                     if let Some(f) = self.write(&bytes) {
-                        out[n] = f;
+                        out[n] = MemFrame { checksum, ..f };
                         n += 1;
                     }
                 }
@@ -257,7 +283,8 @@ impl Backend for MemBackend {
         let mut taken = 0;
         for f in frames {
             if let Some(link) = &link {
-                if link.from_switch.push(self.bytes(f).to_vec()).is_err() {
+                let sent = (self.bytes(f).to_vec(), f.checksum);
+                if link.from_switch.push(sent).is_err() {
                     break;
                 }
             }
@@ -293,6 +320,19 @@ impl Backend for MemBackend {
         let len = frame.len as usize;
         self.pool.copy_within(src..src + len, dst);
         Some(MemFrame { index, ..*frame })
+    }
+
+    #[inline]
+    fn checksum(&self, frame: &MemFrame) -> Checksum {
+        frame.checksum
+    }
+
+    fn set_checksum(&mut self, frame: &mut MemFrame, checksum: Checksum) {
+        frame.checksum = checksum;
+    }
+
+    fn takes_partial(&self, id: PortId) -> bool {
+        matches!(self.ports.get(usize::from(id)), Some(Some(Open::Link(link))) if link.takes_partial)
     }
 
     fn service(&mut self) -> usize {

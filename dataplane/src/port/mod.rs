@@ -9,10 +9,12 @@
 pub mod afxdp;
 pub mod jumbo;
 pub mod memory;
+pub mod offload;
 pub mod vhost;
 
 use std::fmt;
 
+use self::offload::Checksum;
 use crate::counters::DropReason;
 use crate::snapshot::PortId;
 
@@ -162,6 +164,18 @@ pub trait Backend {
     /// Whether port `id` takes `frame`, a TCP superframe longer than the network's MTU, whole
     /// (a vhost-user guest with segmentation offload), so it is not cut into segments first.
     fn takes_superframe(&self, _id: PortId, _frame: &Self::Frame) -> bool {
+        false
+    }
+    /// How the transport checksum of a frame this worker holds stands (default: as on the
+    /// wire, for backends whose ports carry no checksum state).
+    fn checksum(&self, _frame: &Self::Frame) -> Checksum {
+        Checksum::AsIs
+    }
+    /// Records how `frame`'s transport checksum stands now (after brink completed it).
+    fn set_checksum(&mut self, _frame: &mut Self::Frame, _checksum: Checksum) {}
+    /// Whether port `id` takes a frame whose checksum is partial as it is (a vhost-user guest
+    /// with `VIRTIO_NET_F_GUEST_CSUM`), so it is not completed first.
+    fn takes_partial(&self, _id: PortId) -> bool {
         false
     }
     /// Why port `id` did not take the frames `tx` left: its transmit ring was full, unless the

@@ -36,6 +36,42 @@ pub fn sum(mut start: Sum16BitWords, bytes: &[u8]) -> Sum16BitWords {
         .add_slice(chunks.remainder())
 }
 
+/// Where a transport checksum its sender left partial lies (virtio-net's `csum_start` and
+/// `csum_offset`, Linux's `CHECKSUM_PARTIAL`): the field at `start + offset` holds the
+/// pseudo-header sum, and the sum of the bytes from `start` to the end of the frame completes
+/// it. Offsets count from the start of the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partial {
+    /// Where the checksummed bytes start: the transport header.
+    pub start: u16,
+    /// Where the checksum field is, from `start`.
+    pub offset: u16,
+}
+
+impl Partial {
+    /// Offset of the checksum field from the start of the frame.
+    pub fn field(&self) -> usize {
+        usize::from(self.start) + usize::from(self.offset)
+    }
+
+    /// Whether the checksum field lies inside a frame of `len` bytes.
+    pub fn fits(&self, len: usize) -> bool {
+        self.field() + 2 <= len
+    }
+
+    /// Completes the checksum in `frame`; `false`, with nothing changed, if its field lies
+    /// outside.
+    pub fn complete(&self, frame: &mut [u8]) -> bool {
+        let (start, field) = (usize::from(self.start), self.field());
+        if !self.fits(frame.len()) {
+            return false;
+        }
+        let sum = sum(Sum16BitWords::new(), &frame[start..]).ones_complement();
+        frame[field..field + 2].copy_from_slice(&sum.to_ne_bytes());
+        true
+    }
+}
+
 /// What a transport segment's checksum field says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

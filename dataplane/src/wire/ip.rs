@@ -3,12 +3,14 @@
 //! One pass over the bytes after the Ethernet header yields a [`Parsed`]: the packet's [`Flow`]
 //! (what port security and security-group rules read) with the conntrack [`Packet`], a
 //! malformed header, or a bad checksum (IPv4 header, TCP, UDP, ICMP, ICMPv6; see
-//! [`super::checksum`]). Every view checks its length once; nothing here can panic on any input.
+//! [`super::checksum`]). A transport checksum the sender said it left partial (a vhost-user
+//! guest's `NEEDS_CSUM`) is not summed: it must lie in the TCP or UDP header parse finds.
+//! Every view checks its length once; nothing here can panic on any input.
 
 use brink_conntrack::key::proto;
 use brink_conntrack::{Addr, Packet, TcpSegment, Tuple, L4};
 
-use super::checksum::{self, Verdict};
+use super::checksum::{self, Partial, Verdict};
 use super::EtherType;
 
 /// ICMPv6 types port security and the firewall treat specially.
@@ -111,11 +113,21 @@ pub enum Parsed {
     /// The IPv4 header checksum or the TCP, UDP, ICMP or ICMPv6 checksum is wrong. A partial
     /// checksum (offloaded by the sender) is not wrong.
     BadChecksum,
+    /// The sender said it left the checksum partial somewhere else than in the checksum field
+    /// of the packet's TCP or UDP header.
+    BadOffload,
 }
 
-/// Parses the payload of an Ethernet frame of type `ethertype` for conntrack zone `zone`.
-/// Returns `None` for frames that are not IP.
-pub fn parse(ethertype: EtherType, payload: &[u8], zone: u16) -> Option<Parsed> {
+/// Parses the payload of an Ethernet frame of type `ethertype` for conntrack zone `zone`;
+/// `partial` is where the sender said it left the transport checksum partial, counted from the
+/// start of `payload` (trusted, not summed, if it is the TCP or UDP checksum field). Returns
+/// `None` for frames that are not IP.
+pub fn parse(
+    ethertype: EtherType,
+    payload: &[u8],
+    zone: u16,
+    partial: Option<Partial>,
+) -> Option<Parsed> {
     let l3 = match ethertype {
         EtherType::Ipv4 => ipv4(payload),
         EtherType::Ipv6 => ipv6(payload),
@@ -124,7 +136,7 @@ pub fn parse(ethertype: EtherType, payload: &[u8], zone: u16) -> Option<Parsed> 
     Some(match l3 {
         None => Parsed::Malformed,
         Some(l3) if !l3.v6 && !checksum::ipv4_header_ok(l3.header) => Parsed::BadChecksum,
-        Some(l3) => transport(&l3, zone),
+        Some(l3) => transport(&l3, zone, partial),
     })
 }
 
@@ -245,7 +257,7 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
     })
 }
 
-fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
+fn transport(l3: &L3<'_>, zone: u16, partial: Option<Partial>) -> Parsed {
     let mut flow = Flow {
         v6: l3.v6,
         proto: l3.proto,
@@ -291,6 +303,9 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
                 _ => {}
             }
         }
+        if partial.is_some() {
+            return Parsed::BadOffload;
+        }
         return Parsed::Ip(flow, Some(packet(L4::Fragment)), None);
     }
     let (ports, l4) = match (l3.proto, l3.v6) {
@@ -318,8 +333,9 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
             let Some(((kind, code), target)) = icmp_fields(p, l3.v6) else {
                 return Parsed::Malformed;
             };
-            let Ok(fix) = checksum(l3) else {
-                return Parsed::BadChecksum;
+            let fix = match checksum(l3, partial) {
+                Ok(fix) => fix,
+                Err(refused) => return refused,
             };
             (flow.icmp, flow.nd_target) = (Some((kind, code)), target);
             if l3.v6 && icmpv6::is_nd_or_mld(kind) {
@@ -340,8 +356,9 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
         }
         _ => ((0, 0), L4::Other),
     };
-    let Ok(fix) = checksum(l3) else {
-        return Parsed::BadChecksum;
+    let fix = match checksum(l3, partial) {
+        Ok(fix) => fix,
+        Err(refused) => return refused,
     };
     (flow.sport, flow.dport) = ports;
     let mut pkt = packet(l4);
@@ -361,13 +378,25 @@ fn icmp_fields(p: &[u8], v6: bool) -> Option<((u8, u8), Option<Addr>)> {
     Some(((kind, code), target))
 }
 
-/// The transport checksum of an unfragmented packet is wrong.
-struct BadChecksum;
-
 /// Checks the transport checksum of an unfragmented packet: complete and correct, or partial
 /// where senders offload it (TCP and UDP; then the completion is returned). IPv4 UDP may carry
-/// none (0); protocols whose checksum brink does not verify pass.
-fn checksum(l3: &L3<'_>) -> Result<Option<Fixup>, BadChecksum> {
+/// none (0); protocols whose checksum brink does not verify pass. A checksum the sender said is
+/// `partial` is not summed: it passes if it is the TCP or UDP checksum field. Errs with what
+/// the packet is otherwise (`BadChecksum` or `BadOffload`).
+fn checksum(l3: &L3<'_>, partial: Option<Partial>) -> Result<Option<Fixup>, Parsed> {
+    if let Some(p) = partial {
+        let field = match l3.proto {
+            proto::TCP => 16,
+            proto::UDP => 6,
+            _ => return Err(Parsed::BadOffload),
+        };
+        let at = (usize::from(p.start), usize::from(p.offset));
+        return if at == (l3.payload_at, field) {
+            Ok(None)
+        } else {
+            Err(Parsed::BadOffload)
+        };
+    }
     let (field, pseudo, offloadable) = match (l3.proto, l3.v6) {
         (proto::TCP, _) => (16, true, true),
         (proto::UDP, false) if be16(l3.payload, 6) == Some(0) => return Ok(None),
@@ -382,7 +411,7 @@ fn checksum(l3: &L3<'_>) -> Result<Option<Fixup>, BadChecksum> {
             at: u16::try_from(l3.payload_at + field).unwrap_or(u16::MAX),
             bytes,
         })),
-        _ => Err(BadChecksum),
+        _ => Err(Parsed::BadChecksum),
     }
 }
 
@@ -503,7 +532,7 @@ mod tests {
 
     fn parsed(frame: &[u8]) -> Parsed {
         let (et, p) = ip_payload(frame);
-        parse(et, p, ZONE).unwrap()
+        parse(et, p, ZONE, None).unwrap()
     }
 
     fn track(frame: &[u8]) -> Packet {
@@ -711,7 +740,7 @@ mod tests {
 
     #[test]
     fn non_ip_is_not_parsed() {
-        assert_eq!(parse(EtherType::Arp, &[0; 28], 1), None);
+        assert_eq!(parse(EtherType::Arp, &[0; 28], 1, None), None);
     }
 
     #[test]
@@ -723,14 +752,14 @@ mod tests {
         let (et, p) = ip_payload(&f);
         for cut in [0, 10, 19, 25, 39] {
             assert_eq!(
-                parse(et, &p[..cut], 1),
+                parse(et, &p[..cut], 1, None),
                 Some(Parsed::Malformed),
                 "cut at {cut}"
             );
         }
         let mut bad = p.to_vec();
         bad[20 + 12] = 0x40; // TCP data offset 16 bytes
-        assert_eq!(parse(et, &bad, 1), Some(Parsed::Malformed));
+        assert_eq!(parse(et, &bad, 1, None), Some(Parsed::Malformed));
     }
 
     #[test]
@@ -742,7 +771,7 @@ mod tests {
         let plen = u16::from_be_bytes([v6[4], v6[5]]) + 8;
         v6[4..6].copy_from_slice(&plen.to_be_bytes());
         v6.splice(40..40, hbh);
-        let p = match parse(EtherType::Ipv6, &v6, 1) {
+        let p = match parse(EtherType::Ipv6, &v6, 1, None) {
             Some(Parsed::Ip(_, Some(p), _)) => p,
             other => panic!("{other:?}"),
         };
@@ -755,7 +784,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn never_panics(et in proptest::prop_oneof![proptest::strategy::Just(0x0800u16), proptest::strategy::Just(0x86dd)], bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            let _ = parse(EtherType::from(et), &bytes, 1);
+            let _ = parse(EtherType::from(et), &bytes, 1, None);
         }
     }
 }

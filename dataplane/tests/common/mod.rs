@@ -106,7 +106,39 @@ impl Rig {
         conntrack: bool,
         filter: Option<PortFilter>,
     ) {
-        let link = MemLink::new(64);
+        let entry = PortEntry {
+            network: NetworkId(network),
+            worker,
+            mac,
+            conntrack,
+            filter: filter.map(Arc::new),
+        };
+        self.add_linked(id, MemLink::new(64), entry);
+    }
+
+    /// Adds port `id` as a guest with checksum offload: it sends and receives frames with their
+    /// checksum state, and takes partial checksums if `takes_partial` (`GUEST_CSUM`).
+    pub fn add_guest(
+        &mut self,
+        id: PortId,
+        worker: usize,
+        mac: MacAddr,
+        conntrack: bool,
+        takes_partial: bool,
+    ) {
+        let entry = PortEntry {
+            network: NetworkId(1),
+            worker,
+            mac: Some(mac),
+            conntrack,
+            filter: None,
+        };
+        self.add_linked(id, MemLink::with_offload(64, takes_partial), entry);
+    }
+
+    /// Adds port `id`, described by `entry`, on `link`.
+    fn add_linked(&mut self, id: PortId, link: Arc<MemLink>, entry: PortEntry) {
+        let worker = entry.worker;
         let counters = Arc::new(PortCounters::default());
         let (reply, answer) = bounded(1);
         self.commands[worker]
@@ -119,13 +151,6 @@ impl Rig {
             .unwrap();
         self.poll();
         answer.try_recv().unwrap().unwrap();
-        let entry = PortEntry {
-            network: NetworkId(network),
-            worker,
-            mac,
-            conntrack,
-            filter: filter.map(Arc::new),
-        };
         let id = usize::from(id);
         if self.ports.len() <= id {
             self.ports.resize_with(id + 1, || None);

@@ -100,6 +100,7 @@ fn tables(s: &Stats) -> String {
                 "CROSS_TX",
                 "CROSS_RX",
                 "SEGMENTED",
+                "CSUM_DONE",
                 "FDB_LEARNED",
                 "DROPS",
             ],
@@ -117,6 +118,7 @@ fn tables(s: &Stats) -> String {
                         w.cross_tx.to_string(),
                         w.cross_rx.to_string(),
                         w.segmented.to_string(),
+                        w.checksums_completed.to_string(),
                         w.fdb_learned.to_string(),
                         pairs_text(&w.drops),
                     ]

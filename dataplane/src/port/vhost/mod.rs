@@ -97,6 +97,11 @@ impl VhostPort {
         self.rings.takes_superframe(gso)
     }
 
+    /// Whether the guest takes frames whose checksum is partial (`GUEST_CSUM`).
+    pub fn takes_partial(&self) -> bool {
+        self.rings.takes_partial()
+    }
+
     /// Counts of what the rings refused or dropped.
     pub fn stats(&self) -> rings::RingStats {
         self.rings.stats()

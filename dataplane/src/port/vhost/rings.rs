@@ -8,10 +8,14 @@
 //! interrupted, once per batch (every [`PUBLISH_EVERY`] frames sent to the guest).
 //!
 //! Offloads ride on the virtio-net header in front of every frame. A checksum the guest left
-//! partial (`NEEDS_CSUM`) is completed as the frame is taken, so every port downstream gets a
-//! correct one. A TCP superframe (`GSO_TCPV4/6`) keeps its segmentation: a guest that takes
-//! superframes (`GUEST_TSO4/6`) gets it whole, with a header saying how to cut it and that its
-//! checksum is verified (`DATA_VALID`); any other port gets it cut in software (egress).
+//! partial (`NEEDS_CSUM`) stays partial: the frame carries where it lies ([`Checksum`]), parse
+//! checks that it is where the TCP or UDP header is without summing the payload, and a guest
+//! that takes partial checksums (`GUEST_CSUM`) gets it so, with `NEEDS_CSUM` and the same
+//! `csum_start` and `csum_offset`; egress completes it for any other port. A frame whose
+//! checksum brink completed goes to such a guest with `DATA_VALID`. A TCP superframe
+//! (`GSO_TCPV4/6`) keeps its segmentation: a guest that takes superframes (`GUEST_TSO4/6`) gets
+//! it whole, with a header saying how to cut it; any other port gets it cut in software
+//! (egress), each segment's checksum computed once.
 //!
 //! Every descriptor comes from an untrusted guest: a chain with an address outside its memory,
 //! a buffer of the wrong direction, a frame too long, a header asking for what brink did not
@@ -29,18 +33,18 @@ use std::fs::File;
 use std::io::Write;
 use std::sync::Arc;
 
-use etherparse::checksum::Sum16BitWords;
 use virtio_bindings::virtio_net::{
-    VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_MRG_RXBUF,
-    VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
-    VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
+    VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
+    VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
 };
 
 use super::super::jumbo::{Gso, JUMBO_LEN};
+use super::super::offload::Checksum;
 use super::device::{Layout, Link, QUEUES, RX_QUEUE, TX_QUEUE};
 use super::guest::GuestMap;
 use super::vring::SplitRing;
-use crate::wire::checksum;
+use crate::wire::checksum::Partial;
 
 /// Bytes of the virtio-net header in front of every frame (`struct virtio_net_hdr_v1`).
 pub const NET_HDR_LEN: usize = 12;
@@ -48,6 +52,9 @@ pub const NET_HDR_LEN: usize = 12;
 /// ([`Rings::show_sent`]), so that the guest can start on the first frames while the worker
 /// copies the rest.
 pub const PUBLISH_EVERY: usize = 8;
+/// Where the header's checksum start (`csum_start`) and offset (`csum_offset`) are.
+const CSUM_START_AT: usize = 6;
+const CSUM_OFFSET_AT: usize = 8;
 /// Where the header's buffer count (`num_buffers`) is.
 const NUM_BUFFERS_AT: usize = 10;
 /// Most receive buffers one frame may span with mergeable buffers: a 64 KiB superframe in
@@ -70,6 +77,8 @@ pub struct RingStats {
 /// What the guest's driver negotiated, as the worker needs it.
 #[derive(Debug, Clone, Copy, Default)]
 struct Offloads {
+    /// It takes frames whose checksum is partial, and checksums marked verified.
+    csum: bool,
     /// It takes TCP/IPv4 superframes.
     tso4: bool,
     /// It takes TCP/IPv6 superframes.
@@ -82,19 +91,46 @@ impl Offloads {
     fn new(features: u64) -> Self {
         let has = |bit: u32| features & (1 << bit) != 0;
         Offloads {
+            csum: has(VIRTIO_NET_F_GUEST_CSUM),
             tso4: has(VIRTIO_NET_F_GUEST_TSO4),
             tso6: has(VIRTIO_NET_F_GUEST_TSO6),
             mergeable: has(VIRTIO_NET_F_MRG_RXBUF),
         }
     }
 
-    /// Whether a superframe cut as `gso` says may go to the guest whole.
+    /// Whether a superframe cut as `gso` says may go to the guest whole (its checksum partial:
+    /// the specification makes `GUEST_TSO4/6` depend on `GUEST_CSUM`).
     fn takes(&self, gso: &Gso) -> bool {
-        match u32::from(gso.kind) {
-            VIRTIO_NET_HDR_GSO_TCPV4 => self.tso4,
-            VIRTIO_NET_HDR_GSO_TCPV6 => self.tso6,
-            _ => false,
+        self.csum
+            && match u32::from(gso.kind) {
+                VIRTIO_NET_HDR_GSO_TCPV4 => self.tso4,
+                VIRTIO_NET_HDR_GSO_TCPV6 => self.tso6,
+                _ => false,
+            }
+    }
+
+    /// The header brink writes in front of a frame for the guest: one buffer (mergeable buffers
+    /// count theirs in afterwards), the segmentation of a superframe the guest takes whole, and,
+    /// if the guest takes checksum offload, where a partial checksum lies (`NEEDS_CSUM`) or that
+    /// brink completed it (`DATA_VALID`).
+    fn rx_header(&self, gso: Option<Gso>, checksum: Checksum) -> [u8; NET_HDR_LEN] {
+        let mut h = [0u8; NET_HDR_LEN];
+        if let Some(g) = gso.filter(|g| self.takes(g)) {
+            h[1] = g.kind;
+            h[2..4].copy_from_slice(&g.header_len.to_le_bytes());
+            h[4..6].copy_from_slice(&g.size.to_le_bytes());
         }
+        match checksum {
+            Checksum::Partial(p) if self.csum => {
+                h[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM as u8;
+                h[CSUM_START_AT..CSUM_START_AT + 2].copy_from_slice(&p.start.to_le_bytes());
+                h[CSUM_OFFSET_AT..CSUM_OFFSET_AT + 2].copy_from_slice(&p.offset.to_le_bytes());
+            }
+            Checksum::Valid if self.csum => h[0] = VIRTIO_NET_HDR_F_DATA_VALID as u8,
+            _ => {}
+        }
+        h[NUM_BUFFERS_AT] = 1;
+        h
     }
 }
 
@@ -111,10 +147,14 @@ pub enum Taken {
 
 /// Where the frames a guest sends go: the worker's frame pool.
 pub trait Sink {
-    /// Fills a new buffer of `len` bytes with `fill` and keeps it as a frame cut as `gso`, if
-    /// `fill` returns `true`; gives the buffer back otherwise.
-    fn take(&mut self, len: usize, gso: Option<Gso>, fill: impl FnOnce(&mut [u8]) -> bool)
-        -> Taken;
+    /// Fills a new buffer of `len` bytes with `fill` and keeps it as a frame cut as `.0`, its
+    /// checksum standing as `.1`, if `fill` returns `true`; gives the buffer back otherwise.
+    fn take(
+        &mut self,
+        len: usize,
+        offloads: (Option<Gso>, Checksum),
+        fill: impl FnOnce(&mut [u8]) -> bool,
+    ) -> Taken;
 }
 
 /// One port's rings as the worker sees them.
@@ -189,8 +229,13 @@ impl Rings {
         self.offloads.takes(gso)
     }
 
-    /// Reads up to `max` frames the guest sent into `sink`, each one's checksum completed and
-    /// its segmentation with it. Returns how many `sink` kept.
+    /// Whether the guest takes frames whose checksum is partial (`GUEST_CSUM`).
+    pub fn takes_partial(&self) -> bool {
+        self.offloads.csum
+    }
+
+    /// Reads up to `max` frames the guest sent into `sink`, each with its segmentation and how
+    /// its checksum stands (partial where the guest left it so). Returns how many `sink` kept.
     pub fn receive(&mut self, max: usize, sink: &mut impl Sink) -> usize {
         let (Some(layout), Some(map), Some(ring)) =
             (&self.layout, &self.map, &mut self.queues[TX_QUEUE])
@@ -205,9 +250,8 @@ impl Rings {
             };
             used += 1;
             let taken = offered(ring, map, head).map(|(len, header)| {
-                sink.take(len - NET_HDR_LEN, header.gso, |frame| {
+                sink.take(len - NET_HDR_LEN, (header.gso, header.checksum), |frame| {
                     copy_out(ring, map, head, NET_HDR_LEN, frame) == Some(len)
-                        && header.complete_checksum(frame)
                 })
             });
             match taken {
@@ -225,15 +269,17 @@ impl Rings {
     }
 
     /// Copies `frame` into the next buffer the guest posted (or the next ones, with mergeable
-    /// buffers), with `gso` in its header if the guest takes the superframe whole. Returns
+    /// buffers), with `gso` in its header if the guest takes the superframe whole and how its
+    /// checksum stands if the guest takes checksum offload; `checksum` is partial only if the
+    /// guest takes it so ([`takes_partial`](Self::takes_partial)). Returns
     /// `false` if the guest has no room (the frame is the caller's to drop); a buffer that
     /// cannot hold the frame is given back empty and the frame counted in `rx_refused`. The
     /// guest sees the frames at [`flush_sent`](Self::flush_sent).
-    pub fn send(&mut self, frame: &[u8], gso: Option<Gso>) -> bool {
+    pub fn send(&mut self, frame: &[u8], gso: Option<Gso>, checksum: Checksum) -> bool {
         let (Some(map), Some(ring)) = (&self.map, &mut self.queues[RX_QUEUE]) else {
             return false;
         };
-        let header = rx_header(gso.filter(|g| self.offloads.takes(g)));
+        let header = self.offloads.rx_header(gso, checksum);
         let parts = [&header[..], frame];
         let total = NET_HDR_LEN + frame.len();
         if !self.offloads.mergeable {
@@ -340,8 +386,8 @@ fn publish(ring: &mut SplitRing, call: &Option<Arc<File>>) {
 /// What the virtio-net header of a frame the guest sent asks for.
 #[derive(Debug, Clone, Copy)]
 struct TxHeader {
-    /// Complete the checksum over the frame from `.0` on into the field at `.1`.
-    checksum: Option<(usize, usize)>,
+    /// Partial where the guest left it so (`NEEDS_CSUM`), for the frame to carry.
+    checksum: Checksum,
     /// The frame is a TCP superframe cut like this.
     gso: Option<Gso>,
 }
@@ -351,10 +397,14 @@ impl TxHeader {
     fn parse(header: &[u8; NET_HDR_LEN]) -> Option<TxHeader> {
         let word = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
         let (flags, kind) = (u32::from(header[0]), u32::from(header[1]));
-        let checksum = (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0).then(|| {
-            let start = usize::from(word(6));
-            (start, start + usize::from(word(8)))
-        });
+        let checksum = if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
+            Checksum::Partial(Partial {
+                start: word(CSUM_START_AT),
+                offset: word(CSUM_OFFSET_AT),
+            })
+        } else {
+            Checksum::AsIs
+        };
         let gso = match kind & !VIRTIO_NET_HDR_GSO_ECN {
             0 => None,
             VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_TCPV6 => Some(Gso {
@@ -366,23 +416,6 @@ impl TxHeader {
             _ => return None,
         };
         Some(TxHeader { checksum, gso })
-    }
-
-    /// Completes the partial checksum the header asks for, in `frame`; `false` if its field or
-    /// start lies outside the frame.
-    fn complete_checksum(&self, frame: &mut [u8]) -> bool {
-        let Some((start, at)) = self.checksum else {
-            return true;
-        };
-        if frame.get(at..at + 2).is_none() {
-            return false;
-        }
-        let Some(covered) = frame.get(start..) else {
-            return false;
-        };
-        let sum = checksum::sum(Sum16BitWords::new(), covered).ones_complement();
-        frame[at..at + 2].copy_from_slice(&sum.to_ne_bytes());
-        true
     }
 }
 
@@ -427,21 +460,6 @@ fn copy_out(
         ok
     });
     (whole && ok).then_some(at)
-}
-
-/// The header brink writes in front of a frame for the guest: one buffer (mergeable buffers
-/// count theirs in afterwards) and, for a superframe the guest takes whole, its segmentation
-/// and a verified checksum (brink completed it when the sending guest left it partial).
-fn rx_header(gso: Option<Gso>) -> [u8; NET_HDR_LEN] {
-    let mut h = [0u8; NET_HDR_LEN];
-    if let Some(g) = gso {
-        h[0] = VIRTIO_NET_HDR_F_DATA_VALID as u8;
-        h[1] = g.kind;
-        h[2..4].copy_from_slice(&g.header_len.to_le_bytes());
-        h[4..6].copy_from_slice(&g.size.to_le_bytes());
-    }
-    h[NUM_BUFFERS_AT] = 1;
-    h
 }
 
 /// Writes the bytes of `parts`, one after the other, from offset `from` on into the writable
@@ -493,23 +511,24 @@ mod tests {
 
     use super::super::device::RingSetup;
     use super::*;
+    use crate::wire::checksum;
 
-    /// Frames as they arrive, with their segmentation.
+    /// Frames as they arrive, with their segmentation and checksum state.
     #[derive(Default)]
-    struct Collect(Vec<(Vec<u8>, Option<Gso>)>);
+    struct Collect(Vec<(Vec<u8>, Option<Gso>, Checksum)>);
 
     impl Sink for Collect {
         fn take(
             &mut self,
             len: usize,
-            gso: Option<Gso>,
+            (gso, checksum): (Option<Gso>, Checksum),
             fill: impl FnOnce(&mut [u8]) -> bool,
         ) -> Taken {
             let mut frame = vec![0; len];
             if !fill(&mut frame) {
                 return Taken::Refused;
             }
-            self.0.push((frame, gso));
+            self.0.push((frame, gso, checksum));
             Taken::Kept
         }
     }
@@ -592,7 +611,7 @@ mod tests {
     fn received(rings: &mut Rings) -> Vec<Vec<u8>> {
         let mut got = Collect::default();
         rings.receive(32, &mut got);
-        got.0.into_iter().map(|(frame, _)| frame).collect()
+        got.0.into_iter().map(|(frame, ..)| frame).collect()
     }
 
     #[test]
@@ -649,24 +668,33 @@ mod tests {
         let (rx, tx) = queues(&mem);
         let mut r = rings(&mem, setup(&rx), setup(&tx));
         let frame = [0xab; 100];
-        assert!(!r.send(&frame, None), "no buffer posted yet");
+        assert!(
+            !r.send(&frame, None, Checksum::AsIs),
+            "no buffer posted yet"
+        );
         rx.add_desc_chains(&[desc(DATA, 2048, VRING_DESC_F_WRITE, 0)], 0)
             .unwrap();
         // Too short for header and frame.
         rx.add_desc_chains(&[desc(DATA + 0x1000, 50, VRING_DESC_F_WRITE, 0)], 1)
             .unwrap();
-        assert!(r.send(&frame, None));
-        assert!(r.send(&frame, None), "the short buffer is given back empty");
+        assert!(r.send(&frame, None, Checksum::AsIs));
+        assert!(
+            r.send(&frame, None, Checksum::AsIs),
+            "the short buffer is given back empty"
+        );
         r.flush_sent();
         assert_eq!(rx.used().idx().load(), 2);
         assert_eq!(used_len(&mem, &rx, 0), (NET_HDR_LEN + frame.len()) as u32);
         assert_eq!(used_len(&mem, &rx, 1), 0);
         let mut written = [0u8; NET_HDR_LEN + 100];
         mem.read_slice(&mut written, GuestAddress(DATA)).unwrap();
-        assert_eq!(written[..NET_HDR_LEN], rx_header(None));
+        assert_eq!(
+            written[..NET_HDR_LEN],
+            Offloads::default().rx_header(None, Checksum::AsIs)
+        );
         assert_eq!(written[NET_HDR_LEN..], frame);
         assert_eq!(r.stats().rx_refused, 1);
-        assert!(!r.send(&frame, None), "both buffers used");
+        assert!(!r.send(&frame, None, Checksum::AsIs), "both buffers used");
     }
 
     #[test]
@@ -687,7 +715,7 @@ mod tests {
         };
         let frame = [0x5a; 60];
         let send = |r: &mut Rings| {
-            assert!(r.send(&frame, None));
+            assert!(r.send(&frame, None, Checksum::AsIs));
             r.flush_sent();
         };
         // Without event indexes: the avail ring's NO_INTERRUPT flag says it.
@@ -778,22 +806,32 @@ mod tests {
         (f, 50)
     }
 
-    #[test]
-    fn a_partial_checksum_is_completed_and_a_superframe_keeps_its_segmentation() {
-        let mem = memory();
-        let (rx, tx) = queues(&mem);
-        let mut r = rings(&mem, setup(&rx), setup(&tx));
-        let (frame, field) = partial_tcp(3000);
+    /// The virtio-net header of a frame whose TCP/IPv4 checksum (field at 50) the guest left
+    /// partial, cut into segments of 1,448 bytes if `tso`.
+    fn partial_header(tso: bool) -> [u8; NET_HDR_LEN] {
         let mut header = [0u8; NET_HDR_LEN];
         header[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM as u8;
-        header[1] = VIRTIO_NET_HDR_GSO_TCPV4 as u8;
-        header[2..4].copy_from_slice(&54u16.to_le_bytes());
-        header[4..6].copy_from_slice(&1448u16.to_le_bytes());
+        if tso {
+            header[1] = VIRTIO_NET_HDR_GSO_TCPV4 as u8;
+            header[2..4].copy_from_slice(&54u16.to_le_bytes());
+            header[4..6].copy_from_slice(&1448u16.to_le_bytes());
+        }
         header[6..8].copy_from_slice(&34u16.to_le_bytes());
         header[8..10].copy_from_slice(&16u16.to_le_bytes());
+        header
+    }
+
+    /// What the guest behind `rings` sends with `header` in front of `frame`, as the worker
+    /// takes it.
+    fn sent_by_guest(
+        mem: &GuestMemoryMmap,
+        tx: &Mock<'_>,
+        rings: &mut Rings,
+        header: [u8; NET_HDR_LEN],
+        frame: &[u8],
+    ) -> (Vec<u8>, Option<Gso>, Checksum) {
         mem.write_slice(&header, GuestAddress(DATA)).unwrap();
-        mem.write_slice(&frame, GuestAddress(DATA + 0x1000))
-            .unwrap();
+        mem.write_slice(frame, GuestAddress(DATA + 0x1000)).unwrap();
         tx.add_desc_chains(
             &[
                 desc(DATA, NET_HDR_LEN as u32, VRING_DESC_F_NEXT, 1),
@@ -803,34 +841,136 @@ mod tests {
         )
         .unwrap();
         let mut got = Collect::default();
-        r.receive(32, &mut got);
-        let [(bytes, gso)] = &got.0[..] else {
+        rings.receive(32, &mut got);
+        let [taken] = &got.0[..] else {
             panic!("{} frames", got.0.len())
         };
-        let gso = gso.expect("a superframe");
-        assert_eq!((gso.kind, gso.header_len, gso.size), (1, 54, 1448));
-        assert_ne!(
-            bytes[field..field + 2],
-            frame[field..field + 2],
-            "completed"
-        );
-        let pseudo = checksum::pseudo_header(&bytes[26..30], &bytes[30..34], 6, 3020);
+        taken.clone()
+    }
+
+    /// What the guest behind `rings` receives for `frame` sent with `gso` and `checksum`: its
+    /// virtio-net header and the frame, from one buffer of 64 KiB.
+    fn received_by_guest(
+        mem: &GuestMemoryMmap,
+        rx: &Mock<'_>,
+        rings: &mut Rings,
+        (frame, gso, checksum): (&[u8], Option<Gso>, Checksum),
+    ) -> ([u8; NET_HDR_LEN], Vec<u8>) {
+        rx.add_desc_chains(&[desc(DATA, 0x1_0000, VRING_DESC_F_WRITE, 0)], 0)
+            .unwrap();
+        assert!(rings.send(frame, gso, checksum));
+        rings.flush_sent();
+        let len = used_len(mem, rx, 0) as usize;
+        assert_eq!(len, NET_HDR_LEN + frame.len());
+        let mut written = vec![0u8; len];
+        mem.read_slice(&mut written, GuestAddress(DATA)).unwrap();
+        let payload = written.split_off(NET_HDR_LEN);
+        (written.try_into().unwrap(), payload)
+    }
+
+    fn csum_start_offset(header: &[u8; NET_HDR_LEN]) -> (u16, u16) {
+        let word = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
+        (word(6), word(8))
+    }
+
+    #[test]
+    fn a_partial_checksum_travels_to_a_guest_that_takes_it_untouched() {
+        let partial = Checksum::Partial(Partial {
+            start: 34,
+            offset: 16,
+        });
+        for tso in [false, true] {
+            let (frame, field) = partial_tcp(if tso { 3000 } else { 1000 });
+            let mem = memory();
+            let (rx, tx) = queues(&mem);
+            let mut a = rings(&mem, setup(&rx), setup(&tx));
+            let (bytes, gso, checksum) =
+                sent_by_guest(&mem, &tx, &mut a, partial_header(tso), &frame);
+            assert_eq!(bytes, frame, "taken as it was sent: nothing completed");
+            assert_eq!(checksum, partial);
+            assert_eq!(gso.is_some(), tso);
+
+            let mem = memory();
+            let (rx, tx) = queues(&mem);
+            let features = 1 << VIRTIO_NET_F_GUEST_CSUM | 1 << VIRTIO_NET_F_GUEST_TSO4;
+            let mut b = rings_with(&mem, setup(&rx), setup(&tx), features);
+            assert!(b.takes_partial());
+            assert_eq!(gso.is_some_and(|g| b.takes_superframe(&g)), tso);
+            let (header, got) = received_by_guest(&mem, &rx, &mut b, (&bytes, gso, checksum));
+            assert_eq!(header[0], VIRTIO_NET_HDR_F_NEEDS_CSUM as u8, "tso={tso}");
+            assert_eq!(csum_start_offset(&header), (34, 16));
+            let kind = if tso {
+                VIRTIO_NET_HDR_GSO_TCPV4 as u8
+            } else {
+                0
+            };
+            assert_eq!(header[1], kind);
+            if tso {
+                assert_eq!(u16::from_le_bytes([header[4], header[5]]), 1448, "gso_size");
+            }
+            assert_eq!(
+                got, frame,
+                "the bytes arrive untouched, the field still partial"
+            );
+            assert_eq!(got[field..field + 2], frame[field..field + 2]);
+        }
+    }
+
+    #[test]
+    fn a_guest_without_guest_csum_gets_complete_checksums_and_no_flags() {
+        let (frame, _) = partial_tcp(1000);
+        let mem = memory();
+        let (rx, tx) = queues(&mem);
+        let mut a = rings(&mem, setup(&rx), setup(&tx));
+        let (mut bytes, _, checksum) =
+            sent_by_guest(&mem, &tx, &mut a, partial_header(false), &frame);
+
+        // TSO without GUEST_CSUM (which the specification forbids) takes no superframe either.
+        let mut b = rings_with(&mem, setup(&rx), setup(&tx), 1 << VIRTIO_NET_F_GUEST_TSO4);
+        assert!(!b.takes_partial());
+        let gso = Gso {
+            kind: VIRTIO_NET_HDR_GSO_TCPV4 as u8,
+            header_len: 54,
+            size: 1448,
+        };
+        assert!(!b.takes_superframe(&gso));
+        // What egress does for such a guest: complete it in software first.
+        assert!(checksum.partial().unwrap().complete(&mut bytes));
+        let (header, got) = received_by_guest(&mem, &rx, &mut b, (&bytes, None, Checksum::Valid));
+        assert_eq!(header, Offloads::default().rx_header(None, Checksum::AsIs));
+        assert_eq!(header[0], 0, "no NEEDS_CSUM, no DATA_VALID");
+        let pseudo = checksum::pseudo_header(&got[26..30], &got[30..34], 6, 1020);
         assert_eq!(
-            checksum::segment(&pseudo, &bytes[34..], 16),
+            checksum::segment(&pseudo, &got[34..], 16),
             checksum::Verdict::Valid
         );
-        // A guest without TSO does not take it whole; one with it gets its segmentation.
-        assert!(!r.takes_superframe(&gso));
-        let tso = rings_with(&mem, setup(&rx), setup(&tx), 1 << VIRTIO_NET_F_GUEST_TSO4);
-        assert!(tso.takes_superframe(&gso));
+        assert_eq!(got[54..], frame[54..], "the payload is the same");
+    }
+
+    #[test]
+    fn a_checksum_brink_completed_goes_to_a_guest_csum_guest_as_valid() {
+        let offloads = Offloads::new(1 << VIRTIO_NET_F_GUEST_CSUM);
+        let valid = offloads.rx_header(None, Checksum::Valid);
+        assert_eq!(valid[0], VIRTIO_NET_HDR_F_DATA_VALID as u8);
+        assert_eq!(
+            offloads.rx_header(None, Checksum::AsIs)[0],
+            0,
+            "not verified"
+        );
     }
 
     #[test]
     fn with_mergeable_buffers_a_frame_spans_as_many_as_it_needs() {
         let mem = memory();
         let (rx, tx) = queues(&mem);
-        let features = 1 << VIRTIO_NET_F_MRG_RXBUF | 1 << VIRTIO_NET_F_GUEST_TSO4;
+        let features = 1 << VIRTIO_NET_F_MRG_RXBUF
+            | 1 << VIRTIO_NET_F_GUEST_CSUM
+            | 1 << VIRTIO_NET_F_GUEST_TSO4;
         let mut r = rings_with(&mem, setup(&rx), setup(&tx), features);
+        let partial = Checksum::Partial(Partial {
+            start: 34,
+            offset: 16,
+        });
         let (frame, _) = partial_tcp(4000);
         let gso = Gso {
             kind: VIRTIO_NET_HDR_GSO_TCPV4 as u8,
@@ -843,11 +983,11 @@ mod tests {
             rx.add_desc_chains(&[desc(at, 1536, VRING_DESC_F_WRITE, 0)], k)
                 .unwrap();
         }
-        assert!(!r.send(&frame, Some(gso)));
+        assert!(!r.send(&frame, Some(gso), partial));
         assert_eq!(rx.used().idx().load(), 0);
         rx.add_desc_chains(&[desc(DATA + 0x2000, 1536, VRING_DESC_F_WRITE, 0)], 2)
             .unwrap();
-        assert!(r.send(&frame, Some(gso)));
+        assert!(r.send(&frame, Some(gso), partial));
         r.flush_sent();
         assert_eq!(rx.used().idx().load(), 3);
         let lens: Vec<u32> = (0..3).map(|i| used_len(&mem, &rx, i)).collect();
@@ -857,7 +997,8 @@ mod tests {
         );
         let mut header = [0u8; NET_HDR_LEN];
         mem.read_slice(&mut header, GuestAddress(DATA)).unwrap();
-        assert_eq!(header[0], VIRTIO_NET_HDR_F_DATA_VALID as u8);
+        assert_eq!(header[0], VIRTIO_NET_HDR_F_NEEDS_CSUM as u8);
+        assert_eq!(csum_start_offset(&header), (34, 16));
         assert_eq!(header[1], VIRTIO_NET_HDR_GSO_TCPV4 as u8);
         assert_eq!(u16::from_le_bytes([header[4], header[5]]), 1448);
         assert_eq!(
@@ -920,7 +1061,7 @@ mod tests {
             );
             proptest::prop_assert_eq!(used(&tx), offered);
             let frame = [0x11; 200];
-            while r.send(&frame, None) {}
+            while r.send(&frame, None, Checksum::AsIs) {}
             r.flush_sent();
             proptest::prop_assert!(used(&rx) <= offered);
         }
