@@ -215,7 +215,11 @@ impl<B: Backend> Egress<B> {
         let mut out_of_frames = false;
         let made = segment::tcp_segments(&superframe[..len], mtu, &mut segment, |s| {
             match self.backend.alloc_copy(s) {
-                Some(f) => self.send(in_port, to, f, snap),
+                Some(mut f) => {
+                    // Its checksums were just computed.
+                    self.backend.set_checksum(&mut f, Checksum::Valid);
+                    self.send(in_port, to, f, snap);
+                }
                 None => out_of_frames = true,
             }
             !out_of_frames
