@@ -335,7 +335,7 @@ fn transport(l3: &L3<'_>, zone: u16, partial: Option<Partial>) -> Parsed {
             };
             let fix = match checksum(l3, partial) {
                 Ok(fix) => fix,
-                Err(refused) => return refused,
+                Err(refused) => return refused.into(),
             };
             (flow.icmp, flow.nd_target) = (Some((kind, code)), target);
             if l3.v6 && icmpv6::is_nd_or_mld(kind) {
@@ -358,7 +358,7 @@ fn transport(l3: &L3<'_>, zone: u16, partial: Option<Partial>) -> Parsed {
     };
     let fix = match checksum(l3, partial) {
         Ok(fix) => fix,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into(),
     };
     (flow.sport, flow.dport) = ports;
     let mut pkt = packet(l4);
@@ -378,23 +378,40 @@ fn icmp_fields(p: &[u8], v6: bool) -> Option<((u8, u8), Option<Addr>)> {
     Some(((kind, code), target))
 }
 
+/// Why the transport checksum of an unfragmented packet is refused.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// It is wrong.
+    BadChecksum,
+    /// The sender said it left it partial somewhere else than in the checksum field.
+    BadOffload,
+}
+
+impl From<Refused> for Parsed {
+    fn from(r: Refused) -> Parsed {
+        match r {
+            Refused::BadChecksum => Parsed::BadChecksum,
+            Refused::BadOffload => Parsed::BadOffload,
+        }
+    }
+}
+
 /// Checks the transport checksum of an unfragmented packet: complete and correct, or partial
 /// where senders offload it (TCP and UDP; then the completion is returned). IPv4 UDP may carry
 /// none (0); protocols whose checksum brink does not verify pass. A checksum the sender said is
-/// `partial` is not summed: it passes if it is the TCP or UDP checksum field. Errs with what
-/// the packet is otherwise (`BadChecksum` or `BadOffload`).
-fn checksum(l3: &L3<'_>, partial: Option<Partial>) -> Result<Option<Fixup>, Parsed> {
+/// `partial` is not summed: it passes if it is the TCP or UDP checksum field.
+fn checksum(l3: &L3<'_>, partial: Option<Partial>) -> Result<Option<Fixup>, Refused> {
     if let Some(p) = partial {
         let field = match l3.proto {
             proto::TCP => 16,
             proto::UDP => 6,
-            _ => return Err(Parsed::BadOffload),
+            _ => return Err(Refused::BadOffload),
         };
         let at = (usize::from(p.start), usize::from(p.offset));
         return if at == (l3.payload_at, field) {
             Ok(None)
         } else {
-            Err(Parsed::BadOffload)
+            Err(Refused::BadOffload)
         };
     }
     let (field, pseudo, offloadable) = match (l3.proto, l3.v6) {
@@ -411,7 +428,7 @@ fn checksum(l3: &L3<'_>, partial: Option<Partial>) -> Result<Option<Fixup>, Pars
             at: u16::try_from(l3.payload_at + field).unwrap_or(u16::MAX),
             bytes,
         })),
-        _ => Err(Parsed::BadChecksum),
+        _ => Err(Refused::BadChecksum),
     }
 }
 
@@ -553,6 +570,48 @@ mod tests {
 
     fn eth() -> PacketBuilderStep<Ethernet2Header> {
         PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+    }
+
+    #[test]
+    fn a_partial_checksum_is_trusted_unsummed_only_at_the_tcp_or_udp_field() {
+        let tcp = build!(eth().ipv6([1; 16], [2; 16], 64).tcp(1, 2, 3, 4), &[7; 100]);
+        let udp = build!(
+            eth().ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(1, 2),
+            &[7; 100]
+        );
+        // Garbage in the checksum field: the payload is not summed, so it passes.
+        for (mut frame, ip_header, field) in [(tcp, 40u16, 16u16), (udp, 20, 6)] {
+            let at = usize::from(14 + ip_header + field);
+            frame[at] ^= 0x5a;
+            let (et, p) = ip_payload(&frame);
+            let partial = |start, offset| Some(Partial { start, offset });
+            assert_eq!(parse(et, p, ZONE, None), Some(Parsed::BadChecksum));
+            let trusted = parse(et, p, ZONE, partial(ip_header, field));
+            assert!(
+                matches!(trusted, Some(Parsed::Ip(_, Some(_), None))),
+                "{trusted:?}"
+            );
+            for (start, offset) in [(0, 10), (ip_header, field + 2), (ip_header + 8, 0)] {
+                let refused = parse(et, p, ZONE, partial(start, offset));
+                assert_eq!(refused, Some(Parsed::BadOffload), "{start}+{offset}");
+            }
+        }
+        let ping = build!(
+            eth()
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .icmpv4_echo_request(1, 1),
+            &[0; 8]
+        );
+        let (et, p) = ip_payload(&ping);
+        let partial = Some(Partial {
+            start: 20,
+            offset: 2,
+        });
+        assert_eq!(
+            parse(et, p, ZONE, partial),
+            Some(Parsed::BadOffload),
+            "ICMP"
+        );
     }
 
     #[test]
