@@ -112,6 +112,9 @@ pub enum XdpFrame {
     },
 }
 
+// The checksum state fits in the handle's padding: batches and staging copy no more bytes.
+const _: () = assert!(std::mem::size_of::<XdpFrame>() == 40);
+
 impl Default for XdpFrame {
     fn default() -> Self {
         XdpFrame::Umem(FrameDesc::default(), Checksum::AsIs)
