@@ -161,7 +161,7 @@ impl<B: Backend> Egress<B> {
         // Only a port of this backend can take a partial checksum: another worker's gets the
         // bytes alone.
         let mut frame = frame;
-        if let Some(partial) = self.backend.checksum(&frame).partial() {
+        if let Checksum::Partial(partial) = self.backend.checksum(&frame) {
             if !self.backend.takes_partial(to) {
                 self.complete(&mut frame, partial);
             }
@@ -184,8 +184,10 @@ impl<B: Backend> Egress<B> {
         }
     }
 
-    /// Completes the checksum `frame`'s sender left `partial`, in software. Parse checked that it
-    /// lies inside the frame.
+    /// Completes the checksum `frame`'s sender left `partial`, in software (the backend handed it
+    /// over only inside the frame).
+    #[cold]
+    #[inline(never)]
     fn complete(&mut self, frame: &mut B::Frame, partial: Partial) {
         let len = self.backend.bytes(frame).len();
         self.backend.reshape(frame, len, |bytes| {

@@ -29,9 +29,9 @@ use crate::wire::{arp, EtherType, EthernetFrame, L3};
 /// IP headers into its [`L3`] (with the checksum to complete if the sender offloaded it) and, on
 /// ports that track connections, what conntrack needs. Short frames are dropped as runts,
 /// inspected IP frames with broken headers as malformed and those with wrong checksums as bad
-/// checksums. A checksum the port says its sender left partial is not summed; it is dropped as
-/// a bad offload if it lies outside the frame or, in an inspected frame, anywhere but in the
-/// TCP or UDP header.
+/// checksums. In an inspected frame, a checksum the port says its sender left partial is not
+/// summed; it is dropped as a bad offload if it lies anywhere but in the TCP or UDP header's
+/// checksum field.
 pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
     b.rx_bytes = 0;
     for i in 0..b.len {
@@ -50,11 +50,6 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
         };
         b.verdicts[i] = Verdict::Flood;
         b.fix[i] = None;
-        let partial = backend.checksum(&b.frames[i]).partial();
-        if partial.is_some_and(|p| !p.fits(bytes.len())) {
-            b.verdicts[i] = Verdict::Drop(DropReason::BadOffload);
-            continue;
-        }
         if !b.inspect {
             continue;
         }
@@ -62,38 +57,43 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
         b.ct_state[i] = CtState::default();
         b.peer[i] = NO_PORT;
         let header = (bytes.len() - eth.payload().len()) as u16;
-        // Where the partial checksum lies from the start of the IP header (one starting before
-        // it wraps round to where no header can be).
-        let partial = partial.map(|p| Partial {
-            start: p.start.wrapping_sub(header),
-            ..p
-        });
-        match eth.ethertype() {
-            EtherType::Arp if partial.is_some() => {
-                b.verdicts[i] = Verdict::Drop(DropReason::BadOffload);
-            }
-            EtherType::Arp => {
+        let partial = backend.checksum(&b.frames[i]).partial();
+        let parsed = match (eth.ethertype(), partial) {
+            (EtherType::Arp, None) => {
                 if let Some(sender) = arp::sender(eth.payload()) {
                     b.l3[i] = L3::Arp(sender);
                 }
+                continue;
             }
-            et => match ip::parse(et, eth.payload(), b.network.0, partial) {
-                Some(Parsed::Ip(flow, ct, fix)) => {
-                    b.l3[i] = L3::Ip(flow);
-                    if b.track {
-                        b.ct[i] = ct;
-                    }
-                    b.fix[i] = fix.map(|f| Fixup {
-                        at: f.at.saturating_add(header),
-                        ..f
-                    });
+            (et, None) => ip::parse(et, eth.payload(), b.network.0),
+            // Counted from the IP header (one starting before it wraps round to where no
+            // header can be); not IP at all: refused below.
+            (et, Some(p)) => ip::parse_partial(
+                et,
+                eth.payload(),
+                b.network.0,
+                Partial {
+                    start: p.start.wrapping_sub(header),
+                    ..p
+                },
+            )
+            .or(Some(Parsed::BadOffload)),
+        };
+        match parsed {
+            Some(Parsed::Ip(flow, ct, fix)) => {
+                b.l3[i] = L3::Ip(flow);
+                if b.track {
+                    b.ct[i] = ct;
                 }
-                Some(Parsed::Malformed) => b.verdicts[i] = Verdict::Drop(DropReason::MalformedIp),
-                Some(Parsed::BadChecksum) => b.verdicts[i] = Verdict::Drop(DropReason::BadChecksum),
-                Some(Parsed::BadOffload) => b.verdicts[i] = Verdict::Drop(DropReason::BadOffload),
-                None if partial.is_some() => b.verdicts[i] = Verdict::Drop(DropReason::BadOffload),
-                None => {}
-            },
+                b.fix[i] = fix.map(|f| Fixup {
+                    at: f.at.saturating_add(header),
+                    ..f
+                });
+            }
+            Some(Parsed::Malformed) => b.verdicts[i] = Verdict::Drop(DropReason::MalformedIp),
+            Some(Parsed::BadChecksum) => b.verdicts[i] = Verdict::Drop(DropReason::BadChecksum),
+            Some(Parsed::BadOffload) => b.verdicts[i] = Verdict::Drop(DropReason::BadOffload),
+            None => {}
         }
     }
 }

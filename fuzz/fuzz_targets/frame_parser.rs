@@ -11,7 +11,7 @@ libfuzzer_sys::fuzz_target!(|frame: &[u8]| {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return;
     };
-    if let Some(Parsed::Ip(flow, _, _)) = ip::parse(eth.ethertype(), eth.payload(), 1, None) {
+    if let Some(Parsed::Ip(flow, _, _)) = ip::parse(eth.ethertype(), eth.payload(), 1) {
         assert_eq!(flow.v6, eth.ethertype() == EtherType::Ipv6, "{flow:?}");
     }
 });

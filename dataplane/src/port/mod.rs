@@ -167,7 +167,8 @@ pub trait Backend {
         false
     }
     /// How the transport checksum of a frame this worker holds stands (default: as on the
-    /// wire, for backends whose ports carry no checksum state).
+    /// wire, for backends whose ports carry no checksum state). A partial one lies inside the
+    /// frame: the backend refused any other when it took the frame.
     fn checksum(&self, _frame: &Self::Frame) -> Checksum {
         Checksum::AsIs
     }

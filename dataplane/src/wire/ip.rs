@@ -4,8 +4,8 @@
 //! (what port security and security-group rules read) with the conntrack [`Packet`], a
 //! malformed header, or a bad checksum (IPv4 header, TCP, UDP, ICMP, ICMPv6; see
 //! [`super::checksum`]). A transport checksum the sender said it left partial (a vhost-user
-//! guest's `NEEDS_CSUM`) is not summed: it must lie in the TCP or UDP header parse finds.
-//! Every view checks its length once; nothing here can panic on any input.
+//! guest's `NEEDS_CSUM`) is not summed ([`parse_partial`]): it must be the checksum field of the
+//! TCP or UDP header. Every view checks its length once; nothing here can panic on any input.
 
 use brink_conntrack::key::proto;
 use brink_conntrack::{Addr, Packet, TcpSegment, Tuple, L4};
@@ -118,11 +118,28 @@ pub enum Parsed {
     BadOffload,
 }
 
-/// Parses the payload of an Ethernet frame of type `ethertype` for conntrack zone `zone`;
-/// `partial` is where the sender said it left the transport checksum partial, counted from the
-/// start of `payload` (trusted, not summed, if it is the TCP or UDP checksum field). Returns
-/// `None` for frames that are not IP.
-pub fn parse(
+/// Parses the payload of an Ethernet frame of type `ethertype` for conntrack zone `zone`.
+/// Returns `None` for frames that are not IP.
+pub fn parse(ethertype: EtherType, payload: &[u8], zone: u16) -> Option<Parsed> {
+    parse_with(ethertype, payload, zone, None)
+}
+
+/// [`parse`] for a packet whose sender said it left the transport checksum `partial`, offsets
+/// counted from the start of `payload`: trusted, as Linux trusts `CHECKSUM_PARTIAL`, and not
+/// summed, if it is the checksum field of an unfragmented packet's TCP or UDP header; any other
+/// place is a [`Parsed::BadOffload`].
+pub fn parse_partial(
+    ethertype: EtherType,
+    payload: &[u8],
+    zone: u16,
+    partial: Partial,
+) -> Option<Parsed> {
+    parse_with(ethertype, payload, zone, Some(partial))
+}
+
+/// What [`parse`] and [`parse_partial`] share; inlined, so that `parse` pays nothing for it.
+#[inline(always)]
+fn parse_with(
     ethertype: EtherType,
     payload: &[u8],
     zone: u16,
@@ -136,7 +153,17 @@ pub fn parse(
     Some(match l3 {
         None => Parsed::Malformed,
         Some(l3) if !l3.v6 && !checksum::ipv4_header_ok(l3.header) => Parsed::BadChecksum,
-        Some(l3) => transport(&l3, zone, partial),
+        Some(l3) => match partial {
+            None => transport(&l3, zone),
+            Some(p) if l3.is_checksum_field(p) => transport(
+                &L3 {
+                    trusted: true,
+                    ..l3
+                },
+                zone,
+            ),
+            Some(_) => Parsed::BadOffload,
+        },
     })
 }
 
@@ -157,9 +184,23 @@ struct L3<'a> {
     /// Offset of `payload` from the start of the IP header.
     payload_at: usize,
     payload: &'a [u8],
+    /// The sender left the transport checksum partial, in its field: it is not summed.
+    trusted: bool,
 }
 
 impl L3<'_> {
+    /// Whether `partial` (offsets from the start of the IP header) is the checksum field of
+    /// this unfragmented packet's TCP or UDP header.
+    fn is_checksum_field(&self, partial: Partial) -> bool {
+        let field = match self.proto {
+            proto::TCP => 16,
+            proto::UDP => 6,
+            _ => return false,
+        };
+        !self.fragment
+            && (usize::from(partial.start), usize::from(partial.offset)) == (self.payload_at, field)
+    }
+
     /// The checksum verdict of the transport segment (the whole payload) whose checksum field
     /// is at byte `field`; `pseudo` says whether the sum covers the pseudo-header.
     fn checksum(&self, field: usize, pseudo: bool) -> Verdict {
@@ -208,6 +249,7 @@ fn ipv4(buf: &[u8]) -> Option<L3<'_>> {
         header: &buf[..ihl],
         payload_at: ihl,
         payload: &buf[ihl..end],
+        trusted: false,
     })
 }
 
@@ -254,10 +296,11 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
         header: &[],
         payload_at: off,
         payload: &buf[off..end],
+        trusted: false,
     })
 }
 
-fn transport(l3: &L3<'_>, zone: u16, partial: Option<Partial>) -> Parsed {
+fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
     let mut flow = Flow {
         v6: l3.v6,
         proto: l3.proto,
@@ -303,9 +346,6 @@ fn transport(l3: &L3<'_>, zone: u16, partial: Option<Partial>) -> Parsed {
                 _ => {}
             }
         }
-        if partial.is_some() {
-            return Parsed::BadOffload;
-        }
         return Parsed::Ip(flow, Some(packet(L4::Fragment)), None);
     }
     let (ports, l4) = match (l3.proto, l3.v6) {
@@ -333,9 +373,8 @@ fn transport(l3: &L3<'_>, zone: u16, partial: Option<Partial>) -> Parsed {
             let Some(((kind, code), target)) = icmp_fields(p, l3.v6) else {
                 return Parsed::Malformed;
             };
-            let fix = match checksum(l3, partial) {
-                Ok(fix) => fix,
-                Err(refused) => return refused.into(),
+            let Ok(fix) = checksum(l3) else {
+                return Parsed::BadChecksum;
             };
             (flow.icmp, flow.nd_target) = (Some((kind, code)), target);
             if l3.v6 && icmpv6::is_nd_or_mld(kind) {
@@ -356,9 +395,8 @@ fn transport(l3: &L3<'_>, zone: u16, partial: Option<Partial>) -> Parsed {
         }
         _ => ((0, 0), L4::Other),
     };
-    let fix = match checksum(l3, partial) {
-        Ok(fix) => fix,
-        Err(refused) => return refused.into(),
+    let Ok(fix) = checksum(l3) else {
+        return Parsed::BadChecksum;
     };
     (flow.sport, flow.dport) = ports;
     let mut pkt = packet(l4);
@@ -378,41 +416,16 @@ fn icmp_fields(p: &[u8], v6: bool) -> Option<((u8, u8), Option<Addr>)> {
     Some(((kind, code), target))
 }
 
-/// Why the transport checksum of an unfragmented packet is refused.
-#[derive(Debug, Clone, Copy)]
-enum Refused {
-    /// It is wrong.
-    BadChecksum,
-    /// The sender said it left it partial somewhere else than in the checksum field.
-    BadOffload,
-}
-
-impl From<Refused> for Parsed {
-    fn from(r: Refused) -> Parsed {
-        match r {
-            Refused::BadChecksum => Parsed::BadChecksum,
-            Refused::BadOffload => Parsed::BadOffload,
-        }
-    }
-}
+/// The transport checksum of an unfragmented packet is wrong.
+struct BadChecksum;
 
 /// Checks the transport checksum of an unfragmented packet: complete and correct, or partial
 /// where senders offload it (TCP and UDP; then the completion is returned). IPv4 UDP may carry
-/// none (0); protocols whose checksum brink does not verify pass. A checksum the sender said is
-/// `partial` is not summed: it passes if it is the TCP or UDP checksum field.
-fn checksum(l3: &L3<'_>, partial: Option<Partial>) -> Result<Option<Fixup>, Refused> {
-    if let Some(p) = partial {
-        let field = match l3.proto {
-            proto::TCP => 16,
-            proto::UDP => 6,
-            _ => return Err(Refused::BadOffload),
-        };
-        let at = (usize::from(p.start), usize::from(p.offset));
-        return if at == (l3.payload_at, field) {
-            Ok(None)
-        } else {
-            Err(Refused::BadOffload)
-        };
+/// none (0); protocols whose checksum brink does not verify pass, and so does a checksum the
+/// sender said it left partial (`trusted`).
+fn checksum(l3: &L3<'_>) -> Result<Option<Fixup>, BadChecksum> {
+    if l3.trusted {
+        return Ok(None);
     }
     let (field, pseudo, offloadable) = match (l3.proto, l3.v6) {
         (proto::TCP, _) => (16, true, true),
@@ -428,7 +441,7 @@ fn checksum(l3: &L3<'_>, partial: Option<Partial>) -> Result<Option<Fixup>, Refu
             at: u16::try_from(l3.payload_at + field).unwrap_or(u16::MAX),
             bytes,
         })),
-        _ => Err(Refused::BadChecksum),
+        _ => Err(BadChecksum),
     }
 }
 
@@ -549,7 +562,7 @@ mod tests {
 
     fn parsed(frame: &[u8]) -> Parsed {
         let (et, p) = ip_payload(frame);
-        parse(et, p, ZONE, None).unwrap()
+        parse(et, p, ZONE).unwrap()
     }
 
     fn track(frame: &[u8]) -> Packet {
@@ -584,15 +597,15 @@ mod tests {
             let at = usize::from(14 + ip_header + field);
             frame[at] ^= 0x5a;
             let (et, p) = ip_payload(&frame);
-            let partial = |start, offset| Some(Partial { start, offset });
-            assert_eq!(parse(et, p, ZONE, None), Some(Parsed::BadChecksum));
-            let trusted = parse(et, p, ZONE, partial(ip_header, field));
+            let partial = |start, offset| Partial { start, offset };
+            assert_eq!(parse(et, p, ZONE), Some(Parsed::BadChecksum));
+            let trusted = parse_partial(et, p, ZONE, partial(ip_header, field));
             assert!(
                 matches!(trusted, Some(Parsed::Ip(_, Some(_), None))),
                 "{trusted:?}"
             );
             for (start, offset) in [(0, 10), (ip_header, field + 2), (ip_header + 8, 0)] {
-                let refused = parse(et, p, ZONE, partial(start, offset));
+                let refused = parse_partial(et, p, ZONE, partial(start, offset));
                 assert_eq!(refused, Some(Parsed::BadOffload), "{start}+{offset}");
             }
         }
@@ -603,15 +616,16 @@ mod tests {
             &[0; 8]
         );
         let (et, p) = ip_payload(&ping);
-        let partial = Some(Partial {
+        let partial = Partial {
             start: 20,
             offset: 2,
-        });
+        };
         assert_eq!(
-            parse(et, p, ZONE, partial),
+            parse_partial(et, p, ZONE, partial),
             Some(Parsed::BadOffload),
             "ICMP"
         );
+        assert_eq!(parse_partial(EtherType::Arp, &[0; 28], 1, partial), None);
     }
 
     #[test]
@@ -799,7 +813,7 @@ mod tests {
 
     #[test]
     fn non_ip_is_not_parsed() {
-        assert_eq!(parse(EtherType::Arp, &[0; 28], 1, None), None);
+        assert_eq!(parse(EtherType::Arp, &[0; 28], 1), None);
     }
 
     #[test]
@@ -811,14 +825,14 @@ mod tests {
         let (et, p) = ip_payload(&f);
         for cut in [0, 10, 19, 25, 39] {
             assert_eq!(
-                parse(et, &p[..cut], 1, None),
+                parse(et, &p[..cut], 1),
                 Some(Parsed::Malformed),
                 "cut at {cut}"
             );
         }
         let mut bad = p.to_vec();
         bad[20 + 12] = 0x40; // TCP data offset 16 bytes
-        assert_eq!(parse(et, &bad, 1, None), Some(Parsed::Malformed));
+        assert_eq!(parse(et, &bad, 1), Some(Parsed::Malformed));
     }
 
     #[test]
@@ -830,7 +844,7 @@ mod tests {
         let plen = u16::from_be_bytes([v6[4], v6[5]]) + 8;
         v6[4..6].copy_from_slice(&plen.to_be_bytes());
         v6.splice(40..40, hbh);
-        let p = match parse(EtherType::Ipv6, &v6, 1, None) {
+        let p = match parse(EtherType::Ipv6, &v6, 1) {
             Some(Parsed::Ip(_, Some(p), _)) => p,
             other => panic!("{other:?}"),
         };
@@ -843,7 +857,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn never_panics(et in proptest::prop_oneof![proptest::strategy::Just(0x0800u16), proptest::strategy::Just(0x86dd)], bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            let _ = parse(EtherType::from(et), &bytes, 1, None);
+            let _ = parse(EtherType::from(et), &bytes, 1);
         }
     }
 }

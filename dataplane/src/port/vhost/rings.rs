@@ -64,8 +64,9 @@ const MAX_MERGED: usize = 64;
 /// What went wrong with the guest's descriptors, counted per port.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RingStats {
-    /// Transmit chains refused: outside guest memory, write-only, too long or shorter than the
-    /// virtio-net header.
+    /// Transmit chains refused: outside guest memory, write-only, too long, shorter than the
+    /// virtio-net header, or with a header asking for what brink did not offer or for a
+    /// partial checksum outside the frame.
     pub tx_refused: u64,
     /// Receive chains that could not hold a frame (too short, read-only or outside guest
     /// memory); the frame was dropped.
@@ -421,14 +422,20 @@ impl TxHeader {
 
 /// The length of the transmit chain at `head` and its virtio-net header's requests, if the
 /// chain is readable, holds a header and a frame no longer than a jumbo buffer, and the header
-/// asks for nothing brink did not offer.
+/// asks for nothing brink did not offer and for no partial checksum outside the frame (parse
+/// checks that one inside it is in the TCP or UDP header).
 fn offered(ring: &SplitRing, map: &GuestMap, head: u16) -> Option<(usize, TxHeader)> {
     let mut header = [0u8; NET_HDR_LEN];
     let len = copy_out(ring, map, head, 0, &mut header)?;
     if len <= NET_HDR_LEN || len - NET_HDR_LEN > JUMBO_LEN {
         return None;
     }
-    Some((len, TxHeader::parse(&header)?))
+    let header = TxHeader::parse(&header)?;
+    let inside = match header.checksum {
+        Checksum::Partial(p) => p.fits(len - NET_HDR_LEN),
+        _ => true,
+    };
+    inside.then_some((len, header))
 }
 
 /// Copies the bytes of the readable chain at `head` from offset `skip` on into `dst`, as many
@@ -914,6 +921,45 @@ mod tests {
             );
             assert_eq!(got[field..field + 2], frame[field..field + 2]);
         }
+    }
+
+    #[test]
+    fn a_partial_checksum_outside_the_frame_is_refused_and_counted() {
+        let (frame, _) = partial_tcp(100);
+        let mem = memory();
+        let (rx, tx) = queues(&mem);
+        let mut r = rings(&mem, setup(&rx), setup(&tx));
+        let mut header = partial_header(false);
+        // The field would be the frame's last byte and the one after it.
+        let start = frame.len() as u16 - 17;
+        header[6..8].copy_from_slice(&start.to_le_bytes());
+        mem.write_slice(&header, GuestAddress(DATA)).unwrap();
+        mem.write_slice(&frame, GuestAddress(DATA + 0x1000))
+            .unwrap();
+        tx.add_desc_chains(
+            &[
+                desc(DATA, NET_HDR_LEN as u32, VRING_DESC_F_NEXT, 1),
+                desc(DATA + 0x1000, frame.len() as u32, 0, 0),
+            ],
+            0,
+        )
+        .unwrap();
+        assert!(received(&mut r).is_empty());
+        assert_eq!(r.stats().tx_refused, 1);
+        assert_eq!(tx.used().idx().load(), 1, "the chain is given back");
+        // One byte earlier, the field lies inside: taken (parse judges where it is).
+        let (bytes, _, checksum) = sent_by_guest(
+            &mem,
+            &tx,
+            &mut r,
+            {
+                header[6..8].copy_from_slice(&(start - 1).to_le_bytes());
+                header
+            },
+            &frame,
+        );
+        assert_eq!(bytes, frame);
+        assert_eq!(checksum.partial().map(|p| p.start), Some(start - 1));
     }
 
     #[test]
