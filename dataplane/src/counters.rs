@@ -37,8 +37,8 @@ pub enum DropReason {
     /// A wrong IPv4 header, TCP, UDP, ICMP or ICMPv6 checksum (a partial, offloaded TCP or UDP
     /// checksum is not wrong).
     BadChecksum,
-    /// A vhost-user guest said it left a checksum partial (`NEEDS_CSUM`) outside the frame, or
-    /// elsewhere than in the checksum field of the TCP or UDP header parse found.
+    /// A vhost-user guest said it left a checksum partial (`NEEDS_CSUM`) elsewhere than in the
+    /// checksum field of the TCP or UDP header parse found.
     BadOffload,
     /// Conntrack found the packet invalid for any connection (reason in `ct stats`).
     CtInvalid,
