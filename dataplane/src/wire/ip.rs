@@ -153,17 +153,16 @@ fn parse_with(
     Some(match l3 {
         None => Parsed::Malformed,
         Some(l3) if !l3.v6 && !checksum::ipv4_header_ok(l3.header) => Parsed::BadChecksum,
-        Some(l3) => match partial {
-            None => transport(&l3, zone),
-            Some(p) if l3.is_checksum_field(p) => transport(
-                &L3 {
-                    trusted: true,
-                    ..l3
-                },
-                zone,
-            ),
-            Some(_) => Parsed::BadOffload,
-        },
+        Some(mut l3) => {
+            // One call of `transport`, so that it is inlined as it is without offloads.
+            if let Some(p) = partial {
+                if !l3.is_checksum_field(p) {
+                    return Some(Parsed::BadOffload);
+                }
+                l3.trusted = true;
+            }
+            transport(&l3, zone)
+        }
     })
 }
 
