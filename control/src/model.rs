@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use brink_api::types::{
     CtPolicySet, ExternalIds, NetworkInfo, PortAdd, PortKind, PortSet, Segment, SgRecord,
+    MAX_VHOST_QUEUES,
 };
 use brink_conntrack::Addr;
 use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix};
@@ -68,6 +69,9 @@ pub enum ModelError {
     /// The port's kind and what it attaches to do not match.
     #[error("{0}")]
     BadAttachment(&'static str),
+    /// A vhost-user port's queue pairs out of range.
+    #[error("{0} queue pairs asked for; a vhost-user port has 1 to {max}", max = MAX_VHOST_QUEUES)]
+    BadQueues(u16),
     /// A malformed MAC address.
     #[error(transparent)]
     BadMac(#[from] MacParseError),
@@ -865,10 +869,14 @@ fn check_attachment(spec: &PortAdd) -> Result<(), ModelError> {
         (true, _, _) => Err(ModelError::BadAttachment(
             "a vhost-user port needs a socket and no interface",
         )),
-        (false, false, None) => Ok(()),
+        (false, false, None) if spec.queues.is_none() => Ok(()),
         (false, _, _) => Err(ModelError::BadAttachment(
-            "an afxdp, tap or uplink port needs an interface and no socket",
+            "an afxdp, tap or uplink port needs an interface, and no socket or queue pairs",
         )),
+    }?;
+    match spec.queues {
+        Some(n) if n == 0 || n > MAX_VHOST_QUEUES => Err(ModelError::BadQueues(n)),
+        _ => Ok(()),
     }
 }
 

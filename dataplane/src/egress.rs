@@ -154,8 +154,9 @@ impl<B: Backend> Egress<B> {
             self.send_segments(in_port, to, frame, snap, mtu);
             return;
         }
-        // A port whose queues are spread over workers has a socket on each: send on ours.
-        if owner == self.worker || self.is_local(to) {
+        // A port whose queues are spread over workers has a socket (or a vhost-user receive
+        // queue) on each: send on ours, if it can take frames now.
+        if owner == self.worker || (self.is_local(to) && self.backend.sends(to)) {
             self.stage(to, frame, len);
             return;
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use brink_api::protocol::{code, RpcError};
 use brink_api::types::{
-    ExternalIds, PortAdd, PortFilter, PortInfo, PortKind, PortSet, PortSetResult,
+    ExternalIds, PortAdd, PortFilter, PortInfo, PortKind, PortSet, PortSetResult, MAX_VHOST_QUEUES,
 };
 use brink_dataplane::counters::PortCounters;
 use brink_dataplane::port::PortMode;
@@ -211,7 +211,9 @@ impl<H: Host> Service<H> {
         Ok(())
     }
 
-    /// Opens a vhost-user port on its own worker, which polls both its rings (one queue pair).
+    /// Opens a vhost-user port, its queue pairs spread over the workers from its own (pair 0,
+    /// which every guest uses, on the port's own worker), recording in `workers` each that
+    /// opened its share.
     fn open_vhost(
         &self,
         record: &PortRecord,
@@ -219,13 +221,27 @@ impl<H: Host> Service<H> {
         workers: &mut Vec<usize>,
     ) -> Result<PortMode, RpcError> {
         let socket = record.spec.socket.as_deref().unwrap_or_default();
-        let spec = self.host.vhost_spec(socket, record.spec.vhost_mode)?;
-        let mode = self
-            .switch
-            .open_port(record.worker, record.id, spec, Arc::clone(counters))
-            .map_err(dataplane_error)?;
-        workers.push(record.worker);
-        Ok(mode)
+        let count = self.switch.worker_count();
+        let pairs = record
+            .spec
+            .queues
+            .map_or_else(|| count.min(usize::from(MAX_VHOST_QUEUES)), usize::from);
+        let (placed, shares): (Vec<usize>, Vec<Vec<u32>>) =
+            queue_placement(record.worker, pairs as u32, count)
+                .into_iter()
+                .unzip();
+        let specs = self
+            .host
+            .vhost_specs(socket, record.spec.vhost_mode, &shares)?;
+        let mut mode = None;
+        for (w, spec) in placed.into_iter().zip(specs) {
+            let opened = self
+                .switch
+                .open_port(w, record.id, spec, Arc::clone(counters));
+            mode.get_or_insert(opened.map_err(dataplane_error)?);
+            workers.push(w);
+        }
+        mode.ok_or_else(|| RpcError::new(code::DATAPLANE, "the port has no queue pair"))
     }
 
     /// Sets the interface's MTU, then opens the port's queues on the workers `queue_placement`
@@ -288,7 +304,8 @@ impl<H: Host> Service<H> {
     }
 }
 
-/// Which workers poll which receive queues of a port with `queues` queues: queue `q` goes to
+/// Which workers poll which receive queues (or vhost-user queue pairs) of a port with `queues`
+/// of them: queue `q` goes to
 /// worker `(first + q) % workers`, so a multi-queue port spreads over the workers, starting with
 /// its own.
 fn queue_placement(first: usize, queues: u32, workers: usize) -> Vec<(usize, Vec<u32>)> {
