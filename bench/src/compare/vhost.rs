@@ -125,7 +125,7 @@ pub fn run_loop(dir: &Path, system: LoopSystem, seconds: u32) -> Result<LoopResu
         .map_err(|e| BenchError::Config(format!("{}: {e}", dir.display())))?;
     let huge = Hugepages::reserve(&dir.join("huge"), PAGES)?;
     let sockets = [dir.join("vm1.sock"), dir.join("vm2.sock")];
-    let devices = testpmd::pair(&sockets, [MAC0, MAC1]);
+    let devices = testpmd::pair(&sockets, [MAC0, MAC1], 1);
     // testpmd listens first; the switch connects (brink retries, OVS reconnects).
     let run = testpmd::Run::start(&huge, &devices, seconds + 2, (TESTPMD_CORE, SWITCH_CORE))?;
     std::thread::sleep(SETTLE / 4);

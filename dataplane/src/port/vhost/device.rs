@@ -95,6 +95,13 @@ pub struct RingSetup {
     pub started: bool,
     /// The ring is enabled: from its start, until a `SET_VRING_ENABLE` says otherwise.
     pub enabled: bool,
+    /// Where the frontend said the ring starts (`SET_VRING_BASE`).
+    pub base: u16,
+    /// Which `SET_VRING_BASE` of the port set `base` (they are numbered from 1 on, for the
+    /// port's whole life; 0: none). A worker starting the ring at a number it has not seen yet
+    /// starts at `base`; otherwise the ring was only turned off and on, and continues where the
+    /// worker left it. A worker that catches up late thus never overrides the frontend.
+    pub base_set: u64,
 }
 
 impl RingSetup {
@@ -214,6 +221,8 @@ pub struct Device {
     link: Arc<Link>,
     /// Queue pairs offered.
     pairs: usize,
+    /// `SET_VRING_BASE`s so far, over every connection.
+    bases: u64,
     features: u64,
     protocol_features: u64,
     mem: Option<Arc<GuestMemoryMmap>>,
@@ -232,6 +241,7 @@ impl Device {
         Device {
             link,
             pairs: pairs.clamp(1, MAX_PAIRS),
+            bases: 0,
             features: 0,
             protocol_features: 0,
             mem: None,
@@ -392,8 +402,11 @@ impl VhostUserBackendReqHandlerMut for Device {
 
     fn set_vring_base(&mut self, index: u32, base: u32) -> VuResult<()> {
         let i = self.ring_index(index)?;
-        self.link
-            .set_next_avail(i, u16::try_from(base).map_err(|_| VuError::InvalidParam)?);
+        let base = u16::try_from(base).map_err(|_| VuError::InvalidParam)?;
+        self.bases += 1;
+        (self.rings[i].base, self.rings[i].base_set) = (base, self.bases);
+        // What `GET_VRING_BASE` answers until a worker has polled the ring.
+        self.link.set_next_avail(i, base);
         Ok(())
     }
 

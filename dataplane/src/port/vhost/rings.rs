@@ -140,6 +140,8 @@ pub struct Rings {
     to_guest: Option<usize>,
     /// Where in `pairs` the next `receive` starts.
     next_pair: usize,
+    /// By queue: the `SET_VRING_BASE` its ring last started from ([`RingSetup::base_set`]).
+    bases: [u64; QUEUES],
     /// The receive chains one frame is being written into (mergeable buffers).
     merged: [(u16, u32); MAX_MERGED],
     stats: RingStats,
@@ -164,6 +166,7 @@ impl Rings {
             offloads: Offloads::default(),
             to_guest: None,
             next_pair: 0,
+            bases: [0; QUEUES],
             merged: [(0, 0); MAX_MERGED],
             stats: RingStats::default(),
             moved: std::array::from_fn(|k| QueueStats {
@@ -214,8 +217,17 @@ impl Rings {
             self.offloads = Offloads::new(layout.features);
             for &pair in &self.pairs {
                 for q in [rx_queue(pair), tx_queue(pair)] {
-                    let next = self.link.next_avail(q);
-                    self.queues[q] = SplitRing::new(&map, &layout.rings[q], layout.event_idx, next);
+                    let setup = &layout.rings[q];
+                    let fresh = setup.base_set != self.bases[q];
+                    let next = if fresh {
+                        setup.base
+                    } else {
+                        self.link.next_avail(q)
+                    };
+                    self.queues[q] = SplitRing::new(&map, setup, layout.event_idx, next);
+                    if self.queues[q].is_some() {
+                        self.bases[q] = setup.base_set;
+                    }
                 }
             }
             self.to_guest = self
@@ -619,6 +631,8 @@ mod tests {
             call: None,
             started: true,
             enabled: true,
+            base: 0,
+            base_set: 0,
         }
     }
 
@@ -739,6 +753,49 @@ mod tests {
         }
         pairs_seen.sort_unstable();
         assert_eq!(pairs_seen, [Some(0), Some(2)]);
+    }
+
+    #[test]
+    fn a_ring_started_again_begins_where_the_frontend_says_even_for_a_late_worker() {
+        let mem = memory();
+        let (mocks, mut setups) = pairs_of(&mem, 2);
+        let q = tx_queue(1);
+        for k in 0..3 {
+            offer(&mem, &mocks[q], q, k, k as u8);
+        }
+        (setups[q].base, setups[q].base_set) = (2, 1);
+        let link = published(&mem, setups.clone(), 0, true);
+        let mut r = polling(&link, &[1]);
+        let tags = |r: &mut Rings| {
+            r.sync();
+            received(r).iter().map(|f| f[0]).collect::<Vec<_>>()
+        };
+        assert_eq!(tags(&mut r), [2], "started at the frontend's base");
+        // Stopped, given a new base and started again, all before this worker looks: it
+        // starts at the new base, not where it was.
+        setups[q].enabled = false;
+        link.publish(Some(layout(&mem, setups.clone())));
+        (setups[q].enabled, setups[q].base, setups[q].base_set) = (true, 1, 2);
+        link.publish(Some(layout(&mem, setups.clone())));
+        assert_eq!(tags(&mut r), [1, 2]);
+        // Only turned off and on: it continues where it was.
+        offer(&mem, &mocks[q], q, 3, 3);
+        setups[q].enabled = false;
+        link.publish(Some(layout(&mem, setups.clone())));
+        r.sync();
+        setups[q].enabled = true;
+        link.publish(Some(layout(&mem, setups)));
+        assert_eq!(tags(&mut r), [3]);
+    }
+
+    /// The layout of `rings` (no features, event indexes on).
+    fn layout(mem: &Arc<GuestMemoryMmap>, rings: [RingSetup; QUEUES]) -> Arc<Layout> {
+        Arc::new(Layout {
+            mem: Arc::clone(mem),
+            rings,
+            event_idx: true,
+            features: 0,
+        })
     }
 
     #[test]
@@ -1122,6 +1179,8 @@ mod tests {
             call: None,
             started: true,
             enabled: true,
+            base: 0,
+            base_set: 0,
         }
     }
 
