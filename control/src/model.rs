@@ -900,6 +900,34 @@ mod tests {
     }
 
     #[test]
+    fn only_a_vhost_user_port_has_queue_pairs_and_at_most_eight() {
+        let mut m = Model::default();
+        m.add_network("blue", None).unwrap();
+        let vhost = |name: &str, queues| PortAdd {
+            kind: PortKind::VhostUser,
+            socket: Some(format!("/run/{name}.sock")),
+            queues,
+            ..spec(name, "", "blue", None)
+        };
+        add(&mut m, vhost("vm1", Some(8))).unwrap();
+        add(&mut m, vhost("vm2", None)).unwrap();
+        for bad in [0, 9] {
+            assert_eq!(
+                m.check_port(&vhost("vm3", Some(bad)), 0).unwrap_err(),
+                ModelError::BadQueues(bad)
+            );
+        }
+        let afxdp = PortAdd {
+            queues: Some(2),
+            ..spec("vm4", "veth4", "blue", None)
+        };
+        assert!(matches!(
+            m.check_port(&afxdp, 0),
+            Err(ModelError::BadAttachment(_))
+        ));
+    }
+
+    #[test]
     fn vlan_networks_share_an_uplink_with_their_own_ids_and_no_flat_network() {
         let mut m = Model::default();
         let vlan = |vlan, uplink: &str| {

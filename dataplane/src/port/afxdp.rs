@@ -903,9 +903,13 @@ impl Backend for XdpBackend {
         let (Some(port), XdpFrame::Jumbo { slot, .. }) = (self.vhost.get(id), frame) else {
             return false;
         };
-        self.jumbo
-            .gso(*slot)
-            .is_some_and(|gso| port.takes_superframe(&gso))
+        // Only a frame this worker writes into the guest itself: a superframe cannot cross to
+        // another worker whole.
+        port.rings_ref().sends()
+            && self
+                .jumbo
+                .gso(*slot)
+                .is_some_and(|gso| port.takes_superframe(&gso))
     }
 
     fn sends(&self, id: PortId) -> bool {

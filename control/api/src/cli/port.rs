@@ -56,7 +56,7 @@ pub struct PortAddArgs {
     #[arg(long, value_enum, default_value = "client")]
     pub mode: ModeArg,
     /// Queue pairs the vhost-user port offers, 1 to 8 (default: one per worker, at most 8).
-    #[arg(long, requires = "vhost_socket")]
+    #[arg(long)]
     pub queues: Option<u16>,
     /// The VM's MAC address (a static FDB entry).
     #[arg(long)]
