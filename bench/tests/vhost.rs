@@ -167,17 +167,24 @@ fn scratch(topo: &Topology) -> (PathBuf, Hugepages) {
     (dir, huge)
 }
 
+/// testpmd's loop with `queues` pairs through brinkd on `cores` (two vhost-user ports), then
+/// again with a group on vm1; `check` looks at brinkd after the first loop.
+fn loop_then_group(tag: &str, cores: &str, queues: u16, check: impl FnOnce(&Daemon)) {
+    // No VMs: the topology only owns the scratch directory, removed when the test ends.
+    let topo = Topology::new(tag);
+    let (dir, huge) = scratch(&topo);
+    let sockets = [dir.join("vm1.sock"), dir.join("vm2.sock")];
+    let d = two_ports(&dir, &sockets, cores, "");
+    let (p0, p1) = testpmd_loop(&dir, &huge, &sockets, queues);
+    assert_looped(&d, p0, p1);
+    check(&d);
+    assert_group_drops(&d, &dir, &huge, &sockets, queues);
+}
+
 #[test]
 fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction() {
     let _one = root();
-    // No VMs: the topology only owns the scratch directory, removed when the test ends.
-    let topo = Topology::new("vhb");
-    let (dir, huge) = scratch(&topo);
-    let sockets = [dir.join("vm1.sock"), dir.join("vm2.sock")];
-    let d = two_ports(&dir, &sockets, "1", "");
-    let (p0, p1) = testpmd_loop(&dir, &huge, &sockets, 1);
-    assert_looped(&d, p0, p1);
-    assert_group_drops(&d, &dir, &huge, &sockets, 1);
+    loop_then_group("vhb", "1", 1, |_| {});
 }
 
 /// Each worker's vhost-user queue pairs, by port: (pair, rx_packets, tx_packets).
@@ -209,35 +216,31 @@ fn pairs_by_worker(d: &Daemon) -> Vec<Vec<(String, u64, u64, u64)>> {
 #[test]
 fn testpmd_with_two_queue_pairs_loops_through_both_pairs_on_both_workers() {
     let _one = root();
-    let topo = Topology::new("Mvq");
-    let (dir, huge) = scratch(&topo);
-    let sockets = [dir.join("vm1.sock"), dir.join("vm2.sock")];
     // Two workers, so two queue pairs per port by default; vm1 is worker 0's, vm2 worker 1's.
-    let d = two_ports(&dir, &sockets, "0,1", "");
-    let (p0, p1) = testpmd_loop(&dir, &huge, &sockets, 2);
-    assert_looped(&d, p0, p1);
-    let workers = pairs_by_worker(&d);
-    eprintln!("pairs by worker (port, pair, rx, tx): {workers:?}");
-    // Pair k of a port is polled by the worker k after the port's own. testpmd forwards
-    // receive queue k to transmit queue k, so the loop runs through every pair only if brink
-    // takes frames from each pair's transmit queue and writes into the sending worker's pair.
-    let placed: Vec<Vec<(&str, u64)>> = workers
-        .iter()
-        .map(|w| {
-            w.iter()
-                .map(|(port, pair, ..)| (port.as_str(), *pair))
-                .collect()
-        })
-        .collect();
-    assert_eq!(
-        placed,
-        [vec![("vm1", 0), ("vm2", 1)], vec![("vm1", 1), ("vm2", 0)]]
-    );
-    for (port, pair, rx, tx) in workers.iter().flatten() {
-        // More than the first burst of 32 each way on every pair.
-        assert!(*rx > 32 && *tx > 32, "{port} pair {pair}: rx {rx}, tx {tx}");
-    }
-    assert_group_drops(&d, &dir, &huge, &sockets, 2);
+    loop_then_group("Mvq", "0,1", 2, |d| {
+        let workers = pairs_by_worker(d);
+        eprintln!("pairs by worker (port, pair, rx, tx): {workers:?}");
+        // Pair k of a port is polled by the worker k after the port's own. testpmd forwards
+        // receive queue k to transmit queue k, so the loop runs through every pair only if
+        // brink takes frames from each pair's transmit queue and writes into the sending
+        // worker's pair.
+        let placed: Vec<Vec<(&str, u64)>> = workers
+            .iter()
+            .map(|w| {
+                w.iter()
+                    .map(|(port, pair, ..)| (port.as_str(), *pair))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            placed,
+            [vec![("vm1", 0), ("vm2", 1)], vec![("vm1", 1), ("vm2", 0)]]
+        );
+        for (port, pair, rx, tx) in workers.iter().flatten() {
+            // More than the first burst of 32 each way on every pair.
+            assert!(*rx > 32 && *tx > 32, "{port} pair {pair}: rx {rx}, tx {tx}");
+        }
+    });
 }
 
 #[test]

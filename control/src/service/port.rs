@@ -9,7 +9,7 @@ use brink_api::types::{
     ExternalIds, PortAdd, PortFilter, PortInfo, PortKind, PortSet, PortSetResult, MAX_VHOST_QUEUES,
 };
 use brink_dataplane::counters::PortCounters;
-use brink_dataplane::port::PortMode;
+use brink_dataplane::port::{Backend, PortMode};
 
 use super::{dataplane_error, Running, Service};
 use crate::host::Host;
@@ -233,15 +233,28 @@ impl<H: Host> Service<H> {
         let specs = self
             .host
             .vhost_specs(socket, record.spec.vhost_mode, &shares)?;
+        self.open_shares(record, counters, workers, placed.into_iter().zip(specs))
+    }
+
+    /// Opens each worker's share of `record`'s port (`(worker, spec)`), recording in `workers`
+    /// each that opened it; returns how the first one attached.
+    fn open_shares(
+        &self,
+        record: &PortRecord,
+        counters: &Arc<PortCounters>,
+        workers: &mut Vec<usize>,
+        shares: impl IntoIterator<Item = (usize, <H::Backend as Backend>::Spec)>,
+    ) -> Result<PortMode, RpcError> {
         let mut mode = None;
-        for (w, spec) in placed.into_iter().zip(specs) {
+        for (w, spec) in shares {
             let opened = self
                 .switch
                 .open_port(w, record.id, spec, Arc::clone(counters));
             mode.get_or_insert(opened.map_err(dataplane_error)?);
             workers.push(w);
         }
-        mode.ok_or_else(|| RpcError::new(code::DATAPLANE, "the port has no queue pair"))
+        // Placement always places queue (pair) 0, so some worker opened the port.
+        mode.ok_or_else(|| RpcError::new(code::DATAPLANE, "the port has no queue"))
     }
 
     /// Sets the interface's MTU, then opens the port's queues on the workers `queue_placement`
@@ -264,17 +277,11 @@ impl<H: Host> Service<H> {
             self.host.rx_queues(iface),
             self.switch.worker_count(),
         );
-        let mut mode = None;
-        for (w, queues) in placement {
-            let spec = self.host.spec(iface, mtu, queues)?;
-            let opened = self
-                .switch
-                .open_port(w, record.id, spec, Arc::clone(counters));
-            mode.get_or_insert(opened.map_err(dataplane_error)?);
-            workers.push(w);
-        }
-        // `queue_placement` always places queue 0, so some worker opened the port.
-        mode.ok_or_else(|| RpcError::new(code::DATAPLANE, "the port has no receive queue"))
+        let specs = placement
+            .into_iter()
+            .map(|(w, queues)| Ok((w, self.host.spec(iface, mtu, queues)?)))
+            .collect::<Result<Vec<_>, IfaceError>>()?;
+        self.open_shares(record, counters, workers, specs)
     }
 
     fn port_info(&self, name: &str) -> Result<PortInfo, RpcError> {
