@@ -115,12 +115,10 @@ impl<const N: usize> Slot<N> {
                     .compare_exchange_weak(v, v + 1, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
-                let words = std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
                 fence(Ordering::Release);
                 return Claim {
                     slot: self,
                     version: v,
-                    words,
                 };
             }
             wait(round);
@@ -135,30 +133,40 @@ impl<const N: usize> Default for Slot<N> {
     }
 }
 
-/// A slot held by one thread: the words as they were when it was claimed, and a way to change
-/// them. The slot is released (at a new version) when the claim is dropped.
+/// A slot held by one thread, with a way to read and change its words one at a time or all
+/// at once. The slot is released (at a new version) when the claim is dropped.
 #[derive(Debug)]
 pub struct Claim<'a, const N: usize> {
     slot: &'a Slot<N>,
     /// The even version the slot had when claimed.
     version: u64,
-    words: [u64; N],
 }
 
 impl<const N: usize> Claim<'_, N> {
-    /// The words, as this claim last left them.
+    /// Word `i`, as this claim (or the last writer) left it.
     #[inline]
-    pub fn words(&self) -> &[u64; N] {
-        &self.words
+    pub fn word(&self, i: usize) -> u64 {
+        self.slot.word(i)
+    }
+
+    /// Makes word `i` `value`.
+    #[inline]
+    pub fn set(&mut self, i: usize, value: u64) {
+        self.slot.words[i].store(value, Ordering::Relaxed);
+    }
+
+    /// A copy of all the words.
+    #[inline]
+    pub fn words(&self) -> [u64; N] {
+        std::array::from_fn(|i| self.word(i))
     }
 
     /// Makes the slot's words `words`, storing only those that differ.
     #[inline]
     pub fn store(&mut self, words: &[u64; N]) {
-        for ((old, new), slot) in self.words.iter_mut().zip(words).zip(&self.slot.words) {
-            if *old != *new {
-                slot.store(*new, Ordering::Relaxed);
-                *old = *new;
+        for (slot, &new) in self.slot.words.iter().zip(words) {
+            if slot.load(Ordering::Relaxed) != new {
+                slot.store(new, Ordering::Relaxed);
             }
         }
     }

@@ -11,9 +11,9 @@
 //! - **A plain established packet takes no lock.** It looks its key up in the index, claims
 //!   the entry's slot (one compare-and-swap on the slot's version), checks under the claim that
 //!   the slot still holds its live connection, seen this very second and admitted under the
-//!   gate's rule generation, and applies itself to a copy. If that changed nothing but counters
-//!   and TCP windows (no TCP state, no first reply, no new second, not invalid), it asks the gate
-//!   and writes the changed words back; releasing the claim bumps the version.
+//!   gate's rule generation, reading the slot's words in place. If it changes nothing but
+//!   counters and TCP windows (no TCP state, no first reply, no new second, not invalid), it asks
+//!   the gate and writes just the words that change; releasing the claim bumps the version.
 //! - **Anything else takes the shard's lock** and does all of its work there: a miss, a new
 //!   connection, a TCP state change, a first reply, the first packet of a second (which moves
 //!   `last_seen`: so the locked path, which knows the zone's timeouts, is the one to decide a
@@ -39,7 +39,7 @@ use crate::packet::{Packet, L4};
 use crate::state::{CtState, Dir, InvalidReason};
 use crate::tcp::{TcpConn, TcpState};
 use crate::timeout::ZonePolicy;
-use entry::{second, second_begun, Entry, Slab, Step};
+use entry::{second, second_begun, Counted, Entry, Slab, Step};
 
 mod entry;
 mod peek;
@@ -548,26 +548,14 @@ impl Table {
         // The first position with the key's tag; a tag shared by two keys goes the locked way.
         let pos = shard.index.find(prep.hash, |_| true)?;
         let mut claim = shard.slab.slot(pos as usize)?.claim();
-        let was = Entry::from_words(claim.words());
-        if !(was.live
-            && was.key == prep.key
-            && was.fresh(now)
-            && was.admission.generation == gate.generation())
-        {
-            return None;
+        match entry::count(&mut claim, &prep.key, prep.side, pkt, now, gate)? {
+            Counted::Passed(state) => Some(state),
+            Counted::Denied => {
+                drop(claim);
+                shard.lock().books.stats.denied += 1;
+                Some(CtState::default())
+            }
         }
-        let dir = was.dir(prep.side);
-        let mut e = was;
-        if e.apply(dir, pkt, now) != Step::Taken || !e.only_counted(&was) {
-            return None;
-        }
-        if !gate.pass(&Connection::new(&e.key, e.opener), dir, &mut e.admission) {
-            drop(claim);
-            shard.lock().books.stats.denied += 1;
-            return Some(CtState::default());
-        }
-        claim.store(&e.to_words());
-        Some(e.state(dir))
     }
 
     /// Asks `gate` whether `pkt` may travel the live entry at `pos` (whose key hashes to

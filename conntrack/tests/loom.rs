@@ -49,7 +49,7 @@ fn entry(key: u64, count: u64) -> Arc<Slot<3>> {
 /// only if the slot still holds that live connection. Returns whether it counted.
 fn established_packet(slot: &Slot<3>, key: u64) -> bool {
     let mut claim = slot.claim();
-    let mut w = *claim.words();
+    let mut w = claim.words();
     if w[KEY] != key || w[LIVE] != 1 {
         return false;
     }
@@ -94,7 +94,7 @@ fn a_packet_never_updates_a_removed_or_reused_entry() {
         // The writer removes key 1, noting the packets it had, then puts key 2 in its place.
         let had = {
             let mut claim = slot.claim();
-            let mut w = *claim.words();
+            let mut w = claim.words();
             w[LIVE] = 0;
             claim.store(&w);
             w[COUNT]

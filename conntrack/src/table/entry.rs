@@ -4,10 +4,10 @@
 
 use super::ConnInfo;
 use crate::event::{Event, EventKind};
-use crate::gate::Admission;
+use crate::gate::{Admission, Connection, Gate};
 use crate::key::{proto, ConnKey, Side};
 use crate::packet::{Packet, L4};
-use crate::slot::Slot;
+use crate::slot::{Claim, Slot};
 use crate::state::{CtState, Dir, InvalidReason};
 use crate::tcp::{TcpConn, TcpState, TcpVerdict};
 use crate::timeout::ZonePolicy;
@@ -81,6 +81,80 @@ fn join(lo: u32, hi: u32) -> u64 {
     u64::from(lo) | u64::from(hi) << 32
 }
 
+/// Words 5 and 6: the admission's rules, generation and ports.
+#[inline]
+fn admission_words(a: &Admission) -> [u64; 2] {
+    let ports = u32::from(a.ports[0]) | u32::from(a.ports[1]) << 16;
+    [join(a.rules[0], a.rules[1]), join(a.generation, ports)]
+}
+
+/// The admission [`admission_words`] made `w5` and `w6` of.
+#[inline]
+fn admission_of(w5: u64, w6: u64) -> Admission {
+    let (rule_out, rule_in) = halves(w5);
+    let (generation, ports) = halves(w6);
+    Admission {
+        rules: [rule_out, rule_in],
+        generation,
+        ports: [ports as u16, (ports >> 16) as u16],
+    }
+}
+
+/// The top three bytes of word 7: TCP's state and its two directions' window flags.
+#[inline]
+fn tcp_word7(bytes: [u8; 3]) -> u64 {
+    u64::from(bytes[0]) << 40 | u64::from(bytes[1]) << 48 | u64::from(bytes[2]) << 56
+}
+
+/// Words 8 to 10: TCP's six window fields.
+#[inline]
+fn window_words(win: [u32; 6]) -> [u64; 3] {
+    [
+        join(win[0], win[1]),
+        join(win[2], win[3]),
+        join(win[4], win[5]),
+    ]
+}
+
+/// The TCP connection stored in word 7's top bytes and words 8 to 10.
+#[inline]
+fn tcp_of(w7: u64, win: [u64; 3]) -> TcpConn {
+    let [_, _, _, _, _, s, o_bits, r_bits] = w7.to_le_bytes();
+    let (o_end, o_maxend) = halves(win[0]);
+    let (o_maxwin, r_end) = halves(win[1]);
+    let (r_maxend, r_maxwin) = halves(win[2]);
+    TcpConn::from_parts(
+        [s, o_bits, r_bits],
+        [o_end, o_maxend, o_maxwin, r_end, r_maxend, r_maxwin],
+    )
+}
+
+/// Which end opened the connection, from word 7's flags.
+#[inline]
+fn opener_of(flags: u64) -> Side {
+    if flags & OPENER_HI != 0 {
+        Side::Hi
+    } else {
+        Side::Lo
+    }
+}
+
+/// The state of a packet travelling in `dir` of a connection that has (or has not) seen a
+/// reply.
+#[inline]
+fn state(seen_reply: bool, dir: Dir) -> CtState {
+    let mut s = CtState::TRACKED;
+    s = s | if seen_reply {
+        CtState::ESTABLISHED
+    } else {
+        CtState::NEW
+    };
+    if dir == Dir::Reply {
+        s = s | CtState::REPLY;
+    }
+    s
+}
+
 impl Entry {
     /// The entry as its slot stores it: key (words 0-4), admission (5-6), last seen, flags,
     /// TCP state and window flags (7), TCP windows (8-10), packets (11), bytes (12-13),
@@ -88,7 +162,6 @@ impl Entry {
     #[inline]
     pub fn to_words(self) -> [u64; WORDS] {
         let k = self.key.words();
-        let a = &self.admission;
         let (tcp_bytes, win) = self.tcp.map_or(([0; 3], [0; 6]), TcpConn::to_parts);
         let flag = |on: bool, bit: u64| if on { bit } else { 0 };
         let flags = flag(self.opener == Side::Hi, OPENER_HI)
@@ -96,25 +169,20 @@ impl Entry {
             | flag(self.seen_reply, SEEN_REPLY)
             | flag(self.assured, ASSURED)
             | flag(self.tcp.is_some(), TCP);
+        let [a5, a6] = admission_words(&self.admission);
+        let [w8, w9, w10] = window_words(win);
         [
             k[0],
             k[1],
             k[2],
             k[3],
             k[4],
-            join(a.rules[0], a.rules[1]),
-            join(
-                a.generation,
-                u32::from(a.ports[0]) | u32::from(a.ports[1]) << 16,
-            ),
-            u64::from(self.last_seen)
-                | flags << 32
-                | u64::from(tcp_bytes[0]) << 40
-                | u64::from(tcp_bytes[1]) << 48
-                | u64::from(tcp_bytes[2]) << 56,
-            join(win[0], win[1]),
-            join(win[2], win[3]),
-            join(win[4], win[5]),
+            a5,
+            a6,
+            u64::from(self.last_seen) | flags << 32 | tcp_word7(tcp_bytes),
+            w8,
+            w9,
+            w10,
             join(self.packets[0], self.packets[1]),
             self.bytes[0],
             self.bytes[1],
@@ -125,38 +193,19 @@ impl Entry {
     /// The entry that [`Entry::to_words`] made `w` of.
     #[inline]
     pub fn from_words(w: &[u64; WORDS]) -> Entry {
-        let (rule_out, rule_in) = halves(w[5]);
-        let (generation, ports) = halves(w[6]);
         let (last_seen, rest) = halves(w[7]);
         let flags = u64::from(rest);
-        let [_, s, o_bits, r_bits] = rest.to_le_bytes();
-        let (o_end, o_maxend) = halves(w[8]);
-        let (o_maxwin, r_end) = halves(w[9]);
-        let (r_maxend, r_maxwin) = halves(w[10]);
         let (p_out, p_in) = halves(w[11]);
         let (created, mark) = halves(w[14]);
         Entry {
             key: ConnKey::from_words([w[0], w[1], w[2], w[3], w[4]]),
-            admission: Admission {
-                rules: [rule_out, rule_in],
-                generation,
-                ports: [ports as u16, (ports >> 16) as u16],
-            },
+            admission: admission_of(w[5], w[6]),
             last_seen,
-            opener: if flags & OPENER_HI != 0 {
-                Side::Hi
-            } else {
-                Side::Lo
-            },
+            opener: opener_of(flags),
             live: flags & LIVE != 0,
             seen_reply: flags & SEEN_REPLY != 0,
             assured: flags & ASSURED != 0,
-            tcp: (flags & TCP != 0).then(|| {
-                TcpConn::from_parts(
-                    [s, o_bits, r_bits],
-                    [o_end, o_maxend, o_maxwin, r_end, r_maxend, r_maxwin],
-                )
-            }),
+            tcp: (flags & TCP != 0).then(|| tcp_of(w[7], [w[8], w[9], w[10]])),
             mark,
             packets: [p_out, p_in],
             bytes: [w[12], w[13]],
@@ -188,13 +237,6 @@ impl Entry {
         (u64::from(self.last_seen) + u64::from(self.timeout_secs(policy))) * NS_PER_SEC
     }
 
-    /// Whether the second of its last packet is still running at `now`: then it cannot have
-    /// timed out, whatever its zone's policy.
-    #[inline]
-    pub fn fresh(&self, now: u64) -> bool {
-        u64::from(self.last_seen) * NS_PER_SEC > now
-    }
-
     /// Event `kind` of this entry at time `now`.
     pub fn event(&self, kind: EventKind, now: u64) -> Event {
         Event {
@@ -223,16 +265,7 @@ impl Entry {
     }
 
     pub fn state(&self, dir: Dir) -> CtState {
-        let mut s = CtState::TRACKED;
-        s = s | if self.seen_reply {
-            CtState::ESTABLISHED
-        } else {
-            CtState::NEW
-        };
-        if dir == Dir::Reply {
-            s = s | CtState::REPLY;
-        }
-        s
+        state(self.seen_reply, dir)
     }
 
     /// Applies `pkt`, travelling in `dir` at `now`: its TCP segment, its counters, the second
@@ -258,16 +291,6 @@ impl Entry {
         Step::Taken
     }
 
-    /// Whether a packet that made `before` into this entry changed only its counters and TCP
-    /// windows: no state, no flag, not the second it was seen in.
-    #[inline]
-    pub fn only_counted(&self, before: &Entry) -> bool {
-        self.last_seen == before.last_seen
-            && self.seen_reply == before.seen_reply
-            && self.assured == before.assured
-            && self.tcp.map(|t| t.state()) == before.tcp.map(|t| t.state())
-    }
-
     /// The event of a packet that made `before` into this entry, if it is one: TCP's handshake
     /// done or its close, or another protocol's first reply.
     pub fn event_since(&self, before: &Entry) -> Option<EventKind> {
@@ -291,6 +314,108 @@ fn tcp_event(before: TcpState, now: TcpState) -> Option<EventKind> {
         }
         _ => None,
     }
+}
+
+/// What [`count`] made of a plain established packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Counted {
+    /// Counted: the packet goes on in this state.
+    Passed(CtState),
+    /// The gate refused it: nothing changed.
+    Denied,
+}
+
+/// Applies `pkt`, of the connection `key` from its `side` end at `now`, straight on the words
+/// of the entry `claim` holds: the lock-free path's work (see the table's module docs). It
+/// reads the key, the flags and the admission in place, decodes TCP only for a TCP packet, and
+/// writes back only the words that change: the direction's counters, TCP's windows and the
+/// admission the gate completed.
+///
+/// Returns `None`, having changed nothing and not asked the gate, for a packet that needs more:
+/// another or a dead entry, an entry of an earlier second or rule generation, a first reply,
+/// or a TCP segment that changes the state or is not valid. The locked path does all of that.
+#[inline]
+pub(super) fn count(
+    claim: &mut Claim<'_, WORDS>,
+    key: &ConnKey,
+    side: Side,
+    pkt: &Packet,
+    now: u64,
+    gate: &mut impl Gate,
+) -> Option<Counted> {
+    let w7 = claim.word(7);
+    let (last_seen, rest) = halves(w7);
+    let flags = u64::from(rest);
+    let (w5, w6) = (claim.word(5), claim.word(6));
+    // Seen in the second still running at `now`: it cannot have timed out, whatever its zone's
+    // policy, and the packet leaves `last_seen` as it is.
+    let fresh = u64::from(last_seen) * NS_PER_SEC > now && second(now) == last_seen;
+    if flags & LIVE == 0 || !fresh || halves(w6).0 != gate.generation() {
+        return None;
+    }
+    if ConnKey::from_words(std::array::from_fn(|i| claim.word(i))) != *key {
+        return None;
+    }
+    let opener = opener_of(flags);
+    let dir = if side == opener {
+        Dir::Original
+    } else {
+        Dir::Reply
+    };
+    let seen_reply = flags & SEEN_REPLY != 0;
+    if dir == Dir::Reply && !seen_reply {
+        return None;
+    }
+    let tcp = match (&pkt.l4, flags & TCP != 0) {
+        (L4::Tcp(seg), true) => {
+            let win = [claim.word(8), claim.word(9), claim.word(10)];
+            let mut tcp = tcp_of(w7, win);
+            let was = tcp.state();
+            match tcp.update(dir, seg) {
+                TcpVerdict::Valid(now) if now == was => {
+                    // Established for the first time makes it assured: a flag changes.
+                    if now >= TcpState::Established && flags & ASSURED == 0 {
+                        return None;
+                    }
+                }
+                TcpVerdict::Ignored => {}
+                _ => return None,
+            }
+            Some((tcp, win))
+        }
+        _ => None,
+    };
+    let mut admission = admission_of(w5, w6);
+    if !gate.pass(&Connection::new(key, opener), dir, &mut admission) {
+        return Some(Counted::Denied);
+    }
+    let [a5, a6] = admission_words(&admission);
+    if (a5, a6) != (w5, w6) {
+        claim.set(5, a5);
+        claim.set(6, a6);
+    }
+    if let Some((tcp, win)) = tcp {
+        let (bytes, fields) = tcp.to_parts();
+        let new7 = w7 & 0xff_ffff_ffff | tcp_word7(bytes);
+        if new7 != w7 {
+            claim.set(7, new7);
+        }
+        for (i, (old, new)) in win.into_iter().zip(window_words(fields)).enumerate() {
+            if old != new {
+                claim.set(8 + i, new);
+            }
+        }
+    }
+    let d = dir as usize;
+    let (mut packets, bytes_at) = (halves(claim.word(11)), 12 + d);
+    if d == 0 {
+        packets.0 = packets.0.wrapping_add(1);
+    } else {
+        packets.1 = packets.1.wrapping_add(1);
+    }
+    claim.set(11, join(packets.0, packets.1));
+    claim.set(bytes_at, claim.word(bytes_at) + u64::from(pkt.len));
+    Some(Counted::Passed(state(seen_reply, dir)))
 }
 
 /// A shard's entries, one per slot, in memory allocated once and freed only with the table:
@@ -326,7 +451,7 @@ impl Slab {
     /// Changes the entry at `pos` with `f`, holding its slot meanwhile.
     pub fn update<R>(&self, pos: usize, f: impl FnOnce(&mut Entry) -> R) -> R {
         let mut claim = self.0[pos].claim();
-        let mut e = Entry::from_words(claim.words());
+        let mut e = Entry::from_words(&claim.words());
         let r = f(&mut e);
         claim.store(&e.to_words());
         r
