@@ -106,20 +106,26 @@ pub struct Device<'a> {
     pub mac: &'a str,
     /// The MAC it sends to.
     pub peer: &'a str,
+    /// Its queue pairs (`VIRTIO_NET_F_MQ` above one; testpmd forwards each receive queue to
+    /// the transmit queue of the same number).
+    pub queues: u16,
 }
 
-/// Two devices on `sockets` with `macs`, each sending to the other's MAC.
-pub fn pair<'a>(sockets: &'a [PathBuf; 2], macs: [&'a str; 2]) -> [Device<'a>; 2] {
+/// Two devices of `queues` queue pairs on `sockets` with `macs`, each sending to the other's
+/// MAC.
+pub fn pair<'a>(sockets: &'a [PathBuf; 2], macs: [&'a str; 2], queues: u16) -> [Device<'a>; 2] {
     [
         Device {
             socket: &sockets[0],
             mac: macs[0],
             peer: macs[1],
+            queues,
         },
         Device {
             socket: &sockets[1],
             mac: macs[1],
             peer: macs[0],
+            queues,
         },
     ]
 }
@@ -162,8 +168,9 @@ impl Run {
         for (n, dev) in devices.iter().enumerate() {
             // Mergeable receive buffers on, as DPDK's virtio-user has them by default.
             let vdev = format!(
-                "net_virtio_user{n},path={},server=1,queues=1,mrg_rxbuf=1,mac={}",
+                "net_virtio_user{n},path={},server=1,queues={},mrg_rxbuf=1,mac={}",
                 dev.socket.display(),
+                dev.queues,
                 dev.mac
             );
             cmd.args(["--vdev", &vdev]);
@@ -176,6 +183,9 @@ impl Run {
             "--stats-period=2",
             MBUFS,
         ]);
+        // As many queues as the device with the most (testpmd sets the same on every port).
+        let queues = devices.iter().map(|d| d.queues).max().unwrap_or(1);
+        cmd.args([format!("--rxq={queues}"), format!("--txq={queues}")]);
         for (n, dev) in devices.iter().enumerate() {
             cmd.arg(format!("--eth-peer={n},{}", dev.peer));
         }

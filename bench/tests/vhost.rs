@@ -40,9 +40,14 @@ fn testpmd_run(
     run.finish(devices.len(), &dir.join("testpmd.log")).unwrap()
 }
 
-/// testpmd's two devices on `sockets`, each sending to the other's MAC.
-fn testpmd_loop(dir: &Path, huge: &Hugepages, sockets: &[PathBuf; 2]) -> (Forwarded, Forwarded) {
-    let devices = testpmd::pair(sockets, [MAC0, MAC1]);
+/// testpmd's two devices of `queues` queue pairs on `sockets`, each sending to the other's MAC.
+fn testpmd_loop(
+    dir: &Path,
+    huge: &Hugepages,
+    sockets: &[PathBuf; 2],
+    queues: u16,
+) -> (Forwarded, Forwarded) {
+    let devices = testpmd::pair(sockets, [MAC0, MAC1], queues);
     let ports = testpmd_run(dir, huge, &devices, || {});
     (ports[0], ports[1])
 }
@@ -73,39 +78,36 @@ fn ctl(d: &Daemon, args: &str) -> String {
         .unwrap()
 }
 
-#[test]
-fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction() {
-    let _one = root();
-    // No VMs: the topology only owns the scratch directory, removed when the test ends.
-    let topo = Topology::new("vhb");
-    let dir = topo.scratch();
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let huge = Hugepages::reserve(&dir.join("huge"), PAGES).unwrap();
-    let sockets = [dir.join("vm1.sock"), dir.join("vm2.sock")];
-    let d = Daemon::start(&dir, &["--cores", "1"]).unwrap();
+/// brinkd on `cores` with two vhost-user ports of network `blue` on `sockets`: vm1 and vm2,
+/// port security off, `extra` added to both `port add`s.
+fn two_ports(dir: &Path, sockets: &[PathBuf; 2], cores: &str, extra: &str) -> Daemon {
+    let d = Daemon::start(dir, &["--cores", cores]).unwrap();
     ctl(&d, "network add blue");
     for (name, socket, mac) in [("vm1", &sockets[0], MAC0), ("vm2", &sockets[1], MAC1)] {
         let added = ctl(
             &d,
             &format!(
                 "port add {name} --network blue --type vhost-user --vhost-socket {} \
-                 --mac {mac} --port-security off",
+                 --mac {mac} --port-security off {extra}",
                 socket.display()
             ),
         );
         assert!(added.contains("vhost-user-client"), "{added}");
     }
+    d
+}
 
-    let (p0, p1) = testpmd_loop(&dir, &huge, &sockets);
+/// Checks that testpmd's loop (`p0`, `p1`: its ports' totals) ran through brink, counted on
+/// both ports.
+fn assert_looped(d: &Daemon, p0: Forwarded, p1: Forwarded) {
     eprintln!("testpmd: port 0 {p0:?}, port 1 {p1:?}");
     let (vm1_rx, vm1_tx) = (
-        counter(&d, "vm1", "rx_packets"),
-        counter(&d, "vm1", "tx_packets"),
+        counter(d, "vm1", "rx_packets"),
+        counter(d, "vm1", "tx_packets"),
     );
     let (vm2_rx, vm2_tx) = (
-        counter(&d, "vm2", "rx_packets"),
-        counter(&d, "vm2", "tx_packets"),
+        counter(d, "vm2", "rx_packets"),
+        counter(d, "vm2", "tx_packets"),
     );
     eprintln!("brink: vm1 rx {vm1_rx} tx {vm1_tx}, vm2 rx {vm2_rx} tx {vm2_tx}");
     // More than the first bursts (32 each way): the loop ran through brink.
@@ -119,22 +121,33 @@ fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction()
         vm1_rx <= p0.tx && vm2_rx <= p1.tx,
         "vm1 rx {vm1_rx}, vm2 rx {vm2_rx}"
     );
+}
 
-    // vm1 may send UDP and receive nothing. testpmd forwards what port 1 receives out of port 0
-    // and the other way round, so vm1's frames still loop, while vm2's (testpmd's first burst
-    // on port 1, of the same flow in the same direction: no reply) need an ingress rule at vm1.
-    // A dropped frame is counted on the port it came in on.
-    ctl(&d, "sg add udp-out");
-    ctl(&d, "sg rule add udp-out --direction egress --protocol udp");
+/// Puts vm1 behind a group that lets its UDP out and nothing in, runs testpmd's loop again
+/// (`queues` pairs) and checks that vm2's frames to vm1 are dropped and counted.
+///
+/// testpmd forwards what port 1 receives out of port 0 and the other way round, so vm1's
+/// frames still loop, while vm2's (testpmd's first burst on port 1, of the same flow in the
+/// same direction: no reply) need an ingress rule at vm1. A dropped frame is counted on the
+/// port it came in on.
+fn assert_group_drops(
+    d: &Daemon,
+    dir: &Path,
+    huge: &Hugepages,
+    sockets: &[PathBuf; 2],
+    queues: u16,
+) {
+    ctl(d, "sg add udp-out");
+    ctl(d, "sg rule add udp-out --direction egress --protocol udp");
     ctl(
-        &d,
+        d,
         &format!("port set vm1 --port-security on --sg udp-out --allowed-pair {TESTPMD_IP},{MAC0}"),
     );
-    let denied_before = drops(&d, "vm2", "ingress_denied");
-    let (p0, p1) = testpmd_loop(&dir, &huge, &sockets);
+    let denied_before = drops(d, "vm2", "ingress_denied");
+    let (p0, p1) = testpmd_loop(dir, huge, sockets, queues);
     eprintln!("testpmd with the group: port 0 {p0:?}, port 1 {p1:?}");
-    eprintln!("brink: vm1 {}, vm2 {}", stats(&d, "vm1"), stats(&d, "vm2"));
-    let denied = drops(&d, "vm2", "ingress_denied") - denied_before;
+    eprintln!("brink: vm1 {}, vm2 {}", stats(d, "vm1"), stats(d, "vm2"));
+    let denied = drops(d, "vm2", "ingress_denied") - denied_before;
     assert!(p1.rx > 64, "vm1's UDP goes out and loops: {p1:?}");
     assert_eq!(p0.rx, 0, "nothing may reach vm1");
     assert!(
@@ -142,7 +155,92 @@ fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction()
         "denied {denied}, port 1 sent {}",
         p1.tx
     );
-    assert_eq!(drops(&d, "vm1", "egress_denied"), 0);
+    assert_eq!(drops(d, "vm1", "egress_denied"), 0);
+}
+
+/// A fresh scratch directory of `topo`, and hugepages for testpmd in it.
+fn scratch(topo: &Topology) -> (PathBuf, Hugepages) {
+    let dir = topo.scratch();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = Hugepages::reserve(&dir.join("huge"), PAGES).unwrap();
+    (dir, huge)
+}
+
+/// testpmd's loop with `queues` pairs through brinkd on `cores` (two vhost-user ports), then
+/// again with a group on vm1; `check` looks at brinkd after the first loop.
+fn loop_then_group(tag: &str, cores: &str, queues: u16, check: impl FnOnce(&Daemon)) {
+    // No VMs: the topology only owns the scratch directory, removed when the test ends.
+    let topo = Topology::new(tag);
+    let (dir, huge) = scratch(&topo);
+    let sockets = [dir.join("vm1.sock"), dir.join("vm2.sock")];
+    let d = two_ports(&dir, &sockets, cores, "");
+    let (p0, p1) = testpmd_loop(&dir, &huge, &sockets, queues);
+    assert_looped(&d, p0, p1);
+    check(&d);
+    assert_group_drops(&d, &dir, &huge, &sockets, queues);
+}
+
+#[test]
+fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction() {
+    let _one = root();
+    loop_then_group("vhb", "1", 1, |_| {});
+}
+
+/// Each worker's vhost-user queue pairs, by port: (pair, rx_packets, tx_packets).
+fn pairs_by_worker(d: &Daemon) -> Vec<Vec<(String, u64, u64, u64)>> {
+    let out = d.ctl_ok(&["--json", "stats", "--workers"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let mut pairs = vec![];
+            for poll in w["polls"].as_array().unwrap() {
+                for p in poll["pairs"].as_array().into_iter().flatten() {
+                    pairs.push((
+                        poll["port"].as_str().unwrap().to_string(),
+                        p["pair"].as_u64().unwrap(),
+                        p["rx_packets"].as_u64().unwrap(),
+                        p["tx_packets"].as_u64().unwrap(),
+                    ));
+                }
+            }
+            pairs.sort();
+            pairs
+        })
+        .collect()
+}
+
+#[test]
+fn testpmd_with_two_queue_pairs_loops_through_both_pairs_on_both_workers() {
+    let _one = root();
+    // Two workers, so two queue pairs per port by default; vm1 is worker 0's, vm2 worker 1's.
+    loop_then_group("Mvq", "0,1", 2, |d| {
+        let workers = pairs_by_worker(d);
+        eprintln!("pairs by worker (port, pair, rx, tx): {workers:?}");
+        // Pair k of a port is polled by the worker k after the port's own. testpmd forwards
+        // receive queue k to transmit queue k, so the loop runs through every pair only if
+        // brink takes frames from each pair's transmit queue and writes into the sending
+        // worker's pair.
+        let placed: Vec<Vec<(&str, u64)>> = workers
+            .iter()
+            .map(|w| {
+                w.iter()
+                    .map(|(port, pair, ..)| (port.as_str(), *pair))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            placed,
+            [vec![("vm1", 0), ("vm2", 1)], vec![("vm1", 1), ("vm2", 0)]]
+        );
+        for (port, pair, rx, tx) in workers.iter().flatten() {
+            // More than the first burst of 32 each way on every pair.
+            assert!(*rx > 32 && *tx > 32, "{port} pair {pair}: rx {rx}, tx {tx}");
+        }
+    });
 }
 
 #[test]
@@ -180,6 +278,7 @@ fn a_vhost_user_port_and_an_af_xdp_port_exchange_frames() {
         socket: &socket,
         mac: MAC0,
         peer: &ns.mac,
+        queues: 1,
     };
     let ports = testpmd_run(&dir, &huge, &[device], || {
         for _ in 0..5 {

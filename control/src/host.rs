@@ -5,14 +5,18 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use brink_api::types::VhostMode;
+use brink_api::types::{VhostMode, MAX_VHOST_QUEUES};
 use brink_dataplane::port::afxdp::{self, XdpBackend, XdpSpec};
 use brink_dataplane::port::memory::{MemBackend, MemLink, MemPort};
-use brink_dataplane::port::vhost::{self, VhostSpec};
+use brink_dataplane::port::vhost::device::MAX_PAIRS;
+use brink_dataplane::port::vhost::{self, VhostPort, VhostShare, VhostSpec};
 use brink_dataplane::port::{Backend, PortSpec};
 
 use crate::iface::{self, IfaceError};
 use crate::vxlan::{self, DeviceCounters, TunnelCounters, VxlanOp};
+
+// brinkctl's limit is the dataplane's.
+const _: () = assert!(MAX_VHOST_QUEUES as usize == MAX_PAIRS);
 
 /// The interfaces ports attach to, and the dataplane backend that opens them.
 pub trait Host {
@@ -37,12 +41,15 @@ pub trait Host {
         mtu: u16,
         queues: Vec<u32>,
     ) -> Result<<Self::Backend as Backend>::Spec, IfaceError>;
-    /// What the backend needs to open a vhost-user port on `socket`, created by `mode`'s side.
-    fn vhost_spec(
+    /// Opens a vhost-user port on `socket`, created by `mode`'s side, with one queue pair for
+    /// each entry of `shares`; returns what each worker needs to poll its share of the pairs.
+    /// The port closes once every worker has closed its share.
+    fn vhost_specs(
         &self,
         socket: &str,
         mode: VhostMode,
-    ) -> Result<<Self::Backend as Backend>::Spec, IfaceError>;
+        shares: &[Vec<u32>],
+    ) -> Result<Vec<<Self::Backend as Backend>::Spec>, IfaceError>;
     /// The MTU of `iface`, if the host has one for it.
     fn mtu(&self, iface: &str) -> Option<u16>;
     /// Changes the kernel's VXLAN state: devices, their forwarding tables, the tunnel filter.
@@ -105,14 +112,30 @@ impl Host for Kernel {
         vxlan::device_counters(dev)
     }
 
-    fn vhost_spec(&self, socket: &str, mode: VhostMode) -> Result<PortSpec, IfaceError> {
-        Ok(PortSpec::VhostUser(VhostSpec {
+    fn vhost_specs(
+        &self,
+        socket: &str,
+        mode: VhostMode,
+        shares: &[Vec<u32>],
+    ) -> Result<Vec<PortSpec>, IfaceError> {
+        let spec = VhostSpec {
             socket: socket.into(),
             mode: match mode {
                 VhostMode::Client => vhost::VhostMode::Client,
                 VhostMode::Server => vhost::VhostMode::Server,
             },
-        }))
+            pairs: shares.iter().map(Vec::len).sum(),
+        };
+        let port = VhostPort::open(&spec).map_err(|e| IfaceError::Vhost(e.to_string()))?;
+        Ok(shares
+            .iter()
+            .map(|pairs| {
+                PortSpec::VhostUser(VhostShare {
+                    port: Arc::clone(&port),
+                    pairs: pairs.iter().map(|&k| k as usize).collect(),
+                })
+            })
+            .collect())
     }
 }
 
@@ -205,7 +228,12 @@ impl Host for Memory {
     }
 
     /// In-memory hosts have no vhost-user sockets.
-    fn vhost_spec(&self, socket: &str, _mode: VhostMode) -> Result<MemPort, IfaceError> {
+    fn vhost_specs(
+        &self,
+        socket: &str,
+        _mode: VhostMode,
+        _shares: &[Vec<u32>],
+    ) -> Result<Vec<MemPort>, IfaceError> {
         Err(IfaceError::Unsupported(format!(
             "vhost-user socket {socket:?}: in-memory hosts have none"
         )))

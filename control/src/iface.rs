@@ -22,6 +22,9 @@ pub enum IfaceError {
     /// The host cannot make this kind of port.
     #[error("{0}")]
     Unsupported(String),
+    /// A vhost-user port's socket could not be opened.
+    #[error("{0}")]
+    Vhost(String),
     /// `ip` failed.
     #[error("{command} failed: {output}")]
     Command {

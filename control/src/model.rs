@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use brink_api::types::{
     CtPolicySet, ExternalIds, NetworkInfo, PortAdd, PortKind, PortSet, Segment, SgRecord,
+    MAX_VHOST_QUEUES,
 };
 use brink_conntrack::Addr;
 use brink_dataplane::acl::{PortFilter, PortSecurity, Prefix};
@@ -68,6 +69,9 @@ pub enum ModelError {
     /// The port's kind and what it attaches to do not match.
     #[error("{0}")]
     BadAttachment(&'static str),
+    /// A vhost-user port's queue pairs out of range.
+    #[error("{0} queue pairs asked for; a vhost-user port has 1 to {max}", max = MAX_VHOST_QUEUES)]
+    BadQueues(u16),
     /// A malformed MAC address.
     #[error(transparent)]
     BadMac(#[from] MacParseError),
@@ -865,10 +869,14 @@ fn check_attachment(spec: &PortAdd) -> Result<(), ModelError> {
         (true, _, _) => Err(ModelError::BadAttachment(
             "a vhost-user port needs a socket and no interface",
         )),
-        (false, false, None) => Ok(()),
+        (false, false, None) if spec.queues.is_none() => Ok(()),
         (false, _, _) => Err(ModelError::BadAttachment(
-            "an afxdp, tap or uplink port needs an interface and no socket",
+            "an afxdp, tap or uplink port needs an interface, and no socket or queue pairs",
         )),
+    }?;
+    match spec.queues {
+        Some(n) if n == 0 || n > MAX_VHOST_QUEUES => Err(ModelError::BadQueues(n)),
+        _ => Ok(()),
     }
 }
 
@@ -889,6 +897,34 @@ mod tests {
         let r = m.check_port(&s, 0)?;
         m.insert_port(r.clone());
         Ok(r)
+    }
+
+    #[test]
+    fn only_a_vhost_user_port_has_queue_pairs_and_at_most_eight() {
+        let mut m = Model::default();
+        m.add_network("blue", None).unwrap();
+        let vhost = |name: &str, queues| PortAdd {
+            kind: PortKind::VhostUser,
+            socket: Some(format!("/run/{name}.sock")),
+            queues,
+            ..spec(name, "", "blue", None)
+        };
+        add(&mut m, vhost("vm1", Some(8))).unwrap();
+        add(&mut m, vhost("vm2", None)).unwrap();
+        for bad in [0, 9] {
+            assert_eq!(
+                m.check_port(&vhost("vm3", Some(bad)), 0).unwrap_err(),
+                ModelError::BadQueues(bad)
+            );
+        }
+        let afxdp = PortAdd {
+            queues: Some(2),
+            ..spec("vm4", "veth4", "blue", None)
+        };
+        assert!(matches!(
+            m.check_port(&afxdp, 0),
+            Err(ModelError::BadAttachment(_))
+        ));
     }
 
     #[test]

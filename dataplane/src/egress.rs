@@ -158,16 +158,18 @@ impl<B: Backend> Egress<B> {
             self.send_segments(in_port, to, frame, snap, mtu);
             return;
         }
+        // A port whose queues are spread over workers has a socket (or a vhost-user receive
+        // queue) on each: send on ours, if it can take frames now.
+        let local = owner == self.worker || (self.is_local(to) && self.backend.sends(to));
         // Only a port of this backend can take a partial checksum: another worker's gets the
         // bytes alone.
         let mut frame = frame;
         if let Checksum::Partial(partial) = self.backend.checksum(&frame) {
-            if !self.backend.takes_partial(to) {
+            if !(local && self.backend.takes_partial(to)) {
                 self.complete(&mut frame, partial);
             }
         }
-        // A port whose queues are spread over workers has a socket on each: send on ours.
-        if owner == self.worker || self.is_local(to) {
+        if local {
             self.stage(to, frame, len);
             return;
         }

@@ -20,7 +20,7 @@ use crate::ct_events::CtEvents;
 use crate::egress::Egress;
 use crate::fdb::{Fdb, FdbRow};
 use crate::pipeline as stage;
-use crate::port::{Backend, PortError, PortMode, SocketStats};
+use crate::port::{Backend, PortError, PortMode, QueueStats, SocketStats};
 use crate::snapshot::{NetworkId, PortEntry, PortId, Snapshot, SnapshotCell};
 use crate::trunk::{Demux, Trunks, VlanPort};
 
@@ -33,8 +33,17 @@ const AGING_SWEEP: Duration = Duration::from_secs(1);
 /// How often a worker expires a slice of the connection table.
 const CT_EXPIRE_EVERY: Duration = Duration::from_millis(1);
 
-/// A port a worker polls, and which of its receive queues.
-pub type Polled = (PortId, Vec<u32>);
+/// A port a worker polls, which of its receive queues, and what they moved (if the backend
+/// counts per queue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polled {
+    /// The port.
+    pub port: PortId,
+    /// Its queues this worker polls.
+    pub queues: Vec<u32>,
+    /// What each of them moved, on a backend that counts per queue.
+    pub moved: Vec<QueueStats>,
+}
 
 /// A request from the control thread, applied between batches.
 pub enum Command<S> {
@@ -483,7 +492,11 @@ impl<B: Backend> Worker<B> {
                 let polls = self
                     .owned
                     .iter()
-                    .map(|&id| (id, backend.queues(id)))
+                    .map(|&port| Polled {
+                        port,
+                        queues: backend.queues(port),
+                        moved: backend.queue_stats(port),
+                    })
                     .collect();
                 let _ = reply.send(polls);
             }

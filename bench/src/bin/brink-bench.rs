@@ -40,6 +40,12 @@ struct Vhost {
         default_value = "brink,ovs-normal,ovs-ct"
     )]
     systems: Vec<vhost::LoopSystem>,
+    /// Queue pairs of testpmd's devices and brink's ports (testpmd `queues=N`, `--rxq/--txq`).
+    #[arg(long, default_value_t = 1)]
+    queues: u16,
+    /// brinkd's `--cores` (one worker per core; testpmd forwards on core 0).
+    #[arg(long, default_value = "1")]
+    brink_cores: String,
     /// Write the JSON results here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -238,7 +244,11 @@ fn main() -> anyhow::Result<()> {
         Args::Compare(a) => compare(a),
         Args::Tunnel(a) => tunnel(a),
         Args::Vhost(a) => {
-            let results = vhost::run_all(&a.systems, a.seconds.clamp(4, 60))?;
+            let shape = vhost::Shape {
+                queues: a.queues,
+                brink_cores: a.brink_cores.clone(),
+            };
+            let results = vhost::run_all(&a.systems, a.seconds.clamp(4, 60), &shape)?;
             if let Some(path) = &a.json {
                 std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;
             }

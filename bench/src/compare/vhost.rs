@@ -8,7 +8,9 @@
 //!   established ones passed), the ruleset of issue 14's reference figure.
 //!
 //! The switch's poll thread (brink's worker, OVS's PMD) runs on core 1, testpmd's forwarding
-//! core on core 0. The harness installs testpmd (`dpdk-dev`) and Open vSwitch-DPDK
+//! core on core 0. With [`Shape::queues`] above one, testpmd's devices use that many queue
+//! pairs (brink's ports offer as many), and brink runs a worker on each of
+//! [`Shape::brink_cores`]. The harness installs testpmd (`dpdk-dev`) and Open vSwitch-DPDK
 //! (`openvswitch-switch-dpdk`) with apt if they are missing, and reserves the hugepages both
 //! need, giving them back after each loop.
 
@@ -32,6 +34,15 @@ const TESTPMD_CORE: usize = 0;
 /// How long a switch gets to connect to testpmd's sockets before the rate counts (testpmd
 /// starts sending at once; the first stats period is not used).
 const SETTLE: Duration = Duration::from_secs(2);
+
+/// How the loop is laid out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Shape {
+    /// Queue pairs of testpmd's devices (and of brink's ports).
+    pub queues: u16,
+    /// brinkd's `--cores`: one worker per core listed.
+    pub brink_cores: String,
+}
 
 /// The switch the loop runs through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -57,17 +68,22 @@ pub struct LoopResult {
     pub pps: u64,
     /// testpmd's totals per port: (received, sent).
     pub totals: Vec<(u64, u64)>,
+    /// The loop's layout.
+    pub shape: Shape,
     /// brink only: its worker's busy time (polls that moved frames, wall clock) per frame it
     /// received, in nanoseconds.
     pub worker_ns_per_frame: Option<f64>,
 }
 
-/// brink's worker busy time per frame received, from `stats`.
+/// brink's workers' busy time per frame received, from `stats`.
 fn worker_ns_per_frame(d: &Daemon) -> Result<Option<f64>, BenchError> {
     let text = d.ctl_ok(&["--json", "stats"])?;
     let stats: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| BenchError::Config(format!("stats: {e}")))?;
-    let busy = stats["workers"][0]["busy_ns"].as_u64().unwrap_or(0);
+    let busy: u64 = stats["workers"]
+        .as_array()
+        .map(|workers| workers.iter().filter_map(|w| w["busy_ns"].as_u64()).sum())
+        .unwrap_or(0);
     let frames: u64 = stats["ports"]
         .as_array()
         .map(|ports| ports.iter().filter_map(|p| p["rx_packets"].as_u64()).sum())
@@ -95,8 +111,9 @@ fn brink(
     dir: &Path,
     sockets: &[std::path::PathBuf; 2],
     filtered: bool,
+    shape: &Shape,
 ) -> Result<Daemon, BenchError> {
-    let d = Daemon::start(dir, &["--cores", &SWITCH_CORE.to_string()])?;
+    let d = Daemon::start(dir, &["--cores", &shape.brink_cores])?;
     let ctl = |args: &str| d.ctl_ok(&args.split_whitespace().collect::<Vec<_>>());
     ctl("network add blue")?;
     if filtered {
@@ -110,22 +127,29 @@ fn brink(
             false => "--port-security off --no-conntrack".to_string(),
         };
         ctl(&format!(
-            "port add vm{} --network blue --type vhost-user --vhost-socket {} --mac {mac} {filter}",
+            "port add vm{} --network blue --type vhost-user --vhost-socket {} --mac {mac} \
+             --queues {} {filter}",
             n + 1,
-            socket.display()
+            socket.display(),
+            shape.queues
         ))?;
     }
     Ok(d)
 }
 
-/// Runs the loop through `system` for `seconds`; files go under `dir`.
-pub fn run_loop(dir: &Path, system: LoopSystem, seconds: u32) -> Result<LoopResult, BenchError> {
+/// Runs the loop laid out as `shape` through `system` for `seconds`; files go under `dir`.
+pub fn run_loop(
+    dir: &Path,
+    system: LoopSystem,
+    seconds: u32,
+    shape: &Shape,
+) -> Result<LoopResult, BenchError> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)
         .map_err(|e| BenchError::Config(format!("{}: {e}", dir.display())))?;
     let huge = Hugepages::reserve(&dir.join("huge"), PAGES)?;
     let sockets = [dir.join("vm1.sock"), dir.join("vm2.sock")];
-    let devices = testpmd::pair(&sockets, [MAC0, MAC1]);
+    let devices = testpmd::pair(&sockets, [MAC0, MAC1], shape.queues);
     // testpmd listens first; the switch connects (brink retries, OVS reconnects).
     let run = testpmd::Run::start(&huge, &devices, seconds + 2, (TESTPMD_CORE, SWITCH_CORE))?;
     std::thread::sleep(SETTLE / 4);
@@ -133,7 +157,8 @@ pub fn run_loop(dir: &Path, system: LoopSystem, seconds: u32) -> Result<LoopResu
     // The switch runs until testpmd has stopped and printed its totals.
     let (ports, worker_ns): (Vec<Forwarded>, _) = match system {
         LoopSystem::Brink | LoopSystem::BrinkL2 => {
-            let brinkd = brink(&dir.join("brinkd"), &sockets, system == LoopSystem::Brink)?;
+            let filtered = system == LoopSystem::Brink;
+            let brinkd = brink(&dir.join("brinkd"), &sockets, filtered, shape)?;
             let ports = run.finish(devices.len(), &log)?;
             (ports, worker_ns_per_frame(&brinkd)?)
         }
@@ -152,6 +177,7 @@ pub fn run_loop(dir: &Path, system: LoopSystem, seconds: u32) -> Result<LoopResu
         system,
         pps: ports.iter().map(|p| p.rx_pps).sum(),
         totals: ports.iter().map(|p| (p.rx, p.tx)).collect(),
+        shape: shape.clone(),
         worker_ns_per_frame: worker_ns,
     })
 }
@@ -162,8 +188,13 @@ const NEEDED: [(&str, &str); 2] = [
     (VSWITCHD_DPDK, "openvswitch-switch-dpdk"),
 ];
 
-/// Runs the loop through each of `systems` in turn; files go under a scratch directory.
-pub fn run_all(systems: &[LoopSystem], seconds: u32) -> Result<Vec<LoopResult>, BenchError> {
+/// Runs the loop laid out as `shape` through each of `systems` in turn; files go under a
+/// scratch directory.
+pub fn run_all(
+    systems: &[LoopSystem],
+    seconds: u32,
+    shape: &Shape,
+) -> Result<Vec<LoopResult>, BenchError> {
     let missing = tools::ensure_all(&NEEDED);
     if !missing.is_empty() {
         return Err(BenchError::Config(format!(
@@ -174,14 +205,15 @@ pub fn run_all(systems: &[LoopSystem], seconds: u32) -> Result<Vec<LoopResult>, 
     let topo = Topology::new("Vb");
     systems
         .iter()
-        .map(|&s| run_loop(&topo.scratch().join(format!("{s:?}")), s, seconds))
+        .map(|&s| run_loop(&topo.scratch().join(format!("{s:?}")), s, seconds, shape))
         .collect()
 }
 
 /// The results as a Markdown table.
 pub fn markdown(results: &[LoopResult]) -> String {
     let mut out = String::from(
-        "| switch | Mpps | worker ns/frame | testpmd rx/tx per port |\n|---|---:|---:|---|\n",
+        "| switch | queue pairs | brink cores | Mpps | worker ns/frame | testpmd rx/tx per port |\n\
+         |---|---:|---|---:|---:|---|\n",
     );
     for r in results {
         let totals: Vec<String> = r
@@ -192,9 +224,14 @@ pub fn markdown(results: &[LoopResult]) -> String {
         let ns = r
             .worker_ns_per_frame
             .map_or_else(|| "-".to_string(), |ns| format!("{ns:.0}"));
+        let cores = match r.system {
+            LoopSystem::Brink | LoopSystem::BrinkL2 => r.shape.brink_cores.as_str(),
+            LoopSystem::OvsNormal | LoopSystem::OvsCt => "-",
+        };
         out.push_str(&format!(
-            "| {:?} | {:.2} | {ns} | {} |\n",
+            "| {:?} | {} | {cores} | {:.2} | {ns} | {} |\n",
             r.system,
+            r.shape.queues,
             r.pps as f64 / 1e6,
             totals.join(", ")
         ));

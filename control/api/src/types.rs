@@ -114,6 +114,9 @@ pub enum VhostMode {
     Server,
 }
 
+/// Most queue pairs a vhost-user port offers.
+pub const MAX_VHOST_QUEUES: u16 = 8;
+
 /// Params of `port.add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,6 +137,10 @@ pub struct PortAdd {
     /// Who creates the vhost-user socket (default client).
     #[serde(default)]
     pub vhost_mode: VhostMode,
+    /// Queue pairs a vhost-user port offers (`VIRTIO_NET_F_MQ` above one), 1 to
+    /// [`MAX_VHOST_QUEUES`]; absent: as many as brinkd has workers, at most that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<u16>,
     /// The VM's MAC address behind the port: a static FDB entry.
     #[serde(default)]
     pub mac: Option<String>,
@@ -176,6 +183,7 @@ impl PortAdd {
             kind: PortKind::default(),
             socket: None,
             vhost_mode: VhostMode::default(),
+            queues: None,
             mac: None,
             ips: vec![],
             conntrack: on(),
@@ -627,8 +635,22 @@ pub struct XdpSocketStats {
 pub struct WorkerPoll {
     /// Port name.
     pub port: String,
-    /// The port's receive queues this worker polls.
+    /// The port's receive queues (a vhost-user port's queue pairs) this worker polls.
     pub queues: Vec<u32>,
+    /// What each of a vhost-user port's queue pairs that this worker polls moved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<PairStats>,
+}
+
+/// Frames one queue pair of a vhost-user port moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairStats {
+    /// The queue pair.
+    pub pair: u32,
+    /// Frames brink took from its transmit queue (the guest sent them).
+    pub rx_packets: u64,
+    /// Frames brink wrote into its receive queue.
+    pub tx_packets: u64,
 }
 
 /// Counters of one worker.

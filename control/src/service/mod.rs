@@ -67,6 +67,7 @@ impl From<ModelError> for RpcError {
             | ModelError::NotUnicast(_)
             | ModelError::BadIp(_)
             | ModelError::BadAttachment(_)
+            | ModelError::BadQueues(_)
             | ModelError::BadMtu(_) => code::INVALID_PARAMS,
             ModelError::Security(e) => return e.into(),
             ModelError::Overlay(ref o) => match o {
@@ -89,7 +90,9 @@ impl From<IfaceError> for RpcError {
             IfaceError::BadName(_) => code::INVALID_PARAMS,
             IfaceError::Missing(_) => code::NOT_FOUND,
             IfaceError::Exists(_) => code::IN_USE,
-            IfaceError::Command { .. } | IfaceError::Unsupported(_) => code::DATAPLANE,
+            IfaceError::Command { .. } | IfaceError::Unsupported(_) | IfaceError::Vhost(_) => {
+                code::DATAPLANE
+            }
         };
         RpcError::new(code, e.to_string())
     }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use brink_api::protocol::{code, RpcError};
 use brink_api::types::{
-    ExternalIds, PortAdd, PortFilter, PortInfo, PortKind, PortSet, PortSetResult,
+    ExternalIds, PortAdd, PortFilter, PortInfo, PortKind, PortSet, PortSetResult, MAX_VHOST_QUEUES,
 };
 use brink_dataplane::counters::PortCounters;
-use brink_dataplane::port::PortMode;
+use brink_dataplane::port::{Backend, PortMode};
 
 use super::{dataplane_error, Running, Service};
 use crate::host::Host;
@@ -211,7 +211,9 @@ impl<H: Host> Service<H> {
         Ok(())
     }
 
-    /// Opens a vhost-user port on its own worker, which polls both its rings (one queue pair).
+    /// Opens a vhost-user port, its queue pairs spread over the workers from its own (pair 0,
+    /// which every guest uses, on the port's own worker), recording in `workers` each that
+    /// opened its share.
     fn open_vhost(
         &self,
         record: &PortRecord,
@@ -219,13 +221,40 @@ impl<H: Host> Service<H> {
         workers: &mut Vec<usize>,
     ) -> Result<PortMode, RpcError> {
         let socket = record.spec.socket.as_deref().unwrap_or_default();
-        let spec = self.host.vhost_spec(socket, record.spec.vhost_mode)?;
-        let mode = self
-            .switch
-            .open_port(record.worker, record.id, spec, Arc::clone(counters))
-            .map_err(dataplane_error)?;
-        workers.push(record.worker);
-        Ok(mode)
+        let count = self.switch.worker_count();
+        let pairs = record
+            .spec
+            .queues
+            .map_or_else(|| count.min(usize::from(MAX_VHOST_QUEUES)), usize::from);
+        let (placed, shares): (Vec<usize>, Vec<Vec<u32>>) =
+            queue_placement(record.worker, pairs as u32, count)
+                .into_iter()
+                .unzip();
+        let specs = self
+            .host
+            .vhost_specs(socket, record.spec.vhost_mode, &shares)?;
+        self.open_shares(record, counters, workers, placed.into_iter().zip(specs))
+    }
+
+    /// Opens each worker's share of `record`'s port (`(worker, spec)`), recording in `workers`
+    /// each that opened it; returns how the first one attached.
+    fn open_shares(
+        &self,
+        record: &PortRecord,
+        counters: &Arc<PortCounters>,
+        workers: &mut Vec<usize>,
+        shares: impl IntoIterator<Item = (usize, <H::Backend as Backend>::Spec)>,
+    ) -> Result<PortMode, RpcError> {
+        let mut mode = None;
+        for (w, spec) in shares {
+            let opened = self
+                .switch
+                .open_port(w, record.id, spec, Arc::clone(counters));
+            mode.get_or_insert(opened.map_err(dataplane_error)?);
+            workers.push(w);
+        }
+        // Placement always places queue (pair) 0, so some worker opened the port.
+        mode.ok_or_else(|| RpcError::new(code::DATAPLANE, "the port has no queue"))
     }
 
     /// Sets the interface's MTU, then opens the port's queues on the workers `queue_placement`
@@ -248,17 +277,11 @@ impl<H: Host> Service<H> {
             self.host.rx_queues(iface),
             self.switch.worker_count(),
         );
-        let mut mode = None;
-        for (w, queues) in placement {
-            let spec = self.host.spec(iface, mtu, queues)?;
-            let opened = self
-                .switch
-                .open_port(w, record.id, spec, Arc::clone(counters));
-            mode.get_or_insert(opened.map_err(dataplane_error)?);
-            workers.push(w);
-        }
-        // `queue_placement` always places queue 0, so some worker opened the port.
-        mode.ok_or_else(|| RpcError::new(code::DATAPLANE, "the port has no receive queue"))
+        let specs = placement
+            .into_iter()
+            .map(|(w, queues)| Ok((w, self.host.spec(iface, mtu, queues)?)))
+            .collect::<Result<Vec<_>, IfaceError>>()?;
+        self.open_shares(record, counters, workers, specs)
     }
 
     fn port_info(&self, name: &str) -> Result<PortInfo, RpcError> {
@@ -288,7 +311,8 @@ impl<H: Host> Service<H> {
     }
 }
 
-/// Which workers poll which receive queues of a port with `queues` queues: queue `q` goes to
+/// Which workers poll which receive queues (or vhost-user queue pairs) of a port with `queues`
+/// of them: queue `q` goes to
 /// worker `(first + q) % workers`, so a multi-queue port spreads over the workers, starting with
 /// its own.
 fn queue_placement(first: usize, queues: u32, workers: usize) -> Vec<(usize, Vec<u32>)> {

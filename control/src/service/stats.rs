@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use brink_api::protocol::{code, RpcError};
 use brink_api::types::{
-    PortFilter, PortStats, Stats, StatsFilter, WorkerPoll, WorkerStats, XdpSocketStats,
+    PairStats, PortFilter, PortStats, Stats, StatsFilter, WorkerPoll, WorkerStats, XdpSocketStats,
 };
 use brink_dataplane::counters::{DropCounters, DropReason, PortCounters};
-use brink_dataplane::port::SocketStats;
+use brink_dataplane::port::{QueueStats, SocketStats};
 
 use super::trunk::trunk_name;
 use super::{dataplane_error, Service};
@@ -80,10 +80,11 @@ impl<H: Host> Service<H> {
                         .get(worker)
                         .into_iter()
                         .flatten()
-                        .filter_map(|(id, queues)| {
+                        .filter_map(|p| {
                             Some(WorkerPoll {
-                                port: self.model.port_by_id(*id)?.spec.name.clone(),
-                                queues: queues.clone(),
+                                port: self.model.port_by_id(p.port)?.spec.name.clone(),
+                                queues: p.queues.clone(),
+                                pairs: p.moved.iter().map(pair_stats).collect(),
                             })
                         })
                         .collect(),
@@ -110,6 +111,14 @@ impl<H: Host> Service<H> {
             .worker_counters()
             .map(|(_, c)| c.busy_polls.get() + c.idle_polls.get())
             .collect()
+    }
+}
+
+fn pair_stats(q: &QueueStats) -> PairStats {
+    PairStats {
+        pair: q.queue,
+        rx_packets: q.rx_packets,
+        tx_packets: q.tx_packets,
     }
 }
 

@@ -29,8 +29,8 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 use super::jumbo::{Gso, JumboPool};
 use super::offload::Checksum;
 use super::vhost::rings::{Sink, Taken, PUBLISH_EVERY};
-use super::vhost::{VhostMode, VhostPort, VhostPorts};
-use super::{Backend, PortError, PortMode, PortSpec, SocketStats, BUFFER_LEN};
+use super::vhost::{VhostMode, VhostPorts, VhostQueues};
+use super::{Backend, PortError, PortMode, PortSpec, QueueStats, SocketStats, BUFFER_LEN};
 use crate::counters::DropReason;
 use crate::snapshot::{PortId, MAX_PORTS};
 
@@ -613,13 +613,13 @@ impl Backend for XdpBackend {
         }
         let spec = match spec {
             PortSpec::Xdp(spec) => spec,
-            PortSpec::VhostUser(spec) => {
-                let mode = match spec.mode {
+            PortSpec::VhostUser(share) => {
+                let mode = match share.port.mode() {
                     VhostMode::Client => PortMode::VhostUserClient,
                     VhostMode::Server => PortMode::VhostUserServer,
                 };
-                tracing::info!(socket = %spec.socket.display(), %mode, "vhost-user port open");
-                self.vhost.insert(id, VhostPort::open(spec)?);
+                tracing::info!(port = id, pairs = ?share.pairs, "vhost-user queue pairs polled");
+                self.vhost.insert(id, VhostQueues::new(share));
                 return Ok(mode);
             }
         };
@@ -933,9 +933,19 @@ impl Backend for XdpBackend {
         let (Some(port), XdpFrame::Jumbo { slot, .. }) = (self.vhost.get(id), frame) else {
             return false;
         };
-        self.jumbo
-            .gso(*slot)
-            .is_some_and(|gso| port.takes_superframe(&gso))
+        // Only a frame this worker writes into the guest itself: a superframe cannot cross to
+        // another worker whole.
+        port.rings_ref().sends()
+            && self
+                .jumbo
+                .gso(*slot)
+                .is_some_and(|gso| port.takes_superframe(&gso))
+    }
+
+    fn sends(&self, id: PortId) -> bool {
+        self.vhost
+            .get(id)
+            .is_none_or(|port| port.rings_ref().sends())
     }
 
     #[inline]
@@ -950,7 +960,7 @@ impl Backend for XdpBackend {
     }
 
     fn takes_partial(&self, id: PortId) -> bool {
-        self.vhost.get(id).is_some_and(VhostPort::takes_partial)
+        self.vhost.get(id).is_some_and(VhostQueues::takes_partial)
     }
 
     fn full_reason(&self, id: PortId) -> DropReason {
@@ -993,15 +1003,22 @@ impl Backend for XdpBackend {
     fn queues(&self, id: PortId) -> Vec<u32> {
         match self.ports.get(usize::from(id)) {
             Some(Some(port)) => port.queues.iter().map(|s| s.queue).collect(),
-            // A vhost-user port has one queue pair.
-            _ if self.vhost.get(id).is_some() => vec![0],
-            _ => Vec::new(),
+            // A vhost-user port's queue pairs.
+            _ => self.vhost.get(id).map_or_else(Vec::new, |p| {
+                p.rings_ref().pairs().iter().map(|&k| k as u32).collect()
+            }),
         }
+    }
+
+    fn queue_stats(&self, id: PortId) -> Vec<QueueStats> {
+        self.vhost
+            .get(id)
+            .map_or_else(Vec::new, |port| port.rings_ref().pair_stats().collect())
     }
 
     fn socket_stats(&self, id: PortId) -> Option<SocketStats> {
         if let Some(port) = self.vhost.get(id) {
-            let rings = port.stats();
+            let rings = port.rings_ref().stats();
             return Some(SocketStats {
                 rx_dropped: rings.dropped,
                 rx_invalid_descs: rings.tx_refused,

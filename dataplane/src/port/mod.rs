@@ -42,8 +42,8 @@ pub enum PortMode {
 pub enum PortSpec {
     /// AF_XDP on an interface.
     Xdp(afxdp::XdpSpec),
-    /// vhost-user on a Unix socket.
-    VhostUser(vhost::VhostSpec),
+    /// Queue pairs of a vhost-user port.
+    VhostUser(vhost::VhostShare),
 }
 
 impl fmt::Display for PortMode {
@@ -93,6 +93,18 @@ impl SocketStats {
         self.tx_ring_empty_descs += other.tx_ring_empty_descs;
         self.jumbo_dropped += other.jumbo_dropped;
     }
+}
+
+/// What one queue of a port moved, on a backend that counts per queue (a vhost-user port's
+/// queue pairs, counted by the worker that polls each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// The queue (queue pair).
+    pub queue: u32,
+    /// Frames received from it.
+    pub rx_packets: u64,
+    /// Frames sent on it.
+    pub tx_packets: u64,
 }
 
 /// Why a port could not be opened.
@@ -179,6 +191,12 @@ pub trait Backend {
     fn takes_partial(&self, _id: PortId) -> bool {
         false
     }
+    /// Whether this worker transmits on port `id` itself (when it has the port open at all):
+    /// not a vhost-user port none of whose receive queues it polls is running, whose frames go
+    /// to the port's own worker instead.
+    fn sends(&self, _id: PortId) -> bool {
+        true
+    }
     /// Why port `id` did not take the frames `tx` left: its transmit ring was full, unless the
     /// backend knows better (a guest that posted no receive buffer).
     fn full_reason(&self, _id: PortId) -> DropReason {
@@ -190,6 +208,11 @@ pub trait Backend {
     /// The receive queues of port `id` this backend polls (an in-memory port has one, 0).
     fn queues(&self, _id: PortId) -> Vec<u32> {
         vec![0]
+    }
+    /// What each queue of port `id` this backend polls moved, if it counts per queue (none
+    /// does by default).
+    fn queue_stats(&self, _id: PortId) -> Vec<QueueStats> {
+        Vec::new()
     }
     /// The kernel's counters of port `id`'s socket, or `None` for a port without one (unknown
     /// ids, in-memory ports: the default). It costs a system call: ask between batches, on

@@ -227,6 +227,12 @@ mod tests {
         assert!(matches!(a.mode, ModeArg::Server));
         assert_eq!(a.vhost_socket.as_deref(), Some("/run/vm1.sock"));
         assert!(a.iface.is_none());
+        assert_eq!(a.queues, None, "as many as brinkd has workers");
+        let cli = Cli::try_parse_from(args.iter().chain(&vhost).chain(&["--queues", "4"])).unwrap();
+        let Command::Port(PortCmd::Add(a)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(a.queues, Some(4));
         assert!(
             Cli::try_parse_from(args).is_err(),
             "neither --iface nor --vhost-socket"

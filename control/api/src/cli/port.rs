@@ -55,6 +55,9 @@ pub struct PortAddArgs {
     /// Who creates the vhost-user socket: QEMU or testpmd (client, the default) or brink.
     #[arg(long, value_enum, default_value = "client")]
     pub mode: ModeArg,
+    /// Queue pairs the vhost-user port offers, 1 to 8 (default: one per worker, at most 8).
+    #[arg(long)]
+    pub queues: Option<u16>,
     /// The VM's MAC address (a static FDB entry).
     #[arg(long)]
     pub mac: Option<String>,
@@ -178,6 +181,7 @@ pub fn call(cmd: &PortCmd) -> Call {
                 ModeArg::Client => VhostMode::Client,
                 ModeArg::Server => VhostMode::Server,
             },
+            queues: a.queues,
             mac: a.mac.clone(),
             ips: a.ips.clone(),
             conntrack: !a.no_conntrack,

@@ -144,7 +144,15 @@ fn workers_table(workers: &[WorkerStats]) -> String {
                     .polls
                     .iter()
                     .map(|p| {
-                        let queues: Vec<String> = p.queues.iter().map(u32::to_string).collect();
+                        // A vhost-user port's pairs with what each moved: PAIR:RX/TX.
+                        let queues: Vec<String> = if p.pairs.is_empty() {
+                            p.queues.iter().map(u32::to_string).collect()
+                        } else {
+                            p.pairs
+                                .iter()
+                                .map(|q| format!("{}:{}/{}", q.pair, q.rx_packets, q.tx_packets))
+                                .collect()
+                        };
                         format!("{}[{}]", p.port, queues.join(","))
                     })
                     .collect();

@@ -1,11 +1,13 @@
 //! vhost-user ports: a VM's (or DPDK virtio-user's) virtio-net rings, shared with brink over a
 //! Unix socket, with no kernel in the packet path.
 //!
-//! Each port has one control thread that speaks the vhost-user protocol ([`device`], through
-//! rust-vmm's `vhost` crate), connecting to the frontend's socket (client mode, reconnecting
-//! by itself) or listening on its own (server mode). The rings are polled by the worker that
-//! owns the port ([`rings`]), inside the same backend as its AF_XDP ports, so frames move
-//! between both kinds through the worker's one frame pool.
+//! Each port ([`VhostPort`]) has one control thread that speaks the vhost-user protocol
+//! ([`device`], through rust-vmm's `vhost` crate), connecting to the frontend's socket (client
+//! mode, reconnecting by itself) or listening on its own (server mode). The port's queue pairs
+//! are spread over the workers: each worker polls the rings of its share of them
+//! ([`VhostQueues`], [`rings`]) inside the same backend as its AF_XDP ports, so frames move
+//! between both kinds through the worker's one frame pool. The port lives as long as some
+//! worker polls a share of it.
 
 pub mod device;
 pub mod guest;
@@ -47,12 +49,15 @@ pub struct VhostSpec {
     pub socket: PathBuf,
     /// Who creates it.
     pub mode: VhostMode,
+    /// Queue pairs offered (1 to [`MAX_PAIRS`](device::MAX_PAIRS); more than one offers `VIRTIO_NET_F_MQ`).
+    pub pairs: usize,
 }
 
-/// An open vhost-user port: its rings and its control thread.
+/// An open vhost-user port: its control thread, and the [`Link`] it shares with the workers
+/// that poll the port's queue pairs.
 #[derive(Debug)]
 pub struct VhostPort {
-    rings: Rings,
+    mode: VhostMode,
     link: Arc<Link>,
     /// A clone of the connected socket, to unblock the control thread when the port closes.
     conn: Arc<Mutex<Option<UnixStream>>>,
@@ -61,12 +66,12 @@ pub struct VhostPort {
 
 impl VhostPort {
     /// Starts the port's control thread. In server mode the socket exists when this returns.
-    pub fn open(spec: VhostSpec) -> Result<Self, PortError> {
+    pub fn open(spec: &VhostSpec) -> Result<Arc<Self>, PortError> {
         let listener = match spec.mode {
             VhostMode::Client => None,
             VhostMode::Server => {
-                let l = Listener::new(&spec.socket, true).map_err(|e| attach(&spec, &e))?;
-                l.set_nonblocking(true).map_err(|e| attach(&spec, &e))?;
+                let l = Listener::new(&spec.socket, true).map_err(|e| attach(spec, &e))?;
+                l.set_nonblocking(true).map_err(|e| attach(spec, &e))?;
                 Some(l)
             }
         };
@@ -74,22 +79,61 @@ impl VhostPort {
         let conn = Arc::new(Mutex::new(None));
         let thread = {
             let (link, conn, socket) = (Arc::clone(&link), Arc::clone(&conn), spec.socket.clone());
+            let pairs = spec.pairs;
             std::thread::Builder::new()
                 .name("brink-vhost".into())
-                .spawn(move || serve(&socket, listener.as_ref(), &link, &conn))
-                .map_err(|e| attach(&spec, &e))?
+                .spawn(move || serve(&socket, listener.as_ref(), &link, &conn, pairs))
+                .map_err(|e| attach(spec, &e))?
         };
-        Ok(VhostPort {
-            rings: Rings::new(Arc::clone(&link)),
+        Ok(Arc::new(VhostPort {
+            mode: spec.mode,
             link,
             conn,
             thread: Some(thread),
-        })
+        }))
+    }
+
+    /// Who creates the socket.
+    pub fn mode(&self) -> VhostMode {
+        self.mode
+    }
+}
+
+/// What one worker opens of a vhost-user port: the queue pairs it polls.
+#[derive(Debug, Clone)]
+pub struct VhostShare {
+    /// The port.
+    pub port: Arc<VhostPort>,
+    /// Its queue pairs this worker polls.
+    pub pairs: Vec<usize>,
+}
+
+/// One worker's share of a vhost-user port: the rings of its queue pairs, and the port, which
+/// closes when no worker holds a share any more.
+#[derive(Debug)]
+pub struct VhostQueues {
+    /// Declared first, so dropped before the port.
+    rings: Rings,
+    _port: Arc<VhostPort>,
+}
+
+impl VhostQueues {
+    /// The rings of `share`'s pairs.
+    pub fn new(share: VhostShare) -> Self {
+        VhostQueues {
+            rings: Rings::new(Arc::clone(&share.port.link), &share.pairs),
+            _port: share.port,
+        }
     }
 
     /// The rings, for the worker.
     pub fn rings(&mut self) -> &mut Rings {
         &mut self.rings
+    }
+
+    /// The rings, to read.
+    pub fn rings_ref(&self) -> &Rings {
+        &self.rings
     }
 
     /// Whether the guest takes a superframe cut as `gso` whole.
@@ -100,11 +144,6 @@ impl VhostPort {
     /// Whether the guest takes frames whose checksum is partial (`GUEST_CSUM`).
     pub fn takes_partial(&self) -> bool {
         self.rings.takes_partial()
-    }
-
-    /// Counts of what the rings refused or dropped.
-    pub fn stats(&self) -> rings::RingStats {
-        self.rings.stats()
     }
 }
 
@@ -136,8 +175,9 @@ fn serve(
     listener: Option<&Listener>,
     link: &Arc<Link>,
     conn: &Mutex<Option<UnixStream>>,
+    pairs: usize,
 ) {
-    let device = Arc::new(Mutex::new(Device::new(Arc::clone(link))));
+    let device = Arc::new(Mutex::new(Device::new(Arc::clone(link), pairs)));
     while !link.stop.load(Ordering::Acquire) {
         let stream = match listener {
             None => UnixStream::connect(socket).ok(),
@@ -192,10 +232,10 @@ fn refused_request(e: &VuError) -> bool {
     )
 }
 
-/// A worker's vhost-user ports, by port id.
+/// A worker's shares of vhost-user ports, by port id.
 #[derive(Debug)]
 pub struct VhostPorts {
-    ports: Vec<Option<VhostPort>>,
+    ports: Vec<Option<VhostQueues>>,
     open: Vec<PortId>,
 }
 
@@ -209,19 +249,19 @@ impl Default for VhostPorts {
 }
 
 impl VhostPorts {
-    /// Port `id`, if it is a vhost-user port of this worker.
+    /// Port `id`, if this worker polls a share of that vhost-user port.
     #[inline]
-    pub fn get_mut(&mut self, id: PortId) -> Option<&mut VhostPort> {
+    pub fn get_mut(&mut self, id: PortId) -> Option<&mut VhostQueues> {
         self.ports.get_mut(usize::from(id))?.as_mut()
     }
 
     /// Port `id`, to read.
-    pub fn get(&self, id: PortId) -> Option<&VhostPort> {
+    pub fn get(&self, id: PortId) -> Option<&VhostQueues> {
         self.ports.get(usize::from(id))?.as_ref()
     }
 
     /// Adds port `id` (a free id: the caller checked).
-    pub fn insert(&mut self, id: PortId, port: VhostPort) {
+    pub fn insert(&mut self, id: PortId, port: VhostQueues) {
         if let Some(slot) = self.ports.get_mut(usize::from(id)) {
             *slot = Some(port);
             self.open.push(id);

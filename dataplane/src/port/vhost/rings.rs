@@ -41,7 +41,8 @@ use virtio_bindings::virtio_net::{
 
 use super::super::jumbo::{Gso, JUMBO_LEN};
 use super::super::offload::Checksum;
-use super::device::{Layout, Link, QUEUES, RX_QUEUE, TX_QUEUE};
+use super::super::QueueStats;
+use super::device::{rx_queue, tx_queue, Layout, Link, MAX_PAIRS, QUEUES};
 use super::guest::GuestMap;
 use super::vring::SplitRing;
 use crate::wire::checksum::Partial;
@@ -158,39 +159,85 @@ pub trait Sink {
     ) -> Taken;
 }
 
-/// One port's rings as the worker sees them.
+/// The rings of the queue pairs of one port that one worker polls, as that worker sees them.
+///
+/// Frames from the guest are taken from every running transmit queue among them, each poll
+/// starting at the next one. Frames for the guest all go into the receive queue of the first
+/// running pair among them, so that each ring has one writer and a flow's frames keep their
+/// order; a worker with none running hands the port's frames to the port's own worker (see
+/// [`sends`](Self::sends)).
 #[derive(Debug)]
 pub struct Rings {
     link: Arc<Link>,
     generation: u64,
     layout: Option<Arc<Layout>>,
+    /// The queue pairs this worker polls.
+    pairs: Vec<usize>,
     queues: [Option<SplitRing>; QUEUES],
     /// The guest memory the rings lie in (declared after them: it keeps their memory mapped).
     map: Option<GuestMap>,
     offloads: Offloads,
+    /// The receive queue frames for the guest go into.
+    to_guest: Option<usize>,
+    /// Where in `pairs` the next `receive` starts.
+    next_pair: usize,
+    /// By queue: the `SET_VRING_BASE` its ring last started from ([`RingSetup::base_set`]).
+    bases: [u64; QUEUES],
     /// The receive chains one frame is being written into (mergeable buffers).
     merged: [(u16, u32); MAX_MERGED],
     stats: RingStats,
+    /// By queue pair: frames taken from its transmit queue (`rx_packets`) and written into its
+    /// receive queue (`tx_packets`).
+    moved: [QueueStats; MAX_PAIRS],
 }
 
 impl Rings {
-    /// Rings that follow what `link` publishes.
-    pub fn new(link: Arc<Link>) -> Self {
+    /// Rings of queue pairs `pairs` (those below [`MAX_PAIRS`]) that follow what `link`
+    /// publishes.
+    pub fn new(link: Arc<Link>, pairs: &[usize]) -> Self {
+        let pairs: Vec<usize> = pairs.iter().copied().filter(|&k| k < MAX_PAIRS).collect();
+        link.poll(&pairs, true);
         Rings {
             link,
             generation: 0,
             layout: None,
-            queues: [None, None],
+            pairs,
+            queues: Default::default(),
             map: None,
             offloads: Offloads::default(),
+            to_guest: None,
+            next_pair: 0,
+            bases: [0; QUEUES],
             merged: [(0, 0); MAX_MERGED],
             stats: RingStats::default(),
+            moved: std::array::from_fn(|k| QueueStats {
+                queue: k as u32,
+                ..QueueStats::default()
+            }),
         }
+    }
+
+    /// The queue pairs these rings poll.
+    pub fn pairs(&self) -> &[usize] {
+        &self.pairs
     }
 
     /// Counts of refused descriptors.
     pub fn stats(&self) -> RingStats {
         self.stats
+    }
+
+    /// What each of the pairs these rings poll moved.
+    pub fn pair_stats(&self) -> impl Iterator<Item = QueueStats> + '_ {
+        self.pairs
+            .iter()
+            .filter_map(|&k| self.moved.get(k).copied())
+    }
+
+    /// Whether frames for the guest can be written here: one of these pairs' receive queues is
+    /// running.
+    pub fn sends(&self) -> bool {
+        self.to_guest.is_some()
     }
 
     /// Takes a new layout if the protocol thread published one (between batches).
@@ -201,17 +248,34 @@ impl Rings {
         }
         self.save_positions();
         self.generation = generation;
-        self.queues = [None, None];
+        self.queues = Default::default();
         self.map = None;
         self.offloads = Offloads::default();
-        self.layout = self.link.take(generation);
+        self.to_guest = None;
+        self.layout = self.link.take(generation, &self.pairs);
         if let Some(layout) = &self.layout {
             let map = GuestMap::new(Arc::clone(&layout.mem));
             self.offloads = Offloads::new(layout.features);
-            for (q, setup) in layout.rings.iter().enumerate() {
-                let next = self.link.next_avail(q);
-                self.queues[q] = SplitRing::new(&map, setup, layout.event_idx, next);
+            for &pair in &self.pairs {
+                for q in [rx_queue(pair), tx_queue(pair)] {
+                    let setup = &layout.rings[q];
+                    let fresh = setup.base_set != self.bases[q];
+                    let next = if fresh {
+                        setup.base
+                    } else {
+                        self.link.next_avail(q)
+                    };
+                    self.queues[q] = SplitRing::new(&map, setup, layout.event_idx, next);
+                    if self.queues[q].is_some() {
+                        self.bases[q] = setup.base_set;
+                    }
+                }
             }
+            self.to_guest = self
+                .pairs
+                .iter()
+                .map(|&pair| rx_queue(pair))
+                .find(|&q| self.queues[q].is_some());
             self.map = Some(map);
         }
     }
@@ -235,36 +299,50 @@ impl Rings {
         self.offloads.csum
     }
 
-    /// Reads up to `max` frames the guest sent into `sink`, each with its segmentation and how
-    /// its checksum stands (partial where the guest left it so). Returns how many `sink` kept.
+    /// Reads up to `max` frames the guest sent on the transmit queues of these pairs into
+    /// `sink`, each with its segmentation and how its checksum stands (partial where the guest
+    /// left it so). Returns how many `sink` kept.
     pub fn receive(&mut self, max: usize, sink: &mut impl Sink) -> usize {
-        let (Some(layout), Some(map), Some(ring)) =
-            (&self.layout, &self.map, &mut self.queues[TX_QUEUE])
-        else {
+        let (Some(layout), Some(map)) = (&self.layout, &self.map) else {
             return 0;
         };
-        ring.prefetch(map, max);
         let (mut frames, mut used) = (0, 0);
-        while used < max {
-            let Some(head) = ring.pop() else {
-                break;
+        let count = self.pairs.len();
+        // Each poll starts at the next pair, so a busy queue cannot starve the others.
+        self.next_pair = (self.next_pair + 1) % count.max(1);
+        for k in 0..count {
+            let pair = self.pairs[(self.next_pair + k) % count];
+            let q = tx_queue(pair);
+            let Some(ring) = &mut self.queues[q] else {
+                continue;
             };
-            used += 1;
-            let taken = offered(ring, map, head).map(|(len, header)| {
-                sink.take(len - NET_HDR_LEN, (header.gso, header.checksum), |frame| {
-                    copy_out(ring, map, head, NET_HDR_LEN, frame) == Some(len)
-                })
-            });
-            match taken {
-                Some(Taken::Kept) => frames += 1,
-                Some(Taken::NoBuffer) => self.stats.dropped += 1,
-                Some(Taken::Refused) | None => self.stats.tx_refused += 1,
+            let (before, kept_before) = (used, frames);
+            ring.prefetch(map, max - used);
+            while used < max {
+                let Some(head) = ring.pop() else {
+                    break;
+                };
+                used += 1;
+                let taken = offered(ring, map, head).map(|(len, header)| {
+                    sink.take(len - NET_HDR_LEN, (header.gso, header.checksum), |frame| {
+                        copy_out(ring, map, head, NET_HDR_LEN, frame) == Some(len)
+                    })
+                });
+                match taken {
+                    Some(Taken::Kept) => frames += 1,
+                    Some(Taken::NoBuffer) => self.stats.dropped += 1,
+                    Some(Taken::Refused) | None => self.stats.tx_refused += 1,
+                }
+                ring.push_used(head, 0);
             }
-            ring.push_used(head, 0);
-        }
-        if used > 0 {
-            self.link.set_next_avail(TX_QUEUE, ring.next_avail());
-            publish(ring, &layout.rings[TX_QUEUE].call);
+            if used > before {
+                self.moved[pair].rx_packets += (frames - kept_before) as u64;
+                self.link.set_next_avail(q, ring.next_avail());
+                publish(ring, &layout.rings[q].call);
+            }
+            if used == max {
+                break;
+            }
         }
         frames
     }
@@ -277,7 +355,10 @@ impl Rings {
     /// cannot hold the frame is given back empty and the frame counted in `rx_refused`. The
     /// guest sees the frames at [`flush_sent`](Self::flush_sent).
     pub fn send(&mut self, frame: &[u8], gso: Option<Gso>, checksum: Checksum) -> bool {
-        let (Some(map), Some(ring)) = (&self.map, &mut self.queues[RX_QUEUE]) else {
+        let Some(q) = self.to_guest else {
+            return false;
+        };
+        let (Some(map), Some(ring)) = (&self.map, &mut self.queues[q]) else {
             return false;
         };
         let header = self.offloads.rx_header(gso, checksum);
@@ -288,7 +369,10 @@ impl Rings {
                 return false;
             };
             let written = match write_chain(ring, map, head, parts, 0) {
-                Some((n, _)) if n == total => n as u32,
+                Some((n, _)) if n == total => {
+                    self.moved[q / 2].tx_packets += 1;
+                    n as u32
+                }
                 _ => {
                     self.stats.rx_refused += 1;
                     0
@@ -336,7 +420,9 @@ impl Rings {
                             .checked_add(NUM_BUFFERS_AT as u64)
                             .is_some_and(|at| map.write(at, &buffers)))
             });
-        if !counted {
+        if counted {
+            self.moved[q / 2].tx_packets += 1;
+        } else {
             self.stats.rx_refused += 1;
             for m in &mut self.merged[..count] {
                 m.1 = 0;
@@ -350,7 +436,10 @@ impl Rings {
 
     /// Starts loading the guest's next `n` receive buffers, before as many `send`s.
     pub fn prepare_send(&mut self, n: usize) {
-        if let (Some(map), Some(ring)) = (&self.map, &mut self.queues[RX_QUEUE]) {
+        let (Some(map), Some(q)) = (&self.map, self.to_guest) else {
+            return;
+        };
+        if let Some(ring) = &mut self.queues[q] {
             ring.prefetch(map, n);
         }
     }
@@ -358,18 +447,29 @@ impl Rings {
     /// Makes the frames `send` wrote so far visible to the guest, within a batch; the guest is
     /// interrupted, if it asked, at [`flush_sent`](Self::flush_sent).
     pub fn show_sent(&mut self) {
-        if let Some(ring) = &mut self.queues[RX_QUEUE] {
+        if let Some(ring) = self.to_guest.and_then(|q| self.queues[q].as_mut()) {
             ring.show();
         }
     }
 
     /// Publishes the frames `send` wrote, and interrupts the guest if it asked to be.
     pub fn flush_sent(&mut self) {
-        let (Some(layout), Some(ring)) = (&self.layout, &mut self.queues[RX_QUEUE]) else {
+        let (Some(layout), Some(q)) = (&self.layout, self.to_guest) else {
             return;
         };
-        self.link.set_next_avail(RX_QUEUE, ring.next_avail());
-        publish(ring, &layout.rings[RX_QUEUE].call);
+        let Some(ring) = &mut self.queues[q] else {
+            return;
+        };
+        self.link.set_next_avail(q, ring.next_avail());
+        publish(ring, &layout.rings[q].call);
+    }
+}
+
+impl Drop for Rings {
+    /// Records where the rings stopped and tells the protocol thread the pairs are not polled.
+    fn drop(&mut self) {
+        self.save_positions();
+        self.link.poll(&self.pairs, false);
     }
 }
 
@@ -557,6 +657,8 @@ mod tests {
             call: None,
             started: true,
             enabled: true,
+            base: 0,
+            base_set: 0,
         }
     }
 
@@ -587,16 +689,206 @@ mod tests {
         features: u64,
         event_idx: bool,
     ) -> Rings {
+        let mut all: [RingSetup; QUEUES] = Default::default();
+        (all[0], all[1]) = (rx, tx);
+        let link = published(mem, all, features, event_idx);
+        polling(&link, &[0])
+    }
+
+    /// A link on which the protocol thread published `rings`.
+    fn published(
+        mem: &Arc<GuestMemoryMmap>,
+        rings: [RingSetup; QUEUES],
+        features: u64,
+        event_idx: bool,
+    ) -> Arc<Link> {
         let link = Arc::new(Link::default());
         link.publish(Some(Arc::new(Layout {
             mem: Arc::clone(mem),
-            rings: [rx, tx],
+            rings,
             event_idx,
             features,
         })));
-        let mut rings = Rings::new(link);
+        link
+    }
+
+    /// A worker's rings of `pairs` on `link`, synced.
+    fn polling(link: &Arc<Link>, pairs: &[usize]) -> Rings {
+        let mut rings = Rings::new(Arc::clone(link), pairs);
         rings.sync();
         rings
+    }
+
+    /// The receive and transmit rings of `pairs` queue pairs, a page apart from 0x4_0000 on,
+    /// and their setups (all running).
+    fn pairs_of(mem: &GuestMemoryMmap, pairs: usize) -> (Vec<Mock<'_>>, [RingSetup; QUEUES]) {
+        let mut setups: [RingSetup; QUEUES] = Default::default();
+        let mocks: Vec<Mock<'_>> = (0..2 * pairs)
+            .map(|q| MockSplitQueue::create(mem, GuestAddress(0x4_0000 + 0x1000 * q as u64), SIZE))
+            .collect();
+        for (q, m) in mocks.iter().enumerate() {
+            setups[q] = setup(m);
+        }
+        (mocks, setups)
+    }
+
+    /// Puts a frame whose first byte is `tag` on transmit ring `tx` (its `k`-th chain), in
+    /// guest buffer `k` of that ring.
+    fn offer(mem: &GuestMemoryMmap, tx: &Mock<'_>, q: usize, k: u16, tag: u8) {
+        let at = DATA + 0x1000 * (8 * q as u64 + u64::from(k));
+        let mut frame = vec![0u8; NET_HDR_LEN + 60];
+        frame[NET_HDR_LEN] = tag;
+        mem.write_slice(&frame, GuestAddress(at)).unwrap();
+        tx.add_desc_chains(&[desc(at, frame.len() as u32, 0, 0)], k)
+            .unwrap();
+    }
+
+    #[test]
+    fn frames_on_each_pairs_transmit_queue_are_taken_by_the_worker_polling_it() {
+        let mem = memory();
+        let (mocks, setups) = pairs_of(&mem, 3);
+        let link = published(&mem, setups, 0, true);
+        // One worker polls pairs 0 and 2, another pair 1.
+        let (mut a, mut b) = (polling(&link, &[0, 2]), polling(&link, &[1]));
+        for pair in 0..3 {
+            let q = tx_queue(pair);
+            offer(&mem, &mocks[q], q, 0, pair as u8);
+        }
+        let tags = |r: &mut Rings| {
+            let mut t: Vec<u8> = received(r).iter().map(|f| f[0]).collect();
+            t.sort_unstable();
+            t
+        };
+        assert_eq!(tags(&mut a), [0, 2]);
+        assert_eq!(tags(&mut b), [1]);
+        for pair in 0..3 {
+            assert_eq!(mocks[tx_queue(pair)].used().idx().load(), 1, "pair {pair}");
+        }
+        let moved: Vec<(u32, u64)> = a.pair_stats().map(|s| (s.queue, s.rx_packets)).collect();
+        assert_eq!(moved, [(0, 1), (2, 1)]);
+        // A full batch from one pair does not keep the next poll from the other.
+        for k in 0..4 {
+            offer(&mem, &mocks[tx_queue(0)], tx_queue(0), 1 + k, 0);
+            offer(&mem, &mocks[tx_queue(2)], tx_queue(2), 1 + k, 2);
+        }
+        let mut got = Collect::default();
+        let mut pairs_seen = Vec::new();
+        for _ in 0..2 {
+            a.receive(4, &mut got);
+            pairs_seen.push(got.0.last().map(|(f, ..)| f[0]));
+        }
+        pairs_seen.sort_unstable();
+        assert_eq!(pairs_seen, [Some(0), Some(2)]);
+    }
+
+    #[test]
+    fn a_ring_started_again_begins_where_the_frontend_says_even_for_a_late_worker() {
+        let mem = memory();
+        let (mocks, mut setups) = pairs_of(&mem, 2);
+        let q = tx_queue(1);
+        for k in 0..3 {
+            offer(&mem, &mocks[q], q, k, k as u8);
+        }
+        (setups[q].base, setups[q].base_set) = (2, 1);
+        let link = published(&mem, setups.clone(), 0, true);
+        let mut r = polling(&link, &[1]);
+        let tags = |r: &mut Rings| {
+            r.sync();
+            received(r).iter().map(|f| f[0]).collect::<Vec<_>>()
+        };
+        assert_eq!(tags(&mut r), [2], "started at the frontend's base");
+        // Stopped, given a new base and started again, all before this worker looks: it
+        // starts at the new base, not where it was.
+        setups[q].enabled = false;
+        link.publish(Some(layout(&mem, setups.clone())));
+        (setups[q].enabled, setups[q].base, setups[q].base_set) = (true, 1, 2);
+        link.publish(Some(layout(&mem, setups.clone())));
+        assert_eq!(tags(&mut r), [1, 2]);
+        // Only turned off and on: it continues where it was.
+        offer(&mem, &mocks[q], q, 3, 3);
+        setups[q].enabled = false;
+        link.publish(Some(layout(&mem, setups.clone())));
+        r.sync();
+        setups[q].enabled = true;
+        link.publish(Some(layout(&mem, setups)));
+        assert_eq!(tags(&mut r), [3]);
+    }
+
+    /// The layout of `rings` (no features, event indexes on).
+    fn layout(mem: &Arc<GuestMemoryMmap>, rings: [RingSetup; QUEUES]) -> Arc<Layout> {
+        Arc::new(Layout {
+            mem: Arc::clone(mem),
+            rings,
+            event_idx: true,
+            features: 0,
+        })
+    }
+
+    #[test]
+    fn a_disabled_ring_is_neither_polled_nor_written() {
+        let mem = memory();
+        let (mocks, mut setups) = pairs_of(&mem, 2);
+        setups[tx_queue(1)].enabled = false;
+        setups[rx_queue(0)].enabled = false;
+        let link = published(&mem, setups, 0, true);
+        let mut r = polling(&link, &[0, 1]);
+        offer(&mem, &mocks[tx_queue(1)], tx_queue(1), 0, 1);
+        assert!(received(&mut r).is_empty());
+        assert_eq!(mocks[tx_queue(1)].used().idx().load(), 0);
+        // Frames for the guest go to the running receive queue of pair 1, not pair 0's.
+        for q in [rx_queue(0), rx_queue(1)] {
+            mocks[q]
+                .add_desc_chains(
+                    &[desc(DATA + 0x1000 * q as u64, 2048, VRING_DESC_F_WRITE, 0)],
+                    0,
+                )
+                .unwrap();
+        }
+        assert!(r.sends());
+        assert!(r.send(&[0x77; 60], None, Checksum::AsIs));
+        r.flush_sent();
+        assert_eq!(mocks[rx_queue(0)].used().idx().load(), 0);
+        assert_eq!(mocks[rx_queue(1)].used().idx().load(), 1);
+        // A worker whose only receive queue is off sends nothing itself.
+        let mut only = polling(&link, &[0]);
+        assert!(!only.sends());
+        assert!(!only.send(&[0x77; 60], None, Checksum::AsIs));
+    }
+
+    #[test]
+    fn frames_for_the_guest_go_into_the_receive_ring_of_the_senders_pair() {
+        let mem = memory();
+        let (mocks, setups) = pairs_of(&mem, 2);
+        let link = published(&mem, setups, 0, true);
+        let (mut a, mut b) = (polling(&link, &[0]), polling(&link, &[1]));
+        for q in [rx_queue(0), rx_queue(1)] {
+            for k in 0..2u16 {
+                let at = DATA + 0x1000 * (8 * q as u64 + u64::from(k));
+                mocks[q]
+                    .add_desc_chains(&[desc(at, 2048, VRING_DESC_F_WRITE, 0)], k)
+                    .unwrap();
+            }
+        }
+        assert!(a.send(&[0xa0; 60], None, Checksum::AsIs));
+        a.flush_sent();
+        for _ in 0..2 {
+            assert!(b.send(&[0xb1; 60], None, Checksum::AsIs));
+        }
+        b.flush_sent();
+        assert_eq!(mocks[rx_queue(0)].used().idx().load(), 1);
+        assert_eq!(mocks[rx_queue(1)].used().idx().load(), 2);
+        let first_byte = |q: usize| {
+            let mut byte = [0u8];
+            let at = DATA + 0x1000 * 8 * q as u64 + NET_HDR_LEN as u64;
+            mem.read_slice(&mut byte, GuestAddress(at)).unwrap();
+            byte[0]
+        };
+        assert_eq!(
+            (first_byte(rx_queue(0)), first_byte(rx_queue(1))),
+            (0xa0, 0xb1)
+        );
+        let sent = |r: &Rings| r.pair_stats().map(|s| s.tx_packets).collect::<Vec<_>>();
+        assert_eq!((sent(&a), sent(&b)), (vec![1], vec![2]));
     }
 
     /// [`rings`] with `features` negotiated.
@@ -1074,6 +1366,8 @@ mod tests {
             call: None,
             started: true,
             enabled: true,
+            base: 0,
+            base_set: 0,
         }
     }
 
