@@ -139,6 +139,16 @@ fn opener_of(flags: u64) -> Side {
     }
 }
 
+/// The direction of a packet from the `side` end of a connection its `opener` end opened.
+#[inline]
+fn dir(opener: Side, side: Side) -> Dir {
+    if side == opener {
+        Dir::Original
+    } else {
+        Dir::Reply
+    }
+}
+
 /// The state of a packet travelling in `dir` of a connection that has (or has not) seen a
 /// reply.
 #[inline]
@@ -214,11 +224,7 @@ impl Entry {
     }
 
     pub fn dir(&self, side: Side) -> Dir {
-        if side == self.opener {
-            Dir::Original
-        } else {
-            Dir::Reply
-        }
+        dir(self.opener, side)
     }
 
     pub fn timeout_secs(&self, policy: &ZonePolicy) -> u32 {
@@ -357,11 +363,7 @@ pub(super) fn count(
         return None;
     }
     let opener = opener_of(flags);
-    let dir = if side == opener {
-        Dir::Original
-    } else {
-        Dir::Reply
-    };
+    let dir = dir(opener, side);
     let seen_reply = flags & SEEN_REPLY != 0;
     if dir == Dir::Reply && !seen_reply {
         return None;
@@ -407,14 +409,11 @@ pub(super) fn count(
         }
     }
     let d = dir as usize;
-    let (mut packets, bytes_at) = (halves(claim.word(11)), 12 + d);
-    if d == 0 {
-        packets.0 = packets.0.wrapping_add(1);
-    } else {
-        packets.1 = packets.1.wrapping_add(1);
-    }
-    claim.set(11, join(packets.0, packets.1));
-    claim.set(bytes_at, claim.word(bytes_at) + u64::from(pkt.len));
+    let (out, back) = halves(claim.word(11));
+    let mut packets = [out, back];
+    packets[d] = packets[d].wrapping_add(1);
+    claim.set(11, join(packets[0], packets[1]));
+    claim.set(12 + d, claim.word(12 + d) + u64::from(pkt.len));
     Some(Counted::Passed(state(seen_reply, dir)))
 }
 
