@@ -47,6 +47,11 @@ pub fn rx_queue(pair: usize) -> usize {
 pub fn tx_queue(pair: usize) -> usize {
     2 * pair + 1
 }
+
+/// The pair queue `queue` belongs to.
+pub fn pair_of(queue: usize) -> usize {
+    queue / 2
+}
 /// Bit of `VIRTIO_RING_F_EVENT_IDX` in the feature word.
 pub const EVENT_IDX: u64 = 1 << VIRTIO_RING_F_EVENT_IDX;
 /// The virtio features brink offers: version 1 rings, event-index notification suppression,

@@ -42,7 +42,7 @@ use virtio_bindings::virtio_net::{
 use super::super::jumbo::{Gso, JUMBO_LEN};
 use super::super::offload::Checksum;
 use super::super::QueueStats;
-use super::device::{rx_queue, tx_queue, Layout, Link, MAX_PAIRS, QUEUES};
+use super::device::{pair_of, rx_queue, tx_queue, Layout, Link, MAX_PAIRS, QUEUES};
 use super::guest::GuestMap;
 use super::vring::SplitRing;
 use crate::wire::checksum::Partial;
@@ -370,7 +370,7 @@ impl Rings {
             };
             let written = match write_chain(ring, map, head, parts, 0) {
                 Some((n, _)) if n == total => {
-                    self.moved[q / 2].tx_packets += 1;
+                    self.moved[pair_of(q)].tx_packets += 1;
                     n as u32
                 }
                 _ => {
@@ -421,7 +421,7 @@ impl Rings {
                             .is_some_and(|at| map.write(at, &buffers)))
             });
         if counted {
-            self.moved[q / 2].tx_packets += 1;
+            self.moved[pair_of(q)].tx_packets += 1;
         } else {
             self.stats.rx_refused += 1;
             for m in &mut self.merged[..count] {
