@@ -166,6 +166,11 @@ fn parse_with(
     })
 }
 
+/// Where the checksum field lies in a TCP header.
+const TCP_CHECKSUM_AT: usize = 16;
+/// Where the checksum field lies in a UDP header.
+const UDP_CHECKSUM_AT: usize = 6;
+
 /// The network-layer facts transport parsing needs.
 struct L3<'a> {
     src: Addr,
@@ -192,8 +197,8 @@ impl L3<'_> {
     /// this unfragmented packet's TCP or UDP header.
     fn is_checksum_field(&self, partial: Partial) -> bool {
         let field = match self.proto {
-            proto::TCP => 16,
-            proto::UDP => 6,
+            proto::TCP => TCP_CHECKSUM_AT,
+            proto::UDP => UDP_CHECKSUM_AT,
             _ => return false,
         };
         !self.fragment
@@ -427,9 +432,9 @@ fn checksum(l3: &L3<'_>) -> Result<Option<Fixup>, BadChecksum> {
         return Ok(None);
     }
     let (field, pseudo, offloadable) = match (l3.proto, l3.v6) {
-        (proto::TCP, _) => (16, true, true),
-        (proto::UDP, false) if be16(l3.payload, 6) == Some(0) => return Ok(None),
-        (proto::UDP, _) => (6, true, true),
+        (proto::TCP, _) => (TCP_CHECKSUM_AT, true, true),
+        (proto::UDP, false) if be16(l3.payload, UDP_CHECKSUM_AT) == Some(0) => return Ok(None),
+        (proto::UDP, _) => (UDP_CHECKSUM_AT, true, true),
         (proto::ICMP, false) => (2, false, false),
         (proto::ICMPV6, true) => (2, true, false),
         _ => return Ok(None),
