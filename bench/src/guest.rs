@@ -136,6 +136,10 @@ impl Kernel {
     /// unpacked on first use, reused after that). Needs `apt-get`, `dpkg-deb` and busybox (its
     /// `depmod` writes `modules.dep`, which the package leaves to its install script).
     pub fn distro(cache: &Path) -> Result<Kernel, BenchError> {
+        // Guest tests run in parallel threads, and apt takes its locks without waiting: one
+        // thread fetches (and may update the lists) while the others wait, then find its copy.
+        static FETCHING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = FETCHING.lock().unwrap_or_else(|e| e.into_inner());
         // A fresh machine may have no package lists yet, and old lists may name a kernel the
         // archive no longer has: on failure, update them once and try again.
         let fetch = || -> Result<PathBuf, BenchError> {
