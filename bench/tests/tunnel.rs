@@ -281,6 +281,61 @@ fn the_arp_responder_answers_for_remote_vms_without_flooding() {
     let neigh = a1.exec("ip", &["neigh", "show", &b1.ip]).unwrap();
     let neigh = String::from_utf8_lossy(&neigh.stdout).to_lowercase();
     assert!(neigh.contains(&b1.mac), "{neigh}");
+
+    // IPv6: the same VMs get a second address each, and l2population a second pair for each
+    // MAC. Neighbour solicitations are answered on their own host, with still no flood list.
+    let v6 = |vm: &Vm| format!("fd00::{}", &vm.ip[vm.ip.rfind('.').map_or(0, |i| i + 1)..]);
+    for (h, vm, on, peer) in [(0, &b1, 1, &a1), (1, &a1, 0, &b1)] {
+        peer.enable_ipv6(&v6(peer)).unwrap();
+        let at = Hosts::tunnel_ip(on);
+        let add = [
+            "fdb",
+            "add",
+            "blue",
+            &vm.mac,
+            "--remote",
+            &at,
+            "--ip",
+            &v6(vm),
+        ];
+        s.daemon(h).unwrap().ctl_ok(&add).unwrap();
+    }
+    let answers_before = neighbour_answers(s.daemon(0).unwrap());
+    let ping6 = a1.exec("ping", &["-6", "-c", "3", "-i", "0.2", "-W", "1", &v6(&b1)]);
+    let ping6 = String::from_utf8_lossy(&ping6.unwrap().stdout).into_owned();
+    assert!(
+        ping6.contains("3 received"),
+        "IPv6 across the tunnel: {ping6}"
+    );
+    let neigh = a1.exec("ip", &["-6", "neigh", "show", &v6(&b1)]).unwrap();
+    let neigh = String::from_utf8_lossy(&neigh.stdout).to_lowercase();
+    assert!(neigh.contains(&b1.mac), "{neigh}");
+    assert!(
+        neighbour_answers(s.daemon(0).unwrap()) > answers_before,
+        "host 0's responder answered the solicitation"
+    );
+    // Both of b1's addresses are in its entry; removing the IPv6 pair keeps the IPv4 one.
+    let d0 = s.daemon(0).unwrap();
+    let ips = |d: &Daemon| {
+        let fdb = json(d, &["fdb", "show", "--network", "blue"]);
+        let entries = fdb.as_array().unwrap().clone();
+        let entry = entries.into_iter().find(|e| e["mac"] == b1.mac.as_str());
+        entry.map(|e| e["ips"].clone())
+    };
+    assert_eq!(ips(d0), Some(serde_json::json!([b1.ip, v6(&b1)])));
+    d0.ctl_ok(&["fdb", "del", "blue", &b1.mac, "--ip", &v6(&b1)])
+        .unwrap();
+    assert_eq!(ips(d0), Some(serde_json::json!([b1.ip])));
+}
+
+/// ARP requests and neighbour solicitations host `d`'s workers answered.
+fn neighbour_answers(d: &Daemon) -> u64 {
+    let stats = json(d, &["stats"]);
+    let workers = stats["workers"].as_array().unwrap();
+    workers
+        .iter()
+        .map(|w| w["neighbour_answers"].as_u64().unwrap())
+        .sum()
 }
 
 #[test]

@@ -150,6 +150,11 @@ fn workers(r: &mut Registry, stats: &Stats) {
         "worker_checksums_completed",
         "Partial checksums completed in software",
     );
+    let answers = Counters::new(
+        r,
+        "worker_neighbour_answers",
+        "ARP requests and neighbour solicitations the neighbour responder answered",
+    );
     let learned = Counters::new(r, "worker_fdb_learned", "MAC addresses learned");
     let drops = Counters::new(r, "worker_drops", "Transmit-side drops, by reason");
     for w in &stats.workers {
@@ -164,6 +169,7 @@ fn workers(r: &mut Registry, stats: &Stats) {
         cross_rx.set(&worker, w.cross_rx);
         segmented.set(&worker, w.segmented);
         completed.set(&worker, w.checksums_completed);
+        answers.set(&worker, w.neighbour_answers);
         learned.set(&worker, w.fdb_learned);
         for (reason, &n) in &w.drops {
             drops.set(&[worker[0], ("reason", reason)], n);

@@ -2,7 +2,7 @@
 //!
 //! Pure data: nothing here touches the kernel or the dataplane, so every rule is unit-tested.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -634,13 +634,21 @@ impl Model {
                 .filter_map(|(name, &mtu)| Some((*self.networks.get(name)?, mtu))),
         )
         .with_remote_macs(self.remotes(&up).map(|(n, mac, _, port)| (n, mac, port)))
-        .with_arp_answers(self.remotes(&up).filter_map(|(n, mac, remote, port)| {
-            let answers = self.overlays.get(self.network_name(n)?)?.arp_responder;
-            match remote.ip {
-                Some(IpAddr::V4(ip)) if answers => Some((n, ip.octets(), mac, port)),
-                _ => None,
-            }
-        }))
+        .with_neighbour_answers(
+            self.remotes(&up)
+                .filter(|&(n, ..)| {
+                    let network = self.network_name(n);
+                    network
+                        .and_then(|name| self.overlays.get(name))
+                        .is_some_and(|o| o.arp_responder)
+                })
+                .flat_map(|(n, mac, remote, port)| {
+                    remote
+                        .ips
+                        .iter()
+                        .map(move |&ip| (n, Addr::from(ip), mac, port))
+                }),
+        )
     }
 
     /// Every remote MAC as `(network, MAC, where, uplink port)`, for networks whose uplink is
@@ -817,23 +825,24 @@ impl Model {
         Ok(ip)
     }
 
-    /// Records that `mac` of network `name` lives behind endpoint `remote` (with IP `ip`);
-    /// returns the parsed MAC and the entry.
+    /// Records that `mac` of network `name` lives behind endpoint `remote`, with IP `ip` if
+    /// given. Behind the endpoint it already had, the entry keeps its other IPs (a dual-stack
+    /// VM comes as one pair per address); behind another, it starts again with this one (the VM
+    /// moved). Returns the parsed MAC, the entry and what the network had before, to restore
+    /// with [`Model::put_remote`] if the change cannot be carried out.
     pub fn add_remote(
         &mut self,
         name: &str,
         mac: &str,
         remote: &str,
         ip: Option<&str>,
-    ) -> Result<(MacAddr, Remote), ModelError> {
+    ) -> Result<(MacAddr, Remote, Option<Remote>), ModelError> {
         let endpoint = self.remote_endpoint(remote)?;
         let mac: MacAddr = mac.parse()?;
         if mac.is_multicast() || mac.is_zero() {
             return Err(ModelError::NotUnicast(mac));
         }
-        let ip = ip
-            .map(|s| s.parse::<IpAddr>().map_err(|_| ModelError::BadIp(s.into())))
-            .transpose()?;
+        let ip = ip.map(parse_ip).transpose()?;
         if let Some(p) = self
             .ports
             .values()
@@ -842,23 +851,68 @@ impl Model {
             let port = p.spec.name.clone();
             return Err(OverlayError::LocalMac { mac, port }.into());
         }
-        let entry = Remote { endpoint, ip };
-        self.vxlan_mut(name)?.remotes.insert(mac.to_string(), entry);
-        Ok((mac, entry))
+        let remotes = &mut self.vxlan_mut(name)?.remotes;
+        let previous = remotes.get(&mac.to_string()).cloned();
+        let mut entry = match &previous {
+            Some(r) if r.endpoint == endpoint => r.clone(),
+            _ => Remote {
+                endpoint,
+                ips: BTreeSet::new(),
+            },
+        };
+        entry.ips.extend(ip);
+        remotes.insert(mac.to_string(), entry.clone());
+        Ok((mac, entry, previous))
     }
 
-    /// Forgets remote `mac` of network `name`; returns the parsed MAC.
-    pub fn del_remote(&mut self, name: &str, mac: &str) -> Result<MacAddr, ModelError> {
-        let mac: MacAddr = mac.parse()?;
-        self.vxlan_mut(name)?
-            .remotes
-            .remove(&mac.to_string())
-            .map(|_| mac)
-            .ok_or_else(|| {
-                let network = name.to_string();
-                OverlayError::NoRemote { network, mac }.into()
-            })
+    /// Sets remote `mac` of network `name` back to `entry` (`None`: no entry).
+    pub fn put_remote(
+        &mut self,
+        name: &str,
+        mac: MacAddr,
+        entry: Option<Remote>,
+    ) -> Result<(), ModelError> {
+        let remotes = &mut self.vxlan_mut(name)?.remotes;
+        match entry {
+            Some(r) => remotes.insert(mac.to_string(), r),
+            None => remotes.remove(&mac.to_string()),
+        };
+        Ok(())
     }
+
+    /// Forgets remote `mac` of network `name`, or with `ip` only that IP of it (l2population
+    /// removes one MAC/IP pair at a time): the entry goes with its last IP. Returns the parsed
+    /// MAC and whether the entry is gone.
+    pub fn del_remote(
+        &mut self,
+        name: &str,
+        mac: &str,
+        ip: Option<&str>,
+    ) -> Result<(MacAddr, bool), ModelError> {
+        let mac: MacAddr = mac.parse()?;
+        let ip = ip.map(parse_ip).transpose()?;
+        let network = name.to_string();
+        let remotes = &mut self.vxlan_mut(name)?.remotes;
+        let key = mac.to_string();
+        let Some(entry) = remotes.get_mut(&key) else {
+            return Err(OverlayError::NoRemote { network, mac }.into());
+        };
+        if let Some(ip) = ip {
+            if !entry.ips.remove(&ip) {
+                return Err(OverlayError::NoRemoteIp { network, mac, ip }.into());
+            }
+            if !entry.ips.is_empty() {
+                return Ok((mac, false));
+            }
+        }
+        remotes.remove(&key);
+        Ok((mac, true))
+    }
+}
+
+/// An IP address as the API gives it.
+fn parse_ip(s: &str) -> Result<IpAddr, ModelError> {
+    s.parse().map_err(|_| ModelError::BadIp(s.into()))
 }
 
 /// An AF_XDP or tap port names an interface; a vhost-user port names a socket instead.
@@ -1038,6 +1092,59 @@ mod tests {
         assert_eq!(
             m.check_port(&bad_ip, 0),
             Err(ModelError::BadIp("10.0.0.300".into()))
+        );
+    }
+
+    #[test]
+    fn remote_entries_gather_a_dual_stack_vms_ips_and_lose_them_one_by_one() {
+        let mut m = Model::default();
+        let blue = m.add_network("blue", None).unwrap();
+        m.set_tunnel(Tunnel {
+            local_ip: "192.0.2.1".parse().unwrap(),
+            dev: "eth1".into(),
+        })
+        .unwrap();
+        let vxlan = Overlay::new(Segment::Vxlan { vni: 1001 }, true).unwrap();
+        m.insert_overlay("blue", vxlan);
+        let mac = "02:00:00:00:00:05";
+        let (v4, v6) = ("10.0.0.5", "fd00::5");
+        m.add_remote("blue", mac, "192.0.2.2", Some(v4)).unwrap();
+        let (_, entry, before) = m.add_remote("blue", mac, "192.0.2.2", Some(v6)).unwrap();
+        assert_eq!(entry.ips.len(), 2, "both addresses kept: {entry:?}");
+        assert_eq!(before.map(|r| r.ips.len()), Some(1));
+        // Both feed the neighbour responder (the uplink port is up for this snapshot).
+        add(&mut m, spec("blue.uplink", "brvx1001", "blue", None)).unwrap();
+        let snap = m.snapshot(1, |_| true);
+        for ip in [v4, v6] {
+            let addr = Addr::from(ip.parse::<IpAddr>().unwrap());
+            let answer = snap
+                .neighbour_answer(blue, addr)
+                .map(|(mac, _)| mac.to_string());
+            assert_eq!(answer.as_deref(), Some(mac), "{ip}");
+        }
+        // Removing one pair keeps the entry; the other pair takes it away.
+        assert_eq!(
+            m.del_remote("blue", mac, Some("10.0.0.9"))
+                .unwrap_err()
+                .to_string(),
+            format!("the remote entry for {mac} in network \"blue\" has no IP 10.0.0.9")
+        );
+        assert!(!m.del_remote("blue", mac, Some(v4)).unwrap().1);
+        assert!(m.del_remote("blue", mac, Some(v6)).unwrap().1);
+        assert!(m.overlay("blue").unwrap().remotes.is_empty());
+        // Moved to another host: the entry starts again there.
+        m.add_remote("blue", mac, "192.0.2.2", Some(v4)).unwrap();
+        let (_, moved, _) = m.add_remote("blue", mac, "192.0.2.3", Some(v6)).unwrap();
+        assert_eq!(
+            moved.ips.iter().map(IpAddr::to_string).collect::<Vec<_>>(),
+            [v6]
+        );
+        // An entry saved by an older brinkd, with one `ip`, still loads.
+        let old: Remote =
+            serde_json::from_str(r#"{"endpoint":"192.0.2.2","ip":"10.0.0.5"}"#).unwrap();
+        assert_eq!(
+            old.ips.iter().map(IpAddr::to_string).collect::<Vec<_>>(),
+            [v4]
         );
     }
 

@@ -78,6 +78,16 @@ pub enum OverlayError {
         /// The MAC.
         mac: MacAddr,
     },
+    /// The remote entry for the MAC has no such IP.
+    #[error("the remote entry for {mac} in network {network:?} has no IP {ip}")]
+    NoRemoteIp {
+        /// Network name.
+        network: String,
+        /// The MAC.
+        mac: MacAddr,
+        /// The IP.
+        ip: IpAddr,
+    },
     /// A remote MAC that is a local port's.
     #[error("MAC {mac} is configured on local port {port:?}")]
     LocalMac {
@@ -149,13 +159,36 @@ pub fn parse_endpoint(s: &str) -> Result<Ipv4Addr, OverlayError> {
 }
 
 /// Where a remote MAC lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SavedRemote")]
 pub struct Remote {
     /// The endpoint of its host.
     pub endpoint: Ipv4Addr,
-    /// Its IP, for the ARP responder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<IpAddr>,
+    /// Its IPv4 and IPv6 addresses, for the neighbour responder (l2population sends one
+    /// MAC/IP pair per address).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub ips: BTreeSet<IpAddr>,
+}
+
+/// A [`Remote`] as saved, also as releases before dual-stack entries saved it (one `ip`).
+#[derive(Deserialize)]
+struct SavedRemote {
+    endpoint: Ipv4Addr,
+    #[serde(default)]
+    ip: Option<IpAddr>,
+    #[serde(default)]
+    ips: BTreeSet<IpAddr>,
+}
+
+impl From<SavedRemote> for Remote {
+    fn from(s: SavedRemote) -> Self {
+        let mut ips = s.ips;
+        ips.extend(s.ip);
+        Remote {
+            endpoint: s.endpoint,
+            ips,
+        }
+    }
 }
 
 /// A network's segment and, for VXLAN, its l2population state.

@@ -260,6 +260,8 @@ pub struct WorkerCounters {
     /// Checksums a sender left partial that were completed in software, for destinations that
     /// need them complete.
     pub checksums_completed: Counter,
+    /// ARP requests and neighbour solicitations the neighbour responder answered.
+    pub neighbour_answers: Counter,
     /// MAC addresses learned (new entries and moves).
     pub fdb_learned: Counter,
     /// Learning skipped because the FDB was full.

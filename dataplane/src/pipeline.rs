@@ -9,7 +9,8 @@
 
 use std::time::Instant;
 
-use brink_conntrack::{CtState, Table};
+use brink_conntrack::key::proto;
+use brink_conntrack::{Addr, CtState, Table};
 
 use crate::acl::Direction;
 use crate::batch::{Batch, FlowKey, Verdict, BATCH_SIZE};
@@ -22,8 +23,8 @@ use crate::port::offload::Checksum;
 use crate::port::Backend;
 use crate::snapshot::{PortId, Snapshot, NO_PORT};
 use crate::wire::checksum::Partial;
-use crate::wire::ip::{self, Fixup, Parsed};
-use crate::wire::{arp, EtherType, EthernetFrame, L3};
+use crate::wire::ip::{self, icmpv6, Fixup, Flow, Parsed};
+use crate::wire::{arp, nd, EtherType, EthernetFrame, L3};
 
 /// Parses every frame's Ethernet header into its key; if the batch needs inspecting, its ARP and
 /// IP headers into its [`L3`] (with the checksum to complete if the sender offloaded it) and, on
@@ -164,30 +165,74 @@ pub fn destination(
     }
 }
 
-/// Answers ARP requests for remote VMs of networks with an ARP responder (Neutron's
-/// `arp_responder`): the request becomes the reply, sent back to the port it came from, instead
-/// of a flood to every host. Requests that arrive from the uplink the answer lives behind are
-/// left to their network.
-pub fn arp_responder<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B, snap: &Snapshot) {
+/// Answers ARP requests and IPv6 neighbour solicitations for remote VMs of networks with a
+/// neighbour responder (Neutron's `arp_responder`): the request becomes the reply, sent back to
+/// the port it came from, instead of a flood to every host. Requests that arrive from the
+/// uplink the answer lives behind are left to their network. Answers are counted in the
+/// worker's `neighbour_answers`.
+pub fn neighbour_responder<B: Backend>(
+    b: &mut Batch<B::Frame>,
+    backend: &mut B,
+    snap: &Snapshot,
+    wc: &WorkerCounters,
+) {
+    if !snap.answers_neighbours() {
+        return;
+    }
     for i in 0..b.len {
-        if b.verdicts[i] != Verdict::Flood || b.keys[i].ethertype != u16::from(EtherType::Arp) {
+        if b.verdicts[i] != Verdict::Flood {
             continue;
         }
         let bytes = backend.bytes(&b.frames[i]);
-        let Some(target) = arp::request_target(bytes) else {
-            continue;
+        let (network, in_port) = (b.network, b.in_port);
+        // The answer's MAC, unless it lives behind the port that asks.
+        let answer = |ip| {
+            let (mac, uplink) = snap.neighbour_answer(network, ip)?;
+            (uplink != in_port).then_some(mac)
         };
-        let Some((mac, uplink)) = snap.arp_answer(b.network, target) else {
-            continue;
+        let reply = match EtherType::from(b.keys[i].ethertype) {
+            EtherType::Arp => arp::request_target(bytes)
+                .and_then(|target| arp::reply(bytes, answer(Addr::v4(target))?))
+                .map(Reply::Arp),
+            EtherType::Ipv6 => nd::solicitation(bytes).and_then(|asked| {
+                let advert = nd::advert(bytes, answer(Addr(asked.target))?)?;
+                Some(Reply::Nd(asked, advert))
+            }),
+            _ => None,
         };
-        if uplink == b.in_port {
-            continue;
+        let frame = &mut b.frames[i];
+        match reply {
+            Some(Reply::Arp(reply)) => backend.patch(frame, 0, &reply),
+            Some(Reply::Nd(asked, advert)) => {
+                let written = backend.reshape(frame, nd::ADVERT_LEN, |bytes| {
+                    bytes[..nd::ADVERT_LEN].copy_from_slice(&advert);
+                });
+                if !written {
+                    continue;
+                }
+                backend.set_checksum(frame, Checksum::AsIs);
+                // What the later stages judge is the advertisement.
+                b.l3[i] = L3::Ip(Flow {
+                    v6: true,
+                    proto: proto::ICMPV6,
+                    src: Addr(asked.target),
+                    dst: Addr(asked.source),
+                    icmp: Some((icmpv6::NEIGHBOR_ADVERT, 0)),
+                    nd_target: Some(Addr(asked.target)),
+                    ..Flow::default()
+                });
+            }
+            None => continue,
         }
-        if let Some(reply) = arp::reply(bytes, mac) {
-            backend.patch(&mut b.frames[i], 0, &reply);
-            b.verdicts[i] = Verdict::Forward(b.in_port);
-        }
+        b.verdicts[i] = Verdict::Forward(in_port);
+        wc.neighbour_answers.add(1);
     }
+}
+
+/// A neighbour responder's answer, as the frame to send.
+enum Reply {
+    Arp([u8; arp::FRAME_LEN]),
+    Nd(nd::Solicitation, [u8; nd::ADVERT_LEN]),
 }
 
 /// On ports that track connections, tracks every IP frame still on its way in its network's

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use brink_conntrack::Addr;
 use hashbrown::HashMap;
 
 use crate::acl::PortFilter;
@@ -81,8 +82,9 @@ pub struct Snapshot {
     filtered: Vec<NetworkId>,
     /// MTUs of networks that do not use [`DEFAULT_MTU`].
     mtus: HashMap<NetworkId, u16>,
-    /// ARP responder answers: (network, IPv4) -> the remote MAC and the uplink it lives behind.
-    arp: HashMap<(NetworkId, [u8; 4]), (MacAddr, PortId)>,
+    /// Neighbour responder answers: (network, IPv4 or IPv6 address) -> the remote MAC and the
+    /// uplink it lives behind.
+    neighbours: HashMap<(NetworkId, Addr), (MacAddr, PortId)>,
 }
 
 /// A port id no port has: the receiver recorded for a connection whose first packet was flooded,
@@ -146,26 +148,31 @@ impl Snapshot {
         self
     }
 
-    /// This snapshot with ARP responder answers: each `(network, ip, mac, uplink)` says that
-    /// `ip` is at remote `mac`, behind port `uplink`.
-    pub fn with_arp_answers(
+    /// This snapshot with neighbour responder answers: each `(network, ip, mac, uplink)` says
+    /// that `ip` (IPv4, which ARP asks for, or IPv6, which neighbour discovery asks for) is at
+    /// remote `mac`, behind port `uplink`.
+    pub fn with_neighbour_answers(
         mut self,
-        answers: impl IntoIterator<Item = (NetworkId, [u8; 4], MacAddr, PortId)>,
+        answers: impl IntoIterator<Item = (NetworkId, Addr, MacAddr, PortId)>,
     ) -> Self {
-        self.arp = answers
+        self.neighbours = answers
             .into_iter()
             .map(|(n, ip, mac, uplink)| ((n, ip), (mac, uplink)))
             .collect();
         self
     }
 
-    /// The MAC the ARP responder gives for `ip` in `network` and the uplink it lives behind.
+    /// Whether some network has neighbour responder answers.
     #[inline]
-    pub fn arp_answer(&self, network: NetworkId, ip: [u8; 4]) -> Option<(MacAddr, PortId)> {
-        if self.arp.is_empty() {
-            return None;
-        }
-        self.arp.get(&(network, ip)).copied()
+    pub fn answers_neighbours(&self) -> bool {
+        !self.neighbours.is_empty()
+    }
+
+    /// The MAC the neighbour responder gives for `ip` in `network` and the uplink it lives
+    /// behind.
+    #[inline]
+    pub fn neighbour_answer(&self, network: NetworkId, ip: Addr) -> Option<(MacAddr, PortId)> {
+        self.neighbours.get(&(network, ip)).copied()
     }
 
     /// The MTU of `network`: the largest IP packet its ports carry.

@@ -412,7 +412,7 @@ impl<B: Backend> Worker<B> {
         stage::parse(b, &self.egress.backend);
         stage::port_security(b, snap);
         stage::l2(b, &mut self.fdb, now, &self.counters);
-        stage::arp_responder(b, &mut self.egress.backend, snap);
+        stage::neighbour_responder(b, &mut self.egress.backend, snap, &self.counters);
         let events = self.shared.events.active();
         stage::conntrack(b, &self.shared.ct, snap, now_ns, self.id, events);
         stage::rules(b, snap, self.id);

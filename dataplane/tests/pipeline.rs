@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
+use brink_conntrack::Addr;
+use brink_dataplane::acl::{PortFilter, PortSecurity};
 use brink_dataplane::counters::DropReason;
+use brink_dataplane::snapshot::NetworkId;
 use brink_dataplane::wire::MacAddr;
 use common::*;
 
@@ -286,12 +289,7 @@ fn the_arp_responder_answers_local_requests_for_remote_ips_only() {
     let mut rig = Rig::new(1, Duration::from_secs(300));
     rig.add(1, 0, 1, Some(mac(1)));
     rig.add(2, 0, 1, None);
-    rig.arp = vec![(
-        brink_dataplane::snapshot::NetworkId(1),
-        [10, 0, 0, 9],
-        mac(9),
-        2,
-    )];
+    rig.neighbours = vec![(NetworkId(1), Addr::v4([10, 0, 0, 9]), mac(9), 2)];
     rig.publish();
 
     rig.send(1, arp_request(1, 9));
@@ -310,5 +308,94 @@ fn the_arp_responder_answers_local_requests_for_remote_ips_only() {
     rig.poll();
     assert_eq!(rig.received(2), vec![arp_request(1, 8)]);
     assert_eq!(rig.received(1), vec![arp_request(7, 9)]);
+    rig.assert_pools_full();
+}
+
+/// IPv6 address fd00::`n`.
+fn v6(n: u8) -> [u8; 16] {
+    let mut a = [0; 16];
+    (a[0], a[15]) = (0xfd, n);
+    a
+}
+
+/// A neighbour solicitation from MAC `mac(from)`, IPv6 `source`, for fd00::`target`, to its
+/// solicited-node group, with the source link-layer address option, as Linux sends it.
+fn solicitation(from: u8, source: [u8; 16], target: u8) -> Vec<u8> {
+    let group = MacAddr([0x33, 0x33, 0xff, 0, 0, target]);
+    let mut f = frame(group, mac(from), 86);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[14..22].copy_from_slice(&[0x60, 0, 0, 0, 0, 32, 58, 255]);
+    f[22..38].copy_from_slice(&source);
+    f[38..54].copy_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, target]);
+    f[54..62].fill(0);
+    f[54] = 135;
+    f[62..78].copy_from_slice(&v6(target));
+    f[78..80].copy_from_slice(&[1, 1]);
+    f[80..86].copy_from_slice(&mac(from).0);
+    // The ICMPv6 checksum: parse verifies it on a port with port security.
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&f[22..54]);
+    pseudo.extend_from_slice(&[0, 0, 0, 32, 0, 0, 0, 58]);
+    pseudo.extend_from_slice(&f[54..86]);
+    let sum = pseudo
+        .chunks(2)
+        .fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])));
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let folded = !(((folded & 0xffff) + (folded >> 16)) as u16);
+    f[56..58].copy_from_slice(&folded.to_be_bytes());
+    f
+}
+
+#[test]
+fn the_neighbour_responder_answers_solicitations_for_remote_ipv6_addresses_only() {
+    // Port 1 a VM with port security and conntrack (no rules: neighbour discovery is allowed
+    // by the base rules), port 2 the network's uplink; fd00::9 lives behind the uplink.
+    let mut rig = Rig::new(1, Duration::from_secs(300));
+    let security = PortSecurity::new(mac(1), &[Addr(v6(1))], &[], &[]);
+    let filter = PortFilter {
+        stateful: true,
+        security,
+        ..PortFilter::default()
+    };
+    rig.add_port(1, 0, 1, Some(mac(1)), true, Some(filter));
+    rig.add(2, 0, 1, None);
+    rig.neighbours = vec![(NetworkId(1), Addr(v6(9)), mac(9), 2)];
+    rig.publish();
+
+    rig.send(1, solicitation(1, v6(1), 9));
+    rig.poll();
+    let replies = rig.received(1);
+    assert_eq!(replies.len(), 1, "answered to the asking port");
+    let r = &replies[0];
+    assert_eq!(r.len(), 86);
+    assert_eq!(
+        &r[0..12],
+        &[mac(1).0, mac(9).0].concat()[..],
+        "to the asker"
+    );
+    assert_eq!(&r[22..38], &v6(9), "from the target");
+    assert_eq!(&r[38..54], &v6(1), "to the asker's address");
+    assert_eq!(
+        (r[54], r[58]),
+        (136, 0x60),
+        "a solicited, overriding advertisement"
+    );
+    assert_eq!(&r[62..78], &v6(9));
+    assert_eq!(&r[80..86], &mac(9).0, "the target's link-layer address");
+    assert!(rig.received(2).is_empty(), "nothing crosses the tunnel");
+    assert_eq!(rig.counters[0].neighbour_answers.get(), 1);
+
+    // Another address, duplicate address detection (from `::`) and a solicitation arriving
+    // from the uplink are flooded as usual.
+    let other = solicitation(1, v6(1), 8);
+    let dad = solicitation(1, [0; 16], 9);
+    let from_uplink = solicitation(7, v6(7), 9);
+    rig.send(1, other.clone());
+    rig.send(1, dad.clone());
+    rig.send(2, from_uplink.clone());
+    rig.poll();
+    assert_eq!(rig.received(2), vec![other, dad]);
+    assert_eq!(rig.received(1), vec![from_uplink]);
+    assert_eq!(rig.counters[0].neighbour_answers.get(), 1);
     rig.assert_pools_full();
 }

@@ -480,9 +480,9 @@ pub struct FdbEntry {
     /// The tunnel endpoint behind which the MAC lives, for an `fdb.add` entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
-    /// Its IP address, if `fdb.add` gave one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
+    /// Its IP addresses, as `fdb.add` gave them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
 }
 
 /// Params of `fdb.add`: where a remote VM's MAC lives (Neutron l2population's `fdb_add`).
@@ -495,7 +495,8 @@ pub struct FdbAdd {
     pub mac: String,
     /// The tunnel endpoint (IP) of the host it is on.
     pub remote: String,
-    /// The VM's IP address, for the ARP responder.
+    /// One of the VM's IP addresses (IPv4 or IPv6), for the neighbour responder; a VM with
+    /// several comes as one `fdb.add` per address, as l2population sends them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
 }
@@ -508,6 +509,10 @@ pub struct FdbDel {
     pub network: String,
     /// The remote MAC to forget.
     pub mac: String,
+    /// Forget only this IP of it (Neutron l2population's `fdb_remove` pair); the entry goes
+    /// with its last IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 /// Params of `network.peer.add` and `network.peer.del`: one flood-list entry.
@@ -681,6 +686,9 @@ pub struct WorkerStats {
     /// complete.
     #[serde(default)]
     pub checksums_completed: u64,
+    /// ARP requests and neighbour solicitations the neighbour responder answered.
+    #[serde(default)]
+    pub neighbour_answers: u64,
     /// MACs learned.
     pub fdb_learned: u64,
     /// Learning skipped, FDB full.

@@ -1,5 +1,7 @@
 //! `fdb.*`: the forwarding database.
 
+use std::net::IpAddr;
+
 use brink_api::protocol::RpcError;
 use brink_api::types::{FdbEntry, NetworkFilter};
 
@@ -31,7 +33,10 @@ impl<H: Host> Service<H> {
                     port: self.model.port_by_id(r.port)?.spec.name.clone(),
                     age_secs: r.age.map(|a| a.as_secs_f64()),
                     remote: remote.map(|r| r.endpoint.to_string()),
-                    ip: remote.and_then(|r| r.ip).map(|ip| ip.to_string()),
+                    ips: remote
+                        .into_iter()
+                        .flat_map(|r| r.ips.iter().map(IpAddr::to_string))
+                        .collect(),
                     mac,
                 })
             })

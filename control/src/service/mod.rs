@@ -71,7 +71,9 @@ impl From<ModelError> for RpcError {
             | ModelError::BadMtu(_) => code::INVALID_PARAMS,
             ModelError::Security(e) => return e.into(),
             ModelError::Overlay(ref o) => match o {
-                OverlayError::NoPeer { .. } | OverlayError::NoRemote { .. } => code::NOT_FOUND,
+                OverlayError::NoPeer { .. }
+                | OverlayError::NoRemote { .. }
+                | OverlayError::NoRemoteIp { .. } => code::NOT_FOUND,
                 OverlayError::VniInUse { .. }
                 | OverlayError::VlanInUse { .. }
                 | OverlayError::TunnelInUse(_)

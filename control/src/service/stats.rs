@@ -72,6 +72,7 @@ impl<H: Host> Service<H> {
                     cross_rx: c.cross_rx.get(),
                     segmented: c.segmented.get(),
                     checksums_completed: c.checksums_completed.get(),
+                    neighbour_answers: c.neighbour_answers.get(),
                     fdb_learned: c.fdb_learned.get(),
                     fdb_full: c.fdb_full.get(),
                     fdb_aged: c.fdb_aged.get(),

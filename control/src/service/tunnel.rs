@@ -114,7 +114,7 @@ impl<H: Host> Service<H> {
     }
 
     pub(super) fn fdb_add(&mut self, p: &FdbAdd) -> Result<(), RpcError> {
-        let (mac, remote) =
+        let (mac, remote, previous) =
             self.model
                 .add_remote(&p.network, &p.mac, &p.remote, p.ip.as_deref())?;
         let dev = self.vxlan_device(&p.network)?;
@@ -128,7 +128,7 @@ impl<H: Host> Service<H> {
             .vxlan(op)
             .and_then(|()| self.set_learning(&p.network, &dev));
         if let Err(e) = programmed {
-            self.model.del_remote(&p.network, &p.mac)?;
+            self.model.put_remote(&p.network, mac, previous)?;
             return Err(e.into());
         }
         self.refilter()?;
@@ -137,7 +137,13 @@ impl<H: Host> Service<H> {
     }
 
     pub(super) fn fdb_del(&mut self, p: &FdbDel) -> Result<(), RpcError> {
-        let mac = self.model.del_remote(&p.network, &p.mac)?;
+        let (mac, gone) = self.model.del_remote(&p.network, &p.mac, p.ip.as_deref())?;
+        if !gone {
+            // Only one of its IPs went: the neighbour responder forgets it.
+            self.refilter()?;
+            self.commit()?;
+            return Ok(());
+        }
         let dev = self.vxlan_device(&p.network)?;
         let op = VxlanOp::Remote {
             dev: &dev,

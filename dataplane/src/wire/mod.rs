@@ -6,6 +6,7 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod ip;
+pub mod nd;
 pub mod segment;
 pub mod vlan;
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use brink_conntrack::Table;
+use brink_conntrack::{Addr, Table};
 use brink_dataplane::acl::PortFilter;
 use brink_dataplane::counters::{DropReason, PortCounters, WorkerCounters};
 use brink_dataplane::port::memory::{MemBackend, MemLink, MemPort};
@@ -48,8 +48,8 @@ pub struct Rig {
     pub now: Instant,
     /// Network MTUs other than the default, published with the ports.
     pub mtus: Vec<(NetworkId, u16)>,
-    /// ARP responder answers `(network, ip, mac, uplink)`, published with the ports.
-    pub arp: Vec<(NetworkId, [u8; 4], MacAddr, PortId)>,
+    /// Neighbour responder answers `(network, ip, mac, uplink)`, published with the ports.
+    pub neighbours: Vec<(NetworkId, Addr, MacAddr, PortId)>,
 }
 
 impl Rig {
@@ -73,7 +73,7 @@ impl Rig {
             ports: vec![],
             generation: 0,
             mtus: Vec::new(),
-            arp: Vec::new(),
+            neighbours: Vec::new(),
             now,
         };
         let config = WorkerConfig {
@@ -226,7 +226,7 @@ impl Rig {
         self.shared.snapshot.publish(
             Snapshot::new(self.generation, entries)
                 .with_mtus(self.mtus.clone())
-                .with_arp_answers(self.arp.clone()),
+                .with_neighbour_answers(self.neighbours.clone()),
         );
     }
 

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{decode, table};
+use super::{decode, list_text, table};
 use crate::call::Call;
 use crate::client::ClientError;
 use crate::types::{FdbAdd, FdbDel, FdbEntry, NetworkFilter};
@@ -32,16 +32,20 @@ pub enum FdbCmd {
         /// The tunnel IP of the host it is on.
         #[arg(long)]
         remote: String,
-        /// The VM's IP address, for the network's ARP responder.
+        /// One of the VM's IP addresses (IPv4 or IPv6), for the network's neighbour
+        /// responder; add a dual-stack VM once per address.
         #[arg(long)]
         ip: Option<String>,
     },
-    /// Forget a remote MAC.
+    /// Forget a remote MAC, or with `--ip` one of its IPs (the entry goes with its last IP).
     Del {
         /// Network name.
         network: String,
         /// The remote VM's MAC.
         mac: String,
+        /// Forget only this IP of it.
+        #[arg(long)]
+        ip: Option<String>,
     },
 }
 
@@ -65,9 +69,10 @@ pub fn call(cmd: &FdbCmd) -> Call {
             remote: remote.clone(),
             ip: ip.clone(),
         }),
-        FdbCmd::Del { network, mac } => Call::FdbDel(FdbDel {
+        FdbCmd::Del { network, mac, ip } => Call::FdbDel(FdbDel {
             network: network.clone(),
             mac: mac.clone(),
+            ip: ip.clone(),
         }),
     }
 }
@@ -79,7 +84,7 @@ pub fn render(cmd: &FdbCmd, result: Value) -> Result<String, ClientError> {
         FdbCmd::Show { .. } => {
             let entries: Vec<FdbEntry> = decode(result)?;
             table(
-                &["NETWORK", "MAC", "PORT", "AGE", "REMOTE", "IP"],
+                &["NETWORK", "MAC", "PORT", "AGE", "REMOTE", "IPS"],
                 entries
                     .iter()
                     .map(|e| {
@@ -91,7 +96,7 @@ pub fn render(cmd: &FdbCmd, result: Value) -> Result<String, ClientError> {
                             e.port.clone(),
                             age,
                             e.remote.clone().unwrap_or_else(dash),
-                            e.ip.clone().unwrap_or_else(dash),
+                            list_text(&e.ips),
                         ]
                     })
                     .collect(),

@@ -101,6 +101,7 @@ fn tables(s: &Stats) -> String {
                 "CROSS_RX",
                 "SEGMENTED",
                 "CSUM_DONE",
+                "NEIGH_ANSWERS",
                 "FDB_LEARNED",
                 "DROPS",
             ],
@@ -119,6 +120,7 @@ fn tables(s: &Stats) -> String {
                         w.cross_rx.to_string(),
                         w.segmented.to_string(),
                         w.checksums_completed.to_string(),
+                        w.neighbour_answers.to_string(),
                         w.fdb_learned.to_string(),
                         pairs_text(&w.drops),
                     ]
