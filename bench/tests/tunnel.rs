@@ -116,7 +116,7 @@ fn brink_to_brink_carries_ping_and_tcp_and_keeps_vnis_apart() {
         .unwrap();
     assert_eq!(entry["port"], "blue.uplink");
     assert_eq!(entry["remote"], "192.0.2.2");
-    assert_eq!(entry["ip"], "10.0.0.2");
+    assert_eq!(entry["ips"], serde_json::json!(["10.0.0.2"]));
     assert!(entry["age_secs"].is_null(), "{entry}");
     // Per-endpoint counters saw the traffic both ways.
     let t = json(d0, &["tunnel", "show"]);
@@ -134,6 +134,54 @@ fn brink_to_brink_carries_ping_and_tcp_and_keeps_vnis_apart() {
     assert_eq!(t["local"]["local_ip"], "192.0.2.1", "{t}");
     let flood = &t["endpoints"][0]["flood"];
     assert_eq!(*flood, serde_json::json!(["blue", "red"]));
+}
+
+#[test]
+fn brink_to_brink_over_an_ipv6_underlay() {
+    let mut s = site("Tb6", &[0, 1], &[]);
+    let local = |h: usize| format!("2001:db8::{}", h + 1);
+    for h in 0..2 {
+        let addr = format!("{}/64", local(h));
+        exec(
+            &s.host(h),
+            "ip",
+            &["-6", "addr", "add", &addr, "dev", "ul", "nodad"],
+        );
+        let set = ["tunnel", "set", "--local-ip", &local(h), "--dev", "ul"];
+        s.daemon(h).unwrap().ctl_ok(&set).unwrap();
+    }
+    // IPv6's 40-byte header: VXLAN takes 70 bytes, so 1450 no longer fits the 1500-byte
+    // underlay.
+    let d0 = s.daemon(0).unwrap();
+    let err = d0.ctl_ok(&["network", "add", "blue", "--vxlan", "1001", "--mtu", "1450"]);
+    let err = err.unwrap_err().to_string();
+    assert!(err.contains("--mtu 1430"), "{err}");
+    for h in 0..2 {
+        let add = ["network", "add", "blue", "--vxlan", "1001", "--mtu", "1430"];
+        s.daemon(h).unwrap().ctl_ok(&add).unwrap();
+    }
+    let d0 = s.daemon(0).unwrap();
+    let other = d0.ctl_ok(&["network", "peer", "add", "blue", "192.0.2.2"]);
+    let other = other.unwrap_err().to_string();
+    assert!(other.contains("IP family"), "an IPv4 endpoint: {other}");
+    let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
+    let b1 = s.add_brink_vm(1, 2, "10.0.0.2", "blue").unwrap();
+    for (h, vm, on) in [(0, &b1, 1), (1, &a1, 0)] {
+        vm.run("ip", &["link", "set", "eth0", "mtu", "1430"])
+            .unwrap();
+        let d = s.daemon(h).unwrap();
+        d.ctl_ok(&["network", "peer", "add", "blue", &local(on)])
+            .unwrap();
+        fdb_add(d, &vm.mac, &local(on), &vm.ip);
+    }
+    ping_and_tcp_both_ways(&s, &a1, &b1, "brink over IPv6");
+    let d0 = s.daemon(0).unwrap();
+    let t = json(d0, &["tunnel", "show"]);
+    assert_eq!(t["local"]["local_ip"], "2001:db8::1", "{t}");
+    let ep = &t["endpoints"][0];
+    assert_eq!(ep["ip"], "2001:db8::2", "{t}");
+    assert!(ep["tx_packets"].as_u64().unwrap() > 1000, "{t}");
+    assert!(rx_from(d0, "2001:db8::2") > 1000, "{t}");
 }
 
 #[test]
@@ -268,10 +316,7 @@ fn the_arp_responder_answers_for_remote_vms_without_flooding() {
     assert!(!ping(&a1, &b1, 1), "without l2pop entries nothing is known");
     for (h, vm, on) in [(0, &b1, 1), (1, &a1, 0)] {
         let at = Hosts::tunnel_ip(on);
-        let add = [
-            "fdb", "add", "blue", &vm.mac, "--remote", &at, "--ip", &vm.ip,
-        ];
-        s.daemon(h).unwrap().ctl_ok(&add).unwrap();
+        fdb_add(s.daemon(h).unwrap(), &vm.mac, &at, &vm.ip);
     }
     let _ = a1.exec("ip", &["neigh", "flush", "dev", "eth0"]);
     assert!(
@@ -288,17 +333,7 @@ fn the_arp_responder_answers_for_remote_vms_without_flooding() {
     for (h, vm, on, peer) in [(0, &b1, 1, &a1), (1, &a1, 0, &b1)] {
         peer.enable_ipv6(&v6(peer)).unwrap();
         let at = Hosts::tunnel_ip(on);
-        let add = [
-            "fdb",
-            "add",
-            "blue",
-            &vm.mac,
-            "--remote",
-            &at,
-            "--ip",
-            &v6(vm),
-        ];
-        s.daemon(h).unwrap().ctl_ok(&add).unwrap();
+        fdb_add(s.daemon(h).unwrap(), &vm.mac, &at, &v6(vm));
     }
     let answers_before = neighbour_answers(s.daemon(0).unwrap());
     let ping6 = a1.exec("ping", &["-6", "-c", "3", "-i", "0.2", "-W", "1", &v6(&b1)]);
@@ -326,6 +361,12 @@ fn the_arp_responder_answers_for_remote_vms_without_flooding() {
     d0.ctl_ok(&["fdb", "del", "blue", &b1.mac, "--ip", &v6(&b1)])
         .unwrap();
     assert_eq!(ips(d0), Some(serde_json::json!([b1.ip])));
+}
+
+/// `fdb add blue MAC --remote AT --ip IP` on `d`: one l2population pair.
+fn fdb_add(d: &Daemon, mac: &str, at: &str, ip: &str) {
+    d.ctl_ok(&["fdb", "add", "blue", mac, "--remote", at, "--ip", ip])
+        .unwrap();
 }
 
 /// ARP requests and neighbour solicitations host `d`'s workers answered.

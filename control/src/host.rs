@@ -2,7 +2,7 @@
 //! or memory (in-memory links, so the whole service runs in tests without root).
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use brink_api::types::{VhostMode, MAX_VHOST_QUEUES};
@@ -13,6 +13,7 @@ use brink_dataplane::port::vhost::{self, VhostPort, VhostShare, VhostSpec};
 use brink_dataplane::port::{Backend, PortSpec};
 
 use crate::iface::{self, IfaceError};
+use crate::overlay::Tunnel;
 use crate::vxlan::{self, DeviceCounters, TunnelCounters, VxlanOp};
 
 // brinkctl's limit is the dataplane's.
@@ -54,8 +55,8 @@ pub trait Host {
     fn mtu(&self, iface: &str) -> Option<u16>;
     /// Changes the kernel's VXLAN state: devices, their forwarding tables, the tunnel filter.
     fn vxlan(&self, op: VxlanOp<'_>) -> Result<(), IfaceError>;
-    /// What the tunnel filter counted, for `endpoints`.
-    fn tunnel_counters(&self, endpoints: &[Ipv4Addr]) -> TunnelCounters;
+    /// What the filter of `tunnel` (none: nothing) counted, for `endpoints`.
+    fn tunnel_counters(&self, tunnel: Option<&Tunnel>, endpoints: &[IpAddr]) -> TunnelCounters;
     /// What VXLAN device `dev` counted.
     fn device_counters(&self, dev: &str) -> DeviceCounters;
 }
@@ -104,8 +105,8 @@ impl Host for Kernel {
         vxlan::apply(op)
     }
 
-    fn tunnel_counters(&self, endpoints: &[Ipv4Addr]) -> TunnelCounters {
-        vxlan::counters(endpoints)
+    fn tunnel_counters(&self, tunnel: Option<&Tunnel>, endpoints: &[IpAddr]) -> TunnelCounters {
+        tunnel.map_or_else(TunnelCounters::default, |t| vxlan::counters(t, endpoints))
     }
 
     fn device_counters(&self, dev: &str) -> DeviceCounters {
@@ -218,7 +219,7 @@ impl Host for Memory {
     }
 
     /// No kernel, no tunnel counters.
-    fn tunnel_counters(&self, _endpoints: &[Ipv4Addr]) -> TunnelCounters {
+    fn tunnel_counters(&self, _: Option<&Tunnel>, _: &[IpAddr]) -> TunnelCounters {
         TunnelCounters::default()
     }
 

@@ -797,26 +797,30 @@ impl Model {
     }
 
     /// Parses a remote endpoint address; the local one is refused.
-    fn remote_endpoint(&self, ip: &str) -> Result<std::net::Ipv4Addr, ModelError> {
+    fn remote_endpoint(&self, ip: &str) -> Result<IpAddr, ModelError> {
         let ip = overlay::parse_endpoint(ip)?;
-        if self.tunnel.as_ref().is_some_and(|t| t.local_ip == ip) {
+        let local = self.tunnel.as_ref().map(|t| t.local_ip);
+        if local == Some(ip) {
             return Err(OverlayError::OwnEndpoint(ip).into());
+        }
+        if let Some(local) = local.filter(|l| l.is_ipv4() != ip.is_ipv4()) {
+            return Err(OverlayError::OtherFamily {
+                endpoint: ip,
+                local,
+            }
+            .into());
         }
         Ok(ip)
     }
 
     /// Adds `ip` to network `name`'s flood list; returns it, or `None` if it was there.
-    pub fn add_peer(
-        &mut self,
-        name: &str,
-        ip: &str,
-    ) -> Result<Option<std::net::Ipv4Addr>, ModelError> {
+    pub fn add_peer(&mut self, name: &str, ip: &str) -> Result<Option<IpAddr>, ModelError> {
         let ip = self.remote_endpoint(ip)?;
         Ok(self.vxlan_mut(name)?.peers.insert(ip).then_some(ip))
     }
 
     /// Removes `ip` from network `name`'s flood list; returns it.
-    pub fn del_peer(&mut self, name: &str, ip: &str) -> Result<std::net::Ipv4Addr, ModelError> {
+    pub fn del_peer(&mut self, name: &str, ip: &str) -> Result<IpAddr, ModelError> {
         let ip = overlay::parse_endpoint(ip)?;
         if !self.vxlan_mut(name)?.peers.remove(&ip) {
             let network = name.to_string();

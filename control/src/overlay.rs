@@ -6,7 +6,7 @@
 //! [`crate::vxlan`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use brink_api::types::{Segment, TunnelSet};
 use brink_dataplane::wire::vlan::MAX_VID;
@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 /// Bytes VXLAN adds in front of a frame on an IPv4 underlay: outer Ethernet 14, IPv4 20,
 /// UDP 8, VXLAN 8. A network's MTU plus this must fit the underlay's MTU.
 pub const VXLAN_OVERHEAD: u16 = 50;
+/// The same on an IPv6 underlay, whose header is 40 bytes.
+pub const VXLAN6_OVERHEAD: u16 = 70;
 
 /// The largest VNI (24 bits).
 pub const MAX_VNI: u32 = (1 << 24) - 1;
@@ -53,22 +55,30 @@ pub enum OverlayError {
     /// The endpoint cannot change while VXLAN networks use it.
     #[error("the tunnel endpoint is used by VXLAN networks {0}; delete them first")]
     TunnelInUse(String),
-    /// Not an IPv4 address.
-    #[error("bad tunnel endpoint {0:?}: expected an IPv4 address like 192.0.2.1")]
+    /// Not an IP address.
+    #[error("bad tunnel endpoint {0:?}: expected an IPv4 or IPv6 address like 192.0.2.1")]
     BadEndpoint(String),
+    /// A remote endpoint of the other IP family than the local one.
+    #[error("tunnel endpoint {endpoint} is not of the local endpoint {local}'s IP family")]
+    OtherFamily {
+        /// The remote endpoint.
+        endpoint: IpAddr,
+        /// The local endpoint.
+        local: IpAddr,
+    },
     /// The network has no VXLAN segment.
     #[error("network {0:?} is not a VXLAN network")]
     NotVxlan(String),
     /// A flood-list or FDB entry names the local endpoint.
     #[error("{0} is this host's own tunnel endpoint")]
-    OwnEndpoint(Ipv4Addr),
+    OwnEndpoint(IpAddr),
     /// The flood list has no such entry.
     #[error("network {network:?} does not flood to {ip}")]
     NoPeer {
         /// Network name.
         network: String,
         /// The endpoint.
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
     /// No remote entry for the MAC.
     #[error("network {network:?} has no remote entry for {mac}")]
@@ -109,14 +119,16 @@ pub enum OverlayError {
     ArpNeedsVxlan,
     /// The network's frames plus VXLAN's headers do not fit the underlay.
     #[error(
-        "network MTU {mtu} plus {VXLAN_OVERHEAD} bytes of VXLAN headers exceeds the MTU {underlay} \
+        "network MTU {mtu} plus {overhead} bytes of VXLAN headers exceeds the MTU {underlay} \
          of underlay {dev:?}: give the network --mtu {fit} or raise the underlay's MTU to {need}",
-        fit = underlay.saturating_sub(VXLAN_OVERHEAD),
-        need = mtu + VXLAN_OVERHEAD
+        fit = underlay.saturating_sub(*overhead),
+        need = mtu + overhead
     )]
     MtuTooLarge {
         /// The network's MTU.
         mtu: u16,
+        /// What VXLAN adds on this underlay ([`Tunnel::overhead`]).
+        overhead: u16,
         /// The underlay interface.
         dev: String,
         /// Its MTU.
@@ -127,8 +139,8 @@ pub enum OverlayError {
 /// This host's VXLAN tunnel endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tunnel {
-    /// The local tunnel IP.
-    pub local_ip: Ipv4Addr,
+    /// The local tunnel IP (IPv4 or IPv6; remote endpoints are of the same family).
+    pub local_ip: IpAddr,
     /// The underlay interface.
     pub dev: String,
 }
@@ -142,6 +154,14 @@ impl Tunnel {
         })
     }
 
+    /// Bytes VXLAN adds to a frame on this underlay.
+    pub fn overhead(&self) -> u16 {
+        match self.local_ip {
+            IpAddr::V4(_) => VXLAN_OVERHEAD,
+            IpAddr::V6(_) => VXLAN6_OVERHEAD,
+        }
+    }
+
     /// As the API shows it.
     pub fn to_api(&self) -> TunnelSet {
         TunnelSet {
@@ -152,7 +172,7 @@ impl Tunnel {
 }
 
 /// Parses a tunnel endpoint address.
-pub fn parse_endpoint(s: &str) -> Result<Ipv4Addr, OverlayError> {
+pub fn parse_endpoint(s: &str) -> Result<IpAddr, OverlayError> {
     s.trim()
         .parse()
         .map_err(|_| OverlayError::BadEndpoint(s.into()))
@@ -163,7 +183,7 @@ pub fn parse_endpoint(s: &str) -> Result<Ipv4Addr, OverlayError> {
 #[serde(from = "SavedRemote")]
 pub struct Remote {
     /// The endpoint of its host.
-    pub endpoint: Ipv4Addr,
+    pub endpoint: IpAddr,
     /// Its IPv4 and IPv6 addresses, for the neighbour responder (l2population sends one
     /// MAC/IP pair per address).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
@@ -173,7 +193,7 @@ pub struct Remote {
 /// A [`Remote`] as saved, also as releases before dual-stack entries saved it (one `ip`).
 #[derive(Deserialize)]
 struct SavedRemote {
-    endpoint: Ipv4Addr,
+    endpoint: IpAddr,
     #[serde(default)]
     ip: Option<IpAddr>,
     #[serde(default)]
@@ -201,7 +221,7 @@ pub struct Overlay {
     pub arp_responder: bool,
     /// The flood list.
     #[serde(default)]
-    pub peers: BTreeSet<Ipv4Addr>,
+    pub peers: BTreeSet<IpAddr>,
     /// Remote MACs (as [`MacAddr`] prints them) and where they live.
     #[serde(default)]
     pub remotes: BTreeMap<String, Remote>,
@@ -263,7 +283,7 @@ impl Overlay {
     }
 
     /// Every endpoint this network names: its flood list and its remote MACs' hosts.
-    pub fn endpoints(&self) -> BTreeSet<Ipv4Addr> {
+    pub fn endpoints(&self) -> BTreeSet<IpAddr> {
         let remotes = self.remotes.values().map(|r| r.endpoint);
         self.peers.iter().copied().chain(remotes).collect()
     }
@@ -333,15 +353,17 @@ mod tests {
     fn the_mtu_error_says_what_to_set() {
         let e = OverlayError::MtuTooLarge {
             mtu: 1500,
+            overhead: VXLAN_OVERHEAD,
             dev: "eth1".into(),
             underlay: 1500,
         };
         let text = e.to_string();
         assert!(text.contains("--mtu 1450"), "{text}");
         assert!(text.contains("to 1550"), "{text}");
+        assert_eq!(parse_endpoint("fd00::1"), Ok("fd00::1".parse().unwrap()));
         assert_eq!(
-            parse_endpoint("fd00::1"),
-            Err(OverlayError::BadEndpoint("fd00::1".into()))
+            parse_endpoint("fd00::g"),
+            Err(OverlayError::BadEndpoint("fd00::g".into()))
         );
     }
 }

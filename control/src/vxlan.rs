@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use brink_dataplane::wire::MacAddr;
 use serde_json::Value;
@@ -50,7 +50,7 @@ pub enum VxlanOp<'a> {
         /// Device name.
         dev: &'a str,
         /// The remote endpoint.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// Add (true) or remove.
         add: bool,
     },
@@ -61,7 +61,7 @@ pub enum VxlanOp<'a> {
         /// The remote MAC.
         mac: MacAddr,
         /// Its endpoint.
-        endpoint: Option<Ipv4Addr>,
+        endpoint: Option<IpAddr>,
     },
     /// Count tunnel traffic of `endpoints` and drop VNIs other than `vnis`, for frames to and
     /// from `tunnel`'s address.
@@ -71,9 +71,9 @@ pub enum VxlanOp<'a> {
         /// The VNIs networks have.
         vnis: &'a [u32],
         /// The remote endpoints to count.
-        endpoints: &'a [Ipv4Addr],
+        endpoints: &'a [IpAddr],
     },
-    /// Remove the nftables table.
+    /// Remove the nftables table (of either family).
     Unfilter,
 }
 
@@ -126,7 +126,11 @@ pub fn apply(op: VxlanOp<'_>) -> Result<(), IfaceError> {
             Some(&filter_script(tunnel, vnis, endpoints)),
         )
         .map(drop),
-        VxlanOp::Unfilter => run("nft", &["delete", "table", "ip", TABLE], None).map(drop),
+        VxlanOp::Unfilter => {
+            // The table is in the endpoint's family: the other family's deletion fails.
+            let [v4, v6] = ["ip", "ip6"].map(|f| run("nft", &["delete", "table", f, TABLE], None));
+            v4.or(v6).map(drop)
+        }
     }
 }
 
@@ -143,16 +147,13 @@ fn create(dev: &str, vni: u32, tunnel: &Tunnel) -> Result<(), IfaceError> {
     let mut args = vec![
         "link", "add", dev, "type", "vxlan", "id", &vni, "local", &local,
     ];
-    // No outer UDP checksum (allowed on IPv4 by RFC 7348, and Linux's default): the inner frame
-    // carries its own.
-    args.extend([
-        "dev",
-        &tunnel.dev,
-        "dstport",
-        &port,
-        "noudpcsum",
-        "learning",
-    ]);
+    args.extend(["dev", &tunnel.dev, "dstport", &port, "learning"]);
+    // No outer UDP checksum on IPv4 (allowed by RFC 7348, and Linux's default): the inner frame
+    // carries its own. IPv6 requires it (RFC 6935 allows zero only where both ends agree), and
+    // Linux computes it by default.
+    if tunnel.local_ip.is_ipv4() {
+        args.push("noudpcsum");
+    }
     ip(&args)?;
     // No IPv6 link-local address: the device itself sends nothing into the network.
     let up = ip(&["link", "set", "dev", dev, "addrgenmode", "none"])
@@ -168,9 +169,18 @@ fn bridge(args: &[&str]) -> Result<(), IfaceError> {
     run("bridge", args, None).map(drop)
 }
 
-/// Counter names: `rx_192_0_2_2`.
-fn counter(direction: &str, ip: Ipv4Addr) -> String {
-    format!("{direction}_{}", ip.to_string().replace('.', "_"))
+/// Counter names: `rx_192_0_2_2`, `rx_2001_db8__2`.
+fn counter(direction: &str, ip: IpAddr) -> String {
+    format!("{direction}_{}", ip.to_string().replace(['.', ':'], "_"))
+}
+
+/// The nftables family (and address keyword) of `tunnel`'s table: `ip` or `ip6`.
+fn family(tunnel: &Tunnel) -> &'static str {
+    if tunnel.local_ip.is_ipv4() {
+        "ip"
+    } else {
+        "ip6"
+    }
 }
 
 const UNKNOWN_VNI: &str = "unknown_vni";
@@ -178,22 +188,22 @@ const UNKNOWN_VNI: &str = "unknown_vni";
 /// The nftables script that makes the table's counters (kept if they exist) and replaces its
 /// rules in one transaction. The VNI is the 24 bits at byte 12 of the transport header (UDP 8,
 /// VXLAN flags and reserved 4).
-fn filter_script(tunnel: &Tunnel, vnis: &[u32], endpoints: &[Ipv4Addr]) -> String {
-    let local = tunnel.local_ip;
-    let mut s = format!("add table ip {TABLE}\nadd counter ip {TABLE} {UNKNOWN_VNI}\n");
+fn filter_script(tunnel: &Tunnel, vnis: &[u32], endpoints: &[IpAddr]) -> String {
+    let (local, f) = (tunnel.local_ip, family(tunnel));
+    let mut s = format!("add table {f} {TABLE}\nadd counter {f} {TABLE} {UNKNOWN_VNI}\n");
     for &ep in endpoints {
         for dir in ["rx", "tx"] {
-            let _ = writeln!(s, "add counter ip {TABLE} {}", counter(dir, ep));
+            let _ = writeln!(s, "add counter {f} {TABLE} {}", counter(dir, ep));
         }
     }
     for (chain, hook) in [("input", "input"), ("output", "output")] {
         let _ = writeln!(
             s,
-            "add chain ip {TABLE} {chain} {{ type filter hook {hook} priority -10; policy accept; }}\n\
-             flush chain ip {TABLE} {chain}"
+            "add chain {f} {TABLE} {chain} {{ type filter hook {hook} priority -10; policy accept; }}\n\
+             flush chain {f} {TABLE} {chain}"
         );
     }
-    let rx = format!("add rule ip {TABLE} input ip daddr {local} udp dport {VXLAN_PORT}");
+    let rx = format!("add rule {f} {TABLE} input {f} daddr {local} udp dport {VXLAN_PORT}");
     let known: Vec<String> = vnis.iter().map(u32::to_string).collect();
     let unknown = if known.is_empty() {
         String::new()
@@ -202,10 +212,10 @@ fn filter_script(tunnel: &Tunnel, vnis: &[u32], endpoints: &[Ipv4Addr]) -> Strin
     };
     let _ = writeln!(s, "{rx} {unknown}counter name {UNKNOWN_VNI} drop");
     for &ep in endpoints {
-        let _ = writeln!(s, "{rx} ip saddr {ep} counter name {}", counter("rx", ep));
+        let _ = writeln!(s, "{rx} {f} saddr {ep} counter name {}", counter("rx", ep));
         let _ = writeln!(
             s,
-            "add rule ip {TABLE} output ip saddr {local} ip daddr {ep} udp dport {VXLAN_PORT} \
+            "add rule {f} {TABLE} output {f} saddr {local} {f} daddr {ep} udp dport {VXLAN_PORT} \
              counter name {}",
             counter("tx", ep)
         );
@@ -228,20 +238,17 @@ pub struct TunnelCounters {
     /// Frames with an unknown VNI, dropped.
     pub unknown_vni: u64,
     /// Per remote endpoint: received, sent.
-    pub endpoints: BTreeMap<Ipv4Addr, (Count, Count)>,
+    pub endpoints: BTreeMap<IpAddr, (Count, Count)>,
 }
 
-/// Reads the tunnel's counters (all zero if the table does not exist).
-pub fn counters(endpoints: &[Ipv4Addr]) -> TunnelCounters {
-    let listing = run(
-        "nft",
-        &["-j", "list", "counters", "table", "ip", TABLE],
-        None,
-    );
+/// Reads the counters of `tunnel`'s filter (all zero if its table does not exist).
+pub fn counters(tunnel: &Tunnel, endpoints: &[IpAddr]) -> TunnelCounters {
+    let list = ["-j", "list", "counters", "table", family(tunnel), TABLE];
+    let listing = run("nft", &list, None);
     parse_counters(&listing.unwrap_or_default(), endpoints)
 }
 
-fn parse_counters(json: &str, endpoints: &[Ipv4Addr]) -> TunnelCounters {
+fn parse_counters(json: &str, endpoints: &[IpAddr]) -> TunnelCounters {
     let v: Value = serde_json::from_str(json).unwrap_or(Value::Null);
     let mut by_name = BTreeMap::new();
     for item in v["nftables"].as_array().into_iter().flatten() {
@@ -309,10 +316,10 @@ mod tests {
     #[test]
     fn the_filter_drops_unknown_vnis_and_counts_each_endpoint() {
         let tunnel = Tunnel {
-            local_ip: Ipv4Addr::new(192, 0, 2, 1),
+            local_ip: "192.0.2.1".parse().unwrap(),
             dev: "eth1".into(),
         };
-        let peer = Ipv4Addr::new(192, 0, 2, 2);
+        let peer = "192.0.2.2".parse().unwrap();
         let s = filter_script(&tunnel, &[1001, 1002], &[peer]);
         assert!(s.contains(
             "input ip daddr 192.0.2.1 udp dport 4789 @th,96,24 != { 1001, 1002 } counter name \
@@ -326,6 +333,21 @@ mod tests {
             none.contains("udp dport 4789 counter name unknown_vni drop"),
             "{none}"
         );
+        // An IPv6 underlay: the same rules in an ip6 table.
+        let tunnel = Tunnel {
+            local_ip: "2001:db8::1".parse().unwrap(),
+            dev: "eth1".into(),
+        };
+        let s = filter_script(&tunnel, &[1001], &["2001:db8::2".parse().unwrap()]);
+        assert!(s.contains(
+            "add rule ip6 brink_tunnel input ip6 daddr 2001:db8::1 udp dport 4789 @th,96,24 != \
+             { 1001 } counter name unknown_vni drop"
+        ));
+        assert!(
+            s.contains("ip6 saddr 2001:db8::2 counter name rx_2001_db8__2"),
+            "{s}"
+        );
+        assert!(!s.contains(" ip "), "{s}");
     }
 
     #[test]
@@ -333,7 +355,7 @@ mod tests {
         let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
             {"counter": {"family": "ip", "name": "unknown_vni", "table": "brink_tunnel", "packets": 3, "bytes": 300}},
             {"counter": {"family": "ip", "name": "rx_192_0_2_2", "table": "brink_tunnel", "packets": 5, "bytes": 500}}]}"#;
-        let peer = Ipv4Addr::new(192, 0, 2, 2);
+        let peer = "192.0.2.2".parse().unwrap();
         let c = parse_counters(json, &[peer]);
         assert_eq!(c.unknown_vni, 3);
         let (rx, tx) = c.endpoints[&peer];

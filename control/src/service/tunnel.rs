@@ -5,7 +5,7 @@
 //! uplink interface itself; a VLAN network's is a logical port on its uplink's trunk (`trunk`).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use brink_api::protocol::RpcError;
 use brink_api::types::{
@@ -17,7 +17,7 @@ use super::Service;
 use crate::host::Host;
 use crate::iface::IfaceError;
 use crate::model::ModelError;
-use crate::overlay::{self, Overlay, OverlayError, Tunnel, VXLAN_OVERHEAD};
+use crate::overlay::{self, Overlay, OverlayError, Tunnel};
 use crate::vxlan::VxlanOp;
 
 impl<H: Host> Service<H> {
@@ -33,12 +33,12 @@ impl<H: Host> Service<H> {
     }
 
     pub(super) fn tunnel_show(&self) -> TunnelInfo {
-        let mut endpoints: BTreeSet<Ipv4Addr> = BTreeSet::new();
+        let mut endpoints: BTreeSet<IpAddr> = BTreeSet::new();
         for (_, o) in self.model.overlays() {
             endpoints.extend(o.endpoints());
         }
-        let list: Vec<Ipv4Addr> = endpoints.into_iter().collect();
-        let counters = self.host.tunnel_counters(&list);
+        let list: Vec<IpAddr> = endpoints.into_iter().collect();
+        let counters = self.host.tunnel_counters(self.model.tunnel(), &list);
         let vxlans = || self.model.overlays().filter(|(_, o)| o.vni().is_some());
         TunnelInfo {
             local: self.model.tunnel().map(Tunnel::to_api),
@@ -170,9 +170,16 @@ impl<H: Host> Service<H> {
         let Some(underlay) = self.host.mtu(&tunnel.dev) else {
             return Ok(());
         };
-        if u32::from(mtu) + u32::from(VXLAN_OVERHEAD) > u32::from(underlay) {
+        let overhead = tunnel.overhead();
+        if u32::from(mtu) + u32::from(overhead) > u32::from(underlay) {
             let dev = tunnel.dev.clone();
-            return Err(ModelError::from(OverlayError::MtuTooLarge { mtu, dev, underlay }).into());
+            let e = OverlayError::MtuTooLarge {
+                mtu,
+                overhead,
+                dev,
+                underlay,
+            };
+            return Err(ModelError::from(e).into());
         }
         Ok(())
     }
@@ -290,7 +297,7 @@ impl<H: Host> Service<H> {
             vnis.extend(o.vni());
             endpoints.extend(o.endpoints());
         }
-        let endpoints: Vec<Ipv4Addr> = endpoints.into_iter().collect();
+        let endpoints: Vec<IpAddr> = endpoints.into_iter().collect();
         Ok(self.host.vxlan(VxlanOp::Filter {
             tunnel,
             vnis: &vnis,
