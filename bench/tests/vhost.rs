@@ -240,6 +240,17 @@ fn testpmd_with_two_queue_pairs_loops_through_both_pairs_on_both_workers() {
             // More than the first burst of 32 each way on every pair.
             assert!(*rx > 32 && *tx > 32, "{port} pair {pair}: rx {rx}, tx {tx}");
         }
+        // `port list` shows the same placement, worker by worker.
+        let out = d.ctl_ok(&["--json", "port", "list"]).unwrap();
+        let ports: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let polled = |name: &str| {
+            let ports = ports.as_array().unwrap();
+            let port = ports.iter().find(|p| p["name"] == name).unwrap();
+            port["polled"].clone()
+        };
+        let vm1 = serde_json::json!([{"worker": 0, "queues": [0]}, {"worker": 1, "queues": [1]}]);
+        let vm2 = serde_json::json!([{"worker": 0, "queues": [1]}, {"worker": 1, "queues": [0]}]);
+        assert_eq!((polled("vm1"), polled("vm2")), (vm1, vm2));
     });
 }
 

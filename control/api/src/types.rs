@@ -426,6 +426,10 @@ pub struct PortInfo {
     pub ips: Vec<String>,
     /// Worker that polls it.
     pub worker: usize,
+    /// Every worker that polls some of its receive queues (a vhost-user port's queue pairs),
+    /// with those queues; empty while the port is down.
+    #[serde(default)]
+    pub polled: Vec<PolledQueues>,
     /// How the port attached: `native-copy` or `skb-copy` (AF_XDP), `vhost-user-client` or
     /// `vhost-user-server`; `down` if the port is not running.
     pub mode: String,
@@ -445,6 +449,15 @@ pub struct PortInfo {
     /// The orchestrator's labels.
     #[serde(default)]
     pub external_ids: ExternalIds,
+}
+
+/// The receive queues (or vhost-user queue pairs) of a port that one worker polls.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolledQueues {
+    /// The worker.
+    pub worker: usize,
+    /// The queues.
+    pub queues: Vec<u32>,
 }
 
 /// Params of `port.list`: with `external_ids`, only the ports that carry all of them (how an

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use brink_api::protocol::{code, RpcError};
 use brink_api::types::{
-    ExternalIds, PortAdd, PortFilter, PortInfo, PortKind, PortSet, PortSetResult, MAX_VHOST_QUEUES,
+    ExternalIds, PolledQueues, PortAdd, PortFilter, PortInfo, PortKind, PortSet, PortSetResult,
+    MAX_VHOST_QUEUES,
 };
 use brink_dataplane::counters::PortCounters;
 use brink_dataplane::port::{Backend, PortMode};
+use brink_dataplane::worker::Polled;
 
 use super::{dataplane_error, Running, Service};
 use crate::host::Host;
@@ -33,7 +35,7 @@ impl<H: Host> Service<H> {
             return Err(e);
         }
         self.publish();
-        self.port_info(&name)
+        self.port_info(&name, &self.polls()?)
     }
 
     /// Adds a saved port; if it cannot be opened now it is kept down, with the reason.
@@ -131,10 +133,11 @@ impl<H: Host> Service<H> {
                 .iter()
                 .all(|(k, v)| ids.get(k) == Some(v))
         };
+        let polls = self.polls()?;
         self.model
             .ports()
             .filter(|p| carries(&p.spec.external_ids))
-            .map(|p| self.port_info(&p.spec.name))
+            .map(|p| self.port_info(&p.spec.name, &polls))
             .collect()
     }
 
@@ -143,7 +146,7 @@ impl<H: Host> Service<H> {
         let recheck = self.commit()?;
         tracing::info!(port = %p.name, ?recheck, "port security changed");
         Ok(PortSetResult {
-            port: self.port_info(&p.name)?,
+            port: self.port_info(&p.name, &self.polls()?)?,
             recheck,
         })
     }
@@ -284,8 +287,25 @@ impl<H: Host> Service<H> {
         self.open_shares(record, counters, workers, specs)
     }
 
-    fn port_info(&self, name: &str) -> Result<PortInfo, RpcError> {
+    /// What each worker polls, by worker, for [`port_info`](Self::port_info).
+    fn polls(&self) -> Result<Vec<Vec<Polled>>, RpcError> {
+        self.switch.polls().map_err(dataplane_error)
+    }
+
+    /// Port `name` as the API shows it; `polls` is what each worker polls.
+    fn port_info(&self, name: &str, polls: &[Vec<Polled>]) -> Result<PortInfo, RpcError> {
         let p = self.model.port(name)?;
+        let polled = polls
+            .iter()
+            .enumerate()
+            .flat_map(|(worker, ports)| {
+                let queues = ports.iter().find(|polled| polled.port == p.id);
+                queues.map(|q| PolledQueues {
+                    worker,
+                    queues: q.queues.clone(),
+                })
+            })
+            .collect();
         Ok(PortInfo {
             name: p.spec.name.clone(),
             id: p.id,
@@ -296,6 +316,7 @@ impl<H: Host> Service<H> {
             mac: p.spec.mac.clone(),
             ips: p.spec.ips.clone(),
             worker: p.worker,
+            polled,
             mode: self
                 .running
                 .get(name)

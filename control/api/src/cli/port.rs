@@ -7,7 +7,8 @@ use super::{decode, external_id, list_text, pairs_text, recheck_text, table};
 use crate::call::Call;
 use crate::client::ClientError;
 use crate::types::{
-    PortAdd, PortFilter, PortInfo, PortKind, PortName, PortSet, PortSetResult, VhostMode,
+    PolledQueues, PortAdd, PortFilter, PortInfo, PortKind, PortName, PortSet, PortSetResult,
+    VhostMode,
 };
 
 /// `port` subcommands.
@@ -246,6 +247,21 @@ fn kind_name(kind: PortKind) -> &'static str {
     }
 }
 
+/// Where a port's queues are polled: `WORKER:QUEUE,...` per worker, `-` while it is down.
+fn queues_text(polled: &[PolledQueues]) -> String {
+    let each: Vec<String> = polled
+        .iter()
+        .map(|p| {
+            let queues: Vec<String> = p.queues.iter().map(u32::to_string).collect();
+            format!("{}:{}", p.worker, queues.join(","))
+        })
+        .collect();
+    if each.is_empty() {
+        return "-".into();
+    }
+    each.join(" ")
+}
+
 fn port_table(ports: &[PortInfo]) -> String {
     table(
         &[
@@ -256,6 +272,7 @@ fn port_table(ports: &[PortInfo]) -> String {
             "TYPE",
             "MODE",
             "WORKER",
+            "QUEUES",
             "MAC",
             "IPS",
             "SECURITY",
@@ -275,6 +292,7 @@ fn port_table(ports: &[PortInfo]) -> String {
                         None => p.mode.clone(),
                     },
                     p.worker.to_string(),
+                    queues_text(&p.polled),
                     p.mac.clone().unwrap_or_else(|| "-".into()),
                     list_text(&p.ips),
                     match (p.port_security, p.security_groups.is_empty()) {
