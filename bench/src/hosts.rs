@@ -252,12 +252,13 @@ impl Hosts {
     }
 
     /// Host `h` as Open vSwitch's userspace datapath does it (see [`Ovs::start_vtep`]): the
-    /// underlay on `br-phy` with the tunnel IP, VMs and tunnels on `br-int`, NORMAL switching.
-    pub fn add_ovs_host(&mut self, h: usize) -> Result<(), BenchError> {
+    /// underlay on `br-phy` with the tunnel IP, VMs and tunnels on `br-int`, NORMAL switching;
+    /// with `core`, OVS runs on that core only.
+    pub fn add_ovs_host(&mut self, h: usize, core: Option<usize>) -> Result<(), BenchError> {
         let ns = self.add_host(h)?;
         let dir = self.topo.scratch().join(format!("ovs{h}"));
         let addr = format!("{}/24", Hosts::tunnel_ip(h));
-        let ovs = Ovs::start_vtep(&ns, &dir, "ul", &addr)?;
+        let ovs = Ovs::start_vtep(&ns, &dir, "ul", &addr, core)?;
         self.switches.push((h, ovs));
         Ok(())
     }

@@ -14,7 +14,8 @@ use crate::traffic::{iperf3, rx_packets};
 use crate::BenchError;
 
 /// The VMs of the benchmark: on brink host 0, `a` and `a2`; on brink host 1, `b`; on Linux
-/// hosts 2 and 3 (VXLAN device and bridge), `c` and `d`.
+/// hosts 2 and 3 (VXLAN device and bridge), `c` and `d`; on Open vSwitch hosts 4 and 5
+/// (userspace datapath), `e` and `f`.
 struct Rig {
     hosts: Hosts,
     a: Vm,
@@ -22,6 +23,8 @@ struct Rig {
     b: Vm,
     c: Vm,
     d: Vm,
+    e: Vm,
+    f: Vm,
 }
 
 fn rig(cfg: &ScenarioConfig) -> Result<Rig, BenchError> {
@@ -38,17 +41,27 @@ fn rig(cfg: &ScenarioConfig) -> Result<Rig, BenchError> {
     for h in 2..4 {
         hosts.add_linux_host(h, 1001)?;
     }
+    for h in 4..6 {
+        hosts.add_ovs_host(h, Some(cfg.switch_core))?;
+    }
     let a = hosts.add_brink_vm(0, 1, "10.88.0.1", "blue")?;
     let a2 = hosts.add_brink_vm(0, 2, "10.88.0.2", "blue")?;
     let b = hosts.add_brink_vm(1, 3, "10.88.0.3", "blue")?;
     let c = hosts.add_linux_vm(2, 4, "10.88.0.4")?;
     let d = hosts.add_linux_vm(3, 5, "10.88.0.5")?;
+    let e = hosts.add_ovs_vm(4, 6, "10.88.0.6")?;
+    let f = hosts.add_ovs_vm(5, 7, "10.88.0.7")?;
     hosts.brink_remote(0, "blue", 1, &b)?;
     hosts.brink_remote(0, "blue", 2, &c)?;
+    hosts.brink_remote(0, "blue", 4, &e)?;
     hosts.brink_remote(1, "blue", 0, &a)?;
     hosts.linux_remote(2, 0, &a)?;
     hosts.linux_remote(2, 3, &d)?;
     hosts.linux_remote(3, 2, &c)?;
+    // As Neutron's OVS agent sets it up: a VXLAN port per remote host.
+    for (h, to) in [(4, 0), (4, 5), (5, 4)] {
+        hosts.ovs_remote(h, to, 1001)?;
+    }
     Ok(Rig {
         hosts,
         a,
@@ -56,6 +69,8 @@ fn rig(cfg: &ScenarioConfig) -> Result<Rig, BenchError> {
         b,
         c,
         d,
+        e,
+        f,
     })
 }
 
@@ -80,8 +95,8 @@ fn runs(
     Ok(out)
 }
 
-/// One-way UDP on one brink host, between two brink hosts, from brink to Linux, and between
-/// two Linux hosts; then TCP (iperf3) through the brink-to-brink tunnel: (variants, bit/s,
+/// One-way UDP on one brink host, between two brink hosts, from brink to Linux, between two
+/// Linux hosts, from brink to Open vSwitch and between two Open vSwitch hosts; then TCP (iperf3) through the brink-to-brink tunnel: (variants, bit/s,
 /// retransmits).
 pub fn udp_tunnel(cfg: &ScenarioConfig) -> Result<(Vec<Variant>, f64, f64), BenchError> {
     let r = rig(cfg)?;
@@ -96,6 +111,14 @@ pub fn udp_tunnel(cfg: &ScenarioConfig) -> Result<(Vec<Variant>, f64, f64), Benc
         variant(
             "Linux bridge -> VXLAN -> Linux bridge",
             runs(cfg, &r.c, &r.d, &[])?,
+        ),
+        variant(
+            "brink -> VXLAN -> Open vSwitch (userspace)",
+            runs(cfg, &r.a, &r.e, &[d0])?,
+        ),
+        variant(
+            "Open vSwitch -> VXLAN -> Open vSwitch (userspace)",
+            runs(cfg, &r.e, &r.f, &[])?,
         ),
     ];
     let (bps, retransmits) = iperf3(cfg.generator_core, &r.a, &r.b, cfg.seconds)?;

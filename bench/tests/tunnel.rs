@@ -229,7 +229,7 @@ fn brink_to_linux_vxlan_and_bridge_both_ways_and_unknown_vnis_are_dropped() {
 #[test]
 fn brink_to_open_vswitch_userspace_vxlan_both_ways() {
     let mut s = site("Oov", &[0], &[]);
-    s.add_ovs_host(1).unwrap();
+    s.add_ovs_host(1, None).unwrap();
     vxlan_net(&s, 0, "blue", "1001", &[]);
     let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
     let b1 = s.add_ovs_vm(1, 2, "10.0.0.2").unwrap();

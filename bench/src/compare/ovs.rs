@@ -166,20 +166,30 @@ impl Ovs {
     /// it: the underlay interface `underlay` becomes a port of the netdev bridge
     /// [`PHYSICAL_BRIDGE`], whose internal port takes over the tunnel address `addr`
     /// (`IP/LEN`) from it, and VMs and tunnels go on [`INTEGRATION_BRIDGE`]
-    /// ([`Ovs::add_port`], [`Ovs::add_vxlan_port`]). Files and logs are kept in `dir`.
+    /// ([`Ovs::add_port`], [`Ovs::add_vxlan_port`]). Files and logs are kept in `dir`. With
+    /// `core`, its PMD thread and every other thread of the daemon run on that core only (a
+    /// benchmark's switch core).
     pub fn start_vtep(
         netns: &str,
         dir: &Path,
         underlay: &str,
         addr: &str,
+        core: Option<usize>,
     ) -> Result<Ovs, BenchError> {
+        let mask = core.map(|c| format!("other_config:pmd-cpu-mask={:#x}", 1u64 << c));
         let ovs = Ovs::launch(
             dir,
             INTEGRATION_BRIDGE.into(),
             Some(netns),
             "ovs-vswitchd",
-            &[],
+            mask.as_slice(),
         )?;
+        if let Some(core) = core {
+            for daemon in &ovs.daemons {
+                let (core, pid) = (core.to_string(), daemon.id().to_string());
+                run("taskset", &["-a", "-p", "-c", &core, &pid])?;
+            }
+        }
         let phy = PHYSICAL_BRIDGE;
         ovs.vsctl(&[
             "add-br",
