@@ -224,6 +224,19 @@ fn brink_to_linux_vxlan_and_bridge_both_ways_and_unknown_vnis_are_dropped() {
     let _ = Command::new("ip").args(ping9).arg("10.9.0.1").output();
     let t = json(s.daemon(0).unwrap(), &["tunnel", "show"]);
     assert!(t["unknown_vni"].as_u64().unwrap() >= 1, "{t}");
+
+    // A VM with too large an MTU, and its port's interface too (brink set it to the network's
+    // MTU, so the kernel would drop them first): its 1,514-byte frames do not fit the network's
+    // 1450, are dropped, and the network's tunnel counters say so.
+    a1.run("ip", &["link", "set", "eth0", "mtu", "1500"])
+        .unwrap();
+    let host_end = ["link", "set", a1.host_if.as_str(), "mtu", "1500"];
+    exec(&s.host(0), "ip", &host_end);
+    let big = ["-c", "2", "-i", "0.2", "-W", "1", "-M", "do", "-s", "1472"];
+    let _ = a1.exec("ping", &[&big[..], &[b1.ip.as_str()]].concat());
+    let t = json(s.daemon(0).unwrap(), &["tunnel", "show"]);
+    let dropped = &t["networks"][0]["drops"]["mtu_exceeded"];
+    assert!(dropped.as_u64().unwrap_or(0) >= 2, "{t}");
 }
 
 #[test]

@@ -86,6 +86,11 @@ fn ports(r: &mut Registry, src: Sources<'_>) {
         "port_drops",
         "Frames from the port brink dropped, by reason",
     );
+    let tx_drops = Counters::new(
+        r,
+        "port_transmit_drops",
+        "Frames for the port brink dropped before sending them, by reason",
+    );
     let xdp = Counters::new(
         r,
         "port_xdp_socket_events",
@@ -104,6 +109,9 @@ fn ports(r: &mut Registry, src: Sources<'_>) {
         tx_bytes.set(&port, p.tx_bytes);
         for (reason, &n) in &p.drops {
             drops.set(&[port[0], port[1], ("reason", reason)], n);
+        }
+        for (reason, &n) in &p.tx_drops {
+            tx_drops.set(&[port[0], port[1], ("reason", reason)], n);
         }
         if let Some(x) = &p.xdp_socket {
             for (counter, n) in [
@@ -311,6 +319,7 @@ mod tests {
                 tx_packets: 7,
                 tx_bytes: 700,
                 drops: [("ingress_denied".to_string(), 3)].into(),
+                tx_drops: [("mtu_exceeded".to_string(), 4)].into(),
                 xdp_socket: Some(XdpSocketStats {
                     rx_dropped: 2,
                     ..XdpSocketStats::default()
@@ -378,6 +387,9 @@ mod tests {
         );
         let denied = [port[0], port[1], ("reason", "ingress_denied")];
         assert_eq!(value(&scrape, "brink_port_drops_total", &denied), 3.0);
+        let too_big = [port[0], port[1], ("reason", "mtu_exceeded")];
+        let tx_dropped = value(&scrape, "brink_port_transmit_drops_total", &too_big);
+        assert_eq!(tx_dropped, 4.0);
         let xdp = [port[0], ("counter", "rx_dropped")];
         assert_eq!(
             value(&scrape, "brink_port_xdp_socket_events_total", &xdp),

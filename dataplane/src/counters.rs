@@ -221,7 +221,8 @@ impl DropCounters {
 /// with atomic adds: once per batch for frames and bytes, once per dropped frame.
 ///
 /// Drops are charged to the port the frame arrived on, except transmit-side drops
-/// (`tx_ring_full`, `port_gone`), which are charged to the worker.
+/// (`tx_ring_full`, `port_gone`), which are charged to the worker. A frame too large for its
+/// network's MTU is also counted on the port it was for, in `tx_drops`.
 #[repr(align(64))]
 #[derive(Debug, Default)]
 pub struct PortCounters {
@@ -235,6 +236,9 @@ pub struct PortCounters {
     pub tx_bytes: Counter,
     /// Frames that arrived here and were dropped, by reason.
     pub drops: DropCounters,
+    /// Frames for this port that were dropped before it could send them (`mtu_exceeded`), each
+    /// also counted in `drops` of the port it came from.
+    pub tx_drops: DropCounters,
 }
 
 /// Counters of one worker thread.

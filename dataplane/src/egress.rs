@@ -230,7 +230,12 @@ impl<B: Backend> Egress<B> {
         });
         (self.superframe, self.segment) = (superframe, segment);
         match made {
-            None => return self.drop_rx(in_port, DropReason::MtuExceeded, frame),
+            None => {
+                if let Some(c) = snap.port_counters(to) {
+                    c.tx_drops.add_shared(DropReason::MtuExceeded, 1);
+                }
+                return self.drop_rx(in_port, DropReason::MtuExceeded, frame);
+            }
             Some(_) if out_of_frames => self.count_rx_drop(in_port, DropReason::NoFreeFrame),
             Some(n) => self.counters.segmented.add(n as u64),
         }

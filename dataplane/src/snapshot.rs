@@ -11,6 +11,7 @@ use brink_conntrack::Addr;
 use hashbrown::HashMap;
 
 use crate::acl::PortFilter;
+use crate::counters::PortCounters;
 use crate::wire::MacAddr;
 
 /// Index of a port in every per-port table (snapshot, worker port table, frame holders).
@@ -85,6 +86,8 @@ pub struct Snapshot {
     /// Neighbour responder answers: (network, IPv4 or IPv6 address) -> the remote MAC and the
     /// uplink it lives behind.
     neighbours: HashMap<(NetworkId, Addr), (MacAddr, PortId)>,
+    /// Each port's counters, for the worker that drops a frame meant for it (empty: none).
+    counters: Vec<Option<Arc<PortCounters>>>,
 }
 
 /// A port id no port has: the receiver recorded for a connection whose first packet was flooded,
@@ -160,6 +163,27 @@ impl Snapshot {
             .map(|(n, ip, mac, uplink)| ((n, ip), (mac, uplink)))
             .collect();
         self
+    }
+
+    /// This snapshot with the ports' counters, `(id, counters)`, so that any worker can count
+    /// what it drops on the way to a port.
+    pub fn with_port_counters(
+        mut self,
+        counters: impl IntoIterator<Item = (PortId, Arc<PortCounters>)>,
+    ) -> Self {
+        self.counters = vec![None; MAX_PORTS];
+        for (id, c) in counters {
+            if let Some(slot) = self.counters.get_mut(usize::from(id)) {
+                *slot = Some(c);
+            }
+        }
+        self
+    }
+
+    /// The counters of port `id`, if the snapshot carries them.
+    #[inline]
+    pub fn port_counters(&self, id: PortId) -> Option<&PortCounters> {
+        self.counters.get(usize::from(id))?.as_deref()
     }
 
     /// Whether some network has neighbour responder answers.

@@ -64,16 +64,23 @@ fn a_tcp_superframe_leaves_as_segments_that_fit_the_mtu() {
 }
 
 #[test]
-fn other_frames_larger_than_the_mtu_are_dropped_and_counted() {
-    let mut rig = rig(None);
-    rig.send(1, ipv4(4000, false).0);
-    rig.send(1, ipv4(1472, false).0);
-    rig.poll();
-    let got = rig.received(2);
-    assert_eq!(got.len(), 1, "only the datagram that fits");
-    assert_eq!(got[0].len(), 1514);
-    assert_eq!(rig.drops(1, DropReason::MtuExceeded), 1);
-    rig.assert_pools_full();
+fn other_frames_larger_than_the_mtu_are_dropped_and_counted_on_both_ports() {
+    // The receiving port on the sender's worker, then on the other worker.
+    for to_worker in [0, 1] {
+        let mut rig = Rig::new(2, Duration::from_secs(300));
+        rig.add(1, 0, 1, Some(mac(1)));
+        rig.add(2, to_worker, 1, Some(mac(2)));
+        rig.send(1, ipv4(4000, false).0);
+        rig.send(1, ipv4(1472, false).0);
+        rig.poll();
+        let got = rig.received(2);
+        assert_eq!(got.len(), 1, "only the datagram that fits");
+        assert_eq!(got[0].len(), 1514);
+        assert_eq!(rig.drops(1, DropReason::MtuExceeded), 1, "from port 1");
+        let for_2 = rig.port(2).counters.tx_drops.get(DropReason::MtuExceeded);
+        assert_eq!(for_2, 1, "for port 2, on worker {to_worker}");
+        rig.assert_pools_full();
+    }
 }
 
 #[test]

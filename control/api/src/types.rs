@@ -621,6 +621,10 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Frames from this port that were dropped, by reason (non-zero reasons only).
     pub drops: BTreeMap<String, u64>,
+    /// Frames for this port that were dropped before it could send them (`mtu_exceeded`), by
+    /// reason; each is in `drops` of the port it came from too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tx_drops: BTreeMap<String, u64>,
     /// The kernel's counters of the port's AF_XDP socket; `None` for a port without one.
     #[serde(default)]
     pub xdp_socket: Option<XdpSocketStats>,

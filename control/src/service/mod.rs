@@ -283,9 +283,14 @@ impl<H: Host> Service<H> {
         let ct = self.switch.conntrack();
         let before = ct.stats();
         let running = &self.running;
+        let counters = self.model.ports().filter_map(|p| {
+            let c = &running.get(&p.spec.name)?.counters;
+            Some((p.id, Arc::clone(c)))
+        });
         let snapshot = self
             .model
-            .snapshot(self.generation, |p| running.contains_key(&p.spec.name));
+            .snapshot(self.generation, |p| running.contains_key(&p.spec.name))
+            .with_port_counters(counters);
         let snap = self.switch.publish(snapshot);
         ct.recheck(&mut SnapshotGate(&snap));
         let after = ct.stats();

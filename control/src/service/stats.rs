@@ -32,6 +32,7 @@ impl<H: Host> Service<H> {
             tx_packets: c.tx_packets.get(),
             tx_bytes: c.tx_bytes.get(),
             drops: drop_map(&c.drops),
+            tx_drops: drop_map(&c.tx_drops),
             xdp_socket: sockets.get(&id).map(xdp_socket_stats),
         };
         let ports = self
@@ -135,7 +136,8 @@ fn xdp_socket_stats(k: &SocketStats) -> XdpSocketStats {
     }
 }
 
-fn drop_map(d: &DropCounters) -> BTreeMap<String, u64> {
+/// The non-zero counts of `d`, by reason name.
+pub(super) fn drop_map(d: &DropCounters) -> BTreeMap<String, u64> {
     DropReason::ALL
         .iter()
         .map(|&r| (r.name().to_string(), d.get(r)))

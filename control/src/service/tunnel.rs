@@ -13,6 +13,7 @@ use brink_api::types::{
     TunnelSet,
 };
 
+use super::stats::drop_map;
 use super::Service;
 use crate::host::Host;
 use crate::iface::IfaceError;
@@ -66,7 +67,11 @@ impl<H: Host> Service<H> {
             networks: vxlans()
                 .filter_map(|(name, o)| {
                     let device = o.uplink_iface();
-                    let c = self.host.device_counters(&device);
+                    let mut c = self.host.device_counters(&device);
+                    // What brink dropped on the way to the uplink (frames over the MTU).
+                    if let Some(up) = self.running.get(&overlay::uplink_port(name)) {
+                        c.drops.extend(drop_map(&up.counters.tx_drops));
+                    }
                     Some(TunnelNetwork {
                         network: name.to_string(),
                         vni: o.vni()?,

@@ -223,10 +223,16 @@ impl Rig {
         let entries = self.ports.iter().enumerate().filter_map(|(i, p)| {
             Some((i as PortId, p.as_ref().filter(|p| p.listed)?.entry.clone()))
         });
+        let counters = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as PortId, Arc::clone(&p.as_ref()?.counters))));
         self.shared.snapshot.publish(
             Snapshot::new(self.generation, entries)
                 .with_mtus(self.mtus.clone())
-                .with_neighbour_answers(self.neighbours.clone()),
+                .with_neighbour_answers(self.neighbours.clone())
+                .with_port_counters(counters),
         );
     }
 

@@ -70,6 +70,7 @@ fn tables(s: &Stats) -> String {
             "TX_PKTS",
             "TX_BYTES",
             "DROPS",
+            "TX_DROPS",
             "XDP_SOCKET",
         ],
         s.ports
@@ -82,6 +83,7 @@ fn tables(s: &Stats) -> String {
                     p.tx_packets.to_string(),
                     p.tx_bytes.to_string(),
                     pairs_text(&p.drops),
+                    pairs_text(&p.tx_drops),
                     xdp_socket_text(p.xdp_socket.as_ref()),
                 ]
             })
