@@ -28,8 +28,8 @@ pub struct NetworkAdd {
     /// How the network reaches other hosts; absent: it stays on this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<Segment>,
-    /// Answer ARP for the remote IPs `fdb.add` gives, instead of flooding it to every host
-    /// (Neutron's `arp_responder`). VXLAN networks only.
+    /// Answer ARP and IPv6 neighbour solicitations for the remote IPs `fdb.add` gives, instead
+    /// of flooding them to every host (Neutron's `arp_responder`). VXLAN networks only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub arp_responder: bool,
     /// The orchestrator's labels (for example Neutron's network id).

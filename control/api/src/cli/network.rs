@@ -34,8 +34,8 @@ pub enum NetworkCmd {
         /// The uplink interface of a `--flat` or `--vlan` network.
         #[arg(long, requires = "provider")]
         uplink: Option<String>,
-        /// Answer ARP for the remote IPs `fdb add --ip` gives, instead of flooding it to every
-        /// host (VXLAN networks).
+        /// Answer ARP and IPv6 neighbour solicitations for the remote IPs `fdb add --ip` gives,
+        /// instead of flooding them to every host (VXLAN networks).
         #[arg(long)]
         arp_responder: bool,
         /// An orchestrator's label, KEY=VALUE (e.g. `neutron-id=<network id>`); repeat for
