@@ -277,6 +277,13 @@ pub fn per_packet(
     Ok(())
 }
 
+/// Whether port `port` takes a packet conntrack tracked on conntrack's word, with no check of
+/// its own: it has no port security, or its groups are stateful.
+#[inline]
+pub fn trusts_conntrack(snap: &Snapshot, port: PortId) -> bool {
+    snap.filter(port).is_none_or(|f| f.stateful)
+}
+
 /// [`per_packet`]'s judgement, counting nothing: the stateless rule that allows the packet
 /// (`None`: no stateless rule needed), or why it is dropped.
 pub fn judge_packet<'s>(
@@ -286,12 +293,12 @@ pub fn judge_packet<'s>(
     flow: &Flow,
     tracked: bool,
 ) -> Result<Option<Allow<'s>>, DropReason> {
+    if tracked && trusts_conntrack(snap, port) {
+        return Ok(None);
+    }
     let Some(f) = snap.filter(port) else {
         return Ok(None);
     };
-    if tracked && f.stateful {
-        return Ok(None);
-    }
     let allow = f.allows(dir, flow).ok_or(dir.denied())?;
     Ok((!f.stateful).then_some(allow))
 }

@@ -290,6 +290,7 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot, worker: usize) {
     if !snap.is_filtered(b.network) {
         return;
     }
+    let sender_trusts = firewall::trusts_conntrack(snap, b.in_port);
     for i in 0..b.len {
         if matches!(b.verdicts[i], Verdict::Drop(_)) {
             continue;
@@ -301,6 +302,13 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot, worker: usize) {
         let checked = match &b.l3[i] {
             L3::Ip(flow) => {
                 let tracked = b.ct_state[i].contains(CtState::TRACKED);
+                // Conntrack judged it for both ends: nothing to check here.
+                if tracked
+                    && sender_trusts
+                    && to.is_none_or(|to| firewall::trusts_conntrack(snap, to))
+                {
+                    continue;
+                }
                 let judge =
                     |port, dir| firewall::per_packet(snap, port, dir, flow, tracked, worker);
                 judge(b.in_port, Direction::Egress).and_then(|()| match to {
