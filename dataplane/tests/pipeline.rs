@@ -76,6 +76,55 @@ fn a_configured_mac_of_another_network_is_not_a_destination() {
 }
 
 #[test]
+fn a_batch_of_one_stream_is_learned_once_and_a_full_fdb_refuses_every_frame() {
+    let mut rig = Rig::new(1, Duration::from_secs(300));
+    for id in 1..=3 {
+        rig.add(id, 0, 1, None);
+    }
+    // One batch: three frames of one stream, one of another source between them.
+    for src in [10, 10, 11, 10] {
+        rig.send(1, frame(mac(20), mac(src), 60));
+    }
+    rig.poll();
+    assert_eq!(rig.received(2).len(), 4, "flooded: mac(20) is unknown");
+    rig.received(3);
+    assert_eq!(rig.counters[0].fdb_learned.get(), 2, "mac(10) and mac(11)");
+    // The stream moves to port 3 within a batch: learned as a move once, then forwarded.
+    rig.send(3, frame(mac(20), mac(10), 60));
+    rig.send(3, frame(mac(20), mac(10), 60));
+    rig.poll();
+    rig.received(1);
+    rig.received(2);
+    rig.send(2, frame(mac(10), mac(20), 60));
+    rig.poll();
+    assert_eq!(rig.counters[0].fdb_learned.get(), 4, "the move and mac(20)");
+    assert_eq!(rig.received(3).len(), 1, "to where mac(10) moved");
+    assert!(rig.received(1).is_empty());
+
+    // Fill the FDB (1,024 entries), then a batch of one stream from a new MAC: each of its
+    // frames is refused learning.
+    let host = |n: u16| MacAddr([2, 0, 0, 1, (n >> 8) as u8, n as u8]);
+    for chunk in (0..1024u16).collect::<Vec<_>>().chunks(32) {
+        for &n in chunk {
+            rig.send(1, frame(mac(20), host(n), 60));
+        }
+        rig.poll();
+    }
+    rig.received(2);
+    rig.received(3);
+    let full = rig.counters[0].fdb_full.get();
+    assert!(full > 0, "the FDB is full");
+    for _ in 0..3 {
+        rig.send(1, frame(mac(20), host(5000), 60));
+    }
+    rig.poll();
+    assert_eq!(rig.counters[0].fdb_full.get() - full, 3);
+    rig.received(2);
+    rig.received(3);
+    rig.assert_pools_full();
+}
+
+#[test]
 fn learned_mac_is_forwarded_directly_and_ages_out() {
     let mut rig = Rig::new(1, Duration::from_secs(10));
     for id in 1..=3 {
