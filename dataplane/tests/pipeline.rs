@@ -76,7 +76,7 @@ fn a_configured_mac_of_another_network_is_not_a_destination() {
 }
 
 #[test]
-fn a_batch_of_one_stream_is_learned_once_and_a_full_fdb_refuses_every_frame() {
+fn a_stream_is_learned_once_a_move_counted_once_and_a_full_fdb_refuses_every_frame() {
     let mut rig = Rig::new(1, Duration::from_secs(300));
     for id in 1..=3 {
         rig.add(id, 0, 1, None);
