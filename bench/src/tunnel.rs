@@ -96,8 +96,8 @@ fn runs(
 }
 
 /// One-way UDP on one brink host, between two brink hosts, from brink to Linux, between two
-/// Linux hosts, from brink to Open vSwitch and between two Open vSwitch hosts; then TCP (iperf3) through the brink-to-brink tunnel: (variants, bit/s,
-/// retransmits).
+/// Linux hosts, from brink to Open vSwitch and between two Open vSwitch hosts; then TCP
+/// (iperf3) through the brink-to-brink tunnel: (variants, bit/s, retransmits).
 pub fn udp_tunnel(cfg: &ScenarioConfig) -> Result<(Vec<Variant>, f64, f64), BenchError> {
     let r = rig(cfg)?;
     let (d0, d1) = (r.hosts.daemon(0)?, r.hosts.daemon(1)?);

@@ -633,16 +633,11 @@ impl Model {
                 .iter()
                 .filter_map(|(name, &mtu)| Some((*self.networks.get(name)?, mtu))),
         )
-        .with_remote_macs(self.remotes(&up).map(|(n, mac, _, port)| (n, mac, port)))
+        .with_remote_macs(self.remotes(&up).map(|(_, n, mac, _, port)| (n, mac, port)))
         .with_neighbour_answers(
             self.remotes(&up)
-                .filter(|&(n, ..)| {
-                    let network = self.network_name(n);
-                    network
-                        .and_then(|name| self.overlays.get(name))
-                        .is_some_and(|o| o.arp_responder)
-                })
-                .flat_map(|(n, mac, remote, port)| {
+                .filter(|(o, ..)| o.arp_responder)
+                .flat_map(|(_, n, mac, remote, port)| {
                     remote
                         .ips
                         .iter()
@@ -651,12 +646,12 @@ impl Model {
         )
     }
 
-    /// Every remote MAC as `(network, MAC, where, uplink port)`, for networks whose uplink is
-    /// up.
+    /// Every remote MAC as `(segment, network, MAC, where, uplink port)`, for networks whose
+    /// uplink is up.
     fn remotes<'a>(
         &'a self,
         up: &'a impl Fn(&PortRecord) -> bool,
-    ) -> impl Iterator<Item = (NetworkId, MacAddr, &'a Remote, PortId)> + 'a {
+    ) -> impl Iterator<Item = (&'a Overlay, NetworkId, MacAddr, &'a Remote, PortId)> + 'a {
         self.overlays.iter().flat_map(move |(name, o)| {
             let network = self.networks.get(name).copied();
             let uplink = self
@@ -665,7 +660,9 @@ impl Model {
                 .filter(|p| up(p))
                 .map(|p| p.id);
             let macs = network.zip(uplink).into_iter();
-            macs.flat_map(move |(n, port)| o.remote_macs().map(move |(mac, r)| (n, mac, r, port)))
+            macs.flat_map(move |(n, port)| {
+                o.remote_macs().map(move |(mac, r)| (o, n, mac, r, port))
+            })
         })
     }
 

@@ -293,12 +293,13 @@ pub fn judge_packet<'s>(
     flow: &Flow,
     tracked: bool,
 ) -> Result<Option<Allow<'s>>, DropReason> {
-    if tracked && trusts_conntrack(snap, port) {
-        return Ok(None);
-    }
+    // As `trusts_conntrack` says, with the one lookup the rules below need too.
     let Some(f) = snap.filter(port) else {
         return Ok(None);
     };
+    if tracked && f.stateful {
+        return Ok(None);
+    }
     let allow = f.allows(dir, flow).ok_or(dir.denied())?;
     Ok((!f.stateful).then_some(allow))
 }

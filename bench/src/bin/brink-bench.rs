@@ -19,8 +19,8 @@ enum Args {
     Compare(Compare),
     /// Renders the Markdown report and the plots again from a `compare --json` file.
     Report(Report),
-    /// One-way UDP between hosts through VXLAN (brink, Linux and Open vSwitch ends) next to one brink host,
-    /// and TCP through the tunnel.
+    /// One-way UDP between hosts through VXLAN (brink, Linux and Open vSwitch ends) next to one
+    /// brink host, and TCP through the tunnel.
     Tunnel(OneWay),
     /// testpmd's vhost-user mac loop through brink (port security, stateful group, conntrack)
     /// and through Open vSwitch-DPDK (NORMAL, and conntrack), one after the other.

@@ -143,24 +143,22 @@ impl<H: Host> Service<H> {
 
     pub(super) fn fdb_del(&mut self, p: &FdbDel) -> Result<(), RpcError> {
         let (mac, gone) = self.model.del_remote(&p.network, &p.mac, p.ip.as_deref())?;
-        if !gone {
-            // Only one of its IPs went: the neighbour responder forgets it.
-            self.refilter()?;
-            self.commit()?;
-            return Ok(());
-        }
-        let dev = self.vxlan_device(&p.network)?;
-        let op = VxlanOp::Remote {
-            dev: &dev,
-            mac,
-            endpoint: None,
-        };
-        if let Err(e) = self
-            .host
-            .vxlan(op)
-            .and_then(|()| self.set_learning(&p.network, &dev))
-        {
-            tracing::warn!(network = %p.network, %mac, error = %e, "could not remove remote entry");
+        // With only one of its IPs gone, the device keeps the MAC; the neighbour responder
+        // forgets the IP at the commit.
+        if gone {
+            let dev = self.vxlan_device(&p.network)?;
+            let op = VxlanOp::Remote {
+                dev: &dev,
+                mac,
+                endpoint: None,
+            };
+            if let Err(e) = self
+                .host
+                .vxlan(op)
+                .and_then(|()| self.set_learning(&p.network, &dev))
+            {
+                tracing::warn!(network = %p.network, %mac, error = %e, "could not remove remote entry");
+            }
         }
         self.refilter()?;
         self.commit()?;
