@@ -172,6 +172,15 @@ impl Drop for TempGroup {
     }
 }
 
+/// The `getent group` line of `gid`, for a failure message.
+fn group_of(gid: u32) -> String {
+    let out = Command::new("getent")
+        .args(["group", &gid.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// `brinkctl port list` run as user nobody, with `groups` as its supplementary groups.
 fn as_nobody(d: &Daemon, groups: &str) -> std::process::Output {
     let mut cmd = Command::new("setpriv");
@@ -208,7 +217,15 @@ fn only_root_and_the_socket_group_may_use_the_socket() {
     .unwrap();
     let meta = std::fs::metadata(&d.socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
-    assert_eq!(meta.gid(), group.gid());
+    let wanted = group.gid();
+    assert_eq!(
+        meta.gid(),
+        wanted,
+        "socket group: the socket's gid is {}'s, the test group {} is gid {wanted}; log:\n{}",
+        group_of(meta.gid()),
+        group.0,
+        d.log_text()
+    );
     let member = as_nobody(&d, &group.gid().to_string());
     assert!(
         member.status.success(),

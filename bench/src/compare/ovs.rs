@@ -34,6 +34,8 @@ pub struct Ovs {
     bridge: String,
     /// The namespace the daemons run in; `None` for the caller's own.
     netns: Option<String>,
+    /// The tunnel endpoint address of [`Ovs::start_vtep`]'s physical bridge.
+    tunnel_ip: Option<String>,
     daemons: Vec<Child>,
 }
 
@@ -177,7 +179,7 @@ impl Ovs {
         core: Option<usize>,
     ) -> Result<Ovs, BenchError> {
         let mask = core.map(|c| format!("other_config:pmd-cpu-mask={:#x}", 1u64 << c));
-        let ovs = Ovs::launch(
+        let mut ovs = Ovs::launch(
             dir,
             INTEGRATION_BRIDGE.into(),
             Some(netns),
@@ -204,6 +206,18 @@ impl Ovs {
         ovs.ip(&["addr", "flush", "dev", underlay])?;
         ovs.ip(&["addr", "add", addr, "dev", phy])?;
         ovs.ip(&["link", "set", phy, "up"])?;
+        // ovs-vswitchd learns the address and its route from netlink in its own time: a tunnel
+        // added before it has them drops what it should carry.
+        let ip = addr.split('/').next().unwrap_or(addr).to_string();
+        let route = format!("dev {phy} SRC {ip}");
+        ovs.wait_for(
+            |o| {
+                o.appctl(&["ovs/route/show"])
+                    .is_ok_and(|t| t.lines().any(|l| l.trim_end().ends_with(&route)))
+            },
+            "ovs-vswitchd's route to the underlay",
+        )?;
+        ovs.tunnel_ip = Some(ip);
         Ok(ovs)
     }
 
@@ -226,8 +240,19 @@ impl Ovs {
             "type=vxlan",
             &format!("options:remote_ip={remote_ip}"),
             &format!("options:key={vni}"),
-        ])
-        .map(drop)
+        ])?;
+        // VXLAN is received once ovs-vswitchd listens on the endpoint's UDP port.
+        let Some(ip) = &self.tunnel_ip else {
+            return Ok(());
+        };
+        let listening = format!("dst={ip},proto=17");
+        self.wait_for(
+            |o| {
+                o.appctl(&["tnl/ports/show", "-v"])
+                    .is_ok_and(|t| t.contains(&listening))
+            },
+            "ovs-vswitchd's VXLAN port",
+        )
     }
 
     /// Starts `ovsdb-server` and `vswitchd` (the program) on files in `dir`, inside `netns` if
@@ -246,6 +271,7 @@ impl Ovs {
             bridge,
             dir: dir.to_path_buf(),
             netns: netns.map(str::to_string),
+            tunnel_ip: None,
             daemons: Vec::new(),
         };
         let db = ovs.path("conf.db");
