@@ -157,11 +157,7 @@ impl TempGroup {
     }
 
     fn gid(&self) -> u32 {
-        let out = Command::new("getent")
-            .args(["group", &self.0])
-            .output()
-            .unwrap();
-        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = group_entry(&self.0);
         line.split(':').nth(2).unwrap().trim().parse().unwrap()
     }
 }
@@ -172,10 +168,10 @@ impl Drop for TempGroup {
     }
 }
 
-/// The `getent group` line of `gid`, for a failure message.
-fn group_of(gid: u32) -> String {
+/// The `getent group` line of `key`, a group's name or gid; empty if there is none.
+fn group_entry(key: &str) -> String {
     let out = Command::new("getent")
-        .args(["group", &gid.to_string()])
+        .args(["group", key])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -222,11 +218,11 @@ fn only_root_and_the_socket_group_may_use_the_socket() {
         meta.gid(),
         wanted,
         "socket group: the socket's gid is {}'s, the test group {} is gid {wanted}; log:\n{}",
-        group_of(meta.gid()),
+        group_entry(&meta.gid().to_string()),
         group.0,
         d.log_text()
     );
-    let member = as_nobody(&d, &group.gid().to_string());
+    let member = as_nobody(&d, &wanted.to_string());
     assert!(
         member.status.success(),
         "a member of the socket group was refused: {}",

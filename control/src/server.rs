@@ -209,7 +209,11 @@ impl Server {
         let mode = match &access.group {
             Some(g) => {
                 nix::unistd::chown(path, None, Some(g.gid)).map_err(io::Error::from)?;
-                tracing::info!(group = %g.name, gid = g.gid.as_raw(), "control socket open to its group (mode 0660)");
+                tracing::info!(
+                    group = %g.name,
+                    gid = g.gid.as_raw(),
+                    "control socket open to its group (mode 0660)"
+                );
                 0o660
             }
             None => 0o600,
