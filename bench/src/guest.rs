@@ -542,14 +542,16 @@ pub enum Nic {
 }
 
 impl Nic {
-    /// QEMU's arguments for this NIC with MAC `mac`, in a guest of `memory_mib` MiB run with
-    /// `accel`.
+    /// QEMU's arguments for this NIC with MAC `mac`, in a guest of `memory_mib` MiB and `vcpus`
+    /// vCPUs run with `accel`. A vhost-user NIC of a guest with several vCPUs gets a queue
+    /// pair per vCPU (`queues=N`, `mq=on`), as Nova gives a guest with
+    /// `hw_vif_multiqueue_enabled`; the guest's driver then enables them all by itself.
     ///
     /// A vhost-user NIC under TCG has no MSI-X (`vectors=0`, legacy INTx): QEMU 7.2 then has
     /// no KVM irqfds, yet with vhost-user it still routes an unmasked MSI-X vector to one, and
     /// dies with SIGSEGV (a NULL `vector_irqfd` in `kvm_virtio_pci_irqfd_use`) as soon as the
     /// guest's driver enables the device.
-    fn qemu_args(&self, mac: &str, memory_mib: u32, accel: Accel) -> Vec<String> {
+    fn qemu_args(&self, mac: &str, memory_mib: u32, vcpus: u32, accel: Accel) -> Vec<String> {
         let nic = format!("virtio-net-pci,netdev=n0,mac={mac}");
         match self {
             Nic::Tap(tap) => {
@@ -562,21 +564,33 @@ impl Nic {
                     format!("tap,id=n0,ifname={tap},script=no,downscript=no,vhost={vhost}");
                 vec!["-netdev".into(), netdev, "-device".into(), nic]
             }
-            Nic::VhostUser(socket) => vec![
-                "-object".into(),
-                format!("memory-backend-memfd,id=mem,size={memory_mib}M,share=on"),
-                "-numa".into(),
-                "node,memdev=mem".into(),
-                "-chardev".into(),
-                format!("socket,id=c0,path={},server=on,wait=off", socket.display()),
-                "-netdev".into(),
-                "vhost-user,id=n0,chardev=c0".into(),
-                "-device".into(),
+            Nic::VhostUser(socket) => {
+                let (mut netdev, mut device) = ("vhost-user,id=n0,chardev=c0".to_string(), nic);
+                if vcpus > 1 {
+                    netdev.push_str(&format!(",queues={vcpus}"));
+                    device.push_str(",mq=on");
+                }
                 match accel {
-                    Accel::Kvm => nic,
-                    Accel::Tcg => format!("{nic},vectors=0"),
-                },
-            ],
+                    // MSI-X: a vector for each queue, the control queue and configuration.
+                    Accel::Kvm if vcpus > 1 => {
+                        device.push_str(&format!(",vectors={}", 2 * vcpus + 2));
+                    }
+                    Accel::Kvm => {}
+                    Accel::Tcg => device.push_str(",vectors=0"),
+                }
+                vec![
+                    "-object".into(),
+                    format!("memory-backend-memfd,id=mem,size={memory_mib}M,share=on"),
+                    "-numa".into(),
+                    "node,memdev=mem".into(),
+                    "-chardev".into(),
+                    format!("socket,id=c0,path={},server=on,wait=off", socket.display()),
+                    "-netdev".into(),
+                    netdev,
+                    "-device".into(),
+                    device,
+                ]
+            }
         }
     }
 }
@@ -598,6 +612,8 @@ pub struct GuestSpec {
     pub ip: String,
     /// Guest memory in MiB.
     pub memory_mib: u32,
+    /// vCPUs (at least 1); see [`Nic::qemu_args`] for what more than one gives the NIC.
+    pub vcpus: u32,
     /// KVM or TCG.
     pub accel: Accel,
     /// Where QEMU's log, console copy and pid file go.
@@ -631,8 +647,7 @@ pub struct Guest {
 }
 
 impl Guest {
-    /// Starts QEMU for `spec` (one vCPU, virtio-net as `spec.nic` says, serial console on
-    /// stdio). Returns at once: [`Guest::wait_ready`] waits for init.
+    /// Starts QEMU for `spec` (virtio-net as `spec.nic` says, serial console on stdio). Returns at once: [`Guest::wait_ready`] waits for init.
     pub fn boot(spec: &GuestSpec) -> Result<Guest, BenchError> {
         fs::create_dir_all(&spec.dir).map_err(io_error(format!("mkdir {}", spec.dir.display())))?;
         let log = spec.dir.join(format!("{}.qemu.log", spec.name));
@@ -648,7 +663,7 @@ impl Guest {
             .args(["-s", "KILL", &spec.lifetime.as_secs().max(1).to_string()])
             .arg("qemu-system-x86_64")
             .args(spec.accel.qemu_args())
-            .args(["-smp", "1"])
+            .args(["-smp", &spec.vcpus.max(1).to_string()])
             .args(["-m", &spec.memory_mib.to_string()])
             .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
             .args(["-serial", "stdio", "-monitor", "none"])
@@ -657,7 +672,10 @@ impl Guest {
             .arg("-initrd")
             .arg(&spec.initramfs)
             .args(["-append", &append])
-            .args(spec.nic.qemu_args(&spec.mac, spec.memory_mib, spec.accel))
+            .args(
+                spec.nic
+                    .qemu_args(&spec.mac, spec.memory_mib, spec.vcpus.max(1), spec.accel),
+            )
             .arg("-pidfile")
             .arg(&pidfile)
             .stdin(Stdio::piped())

@@ -1,5 +1,6 @@
 //! Multi-host topologies: each "host" is a network namespace with an underlay veth (`ul`,
-//! tunnel IP `192.0.2.<h+1>`) plugged into a shared wire (a Linux bridge in a namespace of its
+//! tunnel IP `192.0.2.<h+1>` or, on an IPv6 [`Underlay`], `2001:db8::<h+1>`) plugged into a
+//! shared wire (a Linux bridge in a namespace of its
 //! own), running its own brinkd, a Linux `vxlan` device in a bridge, or Open vSwitch's userspace
 //! datapath with a VXLAN port. VMs are [`Topology`] VMs whose veth host end is moved into their
 //! host.
@@ -13,8 +14,19 @@ use crate::{run, BenchError};
 
 /// The underlay's MTU; VXLAN networks get 50 bytes less, [`INNER_MTU`].
 pub const UNDERLAY_MTU: &str = "1500";
-/// The MTU of VXLAN networks and their VMs on a [`UNDERLAY_MTU`] underlay.
-pub const INNER_MTU: &str = "1450";
+/// The MTU of VXLAN networks and their VMs on a [`UNDERLAY_MTU`] IPv4 underlay.
+const INNER_MTU: &str = "1450";
+/// The same on an IPv6 underlay, whose outer header is 20 bytes longer.
+const INNER_MTU_V6: &str = "1430";
+
+/// The IP version of a wire's underlay: which tunnel IPs its hosts get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Underlay {
+    /// Host `h` is `192.0.2.<h+1>/24`; VXLAN networks get [`INNER_MTU`].
+    Ipv4,
+    /// Host `h` is `2001:db8::<h+1>/64`; VXLAN networks get [`INNER_MTU_V6`].
+    Ipv6,
+}
 
 /// The per-namespace switches of br_netfilter (absent while it is not loaded).
 const BRIDGE_NETFILTER: [&str; 3] = [
@@ -55,11 +67,17 @@ pub struct Hosts {
     pub topo: Topology,
     spaces: Namespaces,
     wire: String,
+    underlay: Underlay,
 }
 
 impl Hosts {
-    /// An empty wire, with names from `tag` (see [`Topology::new`]).
+    /// An empty wire with an IPv4 underlay, with names from `tag` (see [`Topology::new`]).
     pub fn new(tag: &str) -> Result<Hosts, BenchError> {
+        Hosts::with_underlay(tag, Underlay::Ipv4)
+    }
+
+    /// An empty wire whose hosts get `underlay`'s tunnel IPs.
+    pub fn with_underlay(tag: &str, underlay: Underlay) -> Result<Hosts, BenchError> {
         let topo = Topology::new(tag);
         let wire = format!("{}-w", topo.prefix());
         let hosts = Hosts {
@@ -68,6 +86,7 @@ impl Hosts {
             topo,
             spaces: Namespaces(vec![wire.clone()]),
             wire,
+            underlay,
         };
         run("ip", &["netns", "add", &hosts.wire])?;
         // The wire stands for the physical network, so no iptables on it: where br_netfilter
@@ -92,8 +111,28 @@ impl Hosts {
     }
 
     /// The tunnel IP of host `h`.
-    pub fn tunnel_ip(h: usize) -> String {
-        format!("192.0.2.{}", h + 1)
+    pub fn tunnel_ip(&self, h: usize) -> String {
+        match self.underlay {
+            Underlay::Ipv4 => format!("192.0.2.{}", h + 1),
+            Underlay::Ipv6 => format!("2001:db8::{}", h + 1),
+        }
+    }
+
+    /// The tunnel IP of host `h` with its prefix length.
+    fn tunnel_addr(&self, h: usize) -> String {
+        let prefix = match self.underlay {
+            Underlay::Ipv4 => 24,
+            Underlay::Ipv6 => 64,
+        };
+        format!("{}/{prefix}", self.tunnel_ip(h))
+    }
+
+    /// The MTU that VXLAN networks and their VMs get on this underlay.
+    pub fn inner_mtu(&self) -> &'static str {
+        match self.underlay {
+            Underlay::Ipv4 => INNER_MTU,
+            Underlay::Ipv6 => INNER_MTU_V6,
+        }
     }
 
     /// Adds a namespace that is removed with the hosts; returns its name.
@@ -104,8 +143,23 @@ impl Hosts {
         Ok(ns)
     }
 
-    /// Adds host `h` with its underlay on the wire; returns its namespace.
+    /// Adds host `h` with its underlay on the wire, its tunnel IP on it; returns its
+    /// namespace.
     pub fn add_host(&mut self, h: usize) -> Result<String, BenchError> {
+        let ns = self.plug_host(h)?;
+        let addr = self.tunnel_addr(h);
+        let mut add = vec!["addr", "add", &addr, "dev", "ul"];
+        if self.underlay == Underlay::Ipv6 {
+            // Without duplicate address detection the address is usable at once.
+            add.push("nodad");
+        }
+        exec(&ns, "ip", &add)?;
+        Ok(ns)
+    }
+
+    /// Adds host `h` with its underlay on the wire, up but without an address; returns its
+    /// namespace.
+    fn plug_host(&mut self, h: usize) -> Result<String, BenchError> {
         let ns = self.add_namespace(&format!("h{h}"))?;
         let port = format!("p{h}");
         let link = [
@@ -130,8 +184,6 @@ impl Hosts {
             "ip",
             &["link", "set", &port, "master", "br0", "up"],
         )?;
-        let addr = format!("{}/24", Hosts::tunnel_ip(h));
-        exec(&ns, "ip", &["addr", "add", &addr, "dev", "ul"])?;
         exec(&ns, "ip", &["link", "set", "ul", "up"])?;
         exec(&ns, "ip", &["link", "set", "lo", "up"])?;
         Ok(ns)
@@ -143,7 +195,7 @@ impl Hosts {
         let dir = self.topo.scratch().join(format!("h{h}"));
         let _ = std::fs::remove_dir_all(&dir);
         let d = Daemon::start_in(Some(&ns), &dir, args)?;
-        let local = Hosts::tunnel_ip(h);
+        let local = self.tunnel_ip(h);
         d.ctl_ok(&["tunnel", "set", "--local-ip", &local, "--dev", "ul"])?;
         if self.daemons.len() <= h {
             self.daemons.resize_with(h + 1, || None);
@@ -166,13 +218,13 @@ impl Hosts {
         Ok(())
     }
 
-    /// VM `n` with address `addr` (MTU [`INNER_MTU`]), its veth host end in host `h`.
+    /// VM `n` with address `addr` (MTU [`Hosts::inner_mtu`]), its veth host end in host `h`.
     pub fn add_vm(&mut self, h: usize, n: u8, addr: &str) -> Result<Vm, BenchError> {
         let vm = self.topo.add_vm(n, addr)?;
         let ns = self.host(h);
         run("ip", &["link", "set", &vm.host_if, "netns", &ns])?;
         exec(&ns, "ip", &["link", "set", &vm.host_if, "up"])?;
-        vm.run("ip", &["link", "set", "eth0", "mtu", INNER_MTU])?;
+        vm.run("ip", &["link", "set", "eth0", "mtu", self.inner_mtu()])?;
         Ok(vm)
     }
 
@@ -195,7 +247,7 @@ impl Hosts {
     /// `br0`; returns its namespace.
     pub fn add_linux_host(&mut self, h: usize, vni: u32) -> Result<String, BenchError> {
         let ns = self.add_host(h)?;
-        let (vni, local) = (vni.to_string(), Hosts::tunnel_ip(h));
+        let (vni, local) = (vni.to_string(), self.tunnel_ip(h));
         let vx = [
             "link",
             "add",
@@ -232,7 +284,7 @@ impl Hosts {
 
     /// Tells Linux host `h` that it floods to host `to` and that `vm` lives there.
     pub fn linux_remote(&self, h: usize, to: usize, vm: &Vm) -> Result<(), BenchError> {
-        let (ns, dst) = (self.host(h), Hosts::tunnel_ip(to));
+        let (ns, dst) = (self.host(h), self.tunnel_ip(to));
         let flood = [
             "fdb",
             "append",
@@ -255,9 +307,21 @@ impl Hosts {
     /// underlay on `br-phy` with the tunnel IP, VMs and tunnels on `br-int`, NORMAL switching;
     /// with `core`, OVS runs on that core only.
     pub fn add_ovs_host(&mut self, h: usize, core: Option<usize>) -> Result<(), BenchError> {
-        let ns = self.add_host(h)?;
+        // The tunnel IP goes on br-phy only. Were it on `ul` first, a peer that resolved it
+        // meanwhile would keep sending to `ul`'s MAC, which OVS does not take as tunnel
+        // traffic, until its neighbour entry expired (the first ping failed for 10 s so).
+        let ns = self.plug_host(h)?;
+        // The wire's port to this host finishes the checksums that other hosts' kernels left
+        // partial, as a NIC would: OVS reads its underlay through a packet socket, which
+        // carries no checksum metadata, and drops a tunnelled frame whose outer UDP checksum
+        // is unfinished (Linux fills it in over IPv6; IPv4 VXLAN leaves it zero).
+        exec(
+            &self.wire,
+            "ethtool",
+            &["-K", &format!("p{h}"), "tx", "off"],
+        )?;
         let dir = self.topo.scratch().join(format!("ovs{h}"));
-        let addr = format!("{}/24", Hosts::tunnel_ip(h));
+        let addr = self.tunnel_addr(h);
         let ovs = Ovs::start_vtep(&ns, &dir, "ul", &addr, core)?;
         self.switches.push((h, ovs));
         Ok(())
@@ -284,8 +348,7 @@ impl Hosts {
     /// does for each remote host; NORMAL floods to it and learns from it.
     pub fn ovs_remote(&self, h: usize, to: usize, vni: u32) -> Result<(), BenchError> {
         let port = format!("vx{to}");
-        self.ovs(h)?
-            .add_vxlan_port(&port, &Hosts::tunnel_ip(to), vni)
+        self.ovs(h)?.add_vxlan_port(&port, &self.tunnel_ip(to), vni)
     }
 
     /// Tells brink host `h` what l2population would: `network` floods to host `to`, where
@@ -297,7 +360,7 @@ impl Hosts {
         to: usize,
         vm: &Vm,
     ) -> Result<(), BenchError> {
-        let (d, at) = (self.daemon(h)?, Hosts::tunnel_ip(to));
+        let (d, at) = (self.daemon(h)?, self.tunnel_ip(to));
         d.ctl_ok(&["network", "peer", "add", network, &at])?;
         let add = [
             "fdb", "add", network, &vm.mac, "--remote", &at, "--ip", &vm.ip,

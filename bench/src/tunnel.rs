@@ -36,7 +36,7 @@ fn rig(cfg: &ScenarioConfig) -> Result<Rig, BenchError> {
         let add = ["network", "add", "blue", "--vxlan", "1001", "--mtu"];
         hosts
             .daemon(h)?
-            .ctl_ok(&[&add[..], &[crate::hosts::INNER_MTU]].concat())?;
+            .ctl_ok(&[&add[..], &[hosts.inner_mtu()]].concat())?;
     }
     for h in 2..4 {
         hosts.add_linux_host(h, 1001)?;

@@ -22,6 +22,11 @@ use brink_bench::guest::{self, Accel, Guest, GuestSpec, Kernel, Nic};
 use brink_bench::run;
 use common::*;
 
+/// vCPUs of the vhost-user guests, and so queue pairs of their NICs and brink's ports.
+const VCPUS: u32 = 2;
+/// brinkd for the vhost-user guests: a worker on each core, so each port's queue pairs are
+/// spread over both (a worker that polls several pairs of a port writes into one only).
+const SPREAD: [&str; 3] = ["--idle-sleep", "--cores", "0,1"];
 /// Bytes of the TCP stream.
 const STREAM: usize = 16 << 20;
 /// QEMU is killed after this long, whatever the test does.
@@ -50,7 +55,7 @@ fn guest_spec(
     name: &str,
     (kernel, accel): (&Kernel, Accel),
     dir: &Path,
-    nic: Nic,
+    (nic, vcpus): (Nic, u32),
     mac: &str,
     ip: &str,
 ) -> GuestSpec {
@@ -63,31 +68,34 @@ fn guest_spec(
         mac: mac.into(),
         ip: format!("{ip}/24"),
         memory_mib: 256,
+        vcpus,
         dir: dir.to_path_buf(),
         lifetime: GUEST_LIFETIME,
     }
 }
 
-/// Starts guests `g1` and `g2` on `nics`, with `macs` and `ips` (booting, not yet ready).
+/// Starts guests `g1` and `g2` of `vcpus` vCPUs each on `nics`, with `macs` and `ips`
+/// (booting, not yet ready).
 fn boot_two(
     kernel: (&Kernel, Accel),
     dir: &Path,
-    nics: [Nic; 2],
+    (nics, vcpus): ([Nic; 2], u32),
     macs: [&str; 2],
     ips: [&str; 2],
 ) -> [Guest; 2] {
     let mut n = 0;
     nics.map(|nic| {
         n += 1;
-        let spec = guest_spec(&format!("g{n}"), kernel, dir, nic, macs[n - 1], ips[n - 1]);
+        let (name, nic) = (format!("g{n}"), (nic, vcpus));
+        let spec = guest_spec(&name, kernel, dir, nic, macs[n - 1], ips[n - 1]);
         Guest::boot(&spec).unwrap()
     })
 }
 
-/// brinkd with its files in `dir`, network `blue` and group `guest` in Neutron's shape:
-/// everything out; ping and TCP 5001 in.
-fn switch(dir: &Path) -> Daemon {
-    let d = Daemon::start(dir, &["--idle-sleep"]).unwrap();
+/// brinkd with `args` and its files in `dir`, network `blue` and group `guest` in Neutron's
+/// shape: everything out; ping and TCP 5001 in.
+fn switch(dir: &Path, args: &[&str]) -> Daemon {
+    let d = Daemon::start(dir, args).unwrap();
     ctl(&d, "network add blue");
     ctl(&d, "sg add guest");
     ctl(&d, "sg rule add guest --direction egress");
@@ -282,7 +290,7 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
     let mac2 = format!("52:54:00:9b:{pid:02x}:02");
     let (ip1, ip2) = ("10.90.0.1", "10.90.0.2");
 
-    let d = switch(&dir.join("brinkd"));
+    let d = switch(&dir.join("brinkd"), &["--idle-sleep"]);
     // Guest 1 on a tap brink creates; guest 2 on one made as libvirt makes it (vnet_hdr),
     // added as an existing interface.
     ctl(
@@ -306,7 +314,7 @@ fn kvm_guests_ping_stream_and_are_filtered_through_brink() {
     let [mut g1, mut g2] = boot_two(
         (&kernel, accel),
         &dir,
-        [Nic::Tap(tap1.clone()), Nic::Tap(tap2.clone())],
+        ([Nic::Tap(tap1.clone()), Nic::Tap(tap2.clone())], 1),
         [&mac1, &mac2],
         [ip1, ip2],
     );
@@ -404,15 +412,15 @@ fn worker_counter(d: &Daemon, name: &str) -> u64 {
     all["workers"][0][name].as_u64().unwrap_or(0)
 }
 
-/// Two guests on vhost-user ports (QEMU owns each socket, `server=on`; brink connects, its
-/// default client mode), with virtio-net's offloads at their defaults: checksum and TCP
-/// segmentation offload both ways and mergeable receive buffers. They ping and move [`STREAM`]
-/// bytes intact, as superframes brink passes whole from guest to guest, their checksums left
-/// partial (brink completes none). The stream from a guest to a namespace on a veth (AF_XDP)
+/// Two guests of [`VCPUS`] vCPUs on vhost-user ports (QEMU owns each socket, `server=on`;
+/// brink connects, its default client mode), with virtio-net's offloads at their defaults:
+/// checksum and TCP segmentation offload both ways and mergeable receive buffers, and a queue
+/// pair per vCPU. They ping and move [`STREAM`] bytes intact, as superframes brink passes whole
+/// from guest to guest, their checksums left partial (brink completes none), and every queue
+/// pair carries frames both ways. The stream from a guest to a namespace on a veth (AF_XDP)
 /// port arrives intact too: brink completes the guest's checksums and cuts its superframes for
-/// it. Then brinkd is restarted under the live
-/// guests: it reconnects to their sockets by itself, from its saved state, and the stream
-/// flows again.
+/// it. Then brinkd is restarted under the live guests: it reconnects to their sockets by
+/// itself, from its saved state, and the stream flows again.
 #[test]
 fn vhost_user_guests_stream_with_offloads_and_survive_a_brinkd_restart() {
     let Some((accel, mut topo, kernel)) = guest_setup("Vg") else {
@@ -430,19 +438,19 @@ fn vhost_user_guests_stream_with_offloads_and_survive_a_brinkd_restart() {
     let [mut g1, mut g2] = boot_two(
         (&kernel, accel),
         &dir,
-        sockets.clone().map(Nic::VhostUser),
+        (sockets.clone().map(Nic::VhostUser), VCPUS),
         [&macs[0], &macs[1]],
         [ip1, ip2],
     );
 
     let daemon_dir = dir.join("brinkd");
-    let mut d = switch(&daemon_dir);
+    let mut d = switch(&daemon_dir, &SPREAD);
     for (n, ip) in [ip1, ip2].into_iter().enumerate() {
         ctl(
             &d,
             &format!(
                 "port add vm{} --network blue --type vhost-user --vhost-socket {} --mac {} \
-                 --ip {ip} --sg guest",
+                 --ip {ip} --sg guest --queues {VCPUS}",
                 n + 1,
                 sockets[n].display(),
                 macs[n]
@@ -460,10 +468,37 @@ fn vhost_user_guests_stream_with_offloads_and_survive_a_brinkd_restart() {
         features, "CSUM GUEST_CSUM GUEST_TSO4 GUEST_TSO6 HOST_TSO4 HOST_TSO6 MRG_RXBUF",
         "virtio-net offloads at their defaults"
     );
+    for g in [&mut g1, &mut g2] {
+        let queues = g.sh_ok("ls /sys/class/net/eth0/queues", SHORT).unwrap();
+        let queues: Vec<&str> = queues.split_whitespace().collect();
+        assert_eq!(
+            queues,
+            ["rx-0", "rx-1", "tx-0", "tx-1"],
+            "a queue pair per vCPU"
+        );
+    }
     ping_ok(&mut g1, ip2);
     ping_ok(&mut g2, ip1);
     stream(&mut g1, &mut g2, ip2);
     eprintln!("vm1 {}\nvm2 {}", stats(&d, "vm1"), stats(&d, "vm2"));
+    // Pings sent from each vCPU leave on that vCPU's transmit queue, and brink answers each
+    // on the pair of the worker that took it: every pair of both ports moves frames both
+    // ways.
+    for cpu in 0..VCPUS {
+        for (g, to) in [(&mut g1, ip2), (&mut g2, ip1)] {
+            let ping = g.sh(
+                &format!("taskset -c {cpu} ping -c 3 -i 0.2 -W 2 {to}"),
+                SHORT,
+            );
+            assert_eq!(ping.unwrap().status, 0, "ping {to} from vCPU {cpu}");
+        }
+    }
+    let pairs: Vec<_> = pairs_by_worker(&d).into_iter().flatten().collect();
+    eprintln!("queue pairs (port, pair, rx, tx): {pairs:?}");
+    assert_eq!(pairs.len(), 2 * VCPUS as usize, "{pairs:?}");
+    for (port, pair, rx, tx) in &pairs {
+        assert!(*rx > 0 && *tx > 0, "{port} pair {pair}: rx {rx}, tx {tx}");
+    }
     assert!(superframes(&d, "vm1", "rx"), "g1 sent no superframe");
     assert!(superframes(&d, "vm2", "tx"), "g2 got no superframe whole");
     assert_eq!(
@@ -519,7 +554,7 @@ fn vhost_user_guests_stream_with_offloads_and_survive_a_brinkd_restart() {
 
     // Restart brinkd under the live guests: the same state directory, no command.
     assert!(d.stop().unwrap(), "brinkd did not exit cleanly");
-    let d = Daemon::start(&daemon_dir, &["--idle-sleep"]).unwrap();
+    let d = Daemon::start(&daemon_dir, &SPREAD).unwrap();
     let mut resumed = false;
     for _ in 0..20 {
         let out = g1.sh(&format!("ping -c 1 -W 1 {ip2}"), SHORT).unwrap();

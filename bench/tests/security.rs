@@ -10,7 +10,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use brink_bench::daemon::Daemon;
-use brink_bench::hosts::{Hosts, INNER_MTU};
+use brink_bench::hosts::Hosts;
 use common::*;
 use serde_json::Value;
 
@@ -571,7 +571,13 @@ fn a_member_on_another_host_gets_in_through_the_tunnel_and_loses_it_with_its_mem
     for h in 0..2 {
         s.add_brink_host(h, &["--idle-sleep"]).unwrap();
         let add = [
-            "network", "add", "blue", "--vxlan", "1001", "--mtu", INNER_MTU,
+            "network",
+            "add",
+            "blue",
+            "--vxlan",
+            "1001",
+            "--mtu",
+            s.inner_mtu(),
         ];
         ctl(s.daemon(h).unwrap(), &add);
     }

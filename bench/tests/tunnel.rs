@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 
 use brink_bench::daemon::Daemon;
-use brink_bench::hosts::{self, Hosts, INNER_MTU};
+use brink_bench::hosts::{self, Hosts, Underlay};
 use brink_bench::topo::Vm;
 use common::{payload, ping, tcp_transfer};
 use serde_json::Value;
@@ -25,7 +25,12 @@ fn ip(args: &[&str]) {
 
 /// Hosts `brink` running brinkd and `linux` with a Linux vxlan device for VNI 1001.
 fn site(tag: &str, brink: &[usize], linux: &[usize]) -> Hosts {
-    let mut s = Hosts::new(tag).unwrap();
+    site_on(tag, Underlay::Ipv4, brink, linux)
+}
+
+/// [`site`] with `underlay`'s tunnel IPs.
+fn site_on(tag: &str, underlay: Underlay, brink: &[usize], linux: &[usize]) -> Hosts {
+    let mut s = Hosts::with_underlay(tag, underlay).unwrap();
     for &h in brink {
         s.add_brink_host(h, &["--idle-sleep"]).unwrap();
     }
@@ -36,7 +41,15 @@ fn site(tag: &str, brink: &[usize], linux: &[usize]) -> Hosts {
 }
 
 fn vxlan_net(s: &Hosts, h: usize, name: &str, vni: &str, extra: &[&str]) {
-    let add = ["network", "add", name, "--vxlan", vni, "--mtu", INNER_MTU];
+    let add = [
+        "network",
+        "add",
+        name,
+        "--vxlan",
+        vni,
+        "--mtu",
+        s.inner_mtu(),
+    ];
     s.daemon(h)
         .unwrap()
         .ctl_ok(&[&add[..], extra].concat())
@@ -52,10 +65,15 @@ fn json(d: &Daemon, args: &[&str]) -> Value {
 
 /// Packets host `d` received from tunnel endpoint `ip`, as `tunnel show` counts them.
 fn rx_from(d: &Daemon, ip: &str) -> u64 {
+    endpoint_counter(d, ip, "rx_packets")
+}
+
+/// Counter `name` of tunnel endpoint `ip` in host `d`'s `tunnel show`.
+fn endpoint_counter(d: &Daemon, ip: &str, name: &str) -> u64 {
     let t = json(d, &["tunnel", "show"]);
     let eps = t["endpoints"].as_array().unwrap();
     let ep = eps.iter().find(|e| e["ip"] == ip);
-    ep.map_or(0, |e| e["rx_packets"].as_u64().unwrap())
+    ep.map_or(0, |e| e[name].as_u64().unwrap())
 }
 
 /// Frames a Linux host's `vx` device decapsulated.
@@ -140,18 +158,7 @@ fn brink_to_brink_carries_ping_and_tcp_and_keeps_vnis_apart() {
 
 #[test]
 fn brink_to_brink_over_an_ipv6_underlay() {
-    let mut s = site("Tb6", &[0, 1], &[]);
-    let local = |h: usize| format!("2001:db8::{}", h + 1);
-    for h in 0..2 {
-        let addr = format!("{}/64", local(h));
-        exec(
-            &s.host(h),
-            "ip",
-            &["-6", "addr", "add", &addr, "dev", "ul", "nodad"],
-        );
-        let set = ["tunnel", "set", "--local-ip", &local(h), "--dev", "ul"];
-        s.daemon(h).unwrap().ctl_ok(&set).unwrap();
-    }
+    let mut s = site_on("Tb6", Underlay::Ipv6, &[0, 1], &[]);
     // IPv6's 40-byte header: VXLAN takes 70 bytes, so 1450 no longer fits the 1500-byte
     // underlay.
     let d0 = s.daemon(0).unwrap();
@@ -159,8 +166,7 @@ fn brink_to_brink_over_an_ipv6_underlay() {
     let err = err.unwrap_err().to_string();
     assert!(err.contains("--mtu 1430"), "{err}");
     for h in 0..2 {
-        let add = ["network", "add", "blue", "--vxlan", "1001", "--mtu", "1430"];
-        s.daemon(h).unwrap().ctl_ok(&add).unwrap();
+        vxlan_net(&s, h, "blue", "1001", &[]);
     }
     let d0 = s.daemon(0).unwrap();
     let other = d0.ctl_ok(&["network", "peer", "add", "blue", "192.0.2.2"]);
@@ -168,14 +174,8 @@ fn brink_to_brink_over_an_ipv6_underlay() {
     assert!(other.contains("IP family"), "an IPv4 endpoint: {other}");
     let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
     let b1 = s.add_brink_vm(1, 2, "10.0.0.2", "blue").unwrap();
-    for (h, vm, on) in [(0, &b1, 1), (1, &a1, 0)] {
-        vm.run("ip", &["link", "set", "eth0", "mtu", "1430"])
-            .unwrap();
-        let d = s.daemon(h).unwrap();
-        d.ctl_ok(&["network", "peer", "add", "blue", &local(on)])
-            .unwrap();
-        fdb_add(d, &vm.mac, &local(on), &vm.ip);
-    }
+    s.brink_remote(0, "blue", 1, &b1).unwrap();
+    s.brink_remote(1, "blue", 0, &a1).unwrap();
     ping_and_tcp_both_ways(&s, &a1, &b1, "brink over IPv6");
     let d0 = s.daemon(0).unwrap();
     let t = json(d0, &["tunnel", "show"]);
@@ -186,9 +186,10 @@ fn brink_to_brink_over_an_ipv6_underlay() {
     assert!(rx_from(d0, "2001:db8::2") > 1000, "{t}");
 }
 
-#[test]
-fn brink_to_linux_vxlan_and_bridge_both_ways_and_unknown_vnis_are_dropped() {
-    let mut s = site("Tbl", &[0], &[1]);
+/// brink host 0 and Linux host 1 on `underlay`, VM 1 on each in VNI 1001, each told where
+/// the other VM is; ping and TCP pass both ways, counted on both ends of the tunnel.
+fn brink_and_linux(tag: &str, underlay: Underlay) -> (Hosts, Vm, Vm) {
+    let mut s = site_on(tag, underlay, &[0], &[1]);
     vxlan_net(&s, 0, "blue", "1001", &[]);
     let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
     let b1 = s.add_linux_vm(1, 2, "10.0.0.2").unwrap();
@@ -197,6 +198,28 @@ fn brink_to_linux_vxlan_and_bridge_both_ways_and_unknown_vnis_are_dropped() {
     s.linux_remote(1, 0, &a1).unwrap();
 
     ping_and_tcp_both_ways(&s, &a1, &b1, "Linux");
+    // Linux's stream to brink crossed the tunnel (in fewer, larger frames where Linux's GRO
+    // merged them), and Linux decapsulated brink's.
+    let d0 = s.daemon(0).unwrap();
+    let got = endpoint_counter(d0, &s.tunnel_ip(1), "rx_bytes");
+    assert!(got > 4 << 20, "{}", json(d0, &["tunnel", "show"]));
+    assert!(
+        vx_rx(&s.host(1)) > 1000,
+        "Linux decapsulated brink's frames"
+    );
+    (s, a1, b1)
+}
+
+#[test]
+fn brink_to_linux_over_an_ipv6_underlay() {
+    let (s, _, _) = brink_and_linux("Tl6", Underlay::Ipv6);
+    let t = json(s.daemon(0).unwrap(), &["tunnel", "show"]);
+    assert_eq!(t["endpoints"][0]["ip"], "2001:db8::2", "{t}");
+}
+
+#[test]
+fn brink_to_linux_vxlan_and_bridge_both_ways_and_unknown_vnis_are_dropped() {
+    let (s, a1, b1) = brink_and_linux("Tbl", Underlay::Ipv4);
 
     // A VNI no brink network has: dropped before the kernel's VXLAN socket, and counted.
     let linux = s.host(1);
@@ -241,9 +264,9 @@ fn brink_to_linux_vxlan_and_bridge_both_ways_and_unknown_vnis_are_dropped() {
     assert!(dropped.as_u64().unwrap_or(0) >= 2, "{t}");
 }
 
-#[test]
-fn brink_to_open_vswitch_userspace_vxlan_both_ways() {
-    let mut s = site("Oov", &[0], &[]);
+/// brink host 0 and Open vSwitch host 1 on `underlay`: ping and TCP both ways.
+fn brink_and_open_vswitch(tag: &str, underlay: Underlay) {
+    let mut s = site_on(tag, underlay, &[0], &[]);
     s.add_ovs_host(1, None).unwrap();
     vxlan_net(&s, 0, "blue", "1001", &[]);
     let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
@@ -257,10 +280,20 @@ fn brink_to_open_vswitch_userspace_vxlan_both_ways() {
     // The OVS VM's only way out is br-int's VXLAN port: brink counted what it sent.
     let d0 = s.daemon(0).unwrap();
     assert!(
-        rx_from(d0, "192.0.2.2") > 1000,
+        rx_from(d0, &s.tunnel_ip(1)) > 1000,
         "{}",
         json(d0, &["tunnel", "show"])
     );
+}
+
+#[test]
+fn brink_to_open_vswitch_userspace_vxlan_both_ways() {
+    brink_and_open_vswitch("Oov", Underlay::Ipv4);
+}
+
+#[test]
+fn brink_to_open_vswitch_over_an_ipv6_underlay() {
+    brink_and_open_vswitch("Oo6", Underlay::Ipv6);
 }
 
 #[test]
@@ -330,7 +363,7 @@ fn the_arp_responder_answers_for_remote_vms_without_flooding() {
     // No flood list at all: nothing broadcast crosses the tunnel.
     assert!(!ping(&a1, &b1, 1), "without l2pop entries nothing is known");
     for (h, vm, on) in [(0, &b1, 1), (1, &a1, 0)] {
-        let at = Hosts::tunnel_ip(on);
+        let at = s.tunnel_ip(on);
         fdb_add(s.daemon(h).unwrap(), &vm.mac, &at, &vm.ip);
     }
     let _ = a1.exec("ip", &["neigh", "flush", "dev", "eth0"]);
@@ -347,7 +380,7 @@ fn the_arp_responder_answers_for_remote_vms_without_flooding() {
     let v6 = |vm: &Vm| format!("fd00::{}", &vm.ip[vm.ip.rfind('.').map_or(0, |i| i + 1)..]);
     for (h, vm, on, peer) in [(0, &b1, 1, &a1), (1, &a1, 0, &b1)] {
         peer.enable_ipv6(&v6(peer)).unwrap();
-        let at = Hosts::tunnel_ip(on);
+        let at = s.tunnel_ip(on);
         fdb_add(s.daemon(h).unwrap(), &vm.mac, &at, &v6(vm));
     }
     let answers_before = neighbour_answers(s.daemon(0).unwrap());

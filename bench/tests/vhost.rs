@@ -187,32 +187,6 @@ fn testpmd_frames_cross_brink_both_ways_and_a_group_drops_the_denied_direction()
     loop_then_group("vhb", "1", 1, |_| {});
 }
 
-/// Each worker's vhost-user queue pairs, by port: (pair, rx_packets, tx_packets).
-fn pairs_by_worker(d: &Daemon) -> Vec<Vec<(String, u64, u64, u64)>> {
-    let out = d.ctl_ok(&["--json", "stats", "--workers"]).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| {
-            let mut pairs = vec![];
-            for poll in w["polls"].as_array().unwrap() {
-                for p in poll["pairs"].as_array().into_iter().flatten() {
-                    pairs.push((
-                        poll["port"].as_str().unwrap().to_string(),
-                        p["pair"].as_u64().unwrap(),
-                        p["rx_packets"].as_u64().unwrap(),
-                        p["tx_packets"].as_u64().unwrap(),
-                    ));
-                }
-            }
-            pairs.sort();
-            pairs
-        })
-        .collect()
-}
-
 #[test]
 fn testpmd_with_two_queue_pairs_loops_through_both_pairs_on_both_workers() {
     let _one = root();

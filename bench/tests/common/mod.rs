@@ -188,3 +188,30 @@ pub fn tcp_transfer(topo: &Topology, from: &Vm, to: &Vm, data: &[u8]) -> Vec<u8>
     );
     std::fs::read(&dst).unwrap()
 }
+
+/// The vhost-user queue pairs each worker polls, as (port, pair, rx_packets, tx_packets),
+/// sorted.
+pub fn pairs_by_worker(d: &Daemon) -> Vec<Vec<(String, u64, u64, u64)>> {
+    let out = d.ctl_ok(&["--json", "stats", "--workers"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let mut pairs = vec![];
+            for poll in w["polls"].as_array().unwrap() {
+                for p in poll["pairs"].as_array().into_iter().flatten() {
+                    pairs.push((
+                        poll["port"].as_str().unwrap().to_string(),
+                        p["pair"].as_u64().unwrap(),
+                        p["rx_packets"].as_u64().unwrap(),
+                        p["tx_packets"].as_u64().unwrap(),
+                    ));
+                }
+            }
+            pairs.sort();
+            pairs
+        })
+        .collect()
+}
