@@ -120,23 +120,45 @@ pub fn port_security<F>(b: &mut Batch<F>, snap: &Snapshot) {
 /// Learns source MACs and picks each frame's destination: a configured or learned port of the
 /// same network, or a flood of the network for group and unknown destinations. The FDB was
 /// synced with the current snapshot, so every port it names exists in that network.
+///
+/// A frame with the same MACs as the frame before it in the batch (a VM's stream, usually the
+/// whole batch) takes that frame's outcome: learning it again at the same `now` would change
+/// nothing but the counters, which count it again.
 pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters) {
     let in_port = b.in_port;
+    let mut last: Option<(FlowKey, Learn, Verdict)> = None;
     for i in 0..b.len {
         if matches!(b.verdicts[i], Verdict::Drop(_)) {
             continue;
         }
         let k = b.keys[i];
-        if bad_source(&k) {
-            b.verdicts[i] = Verdict::Drop(DropReason::BadSourceMac);
-            continue;
-        }
-        match fdb.learn(k.network, k.src, in_port, now) {
+        let (learnt, verdict) = match last {
+            Some((seen, learnt, verdict)) if (seen.src, seen.dst) == (k.src, k.dst) => {
+                // A move is learned once; a full table refuses every frame.
+                let again = if learnt == Learn::Full {
+                    Learn::Full
+                } else {
+                    Learn::Refreshed
+                };
+                (again, verdict)
+            }
+            _ if bad_source(&k) => {
+                b.verdicts[i] = Verdict::Drop(DropReason::BadSourceMac);
+                continue;
+            }
+            _ => {
+                let learnt = fdb.learn(k.network, k.src, in_port, now);
+                let verdict = destination(&k, in_port, || fdb.lookup(k.network, k.dst, now));
+                last = Some((k, learnt, verdict));
+                (learnt, verdict)
+            }
+        };
+        match learnt {
             Learn::Learned => wc.fdb_learned.add(1),
             Learn::Full => wc.fdb_full.add(1),
             Learn::Refreshed => {}
         }
-        b.verdicts[i] = destination(&k, in_port, || fdb.lookup(k.network, k.dst, now));
+        b.verdicts[i] = verdict;
     }
 }
 
