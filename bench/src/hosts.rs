@@ -1,9 +1,8 @@
 //! Multi-host topologies: each "host" is a network namespace with an underlay veth (`ul`,
 //! tunnel IP `192.0.2.<h+1>` or, on an IPv6 [`Underlay`], `2001:db8::<h+1>`) plugged into a
-//! shared wire (a Linux bridge in a namespace of its
-//! own), running its own brinkd, a Linux `vxlan` device in a bridge, or Open vSwitch's userspace
-//! datapath with a VXLAN port. VMs are [`Topology`] VMs whose veth host end is moved into their
-//! host.
+//! shared wire (a Linux bridge in a namespace of its own), running its own brinkd, a Linux
+//! `vxlan` device in a bridge, or Open vSwitch's userspace datapath with a VXLAN port. VMs are
+//! [`Topology`] VMs whose veth host end is moved into their host.
 
 use std::process::Output;
 
@@ -12,7 +11,8 @@ use crate::daemon::Daemon;
 use crate::topo::{Topology, Vm};
 use crate::{run, BenchError};
 
-/// The underlay's MTU; VXLAN networks get 50 bytes less, [`INNER_MTU`].
+/// The underlay's MTU; VXLAN networks get 50 bytes less over IPv4, 70 over IPv6
+/// ([`Hosts::inner_mtu`]).
 pub const UNDERLAY_MTU: &str = "1500";
 /// The MTU of VXLAN networks and their VMs on a [`UNDERLAY_MTU`] IPv4 underlay.
 const INNER_MTU: &str = "1450";

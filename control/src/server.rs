@@ -191,7 +191,9 @@ pub struct Server {
 
 impl Server {
     /// Binds `path`, refusing if another daemon is listening there. The socket is mode 0600,
-    /// or 0660 and owned by the socket group if `access` has one.
+    /// or 0660 and owned by the socket group if `access` has one: it is made under a staging
+    /// name and renamed to `path` only then, so no client ever reaches it, nor sees it, with
+    /// another owner or mode.
     pub fn bind(path: &Path, access: Access, limits: Limits) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -205,20 +207,13 @@ impl Server {
             }
             std::fs::remove_file(path)?;
         }
-        let mut listener = UnixListener::bind(path)?;
-        let mode = match &access.group {
-            Some(g) => {
-                nix::unistd::chown(path, None, Some(g.gid)).map_err(io::Error::from)?;
-                tracing::info!(
-                    group = %g.name,
-                    gid = g.gid.as_raw(),
-                    "control socket open to its group (mode 0660)"
-                );
-                0o660
-            }
-            None => 0o600,
-        };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        let staging = staging_path(path);
+        let _ = std::fs::remove_file(&staging);
+        let mut listener = UnixListener::bind(&staging)?;
+        if let Err(e) = settle(&staging, &access, path) {
+            let _ = std::fs::remove_file(&staging);
+            return Err(e);
+        }
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -465,6 +460,31 @@ impl Server {
             self.logged = r;
         }
     }
+}
+
+/// Where [`Server::bind`] makes the socket before it is ready: `path` with `.new` appended.
+fn staging_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".new");
+    PathBuf::from(name)
+}
+
+/// Gives the socket at `staging` its group and mode from `access`, then moves it to `path`.
+fn settle(staging: &Path, access: &Access, path: &Path) -> io::Result<()> {
+    let mode = match &access.group {
+        Some(g) => {
+            nix::unistd::chown(staging, None, Some(g.gid)).map_err(io::Error::from)?;
+            tracing::info!(
+                group = %g.name,
+                gid = g.gid.as_raw(),
+                "control socket open to its group (mode 0660)"
+            );
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(staging, path)
 }
 
 impl Drop for Server {
