@@ -32,6 +32,9 @@ struct Vhost {
     /// Seconds of each loop (the rate is testpmd's last 2-second stats period).
     #[arg(long, default_value_t = 10)]
     seconds: u32,
+    /// Rounds: each runs every switch once, in order; the summary gives medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// The switches, in this order.
     #[arg(
         long,
@@ -248,7 +251,8 @@ fn main() -> anyhow::Result<()> {
                 queues: a.queues,
                 brink_cores: a.brink_cores.clone(),
             };
-            let results = vhost::run_all(&a.systems, a.seconds.clamp(4, 60), &shape)?;
+            let time = (a.seconds.clamp(4, 60), a.rounds.clamp(1, 20));
+            let results = vhost::run_all(&a.systems, time, &shape)?;
             if let Some(path) = &a.json {
                 std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;
             }

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::ovs::{Ovs, VSWITCHD_DPDK};
+use super::scenario::quantile;
 use super::tools;
 use crate::daemon::Daemon;
 use crate::testpmd::{self, Forwarded, Hugepages, TESTPMD_IP};
@@ -63,6 +64,8 @@ pub enum LoopSystem {
 pub struct LoopResult {
     /// Through what.
     pub system: LoopSystem,
+    /// Which round of [`run_all`] (from 1).
+    pub round: u32,
     /// Frames per second through the switch: both testpmd ports' receive rates in the last
     /// stats period, added.
     pub pps: u64,
@@ -137,10 +140,11 @@ fn brink(
     Ok(d)
 }
 
-/// Runs the loop laid out as `shape` through `system` for `seconds`; files go under `dir`.
+/// Runs the loop laid out as `shape` through `system` for `seconds` as round `round`; files go
+/// under `dir`.
 pub fn run_loop(
     dir: &Path,
-    system: LoopSystem,
+    (system, round): (LoopSystem, u32),
     seconds: u32,
     shape: &Shape,
 ) -> Result<LoopResult, BenchError> {
@@ -175,6 +179,7 @@ pub fn run_loop(
     };
     Ok(LoopResult {
         system,
+        round,
         pps: ports.iter().map(|p| p.rx_pps).sum(),
         totals: ports.iter().map(|p| (p.rx, p.tx)).collect(),
         shape: shape.clone(),
@@ -188,11 +193,12 @@ const NEEDED: [(&str, &str); 2] = [
     (VSWITCHD_DPDK, "openvswitch-switch-dpdk"),
 ];
 
-/// Runs the loop laid out as `shape` through each of `systems` in turn; files go under a
-/// scratch directory.
+/// Runs the loop laid out as `shape` through each of `systems` in turn, `rounds` times over
+/// (so that systems are compared within a round, where the machine's speed is the same for
+/// all); files go under a scratch directory.
 pub fn run_all(
     systems: &[LoopSystem],
-    seconds: u32,
+    (seconds, rounds): (u32, u32),
     shape: &Shape,
 ) -> Result<Vec<LoopResult>, BenchError> {
     let missing = tools::ensure_all(&NEEDED);
@@ -203,17 +209,22 @@ pub fn run_all(
         )));
     }
     let topo = Topology::new("Vb");
-    systems
-        .iter()
-        .map(|&s| run_loop(&topo.scratch().join(format!("{s:?}")), s, seconds, shape))
-        .collect()
+    let mut results = vec![];
+    for round in 1..=rounds.max(1) {
+        for &s in systems {
+            let dir = topo.scratch().join(format!("{s:?}"));
+            results.push(run_loop(&dir, (s, round), seconds, shape)?);
+        }
+    }
+    Ok(results)
 }
 
-/// The results as a Markdown table.
+/// The results as Markdown: every loop, then each system's median over the rounds, and
+/// brink's ratios to Open vSwitch-DPDK (the issue's goals: 2x `ovs-ct`, 1x `ovs-normal`).
 pub fn markdown(results: &[LoopResult]) -> String {
     let mut out = String::from(
-        "| switch | queue pairs | brink cores | Mpps | worker ns/frame | testpmd rx/tx per port |\n\
-         |---|---:|---|---:|---:|---|\n",
+        "| round | switch | queue pairs | brink cores | Mpps | worker ns/frame | testpmd rx/tx per port |\n\
+         |---:|---|---:|---|---:|---:|---|\n",
     );
     for r in results {
         let totals: Vec<String> = r
@@ -229,12 +240,94 @@ pub fn markdown(results: &[LoopResult]) -> String {
             LoopSystem::OvsNormal | LoopSystem::OvsCt => "-",
         };
         out.push_str(&format!(
-            "| {:?} | {} | {cores} | {:.2} | {ns} | {} |\n",
+            "| {} | {:?} | {} | {cores} | {:.2} | {ns} | {} |\n",
+            r.round,
             r.system,
             r.shape.queues,
             r.pps as f64 / 1e6,
             totals.join(", ")
         ));
     }
+    out.push_str("\n| switch | Mpps by round | median Mpps |\n|---|---|---:|\n");
+    let mut systems: Vec<LoopSystem> = vec![];
+    for r in results {
+        if !systems.contains(&r.system) {
+            systems.push(r.system);
+        }
+    }
+    for &s in &systems {
+        let rates: Vec<String> = mpps(results, s).iter().map(|m| format!("{m:.2}")).collect();
+        let median = quantile(&mpps(results, s), 0.5);
+        out.push_str(&format!("| {s:?} | {} | {median:.2} |\n", rates.join(", ")));
+    }
+    for (of, to) in [
+        (LoopSystem::Brink, LoopSystem::OvsCt),
+        (LoopSystem::Brink, LoopSystem::OvsNormal),
+    ] {
+        let (a, b) = (mpps(results, of), mpps(results, to));
+        if a.is_empty() || b.is_empty() {
+            continue;
+        }
+        let by_round: Vec<String> = a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| format!("{:.2}x", a / b))
+            .collect();
+        let ratio = quantile(&a, 0.5) / quantile(&b, 0.5);
+        out.push_str(&format!(
+            "\n{of:?} against {to:?}: {ratio:.2}x by the medians ({} round by round)",
+            by_round.join(", ")
+        ));
+    }
+    out.push('\n');
     out
+}
+
+/// The rates of `system`'s loops in Mpps, round by round.
+fn mpps(results: &[LoopResult], system: LoopSystem) -> Vec<f64> {
+    let of = results.iter().filter(|r| r.system == system);
+    of.map(|r| r.pps as f64 / 1e6).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(system: LoopSystem, round: u32, mpps: f64) -> LoopResult {
+        LoopResult {
+            system,
+            round,
+            pps: (mpps * 1e6) as u64,
+            totals: vec![],
+            shape: Shape {
+                queues: 1,
+                brink_cores: "1".into(),
+            },
+            worker_ns_per_frame: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_gives_medians_and_brinks_ratios_round_by_round() {
+        let mut results = vec![];
+        for (round, (brink, ct)) in [(2.0, 1.0), (3.0, 2.0), (1.0, 4.0)].into_iter().enumerate() {
+            results.push(result(LoopSystem::Brink, round as u32 + 1, brink));
+            results.push(result(LoopSystem::OvsCt, round as u32 + 1, ct));
+        }
+        let text = markdown(&results);
+        assert!(
+            text.contains("| Brink | 2.00, 3.00, 1.00 | 2.00 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| OvsCt | 1.00, 2.00, 4.00 | 2.00 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Brink against OvsCt: 1.00x by the medians (2.00x, 1.50x, 0.25x"),
+            "{text}"
+        );
+        assert!(!text.contains("against OvsNormal"), "{text}");
+        assert_eq!(text.matches("\n| Brink |").count(), 1, "one summary row: {text}");
+    }
 }
