@@ -360,8 +360,12 @@ fn the_arp_responder_answers_for_remote_vms_without_flooding() {
     }
     let a1 = s.add_brink_vm(0, 1, "10.0.0.1", "blue").unwrap();
     let b1 = s.add_brink_vm(1, 2, "10.0.0.2", "blue").unwrap();
-    // No flood list at all: nothing broadcast crosses the tunnel.
+    // No flood list at all: nothing broadcast crosses the tunnel. The ARP requests had nowhere
+    // to go, and the network's counters say so.
     assert!(!ping(&a1, &b1, 1), "without l2pop entries nothing is known");
+    let t = json(s.daemon(0).unwrap(), &["tunnel", "show"]);
+    let nowhere = t["networks"][0]["drops"]["no_endpoint"].as_u64();
+    assert!(nowhere.unwrap_or(0) >= 1, "{t}");
     for (h, vm, on) in [(0, &b1, 1), (1, &a1, 0)] {
         let at = s.tunnel_ip(on);
         fdb_add(s.daemon(h).unwrap(), &vm.mac, &at, &vm.ip);
