@@ -328,6 +328,10 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("against OvsNormal"), "{text}");
-        assert_eq!(text.matches("\n| Brink |").count(), 1, "one summary row: {text}");
+        assert_eq!(
+            text.matches("\n| Brink |").count(),
+            1,
+            "one summary row: {text}"
+        );
     }
 }
