@@ -77,6 +77,8 @@ pub struct SplitRing {
     published: Wrapping<u16>,
     /// The used index at the last interrupt decision.
     signalled: Wrapping<u16>,
+    /// Buffers the device writes are prefetched for writing (the CPU has `PREFETCHW`).
+    prefetch_writes: bool,
 }
 
 // SAFETY: the pointers point into guest memory that the port's `GuestMap` keeps mapped for as
@@ -124,6 +126,7 @@ impl SplitRing {
             next_used: Wrapping(0),
             published: Wrapping(0),
             signalled: Wrapping(0),
+            prefetch_writes: has_prefetchw(),
         };
         let used_idx = Wrapping(ring.used_index().load(Ordering::Acquire));
         (ring.next_used, ring.published, ring.signalled) = (used_idx, used_idx, used_idx);
@@ -210,9 +213,10 @@ impl SplitRing {
             };
             if let Some(at) = map.contiguous(d.addr, 1) {
                 let end = at.wrapping_add((d.len as usize).clamp(1, PREFETCH_BYTES) - 1);
-                prefetch(at, d.writable());
+                let write = d.writable() && self.prefetch_writes;
+                prefetch(at, write);
                 if (end as usize) / CACHE_LINE != (at as usize) / CACHE_LINE {
-                    prefetch(end, d.writable());
+                    prefetch(end, write);
                 }
             }
         }
@@ -318,25 +322,47 @@ impl SplitRing {
     }
 }
 
-/// Asks the CPU to start loading the cache line at `at` (to write it, if `write`). Reads
-/// nothing into the program and cannot fault, whatever the address.
+/// Asks the CPU to start loading the cache line at `at`: to write it, in exclusive state, if
+/// `write` (with `PREFETCHW`, which only a CPU that has it gets: see [`has_prefetchw`]), else to
+/// read it. Reads nothing into the program and cannot fault, whatever the address.
 #[inline]
 fn prefetch(at: *const u8, write: bool) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
-        // SAFETY: SSE is part of x86_64, so the instruction exists; a prefetch has no effect
-        // but on the cache, for any address.
-        unsafe {
-            if write {
-                _mm_prefetch::<_MM_HINT_ET0>(at as *const i8);
-            } else {
-                _mm_prefetch::<_MM_HINT_T0>(at as *const i8);
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        if write {
+            // SAFETY: callers pass `write` only where `has_prefetchw` said the CPU has the
+            // instruction; a prefetch has no effect but on the cache, for any address, and
+            // touches neither the stack nor the flags.
+            unsafe {
+                std::arch::asm!(
+                    "prefetchw [{0}]",
+                    in(reg) at,
+                    options(nostack, preserves_flags, readonly)
+                );
             }
+        } else {
+            // SAFETY: SSE is part of x86_64, so the instruction exists; a prefetch has no
+            // effect but on the cache, for any address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(at as *const i8) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (at, write);
+}
+
+/// Whether the CPU has `PREFETCHW` (CPUID leaf 8000_0001h, ECX bit 8). Rust's write hint
+/// (`_MM_HINT_ET0`) compiles to a plain read prefetch unless the whole build targets the
+/// feature; a receive buffer prefetched for reading still waits for ownership when the worker
+/// writes the frame into it, the line being the guest's last (measured in BENCHMARKS.md).
+fn has_prefetchw() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Whether `virtio-queue` accepts the ring's size (a power of two) and the alignment of its
