@@ -10,6 +10,7 @@
 // Guest memory is shared with another process: it is reached through raw host addresses.
 #![allow(unsafe_code)]
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress};
@@ -72,6 +73,17 @@ impl GuestMap {
             .and_then(|(host, n)| (n == len).then_some(host))
     }
 
+    /// The `len` bytes at guest address `addr`, if they lie in one region: one lookup for a
+    /// buffer that is then read or written in several parts (a virtio-net header and a frame).
+    #[inline]
+    pub fn span(&self, addr: u64, len: usize) -> Option<Span<'_>> {
+        self.contiguous(addr, len).map(|host| Span {
+            host,
+            size: len,
+            _map: PhantomData,
+        })
+    }
+
     /// Copies the guest's bytes at `addr` into `dst`; `false` (with `dst` partly written) if
     /// they leave guest memory.
     #[inline]
@@ -103,6 +115,54 @@ impl GuestMap {
             unsafe { std::ptr::copy_nonoverlapping(now.as_ptr(), dst, n) };
             (addr, src) = (addr + n as u64, rest);
         }
+        true
+    }
+}
+
+/// Bytes of guest memory in one region, found once ([`GuestMap::span`]); every access is
+/// checked against their size.
+#[derive(Debug)]
+pub struct Span<'m> {
+    host: *mut u8,
+    size: usize,
+    _map: PhantomData<&'m GuestMap>,
+}
+
+impl Span<'_> {
+    /// How many bytes the span holds.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Whether `n` bytes from offset `at` on lie in the span.
+    fn holds(&self, at: usize, n: usize) -> bool {
+        at.checked_add(n).is_some_and(|end| end <= self.size)
+    }
+
+    /// Copies the span's bytes from offset `at` on into `dst`; `false`, with nothing copied,
+    /// if they run past its end.
+    #[inline]
+    pub fn read(&self, at: usize, dst: &mut [u8]) -> bool {
+        if !self.holds(at, dst.len()) {
+            return false;
+        }
+        // SAFETY: `at..at + dst.len()` lies in the span, which lies in one mapped region
+        // (`contiguous`) that the borrowed map keeps mapped; guest memory never overlaps one
+        // of brink's own buffers. The guest may change the bytes meanwhile; they are only ever
+        // used from the copy.
+        unsafe { std::ptr::copy_nonoverlapping(self.host.add(at), dst.as_mut_ptr(), dst.len()) };
+        true
+    }
+
+    /// Copies `src` into the span from offset `at` on; `false`, with nothing written, if it
+    /// runs past its end.
+    #[inline]
+    pub fn write(&self, at: usize, src: &[u8]) -> bool {
+        if !self.holds(at, src.len()) {
+            return false;
+        }
+        // SAFETY: as in `read`: the range lies in mapped guest memory, apart from `src`.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.host.add(at), src.len()) };
         true
     }
 }
@@ -146,5 +206,16 @@ mod tests {
         );
         assert!(map.contiguous(0x8000, 0x1000).is_some());
         assert!(map.contiguous(0x8001, 0x1000).is_none());
+        assert!(map.span(0x1fe0, 64).is_none(), "a span lies in one region");
+        let span = map.span(0x8000, 0x100).unwrap();
+        assert!(span.write(0xf0, &bytes[..16]));
+        assert!(!span.write(0xf1, &bytes[..16]), "past the span's end");
+        assert!(
+            !span.read(usize::MAX, &mut again[..1]),
+            "an offset that overflows"
+        );
+        let mut tail = [0u8; 16];
+        assert!(span.read(0xf0, &mut tail));
+        assert_eq!(tail[..], bytes[..16]);
     }
 }

@@ -43,7 +43,7 @@ use super::super::jumbo::{Gso, JUMBO_LEN};
 use super::super::offload::Checksum;
 use super::super::QueueStats;
 use super::device::{pair_of, rx_queue, tx_queue, Layout, Link, MAX_PAIRS, QUEUES};
-use super::guest::GuestMap;
+use super::guest::{GuestMap, Span};
 use super::vring::SplitRing;
 use crate::wire::checksum::Partial;
 
@@ -323,11 +323,15 @@ impl Rings {
                     break;
                 };
                 used += 1;
-                let taken = offered(ring, map, head).map(|(len, header)| {
-                    sink.take(len - NET_HDR_LEN, (header.gso, header.checksum), |frame| {
-                        copy_out(ring, map, head, NET_HDR_LEN, frame) == Some(len)
-                    })
-                });
+                let taken =
+                    offered(ring, map, head).map(|(len, header, lone)| {
+                        sink.take(len - NET_HDR_LEN, (header.gso, header.checksum), |frame| {
+                            match &lone {
+                                Some(span) => span.read(NET_HDR_LEN, frame),
+                                None => copy_out(ring, map, head, NET_HDR_LEN, frame) == Some(len),
+                            }
+                        })
+                    });
                 match taken {
                     Some(Taken::Kept) => frames += 1,
                     Some(Taken::NoBuffer) => self.stats.dropped += 1,
@@ -523,10 +527,22 @@ impl TxHeader {
 /// The length of the transmit chain at `head` and its virtio-net header's requests, if the
 /// chain is readable, holds a header and a frame no longer than a jumbo buffer, and the header
 /// asks for nothing brink did not offer and for no partial checksum outside the frame (parse
-/// checks that one inside it is in the TCP or UDP header).
-fn offered(ring: &SplitRing, map: &GuestMap, head: u16) -> Option<(usize, TxHeader)> {
+/// checks that one inside it is in the TCP or UDP header). A chain of one buffer in one region
+/// comes with that buffer, for the frame to be copied from it without walking the chain again.
+fn offered<'m>(
+    ring: &SplitRing,
+    map: &'m GuestMap,
+    head: u16,
+) -> Option<(usize, TxHeader, Option<Span<'m>>)> {
     let mut header = [0u8; NET_HDR_LEN];
-    let len = copy_out(ring, map, head, 0, &mut header)?;
+    let lone = ring
+        .lone(head)
+        .filter(|d| !d.writable())
+        .and_then(|d| map.span(d.addr, d.len as usize));
+    let len = match &lone {
+        Some(span) => span.read(0, &mut header).then_some(span.size())?,
+        None => copy_out(ring, map, head, 0, &mut header)?,
+    };
     if len <= NET_HDR_LEN || len - NET_HDR_LEN > JUMBO_LEN {
         return None;
     }
@@ -535,7 +551,7 @@ fn offered(ring: &SplitRing, map: &GuestMap, head: u16) -> Option<(usize, TxHead
         Checksum::Partial(p) => p.fits(len - NET_HDR_LEN),
         _ => true,
     };
-    inside.then_some((len, header))
+    inside.then_some((len, header, lone))
 }
 
 /// Copies the bytes of the readable chain at `head` from offset `skip` on into `dst`, as many
@@ -580,6 +596,16 @@ fn write_chain(
     from: usize,
 ) -> Option<(usize, (u64, usize))> {
     let total = parts[0].len() + parts[1].len();
+    // The usual case: the whole frame fits the chain's one buffer.
+    if from == 0 {
+        let lone = ring.lone(head).filter(|d| d.writable());
+        if let Some((d, span)) = lone.and_then(|d| Some((d, map.span(d.addr, d.len as usize)?))) {
+            if span.size() >= total {
+                let ok = span.write(0, parts[0]) && span.write(parts[0].len(), parts[1]);
+                return ok.then_some((total, (d.addr, d.len as usize)));
+            }
+        }
+    }
     let (mut done, mut first, mut ok) = (from, None, true);
     let whole = ring.walk(head, |d| {
         if done == total {
@@ -932,9 +958,18 @@ mod tests {
             0,
         )
         .unwrap();
-        assert_eq!(received(&mut r), vec![frame]);
+        assert_eq!(received(&mut r), vec![frame.clone()]);
         assert_eq!(tx.used().idx().load(), 1, "the chain is given back");
         assert!(received(&mut r).is_empty());
+        // The header and the frame in one descriptor, as Linux and DPDK send them.
+        let mut lone = vec![0; NET_HDR_LEN];
+        lone.extend_from_slice(&frame);
+        mem.write_slice(&lone, GuestAddress(DATA + 0x2000)).unwrap();
+        let len = lone.len() as u32;
+        tx.add_desc_chains(&[desc(DATA + 0x2000, len, 0, 0)], 2)
+            .unwrap();
+        assert_eq!(received(&mut r), vec![frame]);
+        assert_eq!(tx.used().idx().load(), 2);
         assert_eq!(r.stats(), RingStats::default());
     }
 

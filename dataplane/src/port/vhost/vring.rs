@@ -233,20 +233,33 @@ impl SplitRing {
         if index >= self.size {
             return None;
         }
-        // SAFETY: `index < size`, so the 16 bytes lie in the descriptor table (16-byte
-        // aligned, checked at setup).
-        let raw: [u8; DESC_LEN] = unsafe {
-            std::ptr::read_volatile(self.desc.add(DESC_LEN * usize::from(index)) as *const _)
+        // SAFETY: `index < size`, so the 16 bytes lie in the descriptor table, which is
+        // 16-byte aligned (checked at setup): both 8-byte words are aligned. Each is read once,
+        // as a whole, whatever the guest writes meanwhile.
+        let (addr, rest) = unsafe {
+            let at = self.desc.add(DESC_LEN * usize::from(index)) as *const u64;
+            (
+                std::ptr::read_volatile(at),
+                std::ptr::read_volatile(at.add(1)),
+            )
         };
-        let word = |at: usize| u16::from_le_bytes([raw[at], raw[at + 1]]);
-        let mut addr = [0; 8];
-        addr.copy_from_slice(&raw[..8]);
+        // The second word is `len: u32, flags: u16, next: u16`, little-endian.
+        let rest = u64::from_le(rest);
         Some(Desc {
-            addr: u64::from_le_bytes(addr),
-            len: u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]),
-            flags: word(12),
-            next: word(14),
+            addr: u64::from_le(addr),
+            len: rest as u32,
+            flags: (rest >> 32) as u16,
+            next: (rest >> 48) as u16,
         })
+    }
+
+    /// Descriptor `head`, if it is a chain of its own (neither linked on nor indirect): the
+    /// usual shape of a virtio-net frame, its header and bytes in one buffer.
+    #[inline]
+    pub fn lone(&self, head: u16) -> Option<Desc> {
+        let linked = VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT;
+        self.descriptor(head)
+            .filter(|d| u32::from(d.flags) & linked == 0)
     }
 
     /// Calls `each` with the descriptors of the chain at `head`, in order, until it returns
