@@ -52,36 +52,34 @@ impl GuestMap {
         GuestMap { regions, _mem: mem }
     }
 
-    /// The host address of guest address `addr` and how many bytes from there lie in the same
-    /// region, at most `len`; `None` outside guest memory.
+    /// The bytes at guest address `addr` that lie in the same region, at most `len` of them;
+    /// `None` outside guest memory.
     #[inline]
-    fn piece(&self, addr: u64, len: usize) -> Option<(*mut u8, usize)> {
+    fn piece(&self, addr: u64, len: usize) -> Option<Span<'_>> {
         let r = self
             .regions
             .iter()
             .find(|r| addr >= r.start && addr - r.start < r.len)?;
         let offset = addr - r.start;
-        let n = len.min((r.len - offset) as usize);
-        // SAFETY: `offset` is inside the region, so the address stays inside its mapping.
-        Some((unsafe { r.host.add(offset as usize) }, n))
+        Some(Span {
+            // SAFETY: `offset` is inside the region, so the address stays inside its mapping.
+            host: unsafe { r.host.add(offset as usize) },
+            size: len.min((r.len - offset) as usize),
+            _map: PhantomData,
+        })
     }
 
     /// The host address of `len` bytes at `addr`, if they lie in one region (a ring's parts,
     /// which the worker then reads and writes in place).
     pub fn contiguous(&self, addr: u64, len: usize) -> Option<*mut u8> {
-        self.piece(addr, len)
-            .and_then(|(host, n)| (n == len).then_some(host))
+        self.span(addr, len).map(|span| span.host)
     }
 
     /// The `len` bytes at guest address `addr`, if they lie in one region: one lookup for a
     /// buffer that is then read or written in several parts (a virtio-net header and a frame).
     #[inline]
     pub fn span(&self, addr: u64, len: usize) -> Option<Span<'_>> {
-        self.contiguous(addr, len).map(|host| Span {
-            host,
-            size: len,
-            _map: PhantomData,
-        })
+        self.piece(addr, len).filter(|span| span.size == len)
     }
 
     /// Copies the guest's bytes at `addr` into `dst`; `false` (with `dst` partly written) if
@@ -89,15 +87,14 @@ impl GuestMap {
     #[inline]
     pub fn read(&self, mut addr: u64, mut dst: &mut [u8]) -> bool {
         while !dst.is_empty() {
-            let Some((src, n)) = self.piece(addr, dst.len()) else {
+            let Some(span) = self.piece(addr, dst.len()) else {
                 return false;
             };
-            let (now, rest) = dst.split_at_mut(n);
-            // SAFETY: `src..src + n` lies in a mapped region (`piece`), which is guest memory,
-            // never one of brink's own buffers, so it does not overlap `now`. The guest may
-            // change the bytes meanwhile; they are only ever used from the copy.
-            unsafe { std::ptr::copy_nonoverlapping(src, now.as_mut_ptr(), n) };
-            (addr, dst) = (addr + n as u64, rest);
+            let (now, rest) = dst.split_at_mut(span.size);
+            if !span.read(0, now) {
+                return false;
+            }
+            (addr, dst) = (addr + now.len() as u64, rest);
         }
         true
     }
@@ -107,20 +104,21 @@ impl GuestMap {
     #[inline]
     pub fn write(&self, mut addr: u64, mut src: &[u8]) -> bool {
         while !src.is_empty() {
-            let Some((dst, n)) = self.piece(addr, src.len()) else {
+            let Some(span) = self.piece(addr, src.len()) else {
                 return false;
             };
-            let (now, rest) = src.split_at(n);
-            // SAFETY: as in `read`: `dst..dst + n` is mapped guest memory, apart from `now`.
-            unsafe { std::ptr::copy_nonoverlapping(now.as_ptr(), dst, n) };
-            (addr, src) = (addr + n as u64, rest);
+            let (now, rest) = src.split_at(span.size);
+            if !span.write(0, now) {
+                return false;
+            }
+            (addr, src) = (addr + now.len() as u64, rest);
         }
         true
     }
 }
 
 /// Bytes of guest memory in one region, found once ([`GuestMap::span`]); every access is
-/// checked against their size.
+/// checked against their size. All copies to and from guest memory go through one.
 #[derive(Debug)]
 pub struct Span<'m> {
     host: *mut u8,
@@ -147,7 +145,7 @@ impl Span<'_> {
             return false;
         }
         // SAFETY: `at..at + dst.len()` lies in the span, which lies in one mapped region
-        // (`contiguous`) that the borrowed map keeps mapped; guest memory never overlaps one
+        // (`piece`) that the borrowed map keeps mapped; guest memory never overlaps one
         // of brink's own buffers. The guest may change the bytes meanwhile; they are only ever
         // used from the copy.
         unsafe { std::ptr::copy_nonoverlapping(self.host.add(at), dst.as_mut_ptr(), dst.len()) };

@@ -44,7 +44,7 @@ use super::super::offload::Checksum;
 use super::super::QueueStats;
 use super::device::{pair_of, rx_queue, tx_queue, Layout, Link, MAX_PAIRS, QUEUES};
 use super::guest::{GuestMap, Span};
-use super::vring::SplitRing;
+use super::vring::{Desc, SplitRing};
 use crate::wire::checksum::Partial;
 
 /// Bytes of the virtio-net header in front of every frame (`struct virtio_net_hdr_v1`).
@@ -535,10 +535,7 @@ fn offered<'m>(
     head: u16,
 ) -> Option<(usize, TxHeader, Option<Span<'m>>)> {
     let mut header = [0u8; NET_HDR_LEN];
-    let lone = ring
-        .lone(head)
-        .filter(|d| !d.writable())
-        .and_then(|d| map.span(d.addr, d.len as usize));
+    let lone = lone_buffer(ring, map, head, false).map(|(_, span)| span);
     let len = match &lone {
         Some(span) => span.read(0, &mut header).then_some(span.size())?,
         None => copy_out(ring, map, head, 0, &mut header)?,
@@ -552,6 +549,18 @@ fn offered<'m>(
         _ => true,
     };
     inside.then_some((len, header, lone))
+}
+
+/// The buffer of the chain at `head` and where it lies, if the chain is that one buffer, the
+/// device writes it (`writable`) or reads it as asked, and it lies in one region.
+fn lone_buffer<'m>(
+    ring: &SplitRing,
+    map: &'m GuestMap,
+    head: u16,
+    writable: bool,
+) -> Option<(Desc, Span<'m>)> {
+    let d = ring.lone(head).filter(|d| d.writable() == writable)?;
+    Some((d, map.span(d.addr, d.len as usize)?))
 }
 
 /// Copies the bytes of the readable chain at `head` from offset `skip` on into `dst`, as many
@@ -597,14 +606,13 @@ fn write_chain(
 ) -> Option<(usize, (u64, usize))> {
     let total = parts[0].len() + parts[1].len();
     // The usual case: the whole frame fits the chain's one buffer.
-    if from == 0 {
-        let lone = ring.lone(head).filter(|d| d.writable());
-        if let Some((d, span)) = lone.and_then(|d| Some((d, map.span(d.addr, d.len as usize)?))) {
-            if span.size() >= total {
-                let ok = span.write(0, parts[0]) && span.write(parts[0].len(), parts[1]);
-                return ok.then_some((total, (d.addr, d.len as usize)));
-            }
-        }
+    let whole = (from == 0)
+        .then(|| lone_buffer(ring, map, head, true))
+        .flatten()
+        .filter(|(_, span)| span.size() >= total);
+    if let Some((d, span)) = whole {
+        let ok = span.write(0, parts[0]) && span.write(parts[0].len(), parts[1]);
+        return ok.then_some((total, (d.addr, span.size())));
     }
     let (mut done, mut first, mut ok) = (from, None, true);
     let whole = ring.walk(head, |d| {
