@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use brink_conntrack::{Config, Open, Packet, Table};
+use brink_conntrack::{Config, Open, Packet, Run, Table};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flows::{tcp_established, tcp_handshake, udp};
 
@@ -72,7 +72,7 @@ fn run_batched(t: &Table, packets: &[Packet], n: u64) -> Duration {
         }
         for (p, prep) in batch.iter().zip(&prepared) {
             if let Some(prep) = prep {
-                black_box(t.process_prepared(p, prep, NOW, &mut Open));
+                black_box(t.process_prepared(p, prep, Run::one(p), NOW, &mut Open));
             }
         }
     }

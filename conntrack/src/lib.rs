@@ -26,7 +26,7 @@ pub mod timeout;
 pub use event::{Event, EventKind};
 pub use gate::{Admission, Connection, Gate, Open, Recheck};
 pub use key::{Addr, ConnKey, Tuple};
-pub use packet::{Packet, L4};
+pub use packet::{Packet, Run, L4};
 pub use state::{CtState, Dir, InvalidReason};
 pub use table::{
     Config, ConnInfo, Filter, NotImported, Peek, Prepared, Saved, StateFilter, Stats, Table,

@@ -28,6 +28,28 @@ pub enum L4 {
     Other,
 }
 
+/// Packets of one connection tracked as one: `packets` packets with the same tuple and
+/// protocol details, back to back, `bytes` in all. Every one of them would do to the table what
+/// the first does, but for its counters; so a run is judged, and its connection looked up,
+/// once. TCP segments carry their own sequence numbers: each is a run of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Packets in the run (at least one).
+    pub packets: u32,
+    /// Their bytes, for the counters.
+    pub bytes: u64,
+}
+
+impl Run {
+    /// The run of `pkt` alone.
+    pub fn one(pkt: &Packet) -> Run {
+        Run {
+            packets: 1,
+            bytes: u64::from(pkt.len),
+        }
+    }
+}
+
 /// A packet as conntrack sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Packet {

@@ -35,7 +35,7 @@ use crate::event::{Event, EventKind};
 use crate::gate::{Admission, Connection, Gate, Open, Recheck};
 use crate::index::Index;
 use crate::key::{Addr, ConnKey, Side, Tuple};
-use crate::packet::{Packet, L4};
+use crate::packet::{Packet, Run, L4};
 use crate::state::{CtState, Dir, InvalidReason};
 use crate::tcp::{TcpConn, TcpState};
 use crate::timeout::ZonePolicy;
@@ -254,8 +254,9 @@ impl Locked<'_> {
             .filter(|(_, e)| e.live)
     }
 
-    fn invalid(&mut self, reason: InvalidReason) -> CtState {
-        self.books.stats.invalid[reason as usize] += 1;
+    /// Counts `packets` invalid packets for `reason`.
+    fn invalid(&mut self, reason: InvalidReason, packets: u32) -> CtState {
+        self.books.stats.invalid[reason as usize] += u64::from(packets);
         CtState::TRACKED | CtState::INVALID
     }
 
@@ -322,12 +323,14 @@ impl Locked<'_> {
         kept
     }
 
-    /// Asks `gate` whether a packet from `side` of the live entry at `pos` may go on, and if so
-    /// applies `then` to the entry, holding its slot throughout; counts a refusal as denied.
+    /// Asks `gate` whether a run of `packets` from `side` of the live entry at `pos` may go on,
+    /// and if so applies `then` to the entry, holding its slot throughout; counts a refusal as
+    /// that many denied.
     fn pass<R>(
         &mut self,
         pos: usize,
         side: Side,
+        packets: u32,
         gate: &mut impl Gate,
         then: impl FnOnce(&mut Entry, &mut dyn FnMut(&Event)) -> R,
     ) -> Option<R> {
@@ -339,7 +342,7 @@ impl Locked<'_> {
             Some(then(e, &mut |event| gate.event(event)))
         });
         if done.is_none() {
-            self.books.stats.denied += 1;
+            self.books.stats.denied += u64::from(packets);
         }
         done
     }
@@ -481,7 +484,7 @@ impl Table {
     /// refused or removed connection yields the empty state (nothing tracked); an invalid
     /// packet changes nothing.
     pub fn process_gated(&self, pkt: &Packet, now: u64, gate: &mut impl Gate) -> CtState {
-        self.process_prepared(pkt, &self.prepare(pkt), now, gate)
+        self.process_prepared(pkt, &self.prepare(pkt), Run::one(pkt), now, gate)
     }
 
     /// Hashes the connection `pkt` belongs to (for an ICMP error, the one it quotes) and starts
@@ -499,20 +502,26 @@ impl Table {
         Prepared { key, side, hash }
     }
 
-    /// [`Table::process_gated`] for a packet that [`Table::prepare`] prepared as `prep`.
+    /// [`Table::process_gated`] for the `run` of packets like `pkt`, which [`Table::prepare`]
+    /// prepared as `prep`: the state of every one of them.
     pub fn process_prepared(
         &self,
         pkt: &Packet,
         prep: &Prepared,
+        run: Run,
         now: u64,
         gate: &mut impl Gate,
     ) -> CtState {
         match pkt.l4 {
-            L4::IcmpError { .. } => return self.related(prep, now, gate),
-            L4::Fragment => return self.shard(prep.hash).invalid(InvalidReason::Fragment),
+            L4::IcmpError { .. } => return self.related(prep, run, now, gate),
+            L4::Fragment => {
+                return self
+                    .shard(prep.hash)
+                    .invalid(InvalidReason::Fragment, run.packets)
+            }
             _ => {}
         }
-        if let Some(state) = self.established(pkt, prep, now, gate) {
+        if let Some(state) = self.established(pkt, prep, run, now, gate) {
             return state;
         }
         let Prepared { key, side, hash } = *prep;
@@ -523,7 +532,7 @@ impl Table {
                 if !shard.recheck(pos, &e, gate, &self.hasher, &self.zones) {
                     return CtState::default();
                 }
-                return self.update(&mut shard, pos, hash, side, pkt, now, gate);
+                return self.update(&mut shard, pos, hash, side, pkt, run, now, gate);
             }
             if gate.wants_events() {
                 gate.event(&e.event(EventKind::Expired, now));
@@ -531,7 +540,7 @@ impl Table {
             shard.remove(pos, &self.hasher, &self.zones);
             shard.books.stats.expired += 1;
         }
-        self.insert(&mut shard, hash, key, side, pkt, now, gate)
+        self.insert(&mut shard, hash, key, side, pkt, run, now, gate)
     }
 
     /// A plain established packet, without the shard's lock (see the module docs): its state,
@@ -541,6 +550,7 @@ impl Table {
         &self,
         pkt: &Packet,
         prep: &Prepared,
+        run: Run,
         now: u64,
         gate: &mut impl Gate,
     ) -> Option<CtState> {
@@ -548,18 +558,18 @@ impl Table {
         // The first position with the key's tag; a tag shared by two keys goes the locked way.
         let pos = shard.index.find(prep.hash, |_| true)?;
         let mut claim = shard.slab.slot(pos as usize)?.claim();
-        match entry::count(&mut claim, &prep.key, prep.side, pkt, now, gate)? {
+        match entry::count(&mut claim, &prep.key, prep.side, pkt, run, now, gate)? {
             Counted::Passed(state) => Some(state),
             Counted::Denied => {
                 drop(claim);
-                shard.lock().books.stats.denied += 1;
+                shard.lock().books.stats.denied += u64::from(run.packets);
                 Some(CtState::default())
             }
         }
     }
 
-    /// Asks `gate` whether `pkt` may travel the live entry at `pos` (whose key hashes to
-    /// `hash`), and if so applies it.
+    /// Asks `gate` whether the `run` of packets like `pkt` may travel the live entry at `pos`
+    /// (whose key hashes to `hash`), and if so applies it.
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
@@ -568,13 +578,14 @@ impl Table {
         hash: u64,
         side: Side,
         pkt: &Packet,
+        run: Run,
         now: u64,
         gate: &mut impl Gate,
     ) -> CtState {
         let wants_events = gate.wants_events();
-        let applied = shard.pass(pos, side, gate, |e, event| {
+        let applied = shard.pass(pos, side, run.packets, gate, |e, event| {
             let was = *e;
-            let step = e.apply(e.dir(side), pkt, now);
+            let step = e.apply(e.dir(side), pkt, run, now);
             if step == Step::Taken && wants_events {
                 if let Some(kind) = e.event_since(&was) {
                     event(&e.event(kind, now));
@@ -587,10 +598,10 @@ impl Table {
         };
         match step {
             Step::Taken => e.state(e.dir(side)),
-            Step::Invalid(reason) => shard.invalid(reason),
+            Step::Invalid(reason) => shard.invalid(reason, run.packets),
             Step::Reopen => {
                 shard.remove(pos, &self.hasher, &self.zones);
-                self.insert(shard, hash, e.key, side, pkt, now, gate)
+                self.insert(shard, hash, e.key, side, pkt, run, now, gate)
             }
         }
     }
@@ -603,20 +614,22 @@ impl Table {
         key: ConnKey,
         side: Side,
         pkt: &Packet,
+        run: Run,
         now: u64,
         gate: &mut impl Gate,
     ) -> CtState {
         let policy = *shard.books.policy(key.zone());
+        let n = run.packets;
         let tcp = match pkt.l4 {
             L4::Tcp(seg) => match TcpConn::new(&seg, policy.tcp_pickup) {
                 Ok(c) => Some(c),
-                Err(reason) => return shard.invalid(reason),
+                Err(reason) => return shard.invalid(reason, n),
             },
-            L4::IcmpEcho { reply: true } => return shard.invalid(InvalidReason::IcmpUnrelated),
+            L4::IcmpEcho { reply: true } => return shard.invalid(InvalidReason::IcmpUnrelated, n),
             _ => None,
         };
         let Some(admission) = gate.admit(pkt) else {
-            shard.books.stats.denied += 1;
+            shard.books.stats.denied += u64::from(n);
             return CtState::default();
         };
         let zone_full = policy
@@ -626,8 +639,8 @@ impl Table {
             || (shard.books.live >= shard.books.cap
                 && !shard.early_drop(hash, &self.hasher, &self.zones))
         {
-            shard.books.stats.refused += 1;
-            return shard.invalid(InvalidReason::TableFull);
+            shard.books.stats.refused += u64::from(n);
+            return shard.invalid(InvalidReason::TableFull, n);
         }
         let entry = Entry {
             key,
@@ -638,8 +651,8 @@ impl Table {
             assured: false,
             mark: 0,
             admission,
-            packets: [1, 0],
-            bytes: [u64::from(pkt.len), 0],
+            packets: [n, 0],
+            bytes: [run.bytes, 0],
             created: second_begun(now),
             last_seen: second(now),
         };
@@ -663,8 +676,8 @@ impl Table {
     }
 
     /// An ICMP error is related if the packet it quotes belongs to a tracked connection and
-    /// `gate` lets it travel that connection.
-    fn related(&self, quoted: &Prepared, now: u64, gate: &mut impl Gate) -> CtState {
+    /// `gate` lets it travel that connection (a `run` of them all is).
+    fn related(&self, quoted: &Prepared, run: Run, now: u64, gate: &mut impl Gate) -> CtState {
         let Prepared {
             key,
             side: quoted_side,
@@ -676,7 +689,10 @@ impl Table {
             Some((pos, e)) if e.expires(shard.books.policy(key.zone())) > now => {
                 // The error travels against the quoted packet, as if sent from its other end.
                 let side = quoted_side.other();
-                if shard.pass(pos, side, gate, |_, _| ()).is_none() {
+                if shard
+                    .pass(pos, side, run.packets, gate, |_, _| ())
+                    .is_none()
+                {
                     return CtState::default();
                 }
                 let rpl = if e.dir(side) == Dir::Reply {
@@ -686,7 +702,7 @@ impl Table {
                 };
                 CtState::TRACKED | CtState::RELATED | rpl
             }
-            _ => shard.invalid(InvalidReason::IcmpUnrelated),
+            _ => shard.invalid(InvalidReason::IcmpUnrelated, run.packets),
         }
     }
 

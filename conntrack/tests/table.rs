@@ -774,6 +774,58 @@ fn a_packet_the_gate_does_not_pass_changes_nothing_and_is_counted() {
     );
 }
 
+/// `packets` packets like `p`, of `bytes` in all, as one run.
+fn run_of(
+    t: &Table,
+    p: &Packet,
+    packets: u32,
+    bytes: u64,
+    now: u64,
+    gate: &mut impl Gate,
+) -> CtState {
+    t.process_prepared(p, &t.prepare(p), Run { packets, bytes }, now, gate)
+}
+
+#[test]
+fn a_run_is_counted_packet_by_packet_and_judged_once() {
+    let t = small();
+    let mut gate = PortGate::new(1, &[53]);
+    let dns = udp(1, 1, 5000, 2, 53);
+    // A new connection's first run: created once, every packet counted. Then runs on the
+    // locked path (a new second) and on the lock-free one (inside that second).
+    let inside = SEC / 2;
+    assert_eq!(run_of(&t, &dns, 3, 250, 0, &mut gate), NEW);
+    assert_eq!(run_of(&t, &dns, 4, 400, inside, &mut gate), NEW);
+    assert_eq!(run_of(&t, &dns, 5, 500, inside + 1, &mut gate), NEW);
+    // Refusals count every packet of the run, on both paths, and change nothing.
+    gate.to = 3;
+    assert_eq!(
+        run_of(&t, &dns, 6, 600, inside + 2, &mut gate),
+        CtState::default()
+    );
+    assert_eq!(run_of(&t, &reply(&dns), 2, 200, SEC, &mut gate), EST_RPL);
+    assert_eq!(
+        run_of(&t, &dns, 7, 700, SEC + 1, &mut gate),
+        CtState::default()
+    );
+    let web = udp(1, 1, 5001, 2, 80);
+    assert_eq!(
+        run_of(&t, &web, 5, 500, SEC + 2, &mut gate),
+        CtState::default()
+    );
+    assert_eq!(gate.admitted, 2, "each run's connection is judged once");
+    let s = t.stats();
+    assert_eq!((s.inserts, s.entries, s.denied), (1, 1, 18));
+    let info = &t.dump(&Filter::default(), 10)[0];
+    assert_eq!((info.packets, info.bytes), ([12, 2], [1150, 200]));
+    let fragment = Packet {
+        l4: L4::Fragment,
+        ..dns
+    };
+    assert_eq!(run_of(&t, &fragment, 8, 800, 2 * SEC, &mut gate), INV);
+    assert_eq!(t.stats().invalid[InvalidReason::Fragment as usize], 8);
+}
+
 #[test]
 fn an_ipv6_packet_with_mapped_addresses_never_matches_an_ipv4_connection() {
     let t = small();

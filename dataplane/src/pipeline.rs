@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use brink_conntrack::key::proto;
-use brink_conntrack::{Addr, CtState, Table};
+use brink_conntrack::{Addr, CtState, Run, Table, L4};
 
 use crate::acl::Direction;
 use crate::batch::{Batch, FlowKey, Verdict, BATCH_SIZE};
@@ -102,16 +102,30 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
 /// On ports with port security, drops what the VM may not send: frames from other MACs or IP
 /// addresses, spoofed ARP and neighbour advertisements, DHCP server replies, router
 /// advertisements, and EtherTypes that are not permitted.
+///
+/// A frame with the same source MAC, EtherType and headers as the frame checked before it (a
+/// VM's stream, usually the whole batch) takes that frame's outcome.
 pub fn port_security<F>(b: &mut Batch<F>, snap: &Snapshot) {
     let Some(filter) = snap.filter(b.in_port) else {
         return;
     };
+    let mut last: Option<(usize, Result<(), DropReason>)> = None;
     for i in 0..b.len {
         if matches!(b.verdicts[i], Verdict::Drop(_)) {
             continue;
         }
         let k = &b.keys[i];
-        if let Err(reason) = filter.security.check(k.src, k.ethertype, &b.l3[i]) {
+        let outcome = match last {
+            Some((j, outcome))
+                if (k.src, k.ethertype, &b.l3[i])
+                    == (b.keys[j].src, b.keys[j].ethertype, &b.l3[j]) =>
+            {
+                outcome
+            }
+            _ => filter.security.check(k.src, k.ethertype, &b.l3[i]),
+        };
+        last = Some((i, outcome));
+        if let Err(reason) = outcome {
             b.verdicts[i] = Verdict::Drop(reason);
         }
     }
@@ -264,6 +278,10 @@ enum Reply {
 /// bound for is judged by that port's rules; frames refused any of these ways, and frames
 /// invalid for any connection, are dropped. Rule hits are counted for `worker`; connection
 /// events go to `events` if given.
+///
+/// Frames of one flow back to back, bound for one place (a VM's stream: most often the whole
+/// batch), are tracked as one [`Run`]: their connection is looked up and judged once, and every
+/// one of them is counted.
 pub fn conntrack<F>(
     b: &mut Batch<F>,
     table: &Table,
@@ -275,34 +293,77 @@ pub fn conntrack<F>(
     if !b.track {
         return;
     }
-    // First every frame's connection is hashed and its index bucket prefetched, then each is
-    // looked up: the buckets' cache misses overlap instead of following one another.
-    let mut prepared = [None; BATCH_SIZE];
-    for (i, prep) in prepared.iter_mut().enumerate().take(b.len) {
-        if let (Some(packet), false) = (&b.ct[i], matches!(b.verdicts[i], Verdict::Drop(_))) {
-            *prep = Some(table.prepare(packet));
-        }
-    }
-    for (i, prep) in prepared.iter().enumerate().take(b.len) {
-        let to = match b.verdicts[i] {
-            Verdict::Drop(_) => continue,
-            Verdict::Forward(p) => Some(p),
-            Verdict::Flood => None,
-        };
-        let (Some(packet), Some(prep), L3::Ip(flow)) = (&b.ct[i], prep, &b.l3[i]) else {
+    // First every run's connection is hashed and its index bucket prefetched (the run of the
+    // frame at `i` ends before `runs[i]`), then each is looked up: the buckets' cache misses
+    // overlap instead of following one another.
+    let mut runs = [None; BATCH_SIZE];
+    let mut i = 0;
+    while i < b.len {
+        let head = i;
+        i += 1;
+        let (Some(packet), false) = (&b.ct[head], matches!(b.verdicts[head], Verdict::Drop(_)))
+        else {
             continue;
+        };
+        while i < b.len && same_run(b, head, i) {
+            i += 1;
+        }
+        runs[head] = Some((table.prepare(packet), i));
+    }
+    for (head, run) in runs.iter().enumerate().take(b.len) {
+        let (Some((prep, end)), Some(packet), L3::Ip(flow)) = (run, &b.ct[head], &b.l3[head])
+        else {
+            continue;
+        };
+        let to = match b.verdicts[head] {
+            Verdict::Forward(p) => Some(p),
+            _ => None,
+        };
+        let frames = head..*end;
+        let run = Run {
+            packets: frames.len() as u32,
+            bytes: b.ct[frames.clone()]
+                .iter()
+                .flatten()
+                .map(|p| u64::from(p.len))
+                .sum(),
         };
         let mut gate =
             FrameGate::new(snap, flow, b.network, b.in_port, to, worker).with_events(events);
-        let state = table.process_prepared(packet, prep, now_ns, &mut gate);
-        b.ct_state[i] = state;
-        b.peer[i] = gate.peer;
-        if let Some(reason) = gate.denied {
-            b.verdicts[i] = Verdict::Drop(reason);
-        } else if state.contains(CtState::INVALID) {
-            b.verdicts[i] = Verdict::Drop(DropReason::CtInvalid);
+        let state = table.process_prepared(packet, prep, run, now_ns, &mut gate);
+        let refused = match gate.denied {
+            Some(reason) => Some(reason),
+            None => state
+                .contains(CtState::INVALID)
+                .then_some(DropReason::CtInvalid),
+        };
+        for k in frames {
+            b.ct_state[k] = state;
+            b.peer[k] = gate.peer;
+            if let Some(reason) = refused {
+                b.verdicts[k] = Verdict::Drop(reason);
+            }
         }
     }
+}
+
+/// Whether frame `k` of `b` joins the conntrack run of frame `head`: it is on its way to the
+/// same place, with the same packet for conntrack but for its length, and so the same flow for
+/// the gate (the tuple holds all of it but an ICMP message's type and code). TCP segments never
+/// join one: each is tracked for its own sequence numbers.
+#[inline]
+fn same_run<F>(b: &Batch<F>, head: usize, k: usize) -> bool {
+    let (Some(first), Some(this)) = (&b.ct[head], &b.ct[k]) else {
+        return false;
+    };
+    let icmp = |l3: &L3| match l3 {
+        L3::Ip(flow) => flow.icmp,
+        _ => None,
+    };
+    !matches!(this.l4, L4::Tcp(_))
+        && b.verdicts[k] == b.verdicts[head]
+        && (this.tuple, this.l4) == (first.tuple, first.l4)
+        && icmp(&b.l3[k]) == icmp(&b.l3[head])
 }
 
 /// The security-group checks conntrack did not make: every packet of stateless ports and of

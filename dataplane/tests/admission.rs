@@ -126,6 +126,69 @@ fn a_unicast_first_packet_is_judged_by_both_ends() {
     rig.assert_pools_full();
 }
 
+/// A batch of several flows: each flow's frames back to back are tracked and judged as one run,
+/// and every frame is delivered or dropped, and counted, as if it came alone.
+#[test]
+fn runs_of_one_flow_in_a_batch_are_judged_once_and_counted_frame_by_frame() {
+    let dns_in = allow(7, Some(proto::UDP), (53, 53));
+    let dns_hits = Arc::clone(&dns_in.hits);
+    let mut rig = three([
+        Some(filter(1, true, &[], &all_out())),
+        Some(filter(2, true, &[dns_in], &[])),
+        None,
+    ]);
+    let dns = udp(1, mac(2), 2, 1000, 53);
+    let web = udp(1, mac(2), 2, 1000, 80);
+    let flood = udp(1, MacAddr::BROADCAST, 2, 1001, 53);
+    // Port 1 sending from port 3's IP address and from its MAC, between and after its own frames.
+    let mut spoofed = udp(3, mac(2), 2, 1000, 53);
+    spoofed[6..12].copy_from_slice(&mac(1).0);
+    let mut spoofed_mac = dns.clone();
+    spoofed_mac[6..12].copy_from_slice(&mac(3).0);
+    let sent = [
+        &dns,
+        &dns,
+        &spoofed,
+        &dns,
+        &web,
+        &web,
+        &dns,
+        &flood,
+        &flood,
+        &dns,
+        &spoofed_mac,
+        &spoofed_mac,
+    ];
+    for f in sent {
+        rig.send(1, f.clone());
+    }
+    rig.poll();
+    let got = rig.received(2);
+    assert_eq!(got.len(), 7, "five DNS frames and two flood copies");
+    assert!(got.iter().all(|f| *f == dns || *f == flood));
+    assert!(
+        rig.received(3).len() == 2,
+        "port 3 takes the flood unfiltered"
+    );
+    assert_eq!(rig.drops(1, DropReason::IngressDenied), 2);
+    assert_eq!(rig.drops(1, DropReason::SpoofedIp), 1);
+    assert_eq!(rig.drops(1, DropReason::SpoofedMac), 2);
+    let mut conns = rig.shared.ct.dump(&Filter::default(), 10);
+    conns.sort_by_key(|c| c.original.sport);
+    let counts: Vec<_> = conns
+        .iter()
+        .map(|c| (c.original.sport, c.packets))
+        .collect();
+    assert_eq!(counts, vec![(1000, [5, 0]), (1001, [2, 0])]);
+    assert_eq!(
+        rig.shared.ct.stats().denied,
+        2,
+        "both refused frames counted"
+    );
+    assert_eq!(dns_hits.get(), 2, "each connection admitted once");
+    rig.assert_pools_full();
+}
+
 /// The reported hole: a flooded first packet used to create a connection on the sender's rules
 /// alone, which later unicast packets then rode past the victim's ingress rules.
 #[test]

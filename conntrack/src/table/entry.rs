@@ -6,7 +6,7 @@ use super::ConnInfo;
 use crate::event::{Event, EventKind};
 use crate::gate::{Admission, Connection, Gate};
 use crate::key::{proto, ConnKey, Side};
-use crate::packet::{Packet, L4};
+use crate::packet::{Packet, Run, L4};
 use crate::slot::{Claim, Slot};
 use crate::state::{CtState, Dir, InvalidReason};
 use crate::tcp::{TcpConn, TcpState, TcpVerdict};
@@ -274,10 +274,11 @@ impl Entry {
         state(self.seen_reply, dir)
     }
 
-    /// Applies `pkt`, travelling in `dir` at `now`: its TCP segment, its counters, the second
-    /// it was seen in and whether it is the first reply. An invalid packet changes nothing.
+    /// Applies the `run` of packets like `pkt`, travelling in `dir` at `now`: its TCP segment,
+    /// its counters, the second it was seen in and whether it is the first reply. An invalid
+    /// packet changes nothing.
     #[inline]
-    pub fn apply(&mut self, dir: Dir, pkt: &Packet, now: u64) -> Step {
+    pub fn apply(&mut self, dir: Dir, pkt: &Packet, run: Run, now: u64) -> Step {
         if let (L4::Tcp(seg), Some(tcp)) = (&pkt.l4, &mut self.tcp) {
             match tcp.update(dir, seg) {
                 TcpVerdict::Valid(state) => self.assured |= state >= TcpState::Established,
@@ -287,8 +288,8 @@ impl Entry {
             }
         }
         let d = dir as usize;
-        self.packets[d] = self.packets[d].wrapping_add(1);
-        self.bytes[d] += u64::from(pkt.len);
+        self.packets[d] = self.packets[d].wrapping_add(run.packets);
+        self.bytes[d] += run.bytes;
         self.last_seen = second(now);
         if dir == Dir::Reply && !self.seen_reply {
             self.seen_reply = true;
@@ -331,11 +332,11 @@ pub(super) enum Counted {
     Denied,
 }
 
-/// Applies `pkt`, of the connection `key` from its `side` end at `now`, straight on the words
-/// of the entry `claim` holds: the lock-free path's work (see the table's module docs). It
-/// reads the key, the flags and the admission in place, decodes TCP only for a TCP packet, and
-/// writes back only the words that change: the direction's counters, TCP's windows and the
-/// admission the gate completed.
+/// Applies the `run` of packets like `pkt`, of the connection `key` from its `side` end at
+/// `now`, straight on the words of the entry `claim` holds: the lock-free path's work (see the
+/// table's module docs). It reads the key, the flags and the admission in place, decodes TCP
+/// only for a TCP packet, and writes back only the words that change: the direction's counters,
+/// TCP's windows and the admission the gate completed.
 ///
 /// Returns `None`, having changed nothing and not asked the gate, for a packet that needs more:
 /// another or a dead entry, an entry of an earlier second or rule generation, a first reply,
@@ -346,6 +347,7 @@ pub(super) fn count(
     key: &ConnKey,
     side: Side,
     pkt: &Packet,
+    run: Run,
     now: u64,
     gate: &mut impl Gate,
 ) -> Option<Counted> {
@@ -411,9 +413,9 @@ pub(super) fn count(
     let d = dir as usize;
     let (out, back) = halves(claim.word(11));
     let mut packets = [out, back];
-    packets[d] = packets[d].wrapping_add(1);
+    packets[d] = packets[d].wrapping_add(run.packets);
     claim.set(11, join(packets[0], packets[1]));
-    claim.set(12 + d, claim.word(12 + d) + u64::from(pkt.len));
+    claim.set(12 + d, claim.word(12 + d) + run.bytes);
     Some(Counted::Passed(state(seen_reply, dir)))
 }
 
