@@ -36,7 +36,7 @@ struct Bucket {
 
 const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
 
-/// The 16-bit tag of a hash, never [`EMPTY`].
+/// The 16-bit tag of a hash, never 0 (which marks an empty way).
 #[inline]
 pub fn tag(hash: u64) -> u16 {
     ((hash >> 32) as u16).max(1)

@@ -7,7 +7,8 @@
 //! removing one touches one index bucket.
 //!
 //! A packet hashes its canonical key once ([`Table::prepare`], which also prefetches its index
-//! bucket). Then:
+//! bucket); a [`Run`] of packets like it (a stream's frames, back to back in one batch) is
+//! processed as that one packet, with every packet of the run counted. Then:
 //! - **A plain established packet takes no lock.** It looks its key up in the index, claims
 //!   the entry's slot (one compare-and-swap on the slot's version), checks under the claim that
 //!   the slot still holds its live connection, seen this very second and admitted under the

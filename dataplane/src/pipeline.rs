@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use brink_conntrack::key::proto;
-use brink_conntrack::{Addr, CtState, Run, Table, L4};
+use brink_conntrack::{Addr, CtState, Packet, Run, Table, L4};
 
 use crate::acl::Direction;
 use crate::batch::{Batch, FlowKey, Verdict, BATCH_SIZE};
@@ -293,40 +293,42 @@ pub fn conntrack<F>(
     if !b.track {
         return;
     }
-    // First every run's connection is hashed and its index bucket prefetched (the run of the
-    // frame at `i` ends before `runs[i]`), then each is looked up: the buckets' cache misses
-    // overlap instead of following one another.
-    let mut runs = [None; BATCH_SIZE];
+    // First every run's connection is hashed and its index bucket prefetched (the run that
+    // starts at frame `i` ends before frame `ends[i]`), then each is looked up: the buckets'
+    // cache misses overlap instead of following one another.
+    let mut prepared = [None; BATCH_SIZE];
+    let mut ends = [0u8; BATCH_SIZE];
     let mut i = 0;
     while i < b.len {
         let head = i;
         i += 1;
-        let (Some(packet), false) = (&b.ct[head], matches!(b.verdicts[head], Verdict::Drop(_)))
-        else {
-            continue;
-        };
-        while i < b.len && same_run(b, head, i) {
-            i += 1;
+        if let (Some(packet), false) = (&b.ct[head], matches!(b.verdicts[head], Verdict::Drop(_))) {
+            while i < b.len && same_run(b, head, i) {
+                i += 1;
+            }
+            prepared[head] = Some(table.prepare(packet));
+            ends[head] = i as u8;
         }
-        runs[head] = Some((table.prepare(packet), i));
     }
-    for (head, run) in runs.iter().enumerate().take(b.len) {
-        let (Some((prep, end)), Some(packet), L3::Ip(flow)) = (run, &b.ct[head], &b.l3[head])
-        else {
+    for (head, prep) in prepared.iter().enumerate().take(b.len) {
+        let (Some(prep), Some(packet), L3::Ip(flow)) = (prep, &b.ct[head], &b.l3[head]) else {
             continue;
         };
         let to = match b.verdicts[head] {
             Verdict::Forward(p) => Some(p),
             _ => None,
         };
-        let frames = head..*end;
-        let run = Run {
-            packets: frames.len() as u32,
-            bytes: b.ct[frames.clone()]
-                .iter()
-                .flatten()
-                .map(|p| u64::from(p.len))
-                .sum(),
+        let frames = head..usize::from(ends[head]);
+        let run = match frames.len() {
+            1 => Run::one(packet),
+            n => Run {
+                packets: n as u32,
+                bytes: b.ct[frames.clone()]
+                    .iter()
+                    .flatten()
+                    .map(|p| u64::from(p.len))
+                    .sum(),
+            },
         };
         let mut gate =
             FrameGate::new(snap, flow, b.network, b.in_port, to, worker).with_events(events);
@@ -360,9 +362,13 @@ fn same_run<F>(b: &Batch<F>, head: usize, k: usize) -> bool {
         L3::Ip(flow) => flow.icmp,
         _ => None,
     };
+    // The ports first: they tell most flows apart.
+    let ports = |p: &Packet| (p.tuple.sport, p.tuple.dport);
     !matches!(this.l4, L4::Tcp(_))
+        && ports(this) == ports(first)
+        && this.tuple == first.tuple
+        && this.l4 == first.l4
         && b.verdicts[k] == b.verdicts[head]
-        && (this.tuple, this.l4) == (first.tuple, first.l4)
         && icmp(&b.l3[k]) == icmp(&b.l3[head])
 }
 

@@ -120,7 +120,6 @@ pub enum Parsed {
 
 /// Parses the payload of an Ethernet frame of type `ethertype` for conntrack zone `zone`.
 /// Returns `None` for frames that are not IP.
-#[inline]
 pub fn parse(ethertype: EtherType, payload: &[u8], zone: u16) -> Option<Parsed> {
     parse_with(ethertype, payload, zone, None)
 }
@@ -305,7 +304,6 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
     })
 }
 
-#[inline]
 fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
     let mut flow = Flow {
         v6: l3.v6,
