@@ -302,7 +302,8 @@ pub fn conntrack<F>(
     while i < b.len {
         let head = i;
         i += 1;
-        if let (Some(packet), false) = (&b.ct[head], matches!(b.verdicts[head], Verdict::Drop(_))) {
+        let dropped = matches!(b.verdicts[head], Verdict::Drop(_));
+        if let (Some(packet), false) = (&b.ct[head], dropped) {
             while i < b.len && same_run(b, head, i) {
                 i += 1;
             }
