@@ -130,15 +130,15 @@ pub fn pair<'a>(sockets: &'a [PathBuf; 2], macs: [&'a str; 2], queues: u16) -> [
     ]
 }
 
-/// One testpmd port's totals, and its last receive rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One testpmd port's totals, and its receive rates.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forwarded {
     /// Frames received.
     pub rx: u64,
     /// Frames sent.
     pub tx: u64,
-    /// Frames per second received in the last stats period.
-    pub rx_pps: u64,
+    /// Frames per second received in each stats period, in order.
+    pub rx_pps: Vec<u64>,
 }
 
 /// A testpmd run, stopped (SIGINT, then it prints its totals) after its time.
@@ -222,20 +222,67 @@ fn number_after(text: &str, label: &str) -> Option<u64> {
     text[at..].split_whitespace().next()?.parse().ok()
 }
 
-/// The totals testpmd printed for `port` when it stopped, and its last receive rate.
+/// The totals testpmd printed for `port` when it stopped, and its receive rate in each stats
+/// period.
 fn forwarded(out: &str, port: usize) -> Result<Forwarded, BenchError> {
     let missing = || BenchError::Config(format!("no statistics for testpmd port {port}"));
     let totals = out
-        .split(&format!("Forward statistics for port {port}"))
+        .split(&format!("Forward statistics for port {port} "))
         .nth(1)
         .ok_or_else(missing)?;
-    let rates = out
-        .rsplit(&format!("NIC statistics for port {port}"))
-        .next()
-        .unwrap_or_default();
+    let period_label = format!("NIC statistics for port {port} ");
     Ok(Forwarded {
         rx: number_after(totals, "RX-packets:").ok_or_else(missing)?,
         tx: number_after(totals, "TX-packets:").ok_or_else(missing)?,
-        rx_pps: number_after(rates, "Rx-pps:").unwrap_or(0),
+        rx_pps: out
+            .split(&period_label)
+            .skip(1)
+            .map(|period| number_after(period, "Rx-pps:").unwrap_or(0))
+            .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// testpmd's output, cut down: two stats periods, then the totals.
+    const OUTPUT: &str = "\
+  ######################## NIC statistics for port 0  ########################
+  RX-packets: 32         RX-missed: 0          RX-bytes:  2048
+  Rx-pps:            0          Rx-bps:            0
+  ######################## NIC statistics for port 1  ########################
+  RX-packets: 0          RX-missed: 0          RX-bytes:  0
+  Rx-pps:            0          Rx-bps:            0
+  ######################## NIC statistics for port 0  ########################
+  RX-packets: 4286272    RX-missed: 0          RX-bytes:  274321408
+  Rx-pps:      1428554          Rx-bps:    731420088
+  ######################## NIC statistics for port 1  ########################
+  RX-packets: 4268272    RX-missed: 0          RX-bytes:  273169408
+  Rx-pps:      1422565          Rx-bps:    728353704
+  ---------------------- Forward statistics for port 0  ----------------------
+  RX-packets: 6976800        RX-dropped: 0             RX-total: 6976800
+  TX-packets: 6919576        TX-dropped: 0             TX-total: 6919576
+  ---------------------- Forward statistics for port 1  ----------------------
+  RX-packets: 6919544        RX-dropped: 0             RX-total: 6919544
+  TX-packets: 6976832        TX-dropped: 0             TX-total: 6976832
+";
+
+    #[test]
+    fn each_port_has_its_totals_and_its_rate_in_every_period() {
+        let port1 = forwarded(OUTPUT, 1).expect("port 1 has statistics");
+        assert_eq!(
+            port1,
+            Forwarded {
+                rx: 6_919_544,
+                tx: 6_976_832,
+                rx_pps: vec![0, 1_422_565],
+            }
+        );
+        assert_eq!(
+            forwarded(OUTPUT, 0).ok().map(|p| p.rx_pps),
+            Some(vec![0, 1_428_554])
+        );
+        assert!(forwarded(OUTPUT, 2).is_err(), "no port 2");
+    }
 }

@@ -49,7 +49,7 @@ fn testpmd_loop(
 ) -> (Forwarded, Forwarded) {
     let devices = testpmd::pair(sockets, [MAC0, MAC1], queues);
     let ports = testpmd_run(dir, huge, &devices, || {});
-    (ports[0], ports[1])
+    (ports[0].clone(), ports[1].clone())
 }
 
 /// Checks for root and holds the tests of this file to one at a time: each reserves the
@@ -270,7 +270,7 @@ fn a_vhost_user_port_and_an_af_xdp_port_exchange_frames() {
             let _ = ns.exec("ping", &["-c", "1", "-W", "1", "10.0.0.9"]);
         }
     });
-    let (p0, ns_got) = (ports[0], ns_rx() - rx_before);
+    let (p0, ns_got) = (&ports[0], ns_rx() - rx_before);
     eprintln!(
         "testpmd {p0:?}; namespace received {ns_got}; vm1 {}; vm2 {}",
         stats(&d, "vm1"),

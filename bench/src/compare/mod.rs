@@ -9,6 +9,7 @@
 
 pub mod bridge;
 pub mod brink;
+pub mod crosscore;
 pub mod floor;
 pub mod forwarder;
 pub mod hybrid;

@@ -10,13 +10,15 @@
 //! The switch's poll thread (brink's worker, OVS's PMD) runs on core 1, testpmd's forwarding
 //! core on core 0. With [`Shape::queues`] above one, testpmd's devices use that many queue
 //! pairs (brink's ports offer as many), and brink runs a worker on each of
-//! [`Shape::brink_cores`]. The harness installs testpmd (`dpdk-dev`) and Open vSwitch-DPDK
+//! [`Shape::brink_cores`]. Each loop records the two cores' cache-line round trip before and
+//! after it ([`crosscore`]): this machine's host changes it, and the loop's rate with it. The harness installs testpmd (`dpdk-dev`) and Open vSwitch-DPDK
 //! (`openvswitch-switch-dpdk`) with apt if they are missing, and reserves the hugepages both
 //! need, giving them back after each loop.
 
 use std::path::Path;
 use std::time::Duration;
 
+use super::crosscore;
 use super::ovs::{Ovs, VSWITCHD_DPDK};
 use super::scenario::quantile;
 use super::tools;
@@ -69,6 +71,12 @@ pub struct LoopResult {
     /// Frames per second through the switch: both testpmd ports' receive rates in the last
     /// stats period, added.
     pub pps: u64,
+    /// The same in every stats period but the first (which has the switch connecting), in
+    /// order.
+    pub periods: Vec<u64>,
+    /// The cross-core round trip between the switch's and testpmd's cores just before the
+    /// loop started and just after it ended, in nanoseconds ([`crosscore`]).
+    pub round_trip_ns: [Option<f64>; 2],
     /// testpmd's totals per port: (received, sent).
     pub totals: Vec<(u64, u64)>,
     /// The loop's layout.
@@ -151,6 +159,7 @@ pub fn run_loop(
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)
         .map_err(|e| BenchError::Config(format!("{}: {e}", dir.display())))?;
+    let before = crosscore::round_trip_ns(SWITCH_CORE, TESTPMD_CORE);
     let huge = Hugepages::reserve(&dir.join("huge"), PAGES)?;
     let sockets = [dir.join("vm1.sock"), dir.join("vm2.sock")];
     let devices = testpmd::pair(&sockets, [MAC0, MAC1], shape.queues);
@@ -177,14 +186,26 @@ pub fn run_loop(
             (run.finish(devices.len(), &log)?, None)
         }
     };
+    let after = crosscore::round_trip_ns(SWITCH_CORE, TESTPMD_CORE);
+    let periods = period_rates(&ports);
     Ok(LoopResult {
         system,
         round,
-        pps: ports.iter().map(|p| p.rx_pps).sum(),
+        pps: periods.last().copied().unwrap_or(0),
+        periods: periods.get(1..).unwrap_or_default().to_vec(),
+        round_trip_ns: [before, after],
         totals: ports.iter().map(|p| (p.rx, p.tx)).collect(),
         shape: shape.clone(),
         worker_ns_per_frame: worker_ns,
     })
+}
+
+/// Both ports' receive rates added, stats period by stats period.
+fn period_rates(ports: &[Forwarded]) -> Vec<u64> {
+    let periods = ports.iter().map(|p| p.rx_pps.len()).min().unwrap_or(0);
+    (0..periods)
+        .map(|k| ports.iter().map(|p| p.rx_pps[k]).sum())
+        .collect()
 }
 
 /// The programs the loops need, and their packages.
@@ -223,8 +244,8 @@ pub fn run_all(
 /// brink's ratios to Open vSwitch-DPDK (the issue's goals: 2x `ovs-ct`, 1x `ovs-normal`).
 pub fn markdown(results: &[LoopResult]) -> String {
     let mut out = String::from(
-        "| round | switch | queue pairs | brink cores | Mpps | worker ns/frame | testpmd rx/tx per port |\n\
-         |---:|---|---:|---|---:|---:|---|\n",
+        "| round | switch | queue pairs | brink cores | Mpps | Mpps per period | cross-core ns before/after | worker ns/frame | testpmd rx/tx per port |\n\
+         |---:|---|---:|---|---:|---|---|---:|---|\n",
     );
     for r in results {
         let totals: Vec<String> = r
@@ -239,12 +260,22 @@ pub fn markdown(results: &[LoopResult]) -> String {
             LoopSystem::Brink | LoopSystem::BrinkL2 => r.shape.brink_cores.as_str(),
             LoopSystem::OvsNormal | LoopSystem::OvsCt => "-",
         };
+        let periods: Vec<String> = r
+            .periods
+            .iter()
+            .map(|&pps| format!("{:.2}", pps as f64 / 1e6))
+            .collect();
+        let trips = r
+            .round_trip_ns
+            .map(|ns| ns.map_or_else(|| "-".to_string(), |ns| format!("{ns:.0}")));
         out.push_str(&format!(
-            "| {} | {:?} | {} | {cores} | {:.2} | {ns} | {} |\n",
+            "| {} | {:?} | {} | {cores} | {:.2} | {} | {} | {ns} | {} |\n",
             r.round,
             r.system,
             r.shape.queues,
             r.pps as f64 / 1e6,
+            periods.join(", "),
+            trips.join("/"),
             totals.join(", ")
         ));
     }
@@ -298,6 +329,8 @@ mod tests {
             system,
             round,
             pps: (mpps * 1e6) as u64,
+            periods: vec![(mpps * 5e5) as u64, (mpps * 1e6) as u64],
+            round_trip_ns: [Some(140.4), None],
             totals: vec![],
             shape: Shape {
                 queues: 1,
@@ -328,6 +361,10 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("against OvsNormal"), "{text}");
+        assert!(
+            text.contains("| 1 | Brink | 1 | 1 | 2.00 | 1.00, 2.00 | 140/- |"),
+            "each loop with its periods and the round trips around it: {text}"
+        );
         assert_eq!(
             text.matches("\n| Brink |").count(),
             1,
