@@ -23,9 +23,9 @@ WRAPPER
 chmod +x "$bin/brinkd"
 table=$(BRINK_BIN_DIR="$bin" "$release/brink-bench" vhost --seconds "$seconds" --rounds 1 \
     --systems "$system")
-# The round's row ends with testpmd's "rx/tx, rx/tx" per port: sum the two tx.
+# The round's row ends with testpmd's "rx/tx, rx/tx" per port (its last column): sum the two tx.
 frames=$(echo "$table" | awk -F'|' '$2 ~ /^ *1 *$/ {
-    n = split($8, ports, ","); for (i = 1; i <= n; i++) { split(ports[i], c, "/"); s += c[2] }
+    n = split($(NF - 1), ports, ","); for (i = 1; i <= n; i++) { split(ports[i], c, "/"); s += c[2] }
     print s }')
 if [ "${frames:-0}" -le 0 ]; then
     echo "no frames went through brinkd:" >&2
