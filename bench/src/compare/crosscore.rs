@@ -2,7 +2,7 @@
 //! pinned to them, timed per round trip.
 //!
 //! On a virtual machine the host decides where the vCPUs run, and on this one the round trip
-//! between the two vCPUs flips between about 140 ns and about 540 ns for seconds at a time. A
+//! between the two vCPUs flips between about 90 ns and about 300 ns for seconds at a time. A
 //! vhost-user loop crosses between the cores several times per frame (rings and buffers written
 //! on one core are read on the other), so its rate follows: the harness records the round trip
 //! before and after each loop, for loops to be compared where the machine was the same.
