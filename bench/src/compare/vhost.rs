@@ -11,9 +11,10 @@
 //! core on core 0. With [`Shape::queues`] above one, testpmd's devices use that many queue
 //! pairs (brink's ports offer as many), and brink runs a worker on each of
 //! [`Shape::brink_cores`]. Each loop records the two cores' cache-line round trip before and
-//! after it ([`crosscore`]): this machine's host changes it, and the loop's rate with it. The harness installs testpmd (`dpdk-dev`) and Open vSwitch-DPDK
-//! (`openvswitch-switch-dpdk`) with apt if they are missing, and reserves the hugepages both
-//! need, giving them back after each loop.
+//! after it ([`crosscore`]): this machine's host changes it, and the loop's rate with it. The
+//! harness installs testpmd (`dpdk-dev`) and Open vSwitch-DPDK (`openvswitch-switch-dpdk`) with
+//! apt if they are missing, and reserves the hugepages both need, giving them back after each
+//! loop.
 
 use std::path::Path;
 use std::time::Duration;
