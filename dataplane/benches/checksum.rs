@@ -36,7 +36,14 @@ fn bench(c: &mut Criterion) {
             b.iter(|| segment(black_box(&sum), black_box(seg), field))
         });
         g.bench_function(format!("parse_{name}"), |b| {
-            b.iter(|| ip::parse(EtherType::Ipv4, black_box(&p), 1))
+            let (mut flow, mut ct) = (ip::Flow::default(), None);
+            b.iter(|| {
+                let out = ip::Out {
+                    flow: &mut flow,
+                    ct: &mut ct,
+                };
+                ip::parse(EtherType::Ipv4, black_box(&p), 1, out)
+            })
         });
     }
     g.finish();

@@ -23,7 +23,7 @@ use crate::port::offload::Checksum;
 use crate::port::Backend;
 use crate::snapshot::{PortId, Snapshot, NO_PORT};
 use crate::wire::checksum::Partial;
-use crate::wire::ip::{self, icmpv6, Fixup, Flow, Parsed};
+use crate::wire::ip::{self, icmpv6, Fixup, Flow, Out, Parsed};
 use crate::wire::{arp, nd, EtherType, EthernetFrame, L3};
 
 /// Parses every frame's Ethernet header into its key; if the batch needs inspecting, its ARP and
@@ -59,6 +59,11 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
         b.peer[i] = NO_PORT;
         let header = (bytes.len() - eth.payload().len()) as u16;
         let partial = backend.checksum(&b.frames[i]).partial();
+        let mut flow = Flow::default();
+        let out = Out {
+            flow: &mut flow,
+            ct: &mut b.ct[i],
+        };
         let parsed = match (eth.ethertype(), partial) {
             (EtherType::Arp, None) => {
                 if let Some(sender) = arp::sender(eth.payload()) {
@@ -66,7 +71,7 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
                 }
                 continue;
             }
-            (et, None) => ip::parse(et, eth.payload(), b.network.0),
+            (et, None) => ip::parse(et, eth.payload(), b.network.0, out),
             // Counted from the IP header (one starting before it wraps round to where no
             // header can be); not IP at all: refused below.
             (et, Some(p)) => ip::parse_partial(
@@ -77,14 +82,15 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
                     start: p.start.wrapping_sub(header),
                     ..p
                 },
+                out,
             )
             .or(Some(Parsed::BadOffload)),
         };
         match parsed {
-            Some(Parsed::Ip(flow, ct, fix)) => {
+            Some(Parsed::Ip(fix)) => {
                 b.l3[i] = L3::Ip(flow);
-                if b.track {
-                    b.ct[i] = ct;
+                if !b.track {
+                    b.ct[i] = None;
                 }
                 b.fix[i] = fix.map(|f| Fixup {
                     at: f.at.saturating_add(header),

@@ -110,8 +110,13 @@ fn tcp_frames(i: usize, one_vm: bool) -> [Vec<u8>; 5] {
 
 /// What conntrack is told about `frame`, and the flow the rules judge.
 fn conntrack_view(frame: &[u8]) -> (Packet, ip::Flow) {
-    match ip::parse(EtherType::Ipv4, &frame[14..], 1) {
-        Some(Parsed::Ip(flow, Some(packet), _)) => (packet, flow),
+    let (mut flow, mut ct) = (ip::Flow::default(), None);
+    let out = ip::Out {
+        flow: &mut flow,
+        ct: &mut ct,
+    };
+    match (ip::parse(EtherType::Ipv4, &frame[14..], 1, out), ct) {
+        (Some(Parsed::Ip(_)), Some(packet)) => (packet, flow),
         other => panic!("not a tracked IPv4 frame: {other:?}"),
     }
 }

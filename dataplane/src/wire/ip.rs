@@ -1,8 +1,8 @@
 //! IPv4, IPv6 and their transport headers, parsed into what the firewall and conntrack need.
 //!
-//! One pass over the bytes after the Ethernet header yields a [`Parsed`]: the packet's [`Flow`]
-//! (what port security and security-group rules read) with the conntrack [`Packet`], a
-//! malformed header, or a bad checksum (IPv4 header, TCP, UDP, ICMP, ICMPv6; see
+//! One pass over the bytes after the Ethernet header yields a [`Parsed`]: a well-formed packet,
+//! whose [`Flow`] (what port security and security-group rules read) and conntrack [`Packet`]
+//! are written straight to the caller's [`Out`], a malformed header, or a bad checksum (IPv4 header, TCP, UDP, ICMP, ICMPv6; see
 //! [`super::checksum`]). A transport checksum the sender said it left partial (a vhost-user
 //! guest's `NEEDS_CSUM`) is not summed ([`parse_partial`]): it must be the checksum field of the
 //! TCP or UDP header. Every view checks its length once; nothing here can panic on any input.
@@ -102,12 +102,12 @@ pub struct Fixup {
     pub bytes: [u8; 2],
 }
 
-/// What an IP packet is.
+/// What an IP packet is. A well-formed packet's facts go to the caller's [`Out`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parsed {
-    /// A well-formed packet, what conntrack is told about it (`None`: neighbour discovery and
-    /// MLD, which pass untracked) and the checksum to complete, if the sender left it partial.
-    Ip(Flow, Option<Packet>, Option<Fixup>),
+    /// A well-formed packet, written to [`Out`], and the checksum to complete, if the sender
+    /// left it partial.
+    Ip(Option<Fixup>),
     /// The IP or transport header is cut short or inconsistent.
     Malformed,
     /// The IPv4 header checksum or the TCP, UDP, ICMP or ICMPv6 checksum is wrong. A partial
@@ -118,10 +118,20 @@ pub enum Parsed {
     BadOffload,
 }
 
+/// Where parsing writes a well-formed packet (the frame's slots in its batch, so that nothing
+/// is built twice); both are left alone unless the packet parses as [`Parsed::Ip`].
+pub struct Out<'a> {
+    /// What port security and the rules match on.
+    pub flow: &'a mut Flow,
+    /// What conntrack is told about the packet (`None`: neighbour discovery and MLD, which
+    /// pass untracked).
+    pub ct: &'a mut Option<Packet>,
+}
+
 /// Parses the payload of an Ethernet frame of type `ethertype` for conntrack zone `zone`.
 /// Returns `None` for frames that are not IP.
-pub fn parse(ethertype: EtherType, payload: &[u8], zone: u16) -> Option<Parsed> {
-    parse_with(ethertype, payload, zone, None)
+pub fn parse(ethertype: EtherType, payload: &[u8], zone: u16, out: Out<'_>) -> Option<Parsed> {
+    parse_with(ethertype, payload, zone, None, out)
 }
 
 /// [`parse`] for a packet whose sender said it left the transport checksum `partial`, offsets
@@ -133,8 +143,9 @@ pub fn parse_partial(
     payload: &[u8],
     zone: u16,
     partial: Partial,
+    out: Out<'_>,
 ) -> Option<Parsed> {
-    parse_with(ethertype, payload, zone, Some(partial))
+    parse_with(ethertype, payload, zone, Some(partial), out)
 }
 
 /// What [`parse`] and [`parse_partial`] share; inlined, so that `parse` pays nothing for it.
@@ -144,6 +155,7 @@ fn parse_with(
     payload: &[u8],
     zone: u16,
     partial: Option<Partial>,
+    out: Out<'_>,
 ) -> Option<Parsed> {
     let l3 = match ethertype {
         EtherType::Ipv4 => ipv4(payload),
@@ -161,7 +173,7 @@ fn parse_with(
                 }
                 l3.trusted = true;
             }
-            transport(&l3, zone)
+            transport(&l3, zone, out)
         }
     })
 }
@@ -304,7 +316,8 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
     })
 }
 
-fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
+/// Parses the transport header of `l3` into `out`.
+fn transport(l3: &L3<'_>, zone: u16, out: Out<'_>) -> Parsed {
     let mut flow = Flow {
         v6: l3.v6,
         proto: l3.proto,
@@ -350,7 +363,8 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
                 _ => {}
             }
         }
-        return Parsed::Ip(flow, Some(packet(L4::Fragment)), None);
+        (*out.flow, *out.ct) = (flow, Some(packet(L4::Fragment)));
+        return Parsed::Ip(None);
     }
     let (ports, l4) = match (l3.proto, l3.v6) {
         (proto::TCP, _) => match tcp(p) {
@@ -381,21 +395,20 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
                 return Parsed::BadChecksum;
             };
             (flow.icmp, flow.nd_target) = (Some((kind, code)), target);
-            if l3.v6 && icmpv6::is_nd_or_mld(kind) {
-                return Parsed::Ip(flow, None, fix);
-            }
-            return match icmp(p, tuple, family) {
-                Some((t, l4)) => Parsed::Ip(
-                    flow,
-                    Some(Packet {
-                        tuple: t,
-                        l4,
-                        len: l3.len,
-                    }),
-                    fix,
-                ),
-                None => Parsed::Malformed,
+            let ct = if l3.v6 && icmpv6::is_nd_or_mld(kind) {
+                None
+            } else {
+                let Some((tuple, l4)) = icmp(p, tuple, family) else {
+                    return Parsed::Malformed;
+                };
+                Some(Packet {
+                    tuple,
+                    l4,
+                    len: l3.len,
+                })
             };
+            (*out.flow, *out.ct) = (flow, ct);
+            return Parsed::Ip(fix);
         }
         _ => ((0, 0), L4::Other),
     };
@@ -405,7 +418,8 @@ fn transport(l3: &L3<'_>, zone: u16) -> Parsed {
     (flow.sport, flow.dport) = ports;
     let mut pkt = packet(l4);
     (pkt.tuple.sport, pkt.tuple.dport) = ports;
-    Parsed::Ip(flow, Some(pkt), fix)
+    (*out.flow, *out.ct) = (flow, Some(pkt));
+    Parsed::Ip(fix)
 }
 
 /// An ICMP or ICMPv6 message's type and code, and a neighbour advertisement's target; `None` if
@@ -559,19 +573,50 @@ mod tests {
 
     const ZONE: u16 = 7;
 
+    /// A parse with its [`Out`] slots, for comparing whole.
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Ip(Flow, Option<Packet>, Option<Fixup>),
+        Malformed,
+        BadChecksum,
+        BadOffload,
+    }
+
+    fn seen(run: impl FnOnce(Out<'_>) -> Option<Parsed>) -> Option<Seen> {
+        let (mut flow, mut ct) = (Flow::default(), None);
+        let parsed = run(Out {
+            flow: &mut flow,
+            ct: &mut ct,
+        })?;
+        Some(match parsed {
+            Parsed::Ip(fix) => Seen::Ip(flow, ct, fix),
+            Parsed::Malformed => Seen::Malformed,
+            Parsed::BadChecksum => Seen::BadChecksum,
+            Parsed::BadOffload => Seen::BadOffload,
+        })
+    }
+
+    fn parse(ethertype: EtherType, payload: &[u8], zone: u16) -> Option<Seen> {
+        seen(|out| super::parse(ethertype, payload, zone, out))
+    }
+
+    fn parse_partial(et: EtherType, payload: &[u8], zone: u16, p: Partial) -> Option<Seen> {
+        seen(|out| super::parse_partial(et, payload, zone, p, out))
+    }
+
     fn ip_payload(frame: &[u8]) -> (EtherType, &[u8]) {
         let eth = super::super::EthernetFrame::new_checked(frame).unwrap();
         (eth.ethertype(), eth.payload())
     }
 
-    fn parsed(frame: &[u8]) -> Parsed {
+    fn parsed(frame: &[u8]) -> Seen {
         let (et, p) = ip_payload(frame);
         parse(et, p, ZONE).unwrap()
     }
 
     fn track(frame: &[u8]) -> Packet {
         match parsed(frame) {
-            Parsed::Ip(_, Some(p), _) => p,
+            Seen::Ip(_, Some(p), _) => p,
             other => panic!("not tracked: {other:?}"),
         }
     }
@@ -602,15 +647,15 @@ mod tests {
             frame[at] ^= 0x5a;
             let (et, p) = ip_payload(&frame);
             let partial = |start, offset| Partial { start, offset };
-            assert_eq!(parse(et, p, ZONE), Some(Parsed::BadChecksum));
+            assert_eq!(parse(et, p, ZONE), Some(Seen::BadChecksum));
             let trusted = parse_partial(et, p, ZONE, partial(ip_header, field));
             assert!(
-                matches!(trusted, Some(Parsed::Ip(_, Some(_), None))),
+                matches!(trusted, Some(Seen::Ip(_, Some(_), None))),
                 "{trusted:?}"
             );
             for (start, offset) in [(0, 10), (ip_header, field + 2), (ip_header + 8, 0)] {
                 let refused = parse_partial(et, p, ZONE, partial(start, offset));
-                assert_eq!(refused, Some(Parsed::BadOffload), "{start}+{offset}");
+                assert_eq!(refused, Some(Seen::BadOffload), "{start}+{offset}");
             }
         }
         let ping = build!(
@@ -626,7 +671,7 @@ mod tests {
         };
         assert_eq!(
             parse_partial(et, p, ZONE, partial),
-            Some(Parsed::BadOffload),
+            Some(Seen::BadOffload),
             "ICMP"
         );
         assert_eq!(parse_partial(EtherType::Arp, &[0; 28], 1, partial), None);
@@ -736,7 +781,7 @@ mod tests {
         let b = eth()
             .ipv6([9; 16], [1; 16], 64)
             .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 });
-        assert_eq!(parsed(&build!(b, &quoted6[..41])), Parsed::Malformed);
+        assert_eq!(parsed(&build!(b, &quoted6[..41])), Seen::Malformed);
     }
 
     #[test]
@@ -750,21 +795,21 @@ mod tests {
                     bytes5to8: [0; 4],
                 })
         };
-        let Parsed::Ip(flow, None, _) = parsed(&build!(nd(135), &[7; 20])) else {
+        let Seen::Ip(flow, None, _) = parsed(&build!(nd(135), &[7; 20])) else {
             panic!("a solicitation is tracked or malformed");
         };
         assert_eq!((flow.icmp, flow.nd_target), (Some((135, 0)), None));
-        let Parsed::Ip(flow, None, _) = parsed(&build!(nd(136), &[7; 20])) else {
+        let Seen::Ip(flow, None, _) = parsed(&build!(nd(136), &[7; 20])) else {
             panic!("an advertisement is tracked or malformed");
         };
         assert_eq!(flow.nd_target, Some(Addr([7; 16])));
-        assert_eq!(parsed(&build!(nd(136), &[7; 8])), Parsed::Malformed);
+        assert_eq!(parsed(&build!(nd(136), &[7; 8])), Seen::Malformed);
     }
 
     #[test]
     fn flows_carry_ports_or_icmp_type_and_code() {
         let b = eth().ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(68, 67);
-        let Parsed::Ip(flow, Some(_), _) = parsed(&build!(b, &[0; 8])) else {
+        let Seen::Ip(flow, Some(_), _) = parsed(&build!(b, &[0; 8])) else {
             panic!("UDP not tracked");
         };
         assert_eq!((flow.sport, flow.dport, flow.rule_port()), (68, 67, 67));
@@ -774,7 +819,7 @@ mod tests {
             .icmpv4(Icmpv4Type::TimestampRequest(
                 etherparse::icmpv4::TimestampMessage::from_bytes([0; 16]),
             ));
-        let Parsed::Ip(flow, _, _) = parsed(&build!(b, &[])) else {
+        let Seen::Ip(flow, _, _) = parsed(&build!(b, &[])) else {
             panic!("ICMP not parsed");
         };
         assert_eq!(flow.rule_port(), 13 << 8);
@@ -791,7 +836,7 @@ mod tests {
         h.header_checksum = h.calc_header_checksum();
         f[14..34].copy_from_slice(&h.to_bytes());
         assert_eq!(track(&f).l4, L4::Fragment);
-        let Parsed::Ip(first, _, _) = parsed(&f) else {
+        let Seen::Ip(first, _, _) = parsed(&f) else {
             panic!("not IP")
         };
         assert_eq!(
@@ -803,7 +848,7 @@ mod tests {
         h.header_checksum = h.calc_header_checksum();
         let mut later = f.clone();
         later[14..34].copy_from_slice(&h.to_bytes());
-        let Parsed::Ip(later, _, _) = parsed(&later) else {
+        let Seen::Ip(later, _, _) = parsed(&later) else {
             panic!("not IP")
         };
         assert_eq!(
@@ -812,7 +857,7 @@ mod tests {
             "a later fragment has none"
         );
         f[14 + 10] ^= 1;
-        assert_eq!(parsed(&f), Parsed::BadChecksum, "header checksum");
+        assert_eq!(parsed(&f), Seen::BadChecksum, "header checksum");
     }
 
     #[test]
@@ -830,13 +875,13 @@ mod tests {
         for cut in [0, 10, 19, 25, 39] {
             assert_eq!(
                 parse(et, &p[..cut], 1),
-                Some(Parsed::Malformed),
+                Some(Seen::Malformed),
                 "cut at {cut}"
             );
         }
         let mut bad = p.to_vec();
         bad[20 + 12] = 0x40; // TCP data offset 16 bytes
-        assert_eq!(parse(et, &bad, 1), Some(Parsed::Malformed));
+        assert_eq!(parse(et, &bad, 1), Some(Seen::Malformed));
     }
 
     #[test]
@@ -849,7 +894,7 @@ mod tests {
         v6[4..6].copy_from_slice(&plen.to_be_bytes());
         v6.splice(40..40, hbh);
         let p = match parse(EtherType::Ipv6, &v6, 1) {
-            Some(Parsed::Ip(_, Some(p), _)) => p,
+            Some(Seen::Ip(_, Some(p), _)) => p,
             other => panic!("{other:?}"),
         };
         assert_eq!(
