@@ -368,28 +368,34 @@ impl Rings {
         let header = self.offloads.rx_header(gso, checksum);
         let parts = [&header[..], frame];
         let total = NET_HDR_LEN + frame.len();
-        if !self.offloads.mergeable {
-            let Some(head) = ring.pop() else {
-                return false;
-            };
-            let written = match write_chain(ring, map, head, parts, 0) {
-                Some((n, _)) if n == total => {
-                    self.moved[pair_of(q)].tx_packets += 1;
-                    n as u32
-                }
-                _ => {
-                    self.stats.rx_refused += 1;
-                    0
-                }
-            };
-            ring.push_used(head, written);
+        let mergeable = self.offloads.mergeable;
+        let Some(head) = ring.pop() else {
+            return false;
+        };
+        let first = write_chain(ring, map, head, parts, 0);
+        // The usual case: the frame fits the first chain, whose header already says one
+        // buffer. With mergeable buffers the header must lie in the chain's first buffer
+        // (Linux posts one buffer per chain).
+        let fits = |&(n, (_, len)): &(usize, (u64, usize))| {
+            n == total && (!mergeable || len >= NET_HDR_LEN)
+        };
+        if first.filter(fits).is_some() {
+            self.moved[pair_of(q)].tx_packets += 1;
+            ring.push_used(head, total as u32);
             return true;
         }
-        // Mergeable buffers: fill chains until the frame is written, then tell the guest in
-        // the first one's header how many it spans. If the ring runs out first, the chains go
-        // back to it untouched; a chain that cannot be written (or a frame needing more than
-        // MAX_MERGED of them) gives them all back empty.
-        let (mut done, mut count, mut first, mut bad) = (0, 0, None, false);
+        let started = first.filter(|&(n, _)| mergeable && n > 0 && n < total);
+        let Some((mut done, first)) = started else {
+            self.stats.rx_refused += 1;
+            ring.push_used(head, 0);
+            return true;
+        };
+        // Mergeable buffers: fill further chains until the frame is written, then tell the
+        // guest in the first one's header how many it spans. If the ring runs out first, the
+        // chains go back to it untouched; a chain that cannot be written (or a frame needing
+        // more than MAX_MERGED of them) gives them all back empty.
+        self.merged[0] = (head, done as u32);
+        let (mut count, mut bad) = (1, false);
         while done < total {
             if count == MAX_MERGED {
                 bad = true;
@@ -402,8 +408,7 @@ impl Rings {
             self.merged[count] = (head, 0);
             count += 1;
             match write_chain(ring, map, head, parts, done) {
-                Some((n, addr)) if n > 0 => {
-                    first = first.or(Some(addr));
+                Some((n, _)) if n > 0 => {
                     self.merged[count - 1].1 = n as u32;
                     done += n;
                 }
@@ -413,17 +418,13 @@ impl Rings {
                 }
             }
         }
+        let (addr, len) = first;
+        let buffers = (count as u16).to_le_bytes();
         let counted = !bad
-            // The header must lie in the first buffer (Linux posts one buffer per chain); it
-            // says one buffer already.
-            && first.is_some_and(|(addr, len)| {
-                let buffers = (count as u16).to_le_bytes();
-                len >= NET_HDR_LEN
-                    && (count == 1
-                        || addr
-                            .checked_add(NUM_BUFFERS_AT as u64)
-                            .is_some_and(|at| map.write(at, &buffers)))
-            });
+            && len >= NET_HDR_LEN
+            && addr
+                .checked_add(NUM_BUFFERS_AT as u64)
+                .is_some_and(|at| map.write(at, &buffers));
         if counted {
             self.moved[pair_of(q)].tx_packets += 1;
         } else {
