@@ -366,7 +366,7 @@ impl Rings {
             return false;
         };
         let header = self.offloads.rx_header(gso, checksum);
-        let parts = [&header[..], frame];
+        let parts = (&header, frame);
         let total = NET_HDR_LEN + frame.len();
         let mergeable = self.offloads.mergeable;
         let Some(head) = ring.pop() else {
@@ -595,24 +595,25 @@ fn copy_out(
     (whole && ok).then_some(at)
 }
 
-/// Writes the bytes of `parts`, one after the other, from offset `from` on into the writable
+/// Writes the bytes of `parts` (a virtio-net header, of fixed size so that it is written without
+/// a call to `memcpy`, and a frame), one after the other, from offset `from` on into the writable
 /// chain at `head`, as many as it holds. Returns how many, and the guest address and length of
 /// the chain's first buffer; `None` if the chain is broken, not writable or leaves guest memory.
 fn write_chain(
     ring: &SplitRing,
     map: &GuestMap,
     head: u16,
-    parts: [&[u8]; 2],
+    parts: (&[u8; NET_HDR_LEN], &[u8]),
     from: usize,
 ) -> Option<(usize, (u64, usize))> {
-    let total = parts[0].len() + parts[1].len();
+    let total = NET_HDR_LEN + parts.1.len();
     // The usual case: the whole frame fits the chain's one buffer.
     let whole = (from == 0)
         .then(|| lone_buffer(ring, map, head, true))
         .flatten()
         .filter(|(_, span)| span.size() >= total);
     if let Some((d, span)) = whole {
-        let ok = span.write(0, parts[0]) && span.write(parts[0].len(), parts[1]);
+        let ok = span.write(0, parts.0) && span.write(NET_HDR_LEN, parts.1);
         return ok.then_some((total, (d.addr, span.size())));
     }
     let (mut done, mut first, mut ok) = (from, None, true);
@@ -624,9 +625,9 @@ fn write_chain(
         let (mut addr, mut room) = (d.addr, d.len as usize);
         first = first.or(Some((addr, room)));
         while ok && room > 0 && done < total {
-            let src = match done.checked_sub(parts[0].len()) {
-                None => &parts[0][done..],
-                Some(at) => &parts[1][at..],
+            let src = match done.checked_sub(NET_HDR_LEN) {
+                None => &parts.0[done..],
+                Some(at) => &parts.1[at..],
             };
             let n = src.len().min(room);
             ok = map.write(addr, &src[..n]);
