@@ -82,25 +82,40 @@ pub struct LoopResult {
     pub totals: Vec<(u64, u64)>,
     /// The loop's layout.
     pub shape: Shape,
-    /// brink only: its worker's busy time (polls that moved frames, wall clock) per frame it
-    /// received, in nanoseconds.
-    pub worker_ns_per_frame: Option<f64>,
+    /// brink only: how its workers' polls went over the whole loop.
+    pub worker: Option<WorkerLoad>,
 }
 
-/// brink's workers' busy time per frame received, from `stats`.
-fn worker_ns_per_frame(d: &Daemon) -> Result<Option<f64>, BenchError> {
+/// How brink's workers spent a loop, from `stats`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct WorkerLoad {
+    /// Busy time (polls that moved frames, wall clock) per frame received, in nanoseconds.
+    pub ns_per_frame: f64,
+    /// Frames received per batch the pipeline ran: 32 when the worker is the loop's
+    /// bottleneck, fewer when it waits on the other side.
+    pub frames_per_batch: f64,
+}
+
+/// brink's workers' busy time and batch size over the frames received, from `stats`.
+fn worker_load(d: &Daemon) -> Result<Option<WorkerLoad>, BenchError> {
     let text = d.ctl_ok(&["--json", "stats"])?;
     let stats: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| BenchError::Config(format!("stats: {e}")))?;
-    let busy: u64 = stats["workers"]
-        .as_array()
-        .map(|workers| workers.iter().filter_map(|w| w["busy_ns"].as_u64()).sum())
-        .unwrap_or(0);
+    let workers = |field: &str| -> u64 {
+        stats["workers"]
+            .as_array()
+            .map(|workers| workers.iter().filter_map(|w| w[field].as_u64()).sum())
+            .unwrap_or(0)
+    };
     let frames: u64 = stats["ports"]
         .as_array()
         .map(|ports| ports.iter().filter_map(|p| p["rx_packets"].as_u64()).sum())
         .unwrap_or(0);
-    Ok((frames > 0).then(|| busy as f64 / frames as f64))
+    let (busy, batches) = (workers("busy_ns"), workers("batches"));
+    Ok((frames > 0 && batches > 0).then(|| WorkerLoad {
+        ns_per_frame: busy as f64 / frames as f64,
+        frames_per_batch: frames as f64 / batches as f64,
+    }))
 }
 
 /// Open vSwitch's flows: everything NORMAL, or IP through conntrack zone 1 first.
@@ -169,12 +184,12 @@ pub fn run_loop(
     std::thread::sleep(SETTLE / 4);
     let log = dir.join("testpmd.log");
     // The switch runs until testpmd has stopped and printed its totals.
-    let (ports, worker_ns): (Vec<Forwarded>, _) = match system {
+    let (ports, worker): (Vec<Forwarded>, _) = match system {
         LoopSystem::Brink | LoopSystem::BrinkL2 => {
             let filtered = system == LoopSystem::Brink;
             let brinkd = brink(&dir.join("brinkd"), &sockets, filtered, shape)?;
             let ports = run.finish(devices.len(), &log)?;
-            (ports, worker_ns_per_frame(&brinkd)?)
+            (ports, worker_load(&brinkd)?)
         }
         LoopSystem::OvsNormal | LoopSystem::OvsCt => {
             let _ovs = Ovs::start_dpdk(
@@ -197,7 +212,7 @@ pub fn run_loop(
         round_trip_ns: [before, after],
         totals: ports.iter().map(|p| (p.rx, p.tx)).collect(),
         shape: shape.clone(),
-        worker_ns_per_frame: worker_ns,
+        worker,
     })
 }
 
@@ -245,8 +260,8 @@ pub fn run_all(
 /// brink's ratios to Open vSwitch-DPDK (the issue's goals: 2x `ovs-ct`, 1x `ovs-normal`).
 pub fn markdown(results: &[LoopResult]) -> String {
     let mut out = String::from(
-        "| round | switch | queue pairs | brink cores | Mpps | Mpps per period | cross-core ns before/after | worker ns/frame | testpmd rx/tx per port |\n\
-         |---:|---|---:|---|---:|---|---|---:|---|\n",
+        "| round | switch | queue pairs | brink cores | Mpps | Mpps per period | cross-core ns before/after | worker ns/frame | frames/batch | testpmd rx/tx per port |\n\
+         |---:|---|---:|---|---:|---|---|---:|---:|---|\n",
     );
     for r in results {
         let totals: Vec<String> = r
@@ -254,9 +269,15 @@ pub fn markdown(results: &[LoopResult]) -> String {
             .iter()
             .map(|(rx, tx)| format!("{rx}/{tx}"))
             .collect();
-        let ns = r
-            .worker_ns_per_frame
-            .map_or_else(|| "-".to_string(), |ns| format!("{ns:.0}"));
+        let (ns, batch) = r.worker.map_or_else(
+            || ("-".to_string(), "-".to_string()),
+            |w| {
+                (
+                    format!("{:.0}", w.ns_per_frame),
+                    format!("{:.1}", w.frames_per_batch),
+                )
+            },
+        );
         let cores = match r.system {
             LoopSystem::Brink | LoopSystem::BrinkL2 => r.shape.brink_cores.as_str(),
             LoopSystem::OvsNormal | LoopSystem::OvsCt => "-",
@@ -270,7 +291,7 @@ pub fn markdown(results: &[LoopResult]) -> String {
             .round_trip_ns
             .map(|ns| ns.map_or_else(|| "-".to_string(), |ns| format!("{ns:.0}")));
         out.push_str(&format!(
-            "| {} | {:?} | {} | {cores} | {:.2} | {} | {} | {ns} | {} |\n",
+            "| {} | {:?} | {} | {cores} | {:.2} | {} | {} | {ns} | {batch} | {} |\n",
             r.round,
             r.system,
             r.shape.queues,
@@ -337,7 +358,7 @@ mod tests {
                 queues: 1,
                 brink_cores: "1".into(),
             },
-            worker_ns_per_frame: None,
+            worker: None,
         }
     }
 
