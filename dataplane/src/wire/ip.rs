@@ -2,10 +2,11 @@
 //!
 //! One pass over the bytes after the Ethernet header yields a [`Parsed`]: a well-formed packet,
 //! whose [`Flow`] (what port security and security-group rules read) and conntrack [`Packet`]
-//! are written straight to the caller's [`Out`], a malformed header, or a bad checksum (IPv4 header, TCP, UDP, ICMP, ICMPv6; see
-//! [`super::checksum`]). A transport checksum the sender said it left partial (a vhost-user
-//! guest's `NEEDS_CSUM`) is not summed ([`parse_partial`]): it must be the checksum field of the
-//! TCP or UDP header. Every view checks its length once; nothing here can panic on any input.
+//! are written straight to the caller's [`Out`], a malformed header, or a bad checksum (IPv4
+//! header, TCP, UDP, ICMP, ICMPv6; see [`super::checksum`]). A transport checksum the sender
+//! said it left partial (a vhost-user guest's `NEEDS_CSUM`) is not summed ([`parse_partial`]):
+//! it must be the checksum field of the TCP or UDP header. Every view checks its length once;
+//! nothing here can panic on any input.
 
 use brink_conntrack::key::proto;
 use brink_conntrack::{Addr, Packet, TcpSegment, Tuple, L4};
