@@ -5,7 +5,7 @@
 
 use brink_dataplane::wire::checksum::{pseudo_header, segment};
 use brink_dataplane::wire::ip;
-use brink_dataplane::wire::EtherType;
+use brink_dataplane::wire::{EtherType, L3};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 
@@ -36,10 +36,10 @@ fn bench(c: &mut Criterion) {
             b.iter(|| segment(black_box(&sum), black_box(seg), field))
         });
         g.bench_function(format!("parse_{name}"), |b| {
-            let (mut flow, mut ct) = (ip::Flow::default(), None);
+            let (mut l3, mut ct) = (L3::Other, None);
             b.iter(|| {
                 let out = ip::Out {
-                    flow: &mut flow,
+                    l3: &mut l3,
                     ct: &mut ct,
                 };
                 ip::parse(EtherType::Ipv4, black_box(&p), 1, out)

@@ -59,9 +59,8 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
         b.peer[i] = NO_PORT;
         let header = (bytes.len() - eth.payload().len()) as u16;
         let partial = backend.checksum(&b.frames[i]).partial();
-        let mut flow = Flow::default();
         let out = Out {
-            flow: &mut flow,
+            l3: &mut b.l3[i],
             ct: &mut b.ct[i],
         };
         let parsed = match (eth.ethertype(), partial) {
@@ -88,7 +87,6 @@ pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
         };
         match parsed {
             Some(Parsed::Ip(fix)) => {
-                b.l3[i] = L3::Ip(flow);
                 if !b.track {
                     b.ct[i] = None;
                 }

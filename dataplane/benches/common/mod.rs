@@ -13,7 +13,7 @@ use brink_dataplane::firewall::FrameGate;
 use brink_dataplane::port::memory::{MemBackend, MemPort};
 use brink_dataplane::snapshot::{NetworkId, PortEntry, Snapshot, SnapshotCell};
 use brink_dataplane::wire::ip::{self, Parsed};
-use brink_dataplane::wire::{EtherType, MacAddr};
+use brink_dataplane::wire::{EtherType, MacAddr, L3};
 use brink_dataplane::worker::{self, Command, Shared, Worker, WorkerConfig};
 use crossbeam_channel::bounded;
 
@@ -110,13 +110,13 @@ fn tcp_frames(i: usize, one_vm: bool) -> [Vec<u8>; 5] {
 
 /// What conntrack is told about `frame`, and the flow the rules judge.
 fn conntrack_view(frame: &[u8]) -> (Packet, ip::Flow) {
-    let (mut flow, mut ct) = (ip::Flow::default(), None);
+    let (mut l3, mut ct) = (L3::Other, None);
     let out = ip::Out {
-        flow: &mut flow,
+        l3: &mut l3,
         ct: &mut ct,
     };
-    match (ip::parse(EtherType::Ipv4, &frame[14..], 1, out), ct) {
-        (Some(Parsed::Ip(_)), Some(packet)) => (packet, flow),
+    match (ip::parse(EtherType::Ipv4, &frame[14..], 1, out), ct, l3) {
+        (Some(Parsed::Ip(_)), Some(packet), L3::Ip(flow)) => (packet, flow),
         other => panic!("not a tracked IPv4 frame: {other:?}"),
     }
 }

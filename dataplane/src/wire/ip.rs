@@ -12,7 +12,7 @@ use brink_conntrack::key::proto;
 use brink_conntrack::{Addr, Packet, TcpSegment, Tuple, L4};
 
 use super::checksum::{self, Partial, Verdict};
-use super::EtherType;
+use super::{EtherType, L3};
 
 /// ICMPv6 types port security and the firewall treat specially.
 pub mod icmpv6 {
@@ -122,8 +122,8 @@ pub enum Parsed {
 /// Where parsing writes a well-formed packet (the frame's slots in its batch, so that nothing
 /// is built twice); both are left alone unless the packet parses as [`Parsed::Ip`].
 pub struct Out<'a> {
-    /// What port security and the rules match on.
-    pub flow: &'a mut Flow,
+    /// What port security and the rules match on: [`L3::Ip`] with the packet's [`Flow`].
+    pub l3: &'a mut L3,
     /// What conntrack is told about the packet (`None`: neighbour discovery and MLD, which
     /// pass untracked).
     pub ct: &'a mut Option<Packet>,
@@ -185,7 +185,7 @@ const TCP_CHECKSUM_AT: usize = 16;
 const UDP_CHECKSUM_AT: usize = 6;
 
 /// The network-layer facts transport parsing needs.
-struct L3<'a> {
+struct Net<'a> {
     src: Addr,
     dst: Addr,
     proto: u8,
@@ -205,7 +205,7 @@ struct L3<'a> {
     trusted: bool,
 }
 
-impl L3<'_> {
+impl Net<'_> {
     /// Whether `partial` (offsets from the start of the IP header) is the checksum field of
     /// this unfragmented packet's TCP or UDP header.
     fn is_checksum_field(&self, partial: Partial) -> bool {
@@ -243,7 +243,7 @@ fn addr<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
 /// An IPv4 header; `buf` may be longer than the packet (Ethernet padding) or, for a packet
 /// quoted in an ICMP error, shorter (then `payload` is what is there). The fixed 20 bytes are
 /// read from one array after one length check.
-fn ipv4(buf: &[u8]) -> Option<L3<'_>> {
+fn ipv4(buf: &[u8]) -> Option<Net<'_>> {
     let h: &[u8; 20] = buf.first_chunk()?;
     let ihl = usize::from(h[0] & 0x0f) * 4;
     if h[0] >> 4 != 4 || ihl < 20 || buf.len() < ihl {
@@ -255,7 +255,7 @@ fn ipv4(buf: &[u8]) -> Option<L3<'_>> {
     }
     let end = total.min(buf.len());
     let frag = u16::from_be_bytes([h[6], h[7]]);
-    Some(L3 {
+    Some(Net {
         src: Addr::v4([h[12], h[13], h[14], h[15]]),
         dst: Addr::v4([h[16], h[17], h[18], h[19]]),
         proto: h[9],
@@ -273,7 +273,7 @@ fn ipv4(buf: &[u8]) -> Option<L3<'_>> {
 /// Extension headers followed before giving up.
 const MAX_EXT_HEADERS: usize = 8;
 
-fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
+fn ipv6(buf: &[u8]) -> Option<Net<'_>> {
     if buf.first()? >> 4 != 6 || buf.len() < 40 {
         return None;
     }
@@ -302,7 +302,7 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
     if off > end {
         return None;
     }
-    Some(L3 {
+    Some(Net {
         src: Addr(addr(buf, 8)?),
         dst: Addr(addr(buf, 24)?),
         proto: next,
@@ -318,7 +318,7 @@ fn ipv6(buf: &[u8]) -> Option<L3<'_>> {
 }
 
 /// Parses the transport header of `l3` into `out`.
-fn transport(l3: &L3<'_>, zone: u16, out: Out<'_>) -> Parsed {
+fn transport(l3: &Net<'_>, zone: u16, out: Out<'_>) -> Parsed {
     let mut flow = Flow {
         v6: l3.v6,
         proto: l3.proto,
@@ -364,7 +364,7 @@ fn transport(l3: &L3<'_>, zone: u16, out: Out<'_>) -> Parsed {
                 _ => {}
             }
         }
-        (*out.flow, *out.ct) = (flow, Some(packet(L4::Fragment)));
+        (*out.l3, *out.ct) = (L3::Ip(flow), Some(packet(L4::Fragment)));
         return Parsed::Ip(None);
     }
     let (ports, l4) = match (l3.proto, l3.v6) {
@@ -408,7 +408,7 @@ fn transport(l3: &L3<'_>, zone: u16, out: Out<'_>) -> Parsed {
                     len: l3.len,
                 })
             };
-            (*out.flow, *out.ct) = (flow, ct);
+            (*out.l3, *out.ct) = (L3::Ip(flow), ct);
             return Parsed::Ip(fix);
         }
         _ => ((0, 0), L4::Other),
@@ -416,10 +416,21 @@ fn transport(l3: &L3<'_>, zone: u16, out: Out<'_>) -> Parsed {
     let Ok(fix) = checksum(l3) else {
         return Parsed::BadChecksum;
     };
-    (flow.sport, flow.dport) = ports;
-    let mut pkt = packet(l4);
-    (pkt.tuple.sport, pkt.tuple.dport) = ports;
-    (*out.flow, *out.ct) = (flow, Some(pkt));
+    let (sport, dport) = ports;
+    *out.l3 = L3::Ip(Flow {
+        sport,
+        dport,
+        ..flow
+    });
+    *out.ct = Some(Packet {
+        tuple: Tuple {
+            sport,
+            dport,
+            ..tuple
+        },
+        l4,
+        len: l3.len,
+    });
     Parsed::Ip(fix)
 }
 
@@ -441,8 +452,9 @@ struct BadChecksum;
 /// Checks the transport checksum of an unfragmented packet: complete and correct, or partial
 /// where senders offload it (TCP and UDP; then the completion is returned). IPv4 UDP may carry
 /// none (0); protocols whose checksum brink does not verify pass, and so does a checksum the
-/// sender said it left partial (`trusted`).
-fn checksum(l3: &L3<'_>) -> Result<Option<Fixup>, BadChecksum> {
+/// sender said it left partial (`trusted`). Inlined: for the usual packet it is a few tests.
+#[inline(always)]
+fn checksum(l3: &Net<'_>) -> Result<Option<Fixup>, BadChecksum> {
     if l3.trusted {
         return Ok(None);
     }
@@ -584,16 +596,17 @@ mod tests {
     }
 
     fn seen(run: impl FnOnce(Out<'_>) -> Option<Parsed>) -> Option<Seen> {
-        let (mut flow, mut ct) = (Flow::default(), None);
+        let (mut l3, mut ct) = (L3::Other, None);
         let parsed = run(Out {
-            flow: &mut flow,
+            l3: &mut l3,
             ct: &mut ct,
         })?;
-        Some(match parsed {
-            Parsed::Ip(fix) => Seen::Ip(flow, ct, fix),
-            Parsed::Malformed => Seen::Malformed,
-            Parsed::BadChecksum => Seen::BadChecksum,
-            Parsed::BadOffload => Seen::BadOffload,
+        Some(match (parsed, l3) {
+            (Parsed::Ip(fix), L3::Ip(flow)) => Seen::Ip(flow, ct, fix),
+            (Parsed::Ip(_), other) => panic!("a well-formed packet written as {other:?}"),
+            (Parsed::Malformed, _) => Seen::Malformed,
+            (Parsed::BadChecksum, _) => Seen::BadChecksum,
+            (Parsed::BadOffload, _) => Seen::BadOffload,
         })
     }
 
