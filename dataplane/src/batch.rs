@@ -76,6 +76,15 @@ pub struct Batch<F> {
     pub verdicts: [Verdict; BATCH_SIZE],
 }
 
+impl<F> Batch<F> {
+    /// The indexes of the frames in use, `0..len`; capped at [`BATCH_SIZE`], so that indexing
+    /// the batch's arrays with them needs no bounds check.
+    #[inline]
+    pub fn indexes(&self) -> std::ops::Range<usize> {
+        0..self.len.min(BATCH_SIZE)
+    }
+}
+
 impl<F: Copy + Default> Default for Batch<F> {
     fn default() -> Self {
         Batch {

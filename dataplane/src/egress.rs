@@ -289,10 +289,10 @@ impl<B: Backend> Egress<B> {
         }
     }
 
-    #[inline]
     /// Stages `frame`, `len` bytes long, for local port `to`; for a logical VLAN port, tagged
     /// on its trunk.
-    fn stage(&mut self, to: PortId, mut frame: B::Frame, len: usize) {
+    #[inline(always)]
+    fn stage(&mut self, to: PortId, frame: B::Frame, len: usize) {
         if self.target.traffic_of(to) {
             let bytes = self.backend.bytes(&frame);
             self.capture.record(self.now_ns, Way::Out, bytes);
@@ -306,12 +306,7 @@ impl<B: Backend> Egress<B> {
             // Counted as sent once handed to the trunk, whose counters see what it sends.
             port.counters.tx_packets.add_shared(1);
             port.counters.tx_bytes.add_shared(len as u64);
-            if !trunk::tag(&mut self.backend, &mut frame, v.vid) {
-                self.counters.drops.add(DropReason::NoTagRoom, 1);
-                self.backend.free(frame);
-                return;
-            }
-            return self.stage(v.trunk, frame, len + TAG_LEN);
+            return self.stage_tagged(v, frame, len);
         }
         if port.staged_len == BATCH_SIZE {
             flush_staged(&mut self.backend, &self.counters, to, port);
@@ -323,6 +318,18 @@ impl<B: Backend> Egress<B> {
         port.staged[port.staged_len] = frame;
         port.staged_len += 1;
         port.staged_bytes += len as u64;
+    }
+
+    /// Tags `frame`, `len` bytes long, for VLAN `v` and stages it on the trunk. Out of line, so
+    /// that [`stage`](Self::stage) is not recursive and is inlined where frames are sent.
+    #[inline(never)]
+    fn stage_tagged(&mut self, v: VlanPort, mut frame: B::Frame, len: usize) {
+        if !trunk::tag(&mut self.backend, &mut frame, v.vid) {
+            self.counters.drops.add(DropReason::NoTagRoom, 1);
+            self.backend.free(frame);
+            return;
+        }
+        self.stage(v.trunk, frame, len + TAG_LEN)
     }
 
     /// Hands every staged frame to the backend.

@@ -35,7 +35,7 @@ use crate::wire::{arp, nd, EtherType, EthernetFrame, L3};
 /// checksum field.
 pub fn parse<B: Backend>(b: &mut Batch<B::Frame>, backend: &B) {
     b.rx_bytes = 0;
-    for i in 0..b.len {
+    for i in b.indexes() {
         let bytes = backend.bytes(&b.frames[i]);
         b.rx_bytes += bytes.len() as u64;
         b.l3[i] = L3::Other;
@@ -114,7 +114,7 @@ pub fn port_security<F>(b: &mut Batch<F>, snap: &Snapshot) {
         return;
     };
     let mut last: Option<(usize, Result<(), DropReason>)> = None;
-    for i in 0..b.len {
+    for i in b.indexes() {
         if matches!(b.verdicts[i], Verdict::Drop(_)) {
             continue;
         }
@@ -145,7 +145,7 @@ pub fn port_security<F>(b: &mut Batch<F>, snap: &Snapshot) {
 pub fn l2<F>(b: &mut Batch<F>, fdb: &mut Fdb, now: Instant, wc: &WorkerCounters) {
     let in_port = b.in_port;
     let mut last: Option<(FlowKey, Learn, Verdict)> = None;
-    for i in 0..b.len {
+    for i in b.indexes() {
         if matches!(b.verdicts[i], Verdict::Drop(_)) {
             continue;
         }
@@ -219,7 +219,7 @@ pub fn neighbour_responder<B: Backend>(
     if !snap.answers_neighbours() {
         return;
     }
-    for i in 0..b.len {
+    for i in b.indexes() {
         if b.verdicts[i] != Verdict::Flood {
             continue;
         }
@@ -385,7 +385,7 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot, worker: usize) {
         return;
     }
     let sender_trusts = firewall::trusts_conntrack(snap, b.in_port);
-    for i in 0..b.len {
+    for i in b.indexes() {
         if matches!(b.verdicts[i], Verdict::Drop(_)) {
             continue;
         }
@@ -426,7 +426,7 @@ pub fn rules<F>(b: &mut Batch<F>, snap: &Snapshot, worker: usize) {
 /// whatever their offload settings. (A checksum the port said was partial is completed at
 /// egress, only for the destinations that need it.)
 pub fn finish_checksums<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B) {
-    for i in 0..b.len {
+    for i in b.indexes() {
         if let (Some(fix), false) = (b.fix[i], matches!(b.verdicts[i], Verdict::Drop(_))) {
             backend.patch(&mut b.frames[i], usize::from(fix.at), &fix.bytes);
             backend.set_checksum(&mut b.frames[i], Checksum::Valid);
@@ -438,7 +438,7 @@ pub fn finish_checksums<B: Backend>(b: &mut Batch<B::Frame>, backend: &mut B) {
 /// worker), floods are copied to each other port of the network, drops are counted and freed.
 pub fn tx<B: Backend>(b: &Batch<B::Frame>, egress: &mut Egress<B>, snap: &Snapshot) {
     let in_port = b.in_port;
-    for i in 0..b.len {
+    for i in b.indexes() {
         let frame = b.frames[i];
         match b.verdicts[i] {
             Verdict::Forward(to) => egress.send(in_port, to, frame, snap),

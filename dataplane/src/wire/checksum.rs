@@ -89,7 +89,7 @@ pub enum Verdict {
 
 /// Whether an IPv4 header (options included) carries a correct header checksum. The usual
 /// header, without options, is summed as its five 32-bit words.
-#[inline]
+#[inline(always)]
 pub fn ipv4_header_ok(header: &[u8]) -> bool {
     match <&[u8; 20]>::try_from(header) {
         Ok(h) => {

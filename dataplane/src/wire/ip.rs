@@ -317,7 +317,9 @@ fn ipv6(buf: &[u8]) -> Option<Net<'_>> {
     })
 }
 
-/// Parses the transport header of `l3` into `out`.
+/// Parses the transport header of `l3` into `out`. Inlined into [`parse`] and
+/// [`parse_partial`]: it runs on every inspected IP packet.
+#[inline(always)]
 fn transport(l3: &Net<'_>, zone: u16, out: Out<'_>) -> Parsed {
     let mut flow = Flow {
         v6: l3.v6,
