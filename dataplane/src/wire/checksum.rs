@@ -9,7 +9,8 @@
 //! Pseudo-headers are summed with etherparse's `Sum16BitWords`; segments with [`sum`], which
 //! adds 32-bit words into four 64-bit lanes the compiler vectorises: on a full-size frame it is
 //! several times faster than etherparse's word-at-a-time loop with carries (see
-//! docs/BENCHMARKS.md), and this sum runs on every inspected TCP and UDP frame.
+//! docs/BENCHMARKS.md), and this sum runs on every inspected TCP and UDP frame. The usual IPv4
+//! header, without options, is summed as its five 32-bit words.
 
 use etherparse::checksum::Sum16BitWords;
 
