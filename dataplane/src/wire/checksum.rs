@@ -30,14 +30,16 @@ pub fn sum(mut start: Sum16BitWords, bytes: &[u8]) -> Sum16BitWords {
         let (s, carry) = acc.overflowing_add(l);
         s + u64::from(carry)
     });
-    start.add_4bytes(fold(total)).add_slice(chunks.remainder())
+    start
+        .add_4bytes(fold(total).to_ne_bytes())
+        .add_slice(chunks.remainder())
 }
 
-/// A sum of 32-bit words folded to 32 bits with end-around carries, as the bytes of one word.
+/// A sum of 32-bit words folded to 32 bits with end-around carries.
 #[inline]
-fn fold(total: u64) -> [u8; 4] {
+fn fold(total: u64) -> u32 {
     let folded = (total >> 32) + (total & 0xffff_ffff);
-    (((folded >> 32) + (folded & 0xffff_ffff)) as u32).to_ne_bytes()
+    ((folded >> 32) + (folded & 0xffff_ffff)) as u32
 }
 
 /// Where a transport checksum its sender left partial lies (virtio-net's `csum_start` and
@@ -97,10 +99,9 @@ pub fn ipv4_header_ok(header: &[u8]) -> bool {
             let word =
                 |k: usize| u64::from(u32::from_ne_bytes([h[k], h[k + 1], h[k + 2], h[k + 3]]));
             let total = word(0) + word(4) + word(8) + word(12) + word(16);
-            // Folded to 16 bits with end-around carries, a correct header sums to all ones.
-            let [a, b, c, d] = fold(total);
-            let half =
-                u32::from(u16::from_ne_bytes([a, b])) + u32::from(u16::from_ne_bytes([c, d]));
+            // Folded on to 16 bits with end-around carries, a correct header sums to all ones.
+            let word = fold(total);
+            let half = (word >> 16) + (word & 0xffff);
             (half >> 16) + (half & 0xffff) == 0xffff
         }
         Err(_) => sum(Sum16BitWords::new(), header).ones_complement() == 0,

@@ -337,7 +337,7 @@ fn transport(l3: &Net<'_>, zone: u16, out: Out<'_>) -> Parsed {
         sport: 0,
         dport: 0,
     };
-    let packet = |l4| Packet {
+    let packet = |tuple, l4| Packet {
         tuple,
         l4,
         len: l3.len,
@@ -366,7 +366,7 @@ fn transport(l3: &Net<'_>, zone: u16, out: Out<'_>) -> Parsed {
                 _ => {}
             }
         }
-        (*out.l3, *out.ct) = (L3::Ip(flow), Some(packet(L4::Fragment)));
+        (*out.l3, *out.ct) = (L3::Ip(flow), Some(packet(tuple, L4::Fragment)));
         return Parsed::Ip(None);
     }
     let (ports, l4) = match (l3.proto, l3.v6) {
@@ -404,11 +404,7 @@ fn transport(l3: &Net<'_>, zone: u16, out: Out<'_>) -> Parsed {
                 let Some((tuple, l4)) = icmp(p, tuple, family) else {
                     return Parsed::Malformed;
                 };
-                Some(Packet {
-                    tuple,
-                    l4,
-                    len: l3.len,
-                })
+                Some(packet(tuple, l4))
             };
             (*out.l3, *out.ct) = (L3::Ip(flow), ct);
             return Parsed::Ip(fix);
@@ -424,15 +420,12 @@ fn transport(l3: &Net<'_>, zone: u16, out: Out<'_>) -> Parsed {
         dport,
         ..flow
     });
-    *out.ct = Some(Packet {
-        tuple: Tuple {
-            sport,
-            dport,
-            ..tuple
-        },
-        l4,
-        len: l3.len,
-    });
+    let tuple = Tuple {
+        sport,
+        dport,
+        ..tuple
+    };
+    *out.ct = Some(packet(tuple, l4));
     Parsed::Ip(fix)
 }
 
