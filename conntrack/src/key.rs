@@ -28,9 +28,11 @@ pub struct Addr(pub [u8; 16]);
 
 impl Addr {
     /// An IPv4 address.
+    #[inline]
     pub fn v4(octets: [u8; 4]) -> Self {
-        let [a, b, c, d] = octets;
-        Addr([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d])
+        // Built as one integer, so that the address is written whole, never byte by byte.
+        let mapped = 0xffff << 32 | u128::from(u32::from_be_bytes(octets));
+        Addr(mapped.to_be_bytes())
     }
 
     /// Whether this is an IPv4 address (IPv4-mapped).

@@ -68,7 +68,6 @@ impl Flow {
     /// The flow of the packet that opened the connection `original`, for rechecking it when
     /// only the connection's tuple is known. ICMP connections are echo requests.
     pub fn of_tuple(original: &Tuple) -> Flow {
-        let v6 = original.v6;
         let icmp = match original.proto {
             proto::ICMP => Some((8, 0)),
             proto::ICMPV6 => Some((128, 0)),
@@ -79,15 +78,27 @@ impl Flow {
         } else {
             (original.sport, original.dport)
         };
-        Flow {
-            v6,
-            proto: original.proto,
-            src: original.src,
-            dst: original.dst,
+        let tuple = Tuple {
             sport,
             dport,
+            ..*original
+        };
+        Flow::of_packet(&tuple, icmp, None)
+    }
+
+    /// The flow of a packet with tuple `tuple` (its zone aside), ICMP or ICMPv6 type and code
+    /// `icmp` and neighbour advertisement target `nd_target`.
+    #[inline(always)]
+    fn of_packet(tuple: &Tuple, icmp: Option<(u8, u8)>, nd_target: Option<Addr>) -> Flow {
+        Flow {
+            v6: tuple.v6,
+            proto: tuple.proto,
+            src: tuple.src,
+            dst: tuple.dst,
+            sport: tuple.sport,
+            dport: tuple.dport,
             icmp,
-            nd_target: None,
+            nd_target,
         }
     }
 }
@@ -158,25 +169,34 @@ fn parse_with(
     partial: Option<Partial>,
     out: Out<'_>,
 ) -> Option<Parsed> {
-    let l3 = match ethertype {
-        EtherType::Ipv4 => ipv4(payload),
-        EtherType::Ipv6 => ipv6(payload),
+    // Each family's header goes to its own copy of `judge`, so that neither is kept in memory
+    // for a join of the two.
+    Some(match ethertype {
+        EtherType::Ipv4 => judge(ipv4(payload), zone, partial, out),
+        EtherType::Ipv6 => judge(ipv6(payload), zone, partial, out),
         _ => return None,
-    };
-    Some(match l3 {
+    })
+}
+
+/// Judges the parsed network header `l3` (`None`: malformed) and parses its transport header
+/// into `out`.
+#[inline(always)]
+fn judge(l3: Option<Net<'_>>, zone: u16, partial: Option<Partial>, out: Out<'_>) -> Parsed {
+    match l3 {
         None => Parsed::Malformed,
         Some(l3) if !l3.v6 && !checksum::ipv4_header_ok(l3.header) => Parsed::BadChecksum,
         Some(mut l3) => {
-            // One call of `transport`, so that it is inlined as it is without offloads.
+            // One call of `transport` per family, so that it is inlined as it is without
+            // offloads.
             if let Some(p) = partial {
                 if !l3.is_checksum_field(p) {
-                    return Some(Parsed::BadOffload);
+                    return Parsed::BadOffload;
                 }
                 l3.trusted = true;
             }
             transport(&l3, zone, out)
         }
-    })
+    }
 }
 
 /// Where the checksum field lies in a TCP header.
@@ -198,6 +218,9 @@ struct Net<'a> {
     len: u32,
     /// The IPv4 header, options included (empty for IPv6).
     header: &'a [u8],
+    /// The source and destination address as the header holds them, one after the other (for
+    /// the pseudo-header sum, read from the packet rather than from `src` and `dst`).
+    addresses: &'a [u8],
     /// Offset of `payload` from the start of the IP header.
     payload_at: usize,
     payload: &'a [u8],
@@ -208,6 +231,7 @@ struct Net<'a> {
 impl Net<'_> {
     /// Whether `partial` (offsets from the start of the IP header) is the checksum field of
     /// this unfragmented packet's TCP or UDP header.
+    #[inline(always)]
     fn is_checksum_field(&self, partial: Partial) -> bool {
         let field = match self.proto {
             proto::TCP => TCP_CHECKSUM_AT,
@@ -219,12 +243,14 @@ impl Net<'_> {
     }
 
     /// The checksum verdict of the transport segment (the whole payload) whose checksum field
-    /// is at byte `field`; `pseudo` says whether the sum covers the pseudo-header.
+    /// is at byte `field`; `pseudo` says whether the sum covers the pseudo-header. Inlined, so
+    /// that the header's facts are not written out for it.
+    #[inline(always)]
     fn checksum(&self, field: usize, pseudo: bool) -> Verdict {
         let sum = if pseudo {
-            let at = if self.v6 { 0 } else { 12 };
+            let (src, dst) = self.addresses.split_at(self.addresses.len() / 2);
             let len = self.payload.len() as u16;
-            checksum::pseudo_header(&self.src.0[at..], &self.dst.0[at..], self.proto, len)
+            checksum::pseudo_header(src, dst, self.proto, len)
         } else {
             Default::default()
         };
@@ -264,6 +290,7 @@ fn ipv4(buf: &[u8]) -> Option<Net<'_>> {
         v6: false,
         len: total as u32,
         header: &buf[..ihl],
+        addresses: &h[12..20],
         payload_at: ihl,
         payload: &buf[ihl..end],
         trusted: false,
@@ -311,6 +338,7 @@ fn ipv6(buf: &[u8]) -> Option<Net<'_>> {
         v6: true,
         len: end as u32,
         header: &[],
+        addresses: buf.get(8..40)?,
         payload_at: off,
         payload: &buf[off..end],
         trusted: false,
@@ -318,15 +346,108 @@ fn ipv6(buf: &[u8]) -> Option<Net<'_>> {
 }
 
 /// Parses the transport header of `l3` into `out`. Inlined into [`parse`] and
-/// [`parse_partial`]: it runs on every inspected IP packet.
+/// [`parse_partial`]: it runs on every inspected IP packet. Each kind of packet is written out
+/// where it is recognised, so that what conntrack tracks of it is known there.
 #[inline(always)]
 fn transport(l3: &Net<'_>, zone: u16, out: Out<'_>) -> Parsed {
-    let mut flow = Flow {
-        v6: l3.v6,
-        proto: l3.proto,
-        src: l3.src,
-        dst: l3.dst,
-        ..Flow::default()
+    let p = l3.payload;
+    if l3.fragment {
+        // Conntrack does not follow fragments, but port security and stateless rules judge what
+        // the first one says of its transport header (a router advertisement or DHCP offer in
+        // a fragment is still one).
+        let (mut ports, mut icmp) = ((0, 0), None);
+        if !l3.later_fragment {
+            match (l3.proto, l3.v6) {
+                (proto::TCP | proto::UDP | proto::SCTP, _) => {
+                    if let (Some(sport), Some(dport)) = (be16(p, 0), be16(p, 2)) {
+                        ports = (sport, dport);
+                    }
+                }
+                (proto::ICMP, false) | (proto::ICMPV6, true) => icmp = icmp_fields(p, l3.v6),
+                _ => {}
+            }
+        }
+        write(l3, zone, out, ports, icmp, Some(((0, 0), L4::Fragment)));
+        return Parsed::Ip(None);
+    }
+    match (l3.proto, l3.v6) {
+        (proto::TCP, _) => {
+            let Some((sport, dport, seg)) = tcp(p) else {
+                return Parsed::Malformed;
+            };
+            let Ok(fix) = checksum(l3) else {
+                return Parsed::BadChecksum;
+            };
+            let ports = (sport, dport);
+            write(l3, zone, out, ports, None, Some((ports, L4::Tcp(seg))));
+            Parsed::Ip(fix)
+        }
+        (proto::UDP | proto::SCTP, _) => {
+            let (Some(sport), Some(dport), true) = (be16(p, 0), be16(p, 2), p.len() >= 8) else {
+                return Parsed::Malformed;
+            };
+            let Ok(fix) = checksum(l3) else {
+                return Parsed::BadChecksum;
+            };
+            let ports = (sport, dport);
+            let l4 = if l3.proto == proto::UDP {
+                L4::Udp
+            } else {
+                L4::Other
+            };
+            write(l3, zone, out, ports, None, Some((ports, l4)));
+            Parsed::Ip(fix)
+        }
+        (proto::ICMP, false) | (proto::ICMPV6, true) => {
+            let Some(fields) = icmp_fields(p, l3.v6) else {
+                return Parsed::Malformed;
+            };
+            let Ok(fix) = checksum(l3) else {
+                return Parsed::BadChecksum;
+            };
+            let kind = fields.0 .0;
+            let ct = if l3.v6 && icmpv6::is_nd_or_mld(kind) {
+                None
+            } else {
+                let family = if l3.v6 {
+                    IcmpFamily::V6
+                } else {
+                    IcmpFamily::V4
+                };
+                let Some(ct) = icmp(p, zone, family) else {
+                    return Parsed::Malformed;
+                };
+                Some(ct)
+            };
+            write(l3, zone, out, (0, 0), Some(fields), ct);
+            Parsed::Ip(fix)
+        }
+        _ => {
+            let Ok(fix) = checksum(l3) else {
+                return Parsed::BadChecksum;
+            };
+            write(l3, zone, out, (0, 0), None, Some(((0, 0), L4::Other)));
+            Parsed::Ip(fix)
+        }
+    }
+}
+
+/// Writes a well-formed packet to `out`: its flow, with `ports` and the ICMP type, code and
+/// neighbour advertisement target in `icmp`, and, unless `ct` is `None` (untracked), its
+/// conntrack packet, with the tuple's ports and protocol details `ct` gives. Inlined where
+/// each kind of packet is written, so that the protocol details are written as that kind.
+#[inline(always)]
+fn write(
+    l3: &Net<'_>,
+    zone: u16,
+    out: Out<'_>,
+    (sport, dport): (u16, u16),
+    icmp: Option<((u8, u8), Option<Addr>)>,
+    ct: Option<((u16, u16), L4)>,
+) {
+    let (icmp, nd_target) = match icmp {
+        Some((kind_code, target)) => (Some(kind_code), target),
+        None => (None, None),
     };
     let tuple = Tuple {
         zone,
@@ -334,99 +455,19 @@ fn transport(l3: &Net<'_>, zone: u16, out: Out<'_>) -> Parsed {
         proto: l3.proto,
         src: l3.src,
         dst: l3.dst,
-        sport: 0,
-        dport: 0,
+        sport,
+        dport,
     };
-    let packet = |tuple, l4| Packet {
-        tuple,
+    *out.l3 = L3::Ip(Flow::of_packet(&tuple, icmp, nd_target));
+    *out.ct = ct.map(|((sport, dport), l4)| Packet {
+        tuple: Tuple {
+            sport,
+            dport,
+            ..tuple
+        },
         l4,
         len: l3.len,
-    };
-    let p = l3.payload;
-    if l3.fragment {
-        // Conntrack does not follow fragments, but port security and stateless rules judge what
-        // the first one says of its transport header (a router advertisement or DHCP offer in
-        // a fragment is still one).
-        if !l3.later_fragment {
-            let is_icmp = matches!(
-                (l3.proto, l3.v6),
-                (proto::ICMP, false) | (proto::ICMPV6, true)
-            );
-            match l3.proto {
-                proto::TCP | proto::UDP | proto::SCTP => {
-                    if let (Some(sport), Some(dport)) = (be16(p, 0), be16(p, 2)) {
-                        (flow.sport, flow.dport) = (sport, dport);
-                    }
-                }
-                _ if is_icmp => {
-                    if let Some((kind_code, target)) = icmp_fields(p, l3.v6) {
-                        (flow.icmp, flow.nd_target) = (Some(kind_code), target);
-                    }
-                }
-                _ => {}
-            }
-        }
-        (*out.l3, *out.ct) = (L3::Ip(flow), Some(packet(tuple, L4::Fragment)));
-        return Parsed::Ip(None);
-    }
-    let (ports, l4) = match (l3.proto, l3.v6) {
-        (proto::TCP, _) => match tcp(p) {
-            Some((sport, dport, seg)) => ((sport, dport), L4::Tcp(seg)),
-            None => return Parsed::Malformed,
-        },
-        (proto::UDP | proto::SCTP, _) => match (be16(p, 0), be16(p, 2)) {
-            (Some(sport), Some(dport)) if p.len() >= 8 => {
-                let l4 = if l3.proto == proto::UDP {
-                    L4::Udp
-                } else {
-                    L4::Other
-                };
-                ((sport, dport), l4)
-            }
-            _ => return Parsed::Malformed,
-        },
-        (proto::ICMP, false) | (proto::ICMPV6, true) => {
-            let family = if l3.v6 {
-                IcmpFamily::V6
-            } else {
-                IcmpFamily::V4
-            };
-            let Some(((kind, code), target)) = icmp_fields(p, l3.v6) else {
-                return Parsed::Malformed;
-            };
-            let Ok(fix) = checksum(l3) else {
-                return Parsed::BadChecksum;
-            };
-            (flow.icmp, flow.nd_target) = (Some((kind, code)), target);
-            let ct = if l3.v6 && icmpv6::is_nd_or_mld(kind) {
-                None
-            } else {
-                let Some((tuple, l4)) = icmp(p, tuple, family) else {
-                    return Parsed::Malformed;
-                };
-                Some(packet(tuple, l4))
-            };
-            (*out.l3, *out.ct) = (L3::Ip(flow), ct);
-            return Parsed::Ip(fix);
-        }
-        _ => ((0, 0), L4::Other),
-    };
-    let Ok(fix) = checksum(l3) else {
-        return Parsed::BadChecksum;
-    };
-    let (sport, dport) = ports;
-    *out.l3 = L3::Ip(Flow {
-        sport,
-        dport,
-        ..flow
     });
-    let tuple = Tuple {
-        sport,
-        dport,
-        ..tuple
-    };
-    *out.ct = Some(packet(tuple, l4));
-    Parsed::Ip(fix)
 }
 
 /// An ICMP or ICMPv6 message's type and code, and a neighbour advertisement's target; `None` if
@@ -519,8 +560,9 @@ enum IcmpFamily {
     V6,
 }
 
-/// An ICMP or ICMPv6 message: echoes keyed by identifier, errors with the packet they quote.
-fn icmp(p: &[u8], mut tuple: Tuple, family: IcmpFamily) -> Option<(Tuple, L4)> {
+/// An ICMP or ICMPv6 message in conntrack zone `zone`, as its tuple's ports and what conntrack
+/// tracks: echoes keyed by identifier, errors with the packet they quote.
+fn icmp(p: &[u8], zone: u16, family: IcmpFamily) -> Option<((u16, u16), L4)> {
     let kind = *p.first()?;
     if p.len() < 8 {
         return None;
@@ -531,17 +573,11 @@ fn icmp(p: &[u8], mut tuple: Tuple, family: IcmpFamily) -> Option<(Tuple, L4)> {
     };
     if kind == echo_request || kind == echo_reply {
         let id = be16(p, 4)?;
-        tuple.sport = id;
-        tuple.dport = id;
-        return Some((
-            tuple,
-            L4::IcmpEcho {
-                reply: kind == echo_reply,
-            },
-        ));
+        let reply = kind == echo_reply;
+        return Some(((id, id), L4::IcmpEcho { reply }));
     }
     if !is_error {
-        return Some((tuple, L4::Other));
+        return Some(((0, 0), L4::Other));
     }
     // The quoted packet: its IP header and at least the first 8 bytes of its transport header.
     let quoted = &p[8..];
@@ -550,7 +586,7 @@ fn icmp(p: &[u8], mut tuple: Tuple, family: IcmpFamily) -> Option<(Tuple, L4)> {
         IcmpFamily::V6 => ipv6(quoted)?,
     };
     let mut q = Tuple {
-        zone: tuple.zone,
+        zone,
         v6: inner.v6,
         proto: inner.proto,
         src: inner.src,
@@ -571,7 +607,7 @@ fn icmp(p: &[u8], mut tuple: Tuple, family: IcmpFamily) -> Option<(Tuple, L4)> {
         }
         _ => {}
     }
-    Some((tuple, L4::IcmpError { quoted: q }))
+    Some(((0, 0), L4::IcmpError { quoted: q }))
 }
 
 #[cfg(test)]
