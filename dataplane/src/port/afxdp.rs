@@ -28,7 +28,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::jumbo::{Gso, JumboPool};
 use super::offload::Checksum;
-use super::vhost::rings::{Sink, Taken, PUBLISH_EVERY};
+use super::vhost::rings::{Sink, Taken, SHOW_EVERY_BYTES};
 use super::vhost::{VhostMode, VhostPorts, VhostQueues};
 use super::{Backend, PortError, PortMode, PortSpec, QueueStats, SocketStats, BUFFER_LEN};
 use crate::counters::DropReason;
@@ -810,7 +810,7 @@ impl Backend for XdpBackend {
         if let Some(port) = self.vhost.get_mut(id) {
             let rings = port.rings();
             rings.prepare_send(frames.len());
-            let mut taken = 0;
+            let (mut taken, mut unshown) = (0, 0);
             for frame in frames {
                 let gso = match *frame {
                     XdpFrame::Jumbo { slot, .. } => self.jumbo.gso(slot),
@@ -821,8 +821,10 @@ impl Backend for XdpBackend {
                     break;
                 }
                 taken += 1;
-                if taken % PUBLISH_EVERY == 0 {
+                unshown += bytes.len();
+                if unshown >= SHOW_EVERY_BYTES {
                     rings.show_sent();
+                    unshown = 0;
                 }
             }
             rings.flush_sent();

@@ -5,7 +5,8 @@
 //! receive queue: one chain per frame, or as many as the frame needs with mergeable receive
 //! buffers (`VIRTIO_NET_F_MRG_RXBUF`). The rings are read and written in place ([`vring`]),
 //! guest addresses through [`guest`]'s region table; the used index is published, and the guest
-//! interrupted, once per batch (every [`PUBLISH_EVERY`] frames sent to the guest).
+//! interrupted, once per batch (and the used index shown every [`SHOW_EVERY_BYTES`] sent to
+//! the guest within it).
 //!
 //! Offloads ride on the virtio-net header in front of every frame. A checksum the guest left
 //! partial (`NEEDS_CSUM`) stays partial: the frame carries where it lies ([`Checksum`]), parse
@@ -49,10 +50,12 @@ use crate::wire::checksum::Partial;
 
 /// Bytes of the virtio-net header in front of every frame (`struct virtio_net_hdr_v1`).
 pub const NET_HDR_LEN: usize = 12;
-/// Frames sent to a guest between showings of its used index within one batch
-/// ([`Rings::show_sent`]), so that the guest can start on the first frames while the worker
-/// copies the rest.
-pub const PUBLISH_EVERY: usize = 8;
+/// Bytes sent to a guest between showings of its used index within one batch
+/// ([`Rings::show_sent`]): the guest starts on the first large frames while the worker copies
+/// the rest, and sees small ones once per batch. Each showing moves the index's cache line to
+/// the guest's core and back, so it is worth it only after copying this much (measured in
+/// docs/BENCHMARKS.md).
+pub const SHOW_EVERY_BYTES: usize = 32 * 1024;
 /// Where the header's checksum start (`csum_start`) and offset (`csum_offset`) are.
 const CSUM_START_AT: usize = 6;
 const CSUM_OFFSET_AT: usize = 8;
