@@ -198,11 +198,13 @@ impl SplitRing {
         Some(head)
     }
 
-    /// Starts loading what the next `n` chains will touch (their head descriptors, then the
-    /// first bytes of their buffers), so that a batch's cache misses on memory the guest wrote
-    /// last overlap instead of coming one after the other. Takes nothing from the ring.
+    /// Starts loading what the next `n` chains will touch (the used-ring lines their entries go
+    /// to, their head descriptors, then the first bytes of their buffers), so that a batch's
+    /// cache misses on memory the guest wrote or read last overlap instead of coming one after
+    /// the other. Takes nothing from the ring.
     pub fn prefetch(&mut self, map: &GuestMap, n: usize) {
         let n = self.available().min(u16::try_from(n).unwrap_or(u16::MAX));
+        self.prefetch_used(n);
         for k in 0..n {
             let head = usize::from(self.peek(k) & (self.size - 1));
             prefetch(self.desc.wrapping_add(DESC_LEN * head), false);
@@ -218,6 +220,29 @@ impl SplitRing {
                 if (end as usize) / CACHE_LINE != (at as usize) / CACHE_LINE {
                     prefetch(end, write);
                 }
+            }
+        }
+    }
+
+    /// Starts loading, for writing, the used-ring lines the next `n` used entries go to: the
+    /// guest read them last, so each would otherwise wait for its line to come back from the
+    /// guest's core when it is written (measured in docs/BENCHMARKS.md).
+    fn prefetch_used(&self, n: u16) {
+        let size = usize::from(self.size);
+        let first = usize::from(self.next_used.0 & (self.size - 1));
+        let n = usize::from(n).min(size);
+        // The entries may wrap round to the ring's start: two runs of them.
+        let tail = n.min(size - first);
+        for (slot, count) in [(first, tail), (0, n - tail)] {
+            if count == 0 {
+                continue;
+            }
+            let start = self.used.wrapping_add(RING_HEADER + USED_ELEM_LEN * slot) as *const u8;
+            let end = start.wrapping_add(USED_ELEM_LEN * count - 1);
+            let mut line = start.wrapping_sub(start as usize % CACHE_LINE);
+            while line <= end {
+                prefetch(line, self.prefetch_writes);
+                line = line.wrapping_add(CACHE_LINE);
             }
         }
     }
